@@ -1,1 +1,301 @@
-fn main(){}
+//! `skd`: the command-line frontend. Thin by design: argument parsing, output formatting
+//! and exit codes; the work happens in the library crates.
+
+mod config;
+mod output;
+mod search_cmds;
+mod skill_cmds;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit codes scripts can rely on (documented in the README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Success.
+    Ok = 0,
+    /// The command ran but found nothing or found problems (no search hits, an invalid skill).
+    Negative = 1,
+    /// Bad command-line usage (clap's own code).
+    Usage = 2,
+    /// A named skill, version or file does not exist.
+    NotFound = 3,
+    /// The configuration is invalid.
+    Config = 4,
+    /// Any other failure (I/O, index).
+    Failure = 5,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e as u8)
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "skd",
+    version,
+    about = "Skill distillation: a searchable knowledge base and a versioned library of SKILL.md files",
+    long_about = "skd keeps a library of Agent Skills (SKILL.md files), validates them against the specification, \
+keeps every version, and searches them together with your markdown notes.\n\n\
+Start with `skd init`, put notes in ~/memories (or set `notes` in the config), then `skd index` and `skd search \"how do I ...\"`.",
+    after_help = "Exit codes: 0 ok, 1 nothing found / problems found, 2 usage error, 3 not found, 4 config error, 5 other failure.\n\
+Every listing command takes --json; the JSON shapes are documented in docs/json.md."
+)]
+struct Cli {
+    /// Config file (default: $XDG_CONFIG_HOME/skd/config.toml; env SKD_CONFIG).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Log more (-v info, -vv debug) to stderr; RUST_LOG works too.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write a default config file and create the skill library folder.
+    Init {
+        /// Overwrite an existing config file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Build or refresh the search index (incremental: only changed files are re-read).
+    Index(IndexArgs),
+    /// Search notes and skills. Any text is a valid query; "quoted words" match as a phrase.
+    Search(SearchArgs),
+    /// Print a note or skill file, the section around a line, or a line range.
+    Get(GetArgs),
+    /// Create, list, show, validate and version skills.
+    #[command(subcommand)]
+    Skill(SkillCommand),
+    /// Show the effective configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Args, Debug)]
+struct IndexArgs {
+    /// Rebuild from scratch instead of updating.
+    #[arg(long)]
+    full: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+struct SearchArgs {
+    /// What to look for (several words are joined).
+    #[arg(required = true, num_args = 1..)]
+    query: Vec<String>,
+    /// Only skills.
+    #[arg(long, conflicts_with = "notes")]
+    skills: bool,
+    /// Only notes.
+    #[arg(long)]
+    notes: bool,
+    /// Number of hits.
+    #[arg(short = 'n', long, default_value_t = 10)]
+    limit: usize,
+    /// Print hits as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct GetArgs {
+    /// PATH, PATH:LINE (the section containing LINE) or PATH:START-END. Relative paths are
+    /// also looked up in the notes folders and the skill library.
+    target: String,
+    /// Print as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum SkillCommand {
+    /// Create a new skill in the library (recorded as version 1).
+    New {
+        /// Lowercase letters, digits and hyphens, e.g. `pdf-extract`.
+        name: String,
+        /// What the skill does and when to use it.
+        #[arg(short, long)]
+        description: String,
+        /// Read the body (instructions) from this file instead of a template.
+        #[arg(long, value_name = "FILE")]
+        body_file: Option<PathBuf>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the skills of the library and the import folders.
+    List {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a skill's SKILL.md (or its parsed fields with --json).
+    Show {
+        /// Skill name.
+        name: String,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate skills against the Agent Skills specification (all problems, with lines).
+    Validate {
+        /// Skill names, skill folders or SKILL.md paths (default: every skill).
+        targets: Vec<String>,
+        /// Unknown frontmatter keys are errors, as in the reference validator.
+        #[arg(long)]
+        strict: bool,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the recorded versions of a skill.
+    History {
+        /// Skill name.
+        name: String,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what changed between versions. No version: latest recorded vs the file on disk
+    /// (or the previous version vs the latest, when they are equal). One: that version vs the
+    /// file on disk. Two: the first vs the second.
+    Diff {
+        /// Skill name.
+        name: String,
+        /// From this version (e.g. 3 or v3).
+        from: Option<String>,
+        /// To this version (`working` = the file on disk).
+        to: Option<String>,
+    },
+    /// Make an old version current again (recorded as a new version; nothing is lost).
+    Restore {
+        /// Skill name.
+        name: String,
+        /// The version to restore (e.g. 2 or v2).
+        version: String,
+        /// Print the new version as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy a skill from an import folder (or any folder) into the library.
+    Import {
+        /// A skill name found in an import folder, or a path to a skill folder.
+        source: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Print every setting with where it came from (default, file, env).
+    Show {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the path of the config file.
+    Path,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { Exit::Usage } else { Exit::Ok };
+            let _ = e.print();
+            return code.into();
+        }
+    };
+    init_logging(cli.verbose);
+    match run(cli) {
+        Ok(code) => code.into(),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            exit_for(&err).into()
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+fn exit_for(err: &anyhow::Error) -> Exit {
+    for cause in err.chain() {
+        if cause.downcast_ref::<config::ConfigError>().is_some() {
+            return Exit::Config;
+        }
+        if let Some(e) = cause.downcast_ref::<skill_core::Error>() {
+            return match e {
+                skill_core::Error::NotFound { .. } => Exit::NotFound,
+                skill_core::Error::Invalid { .. } | skill_core::Error::Parse { .. } => Exit::Negative,
+                _ => Exit::Failure,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<retrieval::Error>() {
+            return match e {
+                retrieval::Error::Core(skill_core::Error::NotFound { .. }) => Exit::NotFound,
+                _ => Exit::Failure,
+            };
+        }
+        if cause.downcast_ref::<output::NotFound>().is_some() {
+            return Exit::NotFound;
+        }
+    }
+    Exit::Failure
+}
+
+fn run(cli: Cli) -> Result<Exit> {
+    let config = config::Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Init { force } => skill_cmds::init(&config, force),
+        Command::Index(a) => search_cmds::index(&config, a.full, a.json, a.quiet),
+        Command::Search(a) => {
+            let scope = if a.skills {
+                skill_core::Scope::Skills
+            } else if a.notes {
+                skill_core::Scope::Notes
+            } else {
+                skill_core::Scope::All
+            };
+            search_cmds::search(&config, &a.query.join(" "), scope, a.limit, a.json)
+        }
+        Command::Get(a) => search_cmds::get(&config, &a.target, a.json),
+        Command::Skill(cmd) => match cmd {
+            SkillCommand::New { name, description, body_file, json } => skill_cmds::new(&config, &name, &description, body_file.as_deref(), json),
+            SkillCommand::List { json } => skill_cmds::list(&config, json),
+            SkillCommand::Show { name, json } => skill_cmds::show(&config, &name, json),
+            SkillCommand::Validate { targets, strict, json } => skill_cmds::validate(&config, &targets, strict, json),
+            SkillCommand::History { name, json } => skill_cmds::history(&config, &name, json),
+            SkillCommand::Diff { name, from, to } => skill_cmds::diff(&config, &name, from.as_deref(), to.as_deref()),
+            SkillCommand::Restore { name, version, json } => skill_cmds::restore(&config, &name, &version, json),
+            SkillCommand::Import { source, json } => skill_cmds::import(&config, &source, json),
+        },
+        Command::Config(ConfigCommand::Show { json }) => skill_cmds::config_show(&config, json),
+        Command::Config(ConfigCommand::Path) => {
+            println!("{}", config.config_file.display());
+            Ok(Exit::Ok)
+        }
+    }
+}

@@ -114,7 +114,10 @@ impl Skill {
         let close = text[close_at.0..close_at.1].to_string();
         let body = text[close_at.1..].to_string();
 
-        let data = parse_yaml(&frontmatter).map_err(|(line, msg)| err(1 + line, msg))?;
+        // An error found at the end of input (an unclosed bracket or quote) is reported on the
+        // last frontmatter line rather than on the closing delimiter.
+        let last_fm_line = count_lines(&frontmatter).max(1);
+        let data = parse_yaml(&frontmatter).map_err(|(line, msg)| err(1 + line.min(last_fm_line), msg))?;
         let data = match data {
             Pod::Hash(_) => data,
             Pod::Null => {

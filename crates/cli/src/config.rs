@@ -1,0 +1,214 @@
+//! `skd`'s configuration: a TOML file in the XDG config folder, overridden by environment
+//! variables, with defaults for everything.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The config file as written by users. Unknown keys are rejected so typos are caught.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    /// Folders of markdown notes to index.
+    pub notes: Option<Vec<String>>,
+    /// The writable skill library.
+    pub skills_dir: Option<String>,
+    /// Read-only folders other agents keep skills in.
+    pub import_skill_dirs: Option<Vec<String>>,
+    /// Where the search index lives.
+    pub index_dir: Option<String>,
+    /// Notes larger than this are skipped.
+    pub max_file_mb: Option<f64>,
+}
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// Built-in default.
+    Default,
+    /// The config file.
+    File,
+    /// An environment variable.
+    Env,
+}
+
+/// One effective setting, for `skd config show`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Setting<T> {
+    /// The value.
+    pub value: T,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// The config file that was (or would be) read.
+    pub config_file: PathBuf,
+    /// Whether that file exists.
+    pub config_file_exists: bool,
+    /// Notes folders.
+    pub notes: Setting<Vec<PathBuf>>,
+    /// Writable skill library.
+    pub skills_dir: Setting<PathBuf>,
+    /// Import folders.
+    pub import_skill_dirs: Setting<Vec<PathBuf>>,
+    /// Index folder.
+    pub index_dir: Setting<PathBuf>,
+    /// Size limit for notes, in bytes.
+    pub max_file_bytes: Setting<u64>,
+}
+
+/// The environment variables `skd` reads, documented in `skd config show` and the README.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("SKD_CONFIG", "path of the config file"),
+    ("SKD_NOTES", "notes folders, separated by ':'"),
+    ("SKD_SKILLS_DIR", "the writable skill library"),
+    ("SKD_IMPORT_SKILL_DIRS", "read-only skill folders, separated by ':' (empty: none)"),
+    ("SKD_INDEX_DIR", "where the search index is kept"),
+    ("SKD_MAX_FILE_MB", "skip notes larger than this many MB"),
+];
+
+fn home() -> Option<PathBuf> {
+    dirs::home_dir()
+}
+
+/// Expands a leading `~` and makes relative paths relative to `base`.
+pub fn expand(path: &str, base: &Path) -> PathBuf {
+    let p = if path == "~" {
+        home().unwrap_or_else(|| PathBuf::from("~"))
+    } else if let Some(rest) = path.strip_prefix("~/") {
+        home().map(|h| h.join(rest)).unwrap_or_else(|| PathBuf::from(path))
+    } else {
+        PathBuf::from(path)
+    };
+    if p.is_absolute() { p } else { base.join(p) }
+}
+
+/// The default config file path.
+pub fn default_config_file() -> PathBuf {
+    dirs::config_dir().unwrap_or_else(|| PathBuf::from(".config")).join("skd").join("config.toml")
+}
+
+impl Config {
+    /// Loads the config: `explicit` path (from `--config`) or `SKD_CONFIG` or the default
+    /// file; a missing default file is fine, a missing explicit one is an error.
+    pub fn load(explicit: Option<&Path>) -> Result<Config> {
+        let env = |k: &str| std::env::var_os(k);
+        let cwd = std::env::current_dir().context("cannot read the current folder")?;
+        let (config_file, must_exist) = match (explicit, env("SKD_CONFIG")) {
+            (Some(p), _) => (p.to_path_buf(), true),
+            (None, Some(p)) => (PathBuf::from(p), true),
+            (None, None) => (default_config_file(), false),
+        };
+        let exists = config_file.exists();
+        if must_exist && !exists {
+            return Err(ConfigError(format!("config file {} does not exist (`skd init` writes one)", config_file.display())).into());
+        }
+        let file: FileConfig = if exists {
+            let text = std::fs::read_to_string(&config_file)
+                .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", config_file.display())))?;
+            toml::from_str(&text).map_err(|e| ConfigError(format!("config file {}: {e}", config_file.display())))?
+        } else {
+            FileConfig::default()
+        };
+        let file_base = config_file.parent().map(Path::to_path_buf).unwrap_or_else(|| cwd.clone());
+
+        let notes = match (env("SKD_NOTES"), &file.notes) {
+            (Some(v), _) => Setting { value: std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).map(|p| expand(&p.to_string_lossy(), &cwd)).collect(), origin: Origin::Env },
+            (None, Some(list)) => Setting { value: list.iter().map(|p| expand(p, &file_base)).collect(), origin: Origin::File },
+            (None, None) => Setting { value: vec![expand("~/memories", &cwd)], origin: Origin::Default },
+        };
+        let skills_dir = match (env("SKD_SKILLS_DIR"), &file.skills_dir) {
+            (Some(v), _) => Setting { value: expand(&v.to_string_lossy(), &cwd), origin: Origin::Env },
+            (None, Some(p)) => Setting { value: expand(p, &file_base), origin: Origin::File },
+            (None, None) => Setting {
+                value: dirs::data_dir().unwrap_or_else(|| PathBuf::from(".local/share")).join("skd").join("skills"),
+                origin: Origin::Default,
+            },
+        };
+        let import_skill_dirs = match (env("SKD_IMPORT_SKILL_DIRS"), &file.import_skill_dirs) {
+            (Some(v), _) => Setting { value: std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).map(|p| expand(&p.to_string_lossy(), &cwd)).collect(), origin: Origin::Env },
+            (None, Some(list)) => Setting { value: list.iter().map(|p| expand(p, &cwd)).collect(), origin: Origin::File },
+            (None, None) => Setting {
+                value: skill_core::SkillLibrary::default_import_roots(&cwd, home().as_deref()),
+                origin: Origin::Default,
+            },
+        };
+        let index_dir = match (env("SKD_INDEX_DIR"), &file.index_dir) {
+            (Some(v), _) => Setting { value: expand(&v.to_string_lossy(), &cwd), origin: Origin::Env },
+            (None, Some(p)) => Setting { value: expand(p, &file_base), origin: Origin::File },
+            (None, None) => Setting {
+                value: dirs::cache_dir().unwrap_or_else(|| PathBuf::from(".cache")).join("skd").join("index"),
+                origin: Origin::Default,
+            },
+        };
+        let mb_to_bytes = |mb: f64, what: &str| -> Result<u64> {
+            if mb.is_finite() && mb > 0.0 {
+                Ok((mb * 1024.0 * 1024.0) as u64)
+            } else {
+                Err(ConfigError(format!("{what}: max_file_mb must be a positive number, got {mb}")).into())
+            }
+        };
+        let max_file_bytes = match (env("SKD_MAX_FILE_MB"), file.max_file_mb) {
+            (Some(v), _) => {
+                let s = v.to_string_lossy();
+                let mb: f64 = s.parse().map_err(|_| ConfigError(format!("SKD_MAX_FILE_MB must be a number, got `{s}`")))?;
+                Setting { value: mb_to_bytes(mb, "SKD_MAX_FILE_MB")?, origin: Origin::Env }
+            }
+            (None, Some(mb)) => Setting { value: mb_to_bytes(mb, &config_file.display().to_string())?, origin: Origin::File },
+            (None, None) => Setting { value: retrieval::DEFAULT_MAX_FILE_BYTES, origin: Origin::Default },
+        };
+        Ok(Config { config_file, config_file_exists: exists, notes, skills_dir, import_skill_dirs, index_dir, max_file_bytes })
+    }
+
+    /// The skill library these settings describe.
+    pub fn library(&self) -> skill_core::SkillLibrary {
+        skill_core::SkillLibrary::new(&self.skills_dir.value).with_import_roots(self.import_skill_dirs.value.clone())
+    }
+
+    /// What the indexer indexes.
+    pub fn sources(&self) -> retrieval::Sources {
+        retrieval::Sources {
+            note_roots: self.notes.value.clone(),
+            library: Some(self.library()),
+            max_file_bytes: self.max_file_bytes.value,
+        }
+    }
+}
+
+/// A problem with the configuration (exit code 4).
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The config file `skd init` writes.
+pub fn default_file_text(skills_dir: &Path) -> String {
+    format!(
+        r#"# skd configuration. Environment variables override these (see `skd config show`).
+
+# Folders of markdown notes that `skd index` indexes and `skd search` searches.
+notes = ["~/memories"]
+
+# The skill library: one folder per skill, each with a SKILL.md.
+skills_dir = "{}"
+
+# Read-only folders other agents keep skills in (relative paths are relative to the
+# folder skd runs in).
+import_skill_dirs = [".agents/skills", "~/.claude/skills", "~/.pi/agent/skills"]
+
+# Notes larger than this are skipped by the indexer.
+max_file_mb = 4
+"#,
+        skills_dir.display()
+    )
+}
