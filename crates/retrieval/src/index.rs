@@ -7,8 +7,8 @@ use skill_core::{Hit, NoteHit, RetrievalQuery, Retriever, Scope, Skill, SkillHit
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, UNIX_EPOCH};
-use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, BoostQuery, Occur, PhraseQuery, Query, TermQuery};
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{Bm25StatisticsProvider, BooleanQuery, BoostQuery, Occur, PhraseQuery, Query, TermQuery};
 use tantivy::schema::{
     Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
@@ -20,7 +20,7 @@ use tantivy::tokenizer::{
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 /// Bumped whenever the schema or the chunking changes; an index of another version is rebuilt.
-const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_VERSION: u32 = 2;
 const ANALYZER: &str = "skd_en";
 const MANIFEST: &str = "manifest.json";
 const WRITER_HEAP_BYTES: usize = 64 * 1024 * 1024;
@@ -174,7 +174,8 @@ struct Fields {
     headings: Field,
     name: Field,
     description: Field,
-    body: Field,
+    skill_body: Field,
+    note_body: Field,
     line_start: Field,
     line_end: Field,
 }
@@ -195,7 +196,8 @@ fn schema() -> (Schema, Fields) {
         headings: b.add_text_field("headings", text.clone()),
         name: b.add_text_field("name", text.clone()),
         description: b.add_text_field("description", text.clone()),
-        body: b.add_text_field("body", text),
+        skill_body: b.add_text_field("skill_body", text.clone()),
+        note_body: b.add_text_field("note_body", text),
         line_start: b.add_u64_field("line_start", STORED | INDEXED),
         line_end: b.add_u64_field("line_end", STORED),
     };
@@ -446,7 +448,7 @@ impl SearchIndex {
                 for h in &chunk.heading_path {
                     doc.add_text(f.headings, h);
                 }
-                doc.add_text(f.body, &chunk.text);
+                doc.add_text(f.note_body, &chunk.text);
                 doc.add_u64(f.line_start, chunk.line_start as u64);
                 doc.add_u64(f.line_end, chunk.line_end as u64);
                 doc
@@ -466,10 +468,10 @@ impl SearchIndex {
         let mut doc = TantivyDocument::default();
         doc.add_text(f.path, path_key(path));
         doc.add_text(f.kind, HitKind::Skill.as_str());
-        doc.add_text(f.title, &name);
+        // Skills set only skill fields: per-kind BM25 statistics rely on it.
         doc.add_text(f.name, &name);
         doc.add_text(f.description, skill.description());
-        doc.add_text(f.body, skill.body());
+        doc.add_text(f.skill_body, skill.body());
         doc.add_u64(f.line_start, 1);
         doc.add_u64(f.line_end, text.lines().count().max(1) as u64);
         Ok(doc)
@@ -477,40 +479,71 @@ impl SearchIndex {
 
     /// Searches with any user text: words are matched stemmed across all fields with their
     /// weights, `"quoted words"` as phrases; nothing the user types is a syntax error.
+    ///
+    /// Skills and notes are scored separately, each with the average field lengths of its own
+    /// kind (see `KindStatistics`), then merged by score.
     pub fn search(&self, text: &str, opts: &SearchOptions) -> Result<Vec<SearchHit>> {
-        let Some(query) = self.build_query(text, opts.scope) else {
-            return Ok(Vec::new());
+        let kinds: &[HitKind] = match opts.scope {
+            Scope::All => &[HitKind::Skill, HitKind::Note],
+            Scope::Skills => &[HitKind::Skill],
+            Scope::Notes => &[HitKind::Note],
         };
         let searcher = self.reader.searcher();
-        let top = searcher
-            .search(&*query, &TopDocs::with_limit(opts.limit.max(1)).order_by_score())
-            .map_err(|e| Error::tantivy(&self.dir, e))?;
-        let mut body_snippets = SnippetGenerator::create(&searcher, &*query, self.fields.body).map_err(|e| Error::tantivy(&self.dir, e))?;
-        body_snippets.set_max_num_chars(opts.snippet_chars);
-        let mut desc_snippets = SnippetGenerator::create(&searcher, &*query, self.fields.description).map_err(|e| Error::tantivy(&self.dir, e))?;
-        desc_snippets.set_max_num_chars(opts.snippet_chars);
+        let limit = opts.limit.max(1);
+        let mut scored: Vec<(f32, tantivy::DocAddress, HitKind)> = Vec::new();
+        let mut queries = Vec::new();
+        for &kind in kinds {
+            let Some(query) = self.build_query(text, kind) else {
+                return Ok(Vec::new());
+            };
+            let kind_filter = TermQuery::new(Term::from_field_text(self.fields.kind, kind.as_str()), IndexRecordOption::Basic);
+            let docs_of_kind = searcher.search(&kind_filter, &Count).map_err(|e| Error::tantivy(&self.dir, e))? as u64;
+            if docs_of_kind == 0 {
+                continue;
+            }
+            let stats = KindStatistics { searcher: &searcher, kind_docs: docs_of_kind, all_docs: searcher.total_num_docs().map_err(|e| Error::tantivy(&self.dir, e))? };
+            let top = searcher
+                .search_with_statistics_provider(&*query, &TopDocs::with_limit(limit).order_by_score(), &stats)
+                .map_err(|e| Error::tantivy(&self.dir, e))?;
+            scored.extend(top.into_iter().map(|(score, addr)| (score, addr, kind)));
+            queries.push((kind, query));
+        }
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        scored.truncate(limit);
 
-        let mut hits = Vec::with_capacity(top.len());
-        for (score, address) in top {
+        let mut generators = Vec::new();
+        for (kind, query) in &queries {
+            let fields: &[Field] = match kind {
+                HitKind::Skill => &[self.fields.description, self.fields.skill_body],
+                HitKind::Note => &[self.fields.note_body],
+            };
+            for &field in fields {
+                let mut generator = SnippetGenerator::create(&searcher, &**query, field).map_err(|e| Error::tantivy(&self.dir, e))?;
+                generator.set_max_num_chars(opts.snippet_chars);
+                generators.push((*kind, field, generator));
+            }
+        }
+
+        let mut hits = Vec::with_capacity(scored.len());
+        for (score, address, kind) in scored {
             let doc: TantivyDocument = searcher.doc(address).map_err(|e| Error::tantivy(&self.dir, e))?;
             let text_of = |field: Field| doc.get_first(field).and_then(|v| v.as_str()).unwrap_or("").to_string();
             let u64_of = |field: Field| doc.get_first(field).and_then(|v| v.as_u64()).unwrap_or(0) as usize;
-            let kind = if text_of(self.fields.kind) == "skill" { HitKind::Skill } else { HitKind::Note };
-            let mut snippet = body_snippets.snippet_from_doc(&doc);
-            if kind == HitKind::Skill {
-                let desc = desc_snippets.snippet_from_doc(&doc);
-                if !desc.is_empty() || snippet.is_empty() {
-                    snippet = desc;
+            // The first field (description before body for skills) with a highlighted match.
+            let snippet = generators
+                .iter()
+                .filter(|(k, _, _)| *k == kind)
+                .map(|(_, _, g)| g.snippet_from_doc(&doc))
+                .find(|s| !s.highlighted().is_empty());
+            let (snippet_text, highlights) = match snippet {
+                Some(s) => (s.fragment().to_string(), s.highlighted().iter().map(|r| [r.start, r.end]).collect()),
+                None => {
+                    let fallback = match kind {
+                        HitKind::Skill => text_of(self.fields.description),
+                        HitKind::Note => text_of(self.fields.note_body),
+                    };
+                    (truncate_chars(&fallback, opts.snippet_chars), Vec::new())
                 }
-            }
-            let (snippet_text, highlights) = if snippet.fragment().is_empty() {
-                let fallback = match kind {
-                    HitKind::Skill => text_of(self.fields.description),
-                    HitKind::Note => text_of(self.fields.body),
-                };
-                (truncate_chars(&fallback, opts.snippet_chars), Vec::new())
-            } else {
-                (snippet.fragment().to_string(), snippet.highlighted().iter().map(|r| [r.start, r.end]).collect())
             };
             let headings: Vec<String> = doc
                 .get_all(self.fields.headings)
@@ -520,7 +553,10 @@ impl SearchIndex {
                 kind,
                 score,
                 path: PathBuf::from(text_of(self.fields.path)),
-                title: text_of(self.fields.title),
+                title: match kind {
+                    HitKind::Skill => text_of(self.fields.name),
+                    HitKind::Note => text_of(self.fields.title),
+                },
                 name: (kind == HitKind::Skill).then(|| text_of(self.fields.name)),
                 description: (kind == HitKind::Skill).then(|| text_of(self.fields.description)),
                 heading_path: headings,
@@ -533,7 +569,8 @@ impl SearchIndex {
         Ok(hits)
     }
 
-    fn build_query(&self, text: &str, scope: Scope) -> Option<Box<dyn Query>> {
+    /// The query for one kind of document, over that kind's fields with their weights.
+    fn build_query(&self, text: &str, kind: HitKind) -> Option<Box<dyn Query>> {
         let (phrases, words) = split_phrases(text);
         let mut analyzer = analyzer();
         let mut tokens = |s: &str| {
@@ -550,15 +587,12 @@ impl SearchIndex {
             return None;
         }
         let f = &self.fields;
-        let weighted = [
-            (f.name, BOOST_SKILL_NAME),
-            (f.description, BOOST_SKILL_DESCRIPTION),
-            (f.title, BOOST_NOTE_TITLE),
-            (f.headings, BOOST_NOTE_HEADINGS),
-            (f.body, 1.0),
-        ];
+        let weighted: &[(Field, f32)] = match kind {
+            HitKind::Skill => &[(f.name, BOOST_SKILL_NAME), (f.description, BOOST_SKILL_DESCRIPTION), (f.skill_body, 1.0)],
+            HitKind::Note => &[(f.title, BOOST_NOTE_TITLE), (f.headings, BOOST_NOTE_HEADINGS), (f.note_body, 1.0)],
+        };
         let mut per_field: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        for (field, boost) in weighted {
+        for &(field, boost) in weighted {
             let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
             let mut seen = HashSet::new();
             for tok in &word_tokens {
@@ -578,17 +612,35 @@ impl SearchIndex {
             }
             per_field.push((Occur::Should, Box::new(BoostQuery::new(Box::new(BooleanQuery::new(clauses)), boost))));
         }
-        let matched: Box<dyn Query> = Box::new(BooleanQuery::new(per_field));
-        let kind = match scope {
-            Scope::All => return Some(matched),
-            Scope::Skills => HitKind::Skill,
-            Scope::Notes => HitKind::Note,
-        };
-        let filter = TermQuery::new(Term::from_field_text(f.kind, kind.as_str()), IndexRecordOption::Basic);
-        Some(Box::new(BooleanQuery::new(vec![
-            (Occur::Must, matched),
-            (Occur::Must, Box::new(BoostQuery::new(Box::new(filter), 0.0))),
-        ])))
+        Some(Box::new(BooleanQuery::new(per_field)))
+    }
+}
+
+/// BM25 statistics for one kind of document. The fields of a kind are only ever set on
+/// documents of that kind, so a field's token total is already per kind; BM25 divides it by
+/// the document count to get the average field length, which must be the kind's count, not
+/// the index's (thousands of short note chunks would otherwise make every skill description
+/// look long). The idf keeps the whole index's count: how informative a word is depends on
+/// the whole knowledge base. tantivy computes both from one count, so the token total is
+/// scaled to give the per-kind average with the global count.
+struct KindStatistics<'a> {
+    searcher: &'a tantivy::Searcher,
+    kind_docs: u64,
+    all_docs: u64,
+}
+
+impl Bm25StatisticsProvider for KindStatistics<'_> {
+    fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
+        let tokens = self.searcher.total_num_tokens(field)?;
+        Ok((tokens as u128 * self.all_docs as u128 / self.kind_docs.max(1) as u128) as u64)
+    }
+
+    fn total_num_docs(&self) -> tantivy::Result<u64> {
+        Ok(self.all_docs)
+    }
+
+    fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        self.searcher.doc_freq(term)
     }
 }
 

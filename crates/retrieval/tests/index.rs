@@ -92,7 +92,7 @@ fn skill_name_and_description_outrank_body_and_notes() {
     assert_eq!(report.added, 3);
     let hits = search(&index, "invoice parser", Scope::All);
     assert_eq!(hits[0].name.as_deref(), Some("invoice-parser"), "{hits:#?}");
-    assert!(hits.len() == 3);
+    assert_eq!(hits.len(), 3, "{hits:#?}");
     let skills_only = search(&index, "invoice", Scope::Skills);
     assert!(skills_only.iter().all(|h| h.kind == HitKind::Skill));
     assert_eq!(skills_only.len(), 2);

@@ -1,0 +1,326 @@
+//! `skd` end to end: the real binary on real folders, isolated from the user's config.
+
+use serde_json::Value;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Env {
+    tmp: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let env = Env { tmp: tempfile::tempdir().expect("tmp") };
+        for d in ["home/memories", "import", "work"] {
+            fs::create_dir_all(env.path(d)).expect("mkdir");
+        }
+        env
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.tmp.path().join(rel)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_skd"));
+        c.args(args)
+            .current_dir(self.path("work"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.path("home"))
+            .env("XDG_CONFIG_HOME", self.path("config"))
+            .env("XDG_CACHE_HOME", self.path("cache"))
+            .env("XDG_DATA_HOME", self.path("data"))
+            .env("SKD_IMPORT_SKILL_DIRS", self.path("import"));
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run skd")
+    }
+
+    /// Runs and checks the exit code; returns stdout.
+    fn ok(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "skd {args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+        stdout
+    }
+
+    fn json(&self, args: &[&str], code: i32) -> Value {
+        let stdout = self.ok(args, code);
+        let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("skd {args:?}: not JSON ({e}):\n{stdout}"));
+        assert_eq!(v["schema_version"], 1);
+        v
+    }
+
+    fn stderr(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(code), "skd {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn note(&self, rel: &str, text: &str) {
+        let p = self.path("home/memories").join(rel);
+        fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        fs::write(p, text).expect("write");
+    }
+
+    fn skills_dir(&self) -> PathBuf {
+        self.path("data/skd/skills")
+    }
+}
+
+#[test]
+fn help_and_version() {
+    let env = Env::new();
+    let help = env.ok(&["--help"], 0);
+    for cmd in ["init", "index", "search", "get", "skill", "config"] {
+        assert!(help.contains(cmd), "{help}");
+    }
+    assert!(help.contains("Exit codes"));
+    let skill_help = env.ok(&["skill", "--help"], 0);
+    for cmd in ["new", "list", "show", "validate", "history", "diff", "restore", "import"] {
+        assert!(skill_help.contains(cmd), "{skill_help}");
+    }
+    assert!(env.ok(&["--version"], 0).starts_with("skd "));
+    env.stderr(&["no-such-command"], 2);
+    env.stderr(&["search"], 2);
+}
+
+#[test]
+fn init_writes_config_and_folders_once() {
+    let env = Env::new();
+    let out = env.ok(&["init"], 0);
+    assert!(out.contains("wrote"), "{out}");
+    let cfg = env.path("config/skd/config.toml");
+    assert!(cfg.is_file());
+    assert!(env.skills_dir().is_dir());
+    fs::write(&cfg, format!("{}\n# mine\n", fs::read_to_string(&cfg).expect("read"))).expect("edit");
+    let again = env.ok(&["init"], 0);
+    assert!(again.contains("exists"), "{again}");
+    assert!(fs::read_to_string(&cfg).expect("read").contains("# mine"), "init must not overwrite");
+    let shown = env.json(&["config", "show", "--json"], 0);
+    assert_eq!(shown["config"]["config_file_exists"], true);
+    assert_eq!(shown["config"]["notes"]["origin"], "file");
+    assert_eq!(shown["config"]["import_skill_dirs"]["origin"], "env");
+    assert!(shown["environment"]["SKD_NOTES"].is_string());
+}
+
+#[test]
+fn skill_lifecycle_new_list_show_history_diff_restore() {
+    let env = Env::new();
+    let created = env.json(&["skill", "new", "pdf-extract", "-d", "Extract text from PDF files.", "--json"], 0);
+    assert_eq!(created["version"]["version"], 1);
+    let md = env.skills_dir().join("pdf-extract/SKILL.md");
+    assert!(md.is_file());
+    env.stderr(&["skill", "new", "pdf-extract", "-d", "again"], 5);
+    let err = env.stderr(&["skill", "new", "Bad_Name", "-d", "x"], 5);
+    assert!(err.contains("lowercase"), "{err}");
+
+    let list = env.json(&["skill", "list", "--json"], 0);
+    assert_eq!(list["skills"][0]["name"], "pdf-extract");
+    assert_eq!(list["skills"][0]["versions"], 1);
+    assert_eq!(list["skills"][0]["valid"], true);
+
+    let shown = env.ok(&["skill", "show", "pdf-extract"], 0);
+    assert_eq!(shown, fs::read_to_string(&md).expect("read"));
+    let shown = env.json(&["skill", "show", "pdf-extract", "--json"], 0);
+    assert_eq!(shown["frontmatter"]["description"], "Extract text from PDF files.");
+    assert_eq!(shown["working_copy"]["state"], "recorded");
+    env.stderr(&["skill", "show", "nope"], 3);
+
+    // a hand edit shows up in history and diff, and is kept when restoring
+    let original = fs::read_to_string(&md).expect("read");
+    fs::write(&md, original.replace("Extract text from PDF files.", "Extract text and tables from PDF files.")).expect("edit");
+    let history = env.json(&["skill", "history", "pdf-extract", "--json"], 0);
+    assert_eq!(history["working_copy"]["state"], "unrecorded");
+    let diff = env.ok(&["skill", "diff", "pdf-extract"], 1);
+    assert!(diff.contains("+description: Extract text and tables from PDF files."), "{diff}");
+    let restored = env.json(&["skill", "restore", "pdf-extract", "v1", "--json"], 0);
+    assert_eq!(restored["version"]["version"], 3);
+    assert_eq!(fs::read_to_string(&md).expect("read"), original);
+    let history = env.json(&["skill", "history", "pdf-extract", "--json"], 0);
+    let versions = history["versions"].as_array().expect("array");
+    assert_eq!(versions.len(), 3);
+    assert!(versions[1]["message"].as_str().expect("msg").contains("edited outside skd"));
+    let diff = env.ok(&["skill", "diff", "pdf-extract", "1", "2"], 1);
+    assert!(diff.contains("-description: Extract text from PDF files."), "{diff}");
+    assert_eq!(env.ok(&["skill", "diff", "pdf-extract", "1", "3"], 0).trim(), "no differences");
+    env.stderr(&["skill", "restore", "pdf-extract", "9"], 3);
+    env.stderr(&["skill", "restore", "pdf-extract", "latest"], 5);
+    let human = env.ok(&["skill", "history", "pdf-extract"], 0);
+    assert!(human.contains("v3") && human.contains("(current)"), "{human}");
+}
+
+#[test]
+fn validate_reports_all_problems_with_lines_and_exit_codes() {
+    let env = Env::new();
+    env.ok(&["skill", "new", "good-one", "-d", "Fine."], 0);
+    let bad_dir = env.skills_dir().join("bad-one");
+    fs::create_dir_all(&bad_dir).expect("mkdir");
+    fs::write(bad_dir.join("SKILL.md"), "---\nname: Bad_One\ndescription: \"\"\ncolour: red\n---\nbody\n").expect("write");
+
+    let out = env.ok(&["skill", "validate"], 1);
+    let path = bad_dir.join("SKILL.md");
+    assert!(out.contains(&format!("{}:2: error[name-format]", path.display())), "{out}");
+    assert!(out.contains(&format!("{}:3: error[description-empty]", path.display())), "{out}");
+    assert!(out.contains(&format!("{}:4: warning[unknown-key]", path.display())), "{out}");
+    assert!(out.contains("2 skill(s) checked: 1 invalid"), "{out}");
+
+    env.ok(&["skill", "validate", "good-one"], 0);
+    let v = env.json(&["skill", "validate", "good-one", "--json"], 0);
+    assert_eq!(v["files"][0]["valid"], true);
+
+    // strict mode turns unknown keys into errors
+    let extra = env.skills_dir().join("extra");
+    fs::create_dir_all(&extra).expect("mkdir");
+    fs::write(extra.join("SKILL.md"), "---\nname: extra\ndescription: d\nauthor: me\n---\nbody\n").expect("write");
+    env.ok(&["skill", "validate", "extra"], 0);
+    let strict = env.json(&["skill", "validate", "extra", "--strict", "--json"], 1);
+    assert_eq!(strict["files"][0]["diagnostics"][0]["severity"], "error");
+    assert_eq!(strict["files"][0]["diagnostics"][0]["line"], 4);
+
+    // paths work as targets, including a folder
+    env.ok(&["skill", "validate", extra.to_str().expect("utf8")], 0);
+    env.stderr(&["skill", "validate", "missing-skill"], 3);
+
+    // unparseable files
+    let broken = env.skills_dir().join("broken");
+    fs::create_dir_all(&broken).expect("mkdir");
+    fs::write(broken.join("SKILL.md"), b"\xff\xfe").expect("write");
+    let out = env.ok(&["skill", "validate", "broken"], 1);
+    assert!(out.contains("not valid UTF-8"), "{out}");
+}
+
+#[test]
+fn index_search_get_end_to_end() {
+    let env = Env::new();
+    env.note("ops/deploy.md", "# Deploy\n\nShip it.\n\n## Rollback\n\nRun kubectl rollout undo to roll back.\n");
+    env.note("cooking.md", "# Pasta\n\nBoil for nine minutes.\n");
+    env.ok(&["skill", "new", "k8s-rollback", "-d", "Roll back a Kubernetes deployment safely."], 0);
+
+    // search before any index builds it
+    let first = env.json(&["search", "roll back", "--json"], 0);
+    assert_eq!(first["hits"][0]["kind"], "skill", "{first:#}");
+    assert_eq!(first["hits"][0]["name"], "k8s-rollback");
+
+    let report = env.json(&["index", "--json"], 0);
+    assert_eq!(report["report"]["files_read"], 0, "nothing changed since the search built the index");
+    assert_eq!(report["report"]["files_indexed"], 3);
+
+    let notes = env.json(&["search", "rollout", "undo", "--notes", "--json"], 0);
+    let hit = &notes["hits"][0];
+    assert_eq!(hit["kind"], "note");
+    assert_eq!(hit["heading_path"], serde_json::json!(["Deploy", "Rollback"]));
+    assert_eq!(hit["line_start"], 5);
+    assert_eq!(hit["line_end"], 7);
+    assert!(hit["snippet"].as_str().expect("snippet").contains("rollout"));
+    assert_eq!(notes["hits"].as_array().expect("hits").len(), 1);
+
+    let skills = env.json(&["search", "pasta", "--skills", "--json"], 1);
+    assert_eq!(skills["hits"].as_array().expect("hits").len(), 0);
+    let human = env.ok(&["search", "boil", "pasta", "-n", "1"], 0);
+    assert!(human.contains("cooking.md:1-3"), "{human}");
+
+    for q in ["\"unbalanced", "a:b (c", "[]{}^~*?\\", "日本語"] {
+        let out = env.run(&["search", q]);
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{q}: {:?}", out);
+    }
+
+    // get: whole file, the section around a line, a range, JSON, and errors
+    let section = env.ok(&["get", "ops/deploy.md:6"], 0);
+    assert_eq!(section.trim_end(), "## Rollback\n\nRun kubectl rollout undo to roll back.");
+    let range = env.ok(&["get", "ops/deploy.md:1-3"], 0);
+    assert_eq!(range.trim_end(), "# Deploy\n\nShip it.");
+    let whole = env.json(&["get", "cooking.md", "--json"], 0);
+    assert_eq!(whole["line_end"], 3);
+    let via_hit = env.json(&["get", &format!("{}:{}", hit["path"].as_str().expect("path"), 5), "--json"], 0);
+    assert_eq!(via_hit["heading_path"], serde_json::json!(["Deploy", "Rollback"]));
+    assert!(env.ok(&["get", "k8s-rollback"], 0).contains("name: k8s-rollback"));
+    env.stderr(&["get", "nope.md"], 3);
+    env.stderr(&["get", "cooking.md:99"], 3);
+
+    // incremental: change one note
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    env.note("cooking.md", "# Pasta\n\nBoil for ten minutes, then drain.\n");
+    let report = env.json(&["index", "--json"], 0);
+    assert_eq!(report["report"]["files_read"], 1);
+    assert_eq!(report["report"]["updated"], 1);
+    env.json(&["search", "drain", "--json"], 0);
+}
+
+#[test]
+fn import_from_agent_folders() {
+    let env = Env::new();
+    let src = env.path("import/web-research");
+    fs::create_dir_all(src.join("references")).expect("mkdir");
+    fs::write(src.join("SKILL.md"), "---\nname: web-research\ndescription: Research a topic on the web.\n---\nSteps.\n").expect("write");
+    fs::write(src.join("references/sources.md"), "list").expect("write");
+    let list = env.json(&["skill", "list", "--json"], 0);
+    assert_eq!(list["skills"][0]["writable"], false);
+    env.stderr(&["skill", "restore", "web-research", "1"], 5);
+    let imported = env.json(&["skill", "import", "web-research", "--json"], 0);
+    assert_eq!(imported["version"]["version"], 1);
+    assert!(env.skills_dir().join("web-research/references/sources.md").is_file());
+    let list = env.json(&["skill", "list", "--json"], 0);
+    assert_eq!(list["skills"][0]["writable"], true);
+    assert_eq!(list["shadowed"].as_array().expect("arr").len(), 1);
+    let again = env.stderr(&["skill", "import", "web-research"], 5);
+    assert!(again.contains("already exists"), "{again}");
+}
+
+#[test]
+fn config_errors_and_env_overrides() {
+    let env = Env::new();
+    let cfg = env.path("custom.toml");
+    fs::write(&cfg, "notes = [\"notes-a\"]\nskils_dir = \"typo\"\n").expect("write");
+    let err = env.stderr(&["--config", cfg.to_str().expect("utf8"), "config", "show"], 4);
+    assert!(err.contains("custom.toml") && err.contains("skils_dir"), "{err}");
+    fs::write(&cfg, "notes = [\"notes-a\"]\nmax_file_mb = -1\n").expect("write");
+    env.stderr(&["--config", cfg.to_str().expect("utf8"), "config", "show"], 4);
+    env.stderr(&["--config", "/nonexistent.toml", "config", "show"], 4);
+
+    fs::write(&cfg, "notes = [\"notes-a\"]\n").expect("write");
+    let shown = env.json(&["--config", cfg.to_str().expect("utf8"), "config", "show", "--json"], 0);
+    assert_eq!(shown["config"]["notes"]["value"][0], env.path("notes-a").to_str().expect("utf8"));
+    let over = env.cmd(&["--config", cfg.to_str().expect("utf8"), "config", "show", "--json"]).env("SKD_NOTES", "/x:/y").env("SKD_MAX_FILE_MB", "2").output().expect("run");
+    let v: Value = serde_json::from_slice(&over.stdout).expect("json");
+    assert_eq!(v["config"]["notes"]["value"], serde_json::json!(["/x", "/y"]));
+    assert_eq!(v["config"]["notes"]["origin"], "env");
+    assert_eq!(v["config"]["max_file_bytes"]["value"], 2 * 1024 * 1024);
+    let bad = env.cmd(&["config", "show"]).env("SKD_MAX_FILE_MB", "lots").output().expect("run");
+    assert_eq!(bad.status.code(), Some(4));
+    assert_eq!(env.ok(&["config", "path"], 0).trim(), env.path("config/skd/config.toml").to_str().expect("utf8"));
+}
+
+#[test]
+fn two_processes_restoring_at_once_lose_no_version() {
+    let env = Env::new();
+    env.ok(&["skill", "new", "race", "-d", "first"], 0);
+    let md = env.skills_dir().join("race/SKILL.md");
+    fs::write(&md, "---\nname: race\ndescription: second\n---\nbody\n").expect("edit");
+    env.ok(&["skill", "restore", "race", "1"], 0); // v2 = hand edit, v3 = restore of v1
+    // Alternate between two contents so every restore records a version.
+    let mut children = Vec::new();
+    for i in 0..8 {
+        let v = if i % 2 == 0 { "2" } else { "3" };
+        children.push(env.cmd(&["skill", "restore", "race", v]).stdout(std::process::Stdio::null()).spawn().expect("spawn"));
+    }
+    for mut c in children {
+        assert!(c.wait().expect("wait").success());
+    }
+    let history = env.json(&["skill", "history", "race", "--json"], 0);
+    let versions: Vec<u64> = history["versions"].as_array().expect("arr").iter().map(|v| v["version"].as_u64().expect("n")).collect();
+    let n = versions.len() as u64;
+    assert_eq!(versions, (1..=n).collect::<Vec<_>>(), "version numbers are dense and unique");
+    assert!(n >= 4, "{versions:?}");
+    for v in &versions {
+        let p = env.skills_dir().join(format!("race/.history/v{v:04}.md"));
+        assert!(Path::new(&p).is_file(), "{p:?}");
+    }
+    // The file on disk is one of the recorded versions.
+    assert_eq!(history["working_copy"]["state"], "recorded");
+}
