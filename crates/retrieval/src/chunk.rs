@@ -66,7 +66,10 @@ pub fn chunk_markdown(text: &str, fallback_title: &str) -> ChunkedNote {
     for (i, (start, path)) in boundaries.iter().enumerate() {
         let end = boundaries.get(i + 1).map(|b| b.0).unwrap_or(text.len());
         let section = &text[*start..end];
-        if section.trim().is_empty() {
+        // A heading with no text of its own (directly followed by a subheading) is not a
+        // chunk: its title still reaches every subsection through the heading path.
+        let own_text = if path.is_empty() { section } else { section.split_once('\n').map(|(_, rest)| rest).unwrap_or("") };
+        if own_text.trim().is_empty() {
             continue;
         }
         for (piece_start, piece) in split_long(section, MAX_CHUNK_BYTES) {
@@ -184,6 +187,10 @@ mod tests {
     #[test]
     fn setext_headings_and_fallback_title() {
         let note = chunk_markdown("Setup\n-----\nbody\n", "my-note");
+        assert!(chunk_markdown("# Only a title\n", "x").chunks.is_empty());
+        let nested = chunk_markdown("# Top\n## Sub\ntext\n", "x");
+        assert_eq!(nested.chunks.len(), 1);
+        assert_eq!(nested.chunks[0].heading_path, vec!["Top", "Sub"]);
         assert_eq!(note.title, "my-note");
         assert_eq!(note.chunks.len(), 1);
         assert_eq!(note.chunks[0].heading_path, vec!["Setup"]);

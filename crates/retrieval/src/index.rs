@@ -20,7 +20,7 @@ use tantivy::tokenizer::{
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 /// Bumped whenever the schema or the chunking changes; an index of another version is rebuilt.
-const SCHEMA_VERSION: u32 = 2;
+const SCHEMA_VERSION: u32 = 3;
 const ANALYZER: &str = "skd_en";
 const MANIFEST: &str = "manifest.json";
 const WRITER_HEAP_BYTES: usize = 64 * 1024 * 1024;
