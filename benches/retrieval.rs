@@ -20,14 +20,11 @@ fn index_build(c: &mut Criterion) {
         write_skills(&corpus.path().join("skills"), 100, 11).expect("skills");
         let src = sources(&corpus.path().join("notes"), &corpus.path().join("skills"));
         group.bench_with_input(BenchmarkId::new("full", format!("{notes}_notes")), &src, |b, src| {
-            b.iter_with_setup(
-                tempfile::tempdir,
-                |dir| {
-                    let dir = dir.expect("tmp");
-                    let mut index = SearchIndex::open_or_create(dir.path()).expect("open");
-                    index.update(src, false, &mut |_| {}).expect("update")
-                },
-            )
+            b.iter_with_setup(tempfile::tempdir, |dir| {
+                let dir = dir.expect("tmp");
+                let mut index = SearchIndex::open_or_create(dir.path()).expect("open");
+                index.update(src, false, &mut |_| {}).expect("update")
+            })
         });
         // The common case: nothing changed since the last run.
         let dir = tempfile::tempdir().expect("tmp");
@@ -47,7 +44,9 @@ fn query_latency(c: &mut Criterion) {
     write_skills(&corpus.path().join("skills"), 100, 11).expect("skills");
     let dir = tempfile::tempdir().expect("tmp");
     let mut index = SearchIndex::open_or_create(dir.path()).expect("open");
-    index.update(&sources(&corpus.path().join("notes"), &corpus.path().join("skills")), false, &mut |_| {}).expect("update");
+    index
+        .update(&sources(&corpus.path().join("notes"), &corpus.path().join("skills")), false, &mut |_| {})
+        .expect("update");
     let chunks = index.num_chunks();
     let qs = queries(500, 3);
     let opts = SearchOptions::default();

@@ -22,8 +22,15 @@ async fn main() -> Result<()> {
             let notes = demo.path().join("notes");
             let skills = demo.path().join("skills");
             std::fs::create_dir_all(&notes)?;
-            std::fs::write(notes.join("deploy.md"), "# Deploy\n\n## Rollback\n\nRun `kubectl rollout undo deploy/web`.\n")?;
-            SkillLibrary::new(&skills).create("k8s-rollback", "Roll back a Kubernetes deployment safely.", "\n1. Check the rollout history.\n2. Undo to the last good revision.\n")?;
+            std::fs::write(
+                notes.join("deploy.md"),
+                "# Deploy\n\n## Rollback\n\nRun `kubectl rollout undo deploy/web`.\n",
+            )?;
+            SkillLibrary::new(&skills).create(
+                "k8s-rollback",
+                "Roll back a Kubernetes deployment safely.",
+                "\n1. Check the rollout history.\n2. Undo to the last good revision.\n",
+            )?;
             (notes, skills, "how do I roll back a deployment".to_string())
         }
     };
@@ -31,7 +38,12 @@ async fn main() -> Result<()> {
     let mut index = SearchIndex::open_or_create(&demo.path().join("index"))?;
     let sources = Sources { note_roots: vec![notes], library: Some(SkillLibrary::new(skills)), max_file_bytes: 0 };
     let report = index.update(&sources, false, &mut |_| {})?;
-    println!("indexed {} files ({} chunks), {} skipped", report.files_indexed, index.num_chunks(), report.skipped.len());
+    println!(
+        "indexed {} files ({} chunks), {} skipped",
+        report.files_indexed,
+        index.num_chunks(),
+        report.skipped.len()
+    );
 
     let retriever: Box<dyn Retriever> = Box::new(index);
     let hits = retriever.retrieve(&RetrievalQuery { text: question.clone(), limit: 5, scope: Scope::All }).await?;
@@ -39,7 +51,14 @@ async fn main() -> Result<()> {
     for hit in hits {
         match hit {
             Hit::Skill(s) => println!("  skill {:<24} {:>6.2}  {}", s.name, s.score, s.description),
-            Hit::Note(n) => println!("  note  {}:{}-{} [{}] {:>6.2}", n.path.display(), n.line_start, n.line_end, n.heading_path.join(" > "), n.score),
+            Hit::Note(n) => println!(
+                "  note  {}:{}-{} [{}] {:>6.2}",
+                n.path.display(),
+                n.line_start,
+                n.line_end,
+                n.heading_path.join(" > "),
+                n.score
+            ),
         }
     }
     Ok(())

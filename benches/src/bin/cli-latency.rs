@@ -44,6 +44,11 @@ fn main() -> Result<()> {
     }
     samples.sort_by(f64::total_cmp);
     let p = |x| skd_benches::percentile(&samples, x);
-    println!("skd search end to end, {runs} runs: p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms", p(50.0), p(95.0), p(100.0));
+    println!(
+        "skd search end to end, {runs} runs: p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
+        p(50.0),
+        p(95.0),
+        p(100.0)
+    );
     Ok(())
 }

@@ -105,7 +105,11 @@ impl Config {
         };
         let exists = config_file.exists();
         if must_exist && !exists {
-            return Err(ConfigError(format!("config file {} does not exist (`skd init` writes one)", config_file.display())).into());
+            return Err(ConfigError(format!(
+                "config file {} does not exist (`skd init` writes one)",
+                config_file.display()
+            ))
+            .into());
         }
         let file: FileConfig = if exists {
             let text = std::fs::read_to_string(&config_file)
@@ -117,8 +121,16 @@ impl Config {
         let file_base = config_file.parent().map(Path::to_path_buf).unwrap_or_else(|| cwd.clone());
 
         let notes = match (env("SKD_NOTES"), &file.notes) {
-            (Some(v), _) => Setting { value: std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).map(|p| expand(&p.to_string_lossy(), &cwd)).collect(), origin: Origin::Env },
-            (None, Some(list)) => Setting { value: list.iter().map(|p| expand(p, &file_base)).collect(), origin: Origin::File },
+            (Some(v), _) => Setting {
+                value: std::env::split_paths(&v)
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map(|p| expand(&p.to_string_lossy(), &cwd))
+                    .collect(),
+                origin: Origin::Env,
+            },
+            (None, Some(list)) => {
+                Setting { value: list.iter().map(|p| expand(p, &file_base)).collect(), origin: Origin::File }
+            }
             (None, None) => Setting { value: vec![expand("~/memories", &cwd)], origin: Origin::Default },
         };
         let skills_dir = match (env("SKD_SKILLS_DIR"), &file.skills_dir) {
@@ -130,8 +142,16 @@ impl Config {
             },
         };
         let import_skill_dirs = match (env("SKD_IMPORT_SKILL_DIRS"), &file.import_skill_dirs) {
-            (Some(v), _) => Setting { value: std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).map(|p| expand(&p.to_string_lossy(), &cwd)).collect(), origin: Origin::Env },
-            (None, Some(list)) => Setting { value: list.iter().map(|p| expand(p, &cwd)).collect(), origin: Origin::File },
+            (Some(v), _) => Setting {
+                value: std::env::split_paths(&v)
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map(|p| expand(&p.to_string_lossy(), &cwd))
+                    .collect(),
+                origin: Origin::Env,
+            },
+            (None, Some(list)) => {
+                Setting { value: list.iter().map(|p| expand(p, &cwd)).collect(), origin: Origin::File }
+            }
             (None, None) => Setting {
                 value: skill_core::SkillLibrary::default_import_roots(&cwd, home().as_deref()),
                 origin: Origin::Default,
@@ -155,13 +175,24 @@ impl Config {
         let max_file_bytes = match (env("SKD_MAX_FILE_MB"), file.max_file_mb) {
             (Some(v), _) => {
                 let s = v.to_string_lossy();
-                let mb: f64 = s.parse().map_err(|_| ConfigError(format!("SKD_MAX_FILE_MB must be a number, got `{s}`")))?;
+                let mb: f64 =
+                    s.parse().map_err(|_| ConfigError(format!("SKD_MAX_FILE_MB must be a number, got `{s}`")))?;
                 Setting { value: mb_to_bytes(mb, "SKD_MAX_FILE_MB")?, origin: Origin::Env }
             }
-            (None, Some(mb)) => Setting { value: mb_to_bytes(mb, &config_file.display().to_string())?, origin: Origin::File },
+            (None, Some(mb)) => {
+                Setting { value: mb_to_bytes(mb, &config_file.display().to_string())?, origin: Origin::File }
+            }
             (None, None) => Setting { value: retrieval::DEFAULT_MAX_FILE_BYTES, origin: Origin::Default },
         };
-        Ok(Config { config_file, config_file_exists: exists, notes, skills_dir, import_skill_dirs, index_dir, max_file_bytes })
+        Ok(Config {
+            config_file,
+            config_file_exists: exists,
+            notes,
+            skills_dir,
+            import_skill_dirs,
+            index_dir,
+            max_file_bytes,
+        })
     }
 
     /// The skill library these settings describe.

@@ -237,8 +237,10 @@ fn init_logging(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }
 
 fn exit_for(err: &anyhow::Error) -> Exit {
@@ -283,7 +285,9 @@ fn run(cli: Cli) -> Result<Exit> {
         }
         Command::Get(a) => search_cmds::get(&config, &a.target, a.json),
         Command::Skill(cmd) => match cmd {
-            SkillCommand::New { name, description, body_file, json } => skill_cmds::new(&config, &name, &description, body_file.as_deref(), json),
+            SkillCommand::New { name, description, body_file, json } => {
+                skill_cmds::new(&config, &name, &description, body_file.as_deref(), json)
+            }
             SkillCommand::List { json } => skill_cmds::list(&config, json),
             SkillCommand::Show { name, json } => skill_cmds::show(&config, &name, json),
             SkillCommand::Validate { targets, strict, json } => skill_cmds::validate(&config, &targets, strict, json),

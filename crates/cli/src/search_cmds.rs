@@ -1,8 +1,8 @@
 //! `skd index`, `skd search`, `skd get`.
 
+use crate::Exit;
 use crate::config::Config;
 use crate::output::{JSON_SCHEMA_VERSION, NotFound, highlight, one_line, print_json, stdout_is_tty};
-use crate::Exit;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use retrieval::{HitKind, IndexReport, Progress, SearchIndex, SearchOptions};
@@ -103,7 +103,8 @@ pub fn search(config: &Config, query: &str, scope: Scope, limit: usize, as_json:
                     println!("       {}", hit.path.display());
                 }
                 HitKind::Note => {
-                    let heading = if hit.heading_path.is_empty() { hit.title.clone() } else { hit.heading_path.join(" > ") };
+                    let heading =
+                        if hit.heading_path.is_empty() { hit.title.clone() } else { hit.heading_path.join(" > ") };
                     println!("note   {heading}  ({:.2})", hit.score);
                     println!("       {}:{}-{}", hit.path.display(), hit.line_start, hit.line_end);
                 }
@@ -139,7 +140,12 @@ fn resolve(config: &Config, path: &str) -> Option<PathBuf> {
     if p.is_file() {
         return Some(p);
     }
-    let roots = config.notes.value.iter().chain(std::iter::once(&config.skills_dir.value)).chain(config.import_skill_dirs.value.iter());
+    let roots = config
+        .notes
+        .value
+        .iter()
+        .chain(std::iter::once(&config.skills_dir.value))
+        .chain(config.import_skill_dirs.value.iter());
     for root in roots {
         let candidate = root.join(path);
         if candidate.is_file() {
@@ -156,7 +162,9 @@ fn resolve(config: &Config, path: &str) -> Option<PathBuf> {
 
 pub fn get(config: &Config, target: &str, as_json: bool) -> Result<Exit> {
     let (path, range) = parse_target(target);
-    let file = resolve(config, &path).ok_or_else(|| NotFound(format!("no file {path} (looked in the current folder, the notes folders and the skill library)")))?;
+    let file = resolve(config, &path).ok_or_else(|| {
+        NotFound(format!("no file {path} (looked in the current folder, the notes folders and the skill library)"))
+    })?;
     let text = skill_core::fsutil::read_utf8(&file).with_context(|| format!("cannot print {}", file.display()))?;
     let lines: Vec<&str> = text.lines().collect();
     let total = lines.len();

@@ -1,8 +1,8 @@
 //! `skd init`, `skd skill ...`, `skd config show`.
 
+use crate::Exit;
 use crate::config::{Config, ENV_VARS, default_file_text};
 use crate::output::{JSON_SCHEMA_VERSION, NotFound, print_json};
-use crate::Exit;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use skill_core::validate::is_valid;
@@ -26,7 +26,10 @@ pub fn init(config: &Config, force: bool) -> Result<Exit> {
             println!("created {}", dir.display());
         }
     }
-    println!("next: put markdown notes in {}, then `skd index`", config.notes.value.first().map(|p| p.display().to_string()).unwrap_or_default());
+    println!(
+        "next: put markdown notes in {}, then `skd index`",
+        config.notes.value.first().map(|p| p.display().to_string()).unwrap_or_default()
+    );
     Ok(Exit::Ok)
 }
 
@@ -87,12 +90,28 @@ pub fn list(config: &Config, as_json: bool) -> Result<Exit> {
         }))?;
     } else {
         if rows.is_empty() {
-            eprintln!("no skills in {} (create one with `skd skill new NAME -d DESCRIPTION`)", config.skills_dir.value.display());
+            eprintln!(
+                "no skills in {} (create one with `skd skill new NAME -d DESCRIPTION`)",
+                config.skills_dir.value.display()
+            );
         }
         for (entry, skill, diags, versions) in &rows {
-            let desc = skill.as_ref().map(|s| crate::output::one_line(s.description())).unwrap_or_else(|| "(unreadable: run `skd skill validate`)".into());
-            let desc: String = if desc.chars().count() > 80 { format!("{}...", desc.chars().take(77).collect::<String>()) } else { desc };
-            let flag = if !is_valid(diags) { " [invalid]" } else if !entry.writable { " [imported]" } else { "" };
+            let desc = skill
+                .as_ref()
+                .map(|s| crate::output::one_line(s.description()))
+                .unwrap_or_else(|| "(unreadable: run `skd skill validate`)".into());
+            let desc: String = if desc.chars().count() > 80 {
+                format!("{}...", desc.chars().take(77).collect::<String>())
+            } else {
+                desc
+            };
+            let flag = if !is_valid(diags) {
+                " [invalid]"
+            } else if !entry.writable {
+                " [imported]"
+            } else {
+                ""
+            };
             println!("{:<32} v{:<3} {desc}{flag}", entry.name, versions);
         }
         for s in &discovery.shadowed {
@@ -149,15 +168,20 @@ pub fn validate(config: &Config, targets: &[String], strict: bool, as_json: bool
     } else {
         targets.iter().map(|t| validate_target(config, t)).collect::<Result<_>>()?
     };
-    let results: Vec<(PathBuf, Vec<Diagnostic>)> = files.into_iter().map(|f| {
-        let (_, diags) = validate_file(&f, mode);
-        (f, diags)
-    }).collect();
+    let results: Vec<(PathBuf, Vec<Diagnostic>)> = files
+        .into_iter()
+        .map(|f| {
+            let (_, diags) = validate_file(&f, mode);
+            (f, diags)
+        })
+        .collect();
     let errors: usize = results.iter().map(|(_, d)| d.iter().filter(|x| x.severity == Severity::Error).count()).sum();
-    let warnings: usize = results.iter().map(|(_, d)| d.iter().filter(|x| x.severity == Severity::Warning).count()).sum();
+    let warnings: usize =
+        results.iter().map(|(_, d)| d.iter().filter(|x| x.severity == Severity::Warning).count()).sum();
     let invalid = results.iter().filter(|(_, d)| !is_valid(d)).count();
     if as_json {
-        let files: Vec<_> = results.iter().map(|(f, d)| json!({"path": f, "valid": is_valid(d), "diagnostics": d})).collect();
+        let files: Vec<_> =
+            results.iter().map(|(f, d)| json!({"path": f, "valid": is_valid(d), "diagnostics": d})).collect();
         print_json(&json!({
             "schema_version": JSON_SCHEMA_VERSION,
             "mode": if strict { "strict" } else { "lenient" },
@@ -255,7 +279,10 @@ pub fn diff(config: &Config, name: &str, from: Option<&str>, to: Option<&str>) -
 pub fn restore(config: &Config, name: &str, version: &str, as_json: bool) -> Result<Exit> {
     let (entry, store) = writable_store(config, name)?;
     if !entry.writable {
-        bail!("skill `{name}` is imported from {} and read-only; `skd skill import {name}` copies it into the library first", entry.root.display());
+        bail!(
+            "skill `{name}` is imported from {} and read-only; `skd skill import {name}` copies it into the library first",
+            entry.root.display()
+        );
     }
     let Revision::Version(v) = parse_revision(version)? else {
         bail!("restore needs a recorded version number");
@@ -274,7 +301,12 @@ pub fn import(config: &Config, source: &str, as_json: bool) -> Result<Exit> {
     let path = PathBuf::from(source);
     let entry = if path.is_dir() {
         let dir = if path.file_name().is_some_and(|n| n == ".") { std::env::current_dir()? } else { path.clone() };
-        let name = dir.canonicalize().unwrap_or(dir.clone()).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = dir
+            .canonicalize()
+            .unwrap_or(dir.clone())
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         SkillEntry { name, root: dir.parent().map(Path::to_path_buf).unwrap_or_default(), dir, writable: false }
     } else {
         let discovery = library.discover();
@@ -284,7 +316,18 @@ pub fn import(config: &Config, source: &str, as_json: bool) -> Result<Exit> {
             .chain(discovery.shadowed.iter())
             .find(|e| e.name == source && !e.writable)
             .cloned()
-            .ok_or_else(|| NotFound(format!("no skill `{source}` in the import folders ({})", config.import_skill_dirs.value.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))))?
+            .ok_or_else(|| {
+                NotFound(format!(
+                    "no skill `{source}` in the import folders ({})",
+                    config
+                        .import_skill_dirs
+                        .value
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?
     };
     let (_, diags) = validate_file(&entry.skill_md(), ValidationMode::Lenient);
     if !is_valid(&diags) {
@@ -301,18 +344,31 @@ pub fn import(config: &Config, source: &str, as_json: bool) -> Result<Exit> {
 
 pub fn config_show(config: &Config, as_json: bool) -> Result<Exit> {
     if as_json {
-        let env: serde_json::Map<String, serde_json::Value> = ENV_VARS.iter().map(|(k, d)| (k.to_string(), json!(d))).collect();
+        let env: serde_json::Map<String, serde_json::Value> =
+            ENV_VARS.iter().map(|(k, d)| (k.to_string(), json!(d))).collect();
         print_json(&json!({"schema_version": JSON_SCHEMA_VERSION, "config": config, "environment": env}))?;
         return Ok(Exit::Ok);
     }
     let origin = |o: crate::config::Origin| format!("{o:?}").to_lowercase();
-    println!("config file        {}{}", config.config_file.display(), if config.config_file_exists { "" } else { " (not present; defaults apply)" });
+    println!(
+        "config file        {}{}",
+        config.config_file.display(),
+        if config.config_file_exists { "" } else { " (not present; defaults apply)" }
+    );
     let list = |v: &[PathBuf]| v.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
     println!("notes              {}  [{}]", list(&config.notes.value), origin(config.notes.origin));
     println!("skills_dir         {}  [{}]", config.skills_dir.value.display(), origin(config.skills_dir.origin));
-    println!("import_skill_dirs  {}  [{}]", list(&config.import_skill_dirs.value), origin(config.import_skill_dirs.origin));
+    println!(
+        "import_skill_dirs  {}  [{}]",
+        list(&config.import_skill_dirs.value),
+        origin(config.import_skill_dirs.origin)
+    );
     println!("index_dir          {}  [{}]", config.index_dir.value.display(), origin(config.index_dir.origin));
-    println!("max_file_mb        {:.1}  [{}]", config.max_file_bytes.value as f64 / 1048576.0, origin(config.max_file_bytes.origin));
+    println!(
+        "max_file_mb        {:.1}  [{}]",
+        config.max_file_bytes.value as f64 / 1048576.0,
+        origin(config.max_file_bytes.origin)
+    );
     println!("\nenvironment overrides:");
     for (k, d) in ENV_VARS {
         println!("  {k:<22} {d}");

@@ -51,7 +51,8 @@ impl Env {
 
     fn json(&self, args: &[&str], code: i32) -> Value {
         let stdout = self.ok(args, code);
-        let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("skd {args:?}: not JSON ({e}):\n{stdout}"));
+        let v: Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("skd {args:?}: not JSON ({e}):\n{stdout}"));
         assert_eq!(v["schema_version"], 1);
         v
     }
@@ -134,7 +135,8 @@ fn skill_lifecycle_new_list_show_history_diff_restore() {
 
     // a hand edit shows up in history and diff, and is kept when restoring
     let original = fs::read_to_string(&md).expect("read");
-    fs::write(&md, original.replace("Extract text from PDF files.", "Extract text and tables from PDF files.")).expect("edit");
+    fs::write(&md, original.replace("Extract text from PDF files.", "Extract text and tables from PDF files."))
+        .expect("edit");
     let history = env.json(&["skill", "history", "pdf-extract", "--json"], 0);
     assert_eq!(history["working_copy"]["state"], "unrecorded");
     let diff = env.ok(&["skill", "diff", "pdf-extract"], 1);
@@ -161,7 +163,8 @@ fn validate_reports_all_problems_with_lines_and_exit_codes() {
     env.ok(&["skill", "new", "good-one", "-d", "Fine."], 0);
     let bad_dir = env.skills_dir().join("bad-one");
     fs::create_dir_all(&bad_dir).expect("mkdir");
-    fs::write(bad_dir.join("SKILL.md"), "---\nname: Bad_One\ndescription: \"\"\ncolour: red\n---\nbody\n").expect("write");
+    fs::write(bad_dir.join("SKILL.md"), "---\nname: Bad_One\ndescription: \"\"\ncolour: red\n---\nbody\n")
+        .expect("write");
 
     let out = env.ok(&["skill", "validate"], 1);
     let path = bad_dir.join("SKILL.md");
@@ -257,7 +260,11 @@ fn import_from_agent_folders() {
     let env = Env::new();
     let src = env.path("import/web-research");
     fs::create_dir_all(src.join("references")).expect("mkdir");
-    fs::write(src.join("SKILL.md"), "---\nname: web-research\ndescription: Research a topic on the web.\n---\nSteps.\n").expect("write");
+    fs::write(
+        src.join("SKILL.md"),
+        "---\nname: web-research\ndescription: Research a topic on the web.\n---\nSteps.\n",
+    )
+    .expect("write");
     fs::write(src.join("references/sources.md"), "list").expect("write");
     let list = env.json(&["skill", "list", "--json"], 0);
     assert_eq!(list["skills"][0]["writable"], false);
@@ -286,7 +293,12 @@ fn config_errors_and_env_overrides() {
     fs::write(&cfg, "notes = [\"notes-a\"]\n").expect("write");
     let shown = env.json(&["--config", cfg.to_str().expect("utf8"), "config", "show", "--json"], 0);
     assert_eq!(shown["config"]["notes"]["value"][0], env.path("notes-a").to_str().expect("utf8"));
-    let over = env.cmd(&["--config", cfg.to_str().expect("utf8"), "config", "show", "--json"]).env("SKD_NOTES", "/x:/y").env("SKD_MAX_FILE_MB", "2").output().expect("run");
+    let over = env
+        .cmd(&["--config", cfg.to_str().expect("utf8"), "config", "show", "--json"])
+        .env("SKD_NOTES", "/x:/y")
+        .env("SKD_MAX_FILE_MB", "2")
+        .output()
+        .expect("run");
     let v: Value = serde_json::from_slice(&over.stdout).expect("json");
     assert_eq!(v["config"]["notes"]["value"], serde_json::json!(["/x", "/y"]));
     assert_eq!(v["config"]["notes"]["origin"], "env");
@@ -307,13 +319,16 @@ fn two_processes_restoring_at_once_lose_no_version() {
     let mut children = Vec::new();
     for i in 0..8 {
         let v = if i % 2 == 0 { "2" } else { "3" };
-        children.push(env.cmd(&["skill", "restore", "race", v]).stdout(std::process::Stdio::null()).spawn().expect("spawn"));
+        children.push(
+            env.cmd(&["skill", "restore", "race", v]).stdout(std::process::Stdio::null()).spawn().expect("spawn"),
+        );
     }
     for mut c in children {
         assert!(c.wait().expect("wait").success());
     }
     let history = env.json(&["skill", "history", "race", "--json"], 0);
-    let versions: Vec<u64> = history["versions"].as_array().expect("arr").iter().map(|v| v["version"].as_u64().expect("n")).collect();
+    let versions: Vec<u64> =
+        history["versions"].as_array().expect("arr").iter().map(|v| v["version"].as_u64().expect("n")).collect();
     let n = versions.len() as u64;
     assert_eq!(versions, (1..=n).collect::<Vec<_>>(), "version numbers are dense and unique");
     assert!(n >= 4, "{versions:?}");

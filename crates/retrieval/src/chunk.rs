@@ -42,11 +42,8 @@ struct Heading {
 /// Splits `text` at headings. `fallback_title` is used when the note has no `# Title`.
 pub fn chunk_markdown(text: &str, fallback_title: &str) -> ChunkedNote {
     let headings = find_headings(text);
-    let title = headings
-        .iter()
-        .find(|h| h.level == 1)
-        .map(|h| h.text.clone())
-        .unwrap_or_else(|| fallback_title.to_string());
+    let title =
+        headings.iter().find(|h| h.level == 1).map(|h| h.text.clone()).unwrap_or_else(|| fallback_title.to_string());
     let line_starts = line_starts(text);
     let line_of = |offset: usize| line_starts.partition_point(|&s| s <= offset);
 
@@ -68,7 +65,8 @@ pub fn chunk_markdown(text: &str, fallback_title: &str) -> ChunkedNote {
         let section = &text[*start..end];
         // A heading with no text of its own (directly followed by a subheading) is not a
         // chunk: its title still reaches every subsection through the heading path.
-        let own_text = if path.is_empty() { section } else { section.split_once('\n').map(|(_, rest)| rest).unwrap_or("") };
+        let own_text =
+            if path.is_empty() { section } else { section.split_once('\n').map(|(_, rest)| rest).unwrap_or("") };
         if own_text.trim().is_empty() {
             continue;
         }
@@ -171,7 +169,8 @@ mod tests {
         let text = "intro line\n\n# Deploy\n\nsteps\n\n## Rollback\n\nundo it\n\n```sh\n# not a heading\n```\n\n# Other\ntext\n";
         let note = chunk_markdown(text, "file");
         assert_eq!(note.title, "Deploy");
-        let summary: Vec<_> = note.chunks.iter().map(|c| (c.heading_path.join(" > "), c.line_start, c.line_end)).collect();
+        let summary: Vec<_> =
+            note.chunks.iter().map(|c| (c.heading_path.join(" > "), c.line_start, c.line_end)).collect();
         assert_eq!(
             summary,
             vec![

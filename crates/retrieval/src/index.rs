@@ -14,8 +14,7 @@ use tantivy::schema::{
 };
 use tantivy::snippet::SnippetGenerator;
 use tantivy::tokenizer::{
-    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer,
-    StopWordFilter, TextAnalyzer,
+    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
 };
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
@@ -341,11 +340,16 @@ impl SearchIndex {
             if meta.len() > max_bytes {
                 report.skipped.push(Skipped {
                     path: path.clone(),
-                    reason: format!("too large ({:.1} MB; the limit is {:.1} MB, set max_file_mb)", mb(meta.len()), mb(max_bytes)),
+                    reason: format!(
+                        "too large ({:.1} MB; the limit is {:.1} MB, set max_file_mb)",
+                        mb(meta.len()),
+                        mb(max_bytes)
+                    ),
                 });
                 continue;
             }
-            let mtime_ns = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
+            let mtime_ns =
+                meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
             let previous = manifest.files.get(path).cloned();
             if let Some(prev) = &previous
                 && prev.size == meta.len()
@@ -496,12 +500,17 @@ impl SearchIndex {
             let Some(query) = self.build_query(text, kind) else {
                 return Ok(Vec::new());
             };
-            let kind_filter = TermQuery::new(Term::from_field_text(self.fields.kind, kind.as_str()), IndexRecordOption::Basic);
+            let kind_filter =
+                TermQuery::new(Term::from_field_text(self.fields.kind, kind.as_str()), IndexRecordOption::Basic);
             let docs_of_kind = searcher.search(&kind_filter, &Count).map_err(|e| Error::tantivy(&self.dir, e))? as u64;
             if docs_of_kind == 0 {
                 continue;
             }
-            let stats = KindStatistics { searcher: &searcher, kind_docs: docs_of_kind, all_docs: searcher.total_num_docs().map_err(|e| Error::tantivy(&self.dir, e))? };
+            let stats = KindStatistics {
+                searcher: &searcher,
+                kind_docs: docs_of_kind,
+                all_docs: searcher.total_num_docs().map_err(|e| Error::tantivy(&self.dir, e))?,
+            };
             let top = searcher
                 .search_with_statistics_provider(&*query, &TopDocs::with_limit(limit).order_by_score(), &stats)
                 .map_err(|e| Error::tantivy(&self.dir, e))?;
@@ -518,7 +527,8 @@ impl SearchIndex {
                 HitKind::Note => &[self.fields.note_body],
             };
             for &field in fields {
-                let mut generator = SnippetGenerator::create(&searcher, &**query, field).map_err(|e| Error::tantivy(&self.dir, e))?;
+                let mut generator =
+                    SnippetGenerator::create(&searcher, &**query, field).map_err(|e| Error::tantivy(&self.dir, e))?;
                 generator.set_max_num_chars(opts.snippet_chars);
                 generators.push((*kind, field, generator));
             }
@@ -545,10 +555,8 @@ impl SearchIndex {
                     (truncate_chars(&fallback, opts.snippet_chars), Vec::new())
                 }
             };
-            let headings: Vec<String> = doc
-                .get_all(self.fields.headings)
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect();
+            let headings: Vec<String> =
+                doc.get_all(self.fields.headings).filter_map(|v| v.as_str().map(String::from)).collect();
             hits.push(SearchHit {
                 kind,
                 score,
@@ -588,7 +596,9 @@ impl SearchIndex {
         }
         let f = &self.fields;
         let weighted: &[(Field, f32)] = match kind {
-            HitKind::Skill => &[(f.name, BOOST_SKILL_NAME), (f.description, BOOST_SKILL_DESCRIPTION), (f.skill_body, 1.0)],
+            HitKind::Skill => {
+                &[(f.name, BOOST_SKILL_NAME), (f.description, BOOST_SKILL_DESCRIPTION), (f.skill_body, 1.0)]
+            }
             HitKind::Note => &[(f.title, BOOST_NOTE_TITLE), (f.headings, BOOST_NOTE_HEADINGS), (f.note_body, 1.0)],
         };
         let mut per_field: Vec<(Occur, Box<dyn Query>)> = Vec::new();
@@ -597,7 +607,10 @@ impl SearchIndex {
             let mut seen = HashSet::new();
             for tok in &word_tokens {
                 if seen.insert(tok.clone()) {
-                    clauses.push((Occur::Should, Box::new(TermQuery::new(Term::from_field_text(field, tok), IndexRecordOption::WithFreqs))));
+                    clauses.push((
+                        Occur::Should,
+                        Box::new(TermQuery::new(Term::from_field_text(field, tok), IndexRecordOption::WithFreqs)),
+                    ));
                 }
             }
             for phrase in &phrase_tokens {
@@ -745,7 +758,10 @@ fn scan(sources: &Sources, skipped: &mut Vec<Skipped>, progress: &mut dyn FnMut(
                 }
                 continue;
             }
-            let is_md = entry.path().extension().is_some_and(|e| e.eq_ignore_ascii_case("md") || e.eq_ignore_ascii_case("markdown"));
+            let is_md = entry
+                .path()
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("md") || e.eq_ignore_ascii_case("markdown"));
             if !is_md || !entry.file_type().is_file() {
                 continue;
             }

@@ -15,9 +15,8 @@ pub mod chunk;
 mod index;
 
 pub use index::{
-    BOOST_NOTE_HEADINGS, BOOST_NOTE_TITLE, BOOST_SKILL_DESCRIPTION, BOOST_SKILL_NAME,
-    DEFAULT_MAX_FILE_BYTES, HitKind, IndexReport, Progress, SearchHit, SearchIndex, SearchOptions,
-    Skipped, Sources,
+    BOOST_NOTE_HEADINGS, BOOST_NOTE_TITLE, BOOST_SKILL_DESCRIPTION, BOOST_SKILL_NAME, DEFAULT_MAX_FILE_BYTES, HitKind,
+    IndexReport, Progress, SearchHit, SearchIndex, SearchOptions, Skipped, Sources,
 };
 
 use std::path::{Path, PathBuf};

@@ -24,7 +24,11 @@ impl Fixture {
     }
 
     fn sources(&self) -> Sources {
-        Sources { note_roots: vec![self.notes.clone()], library: Some(SkillLibrary::new(&self.skills)), max_file_bytes: 0 }
+        Sources {
+            note_roots: vec![self.notes.clone()],
+            library: Some(SkillLibrary::new(&self.skills)),
+            max_file_bytes: 0,
+        }
     }
 
     fn note(&self, rel: &str, text: &str) -> PathBuf {
@@ -126,10 +130,43 @@ fn any_user_text_is_a_valid_query() {
     f.note("a.md", "# Errors\n\nerror: file not found (ENOENT) in C++ code\n");
     let (index, _) = f.update();
     let nasty = [
-        "", "   ", "\"", "\"\"", "\"unbalanced", "a:b", "error: file", "title:foo", "(", ")", "[1 TO",
-        "{", "}", "^", "~2", "*", "?", "+", "-", "!", "AND", "OR NOT", "a AND", "\\", "C++", "100%",
-        "日本語のテキスト", "emoji 🚀 test", "'single'", "`code`", "<tag>", "&&", "||", "a\u{0}b",
-        "ENOENT)", "field:\"quoted value\"", &"x".repeat(10_000),
+        "",
+        "   ",
+        "\"",
+        "\"\"",
+        "\"unbalanced",
+        "a:b",
+        "error: file",
+        "title:foo",
+        "(",
+        ")",
+        "[1 TO",
+        "{",
+        "}",
+        "^",
+        "~2",
+        "*",
+        "?",
+        "+",
+        "-",
+        "!",
+        "AND",
+        "OR NOT",
+        "a AND",
+        "\\",
+        "C++",
+        "100%",
+        "日本語のテキスト",
+        "emoji 🚀 test",
+        "'single'",
+        "`code`",
+        "<tag>",
+        "&&",
+        "||",
+        "a\u{0}b",
+        "ENOENT)",
+        "field:\"quoted value\"",
+        &"x".repeat(10_000),
     ];
     for q in nasty {
         let result = index.search(q, &SearchOptions::default());
@@ -231,7 +268,17 @@ fn bad_input_is_skipped_and_reported() {
     let mut index = SearchIndex::open_or_create(&f.index_dir).expect("open");
     let sources = Sources { max_file_bytes: 1024 * 1024, ..f.sources() };
     let report = index.update(&sources, false, &mut |_| {}).expect("update never fails on bad files");
-    let reasons: Vec<String> = report.skipped.iter().map(|s| format!("{}: {}", s.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), s.reason)).collect();
+    let reasons: Vec<String> = report
+        .skipped
+        .iter()
+        .map(|s| {
+            format!(
+                "{}: {}",
+                s.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                s.reason
+            )
+        })
+        .collect();
     assert!(reasons.iter().any(|r| r.starts_with("binary.md: not valid UTF-8")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.starts_with("big.md: too large")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.starts_with("SKILL.md: invalid SKILL.md") && r.contains(":3:")), "{reasons:?}");

@@ -13,10 +13,7 @@ fn temp_path(dest: &Path) -> PathBuf {
     let unique = format!(
         ".{name}.tmp.{}.{}",
         std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
     );
     dest.with_file_name(unique)
 }

@@ -109,11 +109,8 @@ impl SkillLibrary {
                 continue;
             }
             let mut found = Vec::new();
-            let mut walker = walkdir::WalkDir::new(root)
-                .follow_links(true)
-                .max_depth(MAX_DEPTH)
-                .sort_by_file_name()
-                .into_iter();
+            let mut walker =
+                walkdir::WalkDir::new(root).follow_links(true).max_depth(MAX_DEPTH).sort_by_file_name().into_iter();
             loop {
                 let entry = match walker.next() {
                     None => break,
@@ -224,16 +221,15 @@ impl SkillLibrary {
         let markdown = crate::fsutil::read_utf8(&entry.skill_md())?;
         let new_entry = SkillEntry { name: entry.name.clone(), dir: dest, root: self.root.clone(), writable: true };
         // The copied SKILL.md is on disk already; recording it makes it version 1.
-        let info = VersionStore::new(&new_entry.dir).save(&markdown, &format!("imported from {}", entry.dir.display()))?;
+        let info =
+            VersionStore::new(&new_entry.dir).save(&markdown, &format!("imported from {}", entry.dir.display()))?;
         Ok((new_entry, info))
     }
 }
 
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     for entry in walkdir::WalkDir::new(from).follow_links(false) {
-        let entry = entry.map_err(|e| {
-            Error::io(e.path().unwrap_or(from), std::io::Error::other(e.to_string()))
-        })?;
+        let entry = entry.map_err(|e| Error::io(e.path().unwrap_or(from), std::io::Error::other(e.to_string())))?;
         let rel = entry.path().strip_prefix(from).unwrap_or(entry.path());
         if rel.components().any(|c| c.as_os_str() == ".history") {
             continue;

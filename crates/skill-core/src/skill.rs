@@ -16,8 +16,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The frontmatter keys the Agent Skills specification defines.
-pub const KNOWN_KEYS: &[&str] =
-    &["name", "description", "license", "compatibility", "metadata", "allowed-tools"];
+pub const KNOWN_KEYS: &[&str] = &["name", "description", "license", "compatibility", "metadata", "allowed-tools"];
 
 /// Typed view of the frontmatter. Fields are `None` when absent or of the wrong YAML type;
 /// [`crate::validate`] reports which.
@@ -84,10 +83,7 @@ impl Skill {
         if first_content != "---" {
             return Err(err(
                 1,
-                format!(
-                    "missing frontmatter: the first line must be `---`, found `{}`",
-                    truncate(first_content, 40)
-                ),
+                format!("missing frontmatter: the first line must be `---`, found `{}`", truncate(first_content, 40)),
             ));
         }
         // Find the closing delimiter: the next line that is exactly `---`. Anything after it,
@@ -96,10 +92,7 @@ impl Skill {
         let mut line_no = 2;
         let close_at = loop {
             if pos >= text.len() {
-                return Err(err(
-                    1,
-                    "frontmatter is never closed: add a line `---` after the YAML keys".into(),
-                ));
+                return Err(err(1, "frontmatter is never closed: add a line `---` after the YAML keys".into()));
             }
             let (line, next) = split_line(text, pos);
             if line.trim_end() == "---" {
@@ -121,16 +114,10 @@ impl Skill {
         let data = match data {
             Pod::Hash(_) => data,
             Pod::Null => {
-                return Err(err(
-                    2,
-                    "frontmatter is empty: it needs at least `name:` and `description:`".into(),
-                ));
+                return Err(err(2, "frontmatter is empty: it needs at least `name:` and `description:`".into()));
             }
             _ => {
-                return Err(err(
-                    2,
-                    "frontmatter must be a YAML mapping of `key: value` lines".into(),
-                ));
+                return Err(err(2, "frontmatter must be a YAML mapping of `key: value` lines".into()));
             }
         };
         let keys = top_level_keys(&frontmatter, 2);
@@ -146,12 +133,8 @@ impl Skill {
 
     /// Builds a new skill with the required fields and a body.
     pub fn new(name: &str, description: &str, body: &str) -> Skill {
-        let text = format!(
-            "---\nname: {}\ndescription: {}\n---\n{}",
-            yaml_scalar(name),
-            yaml_scalar(description),
-            body
-        );
+        let text =
+            format!("---\nname: {}\ndescription: {}\n---\n{}", yaml_scalar(name), yaml_scalar(description), body);
         // Built from escaped scalars, so it always parses.
         Skill::parse(&text, None).unwrap_or_else(|e| unreachable!("generated SKILL.md must parse: {e}"))
     }
@@ -208,9 +191,8 @@ impl Skill {
 
     /// The whole file; byte-identical to the parsed input when nothing was changed.
     pub fn to_markdown(&self) -> String {
-        let mut out = String::with_capacity(
-            self.open.len() + self.frontmatter.len() + self.close.len() + self.body.len() + 1,
-        );
+        let mut out =
+            String::with_capacity(self.open.len() + self.frontmatter.len() + self.close.len() + self.body.len() + 1);
         out.push_str(&self.open);
         out.push_str(&self.frontmatter);
         out.push_str(&self.close);
@@ -305,11 +287,7 @@ fn count_lines(s: &str) -> usize {
 }
 
 fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        format!("{}...", s.chars().take(max).collect::<String>())
-    }
+    if s.chars().count() <= max { s.to_string() } else { format!("{}...", s.chars().take(max).collect::<String>()) }
 }
 
 /// Parses YAML with gray_matter's engine; on failure returns (0-based line, message) from the
@@ -366,16 +344,12 @@ fn meta_from_pod(data: &Pod) -> SkillMeta {
         _ => BTreeMap::new(),
     };
     let allowed_tools = match pod_get(data, "allowed-tools") {
-        Pod::String(s) => Some(
-            s.split([' ', ','])
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(String::from)
-                .collect(),
-        ),
-        Pod::Array(items) => Some(
-            items.iter().filter_map(|p| if let Pod::String(s) = p { Some(s.clone()) } else { None }).collect(),
-        ),
+        Pod::String(s) => {
+            Some(s.split([' ', ',']).map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect())
+        }
+        Pod::Array(items) => {
+            Some(items.iter().filter_map(|p| if let Pod::String(s) = p { Some(s.clone()) } else { None }).collect())
+        }
         _ => None,
     };
     SkillMeta {
@@ -406,10 +380,7 @@ pub fn yaml_scalar(s: &str) -> String {
         && !s.contains(": ")
         && !s.contains(" #")
         && !s.ends_with(':')
-        && !s.starts_with([
-            '-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '%', '@',
-            '`',
-        ])
+        && !s.starts_with(['-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '%', '@', '`'])
         && !matches!(
             s.to_ascii_lowercase().as_str(),
             "true" | "false" | "yes" | "no" | "on" | "off" | "null" | "~" | "y" | "n"
@@ -483,7 +454,9 @@ mod tests {
 
     #[test]
     fn new_skill_escapes_scalars() {
-        for desc in ["plain words", "yes", "1.5", "a: b", "- dash", "#hash", "quote \" and \\", "multi\nline", " padded "] {
+        for desc in
+            ["plain words", "yes", "1.5", "a: b", "- dash", "#hash", "quote \" and \\", "multi\nline", " padded "]
+        {
             let s = Skill::new("x", desc, "body\n");
             assert_eq!(s.description(), desc, "{}", s.to_markdown());
         }
@@ -511,9 +484,11 @@ mod tests {
 
     #[test]
     fn allowed_tools_string_or_list() {
-        let s = Skill::parse("---\nname: a\ndescription: b\nallowed-tools: Bash(git:*) Read, Write\n---\n", None).expect("p");
+        let s = Skill::parse("---\nname: a\ndescription: b\nallowed-tools: Bash(git:*) Read, Write\n---\n", None)
+            .expect("p");
         assert_eq!(s.meta().allowed_tools.clone().expect("tools"), ["Bash(git:*)", "Read", "Write"]);
-        let s = Skill::parse("---\nname: a\ndescription: b\nallowed-tools:\n  - read_file\n  - shell\n---\n", None).expect("p");
+        let s = Skill::parse("---\nname: a\ndescription: b\nallowed-tools:\n  - read_file\n  - shell\n---\n", None)
+            .expect("p");
         assert_eq!(s.meta().allowed_tools.clone().expect("tools"), ["read_file", "shell"]);
     }
 }

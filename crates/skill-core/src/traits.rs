@@ -234,7 +234,11 @@ mod tests {
     #[async_trait]
     impl Tool for Echo {
         fn spec(&self) -> ToolSpec {
-            ToolSpec { name: "echo".into(), description: "echoes".into(), parameters: serde_json::json!({"type": "object"}) }
+            ToolSpec {
+                name: "echo".into(),
+                description: "echoes".into(),
+                parameters: serde_json::json!({"type": "object"}),
+            }
         }
         async fn call(&self, arguments: serde_json::Value) -> Result<ToolOutput> {
             Ok(ToolOutput { content: arguments.to_string(), is_error: false })
@@ -251,7 +255,8 @@ mod tests {
 
     #[test]
     fn hit_serializes_with_kind_tag() {
-        let hit = Hit::Skill(SkillHit { name: "a".into(), description: "d".into(), path: "a/SKILL.md".into(), score: 1.5 });
+        let hit =
+            Hit::Skill(SkillHit { name: "a".into(), description: "d".into(), path: "a/SKILL.md".into(), score: 1.5 });
         let json = serde_json::to_value(&hit).expect("json");
         assert_eq!(json["kind"], "skill");
         assert_eq!(json["name"], "a");

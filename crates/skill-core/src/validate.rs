@@ -218,10 +218,7 @@ pub fn validate_skill(skill: &Skill, mode: ValidationMode) -> Vec<Diagnostic> {
             skill.line_of("allowed-tools"),
             Severity::Error,
             "allowed-tools-type",
-            format!(
-                "`allowed-tools` must be a space-separated string or a list of strings, found {}",
-                pod_kind(other)
-            ),
+            format!("`allowed-tools` must be a space-separated string or a list of strings, found {}", pod_kind(other)),
         ),
     }
 
@@ -230,7 +227,9 @@ pub fn validate_skill(skill: &Skill, mode: ValidationMode) -> Vec<Diagnostic> {
         if !KNOWN_KEYS.contains(&key.key.as_str()) {
             let (severity, hint) = match mode {
                 ValidationMode::Lenient => (Severity::Warning, "ignored; put custom fields under `metadata`"),
-                ValidationMode::Strict => (Severity::Error, "not allowed in strict mode; put custom fields under `metadata`"),
+                ValidationMode::Strict => {
+                    (Severity::Error, "not allowed in strict mode; put custom fields under `metadata`")
+                }
             };
             let suggestion = KNOWN_KEYS
                 .iter()
@@ -285,19 +284,15 @@ pub fn name_problems(name: &str) -> Vec<String> {
         problems.push(format!("`name` is {chars} characters; at most {MAX_NAME_CHARS} allowed"));
     }
     let bad: Vec<char> = {
-        let mut v: Vec<char> = name
-            .chars()
-            .filter(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-            .collect();
+        let mut v: Vec<char> =
+            name.chars().filter(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')).collect();
         v.dedup();
         v
     };
     if !bad.is_empty() {
         let shown: String = bad.iter().take(8).map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ");
         let upper = if bad.iter().any(|c| c.is_uppercase()) { " (use lowercase)" } else { "" };
-        problems.push(format!(
-            "`name` may only contain lowercase letters, digits and hyphens; found {shown}{upper}"
-        ));
+        problems.push(format!("`name` may only contain lowercase letters, digits and hyphens; found {shown}{upper}"));
     }
     if name.starts_with('-') || name.ends_with('-') {
         problems.push("`name` must not start or end with a hyphen".to_string());

@@ -99,12 +99,8 @@ impl VersionStore {
         let dir = self.history_dir();
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let path = dir.join(".lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
+        let file =
+            OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
         file.lock().map_err(|e| Error::io(&path, e))?;
         Ok(file)
     }
@@ -121,7 +117,9 @@ impl VersionStore {
         for entry in entries {
             let entry = entry.map_err(|e| Error::io(&dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(n) = name.strip_prefix('v').and_then(|s| s.strip_suffix(".json")).and_then(|s| s.parse::<u32>().ok()) {
+            if let Some(n) =
+                name.strip_prefix('v').and_then(|s| s.strip_suffix(".json")).and_then(|s| s.parse::<u32>().ok())
+            {
                 numbers.push(n);
             }
         }
@@ -243,7 +241,11 @@ impl VersionStore {
         match latest {
             Some(info) if info.hash == hash => Ok(Some(info)),
             prev => {
-                let message = if prev.is_some() { "edited outside skd (recorded before the next save)" } else { "first recorded" };
+                let message = if prev.is_some() {
+                    "edited outside skd (recorded before the next save)"
+                } else {
+                    "first recorded"
+                };
                 Ok(Some(self.record_locked(&on_disk, message, prev)?))
             }
         }

@@ -37,7 +37,10 @@ fn valid_skills_have_no_problems() {
     let cases = [
         ("a", "name: a\ndescription: d"),
         ("pdf-extract", "name: pdf-extract\ndescription: Extract text from PDFs. Use when a PDF is mentioned."),
-        ("x1-2-y", "name: x1-2-y\ndescription: d\nlicense: Apache-2.0\ncompatibility: needs python3 and network access"),
+        (
+            "x1-2-y",
+            "name: x1-2-y\ndescription: d\nlicense: Apache-2.0\ncompatibility: needs python3 and network access",
+        ),
         ("m", "name: m\ndescription: d\nmetadata:\n  author: me\n  version: \"1.0\""),
         ("t", "name: t\ndescription: d\nallowed-tools: Bash(git:*) Read"),
         ("t2", "name: t2\ndescription: d\nallowed-tools:\n  - read_file\n  - write_file"),
