@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The project's test command (README, .ci/run): formatting, lints, then every test.
+# The project's test command (README, .ci/run): formatting, lints, then every test, with
+# real inference on SmolLM2-135M (pulled into the model cache first; a no-op once there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo run --locked -q -p skd-cli -- models pull smollm2-135m
 cargo test --workspace --locked

@@ -1,9 +1,66 @@
-//! The agent loop: Plan, Tool Call, Observe, Refine.
+//! The agent loop: Plan -> Tool Call -> Observe -> Refine.
 //!
-//! Given a task, the loop asks a [`Retriever`] for the skills and notes that fit, shows the
-//! [`Student`] the skill catalog, and runs it step by step over [`Tool`]s (built-ins, Rust
-//! functions, MCP servers) until a final answer, writing a JSONL transcript of every step.
-//! Today this crate only re-exports the traits it is generic over; the loop itself lands
-//! with the student work.
+//! Given a task, [`Agent::run`] asks a [`Retriever`] for the skills and notes that fit,
+//! shows the [`Student`] a catalog of the top skills (name and description) and the best
+//! note excerpts, and activates a skill directly when retrieval is confident or the caller
+//! names one; otherwise the model can load one with the `activate_skill` tool. Each step
+//! the model answers with one JSON object, constrained by a JSON schema to a valid call of a
+//! known tool or a final answer ([`protocol`]); a reply that still cannot be used becomes an
+//! observation the model can correct. Tools ([`tools`], [`mcp`]) run with a timeout, their
+//! output is truncated, and an active skill's `allowed-tools` limits what may be called.
+//! Every event goes to a JSONL transcript ([`transcript`]).
 
+mod agent;
+pub mod mcp;
+pub mod protocol;
+pub mod tools;
+pub mod transcript;
+
+pub use agent::{Agent, AgentConfig, RunOptions, RunOutcome};
 pub use skill_core::{Retriever, Student, Tool};
+pub use transcript::{Event, Outcome};
+
+use std::path::{Path, PathBuf};
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors that end a run (tool failures do not: they become observations).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file operation failed (transcript, workspace).
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The named skill does not exist.
+    #[error("skill `{0}` not found (`skd skill list` shows the skills there are)")]
+    SkillNotFound(String),
+    /// A skill file could not be read.
+    #[error("{0}")]
+    Skill(String),
+    /// Retrieval failed.
+    #[error("retrieval failed: {0}")]
+    Retrieval(String),
+    /// An MCP server could not be used.
+    #[error("MCP server `{server}`: {message}")]
+    Mcp {
+        /// The server's configured name.
+        server: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The agent was set up wrongly (duplicate tool names...).
+    #[error("{0}")]
+    Config(String),
+}
+
+impl Error {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io { path: path.to_path_buf(), source }
+    }
+}

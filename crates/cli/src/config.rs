@@ -19,6 +19,17 @@ pub struct FileConfig {
     pub index_dir: Option<String>,
     /// Notes larger than this are skipped.
     pub max_file_mb: Option<f64>,
+    /// The student: a known model id, a path to a .gguf file, or `URL#model` for an
+    /// OpenAI-compatible server.
+    pub student: Option<String>,
+    /// Where pulled models are cached.
+    pub models_dir: Option<String>,
+    /// Where run transcripts are written.
+    pub runs_dir: Option<String>,
+    /// Offer the `shell` tool to the agent.
+    pub allow_shell: Option<bool>,
+    /// MCP servers whose tools the agent may use.
+    pub mcp_servers: Option<Vec<agent_loop::mcp::McpServerConfig>>,
 }
 
 /// Where a setting's value came from.
@@ -59,6 +70,16 @@ pub struct Config {
     pub index_dir: Setting<PathBuf>,
     /// Size limit for notes, in bytes.
     pub max_file_bytes: Setting<u64>,
+    /// The student spec.
+    pub student: Setting<String>,
+    /// Model cache.
+    pub models_dir: Setting<PathBuf>,
+    /// Transcript folder.
+    pub runs_dir: Setting<PathBuf>,
+    /// Whether the agent gets a shell.
+    pub allow_shell: Setting<bool>,
+    /// MCP servers.
+    pub mcp_servers: Setting<Vec<agent_loop::mcp::McpServerConfig>>,
 }
 
 /// The environment variables `skd` reads, documented in `skd config show` and the README.
@@ -69,6 +90,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SKD_IMPORT_SKILL_DIRS", "read-only skill folders, separated by ':' (empty: none)"),
     ("SKD_INDEX_DIR", "where the search index is kept"),
     ("SKD_MAX_FILE_MB", "skip notes larger than this many MB"),
+    ("SKD_STUDENT", "the student: a model id (`skd models list`), a .gguf path, or URL#model"),
+    ("SKD_STUDENT_API_KEY", "API key for an OpenAI-compatible student (never logged)"),
+    ("SKD_MODELS_DIR", "where pulled models are cached"),
+    ("SKD_RUNS_DIR", "where run transcripts are written"),
 ];
 
 fn home() -> Option<PathBuf> {
@@ -184,6 +209,32 @@ impl Config {
             }
             (None, None) => Setting { value: retrieval::DEFAULT_MAX_FILE_BYTES, origin: Origin::Default },
         };
+        let student = match (env("SKD_STUDENT"), &file.student) {
+            (Some(v), _) => Setting { value: v.to_string_lossy().into_owned(), origin: Origin::Env },
+            (None, Some(s)) => Setting { value: s.clone(), origin: Origin::File },
+            (None, None) => Setting { value: student::models::QWEN_CODER_05B.to_string(), origin: Origin::Default },
+        };
+        let models_dir = match (env("SKD_MODELS_DIR"), &file.models_dir) {
+            (Some(v), _) => Setting { value: expand(&v.to_string_lossy(), &cwd), origin: Origin::Env },
+            (None, Some(p)) => Setting { value: expand(p, &file_base), origin: Origin::File },
+            (None, None) => Setting { value: student::models::ModelStore::default_dir(), origin: Origin::Default },
+        };
+        let runs_dir = match (env("SKD_RUNS_DIR"), &file.runs_dir) {
+            (Some(v), _) => Setting { value: expand(&v.to_string_lossy(), &cwd), origin: Origin::Env },
+            (None, Some(p)) => Setting { value: expand(p, &file_base), origin: Origin::File },
+            (None, None) => Setting {
+                value: dirs::data_dir().unwrap_or_else(|| PathBuf::from(".local/share")).join("skd").join("runs"),
+                origin: Origin::Default,
+            },
+        };
+        let allow_shell = match file.allow_shell {
+            Some(b) => Setting { value: b, origin: Origin::File },
+            None => Setting { value: false, origin: Origin::Default },
+        };
+        let mcp_servers = match &file.mcp_servers {
+            Some(list) => Setting { value: list.clone(), origin: Origin::File },
+            None => Setting { value: Vec::new(), origin: Origin::Default },
+        };
         Ok(Config {
             config_file,
             config_file_exists: exists,
@@ -192,6 +243,11 @@ impl Config {
             import_skill_dirs,
             index_dir,
             max_file_bytes,
+            student,
+            models_dir,
+            runs_dir,
+            allow_shell,
+            mcp_servers,
         })
     }
 
@@ -239,6 +295,19 @@ import_skill_dirs = [".agents/skills", "~/.claude/skills", "~/.pi/agent/skills"]
 
 # Notes larger than this are skipped by the indexer.
 max_file_mb = 4
+
+# The student that runs skills: a model id from `skd models list` (pulled on first use),
+# a path to a .gguf file, or an OpenAI-compatible server as "http://host:port/v1#model".
+student = "qwen2.5-coder-0.5b"
+
+# Let the agent run shell commands in its workspace (off by default).
+allow_shell = false
+
+# MCP servers whose tools the agent may call, launched over stdio:
+# [[mcp_servers]]
+# name = "skd"
+# command = "skd"
+# args = ["mcp"]
 "#,
         skills_dir.display()
     )

@@ -1,8 +1,11 @@
 //! `skd`: the command-line frontend. Thin by design: argument parsing, output formatting
 //! and exit codes; the work happens in the library crates.
 
+mod bench_cmds;
 mod config;
+mod mcp_server;
 mod output;
+mod run_cmds;
 mod search_cmds;
 mod skill_cmds;
 
@@ -76,6 +79,108 @@ enum Command {
     /// Show the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run a task with the local student: retrieve skills and notes, then Plan -> Tool Call ->
+    /// Observe -> Refine until an answer. Streams each step; writes a JSONL transcript.
+    Run(RunArgs),
+    /// Serve the local model as an OpenAI-compatible endpoint on 127.0.0.1.
+    Serve {
+        /// Model id (`skd models list`) or .gguf path (default: the configured student).
+        #[arg(long)]
+        model: Option<String>,
+        /// Port (0 picks a free one; the first line printed is the endpoint URL).
+        #[arg(long, default_value_t = 8089)]
+        port: u16,
+    },
+    /// List, pull and locate the models skd knows.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Serve the knowledge base and skill library as an MCP server over stdio.
+    Mcp,
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// The eval workload (prompts sharing one long skill prefix) through mistral.rs with and
+    /// without its prefix cache, sequential and concurrent, and through llama.cpp.
+    Student {
+        /// Model id or .gguf path.
+        #[arg(long, default_value = "qwen2.5-coder-0.5b")]
+        model: String,
+        /// Number of prompts.
+        #[arg(long, default_value_t = 8)]
+        prompts: usize,
+        /// Approximate tokens of the shared system prompt.
+        #[arg(long, default_value_t = 510)]
+        prefix_tokens: usize,
+        /// Tokens generated per prompt.
+        #[arg(long, default_value_t = 16)]
+        max_tokens: u32,
+        /// CPU threads for llama.cpp (mistral.rs uses all cores).
+        #[arg(long, default_value_t = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))]
+        threads: usize,
+        /// Python with llama-cpp-python, for the reference (`scripts/install-llama-cpp.sh` prints one).
+        #[arg(long)]
+        python: Option<String>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// The task, in words.
+    #[arg(required = true, num_args = 1..)]
+    task: Vec<String>,
+    /// Activate this skill before the first step.
+    #[arg(long)]
+    skill: Option<String>,
+    /// Student: model id, .gguf path, or URL#model of an OpenAI-compatible server
+    /// (default: config `student`).
+    #[arg(long)]
+    student: Option<String>,
+    /// Model calls allowed before giving up.
+    #[arg(long, default_value_t = 8)]
+    max_steps: usize,
+    /// Token limit per model call.
+    #[arg(long, default_value_t = 256)]
+    max_tokens: u32,
+    /// Folder the file tools work in (default: the current folder).
+    #[arg(long)]
+    workspace: Option<PathBuf>,
+    /// Print the transcript events as JSON lines instead of the human view.
+    #[arg(long)]
+    json: bool,
+    /// Do not write a transcript file.
+    #[arg(long)]
+    no_transcript: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum ModelsCommand {
+    /// The known models and whether they are pulled.
+    List {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download, assemble and verify models (default: the configured student). A no-op when
+    /// the file is there.
+    Pull {
+        /// Model ids.
+        ids: Vec<String>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print where a model's file is (exit 1 when it is not pulled yet).
+    Path {
+        /// Model id.
+        id: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -301,5 +406,37 @@ fn run(cli: Cli) -> Result<Exit> {
             println!("{}", config.config_file.display());
             Ok(Exit::Ok)
         }
+        Command::Models(ModelsCommand::List { json }) => run_cmds::models_list(&config, json),
+        Command::Models(ModelsCommand::Pull { ids, json }) => run_cmds::models_pull(&config, &ids, json),
+        Command::Models(ModelsCommand::Path { id }) => run_cmds::models_path(&config, &id),
+        Command::Run(a) => runtime()?.block_on(run_cmds::run(
+            &config,
+            run_cmds::RunArgs {
+                task: a.task.join(" "),
+                skill: a.skill,
+                student: a.student,
+                max_steps: a.max_steps,
+                max_tokens: a.max_tokens,
+                workspace: a.workspace,
+                json: a.json,
+                no_transcript: a.no_transcript,
+            },
+        )),
+        Command::Serve { model, port } => runtime()?.block_on(run_cmds::serve(&config, model.as_deref(), port)),
+        Command::Bench(BenchCommand::Student { model, prompts, prefix_tokens, max_tokens, threads, python, json }) => {
+            runtime()?.block_on(bench_cmds::bench_student(
+                &config,
+                bench_cmds::BenchArgs { model, prompts, prefix_tokens, max_tokens, threads, python, json },
+            ))
+        }
+        Command::Mcp => runtime()?.block_on(async {
+            mcp_server::serve(config).await?;
+            Ok(Exit::Ok)
+        }),
     }
+}
+
+/// mistral.rs needs a multi-threaded runtime (it blocks in place while warming up).
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }

@@ -1,0 +1,224 @@
+//! The run transcript: one JSON object per line, written as the run happens, so a crash
+//! still leaves everything up to the last step. Its schema is documented in
+//! `docs/transcript.md`; the nightly mining job reads these files.
+
+use crate::{Error, Result};
+use serde::Serialize;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Version of the transcript schema, in every `start` event.
+pub const TRANSCRIPT_SCHEMA_VERSION: u32 = 1;
+
+/// A retrieved skill, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct RetrievedSkill {
+    /// Skill name.
+    pub name: String,
+    /// Retrieval score.
+    pub score: f32,
+}
+
+/// A retrieved note section, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct RetrievedNote {
+    /// `path:start-end`.
+    pub source: String,
+    /// Heading path.
+    pub heading_path: Vec<String>,
+    /// Retrieval score.
+    pub score: f32,
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The model gave a final answer.
+    Answered,
+    /// The step budget ran out first.
+    StepBudgetExhausted,
+    /// The model backend failed (timeout, server down).
+    ModelError,
+}
+
+/// One line of the transcript.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The run began.
+    Start {
+        /// Transcript schema version.
+        schema_version: u32,
+        /// Unique id of the run (also the file name).
+        run_id: String,
+        /// RFC 3339 UTC time.
+        time: String,
+        /// The task as given.
+        task: String,
+        /// The student's model id.
+        student: String,
+        /// Step budget.
+        max_steps: usize,
+        /// Tools offered.
+        tools: Vec<String>,
+    },
+    /// What retrieval returned for the task.
+    Retrieved {
+        /// Skills, best first.
+        skills: Vec<RetrievedSkill>,
+        /// Note sections, best first.
+        notes: Vec<RetrievedNote>,
+    },
+    /// A skill's instructions were loaded.
+    SkillActivated {
+        /// Step (0 = before the first model call).
+        step: usize,
+        /// Skill name.
+        name: String,
+        /// `requested` (--skill), `confident` (retrieval), or `tool` (the model asked).
+        reason: String,
+        /// blake3 of the SKILL.md used.
+        content_hash: String,
+    },
+    /// One model call.
+    ModelCall {
+        /// 1-based step.
+        step: usize,
+        /// Prompt tokens.
+        prompt_tokens: u32,
+        /// Generated tokens.
+        completion_tokens: u32,
+        /// Wall-clock milliseconds.
+        elapsed_ms: u64,
+        /// Backend's finish reason.
+        finish_reason: String,
+        /// What the model replied.
+        output: String,
+    },
+    /// A reply that could not be used; the error went back to the model as an observation.
+    InvalidReply {
+        /// Step.
+        step: usize,
+        /// Why.
+        error: String,
+    },
+    /// One tool call and its result.
+    ToolCall {
+        /// Step.
+        step: usize,
+        /// Tool name.
+        tool: String,
+        /// Arguments as given.
+        arguments: serde_json::Value,
+        /// False when the tool failed, timed out, was unknown or denied.
+        ok: bool,
+        /// True when the active skill's `allowed-tools` forbade it.
+        denied: bool,
+        /// The observation shown to the model (truncated as shown).
+        output: String,
+        /// Wall-clock milliseconds.
+        elapsed_ms: u64,
+    },
+    /// The run ended.
+    Finish {
+        /// How.
+        outcome: Outcome,
+        /// The final answer, if any.
+        answer: Option<String>,
+        /// Model calls made.
+        steps: usize,
+        /// Total prompt tokens.
+        prompt_tokens: u64,
+        /// Total generated tokens.
+        completion_tokens: u64,
+        /// Wall-clock milliseconds of the whole run.
+        elapsed_ms: u64,
+        /// The backend's error, for `model_error`.
+        error: Option<String>,
+    },
+}
+
+/// Appends events to a JSONL file, redacting secrets.
+pub struct TranscriptWriter {
+    path: PathBuf,
+    file: File,
+    secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for TranscriptWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TranscriptWriter").field("path", &self.path).finish()
+    }
+}
+
+impl TranscriptWriter {
+    /// Creates `<dir>/<run_id>.jsonl`. Secrets from the environment and `extra_secrets`
+    /// are redacted from every line.
+    pub fn create(dir: &Path, run_id: &str, extra_secrets: &[String]) -> Result<TranscriptWriter> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let path = dir.join(format!("{run_id}.jsonl"));
+        let file = OpenOptions::new().create_new(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
+        let mut secrets = secrets_in(std::env::vars());
+        secrets.extend(extra_secrets.iter().filter(|s| !s.is_empty()).cloned());
+        Ok(TranscriptWriter { path, file, secrets })
+    }
+
+    /// Where the transcript is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes one event as one line and flushes it.
+    pub fn write(&mut self, event: &Event) -> Result<()> {
+        let mut line = serde_json::to_string(event).map_err(|e| Error::Config(format!("transcript: {e}")))?;
+        for secret in &self.secrets {
+            if line.contains(secret.as_str()) {
+                line = line.replace(secret.as_str(), "[REDACTED]");
+            }
+        }
+        line.push('\n');
+        self.file.write_all(line.as_bytes()).map_err(|e| Error::io(&self.path, e))?;
+        self.file.flush().map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// Values of environment variables that hold secrets (names containing KEY, TOKEN, SECRET,
+/// PASSWORD or CREDENTIAL), long enough not to match ordinary words.
+fn secrets_in(vars: impl Iterator<Item = (String, String)>) -> Vec<String> {
+    vars.filter(|(k, v)| {
+        let k = k.to_ascii_uppercase();
+        ["KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL"].iter().any(|w| k.contains(w)) && v.len() >= 8
+    })
+    .map(|(_, v)| v)
+    .collect()
+}
+
+/// Reads a transcript back (for tests and the mining job).
+pub fn read_transcript(path: &Path) -> Result<Vec<Event>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).map_err(|e| Error::Config(format!("{}:{}: {e}", path.display(), i + 1))))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::secrets_in;
+
+    #[test]
+    fn secret_looking_variables_are_collected() {
+        let vars = [
+            ("OPENAI_API_KEY", "sk-abcdefgh12345"),
+            ("GITHUB_TOKEN", "ghp_0123456789"),
+            ("DB_PASSWORD", "short"),
+            ("HOME", "/home/someone-long-path"),
+            ("my_secret", "value-long-enough"),
+        ];
+        let found = secrets_in(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        assert_eq!(found, ["sk-abcdefgh12345", "ghp_0123456789", "value-long-enough"]);
+    }
+}

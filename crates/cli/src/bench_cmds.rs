@@ -1,0 +1,230 @@
+//! `skd bench student`: the eval workload (many prompts sharing one long skill prefix) through
+//! mistral.rs in several configurations, and through llama.cpp on the same GGUF file.
+
+use crate::Exit;
+use crate::config::Config;
+use crate::output::{JSON_SCHEMA_VERSION, print_json};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use serde_json::json;
+use skill_core::{ChatMessage, CompletionRequest, Role};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+use student::{MistralRsOptions, MistralRsStudent};
+
+/// A skill-like system prompt: the shape of what the eval workload shares across prompts.
+const SKILL_PARAGRAPH: &str = "When the task asks you to evaluate a Boolean expression, work from the innermost parentheses outwards. \
+Replace each `not True` with False and each `not False` with True before anything else. Then evaluate every `and` \
+from left to right: the result is True only when both sides are True. Then evaluate every `or` from left to right: \
+the result is True when either side is True. Write each intermediate expression on its own line so the reader can \
+check it, and finish with the single word True or False. ";
+
+/// Options of the benchmark.
+#[derive(Debug)]
+pub struct BenchArgs {
+    pub model: String,
+    pub prompts: usize,
+    pub prefix_tokens: usize,
+    pub max_tokens: u32,
+    pub threads: usize,
+    pub python: Option<String>,
+    pub json: bool,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct ModeResult {
+    mode: String,
+    wall_s: f64,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    prefill_tok_s: Option<f64>,
+    decode_tok_s: Option<f64>,
+}
+
+fn workload(prompts: usize, prefix_tokens: usize) -> (String, Vec<String>) {
+    // About 4 characters per token for English text.
+    let mut system = String::from("You are a careful assistant. Follow this skill exactly.\n\n");
+    while system.len() < prefix_tokens * 4 {
+        system.push_str(SKILL_PARAGRAPH);
+    }
+    let values = ["True", "False"];
+    let prompts = (0..prompts)
+        .map(|i| {
+            let (a, b, c) = (values[i % 2], values[(i / 2) % 2], values[(i / 4) % 2]);
+            format!("Evaluate: not ( {a} and {b} ) or {c}. Case {i}.")
+        })
+        .collect();
+    (system, prompts)
+}
+
+fn request(system: &str, prompt: &str, max_tokens: u32) -> CompletionRequest {
+    let mut r =
+        CompletionRequest::new(vec![ChatMessage::new(Role::System, system), ChatMessage::new(Role::User, prompt)]);
+    r.max_tokens = max_tokens;
+    r
+}
+
+async fn run_mistral(
+    path: &Path,
+    label: &str,
+    options: MistralRsOptions,
+    concurrent: bool,
+    system: &str,
+    prompts: &[String],
+    max_tokens: u32,
+) -> Result<ModeResult> {
+    let student = Arc::new(MistralRsStudent::load(path, options).await?);
+    // Warm-up outside the timing: page the weights in (a different prompt: no prefix help).
+    student.complete_timed(&request("Hi.", "Hi.", 1)).await?;
+    let mut result = ModeResult { mode: label.to_string(), ..ModeResult::default() };
+    let (mut prefill_s, mut decode_s) = (0f64, 0f64);
+    let started = Instant::now();
+    let outcomes = if concurrent {
+        let handles: Vec<_> = prompts
+            .iter()
+            .map(|p| {
+                let s = student.clone();
+                let r = request(system, p, max_tokens);
+                tokio::spawn(async move { s.complete_timed(&r).await })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for h in handles {
+            out.push(h.await.context("benchmark task failed")??);
+        }
+        out
+    } else {
+        let mut out = Vec::new();
+        for p in prompts {
+            out.push(student.complete_timed(&request(system, p, max_tokens)).await?);
+        }
+        out
+    };
+    result.wall_s = started.elapsed().as_secs_f64();
+    for (completion, timing) in &outcomes {
+        result.prompt_tokens += u64::from(completion.usage.prompt_tokens);
+        result.completion_tokens += u64::from(completion.usage.completion_tokens);
+        prefill_s += f64::from(timing.prompt_secs);
+        decode_s += f64::from(timing.completion_secs);
+    }
+    if !concurrent {
+        result.prefill_tok_s = (prefill_s > 0.0).then(|| result.prompt_tokens as f64 / prefill_s);
+        result.decode_tok_s = (decode_s > 0.0).then(|| result.completion_tokens as f64 / decode_s);
+    }
+    Ok(result)
+}
+
+fn run_llama_cpp(
+    python: &str,
+    model: &Path,
+    system: &str,
+    prompts: &[String],
+    max_tokens: u32,
+    threads: usize,
+) -> Result<Vec<ModeResult>> {
+    let dir = tempfile::tempdir()?;
+    let workload = dir.path().join("workload.json");
+    std::fs::write(
+        &workload,
+        serde_json::to_vec(&json!({"system": system, "prompts": prompts, "max_tokens": max_tokens}))?,
+    )?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/llamacpp_bench.py");
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .arg(model)
+        .arg(&workload)
+        .arg(threads.to_string())
+        .output()
+        .with_context(|| format!("cannot run {python}"))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "llama.cpp benchmark failed: {}",
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+        );
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("llama.cpp benchmark printed no JSON")?;
+    Ok(["with_prefix_reuse", "without_prefix_reuse"]
+        .iter()
+        .map(|k| ModeResult {
+            mode: format!("llama.cpp {}", k.replace('_', " ")),
+            wall_s: v[k]["wall_s"].as_f64().unwrap_or(f64::NAN),
+            prompt_tokens: v[k]["prompt_tokens"].as_u64().unwrap_or(0),
+            completion_tokens: v[k]["completion_tokens"].as_u64().unwrap_or(0),
+            prefill_tok_s: None,
+            decode_tok_s: None,
+        })
+        .collect())
+}
+
+pub async fn bench_student(config: &Config, args: BenchArgs) -> Result<Exit> {
+    let path = crate::run_cmds::model_path(config, &args.model, args.json)?;
+    let (system, prompts) = workload(args.prompts, args.prefix_tokens);
+    let mut results = Vec::new();
+    let cached = MistralRsOptions { max_num_seqs: 1, prefix_cache_n: 16 };
+    let uncached = MistralRsOptions { max_num_seqs: 1, prefix_cache_n: 0 };
+    let concurrent = MistralRsOptions { max_num_seqs: args.prompts.max(1), prefix_cache_n: 16 };
+    for (label, options, at_once) in [
+        ("mistral.rs prefix cache, sequential", cached, false),
+        ("mistral.rs no prefix cache, sequential", uncached, false),
+        ("mistral.rs prefix cache, all at once", concurrent, true),
+    ] {
+        if !args.json {
+            eprintln!("running: {label}");
+        }
+        results.push(run_mistral(&path, label, options, at_once, &system, &prompts, args.max_tokens).await?);
+    }
+    let llama = match &args.python {
+        Some(python) => {
+            if !args.json {
+                eprintln!("running: llama.cpp");
+            }
+            match run_llama_cpp(python, &path, &system, &prompts, args.max_tokens, args.threads) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    eprintln!("llama.cpp: {e:#}");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let ours = results[0].wall_s;
+    let reference = llama.as_ref().map(|l| l[0].wall_s);
+    let ratio = reference.map(|r| r / ours);
+    if let Some(l) = llama {
+        results.extend(l);
+    }
+    if args.json {
+        print_json(&json!({
+            "schema_version": JSON_SCHEMA_VERSION,
+            "model": path,
+            "prompts": args.prompts,
+            "prompt_tokens_each": results[0].prompt_tokens / args.prompts.max(1) as u64,
+            "max_tokens": args.max_tokens,
+            "threads": args.threads,
+            "results": results,
+            "throughput_ratio_vs_llama_cpp_prefix_reuse": ratio,
+        }))?;
+    } else {
+        println!(
+            "model {}; {} prompts of ~{} prompt tokens each, {} tokens out",
+            path.display(),
+            args.prompts,
+            results[0].prompt_tokens / args.prompts.max(1) as u64,
+            args.max_tokens
+        );
+        println!("{:<44} {:>9} {:>10} {:>10}", "mode", "wall s", "prefill/s", "decode/s");
+        for r in &results {
+            let f = |x: Option<f64>| x.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+            println!("{:<44} {:>9.2} {:>10} {:>10}", r.mode, r.wall_s, f(r.prefill_tok_s), f(r.decode_tok_s));
+        }
+        match ratio {
+            Some(r) => println!(
+                "throughput ratio vs llama.cpp with prefix reuse: {r:.2} (>= 1.0 means skd is at least as fast)"
+            ),
+            None => println!("llama.cpp not measured (pass --python $(scripts/install-llama-cpp.sh))"),
+        }
+    }
+    Ok(Exit::Ok)
+}

