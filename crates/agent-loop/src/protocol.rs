@@ -75,9 +75,11 @@ pub fn system_prompt(
 ) -> String {
     let mut p = String::from(
         "You complete the user's task step by step. Each turn, reply with exactly one JSON object:\n\
-         {\"thought\": \"<short reasoning>\", \"tool\": \"<tool name>\", \"args\": {<arguments>}} to call a tool, or\n\
-         {\"thought\": \"<short reasoning>\", \"final_answer\": \"<the answer>\"} when you are done.\n\
-         After a tool call you will get its result as an observation.\n",
+         {\"thought\": \"<short reasoning>\", \"final_answer\": \"<the answer>\"} when you can answer, or\n\
+         {\"thought\": \"<short reasoning>\", \"tool\": \"<tool name>\", \"args\": {<arguments>}} to call a tool.\n\
+         After a tool call you will get its result as an observation.\n\
+         Use tools only to read or change files or to search notes; when the task and the skill are enough, \
+         give the final_answer right away.\n",
     );
     if !tools.is_empty() {
         p.push_str("\nTools:\n");
@@ -137,22 +139,21 @@ fn args_schema(spec: &ToolSpec) -> Value {
 /// schema) and one for the final answer.
 pub fn reply_schema(tools: &[ToolSpec]) -> Value {
     let thought = json!({"type": "string", "maxLength": MAX_THOUGHT_CHARS});
-    let mut branches: Vec<Value> = tools
-        .iter()
-        .map(|t| {
-            json!({
-                "type": "object",
-                "properties": {"thought": thought, "tool": {"const": t.name}, "args": args_schema(t)},
-                "required": ["thought", "tool", "args"],
-                "additionalProperties": false
-            })
-        })
-        .collect();
-    branches.push(json!({
+    // The answer branch comes first: small models lean towards the first option they see,
+    // and most tasks end with an answer, not another tool call.
+    let mut branches: Vec<Value> = vec![json!({
         "type": "object",
         "properties": {"thought": thought, FINAL_ANSWER: {"type": "string"}},
         "required": ["thought", FINAL_ANSWER],
         "additionalProperties": false
+    })];
+    branches.extend(tools.iter().map(|t| {
+        json!({
+            "type": "object",
+            "properties": {"thought": thought, "tool": {"const": t.name}, "args": args_schema(t)},
+            "required": ["thought", "tool", "args"],
+            "additionalProperties": false
+        })
     }));
     json!({"anyOf": branches})
 }
@@ -272,10 +273,10 @@ mod tests {
         let schema = reply_schema(&tools);
         let branches = schema["anyOf"].as_array().expect("anyOf");
         assert_eq!(branches.len(), 3);
-        assert_eq!(branches[0]["properties"]["tool"]["const"], "read_file");
-        assert_eq!(branches[0]["properties"]["args"]["required"][0], "path");
-        assert_eq!(branches[1]["properties"]["args"], json!({"type": "object"}));
-        assert!(branches[2]["properties"][FINAL_ANSWER].is_object());
+        assert!(branches[0]["properties"][FINAL_ANSWER].is_object());
+        assert_eq!(branches[1]["properties"]["tool"]["const"], "read_file");
+        assert_eq!(branches[1]["properties"]["args"]["required"][0], "path");
+        assert_eq!(branches[2]["properties"]["args"], json!({"type": "object"}));
     }
 
     #[test]

@@ -37,7 +37,13 @@ pub struct GgufInfo {
     pub file_size: u64,
     /// Size the tensor table says the file must have (None if a tensor type is unknown).
     pub expected_size: Option<u64>,
+    /// Ids of the tokens that end a turn (`tokenizer.ggml.eos_token_id` and end markers such
+    /// as `<|im_end|>` found in the vocabulary).
+    pub end_token_ids: Vec<u32>,
 }
+
+/// Vocabulary entries that end a turn in the chat formats of the supported architectures.
+const END_MARKERS: &[&str] = &["<|im_end|>", "<|endoftext|>", "</s>", "<|eot_id|>", "<|end|>", "<|end_of_text|>"];
 
 /// Reads the header, checks the file is complete and the architecture is supported.
 pub fn inspect(path: &Path) -> Result<GgufInfo> {
@@ -92,10 +98,25 @@ pub fn read_header(path: &Path) -> Result<GgufInfo> {
     let mut name = None;
     let mut alignment = DEFAULT_ALIGNMENT;
     let mut context_lengths = Vec::new();
+    let mut end_token_ids = Vec::new();
     for _ in 0..kv_count {
         let key = r.string()?;
         let ty = r.u32()?;
         match (key.as_str(), ty) {
+            ("tokenizer.ggml.eos_token_id", 4) => end_token_ids.push(r.u32()?),
+            ("tokenizer.ggml.tokens", 9) => {
+                let elem = r.u32()?;
+                let count = r.u64()?;
+                if elem != 8 || count > r.remaining {
+                    return Err(corrupt("tokenizer.ggml.tokens is not a list of strings".into()));
+                }
+                for id in 0..count {
+                    let token = r.string()?;
+                    if END_MARKERS.contains(&token.as_str()) {
+                        end_token_ids.push(id as u32);
+                    }
+                }
+            }
             ("general.architecture", 8) => architecture = Some(r.string()?),
             ("general.name", 8) => name = Some(r.string()?),
             ("general.alignment", 4) => alignment = u64::from(r.u32()?),
@@ -140,6 +161,11 @@ pub fn read_header(path: &Path) -> Result<GgufInfo> {
         tensor_count,
         file_size,
         expected_size: data_needed.map(|n| data_start.saturating_add(n)),
+        end_token_ids: {
+            end_token_ids.sort_unstable();
+            end_token_ids.dedup();
+            end_token_ids
+        },
     })
 }
 

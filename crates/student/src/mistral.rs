@@ -35,7 +35,6 @@ impl Default for MistralRsOptions {
 /// A local GGUF model served in-process. Load once, then call [`Student::complete`] many
 /// times; the engine is shared, so [`MistralRsStudent::runner`] can also back an HTTP server.
 pub struct MistralRsStudent {
-    model: Model,
     runner: Arc<MistralRs>,
     model_id: String,
     info: GgufInfo,
@@ -95,7 +94,7 @@ impl MistralRsStudent {
             builder.with_prefix_cache_n(options.prefix_cache_n)
         };
         let runner = builder.build().await;
-        Ok(MistralRsStudent { model: Model::new(runner.clone()), runner, model_id, info })
+        Ok(MistralRsStudent { runner, model_id, info })
     }
 
     /// The engine, to serve it over HTTP as well.
@@ -141,7 +140,7 @@ fn role(role: Role) -> TextMessageRole {
 /// limit, stop strings and JSON-schema constraint of the request. (`RequestBuilder`'s
 /// `set_deterministic_sampler` resets every parameter, `max_len` included; building the
 /// whole `SamplingParams` here avoids depending on call order.)
-fn build_request(request: &CompletionRequest) -> RequestBuilder {
+fn build_request(request: &CompletionRequest, end_token_ids: &[u32]) -> RequestBuilder {
     let mut sampling = SamplingParams::deterministic();
     sampling.max_len = Some(request.max_tokens as usize);
     if let Some(t) = request.temperature
@@ -152,6 +151,11 @@ fn build_request(request: &CompletionRequest) -> RequestBuilder {
     }
     if !request.stop.is_empty() {
         sampling.stop_toks = Some(StopTokens::Seqs(request.stop.clone()));
+    } else if !end_token_ids.is_empty() {
+        // Once a JSON-schema grammar is complete, llguidance only allows an end token, but
+        // not always the one the engine stops on: without this, constrained replies ran on
+        // (invisible) to the token limit.
+        sampling.stop_toks = Some(StopTokens::Ids(end_token_ids.to_vec()));
     }
     let mut builder = RequestBuilder::new();
     for ChatMessage { role: r, content } in &request.messages {
@@ -159,9 +163,23 @@ fn build_request(request: &CompletionRequest) -> RequestBuilder {
     }
     builder = builder.set_sampling(sampling);
     if let Some(schema) = &request.json_schema {
-        builder = builder.set_constraint(Constraint::JsonSchema(schema.clone()));
+        builder = builder.set_constraint(Constraint::JsonSchema(without_free_whitespace(schema)));
     }
     builder
+}
+
+/// llguidance lets JSON carry any amount of whitespace, and small models use that freedom
+/// to emit newlines after the closing brace until the token limit (256 wasted tokens per
+/// step, measured). Fixed separators and no free whitespace make the grammar end at the
+/// closing brace, so generation stops there.
+fn without_free_whitespace(schema: &serde_json::Value) -> serde_json::Value {
+    let mut schema = schema.clone();
+    if let Some(map) = schema.as_object_mut() {
+        map.entry("x-guidance").or_insert_with(
+            || serde_json::json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "}),
+        );
+    }
+    schema
 }
 
 /// Where the time of one call went, as mistral.rs measured it.
@@ -177,19 +195,29 @@ impl MistralRsStudent {
     /// [`Student::complete`] plus the engine's prefill/decode split (for benchmarks).
     pub async fn complete_timed(&self, request: &CompletionRequest) -> skill_core::Result<(Completion, Timing)> {
         let started = Instant::now();
-        let builder = build_request(request);
-        let response = tokio::time::timeout(request.timeout, self.model.send_chat_request(builder))
-            .await
-            .map_err(|_| {
-                skill_core::Error::backend(
+        let builder = build_request(request, &self.info.end_token_ids);
+        // The request runs in its own task, and a timeout detaches it instead of dropping it:
+        // mistral.rs 0.8.1's engine thread panics (and every later request fails) when a
+        // caller's response channel closes mid-generation. The detached request finishes
+        // within its token limit and its answer is discarded.
+        let runner = self.runner.clone();
+        let mut call = tokio::spawn(async move { Model::new(runner).send_chat_request(builder).await });
+        let response = match tokio::time::timeout(request.timeout, &mut call).await {
+            Err(_) => {
+                return Err(skill_core::Error::backend(
                     "mistralrs",
                     format!(
                         "{}: no answer within {:.0?} (raise the timeout or lower max tokens)",
                         self.model_id, request.timeout
                     ),
-                )
-            })?
-            .map_err(|e| skill_core::Error::backend("mistralrs", format!("{}: {e}", self.model_id)))?;
+                ));
+            }
+            Ok(joined) => joined
+                .map_err(|e| {
+                    skill_core::Error::backend("mistralrs", format!("{}: the request task failed: {e}", self.model_id))
+                })?
+                .map_err(|e| skill_core::Error::backend("mistralrs", format!("{}: {e}", self.model_id)))?,
+        };
         let choice = response
             .choices
             .first()

@@ -81,6 +81,9 @@ async fn constrained() {
         serde_json::from_str(&out.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", out.text));
     assert!(matches!(value["tool"].as_str(), Some("read_file" | "list_dir")), "{value}");
     assert!(value["args"]["path"].is_string(), "{value}");
+    // The grammar ends at the closing brace: generation stops there, not at the token limit.
+    assert_eq!(out.finish_reason, "stop", "{out:?}");
+    assert!(out.usage.completion_tokens < 40, "{out:?}");
 }
 
 #[test]
