@@ -172,7 +172,15 @@ pub async fn bench_student(config: &Config, args: BenchArgs) -> Result<Exit> {
         if !args.json {
             eprintln!("running: {label}");
         }
-        results.push(run_mistral(&path, label, options, at_once, &system, &prompts, args.max_tokens).await?);
+        let r = run_mistral(&path, label, options, at_once, &system, &prompts, args.max_tokens).await?;
+        if !args.json {
+            // Each mode takes minutes on a CPU: show it as soon as it is measured.
+            eprintln!(
+                "  {:.2} s wall, {} prompt + {} completion tokens",
+                r.wall_s, r.prompt_tokens, r.completion_tokens
+            );
+        }
+        results.push(r);
     }
     let llama = match &args.python {
         Some(python) => {
