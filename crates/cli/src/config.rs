@@ -158,14 +158,18 @@ impl Config {
             }
             (None, None) => Setting { value: vec![expand("~/memories", &cwd)], origin: Origin::Default },
         };
-        let skills_dir = match (env("SKD_SKILLS_DIR"), &file.skills_dir) {
+        // A folder setting: the environment wins, then the file (relative to the file's folder),
+        // then the default.
+        let dir_setting = |var: &str, from_file: &Option<String>, default: PathBuf| match (env(var), from_file) {
             (Some(v), _) => Setting { value: expand(&v.to_string_lossy(), &cwd), origin: Origin::Env },
             (None, Some(p)) => Setting { value: expand(p, &file_base), origin: Origin::File },
-            (None, None) => Setting {
-                value: dirs::data_dir().unwrap_or_else(|| PathBuf::from(".local/share")).join("skd").join("skills"),
-                origin: Origin::Default,
-            },
+            (None, None) => Setting { value: default, origin: Origin::Default },
         };
+        let skills_dir = dir_setting(
+            "SKD_SKILLS_DIR",
+            &file.skills_dir,
+            dirs::data_dir().unwrap_or_else(|| PathBuf::from(".local/share")).join("skd").join("skills"),
+        );
         let import_skill_dirs = match (env("SKD_IMPORT_SKILL_DIRS"), &file.import_skill_dirs) {
             (Some(v), _) => Setting {
                 value: std::env::split_paths(&v)
@@ -182,14 +186,11 @@ impl Config {
                 origin: Origin::Default,
             },
         };
-        let index_dir = match (env("SKD_INDEX_DIR"), &file.index_dir) {
-            (Some(v), _) => Setting { value: expand(&v.to_string_lossy(), &cwd), origin: Origin::Env },
-            (None, Some(p)) => Setting { value: expand(p, &file_base), origin: Origin::File },
-            (None, None) => Setting {
-                value: dirs::cache_dir().unwrap_or_else(|| PathBuf::from(".cache")).join("skd").join("index"),
-                origin: Origin::Default,
-            },
-        };
+        let index_dir = dir_setting(
+            "SKD_INDEX_DIR",
+            &file.index_dir,
+            dirs::cache_dir().unwrap_or_else(|| PathBuf::from(".cache")).join("skd").join("index"),
+        );
         let mb_to_bytes = |mb: f64, what: &str| -> Result<u64> {
             if mb.is_finite() && mb > 0.0 {
                 Ok((mb * 1024.0 * 1024.0) as u64)
@@ -214,19 +215,12 @@ impl Config {
             (None, Some(s)) => Setting { value: s.clone(), origin: Origin::File },
             (None, None) => Setting { value: student::models::QWEN_CODER_05B.to_string(), origin: Origin::Default },
         };
-        let models_dir = match (env("SKD_MODELS_DIR"), &file.models_dir) {
-            (Some(v), _) => Setting { value: expand(&v.to_string_lossy(), &cwd), origin: Origin::Env },
-            (None, Some(p)) => Setting { value: expand(p, &file_base), origin: Origin::File },
-            (None, None) => Setting { value: student::models::ModelStore::default_dir(), origin: Origin::Default },
-        };
-        let runs_dir = match (env("SKD_RUNS_DIR"), &file.runs_dir) {
-            (Some(v), _) => Setting { value: expand(&v.to_string_lossy(), &cwd), origin: Origin::Env },
-            (None, Some(p)) => Setting { value: expand(p, &file_base), origin: Origin::File },
-            (None, None) => Setting {
-                value: dirs::data_dir().unwrap_or_else(|| PathBuf::from(".local/share")).join("skd").join("runs"),
-                origin: Origin::Default,
-            },
-        };
+        let models_dir = dir_setting("SKD_MODELS_DIR", &file.models_dir, student::models::ModelStore::default_dir());
+        let runs_dir = dir_setting(
+            "SKD_RUNS_DIR",
+            &file.runs_dir,
+            dirs::data_dir().unwrap_or_else(|| PathBuf::from(".local/share")).join("skd").join("runs"),
+        );
         let allow_shell = match file.allow_shell {
             Some(b) => Setting { value: b, origin: Origin::File },
             None => Setting { value: false, origin: Origin::Default },
