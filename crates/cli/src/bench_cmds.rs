@@ -29,7 +29,24 @@ pub struct BenchArgs {
     pub max_tokens: u32,
     pub threads: usize,
     pub python: Option<String>,
+    pub modes: Vec<Mode>,
     pub json: bool,
+}
+
+/// A mistral.rs configuration of the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Prefix cache on, one request after another (what `skd eval` does).
+    Cached,
+    /// Prefix cache off, one request after another.
+    Uncached,
+    /// Prefix cache on, all requests sent at once.
+    Concurrent,
+}
+
+impl Mode {
+    /// Every mode, in the order they run.
+    pub const ALL: [Mode; 3] = [Mode::Cached, Mode::Uncached, Mode::Concurrent];
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -73,6 +90,7 @@ async fn run_mistral(
     system: &str,
     prompts: &[String],
     max_tokens: u32,
+    verbose: bool,
 ) -> Result<ModeResult> {
     let student = Arc::new(MistralRsStudent::load(path, options).await?);
     // Warm-up outside the timing: page the weights in (a different prompt: no prefix help).
@@ -96,8 +114,19 @@ async fn run_mistral(
         out
     } else {
         let mut out = Vec::new();
-        for p in prompts {
-            out.push(student.complete_timed(&request(system, p, max_tokens)).await?);
+        for (i, p) in prompts.iter().enumerate() {
+            let (completion, timing) = student.complete_timed(&request(system, p, max_tokens)).await?;
+            if verbose {
+                // Per request: a prefix-cache hit shows as a prefill far shorter than the first.
+                eprintln!(
+                    "    request {i}: {} prompt tokens, prefill {:.2} s, decode {:.2} s, {:.2} s wall",
+                    completion.usage.prompt_tokens,
+                    timing.prompt_secs,
+                    timing.completion_secs,
+                    completion.elapsed.as_secs_f64()
+                );
+            }
+            out.push((completion, timing));
         }
         out
     };
@@ -159,20 +188,31 @@ fn run_llama_cpp(
 
 pub async fn bench_student(config: &Config, args: BenchArgs) -> Result<Exit> {
     let path = crate::run_cmds::model_path(config, &args.model, args.json)?;
+    if args.modes.is_empty() && args.python.is_none() {
+        anyhow::bail!("nothing to measure: name at least one mode or pass --python");
+    }
     let (system, prompts) = workload(args.prompts, args.prefix_tokens);
     let mut results = Vec::new();
-    let cached = MistralRsOptions { max_num_seqs: 1, prefix_cache_n: 16 };
-    let uncached = MistralRsOptions { max_num_seqs: 1, prefix_cache_n: 0 };
-    let concurrent = MistralRsOptions { max_num_seqs: args.prompts.max(1), prefix_cache_n: 16 };
-    for (label, options, at_once) in [
-        ("mistral.rs prefix cache, sequential", cached, false),
-        ("mistral.rs no prefix cache, sequential", uncached, false),
-        ("mistral.rs prefix cache, all at once", concurrent, true),
-    ] {
+    for mode in &args.modes {
+        let (label, options, at_once) = match mode {
+            Mode::Cached => {
+                ("mistral.rs prefix cache, sequential", MistralRsOptions { max_num_seqs: 1, prefix_cache_n: 16 }, false)
+            }
+            Mode::Uncached => (
+                "mistral.rs no prefix cache, sequential",
+                MistralRsOptions { max_num_seqs: 1, prefix_cache_n: 0 },
+                false,
+            ),
+            Mode::Concurrent => (
+                "mistral.rs prefix cache, all at once",
+                MistralRsOptions { max_num_seqs: args.prompts.max(1), prefix_cache_n: 16 },
+                true,
+            ),
+        };
         if !args.json {
             eprintln!("running: {label}");
         }
-        let r = run_mistral(&path, label, options, at_once, &system, &prompts, args.max_tokens).await?;
+        let r = run_mistral(&path, label, options, at_once, &system, &prompts, args.max_tokens, !args.json).await?;
         if !args.json {
             // Each mode takes minutes on a CPU: show it as soon as it is measured.
             eprintln!(
@@ -197,9 +237,10 @@ pub async fn bench_student(config: &Config, args: BenchArgs) -> Result<Exit> {
         }
         None => None,
     };
-    let ours = results[0].wall_s;
+    // The ratio is for the configuration the student runs with: prefix cache, sequential.
+    let ours = args.modes.iter().position(|m| *m == Mode::Cached).map(|i| results[i].wall_s);
     let reference = llama.as_ref().map(|l| l[0].wall_s);
-    let ratio = reference.map(|r| r / ours);
+    let ratio = reference.zip(ours).map(|(r, o)| r / o);
     if let Some(l) = llama {
         results.extend(l);
     }
@@ -208,7 +249,7 @@ pub async fn bench_student(config: &Config, args: BenchArgs) -> Result<Exit> {
             "schema_version": JSON_SCHEMA_VERSION,
             "model": path,
             "prompts": args.prompts,
-            "prompt_tokens_each": results[0].prompt_tokens / args.prompts.max(1) as u64,
+            "prompt_tokens_each": results.first().map(|r| r.prompt_tokens / args.prompts.max(1) as u64),
             "max_tokens": args.max_tokens,
             "threads": args.threads,
             "results": results,
@@ -219,7 +260,7 @@ pub async fn bench_student(config: &Config, args: BenchArgs) -> Result<Exit> {
             "model {}; {} prompts of ~{} prompt tokens each, {} tokens out",
             path.display(),
             args.prompts,
-            results[0].prompt_tokens / args.prompts.max(1) as u64,
+            results.first().map(|r| r.prompt_tokens / args.prompts.max(1) as u64).unwrap_or(0),
             args.max_tokens
         );
         println!("{:<44} {:>9} {:>10} {:>10}", "mode", "wall s", "prefill/s", "decode/s");

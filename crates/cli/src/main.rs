@@ -124,6 +124,9 @@ enum BenchCommand {
         /// Python with llama-cpp-python, for the reference (`scripts/install-llama-cpp.sh` prints one).
         #[arg(long)]
         python: Option<String>,
+        /// Which mistral.rs modes to run (each takes minutes on a CPU).
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = bench_cmds::Mode::ALL)]
+        modes: Vec<bench_cmds::Mode>,
         /// Print as JSON.
         #[arg(long)]
         json: bool,
@@ -423,12 +426,19 @@ fn run(cli: Cli) -> Result<Exit> {
             },
         )),
         Command::Serve { model, port } => runtime()?.block_on(run_cmds::serve(&config, model.as_deref(), port)),
-        Command::Bench(BenchCommand::Student { model, prompts, prefix_tokens, max_tokens, threads, python, json }) => {
-            runtime()?.block_on(bench_cmds::bench_student(
-                &config,
-                bench_cmds::BenchArgs { model, prompts, prefix_tokens, max_tokens, threads, python, json },
-            ))
-        }
+        Command::Bench(BenchCommand::Student {
+            model,
+            prompts,
+            prefix_tokens,
+            max_tokens,
+            threads,
+            python,
+            modes,
+            json,
+        }) => runtime()?.block_on(bench_cmds::bench_student(
+            &config,
+            bench_cmds::BenchArgs { model, prompts, prefix_tokens, max_tokens, threads, python, modes, json },
+        )),
         Command::Mcp => runtime()?.block_on(async {
             mcp_server::serve(config).await?;
             Ok(Exit::Ok)
