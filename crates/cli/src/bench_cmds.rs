@@ -30,6 +30,8 @@ pub struct BenchArgs {
     pub threads: usize,
     pub python: Option<String>,
     pub modes: Vec<Mode>,
+    /// Transcode scalar-only tensors to Q8_0 first (the default for every student).
+    pub transcode: bool,
     pub json: bool,
 }
 
@@ -87,9 +89,7 @@ async fn run_mistral(
     label: &str,
     options: MistralRsOptions,
     concurrent: bool,
-    system: &str,
-    prompts: &[String],
-    max_tokens: u32,
+    requests: &[CompletionRequest],
     verbose: bool,
 ) -> Result<ModeResult> {
     let student = Arc::new(MistralRsStudent::load(path, options).await?);
@@ -99,11 +99,11 @@ async fn run_mistral(
     let (mut prefill_s, mut decode_s) = (0f64, 0f64);
     let started = Instant::now();
     let outcomes = if concurrent {
-        let handles: Vec<_> = prompts
+        let handles: Vec<_> = requests
             .iter()
-            .map(|p| {
+            .map(|r| {
                 let s = student.clone();
-                let r = request(system, p, max_tokens);
+                let r = r.clone();
                 tokio::spawn(async move { s.complete_timed(&r).await })
             })
             .collect();
@@ -114,8 +114,8 @@ async fn run_mistral(
         out
     } else {
         let mut out = Vec::new();
-        for (i, p) in prompts.iter().enumerate() {
-            let (completion, timing) = student.complete_timed(&request(system, p, max_tokens)).await?;
+        for (i, r) in requests.iter().enumerate() {
+            let (completion, timing) = student.complete_timed(r).await?;
             if verbose {
                 // Per request: a prefix-cache hit shows as a prefill far shorter than the first.
                 eprintln!(
@@ -192,27 +192,30 @@ pub async fn bench_student(config: &Config, args: BenchArgs) -> Result<Exit> {
         anyhow::bail!("nothing to measure: name at least one mode or pass --python");
     }
     let (system, prompts) = workload(args.prompts, args.prefix_tokens);
+    let requests: Vec<CompletionRequest> = prompts.iter().map(|p| request(&system, p, args.max_tokens)).collect();
     let mut results = Vec::new();
     for mode in &args.modes {
         let (label, options, at_once) = match mode {
-            Mode::Cached => {
-                ("mistral.rs prefix cache, sequential", MistralRsOptions { max_num_seqs: 1, prefix_cache_n: 16 }, false)
-            }
+            Mode::Cached => (
+                "mistral.rs prefix cache, sequential",
+                MistralRsOptions { max_num_seqs: 1, prefix_cache_n: 16, transcode: args.transcode },
+                false,
+            ),
             Mode::Uncached => (
                 "mistral.rs no prefix cache, sequential",
-                MistralRsOptions { max_num_seqs: 1, prefix_cache_n: 0 },
+                MistralRsOptions { max_num_seqs: 1, prefix_cache_n: 0, transcode: args.transcode },
                 false,
             ),
             Mode::Concurrent => (
                 "mistral.rs prefix cache, all at once",
-                MistralRsOptions { max_num_seqs: args.prompts.max(1), prefix_cache_n: 16 },
+                MistralRsOptions { max_num_seqs: args.prompts.max(1), prefix_cache_n: 16, transcode: args.transcode },
                 true,
             ),
         };
         if !args.json {
             eprintln!("running: {label}");
         }
-        let r = run_mistral(&path, label, options, at_once, &system, &prompts, args.max_tokens, !args.json).await?;
+        let r = run_mistral(&path, label, options, at_once, &requests, !args.json).await?;
         if !args.json {
             // Each mode takes minutes on a CPU: show it as soon as it is measured.
             eprintln!(

@@ -127,6 +127,10 @@ enum BenchCommand {
         /// Which mistral.rs modes to run (each takes minutes on a CPU).
         #[arg(long, value_enum, value_delimiter = ',', default_values_t = bench_cmds::Mode::ALL)]
         modes: Vec<bench_cmds::Mode>,
+        /// Load the GGUF as it is, without rewriting Q5_0/Q4_1 tensors as Q8_0 (to measure
+        /// what the transcode buys).
+        #[arg(long)]
+        no_transcode: bool,
         /// Print as JSON.
         #[arg(long)]
         json: bool,
@@ -434,10 +438,21 @@ fn run(cli: Cli) -> Result<Exit> {
             threads,
             python,
             modes,
+            no_transcode,
             json,
         }) => runtime()?.block_on(bench_cmds::bench_student(
             &config,
-            bench_cmds::BenchArgs { model, prompts, prefix_tokens, max_tokens, threads, python, modes, json },
+            bench_cmds::BenchArgs {
+                model,
+                prompts,
+                prefix_tokens,
+                max_tokens,
+                threads,
+                python,
+                modes,
+                transcode: !no_transcode,
+                json,
+            },
         )),
         Command::Mcp => runtime()?.block_on(async {
             mcp_server::serve(config).await?;

@@ -16,6 +16,7 @@ pub mod gguf;
 mod mistral;
 pub mod models;
 mod openai_compat;
+pub mod transcode;
 
 pub use mistral::{MistralRsOptions, MistralRsStudent, Timing};
 pub use openai_compat::OpenAiCompatStudent;

@@ -1,0 +1,150 @@
+//! Transcoding GGUF tensors to types candle has fast CPU kernels for.
+//!
+//! candle 0.10.2 (under mistral.rs 0.8.1) has AVX2 dot products for Q4_0, Q8_0 and the
+//! K-quants, but only scalar code for Q4_1, Q5_0, Q5_1 and Q8_1. Those types are common:
+//! llama.cpp's Q4_K_M falls back to Q5_0 for every tensor whose rows are not a multiple
+//! of 256 (all of Qwen2.5-0.5B's attention and FFN gate/up tensors), and SmolLM2's Q4_1
+//! file is Q4_1 throughout. Profiling showed 85% of prefill time in the scalar Q5_0 dot
+//! product. So before loading, the student rewrites those tensors as Q8_0 once, into a
+//! cached sibling file: Q8_0 holds every Q5_0/Q4_1 value to within a small fraction of
+//! its own quantization step, and runs on the SIMD path.
+
+use crate::{Error, Result};
+use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
+use candle_core::{Device, Tensor};
+use sha2::{Digest, Sha256};
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+
+/// Tensor types with only scalar dot products in candle 0.10.2.
+pub const SCALAR_ONLY_TYPES: &[GgmlDType] = &[GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q5_1, GgmlDType::Q8_1];
+
+/// The type the scalar-only tensors are rewritten as.
+pub const TARGET_TYPE: GgmlDType = GgmlDType::Q8_0;
+
+/// Names of the tensors in `path` whose type has no SIMD kernel, sorted.
+pub fn scalar_only_tensors(path: &Path) -> Result<Vec<String>> {
+    let content = read_content(path)?;
+    let mut names: Vec<String> = content
+        .tensor_infos
+        .iter()
+        .filter(|(_, info)| SCALAR_ONLY_TYPES.contains(&info.ggml_dtype))
+        .map(|(name, _)| name.clone())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Returns a file with the same model whose tensors all have SIMD kernels: `path` itself
+/// when it has none to convert, else a transcoded copy under `cache_dir`, written once
+/// (atomically) and reused while the source file keeps its size and modification time.
+pub fn cpu_ready(path: &Path, cache_dir: &Path) -> Result<PathBuf> {
+    let to_convert = scalar_only_tensors(path)?;
+    if to_convert.is_empty() {
+        return Ok(path.to_path_buf());
+    }
+    let dest = cache_dir.join(cached_name(path)?);
+    if dest.is_file() {
+        return Ok(dest);
+    }
+    fs::create_dir_all(cache_dir).map_err(|e| Error::io(cache_dir, e))?;
+    transcode(path, &dest)?;
+    remove_stale_siblings(cache_dir, path, &dest);
+    Ok(dest)
+}
+
+/// Writes `dest` from `src` with every scalar-only tensor requantized to [`TARGET_TYPE`];
+/// other tensors and all metadata are copied unchanged. The write is atomic.
+pub fn transcode(src: &Path, dest: &Path) -> Result<()> {
+    let content = read_content(src)?;
+    let corrupt = |e: candle_core::Error| Error::CorruptModel { path: src.to_path_buf(), reason: e.to_string() };
+    let mut reader = BufReader::new(File::open(src).map_err(|e| Error::io(src, e))?);
+
+    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+    // Keep the source's tensor order (by offset) so the file reads sequentially.
+    names.sort_by_key(|name| content.tensor_infos[*name].offset);
+    let mut tensors = Vec::with_capacity(names.len());
+    for name in names {
+        let tensor = content.tensor(&mut reader, name, &Device::Cpu).map_err(corrupt)?;
+        let tensor = if SCALAR_ONLY_TYPES.contains(&tensor.dtype()) {
+            requantize(&tensor, TARGET_TYPE).map_err(corrupt)?
+        } else {
+            tensor
+        };
+        tensors.push((name.as_str(), tensor));
+    }
+    // The writer always aligns to 32 bytes; a different recorded alignment would misplace
+    // every tensor on reading.
+    let mut metadata: Vec<(&str, &gguf_file::Value)> = content
+        .metadata
+        .iter()
+        .filter(|(k, _)| k.as_str() != "general.alignment")
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
+    metadata.sort_by_key(|(k, _)| *k);
+    let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
+
+    let tmp = dest.with_extension("gguf.partial");
+    let result = (|| -> Result<()> {
+        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let mut writer = BufWriter::new(file);
+        gguf_file::write(&mut writer, &metadata, &tensor_refs)
+            .map_err(|e| Error::io(&tmp, std::io::Error::other(e.to_string())))?;
+        let file = writer.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        fs::rename(&tmp, dest).map_err(|e| Error::io(dest, e))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn requantize(tensor: &QTensor, dtype: GgmlDType) -> candle_core::Result<QTensor> {
+    let values: Tensor = tensor.dequantize(&Device::Cpu)?;
+    QTensor::quantize(&values, dtype)
+}
+
+fn read_content(path: &Path) -> Result<gguf_file::Content> {
+    let file = File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::ModelNotFound(path.to_path_buf()),
+        _ => Error::io(path, e),
+    })?;
+    gguf_file::Content::read(&mut BufReader::new(file))
+        .map_err(|e| Error::CorruptModel { path: path.to_path_buf(), reason: e.to_string() })
+}
+
+/// `<stem>.<key>.cpu.gguf`, where the key changes whenever the source file does.
+fn cached_name(path: &Path) -> Result<String> {
+    let absolute = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
+    let meta = fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    let mut hasher = Sha256::new();
+    hasher.update(absolute.to_string_lossy().as_bytes());
+    hasher.update(meta.len().to_le_bytes());
+    hasher.update(modified.map(|d| d.as_nanos()).unwrap_or(0).to_le_bytes());
+    hasher.update(format!("{TARGET_TYPE:?}").as_bytes());
+    let key: String = hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    Ok(format!("{}.{key}.cpu.gguf", stem(path)))
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
+}
+
+/// Drops older transcodes of the same source (same stem, other key): they are ~1 GB each.
+fn remove_stale_siblings(cache_dir: &Path, src: &Path, keep: &Path) {
+    let prefix = format!("{}.", stem(src));
+    let Ok(entries) = fs::read_dir(cache_dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_old_transcode = name.starts_with(&prefix)
+            && name.ends_with(".cpu.gguf")
+            && name[prefix.len()..name.len() - ".cpu.gguf".len()].len() == 16;
+        if is_old_transcode && path != keep {
+            let _ = fs::remove_file(&path);
+        }
+    }
+}
