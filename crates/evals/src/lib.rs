@@ -1,10 +1,80 @@
 //! Evals: the cases and graders that measure whether a skill helps the student.
 //!
-//! A skill's suite lives beside it in `<skill>/evals/evals.json`. This crate will load and
-//! validate suites, run them against a [`Student`] with and without the skill, grade the
-//! answers (exact, normalized, regex, numeric, JSON field, tool-call checks, teacher rubric)
-//! and report pass rates with confidence intervals. Scores are recorded on the skill's
-//! versions through [`skill_core::VersionStore::record_scores`]. Today it only re-exports
-//! the trait it grades; the runner lands with the distillation work.
+//! * [`suite`]: `<skill>/evals/evals.json`, checked on load with every problem named.
+//! * [`grade`]: exact, normalized, contains, regex, numeric, JSON field, tool-call and
+//!   final-file graders, and a teacher-judged rubric; each verdict carries its evidence.
+//! * [`run`]: runs cases against a [`Student`] with or without a skill, caches results by
+//!   (model, skill text, case) and keeps each case's transcript.
+//! * [`stats`]: pass rates with Wilson intervals and paired lift.
+//! * [`report`]: `benchmark.json`, `benchmark.md` and a self-contained `benchmark.html`.
 
+pub mod grade;
+pub mod report;
+mod rubric;
+pub mod run;
+pub mod stats;
+pub mod suite;
+
+pub use grade::{Answer, GradeOutcome, Grader, ToolCallRecord};
+pub use report::{Benchmark, BenchmarkEntry, Summary};
+pub use run::{CaseResult, Evaluator, RunnerConfig, SkillText, SuiteRun};
 pub use skill_core::Student;
+pub use stats::{Lift, Rate};
+pub use suite::{CaseId, CaseMode, EvalCase, EvalSuite, Split};
+
+use std::path::PathBuf;
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors of the evals crate; each names the file, line or case.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A suite or report file is not valid JSON of the expected shape.
+    #[error("{path}:{line}: {message}")]
+    Suite {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A suite parsed but has problems (all listed).
+    #[error("{} problem(s) in {path}:\n{}", problems.len(), problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    InvalidSuite {
+        /// The file.
+        path: PathBuf,
+        /// Each problem, with line and case where known.
+        problems: Vec<String>,
+    },
+    /// A grader could not grade a case.
+    #[error("case {case}: {message}")]
+    Grader {
+        /// The case id.
+        case: String,
+        /// Why.
+        message: String,
+    },
+    /// An error from the shared crate (files, skills, backends).
+    #[error(transparent)]
+    Core(#[from] skill_core::Error),
+    /// Anything else, described.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    pub(crate) fn other(message: impl Into<String>) -> Self {
+        Error::Other(message.into())
+    }
+}
+
+impl From<Error> for skill_core::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Core(inner) => inner,
+            other => skill_core::Error::backend("evals", other),
+        }
+    }
+}

@@ -1,0 +1,474 @@
+//! Graders: how an answer is checked. Each gives pass or fail with the evidence, so a failure
+//! can be shown to the teacher and to the user as it is.
+
+use crate::suite::EvalCase;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use skill_core::Teacher;
+use std::path::Path;
+
+/// One check on an answer. Graders that compare against a reference use the case's
+/// `expected_output` unless they name their own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Grader {
+    /// The answer equals the reference exactly (surrounding whitespace ignored).
+    Exact {
+        /// Reference; default `expected_output`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected: Option<String>,
+    },
+    /// Equal after normalizing: case, whitespace runs, surrounding quotes, brackets, markdown
+    /// emphasis and trailing punctuation are ignored.
+    Normalized {
+        /// Reference; default `expected_output`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected: Option<String>,
+    },
+    /// The answer contains every string of `all_of` and at least one of `any_of`.
+    Contains {
+        /// All of these must appear.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        all_of: Vec<String>,
+        /// At least one of these must appear (ignored when empty).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        any_of: Vec<String>,
+        /// Compare case-sensitively (default: no).
+        #[serde(default)]
+        case_sensitive: bool,
+    },
+    /// The answer matches a regular expression.
+    Regex {
+        /// The pattern (Rust `regex` syntax).
+        pattern: String,
+    },
+    /// The last number in the answer is within `tolerance` of the reference.
+    Numeric {
+        /// Reference; default `expected_output` parsed as a number.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected: Option<f64>,
+        /// Largest accepted absolute difference (default 1e-6).
+        #[serde(default = "default_tolerance")]
+        tolerance: f64,
+    },
+    /// The answer is (or contains) a JSON object whose field at `pointer` equals `equals`.
+    JsonField {
+        /// RFC 6901 pointer, e.g. `/result/0/name`.
+        pointer: String,
+        /// The value the field must have.
+        equals: serde_json::Value,
+    },
+    /// The agent called `tool`, with arguments containing `arguments` (agent cases).
+    ToolCall {
+        /// Tool name.
+        tool: String,
+        /// Argument fields that must be present with these values.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        arguments: Option<serde_json::Value>,
+    },
+    /// After the run, a file in the agent's workspace exists with this content (agent cases).
+    File {
+        /// Path relative to the workspace.
+        path: String,
+        /// The whole file must equal this (trailing whitespace ignored).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        equals: Option<String>,
+        /// The file must contain each of these.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        contains: Vec<String>,
+    },
+    /// The teacher judges the answer against each criterion and cites its evidence.
+    Rubric {
+        /// Statements a good answer satisfies.
+        criteria: Vec<String>,
+    },
+}
+
+fn default_tolerance() -> f64 {
+    1e-6
+}
+
+/// A tool call the agent made, as the grader sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCallRecord {
+    /// Tool name.
+    pub tool: String,
+    /// Arguments object.
+    pub arguments: serde_json::Value,
+}
+
+/// What is graded.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
+    /// The student's whole output.
+    pub output: &'a str,
+    /// The part `answer_pattern` picked out (the whole output without a pattern).
+    pub extracted: &'a str,
+    /// Tool calls of an agent run.
+    pub tool_calls: &'a [ToolCallRecord],
+    /// The agent's workspace after the run.
+    pub workspace: Option<&'a Path>,
+}
+
+/// The verdict of one grader.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GradeOutcome {
+    /// The grader's kind (`exact`, `numeric`, ...).
+    pub grader: String,
+    /// Pass or fail.
+    pub passed: bool,
+    /// Why, in a line: what was expected and what was found.
+    pub evidence: String,
+}
+
+impl Grader {
+    /// The grader's `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Grader::Exact { .. } => "exact",
+            Grader::Normalized { .. } => "normalized",
+            Grader::Contains { .. } => "contains",
+            Grader::Regex { .. } => "regex",
+            Grader::Numeric { .. } => "numeric",
+            Grader::JsonField { .. } => "json_field",
+            Grader::ToolCall { .. } => "tool_call",
+            Grader::File { .. } => "file",
+            Grader::Rubric { .. } => "rubric",
+        }
+    }
+
+    /// True for graders that need an agent run (tool calls, workspace files).
+    pub fn needs_agent(&self) -> bool {
+        matches!(self, Grader::ToolCall { .. } | Grader::File { .. })
+    }
+
+    /// True for graders that need a teacher.
+    pub fn needs_teacher(&self) -> bool {
+        matches!(self, Grader::Rubric { .. })
+    }
+
+    /// Checks the grader's configuration against its case; the problem in words.
+    pub fn check(&self, case: &EvalCase) -> std::result::Result<(), String> {
+        let needs_reference = |own: bool| {
+            if own || case.expected_output.as_deref().is_some_and(|e| !e.trim().is_empty()) {
+                Ok(())
+            } else {
+                Err("no reference: set `expected` on the grader or `expected_output` on the case".to_string())
+            }
+        };
+        match self {
+            Grader::Exact { expected } | Grader::Normalized { expected } => needs_reference(expected.is_some()),
+            Grader::Contains { all_of, any_of, .. } => {
+                if all_of.is_empty() && any_of.is_empty() {
+                    Err("give `all_of` or `any_of`".into())
+                } else {
+                    Ok(())
+                }
+            }
+            Grader::Regex { pattern } => {
+                regex::Regex::new(pattern).map(|_| ()).map_err(|e| format!("bad pattern: {e}"))
+            }
+            Grader::Numeric { expected, tolerance } => {
+                if !tolerance.is_finite() || *tolerance < 0.0 {
+                    return Err(format!("tolerance must be a number >= 0, got {tolerance}"));
+                }
+                match expected {
+                    Some(v) if v.is_finite() => Ok(()),
+                    Some(v) => Err(format!("expected must be finite, got {v}")),
+                    None => match case.expected_output.as_deref().map(parse_number) {
+                        Some(Some(_)) => Ok(()),
+                        _ => Err("expected_output is not a number; set `expected`".into()),
+                    },
+                }
+            }
+            Grader::JsonField { pointer, .. } => {
+                if pointer.is_empty() || pointer.starts_with('/') {
+                    Ok(())
+                } else {
+                    Err(format!("pointer must start with `/` (RFC 6901), got `{pointer}`"))
+                }
+            }
+            Grader::ToolCall { tool, arguments } => {
+                if tool.trim().is_empty() {
+                    Err("tool is empty".into())
+                } else if arguments.as_ref().is_some_and(|a| !a.is_object()) {
+                    Err("arguments must be a JSON object".into())
+                } else {
+                    Ok(())
+                }
+            }
+            Grader::File { path, .. } => {
+                let p = Path::new(path);
+                if path.is_empty() || p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir) {
+                    Err(format!("path must be relative and stay inside the workspace, got `{path}`"))
+                } else {
+                    Ok(())
+                }
+            }
+            Grader::Rubric { criteria } => {
+                if criteria.iter().all(|c| c.trim().is_empty()) {
+                    Err("criteria are empty".into())
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// Grades an answer. Rubrics need `judge`; every other grader is local and instant.
+    pub async fn grade(
+        &self,
+        case: &EvalCase,
+        answer: &Answer<'_>,
+        judge: Option<&dyn Teacher>,
+    ) -> Result<GradeOutcome> {
+        let reference = |own: &Option<String>| own.clone().or_else(|| case.expected_output.clone()).unwrap_or_default();
+        let (passed, evidence) = match self {
+            Grader::Exact { expected } => {
+                let want = reference(expected);
+                let got = answer.extracted.trim();
+                (got == want.trim(), format!("expected {:?}, got {:?}", want.trim(), clip(got)))
+            }
+            Grader::Normalized { expected } => {
+                let want = reference(expected);
+                let got = normalize(answer.extracted);
+                (got == normalize(&want), format!("expected {:?}, got {:?} (normalized)", normalize(&want), clip(&got)))
+            }
+            Grader::Contains { all_of, any_of, case_sensitive } => {
+                let fold = |s: &str| if *case_sensitive { s.to_string() } else { s.to_lowercase() };
+                let hay = fold(answer.extracted);
+                let missing: Vec<&String> = all_of.iter().filter(|n| !hay.contains(&fold(n))).collect();
+                let any_ok = any_of.is_empty() || any_of.iter().any(|n| hay.contains(&fold(n)));
+                let evidence = match (missing.is_empty(), any_ok) {
+                    (true, true) => "all required text present".to_string(),
+                    (false, _) => format!("missing {missing:?}"),
+                    (true, false) => format!("none of {any_of:?}"),
+                };
+                (missing.is_empty() && any_ok, evidence)
+            }
+            Grader::Regex { pattern } => {
+                let re = regex::Regex::new(pattern)
+                    .map_err(|e| Error::Grader { case: case.id.to_string(), message: format!("regex: {e}") })?;
+                let found = re.find(answer.extracted).map(|m| m.as_str().to_string());
+                (
+                    found.is_some(),
+                    match found {
+                        Some(m) => format!("matched {:?}", clip(&m)),
+                        None => format!("/{pattern}/ does not match {:?}", clip(answer.extracted)),
+                    },
+                )
+            }
+            Grader::Numeric { expected, tolerance } => {
+                let want = match expected {
+                    Some(v) => *v,
+                    None => case.expected_output.as_deref().and_then(parse_number).ok_or_else(|| Error::Grader {
+                        case: case.id.to_string(),
+                        message: "numeric: expected_output is not a number".into(),
+                    })?,
+                };
+                match last_number(answer.extracted) {
+                    Some(got) => {
+                        let ok = (got - want).abs() <= *tolerance;
+                        (ok, format!("expected {want} ± {tolerance}, got {got}"))
+                    }
+                    None => (false, format!("expected {want}, found no number in {:?}", clip(answer.extracted))),
+                }
+            }
+            Grader::JsonField { pointer, equals } => match find_json(answer.extracted) {
+                Some(value) => match value.pointer(pointer) {
+                    Some(found) => (found == equals, format!("{pointer} is {found}, expected {equals}")),
+                    None => (false, format!("{pointer} is absent")),
+                },
+                None => (false, format!("no JSON value in {:?}", clip(answer.extracted))),
+            },
+            Grader::ToolCall { tool, arguments } => {
+                let calls: Vec<&ToolCallRecord> = answer.tool_calls.iter().filter(|c| &c.tool == tool).collect();
+                let hit = calls.iter().any(|c| arguments.as_ref().is_none_or(|want| json_contains(&c.arguments, want)));
+                let evidence = if hit {
+                    format!("{tool} was called as required")
+                } else if calls.is_empty() {
+                    let made: Vec<&str> = answer.tool_calls.iter().map(|c| c.tool.as_str()).collect();
+                    format!("{tool} was never called (calls: {made:?})")
+                } else {
+                    format!("{tool} was called, but never with {}", arguments.clone().unwrap_or_default())
+                };
+                (hit, evidence)
+            }
+            Grader::File { path, equals, contains } => {
+                let Some(root) = answer.workspace else {
+                    return Err(Error::Grader {
+                        case: case.id.to_string(),
+                        message: "file grader needs an agent run with a workspace".into(),
+                    });
+                };
+                match std::fs::read_to_string(root.join(path)) {
+                    Err(e) => (false, format!("{path}: {e}")),
+                    Ok(text) => {
+                        let equal_ok = equals.as_ref().is_none_or(|want| text.trim_end() == want.trim_end());
+                        let missing: Vec<&String> = contains.iter().filter(|c| !text.contains(c.as_str())).collect();
+                        let evidence = if !equal_ok {
+                            format!("{path} differs from the expected content: {:?}", clip(&text))
+                        } else if !missing.is_empty() {
+                            format!("{path} lacks {missing:?}")
+                        } else {
+                            format!("{path} is as expected")
+                        };
+                        (equal_ok && missing.is_empty(), evidence)
+                    }
+                }
+            }
+            Grader::Rubric { criteria } => {
+                let Some(judge) = judge else {
+                    return Err(Error::Grader {
+                        case: case.id.to_string(),
+                        message: "rubric grading needs a teacher: configure one (`[teacher]` or OPENAI_BASE_URL)"
+                            .into(),
+                    });
+                };
+                crate::rubric::judge(judge, case, answer.output, criteria).await?
+            }
+        };
+        Ok(GradeOutcome { grader: self.kind().to_string(), passed, evidence })
+    }
+}
+
+/// Lower-case, whitespace runs collapsed, and surrounding quotes, brackets, emphasis and
+/// trailing punctuation removed: `**(A)**.` and `a` are equal.
+pub fn normalize(text: &str) -> String {
+    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+    let strip: &[char] = &['"', '\'', '`', '*', '_', '(', ')', '[', ']', '.', ',', ';', ':', '!', '?'];
+    collapsed.trim_matches(|c: char| strip.contains(&c) || c.is_whitespace()).to_string()
+}
+
+/// The last number written in the text (`1,234.5`, `-3`, `2e3`), if any.
+pub fn last_number(text: &str) -> Option<f64> {
+    static NUMBER: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = NUMBER.get_or_init(|| {
+        regex::Regex::new(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?").expect("number regex")
+    });
+    re.find_iter(text).last().and_then(|m| m.as_str().replace(',', "").parse().ok())
+}
+
+fn parse_number(text: &str) -> Option<f64> {
+    let t = text.trim();
+    t.replace(',', "").parse().ok().or_else(|| last_number(t))
+}
+
+/// The JSON value in the text: the whole text, or its first `{...}`/`[...]` block.
+fn find_json(text: &str) -> Option<serde_json::Value> {
+    if let Ok(v) = serde_json::from_str(text.trim()) {
+        return Some(v);
+    }
+    let start = text.find(['{', '['])?;
+    let mut stream = serde_json::Deserializer::from_str(&text[start..]).into_iter::<serde_json::Value>();
+    stream.next()?.ok()
+}
+
+/// True when every field of `want` is in `have` with an equal (recursively contained) value.
+fn json_contains(have: &serde_json::Value, want: &serde_json::Value) -> bool {
+    match (have, want) {
+        (serde_json::Value::Object(h), serde_json::Value::Object(w)) => {
+            w.iter().all(|(k, wv)| h.get(k).is_some_and(|hv| json_contains(hv, wv)))
+        }
+        _ => have == want,
+    }
+}
+
+fn clip(text: &str) -> String {
+    const MAX: usize = 120;
+    let text = text.trim();
+    if text.chars().count() <= MAX {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(MAX).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(text: &str) -> Answer<'_> {
+        Answer { output: text, extracted: text, tool_calls: &[], workspace: None }
+    }
+
+    async fn run(grader: Grader, case: &EvalCase, text: &str) -> GradeOutcome {
+        grader.grade(case, &answer(text), None).await.expect("grade")
+    }
+
+    #[tokio::test]
+    async fn normalized_ignores_case_quotes_brackets_and_punctuation() {
+        let case = EvalCase::new("c", "q", "(A)");
+        assert!(run(Grader::Normalized { expected: None }, &case, "**(a)**.").await.passed);
+        assert!(!run(Grader::Normalized { expected: None }, &case, "(B)").await.passed);
+        let exact = run(Grader::Exact { expected: None }, &case, "(a)").await;
+        assert!(!exact.passed && exact.evidence.contains("(A)"), "{exact:?}");
+    }
+
+    #[tokio::test]
+    async fn numeric_takes_the_last_number_with_tolerance() {
+        let case = EvalCase::new("c", "q", "-42");
+        let g = Grader::Numeric { expected: None, tolerance: 0.0 };
+        assert!(run(g.clone(), &case, "first 3, then 7, so the answer is -42.").await.passed);
+        assert!(!run(g.clone(), &case, "the answer is 42").await.passed);
+        let near = Grader::Numeric { expected: Some(1234.5), tolerance: 0.1 };
+        assert!(run(near, &case, "about 1,234.55").await.passed);
+        let none = run(g, &case, "no idea").await;
+        assert!(!none.passed && none.evidence.contains("no number"));
+    }
+
+    #[tokio::test]
+    async fn contains_regex_and_json_field() {
+        let case = EvalCase::new("c", "q", "x");
+        let g = Grader::Contains {
+            all_of: vec!["Paris".into()],
+            any_of: vec!["France".into(), "FR".into()],
+            case_sensitive: false,
+        };
+        assert!(run(g.clone(), &case, "paris is in france").await.passed);
+        let miss = run(g, &case, "paris").await;
+        assert!(!miss.passed && miss.evidence.contains("none of"));
+        assert!(run(Grader::Regex { pattern: r"^\d{4}-\d{2}$".into() }, &case, "2026-11").await.passed);
+        let j = Grader::JsonField { pointer: "/a/1".into(), equals: serde_json::json!(5) };
+        assert!(run(j.clone(), &case, "result: {\"a\": [4, 5]} done").await.passed);
+        assert!(!run(j, &case, "{\"a\": [4]}").await.passed);
+    }
+
+    #[tokio::test]
+    async fn tool_calls_match_on_argument_subsets() {
+        let case = EvalCase::new("c", "q", "x");
+        let calls = vec![ToolCallRecord {
+            tool: "write_file".into(),
+            arguments: serde_json::json!({"path": "a.txt", "content": "hi"}),
+        }];
+        let a = Answer { output: "", extracted: "", tool_calls: &calls, workspace: None };
+        let g = Grader::ToolCall { tool: "write_file".into(), arguments: Some(serde_json::json!({"path": "a.txt"})) };
+        assert!(g.grade(&case, &a, None).await.expect("grade").passed);
+        let g = Grader::ToolCall { tool: "write_file".into(), arguments: Some(serde_json::json!({"path": "b.txt"})) };
+        assert!(!g.grade(&case, &a, None).await.expect("grade").passed);
+        let g = Grader::ToolCall { tool: "shell".into(), arguments: None };
+        let out = g.grade(&case, &a, None).await.expect("grade");
+        assert!(!out.passed && out.evidence.contains("never called"), "{out:?}");
+    }
+
+    #[tokio::test]
+    async fn rubric_without_a_teacher_is_a_clear_error() {
+        let case = EvalCase::new("c7", "q", "x");
+        let err = Grader::Rubric { criteria: vec!["is polite".into()] }.grade(&case, &answer("hi"), None).await;
+        let msg = err.expect_err("no judge").to_string();
+        assert!(msg.contains("c7") && msg.contains("teacher"), "{msg}");
+    }
+
+    #[test]
+    fn misconfigured_graders_are_reported() {
+        let mut case = EvalCase::new("c", "q", "not a number");
+        assert!(Grader::Numeric { expected: None, tolerance: 0.1 }.check(&case).is_err());
+        assert!(Grader::Numeric { expected: Some(1.0), tolerance: -1.0 }.check(&case).is_err());
+        assert!(Grader::Regex { pattern: "(".into() }.check(&case).is_err());
+        assert!(Grader::File { path: "../etc/passwd".into(), equals: None, contains: vec![] }.check(&case).is_err());
+        assert!(Grader::JsonField { pointer: "a".into(), equals: serde_json::json!(1) }.check(&case).is_err());
+        case.expected_output = None;
+        assert!(Grader::Exact { expected: None }.check(&case).is_err());
+        assert!(Grader::Exact { expected: Some("x".into()) }.check(&case).is_ok());
+    }
+}

@@ -1,0 +1,477 @@
+//! Running a suite's cases against a student, with or without a skill, and grading them.
+//!
+//! Cases run one after another by default: on a CPU student the shared skill prefix stays
+//! in mistral.rs's prefix cache only then (concurrent requests were 11x slower). Backends
+//! that serve requests in parallel (a remote endpoint) can raise
+//! [`RunnerConfig::parallelism`]. Results are cached on disk by (model, skill text, case,
+//! runner settings), so an unchanged case is never run twice, and every case's prompt,
+//! output and grades are kept as its transcript.
+
+use crate::grade::{Answer, GradeOutcome, ToolCallRecord};
+use crate::stats::Rate;
+use crate::suite::{CaseId, CaseMode, EvalCase, EvalSuite, Split};
+use crate::{Error, Result};
+use agent_loop::tools::{ToolRegistry, builtin_tools};
+use agent_loop::{Agent, AgentConfig, Event, RunOptions};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use skill_core::fsutil::atomic_write;
+use skill_core::{ChatMessage, CompletionRequest, Role, SkillLibrary, Student, Teacher, Usage};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Bumped whenever prompts or grading change, so old cached results are not reused.
+const RUNNER_VERSION: u32 = 1;
+
+/// The skill under test: its name and full `SKILL.md` text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkillText {
+    /// The skill's name.
+    pub name: String,
+    /// The whole `SKILL.md`.
+    pub markdown: String,
+}
+
+impl SkillText {
+    /// The skill's content hash (blake3 of the text, as the version history records it).
+    pub fn hash(&self) -> String {
+        skill_core::skill::content_hash(&self.markdown)
+    }
+
+    /// The instructions part (after the frontmatter); the whole text if it has none.
+    pub fn body(&self) -> String {
+        match skill_core::Skill::parse(&self.markdown, None) {
+            Ok(skill) => skill.body().trim().to_string(),
+            Err(_) => self.markdown.trim().to_string(),
+        }
+    }
+}
+
+/// Settings of a run.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Token limit per answer.
+    pub max_tokens: u32,
+    /// Wall-clock limit per answer (a timeout fails the case, the run goes on).
+    pub timeout: Duration,
+    /// Where results are cached (`None`: no cache).
+    pub cache_dir: Option<PathBuf>,
+    /// Where each case's transcript is written (`None`: not written).
+    pub transcript_dir: Option<PathBuf>,
+    /// Cases in flight at once (1 keeps a CPU student's prefix cache useful).
+    pub parallelism: usize,
+    /// Steps allowed for agent cases.
+    pub agent_max_steps: usize,
+    /// Folder the cases' `files` are relative to (the skill folder).
+    pub files_root: Option<PathBuf>,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        RunnerConfig {
+            max_tokens: 384,
+            timeout: Duration::from_secs(300),
+            cache_dir: None,
+            transcript_dir: None,
+            parallelism: 1,
+            agent_max_steps: 8,
+            files_root: None,
+        }
+    }
+}
+
+/// One graded case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaseResult {
+    /// The case.
+    pub id: CaseId,
+    /// Its split.
+    pub split: Split,
+    /// All graders passed (and nothing failed to run).
+    pub passed: bool,
+    /// Each grader's verdict.
+    pub grades: Vec<GradeOutcome>,
+    /// The student's output.
+    pub output: String,
+    /// What the graders compared.
+    pub extracted: String,
+    /// Tool calls (agent cases).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCallRecord>,
+    /// Tokens of the student's calls.
+    pub usage: Usage,
+    /// Wall time of the student's calls, milliseconds.
+    pub elapsed_ms: u64,
+    /// Why the case could not be run or graded (student timeout, judge failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Taken from the cache rather than run now.
+    #[serde(default)]
+    pub cached: bool,
+}
+
+/// The results of one configuration (a skill version, or no skill) on a set of cases.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuiteRun {
+    /// `with skill v3`, `no skill`, ...
+    pub label: String,
+    /// The student.
+    pub model: String,
+    /// Hash of the skill text (`None` for no skill).
+    pub skill_hash: Option<String>,
+    /// Per case, in suite order.
+    pub results: Vec<CaseResult>,
+}
+
+impl SuiteRun {
+    /// Pass rate over all results.
+    pub fn rate(&self) -> Rate {
+        Rate::wilson(self.results.iter().filter(|r| r.passed).count(), self.results.len())
+    }
+
+    /// Pass rate over one split.
+    pub fn rate_on(&self, split: Split) -> Rate {
+        let of: Vec<&CaseResult> = self.results.iter().filter(|r| r.split == split).collect();
+        Rate::wilson(of.iter().filter(|r| r.passed).count(), of.len())
+    }
+
+    /// Mean tokens (prompt + completion) per case.
+    pub fn tokens_per_case(&self) -> f64 {
+        mean(self.results.iter().map(|r| f64::from(r.usage.prompt_tokens + r.usage.completion_tokens)))
+    }
+
+    /// Mean completion tokens per case (what the skill makes the student write).
+    pub fn completion_tokens_per_case(&self) -> f64 {
+        mean(self.results.iter().map(|r| f64::from(r.usage.completion_tokens)))
+    }
+
+    /// Mean seconds per case.
+    pub fn seconds_per_case(&self) -> f64 {
+        mean(self.results.iter().map(|r| r.elapsed_ms as f64 / 1000.0))
+    }
+
+    /// Cases that could not be run or graded.
+    pub fn errors(&self) -> usize {
+        self.results.iter().filter(|r| r.error.is_some()).count()
+    }
+
+    /// Passed flags in result order (for paired lift).
+    pub fn passed_flags(&self) -> Vec<bool> {
+        self.results.iter().map(|r| r.passed).collect()
+    }
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    if n == 0 { 0.0 } else { sum / n as f64 }
+}
+
+/// The system prompt: the skill first (so every case shares it as a cacheable prefix), then
+/// the suite's instructions.
+pub fn system_prompt(skill: Option<&SkillText>, instructions: Option<&str>) -> String {
+    let mut system = match skill {
+        Some(skill) => format!(
+            "Follow this skill to do the task.\n\n<skill name=\"{}\">\n{}\n</skill>\n",
+            skill.name,
+            skill.body()
+        ),
+        None => "Do the task.\n".to_string(),
+    };
+    if let Some(extra) = instructions.filter(|s| !s.trim().is_empty()) {
+        system.push('\n');
+        system.push_str(extra.trim());
+        system.push('\n');
+    }
+    system
+}
+
+/// Picks the answer out of an output with the suite's `answer_pattern` (last match, first
+/// capture group); the trimmed output when there is no pattern or no match.
+pub fn extract_answer(output: &str, pattern: Option<&regex::Regex>) -> String {
+    if let Some(re) = pattern
+        && let Some(caps) = re.captures_iter(output).last()
+    {
+        let m = caps.get(1).or_else(|| caps.get(0));
+        if let Some(m) = m {
+            return m.as_str().trim().to_string();
+        }
+    }
+    output.trim().to_string()
+}
+
+/// What is evaluated and how: the student, the judge for rubrics, the suite and settings.
+pub struct Evaluator<'a> {
+    /// The student under test.
+    pub student: Arc<dyn Student>,
+    /// Grades rubric cases (`None`: a suite with rubrics is refused up front).
+    pub judge: Option<&'a dyn Teacher>,
+    /// The suite the cases come from (answer pattern, instructions).
+    pub suite: &'a EvalSuite,
+    /// Runner settings.
+    pub config: &'a RunnerConfig,
+}
+
+impl Evaluator<'_> {
+    /// Runs `cases` with `skill` (or none). `on_case` sees each result as it is ready.
+    pub async fn run(
+        &self,
+        cases: &[&EvalCase],
+        skill: Option<&SkillText>,
+        label: &str,
+        on_case: &mut (dyn FnMut(&CaseResult) + Send),
+    ) -> Result<SuiteRun> {
+        let pattern = self
+            .suite
+            .answer_pattern
+            .as_deref()
+            .map(regex::Regex::new)
+            .transpose()
+            .map_err(|e| Error::other(format!("answer_pattern: {e}")))?;
+        if self.judge.is_none()
+            && let Some(case) = cases.iter().find(|c| c.effective_graders().iter().any(|g| g.needs_teacher()))
+        {
+            return Err(Error::Grader {
+                case: case.id.to_string(),
+                message: "a rubric grader needs a teacher: configure one (`[teacher]` in config or OPENAI_BASE_URL)"
+                    .into(),
+            });
+        }
+        let system = system_prompt(skill, self.suite.instructions.as_deref());
+        let ctx = CaseContext {
+            student: self.student.clone(),
+            judge: self.judge,
+            suite: self.suite,
+            skill,
+            system: &system,
+            pattern: pattern.as_ref(),
+            config: self.config,
+        };
+        let mut results = Vec::with_capacity(cases.len());
+        for chunk in cases.chunks(self.config.parallelism.max(1)) {
+            for result in futures::future::join_all(chunk.iter().map(|case| ctx.run_one(case))).await {
+                let result = result?;
+                on_case(&result);
+                results.push(result);
+            }
+        }
+        Ok(SuiteRun {
+            label: label.to_string(),
+            model: self.student.model_id().to_string(),
+            skill_hash: skill.map(SkillText::hash),
+            results,
+        })
+    }
+}
+
+struct CaseContext<'a> {
+    student: Arc<dyn Student>,
+    judge: Option<&'a dyn Teacher>,
+    suite: &'a EvalSuite,
+    skill: Option<&'a SkillText>,
+    system: &'a str,
+    pattern: Option<&'a regex::Regex>,
+    config: &'a RunnerConfig,
+}
+
+impl CaseContext<'_> {
+    fn cache_key(&self, case: &EvalCase) -> String {
+        let mut h = Sha256::new();
+        h.update(RUNNER_VERSION.to_le_bytes());
+        h.update(self.student.model_id().as_bytes());
+        h.update([0]);
+        h.update(self.skill.map(SkillText::hash).unwrap_or_default().as_bytes());
+        h.update([0]);
+        h.update(self.system.as_bytes());
+        h.update([0]);
+        h.update(serde_json::to_vec(case).unwrap_or_default());
+        h.update(self.suite.answer_pattern.as_deref().unwrap_or("").as_bytes());
+        h.update(self.config.max_tokens.to_le_bytes());
+        h.update((self.config.agent_max_steps as u64).to_le_bytes());
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    async fn run_one(&self, case: &EvalCase) -> Result<CaseResult> {
+        let key = self.cache_key(case);
+        let cache_path = self.config.cache_dir.as_ref().map(|d| d.join(&key[..2]).join(format!("{key}.json")));
+        if let Some(path) = &cache_path
+            && let Ok(text) = std::fs::read_to_string(path)
+            && let Ok(mut cached) = serde_json::from_str::<CaseResult>(&text)
+        {
+            cached.cached = true;
+            return Ok(cached);
+        }
+        let result = match case.mode {
+            CaseMode::Answer => self.answer_case(case).await?,
+            CaseMode::Agent => self.agent_case(case).await?,
+        };
+        // Errors (a timeout) are not cached: the next run tries again.
+        if let Some(path) = &cache_path
+            && result.error.is_none()
+        {
+            write_json(path, &result)?;
+        }
+        if let Some(dir) = &self.config.transcript_dir {
+            let transcript = serde_json::json!({
+                "case": case,
+                "system": self.system,
+                "result": result,
+            });
+            write_json(&dir.join(format!("{}.json", sanitize(&case.id.to_string()))), &transcript)?;
+        }
+        Ok(result)
+    }
+
+    async fn answer_case(&self, case: &EvalCase) -> Result<CaseResult> {
+        let mut request = CompletionRequest::new(vec![
+            ChatMessage::new(Role::System, self.system),
+            ChatMessage::new(Role::User, case.prompt.clone()),
+        ]);
+        request.max_tokens = self.config.max_tokens;
+        request.timeout = self.config.timeout;
+        let started = Instant::now();
+        match self.student.complete(&request).await {
+            Ok(completion) => {
+                let extracted = extract_answer(&completion.text, self.pattern);
+                let answer =
+                    Answer { output: &completion.text, extracted: &extracted, tool_calls: &[], workspace: None };
+                let (grades, error) = self.grade(case, &answer).await;
+                Ok(CaseResult {
+                    id: case.id.clone(),
+                    split: case.split,
+                    passed: error.is_none() && !grades.is_empty() && grades.iter().all(|g| g.passed),
+                    grades,
+                    output: completion.text.clone(),
+                    extracted,
+                    tool_calls: Vec::new(),
+                    usage: completion.usage,
+                    elapsed_ms: started.elapsed().as_millis() as u64,
+                    error,
+                    cached: false,
+                })
+            }
+            Err(e) => Ok(self.failed(case, started, format!("student: {e}"))),
+        }
+    }
+
+    async fn agent_case(&self, case: &EvalCase) -> Result<CaseResult> {
+        let scratch = tempfile::tempdir().map_err(|e| Error::other(format!("scratch folder: {e}")))?;
+        let workspace = scratch.path().join("workspace");
+        std::fs::create_dir_all(&workspace).map_err(|e| skill_core::Error::io(&workspace, e))?;
+        for file in &case.files {
+            let from = self.config.files_root.clone().unwrap_or_default().join(file);
+            let to = agent_loop::tools::resolve_in_root(&workspace, file)
+                .map_err(|e| Error::Grader { case: case.id.to_string(), message: format!("files: {e}") })?;
+            if let Some(dir) = to.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| skill_core::Error::io(dir, e))?;
+            }
+            std::fs::copy(&from, &to).map_err(|e| skill_core::Error::io(&from, e))?;
+        }
+        let mut tools = ToolRegistry::new();
+        for tool in builtin_tools(&workspace, None, false) {
+            tools.register(tool).map_err(|e| Error::other(e.to_string()))?;
+        }
+        let agent_config = AgentConfig {
+            max_steps: self.config.agent_max_steps,
+            max_tokens: self.config.max_tokens,
+            model_timeout: self.config.timeout,
+            ..AgentConfig::default()
+        };
+        let mut agent = Agent::new(self.student.clone(), agent_config).with_tools(tools);
+        let mut options = RunOptions::default();
+        if let Some(skill) = self.skill {
+            let library_root = scratch.path().join("skills");
+            let dir = library_root.join(&skill.name);
+            std::fs::create_dir_all(&dir).map_err(|e| skill_core::Error::io(&dir, e))?;
+            atomic_write(&dir.join("SKILL.md"), skill.markdown.as_bytes())?;
+            agent = agent.with_library(SkillLibrary::new(library_root));
+            options.skill = Some(skill.name.clone());
+        }
+        let task = match self.suite.instructions.as_deref() {
+            Some(extra) => format!("{}\n\n{}", case.prompt, extra),
+            None => case.prompt.clone(),
+        };
+        let mut tool_calls = Vec::new();
+        let mut usage = Usage::default();
+        let started = Instant::now();
+        let run = agent
+            .run(&task, &options, &mut |event| match event {
+                Event::ToolCall { tool, arguments, .. } => {
+                    tool_calls.push(ToolCallRecord { tool: tool.clone(), arguments: arguments.clone() })
+                }
+                Event::ModelCall { prompt_tokens, completion_tokens, .. } => {
+                    usage.prompt_tokens += prompt_tokens;
+                    usage.completion_tokens += completion_tokens;
+                }
+                _ => {}
+            })
+            .await;
+        let outcome = match run {
+            Ok(outcome) => outcome,
+            Err(e) => return Ok(self.failed(case, started, format!("agent: {e}"))),
+        };
+        let output = outcome.answer.unwrap_or_default();
+        let extracted = extract_answer(&output, self.pattern);
+        let answer =
+            Answer { output: &output, extracted: &extracted, tool_calls: &tool_calls, workspace: Some(&workspace) };
+        let (grades, error) = self.grade(case, &answer).await;
+        Ok(CaseResult {
+            id: case.id.clone(),
+            split: case.split,
+            passed: error.is_none() && !grades.is_empty() && grades.iter().all(|g| g.passed),
+            grades,
+            output,
+            extracted,
+            tool_calls,
+            usage,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            error,
+            cached: false,
+        })
+    }
+
+    async fn grade(&self, case: &EvalCase, answer: &Answer<'_>) -> (Vec<GradeOutcome>, Option<String>) {
+        let mut grades = Vec::new();
+        for grader in case.effective_graders() {
+            match grader.grade(case, answer, self.judge).await {
+                Ok(g) => grades.push(g),
+                Err(e) => return (grades, Some(e.to_string())),
+            }
+        }
+        (grades, None)
+    }
+
+    fn failed(&self, case: &EvalCase, started: Instant, error: String) -> CaseResult {
+        CaseResult {
+            id: case.id.clone(),
+            split: case.split,
+            passed: false,
+            grades: Vec::new(),
+            output: String::new(),
+            extracted: String::new(),
+            tool_calls: Vec::new(),
+            usage: Usage::default(),
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            error: Some(error),
+            cached: false,
+        }
+    }
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| skill_core::Error::io(dir, e))?;
+    }
+    let json = serde_json::to_vec_pretty(value).map_err(|e| Error::other(e.to_string()))?;
+    atomic_write(path, &json)?;
+    Ok(())
+}
+
+/// The default result cache: `$XDG_CACHE_HOME/skd/evals`.
+pub fn default_cache_dir() -> PathBuf {
+    dirs::cache_dir().unwrap_or_else(|| PathBuf::from(".cache")).join("skd").join("evals")
+}
