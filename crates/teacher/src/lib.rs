@@ -4,8 +4,10 @@
 //! * [`OpenAiTeacher`]: async-openai against OpenAI or any OpenAI-compatible endpoint
 //!   (another provider, Ollama, llama.cpp's server, `skd serve`). Base URL, model and key
 //!   come from config or `OPENAI_BASE_URL` / `OPENAI_API_KEY`; the key is never logged,
-//!   printed or written. Rate limits (429), server errors (5xx), timeouts and refused
-//!   connections are retried with exponential backoff; tokens and cost are counted.
+//!   printed or written. Rate limits (429, honouring `Retry-After`), server errors (5xx)
+//!   and refused connections are retried by async-openai's retry layer; attempts that hang
+//!   past the timeout and bodies that are not completions are retried here, with
+//!   exponential backoff. Tokens and cost are counted.
 //! * [`StudentTeacher`]: any [`Student`](skill_core::Student) backend used as the teacher.
 //! * [`structured`]: asking for JSON that must validate, with one repair request when the
 //!   answer is invalid or cut off, then a clear error: a corrupt draft never reaches disk.

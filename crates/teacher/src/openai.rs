@@ -49,7 +49,8 @@ pub struct Prices {
 pub struct UsageTotals {
     /// Successful requests.
     pub requests: u64,
-    /// Attempts that failed and were retried.
+    /// Attempts repeated by this crate (timeouts, unusable bodies); async-openai's own
+    /// retries of 429/5xx/refused connections are not visible here.
     pub retries: u64,
     /// Prompt tokens.
     pub prompt_tokens: u64,
@@ -212,13 +213,19 @@ impl OpenAiTeacher {
     }
 }
 
-/// Whether a failed attempt is worth repeating, and how to describe it.
+/// Whether a failed attempt is worth repeating here, and how to describe it.
+///
+/// async-openai's own retry layer already repeats 429s (honouring `Retry-After`), 5xx
+/// answers and refused connections, up to 3 times with backoff; repeating those again here
+/// would multiply the attempts. This loop adds what that layer does not cover: attempts
+/// that hang past the request's timeout, and 200 answers whose body is not a completion.
 fn classify(err: &OpenAIError) -> (bool, String) {
     match err {
         OpenAIError::ApiError(resp) => {
             let status = resp.status_code.as_u16();
-            let retry = status == 429 || status == 408 || status >= 500;
-            (retry, format!("HTTP {}: {}", status, resp.api_error.message))
+            let retried = status == 429 || status >= 500;
+            let note = if retried { " (after async-openai's retries)" } else { "" };
+            (false, format!("HTTP {}: {}{note}", status, resp.api_error.message))
         }
         OpenAIError::Reqwest(e) => {
             let what = if e.is_connect() {
@@ -228,7 +235,7 @@ fn classify(err: &OpenAIError) -> (bool, String) {
             } else {
                 "request failed"
             };
-            (e.is_connect() || e.is_timeout() || e.is_request() || e.is_body(), format!("{what}: {e}"))
+            (e.is_timeout() || e.is_body(), format!("{what}: {e}"))
         }
         // A 200 with a body that is not a chat completion: usually a proxy's error page, or
         // a server cut off mid-answer. Retrying is cheap and often enough.
