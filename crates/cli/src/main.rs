@@ -3,6 +3,7 @@
 
 mod bench_cmds;
 mod config;
+mod eval_cmds;
 mod mcp_server;
 mod output;
 mod run_cmds;
@@ -82,6 +83,13 @@ enum Command {
     /// Run a task with the local student: retrieve skills and notes, then Plan -> Tool Call ->
     /// Observe -> Refine until an answer. Streams each step; writes a JSONL transcript.
     Run(RunArgs),
+    /// Run a skill's eval suite (`<skill>/evals/evals.json`) with the skill and against a
+    /// baseline; print pass rates with 95% intervals and the lift, and write
+    /// benchmark.json/.md/.html under `<skill>/evals/results/`.
+    Eval(EvalCliArgs),
+    /// BIG-Bench Hard tasks as skills and eval suites (the benchmark the README reports).
+    #[command(subcommand)]
+    Bbh(BbhCommand),
     /// Serve the local model as an OpenAI-compatible endpoint on 127.0.0.1.
     Serve {
         /// Model id (`skd models list`) or .gguf path (default: the configured student).
@@ -164,6 +172,70 @@ struct RunArgs {
     /// Do not write a transcript file.
     #[arg(long)]
     no_transcript: bool,
+}
+
+#[derive(Args, Debug)]
+struct EvalCliArgs {
+    /// The skill's name.
+    skill: String,
+    /// Student: model id, .gguf path, or URL#model (default: config `student`).
+    #[arg(long)]
+    student: Option<String>,
+    /// Teacher for rubric graders: URL#model (key from OPENAI_API_KEY), or a local model id
+    /// or .gguf path (default: $SKD_TEACHER).
+    #[arg(long)]
+    teacher: Option<String>,
+    /// Compare with: `none` (no skill), `previous` (the previous version), a SKILL.md path,
+    /// or `skip`.
+    #[arg(long, default_value = "none")]
+    baseline: eval_cmds::Baseline,
+    /// Only this split (train, validation, test).
+    #[arg(long, value_parser = parse_split)]
+    split: Option<evals::Split>,
+    /// Run every case again instead of reusing cached results.
+    #[arg(long)]
+    no_cache: bool,
+    /// Token limit per answer.
+    #[arg(long, default_value_t = 384)]
+    max_tokens: u32,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum BbhCommand {
+    /// Write `bbh-<task>` skills (the human-written procedure as SKILL.md) with seeded
+    /// train/validation/test suites into the skill library.
+    Import {
+        /// Task names (default: all 27).
+        tasks: Vec<String>,
+        /// The BBH folder with `bbh/` and `cot-prompts/`.
+        #[arg(long, env = "SKD_BBH_DATA")]
+        data: Option<PathBuf>,
+        /// Train cases per task.
+        #[arg(long, default_value_t = 12)]
+        train: usize,
+        /// Validation cases per task.
+        #[arg(long, default_value_t = 12)]
+        validation: usize,
+        /// Sealed test cases per task.
+        #[arg(long, default_value_t = 30)]
+        test: usize,
+        /// Seed of the split.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Replace an existing suite (re-splits: the old test set is no longer sealed).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn parse_split(s: &str) -> std::result::Result<evals::Split, String> {
+    evals::Split::ALL
+        .into_iter()
+        .find(|x| x.as_str() == s)
+        .ok_or_else(|| format!("unknown split `{s}`: train, validation or test"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -429,6 +501,29 @@ fn run(cli: Cli) -> Result<Exit> {
                 no_transcript: a.no_transcript,
             },
         )),
+        Command::Eval(a) => runtime()?.block_on(eval_cmds::eval(
+            &config,
+            eval_cmds::EvalArgs {
+                skill: a.skill,
+                student: a.student,
+                teacher: a.teacher,
+                baseline: a.baseline,
+                split: a.split,
+                no_cache: a.no_cache,
+                max_tokens: a.max_tokens,
+                json: a.json,
+            },
+        )),
+        Command::Bbh(BbhCommand::Import { tasks, data, train, validation, test, seed, force }) => {
+            eval_cmds::bbh_import(
+                &config,
+                &tasks,
+                data,
+                evals::bbh::SplitSizes { train, validation, test },
+                seed,
+                force,
+            )
+        }
         Command::Serve { model, port } => runtime()?.block_on(run_cmds::serve(&config, model.as_deref(), port)),
         Command::Bench(BenchCommand::Student {
             model,

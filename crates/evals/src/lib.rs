@@ -6,8 +6,10 @@
 //! * [`run`]: runs cases against a [`Student`] with or without a skill, caches results by
 //!   (model, skill text, case) and keeps each case's transcript.
 //! * [`stats`]: pass rates with Wilson intervals and paired lift.
+//! * [`bbh`]: BIG-Bench Hard tasks as a skill (the human-written procedure) and a suite.
 //! * [`report`]: `benchmark.json`, `benchmark.md` and a self-contained `benchmark.html`.
 
+pub mod bbh;
 pub mod grade;
 pub mod report;
 mod rubric;

@@ -1,0 +1,230 @@
+//! `skd eval`: a skill's suite with the skill and against a baseline, with reports.
+
+use crate::Exit;
+use crate::config::Config;
+use crate::output::{JSON_SCHEMA_VERSION, print_json};
+use anyhow::{Context, Result, bail};
+use evals::report::{Benchmark, BenchmarkEntry};
+use evals::run::default_cache_dir;
+use evals::{CaseResult, EvalSuite, Evaluator, RunnerConfig, SkillText, Split};
+use serde_json::json;
+use skill_core::versions::{Revision, WorkingCopy};
+use skill_core::{Student, Teacher, VersionStore};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use teacher::{OpenAiTeacher, OpenAiTeacherConfig, StudentTeacher};
+
+/// What the skill is compared against.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Baseline {
+    /// The student with no skill.
+    NoSkill,
+    /// The previous recorded version of the skill.
+    Previous,
+    /// Another `SKILL.md`.
+    File(PathBuf),
+    /// No baseline run.
+    Skip,
+}
+
+impl std::str::FromStr for Baseline {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Ok(match s {
+            "none" => Baseline::NoSkill,
+            "previous" => Baseline::Previous,
+            "skip" => Baseline::Skip,
+            path => Baseline::File(PathBuf::from(path)),
+        })
+    }
+}
+
+/// `skd eval` arguments.
+#[derive(Debug, Clone)]
+pub struct EvalArgs {
+    pub skill: String,
+    pub student: Option<String>,
+    pub teacher: Option<String>,
+    pub baseline: Baseline,
+    pub split: Option<Split>,
+    pub no_cache: bool,
+    pub max_tokens: u32,
+    pub json: bool,
+}
+
+/// Builds the teacher a spec names: `URL#model` for an OpenAI-compatible endpoint (key from
+/// `OPENAI_API_KEY`), or a local model id / .gguf path run in-process. Without a spec,
+/// `SKD_TEACHER` is read; `None` when neither is set.
+pub async fn load_teacher(config: &Config, spec: Option<&str>, quiet: bool) -> Result<Option<Arc<dyn Teacher>>> {
+    let from_env = std::env::var("SKD_TEACHER").ok().filter(|s| !s.trim().is_empty());
+    let Some(spec) = spec.map(str::to_string).or(from_env) else { return Ok(None) };
+    if spec.starts_with("http://") || spec.starts_with("https://") {
+        let (url, model) = spec
+            .split_once('#')
+            .with_context(|| format!("teacher `{spec}`: name the model after `#`, e.g. {spec}#gpt-4o-mini"))?;
+        let mut teacher_config = OpenAiTeacherConfig::new(url, model);
+        teacher_config.api_key = std::env::var("OPENAI_API_KEY").ok().filter(|k| !k.trim().is_empty());
+        return Ok(Some(Arc::new(OpenAiTeacher::new(teacher_config)?)));
+    }
+    let student = crate::run_cmds::load_student(config, &spec, quiet).await?;
+    Ok(Some(Arc::new(StudentTeacher::new(student))))
+}
+
+pub async fn eval(config: &Config, args: EvalArgs) -> Result<Exit> {
+    let entry = config.library().find(&args.skill)?;
+    let suite_path = EvalSuite::path_in(&entry.dir);
+    if !suite_path.exists() {
+        bail!(
+            "{} has no eval suite: write {} (see docs/evals.md) or let `skd distill` draft one",
+            args.skill,
+            suite_path.display()
+        );
+    }
+    let suite = EvalSuite::load(&suite_path)?;
+    let markdown =
+        std::fs::read_to_string(entry.skill_md()).with_context(|| format!("reading {}", entry.skill_md().display()))?;
+    let skill = SkillText { name: args.skill.clone(), markdown };
+    let store = VersionStore::new(&entry.dir);
+    let version = match store.working_copy()? {
+        WorkingCopy::Recorded { version } => Some(version),
+        _ => None,
+    };
+    let baseline_skill: Option<(String, Option<SkillText>)> = match &args.baseline {
+        Baseline::Skip => None,
+        Baseline::NoSkill => Some(("no skill".into(), None)),
+        Baseline::Previous => {
+            let history = store.history()?;
+            let current = version.unwrap_or(u32::MAX);
+            let previous = history
+                .iter()
+                .rev()
+                .find(|v| v.version < current)
+                .with_context(|| format!("{} has no earlier version to compare with", args.skill))?;
+            let text = store.content(Revision::Version(previous.version))?;
+            Some((format!("v{}", previous.version), Some(SkillText { name: args.skill.clone(), markdown: text })))
+        }
+        Baseline::File(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            Some((path.display().to_string(), Some(SkillText { name: args.skill.clone(), markdown: text })))
+        }
+    };
+
+    let student_spec = args.student.clone().unwrap_or_else(|| config.student.value.clone());
+    let student: Arc<dyn Student> = crate::run_cmds::load_student(config, &student_spec, args.json).await?;
+    let teacher = load_teacher(config, args.teacher.as_deref(), args.json).await?;
+    let results_dir = entry.dir.join("evals").join("results");
+    let run_stamp = skill_core::time::rfc3339(skill_core::time::now_unix()).replace(':', "-");
+    let runner = RunnerConfig {
+        max_tokens: args.max_tokens,
+        cache_dir: (!args.no_cache).then(default_cache_dir),
+        transcript_dir: Some(results_dir.join("runs").join(&run_stamp)),
+        files_root: Some(entry.dir.clone()),
+        ..RunnerConfig::default()
+    };
+    let cases: Vec<&evals::EvalCase> = match args.split {
+        Some(split) => suite.split(split),
+        None => suite.evals.iter().collect(),
+    };
+    if cases.is_empty() {
+        bail!("no cases to run in {}", suite_path.display());
+    }
+    let evaluator = Evaluator { student: student.clone(), judge: teacher.as_deref(), suite: &suite, config: &runner };
+    let quiet = args.json;
+    let progress = |label: &str| {
+        let label = label.to_string();
+        move |r: &CaseResult| {
+            if !quiet {
+                let mark = if r.passed { "pass" } else { "FAIL" };
+                let note = r.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
+                let cached = if r.cached { " [cached]" } else { "" };
+                eprintln!("  {label}: {} {mark}{cached}{note}", r.id);
+            }
+        }
+    };
+    let with_label = version.map(|v| format!("v{v}")).unwrap_or_else(|| "working copy".into());
+    if !quiet {
+        eprintln!("{} cases, student {}", cases.len(), student.model_id());
+    }
+    let with = evaluator.run(&cases, Some(&skill), &with_label, &mut progress(&with_label)).await?;
+    let base = match &baseline_skill {
+        Some((label, text)) => Some(evaluator.run(&cases, text.as_ref(), label, &mut progress(label)).await?),
+        None => None,
+    };
+    let entry_record = BenchmarkEntry::new(&with, base.as_ref(), version);
+    let mut benchmark = Benchmark::load(&results_dir, &args.skill)?;
+    benchmark.push(entry_record.clone());
+    let paths = benchmark.write(&results_dir)?;
+    if let Some(v) = version {
+        let mut scores = BTreeMap::new();
+        scores.insert("pass_rate".to_string(), with.rate().rate);
+        scores.insert("tokens_per_case".to_string(), with.tokens_per_case());
+        if let (Some(lift), Some((label, _))) = (entry_record.lift, &baseline_skill) {
+            scores.insert(format!("lift_vs_{}", label.replace(' ', "_")), lift.delta);
+        }
+        store.record_scores(v, &scores)?;
+    }
+
+    if args.json {
+        print_json(&json!({
+            "schema_version": JSON_SCHEMA_VERSION,
+            "skill": args.skill,
+            "entry": entry_record,
+            "reports": {"json": paths.json, "markdown": paths.markdown, "html": paths.html},
+        }))?;
+    } else {
+        println!("{:<16} {}", with.label, with.rate());
+        if let Some(b) = &base {
+            println!("{:<16} {}", b.label, b.rate());
+        }
+        if let Some(lift) = entry_record.lift {
+            println!("lift             {lift}");
+        }
+        println!(
+            "tokens/case      {:.0} with the skill{}",
+            with.tokens_per_case(),
+            base.as_ref().map(|b| format!(", {:.0} {}", b.tokens_per_case(), b.label)).unwrap_or_default()
+        );
+        println!("report           {}", paths.html.display());
+    }
+    Ok(if with.errors() > 0 { Exit::Negative } else { Exit::Ok })
+}
+
+/// `skd bbh import`: BIG-Bench Hard tasks as skills with suites, in the skill library.
+pub fn bbh_import(
+    config: &Config,
+    tasks: &[String],
+    data: Option<PathBuf>,
+    sizes: evals::bbh::SplitSizes,
+    seed: u64,
+    force: bool,
+) -> Result<Exit> {
+    let data = data.unwrap_or_else(evals::bbh::default_data_dir);
+    let tasks: Vec<String> = if tasks.is_empty() { evals::bbh::list_tasks(&data)? } else { tasks.to_vec() };
+    for task in &tasks {
+        let imported = evals::bbh::import(&data, task, sizes, seed)?;
+        let dir = config.skills_dir.value.join(&imported.skill_name);
+        let suite_path = EvalSuite::path_in(&dir);
+        if suite_path.exists() && !force {
+            bail!(
+                "{} exists: its test split is sealed, so it is not replaced (pass --force to re-split)",
+                suite_path.display()
+            );
+        }
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let info = VersionStore::new(&dir)
+            .save(&imported.skill_markdown, "imported from BIG-Bench Hard (human-written procedure)")?;
+        imported.suite.save(&suite_path)?;
+        println!(
+            "{}: v{} with {} cases ({} train, {} validation, {} test) -> {}",
+            imported.skill_name,
+            info.version,
+            imported.suite.evals.len(),
+            imported.suite.split(Split::Train).len(),
+            imported.suite.split(Split::Validation).len(),
+            imported.suite.split(Split::Test).len(),
+            dir.display()
+        );
+    }
+    Ok(Exit::Ok)
+}

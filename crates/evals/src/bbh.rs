@@ -1,0 +1,199 @@
+//! BIG-Bench Hard as skills: a task's human-written chain-of-thought procedure becomes a
+//! `SKILL.md`, and its examples become an eval suite with a seeded train / validation /
+//! test split. The data stays where it is (`../shared/data/bbh` by default); nothing from
+//! it is copied into this repository.
+
+use crate::grade::Grader;
+use crate::suite::{CaseId, CaseMode, EvalCase, EvalSuite, Split};
+use crate::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// Tasks whose answers are numbers (graded numerically).
+const NUMERIC_TASKS: &[&str] = &["multistep_arithmetic_two", "object_counting"];
+
+/// The answer format every configuration is asked for, so that with or without a skill the
+/// student is graded on the same question.
+pub const ANSWER_INSTRUCTIONS: &str =
+    "Work through the problem, then end your reply with one line: \"So the answer is X.\" where X is the answer alone.";
+
+/// Picks the text after the last "the answer is".
+pub const ANSWER_PATTERN: &str = r"(?im)answer is[:\s]*\**\s*(.+?)\**\s*\.?\s*$";
+
+/// How many cases go to each split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitSizes {
+    /// Train cases (the teacher sees them and their failures).
+    pub train: usize,
+    /// Validation cases (decide which candidate is kept).
+    pub validation: usize,
+    /// Sealed test cases.
+    pub test: usize,
+}
+
+impl Default for SplitSizes {
+    fn default() -> Self {
+        SplitSizes { train: 12, validation: 12, test: 30 }
+    }
+}
+
+/// One imported task.
+#[derive(Debug, Clone)]
+pub struct BbhTask {
+    /// The BBH task name (`boolean_expressions`).
+    pub task: String,
+    /// The skill name (`bbh-boolean-expressions`).
+    pub skill_name: String,
+    /// The `SKILL.md` holding the human-written procedure.
+    pub skill_markdown: String,
+    /// The suite.
+    pub suite: EvalSuite,
+}
+
+/// The default data folder: `../shared/data/bbh` from the current folder.
+pub fn default_data_dir() -> PathBuf {
+    PathBuf::from("../shared/data/bbh")
+}
+
+/// The task names available in `data_dir`.
+pub fn list_tasks(data_dir: &Path) -> Result<Vec<String>> {
+    let dir = data_dir.join("bbh");
+    let entries = std::fs::read_dir(&dir).map_err(|e| {
+        Error::other(format!("BIG-Bench Hard data not found at {} ({e}); pass --data DIR", dir.display()))
+    })?;
+    let mut tasks: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".json")).map(str::to_string))
+        .collect();
+    tasks.sort();
+    Ok(tasks)
+}
+
+#[derive(serde::Deserialize)]
+struct TaskFile {
+    examples: Vec<Example>,
+}
+
+#[derive(serde::Deserialize)]
+struct Example {
+    input: String,
+    target: String,
+}
+
+/// Reads a task and its procedure and builds the skill and the suite.
+pub fn import(data_dir: &Path, task: &str, sizes: SplitSizes, seed: u64) -> Result<BbhTask> {
+    let task_path = data_dir.join("bbh").join(format!("{task}.json"));
+    let text = std::fs::read_to_string(&task_path).map_err(|e| {
+        let known = list_tasks(data_dir).map(|t| t.join(", ")).unwrap_or_default();
+        Error::other(format!("{}: {e} (tasks: {known})", task_path.display()))
+    })?;
+    let file: TaskFile = serde_json::from_str(&text).map_err(|e| Error::Suite {
+        path: task_path.clone(),
+        line: e.line(),
+        message: e.to_string(),
+    })?;
+    let cot_path = data_dir.join("cot-prompts").join(format!("{task}.txt"));
+    let cot = std::fs::read_to_string(&cot_path).map_err(|e| skill_core::Error::io(&cot_path, e))?;
+    // The file starts with a canary line and a `-----` separator; then the task's one-line
+    // description and three worked examples.
+    let procedure = cot.split_once("-----").map(|(_, rest)| rest).unwrap_or(&cot).trim();
+    let description_line = procedure.lines().next().unwrap_or(task).trim();
+    let skill_name = format!("bbh-{}", task.replace('_', "-"));
+    let skill_markdown = format!(
+        "---\nname: {skill_name}\ndescription: {} Human-written step-by-step procedure from BIG-Bench Hard ({task}).\nlicense: MIT\nmetadata:\n  source: BIG-Bench Hard cot-prompts/{task}.txt\n---\n{procedure}\n",
+        yaml_safe(description_line)
+    );
+
+    let total = sizes.train + sizes.validation + sizes.test;
+    if file.examples.len() < total {
+        return Err(Error::other(format!(
+            "{task} has {} examples, fewer than the {total} asked for",
+            file.examples.len()
+        )));
+    }
+    let mut order: Vec<usize> = (0..file.examples.len()).collect();
+    shuffle(&mut order, seed);
+    let numeric = NUMERIC_TASKS.contains(&task);
+    let mut suite = EvalSuite::new(&skill_name);
+    suite.answer_pattern = Some(ANSWER_PATTERN.to_string());
+    suite.instructions = Some(ANSWER_INSTRUCTIONS.to_string());
+    for (n, &index) in order.iter().take(total).enumerate() {
+        let split = if n < sizes.train {
+            Split::Train
+        } else if n < sizes.train + sizes.validation {
+            Split::Validation
+        } else {
+            Split::Test
+        };
+        let example = &file.examples[index];
+        let graders = if numeric {
+            vec![Grader::Numeric { expected: None, tolerance: 1e-6 }]
+        } else {
+            vec![Grader::Normalized { expected: None }]
+        };
+        suite.evals.push(EvalCase {
+            id: CaseId::Text(format!("{task}-{index}")),
+            prompt: example.input.clone(),
+            expected_output: Some(example.target.clone()),
+            files: Vec::new(),
+            expectations: Vec::new(),
+            graders,
+            split,
+            mode: CaseMode::Answer,
+        });
+    }
+    Ok(BbhTask { task: task.to_string(), skill_name, skill_markdown, suite })
+}
+
+fn yaml_safe(text: &str) -> String {
+    // Quote when YAML would read the line as something other than a plain string.
+    if text.contains(": ") || text.starts_with(['"', '\'', '[', '{', '-', '#', '&', '*', '!', '|', '>', '%', '@']) {
+        format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        text.to_string()
+    }
+}
+
+/// Fisher-Yates with a small seeded generator (splitmix64): the same seed gives the same
+/// split on every machine, so a sealed test set stays sealed across runs.
+fn shuffle(items: &mut [usize], seed: u64) {
+    let mut state = seed;
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    for i in (1..items.len()).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shuffle_is_deterministic_and_a_permutation() {
+        let mut a: Vec<usize> = (0..50).collect();
+        let mut b = a.clone();
+        shuffle(&mut a, 7);
+        shuffle(&mut b, 7);
+        assert_eq!(a, b);
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+        let mut c: Vec<usize> = (0..50).collect();
+        shuffle(&mut c, 8);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn answer_pattern_takes_the_last_answer_line() {
+        let re = regex::Regex::new(ANSWER_PATTERN).expect("pattern");
+        let out = "A = True. So the answer is False.\nWait, recheck.\nSo the answer is **True**.";
+        assert_eq!(crate::run::extract_answer(out, Some(&re)), "True");
+        assert_eq!(crate::run::extract_answer("So the answer is (B).", Some(&re)), "(B)");
+    }
+}
