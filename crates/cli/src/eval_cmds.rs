@@ -228,3 +228,130 @@ pub fn bbh_import(
     }
     Ok(Exit::Ok)
 }
+
+/// `skd distill` arguments.
+#[derive(Debug, Clone)]
+pub struct DistillArgs {
+    pub skill: String,
+    pub job: Option<String>,
+    pub student: Option<String>,
+    pub teacher: Option<String>,
+    pub config: evals::distill::DistillConfig,
+    pub transcripts: Vec<PathBuf>,
+    pub resume: bool,
+    pub restart: bool,
+    pub max_tokens: u32,
+    pub json: bool,
+}
+
+pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
+    use evals::distill::{DistillEvent, DistillJob, DistillState, Distiller, Stage, load_state, state_path};
+    let skill_dir = match config.library().find(&args.skill) {
+        Ok(entry) => entry.dir,
+        Err(_) => config.skills_dir.value.join(&args.skill),
+    };
+    let state_file = state_path(&skill_dir);
+    let state = if args.resume {
+        let state = load_state(&skill_dir)?;
+        if state.stage == Stage::Finished {
+            bail!("the distillation in {} already finished; start a new one with --restart", state_file.display());
+        }
+        state
+    } else {
+        if state_file.exists() && !args.restart {
+            bail!(
+                "a distillation of {} is in progress ({}): continue it with --resume, or start over with --restart",
+                args.skill,
+                state_file.display()
+            );
+        }
+        let description = match &args.job {
+            Some(job) => job.clone(),
+            None if skill_dir.join("SKILL.md").exists() => {
+                let skill = skill_core::Skill::read(&skill_dir.join("SKILL.md"))?;
+                skill.meta().description.clone().unwrap_or_default()
+            }
+            None => bail!("describe the job with --job \"...\" (the skill {} does not exist yet)", args.skill),
+        };
+        let mut transcripts = Vec::new();
+        for path in &args.transcripts {
+            transcripts.push(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?);
+        }
+        DistillState::new(DistillJob { skill_name: args.skill.clone(), description, transcripts }, args.config.clone())
+    };
+    let teacher = load_teacher(config, args.teacher.as_deref(), args.json)
+        .await?
+        .context("distillation needs a teacher: pass --teacher URL#model (or a local model id) or set SKD_TEACHER")?;
+    let student_spec = args.student.clone().unwrap_or_else(|| config.student.value.clone());
+    let student = crate::run_cmds::load_student(config, &student_spec, args.json).await?;
+    let runner = RunnerConfig {
+        max_tokens: args.max_tokens,
+        cache_dir: Some(default_cache_dir()),
+        files_root: Some(skill_dir.clone()),
+        ..RunnerConfig::default()
+    };
+    let distiller = Distiller {
+        student,
+        teacher: teacher.as_ref(),
+        skill_dir: skill_dir.clone(),
+        library_root: Some(config.skills_dir.value.clone()),
+        runner,
+    };
+    let quiet = args.json;
+    let (mut done, mut passed) = (0usize, 0usize);
+    let mut on_event = |event: DistillEvent| {
+        if quiet {
+            return;
+        }
+        match event {
+            DistillEvent::Stage(s) => eprintln!("== {s}"),
+            DistillEvent::Case(label, ok) => {
+                done += 1;
+                passed += usize::from(ok);
+                eprint!("\r   {done} cases run, {passed} passed (last: {label})        ");
+            }
+            DistillEvent::Round(r) => {
+                let rate = r.validation_rate.map(|v| format!("{:.0}%", v * 100.0)).unwrap_or_else(|| "-".into());
+                let mark = if r.improved { "new best" } else { r.note.as_str() };
+                eprintln!(
+                    "\nround {}: parent #{}, {} failures, candidate {}, validation {rate}: {mark}",
+                    r.round,
+                    r.parent,
+                    r.failures,
+                    r.candidate.map(|c| format!("#{c}")).unwrap_or_else(|| "-".into())
+                );
+            }
+        }
+    };
+    let state = distiller.run(state, &mut on_event).await?;
+    let report = state.report.as_ref().context("the run ended without a report")?;
+    if args.json {
+        print_json(&json!({"schema_version": JSON_SCHEMA_VERSION, "skill": args.skill, "state": state}))?;
+    } else {
+        println!();
+        println!("skill            {} v{} ({})", args.skill, report.version, skill_dir.display());
+        println!("test, distilled  {}", report.with_skill);
+        println!("test, no skill   {}", report.no_skill);
+        if let Some(start) = &report.starting_skill {
+            println!("test, start      {start}");
+        }
+        println!("lift             {}", report.lift);
+        println!(
+            "tokens/case      {:.0} with the skill, {:.0} without",
+            report.tokens_per_case.0, report.tokens_per_case.1
+        );
+        println!("teacher tokens   {}", report.teacher_tokens);
+        if let Some(recall) = &state.recall {
+            let found = recall.positive.iter().filter(|(_, ok)| *ok).count();
+            let avoided = recall.negative.iter().filter(|(_, ok)| *ok).count();
+            println!(
+                "recall           {found}/{} queries find it, {avoided}/{} near-misses do not ({} description rewrites)",
+                recall.positive.len(),
+                recall.negative.len(),
+                recall.rewrites
+            );
+        }
+        println!("beneficial       {}", if report.beneficial { "yes" } else { "no" });
+    }
+    Ok(if report.beneficial { Exit::Ok } else { Exit::Negative })
+}

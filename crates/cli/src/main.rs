@@ -87,6 +87,10 @@ enum Command {
     /// baseline; print pass rates with 95% intervals and the lift, and write
     /// benchmark.json/.md/.html under `<skill>/evals/results/`.
     Eval(EvalCliArgs),
+    /// Distill a skill: the teacher drafts it (and its evals), the student runs it, the
+    /// teacher rewrites it from the failures until validation accuracy converges; then a
+    /// recall check and the sealed test split. Resumable with --resume.
+    Distill(DistillCliArgs),
     /// BIG-Bench Hard tasks as skills and eval suites (the benchmark the README reports).
     #[command(subcommand)]
     Bbh(BbhCommand),
@@ -199,6 +203,55 @@ struct EvalCliArgs {
     #[arg(long, default_value_t = 384)]
     max_tokens: u32,
     /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct DistillCliArgs {
+    /// The skill's name (a new one is created in the skill library).
+    skill: String,
+    /// The job, in a sentence (default: the existing skill's description).
+    #[arg(long)]
+    job: Option<String>,
+    /// Student: model id, .gguf path, or URL#model (default: config `student`).
+    #[arg(long)]
+    student: Option<String>,
+    /// Teacher: URL#model (key from OPENAI_API_KEY) or a local model id / .gguf path
+    /// (default: $SKD_TEACHER).
+    #[arg(long)]
+    teacher: Option<String>,
+    /// Rewrite rounds at most.
+    #[arg(long, default_value_t = 6)]
+    rounds: usize,
+    /// Stop after this many rounds without a validation gain.
+    #[arg(long, default_value_t = 2)]
+    patience: usize,
+    /// Stop once validation accuracy reaches this fraction.
+    #[arg(long)]
+    target: Option<f64>,
+    /// Stop once the teacher has used this many tokens.
+    #[arg(long)]
+    max_teacher_tokens: Option<u64>,
+    /// Train cases per round.
+    #[arg(long, default_value_t = 6)]
+    minibatch: usize,
+    /// Cases the teacher drafts when the skill has no suite.
+    #[arg(long, default_value_t = 24)]
+    draft_cases: usize,
+    /// Past run transcripts to learn from.
+    #[arg(long = "transcript")]
+    transcripts: Vec<PathBuf>,
+    /// Continue the interrupted run from its last finished step.
+    #[arg(long, conflicts_with = "restart")]
+    resume: bool,
+    /// Discard an unfinished run and start again.
+    #[arg(long)]
+    restart: bool,
+    /// Token limit per student answer.
+    #[arg(long, default_value_t = 384)]
+    max_tokens: u32,
+    /// Print the final state as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -510,6 +563,29 @@ fn run(cli: Cli) -> Result<Exit> {
                 baseline: a.baseline,
                 split: a.split,
                 no_cache: a.no_cache,
+                max_tokens: a.max_tokens,
+                json: a.json,
+            },
+        )),
+        Command::Distill(a) => runtime()?.block_on(eval_cmds::distill(
+            &config,
+            eval_cmds::DistillArgs {
+                skill: a.skill,
+                job: a.job,
+                student: a.student,
+                teacher: a.teacher,
+                config: evals::distill::DistillConfig {
+                    max_rounds: a.rounds,
+                    patience: a.patience,
+                    target: a.target,
+                    max_teacher_tokens: a.max_teacher_tokens,
+                    minibatch: a.minibatch,
+                    draft_cases: a.draft_cases,
+                    recall_queries: 6,
+                },
+                transcripts: a.transcripts,
+                resume: a.resume,
+                restart: a.restart,
                 max_tokens: a.max_tokens,
                 json: a.json,
             },

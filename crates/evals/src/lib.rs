@@ -7,9 +7,12 @@
 //!   (model, skill text, case) and keeps each case's transcript.
 //! * [`stats`]: pass rates with Wilson intervals and paired lift.
 //! * [`bbh`]: BIG-Bench Hard tasks as a skill (the human-written procedure) and a suite.
+//! * [`distill`]: the teacher-student loop with a Pareto front, convergence, a recall check,
+//!   a sealed test measurement and resume.
 //! * [`report`]: `benchmark.json`, `benchmark.md` and a self-contained `benchmark.html`.
 
 pub mod bbh;
+pub mod distill;
 pub mod grade;
 pub mod report;
 mod rubric;

@@ -238,7 +238,9 @@ impl Evaluator<'_> {
             });
         }
         let system = system_prompt(skill, self.suite.instructions.as_deref());
+        let transcript_dir = self.config.transcript_dir.as_ref().map(|d| d.join(sanitize(label)));
         let ctx = CaseContext {
+            transcript_dir: transcript_dir.as_deref(),
             student: self.student.clone(),
             judge: self.judge,
             suite: self.suite,
@@ -265,6 +267,8 @@ impl Evaluator<'_> {
 }
 
 struct CaseContext<'a> {
+    /// This configuration's transcript folder (one per label, so runs do not overwrite).
+    transcript_dir: Option<&'a Path>,
     student: Arc<dyn Student>,
     judge: Option<&'a dyn Teacher>,
     suite: &'a EvalSuite,
@@ -311,7 +315,7 @@ impl CaseContext<'_> {
         {
             write_json(path, &result)?;
         }
-        if let Some(dir) = &self.config.transcript_dir {
+        if let Some(dir) = self.transcript_dir {
             let transcript = serde_json::json!({
                 "case": case,
                 "system": self.system,

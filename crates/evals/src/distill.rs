@@ -1,0 +1,826 @@
+//! Distillation: the teacher writes a skill, the student runs it, the evals grade it, the
+//! teacher rewrites it from the failures, until validation accuracy stops improving.
+//!
+//! The loop keeps every candidate and its per-case validation results, and selects the
+//! next parent from the Pareto front (candidates that are best on at least one validation
+//! case, as GEPA does) rather than only the latest. The test split is sealed: the teacher is
+//! never shown a test case or a test score; it is measured once, at the end.
+//!
+//! Every step ends with the state written atomically to `<skill>/evals/distill/state.json`;
+//! student results are cached per (model, skill text, case), so a run killed at any point
+//! resumes from its last finished step without losing a candidate or a score.
+
+use crate::grade::Grader;
+use crate::run::{Evaluator, RunnerConfig, SkillText, SuiteRun};
+use crate::stats::{Lift, Rate};
+use crate::suite::{CaseId, CaseMode, EvalCase, EvalSuite, Split};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use skill_core::fsutil::atomic_write;
+use skill_core::{ChatMessage, CompletionRequest, Role, Skill, Student, Teacher, ValidationMode, VersionStore};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use teacher::ask_json;
+
+/// What to distill.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DistillJob {
+    /// The skill's name (its folder).
+    pub skill_name: String,
+    /// The job, in a sentence or a paragraph.
+    pub description: String,
+    /// Past run transcripts (text excerpts) the teacher may learn from.
+    #[serde(default)]
+    pub transcripts: Vec<String>,
+}
+
+/// Limits and stopping rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DistillConfig {
+    /// Rewrite rounds at most.
+    pub max_rounds: usize,
+    /// Stop after this many rounds without a validation gain.
+    pub patience: usize,
+    /// Stop once validation accuracy reaches this (0..=1).
+    pub target: Option<f64>,
+    /// Stop once the teacher has used this many tokens.
+    pub max_teacher_tokens: Option<u64>,
+    /// Train cases the student runs per round.
+    pub minibatch: usize,
+    /// Cases the teacher drafts when the skill has no suite.
+    pub draft_cases: usize,
+    /// Recall-check queries of each kind (should / should not find the skill).
+    pub recall_queries: usize,
+}
+
+impl Default for DistillConfig {
+    fn default() -> Self {
+        DistillConfig {
+            max_rounds: 6,
+            patience: 2,
+            target: None,
+            max_teacher_tokens: None,
+            minibatch: 6,
+            draft_cases: 24,
+            recall_queries: 6,
+        }
+    }
+}
+
+/// One skill text the loop produced or started from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// Index in [`DistillState::candidates`].
+    pub id: usize,
+    /// The candidate it was rewritten from.
+    pub parent: Option<usize>,
+    /// The round that produced it (0: the starting skill).
+    pub round: usize,
+    /// The whole `SKILL.md`.
+    pub markdown: String,
+    /// The teacher's reason for the change.
+    pub rationale: String,
+    /// Per validation case: passed? (empty until measured).
+    pub validation: Vec<(CaseId, bool)>,
+    /// Mean tokens per validation case.
+    pub tokens_per_case: f64,
+}
+
+impl Candidate {
+    /// Validation pass rate.
+    pub fn validation_rate(&self) -> Rate {
+        Rate::wilson(self.validation.iter().filter(|(_, p)| *p).count(), self.validation.len())
+    }
+}
+
+/// What happened in a round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundLog {
+    /// 1-based.
+    pub round: usize,
+    /// The parent candidate.
+    pub parent: usize,
+    /// Train minibatch failures shown to the teacher.
+    pub failures: usize,
+    /// The new candidate, if one was made and measured.
+    pub candidate: Option<usize>,
+    /// Its validation rate.
+    pub validation_rate: Option<f64>,
+    /// Whether it became the best.
+    pub improved: bool,
+    /// Why nothing was kept, when nothing was.
+    pub note: String,
+}
+
+/// Where the run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Nothing done yet.
+    Start,
+    /// The skill and the suite exist.
+    Drafted,
+    /// The no-skill baseline and the starting skill are measured on validation.
+    Measured,
+    /// Rewrite rounds finished.
+    Converged,
+    /// Retrieval finds the skill for its queries.
+    RecallChecked,
+    /// Test accuracy measured and the version saved.
+    Finished,
+}
+
+/// The retrieval check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecallReport {
+    /// Queries that should rank the skill first, and whether they did.
+    pub positive: Vec<(String, bool)>,
+    /// Near-misses that should not, and whether they did not.
+    pub negative: Vec<(String, bool)>,
+    /// Description rewrites needed.
+    pub rewrites: usize,
+    /// Final check on the held-out half of the queries passed.
+    pub passed: bool,
+}
+
+/// The sealed-test measurement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinalReport {
+    /// With the distilled skill.
+    pub with_skill: Rate,
+    /// Without any skill.
+    pub no_skill: Rate,
+    /// With the skill the run started from, when there was one.
+    pub starting_skill: Option<Rate>,
+    /// Paired lift over no skill.
+    pub lift: Lift,
+    /// Tokens per test case with the skill / without.
+    pub tokens_per_case: (f64, f64),
+    /// Teacher tokens used by the whole run.
+    pub teacher_tokens: u64,
+    /// The version saved.
+    pub version: u32,
+    /// More than 5 points of lift, or no loss with over 20% fewer tokens than the start.
+    pub beneficial: bool,
+}
+
+/// Everything a run knows; written after every step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DistillState {
+    /// The job.
+    pub job: DistillJob,
+    /// Settings.
+    pub config: DistillConfig,
+    /// Progress.
+    pub stage: Stage,
+    /// Every candidate, in order.
+    pub candidates: Vec<Candidate>,
+    /// Index of the best candidate on validation.
+    pub best: usize,
+    /// Rounds done.
+    pub rounds: usize,
+    /// Rounds since the best improved.
+    pub rounds_without_gain: usize,
+    /// Validation rate without a skill.
+    pub baseline_validation: Option<Rate>,
+    /// Teacher tokens so far.
+    pub teacher_tokens: u64,
+    /// Per round.
+    pub log: Vec<RoundLog>,
+    /// The retrieval check.
+    pub recall: Option<RecallReport>,
+    /// The final measurement.
+    pub report: Option<FinalReport>,
+}
+
+/// A line of progress.
+#[derive(Debug, Clone)]
+pub enum DistillEvent {
+    /// A stage began.
+    Stage(String),
+    /// A round ended.
+    Round(RoundLog),
+    /// A student case finished (label, passed).
+    Case(String, bool),
+}
+
+/// The loop's inputs.
+pub struct Distiller<'a> {
+    /// The local student.
+    pub student: Arc<dyn Student>,
+    /// The teacher.
+    pub teacher: &'a dyn Teacher,
+    /// The skill's folder (created when missing).
+    pub skill_dir: PathBuf,
+    /// Other skills, for the recall check (the new skill must outrank them).
+    pub library_root: Option<PathBuf>,
+    /// Student settings.
+    pub runner: RunnerConfig,
+}
+
+const STATE_FILE: &str = "evals/distill/state.json";
+
+/// The state file of a skill folder.
+pub fn state_path(skill_dir: &Path) -> PathBuf {
+    skill_dir.join(STATE_FILE)
+}
+
+/// Reads a saved state (for `--resume`).
+pub fn load_state(skill_dir: &Path) -> Result<DistillState> {
+    let path = state_path(skill_dir);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Error::other(format!("no distillation to resume at {} ({e}); start one without --resume", path.display()))
+    })?;
+    serde_json::from_str(&text).map_err(|e| Error::Suite { path, line: e.line(), message: e.to_string() })
+}
+
+impl DistillState {
+    /// A fresh run.
+    pub fn new(job: DistillJob, config: DistillConfig) -> Self {
+        DistillState {
+            job,
+            config,
+            stage: Stage::Start,
+            candidates: Vec::new(),
+            best: 0,
+            rounds: 0,
+            rounds_without_gain: 0,
+            baseline_validation: None,
+            teacher_tokens: 0,
+            log: Vec::new(),
+            recall: None,
+            report: None,
+        }
+    }
+
+    /// Candidates best on at least one validation case (ties count for all), with the
+    /// number of cases each is best on, most first.
+    pub fn pareto_front(&self) -> Vec<(usize, usize)> {
+        let measured: Vec<&Candidate> = self.candidates.iter().filter(|c| !c.validation.is_empty()).collect();
+        let mut wins = vec![0usize; self.candidates.len()];
+        if let Some(first) = measured.first() {
+            for (i, (case, _)) in first.validation.iter().enumerate() {
+                let passers: Vec<usize> = measured
+                    .iter()
+                    .filter(|c| c.validation.get(i).is_some_and(|(id, p)| id == case && *p))
+                    .map(|c| c.id)
+                    .collect();
+                for id in passers {
+                    wins[id] += 1;
+                }
+            }
+        }
+        let mut front: Vec<(usize, usize)> = wins.into_iter().enumerate().filter(|(_, w)| *w > 0).collect();
+        front.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        front
+    }
+
+    fn should_stop(&self) -> Option<String> {
+        let best = self.candidates.get(self.best)?.validation_rate().rate;
+        if self.rounds >= self.config.max_rounds {
+            return Some(format!("round budget ({}) spent", self.config.max_rounds));
+        }
+        if self.rounds_without_gain >= self.config.patience {
+            return Some(format!("no validation gain for {} rounds", self.config.patience));
+        }
+        if let Some(target) = self.config.target
+            && best >= target
+        {
+            return Some(format!("target {:.0}% reached", target * 100.0));
+        }
+        if let Some(budget) = self.config.max_teacher_tokens
+            && self.teacher_tokens >= budget
+        {
+            return Some(format!("teacher token budget ({budget}) spent"));
+        }
+        None
+    }
+}
+
+#[derive(Deserialize)]
+struct SkillDraft {
+    skill_md: String,
+    #[serde(default)]
+    rationale: String,
+}
+
+#[derive(Deserialize)]
+struct DraftCases {
+    cases: Vec<DraftCase>,
+}
+
+#[derive(Deserialize)]
+struct DraftCase {
+    prompt: String,
+    expected_output: String,
+    #[serde(default)]
+    numeric: bool,
+}
+
+#[derive(Deserialize)]
+struct RecallQueries {
+    should_find: Vec<String>,
+    should_not_find: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct NewDescription {
+    description: String,
+}
+
+const TEACHER_SYSTEM: &str = "You write skills for a small local language model: SKILL.md files in the Agent \
+Skills format (YAML frontmatter with `name` and `description`, then markdown instructions). A skill is one \
+job, written as a short numbered procedure the small model can follow literally, with the output format \
+stated exactly. Generalize: never mention specific test inputs.";
+
+impl Distiller<'_> {
+    fn save(&self, state: &DistillState) -> Result<()> {
+        let path = state_path(&self.skill_dir);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| skill_core::Error::io(dir, e))?;
+        }
+        let json = serde_json::to_vec_pretty(state).map_err(|e| Error::other(e.to_string()))?;
+        atomic_write(&path, &json)?;
+        Ok(())
+    }
+
+    async fn ask<T: serde::de::DeserializeOwned>(
+        &self,
+        state: &mut DistillState,
+        user: String,
+        max_tokens: u32,
+        what: &str,
+        validate: impl Fn(&T) -> std::result::Result<(), String>,
+    ) -> Result<T> {
+        let mut request = CompletionRequest::new(vec![
+            ChatMessage::new(Role::System, TEACHER_SYSTEM),
+            ChatMessage::new(Role::User, user),
+        ]);
+        request.max_tokens = max_tokens;
+        request.timeout = std::time::Duration::from_secs(900);
+        let answer = ask_json(self.teacher, &request, what, validate).await.map_err(|e| Error::other(e.to_string()))?;
+        state.teacher_tokens += u64::from(answer.usage.prompt_tokens + answer.usage.completion_tokens);
+        Ok(answer.value)
+    }
+
+    fn check_skill(&self, name: &str) -> impl Fn(&SkillDraft) -> std::result::Result<(), String> + '_ {
+        let name = name.to_string();
+        move |draft: &SkillDraft| {
+            let skill =
+                Skill::parse(&draft.skill_md, None).map_err(|e| format!("skill_md is not a valid SKILL.md: {e}"))?;
+            if skill.meta().name.as_deref() != Some(name.as_str()) {
+                return Err(format!("the frontmatter `name` must be `{name}`"));
+            }
+            let errors: Vec<String> = skill_core::validate_skill(&skill, ValidationMode::Lenient)
+                .into_iter()
+                .filter(|d| d.severity == skill_core::Severity::Error)
+                .map(|d| d.to_string())
+                .collect();
+            if !errors.is_empty() {
+                return Err(format!("skill_md breaks the format: {}", errors.join("; ")));
+            }
+            if skill.body().trim().len() < 40 {
+                return Err("the instructions are empty or too short".into());
+            }
+            Ok(())
+        }
+    }
+
+    /// Runs (or resumes) the loop to the end and returns the final state.
+    pub async fn run(
+        &self,
+        mut state: DistillState,
+        on_event: &mut (dyn FnMut(DistillEvent) + Send),
+    ) -> Result<DistillState> {
+        let suite_path = EvalSuite::path_in(&self.skill_dir);
+        if state.stage == Stage::Start {
+            on_event(DistillEvent::Stage("drafting the skill and its evals".into()));
+            self.draft(&mut state, &suite_path).await?;
+            state.stage = Stage::Drafted;
+            self.save(&state)?;
+        }
+        let suite = EvalSuite::load(&suite_path)?;
+        let validation = suite.split(Split::Validation);
+        let train = suite.split(Split::Train);
+        let test = suite.split(Split::Test);
+        if validation.is_empty() || train.is_empty() || test.is_empty() {
+            return Err(Error::other(format!(
+                "{} needs train, validation and test cases (has {}, {}, {})",
+                suite_path.display(),
+                train.len(),
+                validation.len(),
+                test.len()
+            )));
+        }
+        let evaluator =
+            Evaluator { student: self.student.clone(), judge: Some(self.teacher), suite: &suite, config: &self.runner };
+
+        if state.stage == Stage::Drafted {
+            on_event(DistillEvent::Stage("measuring the baseline and the starting skill on validation".into()));
+            let base = evaluator
+                .run(&validation, None, "no skill", &mut |r: &crate::run::CaseResult| {
+                    on_event(DistillEvent::Case(format!("no skill {}", r.id), r.passed))
+                })
+                .await?;
+            state.baseline_validation = Some(base.rate());
+            let start = state.candidates[0].clone();
+            let run = evaluator
+                .run(&validation, Some(&self.text(&start.markdown)), "start", &mut |r: &crate::run::CaseResult| {
+                    on_event(DistillEvent::Case(format!("start {}", r.id), r.passed))
+                })
+                .await?;
+            record_validation(&mut state.candidates[0], &run);
+            state.best = 0;
+            state.stage = Stage::Measured;
+            self.save(&state)?;
+        }
+
+        if state.stage == Stage::Measured {
+            while state.should_stop().is_none() {
+                let log = self.round(&mut state, &evaluator, &train, &validation).await?;
+                on_event(DistillEvent::Round(log));
+                self.save(&state)?;
+            }
+            let why = state.should_stop().unwrap_or_default();
+            on_event(DistillEvent::Stage(format!("converged: {why}")));
+            state.stage = Stage::Converged;
+            self.save(&state)?;
+        }
+
+        if state.stage == Stage::Converged {
+            on_event(DistillEvent::Stage("checking that retrieval finds the skill".into()));
+            self.recall_check(&mut state).await?;
+            state.stage = Stage::RecallChecked;
+            self.save(&state)?;
+        }
+
+        if state.stage == Stage::RecallChecked {
+            on_event(DistillEvent::Stage("measuring the sealed test split".into()));
+            let best = state.candidates[state.best].clone();
+            let with = evaluator
+                .run(&test, Some(&self.text(&best.markdown)), "distilled", &mut |r: &crate::run::CaseResult| {
+                    on_event(DistillEvent::Case(format!("distilled {}", r.id), r.passed))
+                })
+                .await?;
+            let none = evaluator
+                .run(&test, None, "no skill", &mut |r: &crate::run::CaseResult| {
+                    on_event(DistillEvent::Case(format!("no skill {}", r.id), r.passed))
+                })
+                .await?;
+            let start = state.candidates[0].clone();
+            let started_from = if best.id == 0 {
+                None
+            } else {
+                Some(
+                    evaluator
+                        .run(&test, Some(&self.text(&start.markdown)), "start", &mut |r: &crate::run::CaseResult| {
+                            on_event(DistillEvent::Case(format!("start {}", r.id), r.passed))
+                        })
+                        .await?,
+                )
+            };
+            let lift = Lift::paired(&with.passed_flags(), &none.passed_flags());
+            let reference = started_from.as_ref().unwrap_or(&with);
+            let fewer_tokens = with.tokens_per_case() < 0.8 * reference.tokens_per_case();
+            let no_loss = with.rate().rate >= reference.rate().rate;
+            let beneficial = lift.delta > 0.05 || (no_loss && fewer_tokens && started_from.is_some());
+            let store = VersionStore::new(&self.skill_dir);
+            let info = store.save(
+                &best.markdown,
+                &format!("distilled: round {}, validation {:.0}%", best.round, best.validation_rate().rate * 100.0),
+            )?;
+            let mut scores = std::collections::BTreeMap::new();
+            scores.insert("test_pass_rate".into(), with.rate().rate);
+            scores.insert("test_pass_rate_no_skill".into(), none.rate().rate);
+            scores.insert("test_lift".into(), lift.delta);
+            scores.insert("validation_pass_rate".into(), best.validation_rate().rate);
+            scores.insert("tokens_per_case".into(), with.tokens_per_case());
+            scores.insert("teacher_tokens".into(), state.teacher_tokens as f64);
+            scores.insert("beneficial".into(), if beneficial { 1.0 } else { 0.0 });
+            store.record_scores(info.version, &scores)?;
+            let mut benchmark =
+                crate::report::Benchmark::load(&self.skill_dir.join("evals/results"), &state.job.skill_name)?;
+            benchmark.push(crate::report::BenchmarkEntry::new(&with, Some(&none), Some(info.version)));
+            benchmark.write(&self.skill_dir.join("evals/results"))?;
+            state.report = Some(FinalReport {
+                with_skill: with.rate(),
+                no_skill: none.rate(),
+                starting_skill: started_from.as_ref().map(SuiteRun::rate),
+                lift,
+                tokens_per_case: (with.tokens_per_case(), none.tokens_per_case()),
+                teacher_tokens: state.teacher_tokens,
+                version: info.version,
+                beneficial,
+            });
+            state.stage = Stage::Finished;
+            self.save(&state)?;
+        }
+        Ok(state)
+    }
+
+    fn text(&self, markdown: &str) -> SkillText {
+        SkillText {
+            name: self.skill_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            markdown: markdown.to_string(),
+        }
+    }
+
+    async fn draft(&self, state: &mut DistillState, suite_path: &Path) -> Result<()> {
+        let name = state.job.skill_name.clone();
+        let skill_md = self.skill_dir.join("SKILL.md");
+        let markdown = if skill_md.exists() {
+            std::fs::read_to_string(&skill_md).map_err(|e| skill_core::Error::io(&skill_md, e))?
+        } else {
+            let mut user = format!(
+                "Write the SKILL.md for this job. The frontmatter `name` is `{name}`; the description says what the \
+                 skill does and when to use it, with the words a user would search for.\n\nJob: {}\n",
+                state.job.description
+            );
+            for t in state.job.transcripts.iter().take(3) {
+                user.push_str(&format!("\nA past run of a similar task:\n{}\n", clip(t, 1500)));
+            }
+            user.push_str("\nReply with JSON only: {\"skill_md\": \"<the whole SKILL.md>\", \"rationale\": \"...\"}");
+            let draft: SkillDraft = self.ask(state, user, 1200, "skill draft", self.check_skill(&name)).await?;
+            std::fs::create_dir_all(&self.skill_dir).map_err(|e| skill_core::Error::io(&self.skill_dir, e))?;
+            VersionStore::new(&self.skill_dir).save(&draft.skill_md, "drafted by the teacher")?;
+            draft.skill_md
+        };
+        if !suite_path.exists() {
+            let n = state.config.draft_cases;
+            let user = format!(
+                "Write {n} test cases for this job, varied and of realistic difficulty, each with the exact \
+                 expected answer (short: a word, a number, a phrase).\n\nJob: {}\n\nReply with JSON only: \
+                 {{\"cases\": [{{\"prompt\": \"...\", \"expected_output\": \"...\", \"numeric\": false}}]}}",
+                state.job.description
+            );
+            let drafted: DraftCases = self
+                .ask(state, user, 200 + 80 * n as u32, "eval cases", |c: &DraftCases| {
+                    if c.cases.len() < 6 {
+                        return Err(format!("need at least 6 cases, got {}", c.cases.len()));
+                    }
+                    if c.cases.iter().any(|c| c.prompt.trim().is_empty() || c.expected_output.trim().is_empty()) {
+                        return Err("every case needs a prompt and an expected_output".into());
+                    }
+                    Ok(())
+                })
+                .await?;
+            let mut suite = EvalSuite::new(&name);
+            suite.answer_pattern = Some(crate::bbh::ANSWER_PATTERN.to_string());
+            suite.instructions = Some(crate::bbh::ANSWER_INSTRUCTIONS.to_string());
+            let total = drafted.cases.len();
+            for (i, c) in drafted.cases.into_iter().enumerate() {
+                // 40% train, 20% validation, 40% sealed test, interleaved so each split gets
+                // cases from the whole list.
+                let split = match i % 5 {
+                    0 | 3 => Split::Train,
+                    1 => Split::Validation,
+                    _ => Split::Test,
+                };
+                let numeric = c.numeric && crate::grade::last_number(&c.expected_output).is_some();
+                suite.evals.push(EvalCase {
+                    id: CaseId::Text(format!("d{i:03}")),
+                    prompt: c.prompt,
+                    expected_output: Some(c.expected_output),
+                    files: Vec::new(),
+                    expectations: Vec::new(),
+                    graders: vec![if numeric {
+                        Grader::Numeric { expected: None, tolerance: 1e-6 }
+                    } else {
+                        Grader::Normalized { expected: None }
+                    }],
+                    split,
+                    mode: CaseMode::Answer,
+                });
+            }
+            tracing::info!(total, "teacher drafted eval cases");
+            suite.save(suite_path)?;
+        }
+        state.candidates = vec![Candidate {
+            id: 0,
+            parent: None,
+            round: 0,
+            markdown,
+            rationale: "starting skill".into(),
+            validation: Vec::new(),
+            tokens_per_case: 0.0,
+        }];
+        Ok(())
+    }
+
+    async fn round(
+        &self,
+        state: &mut DistillState,
+        evaluator: &Evaluator<'_>,
+        train: &[&EvalCase],
+        validation: &[&EvalCase],
+    ) -> Result<RoundLog> {
+        state.rounds += 1;
+        let round = state.rounds;
+        let front = state.pareto_front();
+        let parent_id = if front.is_empty() { state.best } else { front[(round - 1) % front.len()].0 };
+        let parent = state.candidates[parent_id].clone();
+        let size = state.config.minibatch.clamp(1, train.len());
+        let start = ((round - 1) * size) % train.len();
+        let batch: Vec<&EvalCase> = (0..size).map(|i| train[(start + i) % train.len()]).collect();
+        let mut quiet = |_: &crate::run::CaseResult| {};
+        let parent_run = evaluator.run(&batch, Some(&self.text(&parent.markdown)), "parent", &mut quiet).await?;
+        let failures: Vec<String> = parent_run
+            .results
+            .iter()
+            .zip(&batch)
+            .filter(|(r, _)| !r.passed)
+            .map(|(r, case)| {
+                let evidence: Vec<String> = r.grades.iter().filter(|g| !g.passed).map(|g| g.evidence.clone()).collect();
+                format!(
+                    "### Input\n{}\n### Expected\n{}\n### The model wrote\n{}\n### Grader\n{}{}",
+                    case.prompt,
+                    case.expected_output.as_deref().unwrap_or("(see grader)"),
+                    clip(&r.output, 1200),
+                    evidence.join("; "),
+                    r.error.as_deref().map(|e| format!("\nerror: {e}")).unwrap_or_default()
+                )
+            })
+            .collect();
+        let mut log = RoundLog {
+            round,
+            parent: parent_id,
+            failures: failures.len(),
+            candidate: None,
+            validation_rate: None,
+            improved: false,
+            note: String::new(),
+        };
+        if failures.is_empty() {
+            state.rounds_without_gain += 1;
+            log.note = "no failures on this minibatch".into();
+            state.log.push(log.clone());
+            return Ok(log);
+        }
+        let name = state.job.skill_name.clone();
+        let user = format!(
+            "The small model followed this skill and failed the cases below. Rewrite the skill so it handles \
+             these and similar inputs: fix the procedure where it is wrong or unclear, add the missing step or \
+             check, keep it short. Do not mention these specific inputs. The frontmatter `name` stays `{name}`.\n\n\
+             ## Current SKILL.md\n{}\n\n## Failures\n{}\n\nReply with JSON only: {{\"skill_md\": \"<the whole new SKILL.md>\", \"rationale\": \"<what you changed and why>\"}}",
+            parent.markdown,
+            failures.join("\n\n")
+        );
+        let draft: SkillDraft = self.ask(state, user, 1500, "skill rewrite", self.check_skill(&name)).await?;
+        let id = state.candidates.len();
+        state.candidates.push(Candidate {
+            id,
+            parent: Some(parent_id),
+            round,
+            markdown: draft.skill_md.clone(),
+            rationale: draft.rationale.clone(),
+            validation: Vec::new(),
+            tokens_per_case: 0.0,
+        });
+        log.candidate = Some(id);
+        // Saved before it is measured: a crash now keeps the teacher's work.
+        self.save(state)?;
+        let text = self.text(&draft.skill_md);
+        let mini = evaluator.run(&batch, Some(&text), "candidate", &mut quiet).await?;
+        if mini.rate().passed < parent_run.rate().passed {
+            state.rounds_without_gain += 1;
+            log.note = format!("worse on the minibatch ({} vs {})", mini.rate().passed, parent_run.rate().passed);
+            state.log.push(log.clone());
+            return Ok(log);
+        }
+        let run = evaluator.run(validation, Some(&text), "candidate", &mut quiet).await?;
+        record_validation(&mut state.candidates[id], &run);
+        let rate = state.candidates[id].validation_rate().rate;
+        let best_rate = state.candidates[state.best].validation_rate().rate;
+        log.validation_rate = Some(rate);
+        if rate > best_rate {
+            state.best = id;
+            state.rounds_without_gain = 0;
+            log.improved = true;
+        } else {
+            state.rounds_without_gain += 1;
+            log.note = format!("validation {:.0}% did not beat the best {:.0}%", rate * 100.0, best_rate * 100.0);
+        }
+        state.log.push(log.clone());
+        Ok(log)
+    }
+
+    async fn recall_check(&self, state: &mut DistillState) -> Result<()> {
+        let name = state.job.skill_name.clone();
+        let n = state.config.recall_queries.max(2);
+        let best = state.candidates[state.best].markdown.clone();
+        let user = format!(
+            "Here is a skill. Write {n} search queries a user with this job would type (they should find this \
+             skill) and {n} near-miss queries about related but different jobs (they should not).\n\n{best}\n\n\
+             Reply with JSON only: {{\"should_find\": [\"...\"], \"should_not_find\": [\"...\"]}}"
+        );
+        let queries: RecallQueries = self
+            .ask(state, user, 600, "recall queries", |q: &RecallQueries| {
+                if q.should_find.len() < 2 || q.should_not_find.len() < 2 {
+                    Err("need at least 2 queries of each kind".into())
+                } else {
+                    Ok(())
+                }
+            })
+            .await?;
+        // Half of each kind to tune the description on, half held out to check it.
+        let (pos_train, pos_test) = queries.should_find.split_at(queries.should_find.len() / 2);
+        let (neg_train, neg_test) = queries.should_not_find.split_at(queries.should_not_find.len() / 2);
+        let mut markdown = best;
+        let mut rewrites = 0;
+        loop {
+            let train_ok = self.recall(&markdown, pos_train, neg_train)?;
+            if train_ok.iter().all(|(_, ok)| *ok) || rewrites >= 2 {
+                break;
+            }
+            let missed: Vec<&String> = train_ok.iter().filter(|(_, ok)| !ok).map(|(q, _)| q).collect();
+            let current = Skill::parse(&markdown, None).map_err(Error::Core)?;
+            let user = format!(
+                "Search over a skill library ranks skills by their name, description and text. For the skill \
+                 below, these queries went wrong (should-find queries that did not rank it first, or near-misses \
+                 that did): {missed:?}. Rewrite only the description (one or two sentences, <= 1024 characters) \
+                 with the words users search for, so that it ranks first for its own job and not for related \
+                 ones.\n\nCurrent description: {}\n\nReply with JSON only: {{\"description\": \"...\"}}",
+                current.meta().description.clone().unwrap_or_default()
+            );
+            let new: NewDescription = self
+                .ask(state, user, 300, "description", |d: &NewDescription| {
+                    if d.description.trim().is_empty() || d.description.len() > 1024 {
+                        Err("the description must be 1 to 1024 characters".into())
+                    } else {
+                        Ok(())
+                    }
+                })
+                .await?;
+            let mut skill = current;
+            skill.set_field("description", &new.description).map_err(Error::Core)?;
+            markdown = skill.to_markdown();
+            rewrites += 1;
+        }
+        let held_out = self.recall(&markdown, pos_test, neg_test)?;
+        let passed = held_out.iter().all(|(_, ok)| *ok);
+        if rewrites > 0 {
+            let best = state.best;
+            state.candidates[best].markdown = markdown.clone();
+        }
+        let positive = self.recall(&markdown, &queries.should_find, &[])?;
+        let negative = self.recall(&markdown, &[], &queries.should_not_find)?;
+        tracing::info!(skill = %name, rewrites, passed, "recall check");
+        state.recall = Some(RecallReport { positive, negative, rewrites, passed });
+        Ok(())
+    }
+
+    /// (query, ok) for each query: ok when the skill ranks first for a should-find query, or
+    /// not first for a near-miss.
+    fn recall(&self, markdown: &str, should_find: &[String], should_not: &[String]) -> Result<Vec<(String, bool)>> {
+        let scratch = tempfile::tempdir().map_err(|e| Error::other(format!("scratch folder: {e}")))?;
+        let lib_root = scratch.path().join("skills");
+        let name = self.text(markdown).name;
+        if let Some(root) = &self.library_root
+            && let Ok(entries) = std::fs::read_dir(root)
+        {
+            for entry in entries.flatten() {
+                let other = entry.file_name().to_string_lossy().into_owned();
+                let src = entry.path().join("SKILL.md");
+                if other != name && src.is_file() {
+                    let dir = lib_root.join(&other);
+                    std::fs::create_dir_all(&dir).map_err(|e| skill_core::Error::io(&dir, e))?;
+                    std::fs::copy(&src, dir.join("SKILL.md")).map_err(|e| skill_core::Error::io(&src, e))?;
+                }
+            }
+        }
+        let dir = lib_root.join(&name);
+        std::fs::create_dir_all(&dir).map_err(|e| skill_core::Error::io(&dir, e))?;
+        atomic_write(&dir.join("SKILL.md"), markdown.as_bytes())?;
+        let mut index = retrieval::SearchIndex::open_or_create(&scratch.path().join("index"))
+            .map_err(|e| Error::other(e.to_string()))?;
+        let sources =
+            retrieval::Sources { library: Some(skill_core::SkillLibrary::new(&lib_root)), ..Default::default() };
+        index.update(&sources, true, &mut |_| {}).map_err(|e| Error::other(e.to_string()))?;
+        let opts = retrieval::SearchOptions { limit: 3, scope: skill_core::Scope::Skills, ..Default::default() };
+        let top = |q: &str| -> Result<Option<String>> {
+            let hits = index.search(q, &opts).map_err(|e| Error::other(e.to_string()))?;
+            Ok(hits.into_iter().next().and_then(|h| h.name))
+        };
+        let mut out = Vec::new();
+        for q in should_find {
+            out.push((q.clone(), top(q)?.as_deref() == Some(name.as_str())));
+        }
+        for q in should_not {
+            out.push((q.clone(), top(q)?.as_deref() != Some(name.as_str())));
+        }
+        Ok(out)
+    }
+}
+
+fn record_validation(candidate: &mut Candidate, run: &SuiteRun) {
+    candidate.validation = run.results.iter().map(|r| (r.id.clone(), r.passed)).collect();
+    candidate.tokens_per_case = run.tokens_per_case();
+}
+
+fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(max).collect::<String>())
+    }
+}
