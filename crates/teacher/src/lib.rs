@@ -9,12 +9,15 @@
 //!   past the timeout and bodies that are not completions are retried here, with
 //!   exponential backoff. Tokens and cost are counted.
 //! * [`StudentTeacher`]: any [`Student`](skill_core::Student) backend used as the teacher.
+//! * [`cassette`]: recorded teacher answers, replayed in order, for deterministic tests.
 //! * [`structured`]: asking for JSON that must validate, with one repair request when the
 //!   answer is invalid or cut off, then a clear error: a corrupt draft never reaches disk.
 
+pub mod cassette;
 mod openai;
 pub mod structured;
 
+pub use cassette::{Cassette, CassetteTeacher};
 pub use openai::{OpenAiTeacher, OpenAiTeacherConfig, Prices, RetryPolicy, UsageTotals};
 pub use skill_core::Teacher;
 pub use structured::{JsonAnswer, ask_json};

@@ -1,0 +1,108 @@
+//! `skd bbh import`, `skd eval` and the teacher over HTTP, end to end with the real
+//! SmolLM2-135M (as student, and served by `skd serve` as a local teacher).
+
+mod common;
+
+use common::Env;
+use skill_core::{ChatMessage, CompletionRequest, Role, Teacher};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::Stdio;
+use teacher::{OpenAiTeacher, OpenAiTeacherConfig};
+
+fn bbh_data() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/bbh").to_string_lossy().into_owned()
+}
+
+#[test]
+fn eval_measures_a_skill_against_no_skill_and_caches_results() {
+    let env = Env::new();
+    env.pull_smollm2();
+    let data = bbh_data();
+    let out = env.ok(
+        &["bbh", "import", "boolean_expressions", "--data", &data, "--train", "1", "--validation", "1", "--test", "3"],
+        0,
+    );
+    assert!(out.contains("bbh-boolean-expressions: v1 with 5 cases"), "{out}");
+    // The sealed split is not replaced by accident.
+    let again = env.stderr(&["bbh", "import", "boolean_expressions", "--data", &data], 5);
+    assert!(again.contains("sealed"), "{again}");
+
+    let args =
+        ["eval", "bbh-boolean-expressions", "--student", "smollm2-135m", "--split", "test", "--max-tokens", "48"];
+    let first = env.cmd(&args).output().expect("run");
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.code() == Some(0), "{stderr}");
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(stdout.contains("v1") && stdout.contains("no skill") && stdout.contains("/3"), "{stdout}");
+    assert!(stdout.contains("lift"), "{stdout}");
+    assert_eq!(stderr.matches("[cached]").count(), 0, "{stderr}");
+
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let report = env.json(&json_args, 0);
+    let entry = &report["entry"];
+    assert_eq!(entry["with_skill"]["rate"]["total"], 3);
+    assert_eq!(entry["baseline"]["label"], "no skill");
+    assert_eq!(entry["cases"].as_array().expect("cases").len(), 3);
+    let html = PathBuf::from(report["reports"]["html"].as_str().expect("html path"));
+    let page = std::fs::read_to_string(&html).expect("html");
+    assert!(page.contains("<svg") && page.contains("bbh-boolean-expressions"));
+
+    // Third run, human view: everything comes from the cache.
+    let third = env.cmd(&args).output().expect("run");
+    let stderr = String::from_utf8_lossy(&third.stderr);
+    assert_eq!(stderr.matches("[cached]").count(), 6, "{stderr}");
+    // Scores were attached to the version.
+    let history = env.ok(&["skill", "history", "bbh-boolean-expressions"], 0);
+    assert!(history.contains("pass_rate"), "{history}");
+}
+
+#[test]
+fn eval_errors_name_the_problem() {
+    let env = Env::new();
+    env.ok(&["skill", "new", "no-suite", "-d", "A skill without evals."], 0);
+    let err = env.stderr(&["eval", "no-suite"], 5);
+    assert!(err.contains("no eval suite") && err.contains("evals.json"), "{err}");
+    let suite = env.skills_dir().join("no-suite/evals/evals.json");
+    std::fs::create_dir_all(suite.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&suite, "{\"skill_name\": \"no-suite\", \"evals\": [{\"id\": 1, \"prompt\": \"p\", \"graders\": [{\"type\": \"regex\", \"pattern\": \"(\"}]}]}").expect("write");
+    let err = env.stderr(&["eval", "no-suite"], 5);
+    assert!(err.contains("evals.json") && err.contains("case 1") && err.contains("regex"), "{err}");
+    let err = env.stderr(&["distill", "brand-new"], 5);
+    assert!(err.contains("--job"), "{err}");
+}
+
+#[test]
+fn the_local_model_is_a_teacher_over_http() {
+    let env = Env::new();
+    env.pull_smollm2();
+    let mut child = env
+        .cmd(&["serve", "--model", "smollm2-135m", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut first).expect("read endpoint");
+    let url = first.trim().to_string();
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let result = rt.block_on(async {
+        let teacher = OpenAiTeacher::new(OpenAiTeacherConfig::new(&url, "default")).expect("teacher");
+        let mut request = CompletionRequest::new(vec![
+            ChatMessage::new(Role::System, "You write short procedures."),
+            ChatMessage::new(Role::User, "List two steps to add two numbers."),
+        ]);
+        request.max_tokens = 24;
+        let answer = teacher.complete(&request).await;
+        (answer, teacher.totals())
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let (answer, totals) = result;
+    let answer = answer.expect("the served model answers through async-openai");
+    assert!(!answer.text.trim().is_empty());
+    assert!(answer.usage.completion_tokens > 0 && answer.usage.completion_tokens <= 24);
+    assert_eq!(totals.requests, 1);
+    assert_eq!(totals.prompt_tokens, u64::from(answer.usage.prompt_tokens));
+}
