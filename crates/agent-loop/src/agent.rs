@@ -26,6 +26,9 @@ pub struct AgentConfig {
     pub model_timeout: Duration,
     /// Wall-clock limit of each tool call.
     pub tool_timeout: Duration,
+    /// Per-tool limits that replace `tool_timeout` for the named tools (a slow MCP server,
+    /// a long build in `shell`).
+    pub tool_timeouts: std::collections::BTreeMap<String, Duration>,
     /// Observations longer than this (characters) are cut.
     pub max_observation_chars: usize,
     /// Skills shown in the catalog.
@@ -49,6 +52,7 @@ impl Default for AgentConfig {
             max_tokens: 256,
             model_timeout: Duration::from_secs(180),
             tool_timeout: Duration::from_secs(30),
+            tool_timeouts: std::collections::BTreeMap::new(),
             max_observation_chars: 2_000,
             catalog_size: 3,
             notes_in_prompt: 2,
@@ -433,8 +437,9 @@ impl Agent {
                 format!("there is no tool `{tool}` (available: {})", self.tools.names().join(", ")),
             );
         };
-        match tokio::time::timeout(self.config.tool_timeout, handle.call(args.clone())).await {
-            Err(_) => record(state, false, false, format!("timed out after {:.0?}", self.config.tool_timeout)),
+        let limit = self.config.tool_timeouts.get(tool).copied().unwrap_or(self.config.tool_timeout);
+        match tokio::time::timeout(limit, handle.call(args.clone())).await {
+            Err(_) => record(state, false, false, format!("timed out after {limit:.0?}")),
             Ok(Err(e)) => record(state, false, false, e.to_string()),
             Ok(Ok(out)) => record(state, !out.is_error, false, out.content),
         }

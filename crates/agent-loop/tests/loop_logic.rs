@@ -207,6 +207,40 @@ async fn tool_timeouts_and_truncation() {
 }
 
 #[tokio::test]
+async fn a_per_tool_timeout_replaces_the_default_for_that_tool() {
+    let s = setup();
+    let sleeper = |name: &str| {
+        FnTool::new(name, "Sleeps 600 ms.", json!({"type": "object"}), |_| async {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            Ok(ok("awake"))
+        })
+    };
+    let mut tools = ToolRegistry::new();
+    tools.register(Arc::new(sleeper("patient"))).expect("register");
+    tools.register(Arc::new(sleeper("hasty"))).expect("register");
+    let cassette = Cassette::new(&[
+        r#"{"thought": "", "tool": "patient", "args": {}}"#,
+        r#"{"thought": "", "tool": "hasty", "args": {}}"#,
+        r#"{"thought": "", "final_answer": "done"}"#,
+    ]);
+    let config = AgentConfig {
+        tool_timeout: Duration::from_millis(300),
+        tool_timeouts: [("patient".to_string(), Duration::from_secs(3))].into_iter().collect(),
+        transcript_dir: Some(s.runs.clone()),
+        ..AgentConfig::default()
+    };
+    let a = Agent::new(cassette, config).with_tools(tools);
+    let (_, events) = run(&a, "task", RunOptions::default()).await;
+    assert!(
+        events.iter().any(
+            |e| matches!(e, Event::ToolCall { tool, ok: true, output, .. } if tool == "patient" && output == "awake")
+        ),
+        "{events:?}"
+    );
+    assert!(events.iter().any(|e| matches!(e, Event::ToolCall { tool, ok: false, output, .. } if tool == "hasty" && output.contains("timed out"))), "{events:?}");
+}
+
+#[tokio::test]
 async fn step_budget_ends_the_run() {
     let s = setup();
     let call = r#"{"thought": "again", "tool": "list_dir", "args": {}}"#;
