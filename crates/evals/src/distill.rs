@@ -297,11 +297,75 @@ impl DistillState {
     }
 }
 
-#[derive(Deserialize)]
-struct SkillDraft {
-    skill_md: String,
-    #[serde(default)]
-    rationale: String,
+/// A skill the teacher wrote: the whole `SKILL.md` and its reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SkillDraft {
+    /// The whole `SKILL.md`.
+    pub skill_md: String,
+    /// What changed and why (the text after the block).
+    pub rationale: String,
+}
+
+/// How the teacher is asked to return a skill: markdown in a fence, not a JSON string (small
+/// teachers do not escape the quotes of a whole markdown file inside JSON).
+const SKILL_REPLY_FORMAT: &str = "Reply with the whole SKILL.md in one ```markdown fenced block, then one line \
+starting with `Rationale:` saying what you changed and why.";
+
+/// Takes the `SKILL.md` out of a teacher reply: the fenced block that starts with
+/// frontmatter (up to the last closing fence, so code fences inside the skill survive), or
+/// the text from the first `---` line.
+pub fn parse_skill_reply(text: &str, truncated: bool) -> std::result::Result<SkillDraft, String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let opening = lines.iter().position(|l| {
+        let t = l.trim();
+        t.starts_with("```") && matches!(t.trim_start_matches('`').trim(), "" | "markdown" | "md" | "yaml")
+    });
+    let (body, rest): (Vec<&str>, Vec<&str>) = match opening {
+        Some(start) => {
+            let close =
+                lines.iter().enumerate().skip(start + 1).filter(|(_, l)| l.trim() == "```").map(|(i, _)| i).last();
+            match close {
+                Some(end) => (lines[start + 1..end].to_vec(), lines[end + 1..].to_vec()),
+                None if truncated => {
+                    return Err("the answer was cut off before the closing ``` of the SKILL.md; be more concise".into());
+                }
+                None => (lines[start + 1..].to_vec(), Vec::new()),
+            }
+        }
+        None => {
+            let Some(start) = lines.iter().position(|l| l.trim() == "---") else {
+                return Err("the answer contains no SKILL.md (no fenced block, no `---` frontmatter)".into());
+            };
+            let end = lines
+                .iter()
+                .rposition(|l| l.trim_start().starts_with("Rationale:"))
+                .filter(|e| *e > start)
+                .unwrap_or(lines.len());
+            (lines[start..end].to_vec(), lines[end..].to_vec())
+        }
+    };
+    let first = body.iter().position(|l| !l.trim().is_empty()).unwrap_or(0);
+    let skill_md = format!("{}\n", body[first..].join("\n").trim_end());
+    let rationale = rest.join(" ").trim().trim_start_matches("Rationale:").trim().to_string();
+    Ok(SkillDraft { skill_md, rationale })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_skill_reply;
+
+    #[test]
+    fn skill_replies_are_read_from_fences_with_inner_code_blocks() {
+        let reply = "Here it is:\n```markdown\n---\nname: x\ndescription: d\n---\n1. Run:\n```sh\nls\n```\n2. Done.\n```\nRationale: added a step.";
+        let d = parse_skill_reply(reply, false).expect("parsed");
+        assert_eq!(d.skill_md, "---\nname: x\ndescription: d\n---\n1. Run:\n```sh\nls\n```\n2. Done.\n");
+        assert_eq!(d.rationale, "added a step.");
+        let bare =
+            parse_skill_reply("---\nname: x\ndescription: d\n---\nDo it.\nRationale: shorter", false).expect("bare");
+        assert_eq!(bare.skill_md, "---\nname: x\ndescription: d\n---\nDo it.\n");
+        assert!(parse_skill_reply("```markdown\n---\nname: x\n", true).expect_err("cut").contains("cut off"));
+        assert!(parse_skill_reply("no skill here", false).is_err());
+    }
 }
 
 #[derive(Deserialize)]
@@ -359,6 +423,33 @@ impl Distiller<'_> {
         request.max_tokens = max_tokens;
         request.timeout = std::time::Duration::from_secs(900);
         let answer = ask_json(self.teacher, &request, what, validate).await.map_err(|e| Error::other(e.to_string()))?;
+        state.teacher_tokens += u64::from(answer.usage.prompt_tokens + answer.usage.completion_tokens);
+        Ok(answer.value)
+    }
+
+    async fn ask_skill(
+        &self,
+        state: &mut DistillState,
+        user: String,
+        max_tokens: u32,
+        what: &str,
+        name: &str,
+    ) -> Result<SkillDraft> {
+        let mut request = CompletionRequest::new(vec![
+            ChatMessage::new(Role::System, TEACHER_SYSTEM),
+            ChatMessage::new(Role::User, user),
+        ]);
+        request.max_tokens = max_tokens;
+        request.timeout = std::time::Duration::from_secs(900);
+        let check = self.check_skill(name);
+        let answer =
+            teacher::ask_parsed(self.teacher, &request, what, "SKILL.md in a ```markdown block", |text, cut| {
+                let draft = parse_skill_reply(text, cut)?;
+                check(&draft)?;
+                Ok(draft)
+            })
+            .await
+            .map_err(|e| Error::other(e.to_string()))?;
         state.teacher_tokens += u64::from(answer.usage.prompt_tokens + answer.usage.completion_tokens);
         Ok(answer.value)
     }
@@ -539,8 +630,9 @@ impl Distiller<'_> {
             for t in state.job.transcripts.iter().take(3) {
                 user.push_str(&format!("\nA past run of a similar task:\n{}\n", clip(t, 1500)));
             }
-            user.push_str("\nReply with JSON only: {\"skill_md\": \"<the whole SKILL.md>\", \"rationale\": \"...\"}");
-            let draft: SkillDraft = self.ask(state, user, 1200, "skill draft", self.check_skill(&name)).await?;
+            user.push('\n');
+            user.push_str(SKILL_REPLY_FORMAT);
+            let draft = self.ask_skill(state, user, 1200, "skill draft", &name).await?;
             std::fs::create_dir_all(&self.skill_dir).map_err(|e| skill_core::Error::io(&self.skill_dir, e))?;
             VersionStore::new(&self.skill_dir).save(&draft.skill_md, "drafted by the teacher")?;
             draft.skill_md
@@ -661,11 +753,11 @@ impl Distiller<'_> {
             "The small model followed this skill and failed the cases below. Rewrite the skill so it handles \
              these and similar inputs: fix the procedure where it is wrong or unclear, add the missing step or \
              check, keep it short. Do not mention these specific inputs. The frontmatter `name` stays `{name}`.\n\n\
-             ## Current SKILL.md\n{}\n\n## Failures\n{}\n\nReply with JSON only: {{\"skill_md\": \"<the whole new SKILL.md>\", \"rationale\": \"<what you changed and why>\"}}",
+             ## Current SKILL.md\n{}\n\n## Failures\n{}\n\n{SKILL_REPLY_FORMAT}",
             parent.markdown,
             failures.join("\n\n")
         );
-        let draft: SkillDraft = self.ask(state, user, 1500, "skill rewrite", self.check_skill(&name)).await?;
+        let draft = self.ask_skill(state, user, 1500, "skill rewrite", &name).await?;
         let id = state.candidates.len();
         state.candidates.push(Candidate {
             id,

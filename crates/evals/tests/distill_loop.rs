@@ -25,11 +25,12 @@ fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/bbh")
 }
 
-/// Passes calls through until `limit`, then fails like a dropped connection.
+/// Passes the first `limit` fresh requests (and their repair requests) through, then fails
+/// like a dropped connection.
 struct CrashAfter {
     inner: Arc<dyn Teacher>,
     limit: usize,
-    calls: AtomicUsize,
+    fresh: AtomicUsize,
 }
 
 #[async_trait]
@@ -38,7 +39,8 @@ impl Teacher for CrashAfter {
         self.inner.model_id()
     }
     async fn complete(&self, request: &CompletionRequest) -> skill_core::Result<Completion> {
-        if self.calls.fetch_add(1, Ordering::SeqCst) >= self.limit {
+        let repair = request.messages.last().is_some_and(|m| m.content.starts_with("That answer cannot be used"));
+        if !repair && self.fresh.fetch_add(1, Ordering::SeqCst) >= self.limit {
             return Err(skill_core::Error::backend("test", "simulated crash"));
         }
         self.inner.complete(request).await
@@ -83,7 +85,7 @@ async fn distill_rewrites_measures_and_resumes_after_a_crash() {
 
     // First run: the teacher "crashes" after its first answer.
     let (crashing, runner1) =
-        make(Arc::new(CrashAfter { inner: cassette.clone(), limit: 1, calls: AtomicUsize::new(0) }));
+        make(Arc::new(CrashAfter { inner: cassette.clone(), limit: 1, fresh: AtomicUsize::new(0) }));
     let distiller = Distiller {
         student: student.clone(),
         teacher: crashing.as_ref(),
@@ -104,8 +106,8 @@ async fn distill_rewrites_measures_and_resumes_after_a_crash() {
     let kept_candidates = saved.candidates.len();
     assert!(kept_candidates >= 2, "the first rewrite was kept: {kept_candidates}");
 
-    // Resume: the finished teacher call is not repeated.
-    cassette.skip(1);
+    // Resume: the teacher calls that finished are not repeated (the cassette goes on from
+    // where the crash left it).
     let distiller =
         Distiller { student, teacher: cassette.as_ref(), skill_dir: dir.clone(), library_root: Some(skills), runner };
     let done = distiller.run(saved, &mut |_| {}).await.expect("resumed run finishes");

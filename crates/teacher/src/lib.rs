@@ -20,7 +20,7 @@ pub mod structured;
 pub use cassette::{Cassette, CassetteTeacher};
 pub use openai::{OpenAiTeacher, OpenAiTeacherConfig, Prices, RetryPolicy, UsageTotals};
 pub use skill_core::Teacher;
-pub use structured::{JsonAnswer, ask_json};
+pub use structured::{JsonAnswer, ask_json, ask_parsed};
 
 use async_trait::async_trait;
 use skill_core::{Completion, CompletionRequest, Student};

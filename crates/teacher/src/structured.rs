@@ -33,9 +33,25 @@ where
     T: DeserializeOwned,
     F: Fn(&T) -> std::result::Result<(), String>,
 {
+    ask_parsed(teacher, request, what, "JSON", |text, truncated| parse_checked(text, truncated, &validate)).await
+}
+
+/// Like [`ask_json`] for any format: `parse` turns the answer text (and whether it hit the
+/// token limit) into a value or the problem in words; `format` names what the repair request
+/// asks for ("JSON", "SKILL.md in a fenced block").
+pub async fn ask_parsed<T, P>(
+    teacher: &dyn Teacher,
+    request: &CompletionRequest,
+    what: &str,
+    format: &str,
+    parse: P,
+) -> Result<JsonAnswer<T>>
+where
+    P: Fn(&str, bool) -> std::result::Result<T, String>,
+{
     let first = teacher.complete(request).await?;
     let mut usage = first.usage;
-    let problem = match parse_checked(&first.text, first.finish_reason == "length", &validate) {
+    let problem = match parse(&first.text, first.finish_reason == "length") {
         Ok(value) => return Ok(JsonAnswer { value, usage, repaired: false }),
         Err(problem) => problem,
     };
@@ -45,14 +61,14 @@ where
     repair.messages.push(ChatMessage::new(
         Role::User,
         format!(
-            "That answer cannot be used: {problem}. Reply again with only the corrected JSON, \
+            "That answer cannot be used: {problem}. Reply again with only the corrected {format}, \
              complete and valid, and nothing else."
         ),
     ));
     let second = teacher.complete(&repair).await?;
     usage.prompt_tokens += second.usage.prompt_tokens;
     usage.completion_tokens += second.usage.completion_tokens;
-    match parse_checked(&second.text, second.finish_reason == "length", &validate) {
+    match parse(&second.text, second.finish_reason == "length") {
         Ok(value) => Ok(JsonAnswer { value, usage, repaired: true }),
         Err(problem) => Err(Error::InvalidOutput {
             what: what.to_string(),
