@@ -322,8 +322,7 @@ pub fn parse_skill_reply(text: &str, truncated: bool) -> std::result::Result<Ski
     });
     let (body, rest): (Vec<&str>, Vec<&str>) = match opening {
         Some(start) => {
-            let close =
-                lines.iter().enumerate().skip(start + 1).filter(|(_, l)| l.trim() == "```").map(|(i, _)| i).last();
+            let close = (start + 1..lines.len()).rev().find(|&i| lines[i].trim() == "```");
             match close {
                 Some(end) => (lines[start + 1..end].to_vec(), lines[end + 1..].to_vec()),
                 None if truncated => {
