@@ -245,7 +245,7 @@ impl Benchmark {
             "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Benchmark: {}</title>\n\
              <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:60em}}table{{border-collapse:collapse}}\
              td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}}th{{background:#f4f4f4}}\
-             .with{{stroke:#1f6feb;fill:#1f6feb}}.base{{stroke:#999;fill:#999}}</style></head><body>\n\
+             .with{{stroke:#1f6feb;fill:#1f6feb}}.base{{stroke:#999;fill:#999}}.trend{{stroke:#1f6feb;fill:none}}</style></head><body>\n\
              <h1>Benchmark: {}</h1>\n",
             escape(&self.skill),
             escape(&self.skill)
@@ -330,7 +330,7 @@ impl Benchmark {
             );
         }
         if line.len() > 1 {
-            let _ = writeln!(svg, "<polyline class=\"with\" fill=\"none\" points=\"{}\"/>", line.join(" "));
+            let _ = writeln!(svg, "<polyline class=\"trend\" points=\"{}\"/>", line.join(" "));
         }
         svg.push_str("</svg>\n");
         svg
@@ -343,4 +343,58 @@ fn version_text(version: Option<u32>) -> String {
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::CaseResult;
+    use skill_core::Usage;
+
+    fn run(label: &str, hash: Option<&str>, passed: &[bool]) -> SuiteRun {
+        SuiteRun {
+            label: label.into(),
+            model: "m".into(),
+            skill_hash: hash.map(str::to_string),
+            results: passed
+                .iter()
+                .enumerate()
+                .map(|(i, p)| CaseResult {
+                    id: CaseId::Number(i as u64),
+                    split: Split::Test,
+                    passed: *p,
+                    grades: Vec::new(),
+                    output: String::new(),
+                    extracted: String::new(),
+                    tool_calls: Vec::new(),
+                    usage: Usage { prompt_tokens: 10, completion_tokens: 5 },
+                    elapsed_ms: 1000,
+                    error: None,
+                    cached: false,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn entries_accumulate_per_skill_text_and_render() {
+        let base = run("no skill", None, &[false, true, false, false]);
+        let mut bench = Benchmark { skill: "s".into(), entries: Vec::new() };
+        bench.push(BenchmarkEntry::new(&run("v1", Some("h1"), &[true, true, false, false]), Some(&base), Some(1)));
+        bench.push(BenchmarkEntry::new(&run("v2", Some("h2"), &[true, true, true, false]), Some(&base), Some(2)));
+        // The same text measured again replaces its entry.
+        bench.push(BenchmarkEntry::new(&run("v2", Some("h2"), &[true, true, true, true]), Some(&base), Some(2)));
+        assert_eq!(bench.entries.len(), 2);
+        let latest = bench.entries.last().expect("latest");
+        assert_eq!(latest.with_skill.rate.passed, 4);
+        assert_eq!(latest.lift.expect("lift").gained, 3);
+        let md = bench.markdown();
+        assert!(md.contains("| v2 | 100.0% (4/4)") && md.contains("## History") && !md.contains("| - |"), "{md}");
+        let html = bench.html();
+        assert!(html.contains("<polyline class=\"trend\"") && html.contains("<title>100.0% (4/4)</title>"), "{html}");
+        let dir = tempfile::tempdir().expect("tmp");
+        let paths = bench.write(dir.path()).expect("write");
+        assert_eq!(Benchmark::load(dir.path(), "s").expect("load"), bench);
+        assert!(paths.html.is_file() && paths.markdown.is_file());
+    }
 }
