@@ -30,6 +30,8 @@ pub struct FileConfig {
     pub allow_shell: Option<bool>,
     /// MCP servers whose tools the agent may use.
     pub mcp_servers: Option<Vec<agent_loop::mcp::McpServerConfig>>,
+    /// Seconds a named tool may run, replacing the 30 s default for it.
+    pub tool_timeouts: Option<std::collections::BTreeMap<String, f64>>,
 }
 
 /// Where a setting's value came from.
@@ -80,6 +82,8 @@ pub struct Config {
     pub allow_shell: Setting<bool>,
     /// MCP servers.
     pub mcp_servers: Setting<Vec<agent_loop::mcp::McpServerConfig>>,
+    /// Per-tool time limits in seconds.
+    pub tool_timeouts: Setting<std::collections::BTreeMap<String, f64>>,
 }
 
 /// The environment variables `skd` reads, documented in `skd config show` and the README.
@@ -229,6 +233,19 @@ impl Config {
             Some(list) => Setting { value: list.clone(), origin: Origin::File },
             None => Setting { value: Vec::new(), origin: Origin::Default },
         };
+        let tool_timeouts = match &file.tool_timeouts {
+            Some(map) => {
+                if let Some((name, secs)) = map.iter().find(|(_, s)| !s.is_finite() || **s <= 0.0) {
+                    return Err(ConfigError(format!(
+                        "config file {}: tool_timeouts.{name} must be a positive number of seconds, got {secs}",
+                        config_file.display()
+                    ))
+                    .into());
+                }
+                Setting { value: map.clone(), origin: Origin::File }
+            }
+            None => Setting { value: Default::default(), origin: Origin::Default },
+        };
         Ok(Config {
             config_file,
             config_file_exists: exists,
@@ -242,6 +259,7 @@ impl Config {
             runs_dir,
             allow_shell,
             mcp_servers,
+            tool_timeouts,
         })
     }
 
@@ -296,6 +314,10 @@ student = "qwen2.5-coder-0.5b"
 
 # Let the agent run shell commands in its workspace (off by default).
 allow_shell = false
+
+# Seconds a tool may run before the agent is told it timed out (default 30 for every tool):
+# [tool_timeouts]
+# shell = 120
 
 # MCP servers whose tools the agent may call, launched over stdio:
 # [[mcp_servers]]

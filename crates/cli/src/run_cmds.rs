@@ -156,6 +156,12 @@ pub async fn run(config: &Config, args: RunArgs) -> Result<Exit> {
         max_tokens: args.max_tokens,
         transcript_dir: (!args.no_transcript).then(|| config.runs_dir.value.clone()),
         redact: std::env::var("SKD_STUDENT_API_KEY").into_iter().collect(),
+        tool_timeouts: config
+            .tool_timeouts
+            .value
+            .iter()
+            .map(|(name, secs)| (name.clone(), std::time::Duration::from_secs_f64(*secs)))
+            .collect(),
         ..AgentConfig::default()
     };
     let agent =

@@ -222,6 +222,11 @@ fn config_errors_and_env_overrides() {
     fs::write(&cfg, "notes = [\"notes-a\"]\nmax_file_mb = -1\n").expect("write");
     env.stderr(&["--config", cfg.to_str().expect("utf8"), "config", "show"], 4);
     env.stderr(&["--config", "/nonexistent.toml", "config", "show"], 4);
+    fs::write(&cfg, "[tool_timeouts]\nshell = 0\n").expect("write");
+    let err = env.stderr(&["--config", cfg.to_str().expect("utf8"), "config", "show"], 4);
+    assert!(err.contains("tool_timeouts.shell") && err.contains("positive"), "{err}");
+    fs::write(&cfg, "[tool_timeouts]\nshell = 90\n").expect("write");
+    env.ok(&["--config", cfg.to_str().expect("utf8"), "config", "show"], 0);
 
     fs::write(&cfg, "notes = [\"notes-a\"]\n").expect("write");
     let shown = env.json(&["--config", cfg.to_str().expect("utf8"), "config", "show", "--json"], 0);
