@@ -7,10 +7,12 @@ use anyhow::{Context, Result, bail};
 use evals::report::{Benchmark, BenchmarkEntry};
 use evals::run::default_cache_dir;
 use evals::{CaseResult, EvalSuite, Evaluator, RunnerConfig, SkillText, Split};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use skill_core::versions::{Revision, WorkingCopy};
 use skill_core::{Student, Teacher, VersionStore};
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use teacher::{OpenAiTeacher, OpenAiTeacherConfig, StudentTeacher};
@@ -298,37 +300,57 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
         runner,
     };
     let quiet = args.json;
-    let (mut done, mut passed) = (0usize, 0usize);
-    let mut on_event = |event: DistillEvent| {
-        if quiet {
-            return;
-        }
-        match event {
-            DistillEvent::Stage(s) => eprintln!("== {s}"),
-            DistillEvent::Case(label, ok) => {
-                done += 1;
-                passed += usize::from(ok);
-                eprint!("\r   {done} cases run, {passed} passed (last: {label})        ");
-            }
-            DistillEvent::Round(r) => {
-                let rate = r.validation_rate.map(|v| format!("{:.0}%", v * 100.0)).unwrap_or_else(|| "-".into());
-                let mark = if r.improved { "new best" } else { r.note.as_str() };
-                eprintln!(
-                    "\nround {}: parent #{}, {} failures, candidate {}, validation {rate}: {mark}",
-                    r.round,
-                    r.parent,
-                    r.failures,
-                    r.candidate.map(|c| format!("#{c}")).unwrap_or_else(|| "-".into())
-                );
-            }
+    // A bar over the rounds on a terminal; plain lines (one per stage and round) in logs.
+    let tty = !quiet && std::io::stderr().is_terminal();
+    let bar = if tty {
+        ProgressBar::with_draw_target(Some(state.config.max_rounds as u64), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} round {pos}/{len} {elapsed_precise} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_position(state.rounds as u64);
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let line = |text: String| {
+        if tty {
+            bar.println(text);
+        } else if !quiet {
+            eprintln!("{text}");
         }
     };
-    let state = distiller.run(state, &mut on_event).await?;
+    let (mut done, mut passed) = (0usize, 0usize);
+    let mut on_event = |event: DistillEvent| match event {
+        DistillEvent::Stage(s) => line(format!("== {s}")),
+        DistillEvent::Case(label, ok) => {
+            done += 1;
+            passed += usize::from(ok);
+            bar.set_message(format!(
+                "{done} cases run, {passed} passed; last: {label} {}",
+                if ok { "ok" } else { "FAIL" }
+            ));
+        }
+        DistillEvent::Round(r) => {
+            bar.set_position(r.round as u64);
+            let rate = r.validation_rate.map(|v| format!("{:.0}%", v * 100.0)).unwrap_or_else(|| "-".into());
+            let mark = if r.improved { "new best" } else { r.note.as_str() };
+            line(format!(
+                "round {}: parent #{}, {} failures, candidate {}, validation {rate}: {mark}",
+                r.round,
+                r.parent,
+                r.failures,
+                r.candidate.map(|c| format!("#{c}")).unwrap_or_else(|| "-".into())
+            ));
+        }
+    };
+    let state = distiller.run(state, &mut on_event).await;
+    bar.finish_and_clear();
+    let state = state?;
     let report = state.report.as_ref().context("the run ended without a report")?;
     if args.json {
         print_json(&json!({"schema_version": JSON_SCHEMA_VERSION, "skill": args.skill, "state": state}))?;
     } else {
-        println!();
         println!("skill            {} v{} ({})", args.skill, report.version, skill_dir.display());
         println!("test, distilled  {}", report.with_skill);
         println!("test, no skill   {}", report.no_skill);

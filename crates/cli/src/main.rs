@@ -239,6 +239,10 @@ struct DistillCliArgs {
     /// Cases the teacher drafts when the skill has no suite.
     #[arg(long, default_value_t = 24)]
     draft_cases: usize,
+    /// Worked examples an even round may add to the skill: the student's own passing
+    /// answers on train cases (0: every round is a teacher rewrite).
+    #[arg(long, default_value_t = 3)]
+    worked_examples: usize,
     /// Past run transcripts to learn from.
     #[arg(long = "transcript")]
     transcripts: Vec<PathBuf>,
@@ -582,6 +586,7 @@ fn run(cli: Cli) -> Result<Exit> {
                     minibatch: a.minibatch,
                     draft_cases: a.draft_cases,
                     recall_queries: 6,
+                    worked_examples: a.worked_examples,
                 },
                 transcripts: a.transcripts,
                 resume: a.resume,

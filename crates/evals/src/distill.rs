@@ -51,6 +51,14 @@ pub struct DistillConfig {
     pub draft_cases: usize,
     /// Recall-check queries of each kind (should / should not find the skill).
     pub recall_queries: usize,
+    /// Worked examples an even round may put into the skill: the student's own passing
+    /// answers on train cases (0: every round is a teacher rewrite).
+    #[serde(default = "default_worked_examples")]
+    pub worked_examples: usize,
+}
+
+fn default_worked_examples() -> usize {
+    3
 }
 
 impl Default for DistillConfig {
@@ -63,6 +71,7 @@ impl Default for DistillConfig {
             minibatch: 6,
             draft_cases: 24,
             recall_queries: 6,
+            worked_examples: default_worked_examples(),
         }
     }
 }
@@ -365,6 +374,26 @@ mod tests {
         assert!(parse_skill_reply("```markdown\n---\nname: x\n", true).expect_err("cut").contains("cut off"));
         assert!(parse_skill_reply("no skill here", false).is_err());
     }
+
+    #[test]
+    fn worked_examples_replace_their_own_section_and_keep_the_rest() {
+        let skill = "---\nname: x\ndescription: d\n---\n1. Do it.\n\n## Notes\nKeep this.\n";
+        let once = super::with_worked_examples(skill, &[("2+2", "4\nANSWER: 4")]);
+        assert!(
+            once.starts_with(
+                "---\nname: x\ndescription: d\n---\n1. Do it.\n\n## Notes\nKeep this.\n\n## Worked examples"
+            )
+        );
+        assert!(once.contains("### Example 1\n\nInput:\n2+2\n\nSolution:\n4\nANSWER: 4\n"), "{once}");
+        let twice = super::with_worked_examples(&once, &[("3+3", "ANSWER: 6"), ("1+1", "ANSWER: 2")]);
+        assert_eq!(twice.matches(super::WORKED_EXAMPLES_HEADING).count(), 1, "{twice}");
+        assert!(!twice.contains("2+2") && twice.contains("### Example 2\n\nInput:\n1+1"), "{twice}");
+        assert!(twice.contains("## Notes\nKeep this."));
+        // A section in the middle is replaced in place; what follows it survives.
+        let middle = "---\nname: x\ndescription: d\n---\nA\n\n## Worked examples\nold\n\n## After\nZ\n";
+        let replaced = super::with_worked_examples(middle, &[("q", "a")]);
+        assert!(!replaced.contains("old") && replaced.contains("## After\nZ"), "{replaced}");
+    }
 }
 
 #[derive(Deserialize)]
@@ -527,7 +556,7 @@ impl Distiller<'_> {
 
         if state.stage == Stage::Measured {
             while state.should_stop().is_none() {
-                let log = self.round(&mut state, &evaluator, &train, &validation).await?;
+                let log = self.round(&mut state, &evaluator, &train, &validation, on_event).await?;
                 on_event(DistillEvent::Round(log));
                 self.save(&state)?;
             }
@@ -704,6 +733,7 @@ impl Distiller<'_> {
         evaluator: &Evaluator<'_>,
         train: &[&EvalCase],
         validation: &[&EvalCase],
+        on_event: &mut (dyn FnMut(DistillEvent) + Send),
     ) -> Result<RoundLog> {
         state.rounds += 1;
         let round = state.rounds;
@@ -713,8 +743,14 @@ impl Distiller<'_> {
         let size = state.config.minibatch.clamp(1, train.len());
         let start = ((round - 1) * size) % train.len();
         let batch: Vec<&EvalCase> = (0..size).map(|i| train[(start + i) % train.len()]).collect();
-        let mut quiet = |_: &crate::run::CaseResult| {};
-        let parent_run = evaluator.run(&batch, Some(&self.text(&parent.markdown)), "parent", &mut quiet).await?;
+        let mut report = |label: &str, r: &crate::run::CaseResult| {
+            on_event(DistillEvent::Case(format!("round {round} {label} {}", r.id), r.passed))
+        };
+        let parent_run = evaluator
+            .run(&batch, Some(&self.text(&parent.markdown)), "parent", &mut |r: &crate::run::CaseResult| {
+                report("parent", r)
+            })
+            .await?;
         let failures: Vec<String> = parent_run
             .results
             .iter()
@@ -747,38 +783,84 @@ impl Distiller<'_> {
             state.log.push(log.clone());
             return Ok(log);
         }
-        let name = state.job.skill_name.clone();
-        let user = format!(
-            "The small model followed this skill and failed the cases below. Rewrite the skill so it handles \
-             these and similar inputs: fix the procedure where it is wrong or unclear, add the missing step or \
-             check, keep it short. Do not mention these specific inputs. The frontmatter `name` stays `{name}`.\n\n\
-             ## Current SKILL.md\n{}\n\n## Failures\n{}\n\n{SKILL_REPLY_FORMAT}",
-            parent.markdown,
-            failures.join("\n\n")
-        );
-        let draft = self.ask_skill(state, user, 1500, "skill rewrite", &name).await?;
+        // Even rounds show the student its own verified answers (train cases it passed with
+        // the parent) as worked examples; odd rounds, and rounds with nothing passed, ask the
+        // teacher for a rewrite. Small students follow a worked example in their own words
+        // more reliably than a procedure alone.
+        let examples: Vec<(&EvalCase, &str)> = parent_run
+            .results
+            .iter()
+            .zip(&batch)
+            .filter(|(r, case)| r.passed && case.mode == CaseMode::Answer && r.error.is_none())
+            .map(|(r, case)| (*case, r.output.as_str()))
+            .take(state.config.worked_examples)
+            .collect();
+        let (markdown, rationale, shown): (String, String, Vec<&EvalCase>) =
+            if round.is_multiple_of(2) && !examples.is_empty() {
+                let pairs: Vec<(&str, &str)> = examples.iter().map(|(c, out)| (c.prompt.as_str(), *out)).collect();
+                let markdown = with_worked_examples(&parent.markdown, &pairs);
+                if let Err(why) = self.check_skill(&state.job.skill_name)(&SkillDraft {
+                    skill_md: markdown.clone(),
+                    rationale: String::new(),
+                }) {
+                    state.rounds_without_gain += 1;
+                    log.note = format!("worked examples break the skill: {why}");
+                    state.log.push(log.clone());
+                    return Ok(log);
+                }
+                let rationale = format!("worked examples from {} passing train answers", examples.len());
+                (markdown, rationale, examples.iter().map(|(c, _)| *c).collect())
+            } else {
+                let name = state.job.skill_name.clone();
+                let user = format!(
+                    "The small model followed this skill and failed the cases below. Rewrite the skill so it handles \
+                 these and similar inputs: fix the procedure where it is wrong or unclear, add the missing step or \
+                 check, keep it short. Do not mention these specific inputs. The frontmatter `name` stays `{name}`.\n\n\
+                 ## Current SKILL.md\n{}\n\n## Failures\n{}\n\n{SKILL_REPLY_FORMAT}",
+                    parent.markdown,
+                    failures.join("\n\n")
+                );
+                let draft = self.ask_skill(state, user, 1500, "skill rewrite", &name).await?;
+                (draft.skill_md, draft.rationale, Vec::new())
+            };
         let id = state.candidates.len();
         state.candidates.push(Candidate {
             id,
             parent: Some(parent_id),
             round,
-            markdown: draft.skill_md.clone(),
-            rationale: draft.rationale.clone(),
+            markdown: markdown.clone(),
+            rationale,
             validation: Vec::new(),
             tokens_per_case: 0.0,
         });
         log.candidate = Some(id);
         // Saved before it is measured: a crash now keeps the teacher's work.
         self.save(state)?;
-        let text = self.text(&draft.skill_md);
-        let mini = evaluator.run(&batch, Some(&text), "candidate", &mut quiet).await?;
-        if mini.rate().passed < parent_run.rate().passed {
-            state.rounds_without_gain += 1;
-            log.note = format!("worse on the minibatch ({} vs {})", mini.rate().passed, parent_run.rate().passed);
-            state.log.push(log.clone());
-            return Ok(log);
+        let text = self.text(&markdown);
+        // The gate runs on minibatch cases the candidate has not seen as worked examples
+        // (none left: straight to validation).
+        let gate: Vec<&EvalCase> =
+            batch.iter().copied().filter(|c| !shown.iter().any(|s| std::ptr::eq(*s, *c))).collect();
+        if !gate.is_empty() {
+            let parent_passed = parent_run
+                .results
+                .iter()
+                .zip(&batch)
+                .filter(|(r, c)| r.passed && gate.iter().any(|g| std::ptr::eq(*g, **c)))
+                .count();
+            let mini = evaluator
+                .run(&gate, Some(&text), "candidate", &mut |r: &crate::run::CaseResult| report("minibatch", r))
+                .await?;
+            if mini.rate().passed < parent_passed {
+                state.rounds_without_gain += 1;
+                log.note = format!("worse on the minibatch ({} vs {})", mini.rate().passed, parent_passed);
+                state.log.push(log.clone());
+                return Ok(log);
+            }
         }
-        let run = evaluator.run(validation, Some(&text), "candidate", &mut quiet).await?;
+        let run = evaluator
+            .run(validation, Some(&text), "candidate", &mut |r: &crate::run::CaseResult| report("validation", r))
+            .await?;
         record_validation(&mut state.candidates[id], &run);
         let rate = state.candidates[id].validation_rate().rate;
         let best_rate = state.candidates[state.best].validation_rate().rate;
@@ -901,6 +983,37 @@ impl Distiller<'_> {
         }
         Ok(out)
     }
+}
+
+/// The heading of the section [`with_worked_examples`] writes.
+pub const WORKED_EXAMPLES_HEADING: &str = "## Worked examples";
+
+/// `markdown` with its worked-examples section replaced by (or, when it has none, followed
+/// by) one example per (input, verified answer) pair.
+pub fn with_worked_examples(markdown: &str, examples: &[(&str, &str)]) -> String {
+    let mut kept = String::new();
+    let mut skipping = false;
+    for line in markdown.lines() {
+        if line.trim_end() == WORKED_EXAMPLES_HEADING {
+            skipping = true;
+            continue;
+        }
+        if skipping && line.starts_with("## ") {
+            skipping = false;
+        }
+        if !skipping {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    let mut out = format!(
+        "{}\n\n{WORKED_EXAMPLES_HEADING}\n\nThese inputs were solved correctly with this skill.\n",
+        kept.trim_end()
+    );
+    for (i, (input, answer)) in examples.iter().enumerate() {
+        out.push_str(&format!("\n### Example {}\n\nInput:\n{}\n\nSolution:\n{}\n", i + 1, input.trim(), answer.trim()));
+    }
+    out
 }
 
 fn record_validation(candidate: &mut Candidate, run: &SuiteRun) {

@@ -73,8 +73,15 @@ async fn distill_rewrites_measures_and_resumes_after_a_crash() {
         }
         None => CassetteTeacher::replay(&cassette_path()).expect("cassette"),
     });
-    let config =
-        DistillConfig { max_rounds: 2, patience: 2, minibatch: 3, recall_queries: 4, ..DistillConfig::default() };
+    let config = DistillConfig {
+        max_rounds: 2,
+        patience: 2,
+        minibatch: 3,
+        recall_queries: 4,
+        // The cassette holds two teacher rewrites: every round asks the teacher.
+        worked_examples: 0,
+        ..DistillConfig::default()
+    };
     let job = DistillJob {
         skill_name: task.skill_name.clone(),
         description: "Evaluate a Boolean expression of True, False, not, and, or with brackets.".into(),
