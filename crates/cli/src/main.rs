@@ -157,8 +157,8 @@ struct RunArgs {
     /// Activate this skill before the first step.
     #[arg(long)]
     skill: Option<String>,
-    /// Student: model id, .gguf path, or URL#model of an OpenAI-compatible server
-    /// (default: config `student`).
+    /// Student: model id, .gguf path, hf:OWNER/REPO[/FILE.gguf], or URL#model of an
+    /// OpenAI-compatible server (default: config `student`).
     #[arg(long)]
     student: Option<String>,
     /// Model calls allowed before giving up.
@@ -182,7 +182,8 @@ struct RunArgs {
 struct EvalCliArgs {
     /// The skill's name.
     skill: String,
-    /// Student: model id, .gguf path, or URL#model (default: config `student`).
+    /// Student: model id, .gguf path, hf:OWNER/REPO[/FILE.gguf], or URL#model (default:
+    /// config `student`).
     #[arg(long)]
     student: Option<String>,
     /// Teacher for rubric graders: URL#model (key from OPENAI_API_KEY), or a local model id
@@ -214,7 +215,8 @@ struct DistillCliArgs {
     /// The job, in a sentence (default: the existing skill's description).
     #[arg(long)]
     job: Option<String>,
-    /// Student: model id, .gguf path, or URL#model (default: config `student`).
+    /// Student: model id, .gguf path, hf:OWNER/REPO[/FILE.gguf], or URL#model (default:
+    /// config `student`).
     #[arg(long)]
     student: Option<String>,
     /// Teacher: URL#model (key from OPENAI_API_KEY) or a local model id / .gguf path
@@ -306,7 +308,8 @@ enum ModelsCommand {
     /// Download, assemble and verify models (default: the configured student). A no-op when
     /// the file is there.
     Pull {
-        /// Model ids.
+        /// Model ids, or hf:OWNER/REPO[/FILE.gguf][@REVISION] (endpoint: $HF_ENDPOINT,
+        /// token: $HF_TOKEN).
         ids: Vec<String>,
         /// Print as JSON.
         #[arg(long)]

@@ -78,6 +78,14 @@ pub fn models_pull(config: &Config, ids: &[String], as_json: bool) -> Result<Exi
     let ids: Vec<String> = if ids.is_empty() { vec![config.student.value.clone()] } else { ids.to_vec() };
     let mut pulled = Vec::new();
     for id in &ids {
+        if id.starts_with(student::hub::PREFIX) {
+            let path = store.resolve(id, &mut pull_progress(as_json))?;
+            if !as_json {
+                println!("{id}  {}", path.display());
+            }
+            pulled.push(json!({"id": id, "path": path}));
+            continue;
+        }
         let model = find_known(id).ok_or_else(|| NotFound(format!("no known model `{id}` (`skd models list`)")))?;
         let path = store.pull(&model, &mut pull_progress(as_json))?;
         if !as_json {

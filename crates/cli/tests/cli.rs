@@ -277,3 +277,20 @@ fn two_processes_restoring_at_once_lose_no_version() {
     // The file on disk is one of the recorded versions.
     assert_eq!(history["working_copy"]["state"], "recorded");
 }
+
+#[test]
+fn hub_model_specs_fail_clearly_when_the_hub_is_unreachable() {
+    let env = Env::new();
+    // A loopback port nothing listens on, as HF_ENDPOINT (a mirror) would name.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let out = env
+        .cmd(&["models", "pull", "hf:acme/tiny/x.gguf"])
+        .env("HF_ENDPOINT", format!("http://127.0.0.1:{port}"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(5), "an other failure");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("hf:acme/tiny/x.gguf") && err.contains("cannot reach"), "{err}");
+    let bad = env.stderr(&["models", "pull", "hf:acme"], 5);
+    assert!(bad.contains("hf:OWNER/REPO"), "{bad}");
+}

@@ -10,9 +10,12 @@
 //! * [`OpenAiCompatStudent`]: any OpenAI-compatible chat endpoint (Ollama, llama.cpp
 //!   server, vLLM, `skd serve`).
 //!
-//! [`models`] knows the models skd can pull by name and keeps them in a verified cache.
+//! [`models`] knows the models skd can pull by name and keeps them in a verified cache;
+//! [`hub`] fetches `hf:OWNER/REPO[/FILE.gguf]` from a Hugging Face repository where the
+//! network allows.
 
 pub mod gguf;
+pub mod hub;
 mod mistral;
 pub mod models;
 mod openai_compat;
@@ -59,7 +62,7 @@ pub enum Error {
         architecture: String,
     },
     /// A model name that is neither known nor a file.
-    #[error("unknown model `{name}`: use one of {known}, or a path to a .gguf file")]
+    #[error("unknown model `{name}`: use one of {known}, a path to a .gguf file, or hf:OWNER/REPO[/FILE.gguf]")]
     UnknownModel {
         /// What was asked for.
         name: String,
@@ -70,6 +73,14 @@ pub enum Error {
     #[error("downloading {spec}: {message}")]
     Download {
         /// `package==version`.
+        spec: String,
+        /// The cause.
+        message: String,
+    },
+    /// Fetching a model from a Hugging Face repository failed.
+    #[error("{spec}: {message}")]
+    Hub {
+        /// The `hf:` spec.
         spec: String,
         /// The cause.
         message: String,

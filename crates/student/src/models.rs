@@ -121,12 +121,20 @@ pub enum PullProgress {
 #[derive(Debug, Clone)]
 pub struct ModelStore {
     dir: PathBuf,
+    hub_endpoint: Option<String>,
 }
 
 impl ModelStore {
     /// A store in `dir` (created on first pull).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        ModelStore { dir: dir.into() }
+        ModelStore { dir: dir.into(), hub_endpoint: None }
+    }
+
+    /// Fetches `hf:` models from this endpoint (a mirror) instead of `$HF_ENDPOINT` or the
+    /// public hub.
+    pub fn with_hub_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.hub_endpoint = Some(endpoint.into());
+        self
     }
 
     /// The default cache: `$SKD_MODELS_DIR`, else `$XDG_CACHE_HOME/skd/models`.
@@ -160,10 +168,15 @@ impl ModelStore {
         marker.trim() == marker_text(model, &meta)
     }
 
-    /// Resolves a model argument: a known id (pulled if needed) or a path to a local GGUF.
+    /// Resolves a model argument: a known id (pulled if needed), `hf:OWNER/REPO[/FILE.gguf]`
+    /// (downloaded if needed), or a path to a local GGUF.
     pub fn resolve(&self, model: &str, on_progress: &mut dyn FnMut(PullProgress)) -> Result<PathBuf> {
         if let Some(known) = find_known(model) {
             return self.pull(&known, on_progress);
+        }
+        if let Some(hub_model) = crate::hub::HubModel::parse(model) {
+            let endpoint = self.hub_endpoint.clone().unwrap_or_else(crate::hub::endpoint);
+            return crate::hub::pull(&self.dir, &endpoint, &hub_model?, on_progress);
         }
         let path = PathBuf::from(model);
         if path.is_file() {
