@@ -40,6 +40,24 @@ pub(crate) async fn judge(
         CompletionRequest::new(vec![ChatMessage::new(Role::System, JUDGE_SYSTEM), ChatMessage::new(Role::User, user)]);
     request.max_tokens = 200 + 120 * criteria.len() as u32;
     let n = criteria.len();
+    // A local judge decodes under this schema (an endpoint that ignores it is checked and
+    // repaired by `ask_json` instead).
+    request.json_schema = Some(serde_json::json!({
+        "type": "object",
+        "properties": {"criteria": {
+            "type": "array", "minItems": n, "maxItems": n,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "criterion": {"type": "string"},
+                    "passed": {"type": "boolean"},
+                    "evidence": {"type": "string", "minLength": 1}
+                },
+                "required": ["criterion", "passed", "evidence"]
+            }
+        }},
+        "required": ["criteria"]
+    }));
     let answer = ask_json(judge, &request, "rubric verdict", |v: &Verdicts| {
         if v.criteria.len() != n {
             return Err(format!("expected {n} verdicts, one per criterion, got {}", v.criteria.len()));

@@ -1,0 +1,165 @@
+//! Agent-mode eval cases (the agent loop with real tools in a scratch workspace, graded by
+//! tool-call and file graders) and rubric cases (graded by a real local judge model), from a
+//! suite file on disk.
+
+use async_trait::async_trait;
+use evals::{EvalSuite, Evaluator, RunnerConfig, SkillText};
+use skill_core::{Completion, CompletionRequest, Student, Teacher, Usage};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use student::models::{ModelStore, find_known};
+use student::{MistralRsOptions, MistralRsStudent};
+use teacher::StudentTeacher;
+
+const SKILL: &str = "---\nname: copy-first-line\ndescription: Copy the first line of a file into another file.\n---\n\
+1. Read the source file with read_file.\n2. Write its first line to the target file with write_file.\n\
+3. Answer `done`.\n";
+
+const SUITE: &str = r#"{
+  "skill_name": "copy-first-line",
+  "evals": [
+    {
+      "id": "copy",
+      "prompt": "Copy the first line of input.txt into answer.txt.",
+      "files": ["fixtures/input.txt"],
+      "mode": "agent",
+      "graders": [
+        {"type": "tool_call", "tool": "write_file", "arguments": {"path": "answer.txt"}},
+        {"type": "file", "path": "answer.txt", "contains": ["alpha"]}
+      ]
+    },
+    {
+      "id": "copy-again",
+      "prompt": "Copy the first line of input.txt into answer.txt.",
+      "files": ["fixtures/input.txt"],
+      "mode": "agent",
+      "graders": [
+        {"type": "tool_call", "tool": "write_file", "arguments": {"path": "answer.txt"}},
+        {"type": "file", "path": "answer.txt", "contains": ["alpha"]}
+      ]
+    }
+  ]
+}"#;
+
+/// Replies in the agent protocol, in order, for the deterministic part.
+struct Scripted(Mutex<Vec<&'static str>>);
+
+#[async_trait]
+impl Student for Scripted {
+    fn model_id(&self) -> &str {
+        "scripted"
+    }
+    async fn complete(&self, _request: &CompletionRequest) -> skill_core::Result<Completion> {
+        let text =
+            self.0.lock().expect("lock").pop().ok_or_else(|| skill_core::Error::backend("scripted", "no more"))?;
+        Ok(Completion {
+            text: text.to_string(),
+            usage: Usage { prompt_tokens: 50, completion_tokens: 10 },
+            elapsed: Duration::from_millis(1),
+            finish_reason: "stop".into(),
+        })
+    }
+}
+
+fn skill_folder() -> (tempfile::TempDir, EvalSuite) {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir_all(dir.path().join("fixtures")).expect("mkdir");
+    std::fs::write(dir.path().join("fixtures/input.txt"), "alpha\nbeta\n").expect("fixture");
+    std::fs::write(dir.path().join("SKILL.md"), SKILL).expect("skill");
+    let suite_path = EvalSuite::path_in(dir.path());
+    std::fs::create_dir_all(suite_path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&suite_path, SUITE).expect("suite");
+    let suite = EvalSuite::load(&suite_path).expect("the suite loads");
+    (dir, suite)
+}
+
+fn smollm2_path() -> std::path::PathBuf {
+    ModelStore::new(ModelStore::default_dir()).path_of(&find_known("smollm2-135m").expect("known"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_cases_run_real_tools_in_a_scratch_workspace_and_are_graded_on_calls_and_files() {
+    let (dir, suite) = skill_folder();
+    let config = RunnerConfig { files_root: Some(dir.path().to_path_buf()), ..RunnerConfig::default() };
+    let skill = SkillText { name: "copy-first-line".into(), markdown: SKILL.into() };
+    let cases: Vec<&evals::EvalCase> = suite.evals.iter().collect();
+
+    // Case 1 does the job; case 2 reads the file but writes the wrong line.
+    let mut replies = vec![
+        r#"{"thought": "read the source", "tool": "read_file", "args": {"path": "input.txt"}}"#,
+        r#"{"thought": "write line 1", "tool": "write_file", "args": {"path": "answer.txt", "content": "alpha\n"}}"#,
+        r#"{"thought": "", "final_answer": "done"}"#,
+        r#"{"thought": "read the source", "tool": "read_file", "args": {"path": "input.txt"}}"#,
+        r#"{"thought": "write a line", "tool": "write_file", "args": {"path": "answer.txt", "content": "beta\n"}}"#,
+        r#"{"thought": "", "final_answer": "done"}"#,
+    ];
+    replies.reverse();
+    let student: Arc<dyn Student> = Arc::new(Scripted(Mutex::new(replies)));
+    let evaluator = Evaluator { student, judge: None, suite: &suite, config: &config };
+    let run = evaluator.run(&cases, Some(&skill), "v1", &mut |_| {}).await.expect("run");
+
+    let good = &run.results[0];
+    assert!(good.passed, "{good:#?}");
+    assert_eq!(good.tool_calls.iter().map(|c| c.tool.as_str()).collect::<Vec<_>>(), ["read_file", "write_file"]);
+    assert!(good.grades.iter().any(|g| g.evidence.contains("answer.txt is as expected")), "{:?}", good.grades);
+    assert_eq!(good.usage.prompt_tokens, 150, "three model calls");
+
+    let bad = &run.results[1];
+    assert!(!bad.passed);
+    let file_grade = bad.grades.iter().find(|g| g.evidence.contains("answer.txt")).expect("file grade");
+    assert!(!file_grade.passed && file_grade.evidence.contains("lacks") && file_grade.evidence.contains("alpha"));
+    // Each case had its own scratch copy: the skill folder's fixture is untouched and no
+    // answer.txt was written next to it.
+    assert_eq!(std::fs::read_to_string(dir.path().join("fixtures/input.txt")).expect("fixture"), "alpha\nbeta\n");
+    assert!(!dir.path().join("answer.txt").exists() && !dir.path().join("fixtures/answer.txt").exists());
+
+    // The same case with the real SmolLM2-135M: whatever it manages, the loop runs to an
+    // end, the model is called, and both graders give a verdict with evidence.
+    let real: Arc<dyn Student> =
+        Arc::new(MistralRsStudent::load(&smollm2_path(), MistralRsOptions::default()).await.expect("SmolLM2"));
+    let config = RunnerConfig { max_tokens: 96, agent_max_steps: 4, ..config };
+    let evaluator = Evaluator { student: real, judge: None, suite: &suite, config: &config };
+    let run = evaluator.run(&cases[..1], Some(&skill), "v1", &mut |_| {}).await.expect("run");
+    let result = &run.results[0];
+    assert!(result.error.is_none(), "{result:#?}");
+    assert!(result.usage.prompt_tokens > 0 && result.usage.completion_tokens > 0);
+    assert_eq!(result.grades.len(), 2, "{result:#?}");
+    assert!(result.grades.iter().all(|g| !g.evidence.trim().is_empty()));
+    assert_eq!(result.passed, result.grades.iter().all(|g| g.passed));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rubric_cases_are_judged_per_criterion_by_a_real_local_model() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let suite_path = EvalSuite::path_in(dir.path());
+    std::fs::create_dir_all(suite_path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(
+        &suite_path,
+        r#"{"skill_name": "haiku", "evals": [{"id": "h1", "prompt": "Write one sentence about the sea.",
+            "graders": [{"type": "rubric", "criteria": ["mentions water or the sea", "is one sentence"]}]}]}"#,
+    )
+    .expect("suite");
+    let suite = EvalSuite::load(&suite_path).expect("suite loads");
+    let model: Arc<dyn Student> =
+        Arc::new(MistralRsStudent::load(&smollm2_path(), MistralRsOptions::default()).await.expect("SmolLM2"));
+    // The same local model answers and judges: the judge's JSON is constrained by the
+    // verdict schema, so a verdict per criterion comes back whatever its quality.
+    let judge = StudentTeacher::new(model.clone());
+    let config = RunnerConfig { max_tokens: 48, ..RunnerConfig::default() };
+    let cases: Vec<&evals::EvalCase> = suite.evals.iter().collect();
+
+    let no_judge = Evaluator { student: model.clone(), judge: None, suite: &suite, config: &config };
+    let err = no_judge.run(&cases, None, "no skill", &mut |_| {}).await.expect_err("a rubric needs a judge");
+    assert!(err.to_string().contains("needs a teacher"), "{err}");
+
+    let judged = Evaluator { student: model, judge: Some(&judge as &dyn Teacher), suite: &suite, config: &config };
+    let run = judged.run(&cases, None, "no skill", &mut |_| {}).await.expect("judged run");
+    let result = &run.results[0];
+    assert!(result.error.is_none(), "{result:#?}");
+    let grade = &result.grades[0];
+    for criterion in ["mentions water or the sea", "is one sentence"] {
+        assert!(grade.evidence.contains(criterion), "{}", grade.evidence);
+    }
+    assert_eq!(grade.evidence.matches("[pass]").count() + grade.evidence.matches("[fail]").count(), 2);
+    assert_eq!(result.passed, !grade.evidence.contains("[fail]"));
+}
