@@ -52,6 +52,7 @@ pub struct EvalArgs {
     pub split: Option<Split>,
     pub no_cache: bool,
     pub max_tokens: u32,
+    pub parallel: usize,
     pub json: bool,
 }
 
@@ -122,6 +123,7 @@ pub async fn eval(config: &Config, args: EvalArgs) -> Result<Exit> {
         cache_dir: (!args.no_cache).then(default_cache_dir),
         transcript_dir: Some(results_dir.join("runs").join(&run_stamp)),
         files_root: Some(entry.dir.clone()),
+        parallelism: args.parallel,
         ..RunnerConfig::default()
     };
     let cases: Vec<&evals::EvalCase> = match args.split {
@@ -243,6 +245,7 @@ pub struct DistillArgs {
     pub resume: bool,
     pub restart: bool,
     pub max_tokens: u32,
+    pub parallel: usize,
     pub json: bool,
 }
 
@@ -290,6 +293,7 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
         max_tokens: args.max_tokens,
         cache_dir: Some(default_cache_dir()),
         files_root: Some(skill_dir.clone()),
+        parallelism: args.parallel,
         ..RunnerConfig::default()
     };
     let distiller = Distiller {

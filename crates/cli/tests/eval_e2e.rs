@@ -28,8 +28,19 @@ fn eval_measures_a_skill_against_no_skill_and_caches_results() {
     let again = env.stderr(&["bbh", "import", "boolean_expressions", "--data", &data], 5);
     assert!(again.contains("sealed"), "{again}");
 
-    let args =
-        ["eval", "bbh-boolean-expressions", "--student", "smollm2-135m", "--split", "test", "--max-tokens", "48"];
+    // Two cases in flight at once: the concurrent path runs against the real model too.
+    let args = [
+        "eval",
+        "bbh-boolean-expressions",
+        "--student",
+        "smollm2-135m",
+        "--split",
+        "test",
+        "--max-tokens",
+        "48",
+        "--parallel",
+        "2",
+    ];
     let first = env.cmd(&args).output().expect("run");
     let stderr = String::from_utf8_lossy(&first.stderr);
     assert!(first.status.code() == Some(0), "{stderr}");
