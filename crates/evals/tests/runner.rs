@@ -1,6 +1,6 @@
-//! Agent-mode eval cases (the agent loop with real tools in a scratch workspace, graded by
-//! tool-call and file graders) and rubric cases (graded by a real local judge model), from a
-//! suite file on disk.
+//! The eval runner with suites on disk: agent-mode cases (the agent loop with real tools in
+//! a scratch workspace, graded by tool-call and file graders), rubric cases (graded by a
+//! real local judge model), and a student that times out.
 
 use async_trait::async_trait;
 use evals::{EvalSuite, Evaluator, RunnerConfig, SkillText};
@@ -162,4 +162,44 @@ async fn rubric_cases_are_judged_per_criterion_by_a_real_local_model() {
     }
     assert_eq!(grade.evidence.matches("[pass]").count() + grade.evidence.matches("[fail]").count(), 2);
     assert_eq!(result.passed, !grade.evidence.contains("[fail]"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_student_timeout_fails_the_case_the_run_goes_on_and_nothing_is_cached() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let suite_path = EvalSuite::path_in(dir.path());
+    std::fs::create_dir_all(suite_path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(
+        &suite_path,
+        r#"{"skill_name": "t", "evals": [
+            {"id": 1, "prompt": "Say yes.", "expected_output": "yes"},
+            {"id": 2, "prompt": "Say no.", "expected_output": "no"}]}"#,
+    )
+    .expect("suite");
+    let suite = EvalSuite::load(&suite_path).expect("suite loads");
+    let cases: Vec<&evals::EvalCase> = suite.evals.iter().collect();
+    let model: Arc<dyn Student> =
+        Arc::new(MistralRsStudent::load(&smollm2_path(), MistralRsOptions::default()).await.expect("SmolLM2"));
+    let cache = dir.path().join("cache");
+    let hasty = RunnerConfig {
+        max_tokens: 16,
+        timeout: Duration::from_millis(1),
+        cache_dir: Some(cache.clone()),
+        ..RunnerConfig::default()
+    };
+    let evaluator = Evaluator { student: model.clone(), judge: None, suite: &suite, config: &hasty };
+    let run = evaluator.run(&cases, None, "no skill", &mut |_| {}).await.expect("the run itself succeeds");
+    assert_eq!(run.results.len(), 2, "the second case ran after the first timed out");
+    for r in &run.results {
+        assert!(!r.passed);
+        assert!(r.error.as_deref().is_some_and(|e| e.contains("no answer within")), "{r:#?}");
+    }
+    // A timeout is not a result: the next run asks the model again.
+    let patient = RunnerConfig { timeout: Duration::from_secs(120), ..hasty };
+    let evaluator = Evaluator { student: model, judge: None, suite: &suite, config: &patient };
+    let run = evaluator.run(&cases, None, "no skill", &mut |_| {}).await.expect("run");
+    for r in &run.results {
+        assert!(!r.cached && r.error.is_none(), "{r:#?}");
+        assert!(r.usage.completion_tokens > 0);
+    }
 }
