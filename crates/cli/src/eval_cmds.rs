@@ -242,6 +242,7 @@ pub struct DistillArgs {
     pub teacher: Option<String>,
     pub config: evals::distill::DistillConfig,
     pub transcripts: Vec<PathBuf>,
+    pub examples: Option<PathBuf>,
     pub resume: bool,
     pub restart: bool,
     pub max_tokens: u32,
@@ -282,7 +283,21 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
         for path in &args.transcripts {
             transcripts.push(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?);
         }
-        DistillState::new(DistillJob { skill_name: args.skill.clone(), description, transcripts }, args.config.clone())
+        let examples = match &args.examples {
+            Some(path) => evals::distill::read_examples(path)?,
+            None => Vec::new(),
+        };
+        if !examples.is_empty() && evals::EvalSuite::path_in(&skill_dir).exists() {
+            bail!(
+                "{} already has an eval suite ({}): add the examples to it instead of --examples",
+                args.skill,
+                evals::EvalSuite::path_in(&skill_dir).display()
+            );
+        }
+        DistillState::new(
+            DistillJob { skill_name: args.skill.clone(), description, transcripts, examples },
+            args.config.clone(),
+        )
     };
     let teacher = load_teacher(config, args.teacher.as_deref(), args.json)
         .await?

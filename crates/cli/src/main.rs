@@ -249,6 +249,11 @@ struct DistillCliArgs {
     /// answers on train cases (0: every round is a teacher rewrite).
     #[arg(long, default_value_t = 3)]
     worked_examples: usize,
+    /// Example cases: a JSON array or JSON lines of {"prompt", "expected_output"}. They join
+    /// the suite (split across train, validation and test); the teacher drafts the rest up
+    /// to --draft-cases.
+    #[arg(long)]
+    examples: Option<PathBuf>,
     /// Past run transcripts to learn from.
     #[arg(long = "transcript")]
     transcripts: Vec<PathBuf>,
@@ -601,6 +606,7 @@ fn run(cli: Cli) -> Result<Exit> {
                     worked_examples: a.worked_examples,
                 },
                 transcripts: a.transcripts,
+                examples: a.examples,
                 resume: a.resume,
                 restart: a.restart,
                 max_tokens: a.max_tokens,

@@ -32,6 +32,53 @@ pub struct DistillJob {
     /// Past run transcripts (text excerpts) the teacher may learn from.
     #[serde(default)]
     pub transcripts: Vec<String>,
+    /// Example cases from the user: they join the suite (across all three splits) and show
+    /// the teacher what cases look like.
+    #[serde(default)]
+    pub examples: Vec<ExampleCase>,
+}
+
+/// A case given by the user or drafted by the teacher: an input and its exact answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExampleCase {
+    /// The input.
+    #[serde(alias = "input")]
+    pub prompt: String,
+    /// The exact expected answer.
+    #[serde(alias = "expected", alias = "output")]
+    pub expected_output: String,
+    /// Graded as a number (with tolerance) rather than as text.
+    #[serde(default)]
+    pub numeric: bool,
+}
+
+/// Reads example cases: a JSON array, or JSON lines, of `{"prompt", "expected_output"}`
+/// (`input` / `expected` are accepted too). Errors name the file and line.
+pub fn read_examples(path: &Path) -> Result<Vec<ExampleCase>> {
+    let text = std::fs::read_to_string(path).map_err(|e| skill_core::Error::io(path, e))?;
+    let bad = |line: usize, message: String| Error::Suite { path: path.to_path_buf(), line, message };
+    // (case, its line: JSON lines know it; in an array, the line of the array's start)
+    let cases: Vec<(ExampleCase, usize)> = if text.trim_start().starts_with('[') {
+        let all: Vec<ExampleCase> = serde_json::from_str(&text).map_err(|e| bad(e.line(), e.to_string()))?;
+        let first = text.lines().position(|l| !l.trim().is_empty()).unwrap_or(0) + 1;
+        all.into_iter().map(|c| (c, first)).collect()
+    } else {
+        let mut cases = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            cases.push((serde_json::from_str(line).map_err(|e| bad(i + 1, e.to_string()))?, i + 1));
+        }
+        cases
+    };
+    if let Some((i, (_, line))) =
+        cases.iter().enumerate().find(|(_, (c, _))| c.prompt.trim().is_empty() || c.expected_output.trim().is_empty())
+    {
+        return Err(bad(*line, format!("example {} needs a non-empty prompt and expected_output", i + 1)));
+    }
+    let cases: Vec<ExampleCase> = cases.into_iter().map(|(c, _)| c).collect();
+    Ok(cases)
 }
 
 /// Limits and stopping rules.
@@ -376,6 +423,27 @@ mod tests {
     }
 
     #[test]
+    fn examples_are_read_from_json_arrays_and_json_lines_with_lines_in_errors() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let array = dir.path().join("a.json");
+        std::fs::write(&array, r#"[{"prompt": "2+2", "expected_output": "4", "numeric": true}]"#).expect("write");
+        let cases = super::read_examples(&array).expect("array");
+        assert_eq!((cases[0].prompt.as_str(), cases[0].expected_output.as_str(), cases[0].numeric), ("2+2", "4", true));
+        let lines = dir.path().join("b.jsonl");
+        std::fs::write(&lines, "{\"input\": \"a\", \"expected\": \"b\"}\n\n{\"input\": \"c\", \"output\": \"d\"}\n")
+            .expect("write");
+        let cases = super::read_examples(&lines).expect("lines");
+        assert_eq!(cases.len(), 2);
+        assert_eq!(cases[1].expected_output, "d");
+        std::fs::write(&lines, "{\"input\": \"a\", \"expected\": \"b\"}\n{\"input\": \"c\"}\n").expect("write");
+        let err = super::read_examples(&lines).expect_err("missing answer").to_string();
+        assert!(err.contains("b.jsonl") && err.contains(":2"), "{err}");
+        std::fs::write(&lines, "{\"input\": \" \", \"expected\": \"b\"}\n").expect("write");
+        let err = super::read_examples(&lines).expect_err("empty").to_string();
+        assert!(err.contains("b.jsonl:1:") && err.contains("example 1"), "{err}");
+    }
+
+    #[test]
     fn worked_examples_replace_their_own_section_and_keep_the_rest() {
         let skill = "---\nname: x\ndescription: d\n---\n1. Do it.\n\n## Notes\nKeep this.\n";
         let once = super::with_worked_examples(skill, &[("2+2", "4\nANSWER: 4")]);
@@ -398,15 +466,7 @@ mod tests {
 
 #[derive(Deserialize)]
 struct DraftCases {
-    cases: Vec<DraftCase>,
-}
-
-#[derive(Deserialize)]
-struct DraftCase {
-    prompt: String,
-    expected_output: String,
-    #[serde(default)]
-    numeric: bool,
+    cases: Vec<ExampleCase>,
 }
 
 #[derive(Deserialize)]
@@ -646,51 +706,47 @@ impl Distiller<'_> {
 
     async fn draft(&self, state: &mut DistillState, suite_path: &Path) -> Result<()> {
         let name = state.job.skill_name.clone();
-        let skill_md = self.skill_dir.join("SKILL.md");
-        let markdown = if skill_md.exists() {
-            std::fs::read_to_string(&skill_md).map_err(|e| skill_core::Error::io(&skill_md, e))?
-        } else {
-            let mut user = format!(
-                "Write the SKILL.md for this job. The frontmatter `name` is `{name}`; the description says what the \
-                 skill does and when to use it, with the words a user would search for.\n\nJob: {}\n",
-                state.job.description
-            );
-            for t in state.job.transcripts.iter().take(3) {
-                user.push_str(&format!("\nA past run of a similar task:\n{}\n", clip(t, 1500)));
-            }
-            user.push('\n');
-            user.push_str(SKILL_REPLY_FORMAT);
-            let draft = self.ask_skill(state, user, 1200, "skill draft", &name).await?;
-            std::fs::create_dir_all(&self.skill_dir).map_err(|e| skill_core::Error::io(&self.skill_dir, e))?;
-            VersionStore::new(&self.skill_dir).save(&draft.skill_md, "drafted by the teacher")?;
-            draft.skill_md
-        };
+        // The cases first, so that a skill the teacher drafts can be shown some of them.
         if !suite_path.exists() {
-            let n = state.config.draft_cases;
-            let user = format!(
-                "Write {n} test cases for this job, varied and of realistic difficulty, each with the exact \
-                 expected answer (short: a word, a number, a phrase).\n\nJob: {}\n\nReply with JSON only: \
-                 {{\"cases\": [{{\"prompt\": \"...\", \"expected_output\": \"...\", \"numeric\": false}}]}}",
-                state.job.description
-            );
-            let drafted: DraftCases = self
-                .ask(state, user, 200 + 80 * n as u32, "eval cases", |c: &DraftCases| {
-                    if c.cases.len() < 6 {
-                        return Err(format!("need at least 6 cases, got {}", c.cases.len()));
+            let mut cases = state.job.examples.clone();
+            let wanted = state.config.draft_cases.saturating_sub(cases.len());
+            if wanted > 0 {
+                let mut user = format!(
+                    "Write {wanted} test cases for this job, varied and of realistic difficulty, each with the exact \
+                     expected answer (short: a word, a number, a phrase).\n\nJob: {}\n",
+                    state.job.description
+                );
+                if !cases.is_empty() {
+                    user.push_str("\nCases the user gave (write new ones like these, not copies):\n");
+                    for c in cases.iter().take(3) {
+                        user.push_str(&format!("- prompt: {:?} expected_output: {:?}\n", c.prompt, c.expected_output));
                     }
-                    if c.cases.iter().any(|c| c.prompt.trim().is_empty() || c.expected_output.trim().is_empty()) {
-                        return Err("every case needs a prompt and an expected_output".into());
-                    }
-                    Ok(())
-                })
-                .await?;
+                }
+                user.push_str(
+                    "\nReply with JSON only: {\"cases\": [{\"prompt\": \"...\", \"expected_output\": \"...\", \
+                     \"numeric\": false}]}",
+                );
+                let at_least = wanted.min(6);
+                let drafted: DraftCases = self
+                    .ask(state, user, 200 + 80 * wanted as u32, "eval cases", |c: &DraftCases| {
+                        if c.cases.len() < at_least {
+                            return Err(format!("need at least {at_least} cases, got {}", c.cases.len()));
+                        }
+                        if c.cases.iter().any(|c| c.prompt.trim().is_empty() || c.expected_output.trim().is_empty()) {
+                            return Err("every case needs a prompt and an expected_output".into());
+                        }
+                        Ok(())
+                    })
+                    .await?;
+                tracing::info!(given = cases.len(), drafted = drafted.cases.len(), "teacher drafted eval cases");
+                cases.extend(drafted.cases);
+            }
             let mut suite = EvalSuite::new(&name);
             suite.answer_pattern = Some(crate::bbh::ANSWER_PATTERN.to_string());
             suite.instructions = Some(crate::bbh::ANSWER_INSTRUCTIONS.to_string());
-            let total = drafted.cases.len();
-            for (i, c) in drafted.cases.into_iter().enumerate() {
+            for (i, c) in cases.into_iter().enumerate() {
                 // 40% train, 20% validation, 40% sealed test, interleaved so each split gets
-                // cases from the whole list.
+                // cases from the whole list (the user's examples included).
                 let split = match i % 5 {
                     0 | 3 => Split::Train,
                     1 => Split::Validation,
@@ -712,9 +768,43 @@ impl Distiller<'_> {
                     mode: CaseMode::Answer,
                 });
             }
-            tracing::info!(total, "teacher drafted eval cases");
+            if let Some(dir) = suite_path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| skill_core::Error::io(dir, e))?;
+            }
             suite.save(suite_path)?;
         }
+        let skill_md = self.skill_dir.join("SKILL.md");
+        let markdown = if skill_md.exists() {
+            std::fs::read_to_string(&skill_md).map_err(|e| skill_core::Error::io(&skill_md, e))?
+        } else {
+            let mut user = format!(
+                "Write the SKILL.md for this job. The frontmatter `name` is `{name}`; the description says what the \
+                 skill does and when to use it, with the words a user would search for.\n\nJob: {}\n",
+                state.job.description
+            );
+            // Train cases only: validation and test stay unseen.
+            let suite = EvalSuite::load(suite_path)?;
+            let train = suite.split(Split::Train);
+            if !train.is_empty() {
+                user.push_str("\nExamples of inputs and their exact answers:\n");
+                for c in train.iter().take(3) {
+                    user.push_str(&format!(
+                        "- input: {}\n  answer: {}\n",
+                        clip(&c.prompt, 400),
+                        c.expected_output.as_deref().unwrap_or("")
+                    ));
+                }
+            }
+            for t in state.job.transcripts.iter().take(3) {
+                user.push_str(&format!("\nA past run of a similar task:\n{}\n", clip(t, 1500)));
+            }
+            user.push('\n');
+            user.push_str(SKILL_REPLY_FORMAT);
+            let draft = self.ask_skill(state, user, 1200, "skill draft", &name).await?;
+            std::fs::create_dir_all(&self.skill_dir).map_err(|e| skill_core::Error::io(&self.skill_dir, e))?;
+            VersionStore::new(&self.skill_dir).save(&draft.skill_md, "drafted by the teacher")?;
+            draft.skill_md
+        };
         state.candidates = vec![Candidate {
             id: 0,
             parent: None,

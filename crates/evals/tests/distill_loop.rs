@@ -86,6 +86,7 @@ async fn distill_rewrites_measures_and_resumes_after_a_crash() {
         skill_name: task.skill_name.clone(),
         description: "Evaluate a Boolean expression of True, False, not, and, or with brackets.".into(),
         transcripts: Vec::new(),
+        examples: Vec::new(),
     };
     let runner = RunnerConfig { max_tokens: 96, cache_dir: Some(tmp.path().join("cache")), ..RunnerConfig::default() };
     let make = |teacher: Arc<dyn Teacher>| (teacher, runner.clone());
