@@ -249,6 +249,10 @@ struct DistillCliArgs {
     /// answers on train cases (0: every round is a teacher rewrite).
     #[arg(long, default_value_t = 3)]
     worked_examples: usize,
+    /// Keep the teacher's drafted cases without checking them (by default the teacher solves
+    /// each afresh and a case whose answer it cannot reproduce is dropped as mislabelled).
+    #[arg(long)]
+    no_verify_cases: bool,
     /// Example cases: a JSON array or JSON lines of {"prompt", "expected_output"}. They join
     /// the suite (split across train, validation and test); the teacher drafts the rest up
     /// to --draft-cases.
@@ -604,6 +608,7 @@ fn run(cli: Cli) -> Result<Exit> {
                     draft_cases: a.draft_cases,
                     recall_queries: 6,
                     worked_examples: a.worked_examples,
+                    verify_drafted_cases: !a.no_verify_cases,
                 },
                 transcripts: a.transcripts,
                 examples: a.examples,

@@ -102,6 +102,14 @@ pub struct DistillConfig {
     /// answers on train cases (0: every round is a teacher rewrite).
     #[serde(default = "default_worked_examples")]
     pub worked_examples: usize,
+    /// The teacher solves each case it drafted afresh; a case whose answer it cannot
+    /// reproduce is dropped as mislabelled (the user's examples are never dropped).
+    #[serde(default = "default_true")]
+    pub verify_drafted_cases: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_worked_examples() -> usize {
@@ -119,6 +127,7 @@ impl Default for DistillConfig {
             draft_cases: 24,
             recall_queries: 6,
             worked_examples: default_worked_examples(),
+            verify_drafted_cases: true,
         }
     }
 }
@@ -241,6 +250,10 @@ pub struct DistillState {
     pub baseline_validation: Option<Rate>,
     /// Teacher tokens so far.
     pub teacher_tokens: u64,
+    /// Drafted cases dropped because the teacher's own fresh solution disagreed with the
+    /// drafted answer.
+    #[serde(default)]
+    pub dropped_cases: Vec<ExampleCase>,
     /// Per round.
     pub log: Vec<RoundLog>,
     /// The retrieval check.
@@ -303,6 +316,7 @@ impl DistillState {
             rounds_without_gain: 0,
             baseline_validation: None,
             teacher_tokens: 0,
+            dropped_cases: Vec::new(),
             log: Vec::new(),
             recall: None,
             report: None,
@@ -441,6 +455,16 @@ mod tests {
         std::fs::write(&lines, "{\"input\": \" \", \"expected\": \"b\"}\n").expect("write");
         let err = super::read_examples(&lines).expect_err("empty").to_string();
         assert!(err.contains("b.jsonl:1:") && err.contains("example 1"), "{err}");
+    }
+
+    #[test]
+    fn answers_agree_when_equal_after_normalizing_or_the_same_short_number() {
+        assert!(super::same_answer("True", "true."));
+        assert!(super::same_answer("77 degrees", "77"));
+        assert!(super::same_answer("-18", "-18.0"));
+        assert!(!super::same_answer("14", "-18"));
+        assert!(!super::same_answer("False", "True"));
+        assert!(!super::same_answer("it is not 5 but 6 in the end", "6"));
     }
 
     #[test]
@@ -739,7 +763,28 @@ impl Distiller<'_> {
                     })
                     .await?;
                 tracing::info!(given = cases.len(), drafted = drafted.cases.len(), "teacher drafted eval cases");
-                cases.extend(drafted.cases);
+                // A drafted case that repeats one already there (the user's, or its own) would
+                // count twice, or leak a test case into train.
+                let key = |p: &str| p.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+                let mut seen: std::collections::HashSet<String> = cases.iter().map(|c| key(&c.prompt)).collect();
+                let fresh: Vec<ExampleCase> =
+                    drafted.cases.into_iter().filter(|c| seen.insert(key(&c.prompt))).collect();
+                for case in fresh {
+                    if state.config.verify_drafted_cases && !self.teacher_agrees(state, &case).await? {
+                        tracing::info!(prompt = %case.prompt, expected = %case.expected_output, "dropped a mislabelled case");
+                        state.dropped_cases.push(case);
+                    } else {
+                        cases.push(case);
+                    }
+                }
+                if cases.len() < 5 {
+                    return Err(Error::other(format!(
+                        "only {} usable eval cases: the teacher's solutions disagreed with {} of its drafted answers; \
+                         give examples with --examples or use a stronger teacher",
+                        cases.len(),
+                        state.dropped_cases.len()
+                    )));
+                }
             }
             let mut suite = EvalSuite::new(&name);
             suite.answer_pattern = Some(crate::bbh::ANSWER_PATTERN.to_string());
@@ -815,6 +860,21 @@ impl Distiller<'_> {
             tokens_per_case: 0.0,
         }];
         Ok(())
+    }
+
+    /// Whether the teacher, solving `case` afresh, reaches its drafted answer.
+    async fn teacher_agrees(&self, state: &mut DistillState, case: &ExampleCase) -> Result<bool> {
+        let mut request = CompletionRequest::new(vec![ChatMessage::new(
+            Role::User,
+            format!("{}\n\n{}", case.prompt, crate::bbh::ANSWER_INSTRUCTIONS),
+        )]);
+        request.max_tokens = 400;
+        request.timeout = std::time::Duration::from_secs(600);
+        let answer = self.teacher.complete(&request).await.map_err(|e| Error::other(e.to_string()))?;
+        state.teacher_tokens += u64::from(answer.usage.prompt_tokens + answer.usage.completion_tokens);
+        let pattern = regex::Regex::new(crate::bbh::ANSWER_PATTERN).map_err(|e| Error::other(e.to_string()))?;
+        let got = crate::run::extract_answer(&answer.text, Some(&pattern));
+        Ok(same_answer(&got, &case.expected_output))
     }
 
     async fn round(
@@ -1072,6 +1132,21 @@ impl Distiller<'_> {
             out.push((q.clone(), top(q)?.as_deref() != Some(name.as_str())));
         }
         Ok(out)
+    }
+}
+
+/// Two answers agree: equal after normalizing, or the same number.
+fn same_answer(a: &str, b: &str) -> bool {
+    let (na, nb) = (crate::grade::normalize(a), crate::grade::normalize(b));
+    if na == nb {
+        return true;
+    }
+    match (crate::grade::last_number(a), crate::grade::last_number(b)) {
+        // "77", "77 degrees", "77°F": the same number in a short answer.
+        (Some(x), Some(y)) => {
+            (x - y).abs() < 1e-6 && na.split_whitespace().count() <= 3 && nb.split_whitespace().count() <= 3
+        }
+        _ => false,
     }
 }
 

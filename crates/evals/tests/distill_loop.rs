@@ -3,7 +3,8 @@
 //! crash in the middle and `--resume`.
 //!
 //! Re-record (needs a teacher endpoint, e.g. `skd serve --model qwen2.5-coder-1.5b`):
-//! `SKD_RECORD_TEACHER=http://127.0.0.1:PORT/v1#default cargo test -p evals --test distill_loop`
+//! `SKD_RECORD_TEACHER=http://127.0.0.1:PORT/v1#default cargo test --workspace --test distill_loop`
+//! (both cassettes are rewritten; the replay-only assertions describe the current recording).
 
 use async_trait::async_trait;
 use evals::bbh::{SplitSizes, import};
@@ -31,6 +32,10 @@ struct CrashAfter {
     inner: Arc<dyn Teacher>,
     limit: usize,
     fresh: AtomicUsize,
+    /// The last message of every request that reached the inner teacher.
+    asked: std::sync::Mutex<Vec<String>>,
+    /// Also fail on the first request whose last message contains this.
+    crash_when: Option<&'static str>,
 }
 
 #[async_trait]
@@ -40,9 +45,12 @@ impl Teacher for CrashAfter {
     }
     async fn complete(&self, request: &CompletionRequest) -> skill_core::Result<Completion> {
         let repair = request.messages.last().is_some_and(|m| m.content.starts_with("That answer cannot be used"));
-        if !repair && self.fresh.fetch_add(1, Ordering::SeqCst) >= self.limit {
+        let last = request.messages.last().map(|m| m.content.clone()).unwrap_or_default();
+        let matched = self.crash_when.is_some_and(|w| last.contains(w));
+        if matched || (!repair && self.fresh.fetch_add(1, Ordering::SeqCst) >= self.limit) {
             return Err(skill_core::Error::backend("test", "simulated crash"));
         }
+        self.asked.lock().expect("lock").push(last);
         self.inner.complete(request).await
     }
 }
@@ -92,8 +100,13 @@ async fn distill_rewrites_measures_and_resumes_after_a_crash() {
     let make = |teacher: Arc<dyn Teacher>| (teacher, runner.clone());
 
     // First run: the teacher "crashes" after its first answer.
-    let (crashing, runner1) =
-        make(Arc::new(CrashAfter { inner: cassette.clone(), limit: 1, fresh: AtomicUsize::new(0) }));
+    let (crashing, runner1) = make(Arc::new(CrashAfter {
+        inner: cassette.clone(),
+        limit: 1,
+        fresh: AtomicUsize::new(0),
+        asked: Default::default(),
+        crash_when: None,
+    }));
     let distiller = Distiller {
         student: student.clone(),
         teacher: crashing.as_ref(),
@@ -141,7 +154,120 @@ async fn distill_rewrites_measures_and_resumes_after_a_crash() {
 }
 
 fn cassette_total() -> usize {
-    let text = std::fs::read_to_string(cassette_path()).expect("cassette");
+    cassette_len(&cassette_path())
+}
+
+fn cassette_len(path: &std::path::Path) -> usize {
+    let text = std::fs::read_to_string(path).expect("cassette");
     let c: teacher::Cassette = serde_json::from_str(&text).expect("json");
     c.exchanges.len()
+}
+
+/// From a one-sentence job and four example cases, the teacher drafts the rest of the suite
+/// and the skill; the examples land in every split, and the skill draft is shown train cases
+/// only; each drafted case is checked by the teacher solving it afresh. The run is stopped
+/// (a teacher "crash") at the recall check, after the drafts.
+#[tokio::test(flavor = "multi_thread")]
+async fn distill_drafts_the_suite_and_the_skill_from_a_job_and_examples() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/cassettes/distill_draft_celsius.json");
+    let recording = std::env::var("SKD_RECORD_TEACHER").ok();
+    let cassette = Arc::new(match &recording {
+        Some(spec) => {
+            let (url, model) = spec.split_once('#').expect("URL#model");
+            let real = OpenAiTeacher::new(OpenAiTeacherConfig::new(url, model)).expect("teacher");
+            CassetteTeacher::record(Arc::new(real), &path)
+        }
+        None => CassetteTeacher::replay(&path).expect("cassette"),
+    });
+    let teacher = CrashAfter {
+        inner: cassette.clone(),
+        limit: usize::MAX,
+        fresh: AtomicUsize::new(0),
+        asked: Default::default(),
+        crash_when: Some("search queries"),
+    };
+    let known = find_known("smollm2-135m").expect("known");
+    let model = ModelStore::new(ModelStore::default_dir()).path_of(&known);
+    let student: Arc<dyn Student> =
+        Arc::new(MistralRsStudent::load(&model, MistralRsOptions::default()).await.expect("SmolLM2"));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("skills/celsius-to-fahrenheit");
+    let examples_file = tmp.path().join("examples.jsonl");
+    std::fs::write(
+        &examples_file,
+        "{\"input\": \"Convert 100 degrees Celsius to Fahrenheit.\", \"expected\": \"212\", \"numeric\": true}\n\
+         {\"input\": \"Convert 0 degrees Celsius to Fahrenheit.\", \"expected\": \"32\", \"numeric\": true}\n\
+         {\"input\": \"Convert -40 degrees Celsius to Fahrenheit.\", \"expected\": \"-40\", \"numeric\": true}\n\
+         {\"input\": \"Convert 37 degrees Celsius to Fahrenheit.\", \"expected\": \"99\", \"numeric\": true}\n",
+    )
+    .expect("examples");
+    let examples = evals::distill::read_examples(&examples_file).expect("examples");
+    let job = DistillJob {
+        skill_name: "celsius-to-fahrenheit".into(),
+        description: "Convert a temperature from degrees Celsius to degrees Fahrenheit, rounded to the nearest \
+                      whole degree."
+            .into(),
+        transcripts: Vec::new(),
+        examples: examples.clone(),
+    };
+    let config = DistillConfig { max_rounds: 0, draft_cases: 10, recall_queries: 2, ..DistillConfig::default() };
+    let distiller = Distiller {
+        student,
+        teacher: &teacher,
+        skill_dir: dir.clone(),
+        library_root: Some(tmp.path().join("skills")),
+        runner: RunnerConfig { max_tokens: 48, cache_dir: Some(tmp.path().join("cache")), ..RunnerConfig::default() },
+    };
+    let err = distiller.run(DistillState::new(job, config), &mut |_| {}).await.expect_err("stopped");
+    assert!(err.to_string().contains("simulated crash"), "{err}");
+
+    let suite = EvalSuite::load(&EvalSuite::path_in(&dir)).expect("the drafted suite is valid");
+    assert!(suite.evals.len() >= 8, "4 given + the teacher's: {}", suite.evals.len());
+    let mut prompts: Vec<&str> = suite.evals.iter().map(|c| c.prompt.as_str()).collect();
+    prompts.sort_unstable();
+    prompts.dedup();
+    assert_eq!(prompts.len(), suite.evals.len(), "a drafted case repeating a given one is dropped");
+    let split_of = |prompt: &str| suite.evals.iter().find(|c| c.prompt == prompt).map(|c| c.split);
+    use evals::Split::{Test, Train, Validation};
+    let given: Vec<Option<evals::Split>> = examples.iter().map(|e| split_of(&e.prompt)).collect();
+    assert_eq!(given, [Some(Train), Some(Validation), Some(Test), Some(Train)], "the examples span the splits");
+    assert!(suite.evals[0].graders.iter().any(|g| matches!(g, evals::Grader::Numeric { .. })));
+
+    let skill = skill_core::Skill::read(&dir.join("SKILL.md")).expect("a valid drafted SKILL.md");
+    assert_eq!(skill.meta().name.as_deref(), Some("celsius-to-fahrenheit"));
+    let history = VersionStore::new(&dir).history().expect("history");
+    assert_eq!(history[0].message, "drafted by the teacher");
+    let state = load_state(&dir).expect("state");
+    assert_eq!(state.stage, Stage::Converged, "drafted, measured, no rounds; stopped at the recall check");
+    assert!(state.baseline_validation.is_some() && !state.candidates[0].validation.is_empty());
+
+    let asked = teacher.asked.lock().expect("lock").clone();
+    // Every drafted case (not the user's) was solved afresh; disagreements were dropped.
+    let checks: Vec<&String> = asked.iter().filter(|a| a.contains("So the answer is X")).collect();
+    let drafted_in_suite = suite.evals.len() - examples.len();
+    assert_eq!(checks.len(), drafted_in_suite + state.dropped_cases.len(), "{checks:#?}");
+    assert!(examples.iter().all(|e| !checks.iter().any(|c| c.starts_with(&e.prompt))));
+    for dropped in &state.dropped_cases {
+        assert!(!suite.evals.iter().any(|c| c.prompt == dropped.prompt), "{dropped:?}");
+    }
+    let (cases_request, skill_request) =
+        (&asked[0], asked.iter().find(|a| a.contains("Write the SKILL.md")).expect("skill"));
+    assert!(
+        cases_request.contains("Write 6 test cases") && cases_request.contains("Convert 100 degrees"),
+        "{cases_request}"
+    );
+    assert!(
+        skill_request.contains(&examples[0].prompt) && skill_request.contains(&examples[3].prompt),
+        "{skill_request}"
+    );
+    for unseen in &examples[1..3] {
+        assert!(!skill_request.contains(&unseen.prompt), "validation/test cases stay unseen: {skill_request}");
+    }
+    if recording.is_none() {
+        assert_eq!(cassette.calls(), cassette_len(&path), "every recorded answer was used");
+        // In the recording, the 1.5B teacher drafted "-10 °C -> -18" and, solving it afresh,
+        // got 14 (right): the mislabelled case was dropped.
+        assert_eq!(state.dropped_cases.len(), 1, "{:?}", state.dropped_cases);
+        assert!(state.dropped_cases[0].prompt.contains("-10") && state.dropped_cases[0].expected_output == "-18");
+    }
 }
