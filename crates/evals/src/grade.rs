@@ -232,7 +232,17 @@ impl Grader {
             Grader::Normalized { expected } => {
                 let want = reference(expected);
                 let got = normalize(answer.extracted);
-                (got == normalize(&want), format!("expected {:?}, got {:?} (normalized)", normalize(&want), clip(&got)))
+                if let Some(letter) = option_label(&want) {
+                    let text = option_text(&case.prompt, letter);
+                    let passed = chose_option(&got, letter, text.as_deref());
+                    let named = text.map(|t| format!(" {t}")).unwrap_or_default();
+                    (passed, format!("expected option ({letter}){named}, got {:?} (normalized)", clip(&got)))
+                } else {
+                    (
+                        got == normalize(&want),
+                        format!("expected {:?}, got {:?} (normalized)", normalize(&want), clip(&got)),
+                    )
+                }
             }
             Grader::Contains { all_of, any_of, case_sensitive } => {
                 let fold = |s: &str| if *case_sensitive { s.to_string() } else { s.to_lowercase() };
@@ -332,12 +342,58 @@ impl Grader {
     }
 }
 
-/// Lower-case, whitespace runs collapsed, and surrounding quotes, brackets, emphasis and
-/// trailing punctuation removed: `**(A)**.` and `a` are equal.
+/// Lower-case, whitespace runs collapsed, LaTeX answer wrappers (`\\boxed{..}`, `\\(..\\)`,
+/// `$..$`) unwrapped, and surrounding quotes, brackets, emphasis and trailing punctuation
+/// removed: `**(A)**.`, `\\boxed{A}` and `a` are equal.
 pub fn normalize(text: &str) -> String {
-    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+    let mut unwrapped = text.to_string();
+    for wrapper in ["\\boxed{", "\\text{", "\\textbf{", "\\mathrm{"] {
+        while let Some(start) = unwrapped.find(wrapper) {
+            let inner = start + wrapper.len();
+            let Some(close) = unwrapped[inner..].find('}') else { break };
+            unwrapped = format!(
+                "{}{}{}",
+                &unwrapped[..start],
+                &unwrapped[inner..inner + close],
+                &unwrapped[inner + close + 1..]
+            );
+        }
+    }
+    let unwrapped =
+        unwrapped.replace("\\(", "").replace("\\)", "").replace("\\[", "").replace("\\]", "").replace('$', "");
+    let collapsed = unwrapped.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
     let strip: &[char] = &['"', '\'', '`', '*', '_', '(', ')', '[', ']', '.', ',', ';', ':', '!', '?'];
     collapsed.trim_matches(|c: char| strip.contains(&c) || c.is_whitespace()).to_string()
+}
+
+/// The letter of a multiple-choice label such as `(B)`.
+fn option_label(expected: &str) -> Option<char> {
+    let t = expected.trim();
+    let inner = t.strip_prefix('(')?.strip_suffix(')')?;
+    let mut chars = inner.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) if c.is_ascii_uppercase() => Some(c),
+        _ => None,
+    }
+}
+
+/// The text of option `letter` in a prompt that lists options as `(A) text` lines.
+fn option_text(prompt: &str, letter: char) -> Option<String> {
+    let label = format!("({letter})");
+    prompt
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(label.as_str()).map(|t| t.trim().to_string()))
+        .filter(|t| !t.is_empty())
+}
+
+/// A normalized answer chooses option `letter`: the letter alone, the letter followed by its
+/// text or punctuation (`b) purple present`), or the option's text alone.
+fn chose_option(got: &str, letter: char, text: Option<&str>) -> bool {
+    let l = letter.to_ascii_lowercase();
+    let text = text.map(normalize);
+    got == l.to_string()
+        || got.starts_with(&format!("{l})"))
+        || text.as_deref().is_some_and(|t| got == t || got == format!("{l} {t}"))
 }
 
 /// The last number written in the text (`1,234.5`, `-3`, `2e3`), if any.
@@ -394,6 +450,31 @@ mod tests {
 
     async fn run(grader: Grader, case: &EvalCase, text: &str) -> GradeOutcome {
         grader.grade(case, &answer(text), None).await.expect("grade")
+    }
+
+    #[tokio::test]
+    async fn option_labels_accept_the_letter_in_its_usual_forms_or_the_option_text() {
+        let case: EvalCase = serde_json::from_value(serde_json::json!({
+            "id": 1,
+            "prompt": "Who dances with Alice?\nOptions:\n(A) Karl\n(B) Sam\n(C) Bob",
+            "expected_output": "(B)"
+        }))
+        .expect("case");
+        let g = Grader::Normalized { expected: None };
+        for ok in ["(B)", "B", "b.", "**(B)**", "\\boxed{B}", "\\(\\boxed{B}\\)", "(B) Sam", "Sam", "B Sam"] {
+            assert!(run(g.clone(), &case, ok).await.passed, "{ok}");
+        }
+        for bad in ["(A)", "Karl", "Bob", "(C) Bob", "b or c", "sam and karl"] {
+            let out = run(g.clone(), &case, bad).await;
+            assert!(!out.passed, "{bad}");
+            assert!(out.evidence.contains("option (B) Sam"), "{}", out.evidence);
+        }
+        // Not an option label: plain normalized comparison, with LaTeX unwrapped.
+        let plain: EvalCase =
+            serde_json::from_value(serde_json::json!({"id": 2, "prompt": "2+2?", "expected_output": "4"}))
+                .expect("case");
+        assert!(run(g.clone(), &plain, "\\boxed{4}").await.passed);
+        assert!(run(g, &plain, "$4$").await.passed);
     }
 
     #[tokio::test]

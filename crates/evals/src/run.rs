@@ -303,6 +303,21 @@ impl CaseContext<'_> {
             && let Ok(mut cached) = serde_json::from_str::<CaseResult>(&text)
         {
             cached.cached = true;
+            // The stored output is graded again with today's graders, so a grader fix applies
+            // to cached results too. Rubric verdicts (a teacher call) and agent cases (whose
+            // workspace is gone) keep their stored grades.
+            let regradable = case.mode == CaseMode::Answer
+                && cached.error.is_none()
+                && !case.effective_graders().iter().any(|g| g.needs_teacher());
+            if regradable {
+                cached.extracted = extract_answer(&cached.output, self.pattern);
+                let answer =
+                    Answer { output: &cached.output, extracted: &cached.extracted, tool_calls: &[], workspace: None };
+                let (grades, error) = self.grade(case, &answer).await;
+                cached.passed = error.is_none() && !grades.is_empty() && grades.iter().all(|g| g.passed);
+                cached.grades = grades;
+                cached.error = error;
+            }
             return Ok(cached);
         }
         let result = match case.mode {

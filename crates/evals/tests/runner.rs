@@ -203,3 +203,57 @@ async fn a_student_timeout_fails_the_case_the_run_goes_on_and_nothing_is_cached(
         assert!(r.usage.completion_tokens > 0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cached_answers_are_graded_again_with_the_current_graders() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let suite_path = EvalSuite::path_in(dir.path());
+    std::fs::create_dir_all(suite_path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(
+        &suite_path,
+        r#"{"skill_name": "t", "answer_pattern": "answer is (.+)", "evals": [
+            {"id": 1, "prompt": "Who?\nOptions:\n(A) Karl\n(B) Sam", "expected_output": "(B)"}]}"#,
+    )
+    .expect("suite");
+    let suite = EvalSuite::load(&suite_path).expect("suite loads");
+    let cases: Vec<&evals::EvalCase> = suite.evals.iter().collect();
+    let config = RunnerConfig { cache_dir: Some(dir.path().join("cache")), ..RunnerConfig::default() };
+    let first: Arc<dyn Student> = Arc::new(Scripted(Mutex::new(vec!["So the answer is \\boxed{B}"])));
+    let run = Evaluator { student: first, judge: None, suite: &suite, config: &config }
+        .run(&cases, None, "no skill", &mut |_| {})
+        .await
+        .expect("run");
+    assert!(run.results[0].passed && !run.results[0].cached, "{:#?}", run.results[0]);
+
+    // Make the stored verdict stale, as an older grader would have left it.
+    let stored = walk_json(&dir.path().join("cache"));
+    assert_eq!(stored.len(), 1);
+    let mut value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stored[0]).expect("read")).expect("json");
+    value["passed"] = serde_json::json!(false);
+    value["grades"] = serde_json::json!([{"grader": "normalized", "passed": false, "evidence": "stale"}]);
+    std::fs::write(&stored[0], value.to_string()).expect("write");
+
+    // The model is not asked again (it has nothing left to say); the verdict is fresh.
+    let silent: Arc<dyn Student> = Arc::new(Scripted(Mutex::new(Vec::new())));
+    let run = Evaluator { student: silent, judge: None, suite: &suite, config: &config }
+        .run(&cases, None, "no skill", &mut |_| {})
+        .await
+        .expect("run");
+    let r = &run.results[0];
+    assert!(r.cached && r.passed, "{r:#?}");
+    assert!(r.grades[0].evidence.contains("option (B) Sam"), "{:?}", r.grades);
+}
+
+fn walk_json(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk_json(&path));
+        } else if path.extension().is_some_and(|e| e == "json") {
+            found.push(path);
+        }
+    }
+    found
+}
