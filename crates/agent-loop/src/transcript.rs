@@ -205,9 +205,74 @@ pub fn read_transcript(path: &Path) -> Result<Vec<Event>> {
         .collect()
 }
 
+/// A transcript as a short text for a teacher to read: the task, the skill used, each tool
+/// call with the start of its result, rejected replies, and how the run ended. Tool output is
+/// clipped to `max_output` characters per call.
+pub fn summarize(events: &[Event], max_output: usize) -> String {
+    let clip = |text: &str| {
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if flat.chars().count() <= max_output {
+            flat
+        } else {
+            format!("{}…", flat.chars().take(max_output).collect::<String>())
+        }
+    };
+    let mut out = Vec::new();
+    for event in events {
+        match event {
+            Event::Start { task, student, .. } => out.push(format!("Task: {task}\nModel: {student}")),
+            Event::SkillActivated { name, reason, .. } => out.push(format!("Skill used: {name} ({reason})")),
+            Event::InvalidReply { step, error } => out.push(format!("Step {step}: unusable reply: {}", clip(error))),
+            Event::ToolCall { step, tool, arguments, ok, denied, output, .. } => {
+                let status = if *denied {
+                    "denied"
+                } else if *ok {
+                    "ok"
+                } else {
+                    "failed"
+                };
+                out.push(format!("Step {step}: {tool} {arguments} -> {status}: {}", clip(output)));
+            }
+            Event::Finish { outcome, answer, steps, error, .. } => {
+                let how = match outcome {
+                    Outcome::Answered => format!("answered {:?}", answer.as_deref().unwrap_or("")),
+                    Outcome::StepBudgetExhausted => "ran out of steps".to_string(),
+                    Outcome::ModelError => format!("model error: {}", error.as_deref().unwrap_or("unknown")),
+                };
+                out.push(format!("Outcome: {how} after {steps} steps"));
+            }
+            Event::Retrieved { .. } | Event::ModelCall { .. } => {}
+        }
+    }
+    out.join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::secrets_in;
+
+    #[test]
+    fn summaries_keep_task_skill_calls_and_outcome() {
+        let events: Vec<super::Event> = [
+            r#"{"event":"start","schema_version":1,"run_id":"r","time":"t","task":"What is in notes.txt?","student":"m","max_steps":8,"tools":[]}"#,
+            r#"{"event":"retrieved","skills":[],"notes":[]}"#,
+            r#"{"event":"skill_activated","step":0,"name":"read-secret","reason":"confident","content_hash":"h"}"#,
+            r#"{"event":"model_call","step":1,"prompt_tokens":1,"completion_tokens":1,"elapsed_ms":1,"finish_reason":"stop","output":"{}"}"#,
+            r#"{"event":"invalid_reply","step":1,"error":"not JSON"}"#,
+            r#"{"event":"tool_call","step":2,"tool":"read_file","arguments":{"path":"notes.txt"},"ok":true,"denied":false,"output":"The secret word is heliotrope and a very long tail","elapsed_ms":0}"#,
+            r#"{"event":"finish","outcome":"answered","answer":"heliotrope","steps":3,"prompt_tokens":1,"completion_tokens":1,"elapsed_ms":1,"error":null}"#,
+        ]
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("event"))
+        .collect();
+        let text = super::summarize(&events, 20);
+        assert_eq!(
+            text,
+            "Task: What is in notes.txt?\nModel: m\nSkill used: read-secret (confident)\nStep 1: unusable reply: not \
+             JSON\nStep 2: read_file {\"path\":\"notes.txt\"} -> ok: The secret word is h…\nOutcome: answered \
+             \"heliotrope\" after 3 steps"
+        );
+    }
 
     #[test]
     fn secret_looking_variables_are_collected() {

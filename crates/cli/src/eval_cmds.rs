@@ -281,7 +281,15 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
         };
         let mut transcripts = Vec::new();
         for path in &args.transcripts {
-            transcripts.push(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?);
+            // A `skd run` transcript is summarized (task, calls, outcome); any other file is
+            // taken as text.
+            let text = match agent_loop::transcript::read_transcript(path) {
+                Ok(events) if matches!(events.first(), Some(agent_loop::transcript::Event::Start { .. })) => {
+                    agent_loop::transcript::summarize(&events, 300)
+                }
+                _ => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+            };
+            transcripts.push(text);
         }
         let examples = match &args.examples {
             Some(path) => evals::distill::read_examples(path)?,
