@@ -233,6 +233,59 @@ pub fn bbh_import(
     Ok(Exit::Ok)
 }
 
+pub fn bbh_report(config: &Config, tasks: &[String], as_json: bool) -> Result<Exit> {
+    let library = config.library();
+    let skills: Vec<String> = if tasks.is_empty() {
+        let mut names: Vec<String> =
+            library.discover().skills.into_iter().map(|e| e.name).filter(|n| n.starts_with("bbh-")).collect();
+        names.sort();
+        names
+    } else {
+        tasks
+            .iter()
+            .map(|t| if t.starts_with("bbh-") { t.clone() } else { format!("bbh-{}", t.replace('_', "-")) })
+            .collect()
+    };
+    if skills.is_empty() {
+        bail!("no bbh-* skills in {}: run `skd bbh import` first", config.skills_dir.value.display());
+    }
+    let mut rows = Vec::new();
+    for skill in &skills {
+        let entry = library.find(skill)?;
+        rows.push(evals::bbh::proof_row(&entry.dir, skill)?);
+    }
+    if as_json {
+        print_json(&json!({"schema_version": JSON_SCHEMA_VERSION, "rows": rows}))?;
+        return Ok(Exit::Ok);
+    }
+    let cell = |r: &Option<evals::Rate>| match r {
+        Some(r) => {
+            format!("{:.1}% ({}/{}, {:.1}–{:.1})", r.rate * 100.0, r.passed, r.total, r.low * 100.0, r.high * 100.0)
+        }
+        None => "not measured".to_string(),
+    };
+    println!("| task | no skill | human-written procedure | distilled | distilled vs human (paired) |");
+    println!("|---|---|---|---|---|");
+    for row in &rows {
+        let distilled = match (&row.distilled, row.kept_human) {
+            (Some(_), true) => format!("{} (kept the human procedure)", cell(&row.distilled)),
+            _ => cell(&row.distilled),
+        };
+        let versus = row
+            .distilled_vs_human
+            .as_ref()
+            .map(|l| format!("{:+.1} ({:+.1} to {:+.1})", l.delta * 100.0, l.low * 100.0, l.high * 100.0))
+            .unwrap_or_else(|| "-".into());
+        let task = row.skill.trim_start_matches("bbh-").replace('-', "_");
+        println!("| {task} | {} | {} | {distilled} | {versus} |", cell(&row.no_skill), cell(&row.human));
+    }
+    let models: std::collections::BTreeSet<&str> = rows.iter().filter_map(|r| r.model.as_deref()).collect();
+    if !models.is_empty() {
+        println!("\nstudent: {}", models.into_iter().collect::<Vec<_>>().join(", "));
+    }
+    Ok(Exit::Ok)
+}
+
 /// `skd distill` arguments.
 #[derive(Debug, Clone)]
 pub struct DistillArgs {

@@ -305,6 +305,16 @@ enum BbhCommand {
         #[arg(long)]
         force: bool,
     },
+    /// The proof table: each BBH skill's sealed test accuracy with no skill, with the
+    /// human-written procedure and with the distilled skill, from stored results (`skd eval`
+    /// on version 1, a finished `skd distill`).
+    Report {
+        /// Task names (default: every bbh-* skill in the library).
+        tasks: Vec<String>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_split(s: &str) -> std::result::Result<evals::Split, String> {
@@ -619,6 +629,7 @@ fn run(cli: Cli) -> Result<Exit> {
                 json: a.json,
             },
         )),
+        Command::Bbh(BbhCommand::Report { tasks, json }) => eval_cmds::bbh_report(&config, &tasks, json),
         Command::Bbh(BbhCommand::Import { tasks, data, train, validation, test, seed, force }) => {
             eval_cmds::bbh_import(
                 &config,

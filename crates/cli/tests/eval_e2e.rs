@@ -67,6 +67,18 @@ fn eval_measures_a_skill_against_no_skill_and_caches_results() {
     // Scores were attached to the version.
     let history = env.ok(&["skill", "history", "bbh-boolean-expressions"], 0);
     assert!(history.contains("pass_rate"), "{history}");
+
+    // The proof table reads those stored results: no skill and the human procedure (v1) on
+    // the test split; no distillation has finished.
+    let table = env.json(&["bbh", "report", "--json"], 0);
+    let row = &table["rows"][0];
+    assert_eq!(row["skill"], "bbh-boolean-expressions");
+    assert_eq!(row["human"]["total"], 3);
+    assert_eq!(row["no_skill"]["total"], 3);
+    assert_eq!(row["human"]["passed"], entry["with_skill"]["rate"]["passed"]);
+    assert!(row["distilled"].is_null(), "{row}");
+    let text = env.ok(&["bbh", "report", "boolean_expressions"], 0);
+    assert!(text.contains("| boolean_expressions |") && text.contains("not measured"), "{text}");
 }
 
 #[test]

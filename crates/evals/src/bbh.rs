@@ -197,3 +197,74 @@ mod tests {
         assert_eq!(crate::run::extract_answer("So the answer is (B).", Some(&re)), "(B)");
     }
 }
+
+/// One task's row of the proof table: the sealed test split with no skill, with the
+/// human-written procedure (version 1, as imported) and with the distilled skill.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ProofRow {
+    /// The skill (`bbh-navigate`).
+    pub skill: String,
+    /// The student model.
+    pub model: Option<String>,
+    /// Without a skill.
+    pub no_skill: Option<crate::Rate>,
+    /// With the human-written procedure.
+    pub human: Option<crate::Rate>,
+    /// With the distilled skill (a finished `skd distill`).
+    pub distilled: Option<crate::Rate>,
+    /// The version `skd distill` saved.
+    pub distilled_version: Option<u32>,
+    /// The distillation kept the human procedure (no rewrite beat it on validation).
+    pub kept_human: bool,
+    /// Distilled against human, paired by case.
+    pub distilled_vs_human: Option<crate::Lift>,
+}
+
+/// Reads a BBH skill's stored results (`benchmark.json` and the distillation state) into its
+/// proof row. Only test-split measurements of no skill against a version count; the latest
+/// of each wins.
+pub fn proof_row(skill_dir: &Path, skill: &str) -> Result<ProofRow> {
+    use crate::report::{Benchmark, BenchmarkEntry};
+    let store = skill_core::VersionStore::new(skill_dir);
+    let human_hash =
+        store.content(skill_core::versions::Revision::Version(1)).ok().map(|t| skill_core::skill::content_hash(&t));
+    let bench = Benchmark::load(&skill_dir.join("evals/results"), skill)?;
+    let on_test = |e: &&BenchmarkEntry| {
+        !e.cases.is_empty()
+            && e.cases.iter().all(|c| c.split == Split::Test)
+            && e.baseline.as_ref().is_some_and(|b| b.label == "no skill")
+    };
+    let human = bench.entries.iter().filter(on_test).rfind(|e| Some(&e.skill_hash) == human_hash.as_ref());
+    let state = crate::distill::load_state(skill_dir).ok().filter(|s| s.stage == crate::distill::Stage::Finished);
+    let report = state.as_ref().and_then(|s| s.report.clone());
+    let distilled_entry =
+        report.as_ref().and_then(|r| bench.entries.iter().filter(on_test).rfind(|e| e.version == Some(r.version)));
+    let flags =
+        |e: &BenchmarkEntry| -> Vec<(CaseId, bool)> { e.cases.iter().map(|c| (c.id.clone(), c.with_skill)).collect() };
+    let distilled_vs_human = match (distilled_entry, human) {
+        (Some(d), Some(h)) => {
+            let hv = flags(h);
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for (id, passed) in flags(d) {
+                if let Some((_, hp)) = hv.iter().find(|(i, _)| *i == id) {
+                    a.push(passed);
+                    b.push(*hp);
+                }
+            }
+            Some(crate::Lift::paired(&a, &b))
+        }
+        _ => None,
+    };
+    let no_skill =
+        report.as_ref().map(|r| r.no_skill).or_else(|| human.and_then(|h| h.baseline.as_ref().map(|b| b.rate)));
+    Ok(ProofRow {
+        skill: skill.to_string(),
+        model: human.map(|h| h.model.clone()).or_else(|| distilled_entry.map(|d| d.model.clone())),
+        no_skill,
+        human: human.map(|h| h.with_skill.rate).or_else(|| report.as_ref().and_then(|r| r.starting_skill)),
+        distilled: report.as_ref().map(|r| r.with_skill),
+        distilled_version: report.as_ref().map(|r| r.version),
+        kept_human: state.as_ref().is_some_and(|s| s.best == 0),
+        distilled_vs_human,
+    })
+}

@@ -148,6 +148,12 @@ async fn distill_rewrites_measures_and_resumes_after_a_crash() {
     assert_eq!(last.version, report.version);
     assert!(last.scores.contains_key("test_pass_rate") && last.scores.contains_key("beneficial"), "{:?}", last.scores);
     assert!(dir.join("evals/results/benchmark.html").is_file());
+    // The proof table's row comes from the stored results.
+    let row = evals::bbh::proof_row(&dir, &task.skill_name).expect("row");
+    assert_eq!(row.distilled, Some(report.with_skill));
+    assert_eq!(row.no_skill, Some(report.no_skill));
+    assert_eq!(row.distilled_version, Some(report.version));
+    assert_eq!(row.kept_human, done.best == 0);
     if recording.is_none() {
         assert_eq!(cassette.calls(), cassette_total(), "every recorded answer was used");
     }
