@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The BIG-Bench Hard proof, end to end: for each task, import it as a skill with a sealed
+# split, measure the student on the test split with no skill and with the human-written
+# procedure, distill the skill with the teacher, and print the table (`skd bbh report`).
+#
+# Everything is offline by default: the teacher is the local Qwen2.5-Coder-1.5B served by
+# `skd serve` on loopback. Results are cached, so a second run only measures what changed.
+# Expect about an hour per task on a 2-core CPU.
+#
+#   scripts/bbh-proof.sh                                   # the default task set
+#   TASKS="navigate" TEACHER="$OPENAI_BASE_URL#gpt-4o-mini" scripts/bbh-proof.sh
+#
+# Settings (environment): TASKS, STUDENT (default qwen2.5-coder-0.5b), TEACHER (URL#model;
+# default: a local server started here), ROUNDS (4), PATIENCE (2), MAX_TOKENS (320),
+# SKD (the skd binary; default: `skd` on PATH, else target/debug/skd).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TASKS="${TASKS:-boolean_expressions multistep_arithmetic_two object_counting navigate word_sorting tracking_shuffled_objects_three_objects sports_understanding}"
+STUDENT="${STUDENT:-qwen2.5-coder-0.5b}"
+ROUNDS="${ROUNDS:-4}"
+PATIENCE="${PATIENCE:-2}"
+MAX_TOKENS="${MAX_TOKENS:-320}"
+SKD="${SKD:-$(command -v skd || echo target/debug/skd)}"
+[ -x "$SKD" ] || { echo "no skd binary at $SKD: cargo build -p skd-cli, or set SKD" >&2; exit 1; }
+
+server_pid=""
+cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true; }
+trap cleanup EXIT
+
+if [ -z "${TEACHER:-}" ]; then
+  port="${TEACHER_PORT:-8089}"
+  "$SKD" serve --model qwen2.5-coder-1.5b --port "$port" >&2 &
+  server_pid=$!
+  for _ in $(seq 1 120); do
+    curl -sf "http://127.0.0.1:$port/v1/models" >/dev/null && break
+    kill -0 "$server_pid" 2>/dev/null || { echo "the teacher server exited" >&2; exit 1; }
+    sleep 2
+  done
+  TEACHER="http://127.0.0.1:$port/v1#default"
+fi
+
+for task in $TASKS; do
+  skill="bbh-${task//_/-}"
+  if ! "$SKD" skill show "$skill" >/dev/null 2>&1; then
+    "$SKD" bbh import "$task"
+  fi
+  echo "== $skill: no skill vs the human-written procedure (version 1)" >&2
+  # Measured on version 1 itself, whatever a previous distillation left as the working copy.
+  "$SKD" skill restore "$skill" 1 >/dev/null
+  "$SKD" eval "$skill" --student "$STUDENT" --split test --max-tokens "$MAX_TOKENS" >&2
+  echo "== $skill: distilling" >&2
+  "$SKD" distill "$skill" --restart --teacher "$TEACHER" --student "$STUDENT" \
+    --rounds "$ROUNDS" --patience "$PATIENCE" --max-tokens "$MAX_TOKENS" >&2 || true
+done
+
+"$SKD" bbh report ${TASKS//_/-}
