@@ -231,7 +231,7 @@ pub fn summarize(events: &[Event], max_output: usize) -> String {
                 } else {
                     "failed"
                 };
-                out.push(format!("Step {step}: {tool} {arguments} -> {status}: {}", clip(output)));
+                out.push(format!("Step {step}: {tool} {} -> {status}: {}", clip(&arguments.to_string()), clip(output)));
             }
             Event::Finish { outcome, answer, steps, error, .. } => {
                 let how = match outcome {

@@ -234,11 +234,15 @@ pub fn proof_row(skill_dir: &Path, skill: &str) -> Result<ProofRow> {
             && e.cases.iter().all(|c| c.split == Split::Test)
             && e.baseline.as_ref().is_some_and(|b| b.label == "no skill")
     };
-    let human = bench.entries.iter().filter(on_test).rfind(|e| Some(&e.skill_hash) == human_hash.as_ref());
     let state = crate::distill::load_state(skill_dir).ok().filter(|s| s.stage == crate::distill::Stage::Finished);
     let report = state.as_ref().and_then(|s| s.report.clone());
     let distilled_entry =
         report.as_ref().and_then(|r| bench.entries.iter().filter(on_test).rfind(|e| e.version == Some(r.version)));
+    // The human-procedure measurement of the same student as the distillation, when there is one.
+    let human =
+        bench.entries.iter().filter(on_test).rfind(|e| {
+            Some(&e.skill_hash) == human_hash.as_ref() && distilled_entry.is_none_or(|d| d.model == e.model)
+        });
     let flags =
         |e: &BenchmarkEntry| -> Vec<(CaseId, bool)> { e.cases.iter().map(|c| (c.id.clone(), c.with_skill)).collect() };
     let distilled_vs_human = match (distilled_entry, human) {

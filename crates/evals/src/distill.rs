@@ -56,10 +56,11 @@ pub struct ExampleCase {
 /// (`input` / `expected` are accepted too). Errors name the file and line.
 pub fn read_examples(path: &Path) -> Result<Vec<ExampleCase>> {
     let text = std::fs::read_to_string(path).map_err(|e| skill_core::Error::io(path, e))?;
+    let text = text.trim_start_matches('\u{feff}');
     let bad = |line: usize, message: String| Error::Suite { path: path.to_path_buf(), line, message };
     // (case, its line: JSON lines know it; in an array, the line of the array's start)
     let cases: Vec<(ExampleCase, usize)> = if text.trim_start().starts_with('[') {
-        let all: Vec<ExampleCase> = serde_json::from_str(&text).map_err(|e| bad(e.line(), e.to_string()))?;
+        let all: Vec<ExampleCase> = serde_json::from_str(text).map_err(|e| bad(e.line(), e.to_string()))?;
         let first = text.lines().position(|l| !l.trim().is_empty()).unwrap_or(0) + 1;
         all.into_iter().map(|c| (c, first)).collect()
     } else {
@@ -465,6 +466,8 @@ mod tests {
         assert!(!super::same_answer("14", "-18"));
         assert!(!super::same_answer("False", "True"));
         assert!(!super::same_answer("it is not 5 but 6 in the end", "6"));
+        assert!(!super::same_answer("1/2", "2"));
+        assert!(!super::same_answer("12:30", "30"));
     }
 
     #[test]
@@ -485,6 +488,10 @@ mod tests {
         let middle = "---\nname: x\ndescription: d\n---\nA\n\n## Worked examples\nold\n\n## After\nZ\n";
         let replaced = super::with_worked_examples(middle, &[("q", "a")]);
         assert!(!replaced.contains("old") && replaced.contains("## After\nZ"), "{replaced}");
+        // An answer with a heading of its own does not end the section early.
+        let headed = super::with_worked_examples(skill, &[("q", "## Step 1\nANSWER: a")]);
+        let again = super::with_worked_examples(&headed, &[("r", "ANSWER: b")]);
+        assert!(!again.contains("## Step 1") && again.matches(super::WORKED_EXAMPLES_END).count() == 1, "{again}");
     }
 }
 
@@ -740,9 +747,13 @@ impl Distiller<'_> {
                      expected answer (short: a word, a number, a phrase).\n\nJob: {}\n",
                     state.job.description
                 );
-                if !cases.is_empty() {
+                // Only examples bound for train (see the split below): validation and test
+                // cases must not shape the drafted train cases.
+                let train_bound: Vec<&ExampleCase> =
+                    cases.iter().enumerate().filter(|(i, _)| matches!(i % 5, 0 | 3)).map(|(_, c)| c).collect();
+                if !train_bound.is_empty() {
                     user.push_str("\nCases the user gave (write new ones like these, not copies):\n");
-                    for c in cases.iter().take(3) {
+                    for c in train_bound.iter().take(3) {
                         user.push_str(&format!("- prompt: {:?} expected_output: {:?}\n", c.prompt, c.expected_output));
                     }
                 }
@@ -868,12 +879,23 @@ impl Distiller<'_> {
             Role::User,
             format!("{}\n\n{}", case.prompt, crate::bbh::ANSWER_INSTRUCTIONS),
         )]);
-        request.max_tokens = 400;
+        request.max_tokens = 1000;
         request.timeout = std::time::Duration::from_secs(600);
-        let answer = self.teacher.complete(&request).await.map_err(|e| Error::other(e.to_string()))?;
+        // A failed or unfinished check says nothing about the label: the case is kept.
+        let answer = match self.teacher.complete(&request).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check a drafted case; keeping it");
+                return Ok(true);
+            }
+        };
         state.teacher_tokens += u64::from(answer.usage.prompt_tokens + answer.usage.completion_tokens);
         let pattern = regex::Regex::new(crate::bbh::ANSWER_PATTERN).map_err(|e| Error::other(e.to_string()))?;
-        let got = crate::run::extract_answer(&answer.text, Some(&pattern));
+        let Some(got) =
+            pattern.captures_iter(&answer.text).last().and_then(|c| c.get(1)).map(|m| m.as_str().to_string())
+        else {
+            return Ok(true);
+        };
         Ok(same_answer(&got, &case.expected_output))
     }
 
@@ -1142,9 +1164,11 @@ fn same_answer(a: &str, b: &str) -> bool {
         return true;
     }
     match (crate::grade::last_number(a), crate::grade::last_number(b)) {
-        // "77", "77 degrees", "77°F": the same number in a short answer.
+        // "77", "77 degrees", "77°F": the same single number in a short answer ("1/2" and
+        // "12:30" hold two numbers and are compared as text).
         (Some(x), Some(y)) => {
-            (x - y).abs() < 1e-6 && na.split_whitespace().count() <= 3 && nb.split_whitespace().count() <= 3
+            let short = |t: &str| t.split_whitespace().count() <= 3 && crate::grade::count_numbers(t) == 1;
+            (x - y).abs() < 1e-6 && short(&na) && short(&nb)
         }
         _ => false,
     }
@@ -1153,9 +1177,15 @@ fn same_answer(a: &str, b: &str) -> bool {
 /// The heading of the section [`with_worked_examples`] writes.
 pub const WORKED_EXAMPLES_HEADING: &str = "## Worked examples";
 
+/// The line that closes the section [`with_worked_examples`] writes.
+pub const WORKED_EXAMPLES_END: &str = "<!-- end of worked examples -->";
+
 /// `markdown` with its worked-examples section replaced by (or, when it has none, followed
 /// by) one example per (input, verified answer) pair.
 pub fn with_worked_examples(markdown: &str, examples: &[(&str, &str)]) -> String {
+    // The section ends at its end marker (a student's answer may hold `## ` lines of its
+    // own), or, written by hand without one, at the next `## ` heading.
+    let has_marker = markdown.contains(WORKED_EXAMPLES_END);
     let mut kept = String::new();
     let mut skipping = false;
     for line in markdown.lines() {
@@ -1163,8 +1193,14 @@ pub fn with_worked_examples(markdown: &str, examples: &[(&str, &str)]) -> String
             skipping = true;
             continue;
         }
-        if skipping && line.starts_with("## ") {
-            skipping = false;
+        if skipping {
+            if line.trim_end() == WORKED_EXAMPLES_END {
+                skipping = false;
+                continue;
+            }
+            if !has_marker && line.starts_with("## ") {
+                skipping = false;
+            }
         }
         if !skipping {
             kept.push_str(line);
@@ -1178,6 +1214,8 @@ pub fn with_worked_examples(markdown: &str, examples: &[(&str, &str)]) -> String
     for (i, (input, answer)) in examples.iter().enumerate() {
         out.push_str(&format!("\n### Example {}\n\nInput:\n{}\n\nSolution:\n{}\n", i + 1, input.trim(), answer.trim()));
     }
+    out.push_str(WORKED_EXAMPLES_END);
+    out.push('\n');
     out
 }
 

@@ -350,7 +350,17 @@ pub fn normalize(text: &str) -> String {
     for wrapper in ["\\boxed{", "\\text{", "\\textbf{", "\\mathrm{"] {
         while let Some(start) = unwrapped.find(wrapper) {
             let inner = start + wrapper.len();
-            let Some(close) = unwrapped[inner..].find('}') else { break };
+            // The matching brace, not the first one: `\\boxed{\\frac{1}{2}}`.
+            let mut depth = 1usize;
+            let close = unwrapped[inner..].char_indices().find_map(|(i, c)| {
+                match c {
+                    '{' => depth += 1,
+                    '}' => depth -= 1,
+                    _ => {}
+                }
+                (depth == 0).then_some(i)
+            });
+            let Some(close) = close else { break };
             unwrapped = format!(
                 "{}{}{}",
                 &unwrapped[..start],
@@ -391,18 +401,28 @@ fn option_text(prompt: &str, letter: char) -> Option<String> {
 fn chose_option(got: &str, letter: char, text: Option<&str>) -> bool {
     let l = letter.to_ascii_lowercase();
     let text = text.map(normalize);
+    // `b)` may be followed by the option's text, nothing else ("(B) or (C)" is no choice).
+    let after_label = got.strip_prefix(&format!("{l})")).map(str::trim);
     got == l.to_string()
-        || got.starts_with(&format!("{l})"))
+        || after_label.is_some_and(|rest| rest.is_empty() || text.as_deref() == Some(rest))
         || text.as_deref().is_some_and(|t| got == t || got == format!("{l} {t}"))
+}
+
+fn number_regex() -> &'static regex::Regex {
+    static NUMBER: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    NUMBER.get_or_init(|| {
+        regex::Regex::new(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?").expect("number regex")
+    })
 }
 
 /// The last number written in the text (`1,234.5`, `-3`, `2e3`), if any.
 pub fn last_number(text: &str) -> Option<f64> {
-    static NUMBER: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    let re = NUMBER.get_or_init(|| {
-        regex::Regex::new(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?").expect("number regex")
-    });
-    re.find_iter(text).last().and_then(|m| m.as_str().replace(',', "").parse().ok())
+    number_regex().find_iter(text).last().and_then(|m| m.as_str().replace(',', "").parse().ok())
+}
+
+/// How many numbers the text holds.
+pub fn count_numbers(text: &str) -> usize {
+    number_regex().find_iter(text).count()
 }
 
 fn parse_number(text: &str) -> Option<f64> {
@@ -464,7 +484,7 @@ mod tests {
         for ok in ["(B)", "B", "b.", "**(B)**", "\\boxed{B}", "\\(\\boxed{B}\\)", "(B) Sam", "Sam", "B Sam"] {
             assert!(run(g.clone(), &case, ok).await.passed, "{ok}");
         }
-        for bad in ["(A)", "Karl", "Bob", "(C) Bob", "b or c", "sam and karl"] {
+        for bad in ["(A)", "Karl", "Bob", "(C) Bob", "b or c", "sam and karl", "(B) or (C)"] {
             let out = run(g.clone(), &case, bad).await;
             assert!(!out.passed, "{bad}");
             assert!(out.evidence.contains("option (B) Sam"), "{}", out.evidence);
@@ -474,7 +494,11 @@ mod tests {
             serde_json::from_value(serde_json::json!({"id": 2, "prompt": "2+2?", "expected_output": "4"}))
                 .expect("case");
         assert!(run(g.clone(), &plain, "\\boxed{4}").await.passed);
-        assert!(run(g, &plain, "$4$").await.passed);
+        assert!(run(g.clone(), &plain, "$4$").await.passed);
+        let half: EvalCase =
+            serde_json::from_value(serde_json::json!({"id": 3, "prompt": "1/2?", "expected_output": "\\frac{1}{2}"}))
+                .expect("case");
+        assert!(run(g, &half, "\\boxed{\\frac{1}{2}}").await.passed);
     }
 
     #[tokio::test]

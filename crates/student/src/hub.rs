@@ -63,6 +63,11 @@ impl HubModel {
         if !valid(parts[0]) || !valid(parts[1]) {
             return bad("a repository id has letters, digits, `-`, `_` and `.` only");
         }
+        let revision_ok = revision.split('/').all(|p| !p.is_empty() && p != "." && p != "..")
+            && revision.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+        if !revision_ok {
+            return bad("not a valid revision");
+        }
         let file = (parts.len() > 2).then(|| parts[2..].join("/"));
         Some(Ok(HubModel { repo: format!("{}/{}", parts[0], parts[1]), file, revision }))
     }
@@ -130,6 +135,23 @@ pub fn pull(
         if is_verified(&path) {
             on_progress(PullProgress::AlreadyPresent);
             return Ok(path);
+        }
+    } else {
+        // A repository named without a file: the one verified .gguf already pulled from it
+        // serves without the network (offline, and no listing call each run).
+        let dir = models_dir.join("hf").join(&model.repo).join(&model.revision);
+        let pulled: Vec<PathBuf> = fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("gguf")) && is_verified(p))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let [only] = pulled.as_slice() {
+            on_progress(PullProgress::AlreadyPresent);
+            return Ok(only.clone());
         }
     }
     let (tx, rx) = std::sync::mpsc::channel();
@@ -241,11 +263,13 @@ impl<'a> Hub<'a> {
         let info: Info = response
             .json()
             .map_err(|e| self.error(format!("the repository listing is not what the hub sends: {e}")))?;
+        // Names from the listing become local paths: nothing that could leave the folder.
+        let safe = |f: &str| f.split('/').all(|p| !p.is_empty() && p != "." && p != ".." && !p.contains('\\'));
         let ggufs: Vec<String> = info
             .siblings
             .into_iter()
             .map(|s| s.rfilename)
-            .filter(|f| f.to_ascii_lowercase().ends_with(".gguf"))
+            .filter(|f| f.to_ascii_lowercase().ends_with(".gguf") && safe(f))
             .collect();
         let q4km: Vec<&String> = ggufs.iter().filter(|f| f.to_ascii_uppercase().contains("Q4_K_M")).collect();
         match (ggufs.as_slice(), q4km.as_slice()) {
@@ -298,40 +322,17 @@ impl<'a> Hub<'a> {
 
         let partial = dir.join(format!(".{name}.partial"));
         let have = fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
-        on_progress(PullProgress::Downloading { index: 1, total: 1, package: format!("{} {file}", self.model.spec()) });
-        let mut request = self.get(&self.client, &url);
-        if have > 0 {
-            request = request.header("Range", format!("bytes={have}-"));
+        // A partial file that already holds everything (a pull killed while verifying) goes
+        // straight to the check; a server answering 416 to the resume says the same.
+        let complete = have > 0 && announced_size.is_some_and(|n| have >= n);
+        if !complete {
+            on_progress(PullProgress::Downloading {
+                index: 1,
+                total: 1,
+                package: format!("{} {file}", self.model.spec()),
+            });
+            self.download(&url, &partial, have, &file)?;
         }
-        let mut response = request.send().map_err(|e| self.send_error(e))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(self.status_error(status, &format!("fetching {file}")));
-        }
-        // 206: the server resumed where the partial file ends; 200: it sent the whole file.
-        let resumed = status == reqwest::StatusCode::PARTIAL_CONTENT && have > 0;
-        let mut out = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .append(resumed)
-            .truncate(!resumed)
-            .open(&partial)
-            .map_err(|e| Error::io(&partial, e))?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = response.read(&mut buf).map_err(|e| {
-                self.error(format!(
-                    "the download of {file} broke off ({e}); run the command again to resume from {}",
-                    partial.display()
-                ))
-            })?;
-            if n == 0 {
-                break;
-            }
-            out.write_all(&buf[..n]).map_err(|e| Error::io(&partial, e))?;
-        }
-        out.sync_all().map_err(|e| Error::io(&partial, e))?;
-        drop(out);
         on_progress(PullProgress::Verifying);
         let size = fs::metadata(&partial).map_err(|e| Error::io(&partial, e))?.len();
         if let Some(expected) = &sha256 {
@@ -351,6 +352,45 @@ impl<'a> Hub<'a> {
         let marker = marker_path(&dest);
         fs::write(&marker, marker_text(&meta)).map_err(|e| Error::io(&marker, e))?;
         Ok(dest)
+    }
+
+    /// Streams `url` into `partial`, resuming after its first `have` bytes when the server
+    /// allows (206); a 200 starts the file over.
+    fn download(&self, url: &str, partial: &Path, have: u64, file: &str) -> Result<()> {
+        let mut request = self.get(&self.client, url);
+        if have > 0 {
+            request = request.header("Range", format!("bytes={have}-"));
+        }
+        let mut response = request.send().map_err(|e| self.send_error(e))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE && have > 0 {
+            return Ok(());
+        }
+        if !status.is_success() {
+            return Err(self.status_error(status, &format!("fetching {file}")));
+        }
+        let resumed = status == reqwest::StatusCode::PARTIAL_CONTENT && have > 0;
+        let mut out = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(resumed)
+            .truncate(!resumed)
+            .open(partial)
+            .map_err(|e| Error::io(partial, e))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = response.read(&mut buf).map_err(|e| {
+                self.error(format!(
+                    "the download of {file} broke off ({e}); run the command again to resume from {}",
+                    partial.display()
+                ))
+            })?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n]).map_err(|e| Error::io(partial, e))?;
+        }
+        out.sync_all().map_err(|e| Error::io(partial, e))
     }
 }
 
@@ -372,7 +412,7 @@ mod tests {
         let nested = HubModel::parse("hf:a/b/sub/x.gguf").expect("hf").expect("valid");
         assert_eq!(nested.file.as_deref(), Some("sub/x.gguf"));
         assert!(HubModel::parse("qwen2.5-coder-0.5b").is_none());
-        for bad in ["hf:", "hf:onlyowner", "hf:a//x.gguf", "hf:a/b@", "hf:a/../x", "hf:a b/c"] {
+        for bad in ["hf:", "hf:onlyowner", "hf:a//x.gguf", "hf:a/b@", "hf:a/../x", "hf:a b/c", "hf:a/b@../x"] {
             let err = HubModel::parse(bad).expect("hf spec").expect_err(bad);
             assert!(err.to_string().contains("hf:OWNER/REPO"), "{bad}: {err}");
         }

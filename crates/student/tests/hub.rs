@@ -127,6 +127,20 @@ async fn hub_models_download_verify_cache_and_fail_clearly() {
     let (picked, _) = resolve("hf:acme/pick").await;
     assert!(picked.expect("picked").ends_with("hf/acme/pick/main/m.Q4_K_M.gguf"));
 
+    // An interrupted pull resumes from its partial file (the server sends the rest), and a
+    // partial that is already whole (killed while verifying) is checked without a download.
+    let pick_dir = models.path().join("hf/acme/pick/main");
+    std::fs::create_dir_all(&pick_dir).expect("mkdir");
+    std::fs::write(pick_dir.join(".m.Q8_0.gguf.partial"), &hub.gguf[..hub.gguf.len() / 2]).expect("half");
+    let (resumed, seen) = resolve("hf:acme/pick/m.Q8_0.gguf").await;
+    assert_eq!(std::fs::read(resumed.expect("resumed")).expect("read"), hub.gguf, "{seen:?}");
+    let pick_q4 = pick_dir.join("m.Q4_K_M.gguf");
+    std::fs::remove_file(&pick_q4).expect("rm");
+    std::fs::write(pick_dir.join(".m.Q4_K_M.gguf.partial"), &hub.gguf).expect("whole");
+    let (whole, seen) = resolve("hf:acme/pick/m.Q4_K_M.gguf").await;
+    assert_eq!(whole.expect("verified"), pick_q4);
+    assert!(!seen.iter().any(|p| matches!(p, PullProgress::Downloading { .. })), "{seen:?}");
+
     // Errors name the spec and the cause; nothing corrupt is kept.
     let (many, _) = resolve("hf:acme/many").await;
     let many = many.expect_err("ambiguous").to_string();
@@ -145,10 +159,12 @@ async fn hub_models_download_verify_cache_and_fail_clearly() {
     // A server that is gone: a clear error naming the endpoint, not a hang.
     server.abort();
     let _ = server.await;
-    let (gone, _) = resolve("hf:acme/pick/m.Q8_0.gguf").await;
+    let (gone, _) = resolve("hf:acme/tiny/other.gguf").await;
     let gone = gone.expect_err("unreachable").to_string();
     assert!(gone.contains(&format!("cannot reach http://{addr}")) && gone.contains("HF_ENDPOINT"), "{gone}");
-    // ...while what is cached still resolves offline.
+    // ...while what is cached still resolves offline, named or not.
     let (offline, _) = resolve("hf:acme/tiny/tiny.Q8_0.gguf").await;
     assert_eq!(offline.expect("cached offline"), path);
+    let (offline, _) = resolve("hf:acme/tiny").await;
+    assert_eq!(offline.expect("the one file pulled from the repository"), path);
 }
