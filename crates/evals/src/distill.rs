@@ -995,6 +995,14 @@ impl Distiller<'_> {
                 let draft = self.ask_skill(state, user, 1500, "skill rewrite", &name).await?;
                 (draft.skill_md, draft.rationale, Vec::new())
             };
+        // The same text again (the same parent and passes make the same worked examples) is
+        // not a new candidate: its scores are already known.
+        if let Some(same) = state.candidates.iter().find(|c| c.markdown == markdown) {
+            state.rounds_without_gain += 1;
+            log.note = format!("same skill as candidate #{}", same.id);
+            state.log.push(log.clone());
+            return Ok(log);
+        }
         let id = state.candidates.len();
         state.candidates.push(Candidate {
             id,
