@@ -447,10 +447,12 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
             let found = recall.positive.iter().filter(|(_, ok)| *ok).count();
             let avoided = recall.negative.iter().filter(|(_, ok)| *ok).count();
             println!(
-                "recall           {found}/{} queries find it, {avoided}/{} near-misses do not ({} description rewrites)",
+                "recall           {found}/{} queries find it, {avoided}/{} near-misses do not ({} description rewrites; \
+                 {} near-misses set aside as copies of a query)",
                 recall.positive.len(),
                 recall.negative.len(),
-                recall.rewrites
+                recall.rewrites,
+                recall.discarded_near_misses.len()
             );
         }
         println!("beneficial       {}", if report.beneficial { "yes" } else { "no" });
