@@ -22,6 +22,9 @@ pub struct FileConfig {
     /// The student: a known model id, a path to a .gguf file, or `URL#model` for an
     /// OpenAI-compatible server.
     pub student: Option<String>,
+    /// The teacher for `skd distill` and rubric grading: `URL#model` (key from
+    /// `OPENAI_API_KEY`), or a local model id / .gguf path.
+    pub teacher: Option<String>,
     /// Where pulled models are cached.
     pub models_dir: Option<String>,
     /// Where run transcripts are written.
@@ -74,6 +77,8 @@ pub struct Config {
     pub max_file_bytes: Setting<u64>,
     /// The student spec.
     pub student: Setting<String>,
+    /// The teacher spec, when one is configured.
+    pub teacher: Setting<Option<String>>,
     /// Model cache.
     pub models_dir: Setting<PathBuf>,
     /// Transcript folder.
@@ -96,6 +101,9 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SKD_MAX_FILE_MB", "skip notes larger than this many MB"),
     ("SKD_STUDENT", "the student: a model id (`skd models list`), a .gguf path, or URL#model"),
     ("SKD_STUDENT_API_KEY", "API key for an OpenAI-compatible student (never logged)"),
+    ("SKD_TEACHER", "the teacher: URL#model, or a local model id / .gguf path"),
+    ("OPENAI_MODEL", "with OPENAI_BASE_URL (default OpenAI): the teacher when SKD_TEACHER and the config name none"),
+    ("OPENAI_API_KEY", "the teacher endpoint's key (never logged or written)"),
     ("SKD_MODELS_DIR", "where pulled models are cached"),
     ("SKD_RUNS_DIR", "where run transcripts are written"),
 ];
@@ -219,6 +227,18 @@ impl Config {
             (None, Some(s)) => Setting { value: s.clone(), origin: Origin::File },
             (None, None) => Setting { value: student::models::QWEN_CODER_05B.to_string(), origin: Origin::Default },
         };
+        // SKD_TEACHER, then the file, then the OpenAI variables (OPENAI_MODEL names the model
+        // on OPENAI_BASE_URL, or on OpenAI itself).
+        let non_empty = |k: &str| env(k).map(|v| v.to_string_lossy().trim().to_string()).filter(|v| !v.is_empty());
+        let teacher = match (non_empty("SKD_TEACHER"), &file.teacher, non_empty("OPENAI_MODEL")) {
+            (Some(v), _, _) => Setting { value: Some(v), origin: Origin::Env },
+            (None, Some(t), _) => Setting { value: Some(t.clone()), origin: Origin::File },
+            (None, None, Some(model)) => {
+                let base = non_empty("OPENAI_BASE_URL").unwrap_or_else(|| "https://api.openai.com/v1".to_string());
+                Setting { value: Some(format!("{base}#{model}")), origin: Origin::Env }
+            }
+            (None, None, None) => Setting { value: None, origin: Origin::Default },
+        };
         let models_dir = dir_setting("SKD_MODELS_DIR", &file.models_dir, student::models::ModelStore::default_dir());
         let runs_dir = dir_setting(
             "SKD_RUNS_DIR",
@@ -255,6 +275,7 @@ impl Config {
             index_dir,
             max_file_bytes,
             student,
+            teacher,
             models_dir,
             runs_dir,
             allow_shell,
@@ -311,6 +332,11 @@ max_file_mb = 4
 # The student that runs skills: a model id from `skd models list` (pulled on first use),
 # a path to a .gguf file, or an OpenAI-compatible server as "http://host:port/v1#model".
 student = "qwen2.5-coder-0.5b"
+
+# The teacher that writes skills and grades rubrics (`skd distill`, `skd eval`): an
+# OpenAI-compatible endpoint as "https://host/v1#model" (key from OPENAI_API_KEY), or a local
+# model id such as "qwen2.5-coder-1.5b". SKD_TEACHER and --teacher override it.
+# teacher = "https://api.openai.com/v1#gpt-4o-mini"
 
 # Let the agent run shell commands in its workspace (off by default).
 allow_shell = false

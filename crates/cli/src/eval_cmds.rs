@@ -57,11 +57,11 @@ pub struct EvalArgs {
 }
 
 /// Builds the teacher a spec names: `URL#model` for an OpenAI-compatible endpoint (key from
-/// `OPENAI_API_KEY`), or a local model id / .gguf path run in-process. Without a spec,
-/// `SKD_TEACHER` is read; `None` when neither is set.
+/// `OPENAI_API_KEY`), or a local model id / .gguf path run in-process. Without a spec, the
+/// configured teacher (`SKD_TEACHER`, `teacher` in the config, `OPENAI_MODEL`); `None` when
+/// there is none.
 pub async fn load_teacher(config: &Config, spec: Option<&str>, quiet: bool) -> Result<Option<Arc<dyn Teacher>>> {
-    let from_env = std::env::var("SKD_TEACHER").ok().filter(|s| !s.trim().is_empty());
-    let Some(spec) = spec.map(str::to_string).or(from_env) else { return Ok(None) };
+    let Some(spec) = spec.map(str::to_string).or_else(|| config.teacher.value.clone()) else { return Ok(None) };
     if spec.starts_with("http://") || spec.starts_with("https://") {
         let (url, model) = spec
             .split_once('#')
@@ -360,9 +360,10 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
             args.config.clone(),
         )
     };
-    let teacher = load_teacher(config, args.teacher.as_deref(), args.json)
-        .await?
-        .context("distillation needs a teacher: pass --teacher URL#model (or a local model id) or set SKD_TEACHER")?;
+    let teacher = load_teacher(config, args.teacher.as_deref(), args.json).await?.context(
+        "distillation needs a teacher: pass --teacher URL#model (or a local model id), set SKD_TEACHER or \
+             OPENAI_MODEL, or put `teacher = ...` in the config",
+    )?;
     let student_spec = args.student.clone().unwrap_or_else(|| config.student.value.clone());
     let student = crate::run_cmds::load_student(config, &student_spec, args.json).await?;
     let runner = RunnerConfig {

@@ -369,6 +369,12 @@ pub fn config_show(config: &Config, as_json: bool) -> Result<Exit> {
         config.max_file_bytes.value as f64 / 1048576.0,
         origin(config.max_file_bytes.origin)
     );
+    println!("student            {}  [{}]", config.student.value, origin(config.student.origin));
+    println!(
+        "teacher            {}  [{}]",
+        config.teacher.value.as_deref().unwrap_or("(none)"),
+        origin(config.teacher.origin)
+    );
     println!("\nenvironment overrides:");
     for (k, d) in ENV_VARS {
         println!("  {k:<22} {d}");

@@ -244,6 +244,25 @@ fn config_errors_and_env_overrides() {
     let bad = env.cmd(&["config", "show"]).env("SKD_MAX_FILE_MB", "lots").output().expect("run");
     assert_eq!(bad.status.code(), Some(4));
     assert_eq!(env.ok(&["config", "path"], 0).trim(), env.path("config/skd/config.toml").to_str().expect("utf8"));
+
+    // The teacher: the file, SKD_TEACHER over it, OPENAI_MODEL (+ OPENAI_BASE_URL) when neither.
+    let cfg_arg = cfg.to_str().expect("utf8");
+    let teacher_of = |vars: &[(&str, &str)]| {
+        let mut cmd = env.cmd(&["--config", cfg_arg, "config", "show", "--json"]);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run");
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        (v["config"]["teacher"]["value"].clone(), v["config"]["teacher"]["origin"].clone())
+    };
+    fs::write(&cfg, "teacher = \"http://127.0.0.1:9/v1#judge\"\n").expect("write");
+    assert_eq!(teacher_of(&[]), (serde_json::json!("http://127.0.0.1:9/v1#judge"), serde_json::json!("file")));
+    assert_eq!(teacher_of(&[("SKD_TEACHER", "qwen2.5-coder-1.5b")]).0, "qwen2.5-coder-1.5b");
+    fs::write(&cfg, "").expect("write");
+    assert_eq!(teacher_of(&[]).0, Value::Null);
+    let (value, origin) = teacher_of(&[("OPENAI_MODEL", "gpt-4o-mini"), ("OPENAI_BASE_URL", "http://h:1/v1")]);
+    assert_eq!((value, origin), (serde_json::json!("http://h:1/v1#gpt-4o-mini"), serde_json::json!("env")));
 }
 
 #[test]

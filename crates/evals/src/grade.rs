@@ -331,7 +331,7 @@ impl Grader {
                 let Some(judge) = judge else {
                     return Err(Error::Grader {
                         case: case.id.to_string(),
-                        message: "rubric grading needs a teacher: configure one (`[teacher]` or OPENAI_BASE_URL)"
+                        message: "rubric grading needs a teacher: pass --teacher, or set SKD_TEACHER, OPENAI_MODEL or `teacher` in the config"
                             .into(),
                     });
                 };

@@ -233,7 +233,7 @@ impl Evaluator<'_> {
         {
             return Err(Error::Grader {
                 case: case.id.to_string(),
-                message: "a rubric grader needs a teacher: configure one (`[teacher]` in config or OPENAI_BASE_URL)"
+                message: "a rubric grader needs a teacher: pass --teacher, or set SKD_TEACHER, OPENAI_MODEL or `teacher` in the config"
                     .into(),
             });
         }
