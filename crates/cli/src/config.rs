@@ -25,6 +25,9 @@ pub struct FileConfig {
     /// The teacher for `skd distill` and rubric grading: `URL#model` (key from
     /// `OPENAI_API_KEY`), or a local model id / .gguf path.
     pub teacher: Option<String>,
+    /// The teacher's prices, USD per million prompt and completion tokens, for the cost
+    /// `skd distill` reports.
+    pub teacher_prices: Option<[f64; 2]>,
     /// Where pulled models are cached.
     pub models_dir: Option<String>,
     /// Where run transcripts are written.
@@ -79,6 +82,8 @@ pub struct Config {
     pub student: Setting<String>,
     /// The teacher spec, when one is configured.
     pub teacher: Setting<Option<String>>,
+    /// USD per million prompt / completion tokens of the teacher (0 when unset).
+    pub teacher_prices: Setting<[f64; 2]>,
     /// Model cache.
     pub models_dir: Setting<PathBuf>,
     /// Transcript folder.
@@ -239,6 +244,18 @@ impl Config {
             }
             (None, None, None) => Setting { value: None, origin: Origin::Default },
         };
+        let teacher_prices = match file.teacher_prices {
+            Some(p) if p.iter().all(|v| v.is_finite() && *v >= 0.0) => Setting { value: p, origin: Origin::File },
+            Some(p) => {
+                return Err(ConfigError(format!(
+                    "config file {}: teacher_prices must be two non-negative numbers (USD per million prompt and \
+                     completion tokens), got {p:?}",
+                    config_file.display()
+                ))
+                .into());
+            }
+            None => Setting { value: [0.0, 0.0], origin: Origin::Default },
+        };
         let models_dir = dir_setting("SKD_MODELS_DIR", &file.models_dir, student::models::ModelStore::default_dir());
         let runs_dir = dir_setting(
             "SKD_RUNS_DIR",
@@ -276,6 +293,7 @@ impl Config {
             max_file_bytes,
             student,
             teacher,
+            teacher_prices,
             models_dir,
             runs_dir,
             allow_shell,
@@ -337,6 +355,8 @@ student = "qwen2.5-coder-0.5b"
 # OpenAI-compatible endpoint as "https://host/v1#model" (key from OPENAI_API_KEY), or a local
 # model id such as "qwen2.5-coder-1.5b". SKD_TEACHER and --teacher override it.
 # teacher = "https://api.openai.com/v1#gpt-4o-mini"
+# Its prices, USD per million prompt and completion tokens, for the cost skd distill reports:
+# teacher_prices = [0.15, 0.60]
 
 # Let the agent run shell commands in its workspace (off by default).
 allow_shell = false

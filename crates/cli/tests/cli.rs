@@ -225,6 +225,9 @@ fn config_errors_and_env_overrides() {
     fs::write(&cfg, "[tool_timeouts]\nshell = 0\n").expect("write");
     let err = env.stderr(&["--config", cfg.to_str().expect("utf8"), "config", "show"], 4);
     assert!(err.contains("tool_timeouts.shell") && err.contains("positive"), "{err}");
+    fs::write(&cfg, "teacher_prices = [0.15, -1]\n").expect("write");
+    let err = env.stderr(&["--config", cfg.to_str().expect("utf8"), "config", "show"], 4);
+    assert!(err.contains("teacher_prices"), "{err}");
     fs::write(&cfg, "[tool_timeouts]\nshell = 90\n").expect("write");
     env.ok(&["--config", cfg.to_str().expect("utf8"), "config", "show"], 0);
 

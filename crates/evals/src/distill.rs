@@ -254,6 +254,12 @@ pub struct DistillState {
     pub baseline_validation: Option<Rate>,
     /// Teacher tokens so far.
     pub teacher_tokens: u64,
+    /// Of which prompt tokens.
+    #[serde(default)]
+    pub teacher_prompt_tokens: u64,
+    /// Of which completion tokens.
+    #[serde(default)]
+    pub teacher_completion_tokens: u64,
     /// Drafted cases dropped because the teacher's own fresh solution disagreed with the
     /// drafted answer.
     #[serde(default)]
@@ -320,6 +326,8 @@ impl DistillState {
             rounds_without_gain: 0,
             baseline_validation: None,
             teacher_tokens: 0,
+            teacher_prompt_tokens: 0,
+            teacher_completion_tokens: 0,
             dropped_cases: Vec::new(),
             log: Vec::new(),
             recall: None,
@@ -347,6 +355,18 @@ impl DistillState {
         let mut front: Vec<(usize, usize)> = wins.into_iter().enumerate().filter(|(_, w)| *w > 0).collect();
         front.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         front
+    }
+
+    fn count_teacher_usage(&mut self, usage: &skill_core::Usage) {
+        self.teacher_prompt_tokens += u64::from(usage.prompt_tokens);
+        self.teacher_completion_tokens += u64::from(usage.completion_tokens);
+        self.teacher_tokens += u64::from(usage.prompt_tokens + usage.completion_tokens);
+    }
+
+    /// The teacher's cost in USD at `prices` (per million prompt / completion tokens).
+    pub fn teacher_cost_usd(&self, prices: teacher::Prices) -> f64 {
+        self.teacher_prompt_tokens as f64 * prices.input_per_million / 1e6
+            + self.teacher_completion_tokens as f64 * prices.output_per_million / 1e6
     }
 
     fn should_stop(&self) -> Option<String> {
@@ -553,7 +573,7 @@ impl Distiller<'_> {
         request.max_tokens = max_tokens;
         request.timeout = std::time::Duration::from_secs(900);
         let answer = ask_json(self.teacher, &request, what, validate).await.map_err(|e| Error::other(e.to_string()))?;
-        state.teacher_tokens += u64::from(answer.usage.prompt_tokens + answer.usage.completion_tokens);
+        state.count_teacher_usage(&answer.usage);
         Ok(answer.value)
     }
 
@@ -580,7 +600,7 @@ impl Distiller<'_> {
             })
             .await
             .map_err(|e| Error::other(e.to_string()))?;
-        state.teacher_tokens += u64::from(answer.usage.prompt_tokens + answer.usage.completion_tokens);
+        state.count_teacher_usage(&answer.usage);
         Ok(answer.value)
     }
 
@@ -900,7 +920,7 @@ impl Distiller<'_> {
                 return Ok(true);
             }
         };
-        state.teacher_tokens += u64::from(answer.usage.prompt_tokens + answer.usage.completion_tokens);
+        state.count_teacher_usage(&answer.usage);
         let pattern = regex::Regex::new(crate::bbh::ANSWER_PATTERN).map_err(|e| Error::other(e.to_string()))?;
         let Some(got) =
             pattern.captures_iter(&answer.text).last().and_then(|c| c.get(1)).map(|m| m.as_str().to_string())

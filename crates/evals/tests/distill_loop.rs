@@ -140,6 +140,10 @@ async fn distill_rewrites_measures_and_resumes_after_a_crash() {
     assert_eq!(report.with_skill.total, 4, "the sealed test split");
     assert_eq!(report.no_skill.total, 4);
     assert!(report.teacher_tokens > 0);
+    assert_eq!(done.teacher_prompt_tokens + done.teacher_completion_tokens, done.teacher_tokens);
+    let cost = done.teacher_cost_usd(teacher::Prices { input_per_million: 1.0, output_per_million: 2.0 });
+    let expected = (done.teacher_prompt_tokens as f64 + 2.0 * done.teacher_completion_tokens as f64) / 1e6;
+    assert!((cost - expected).abs() < 1e-12 && cost > 0.0);
     let recall = done.recall.as_ref().expect("recall check");
     assert!(!recall.positive.is_empty());
     assert_eq!(recall.negative.len() + recall.discarded_near_misses.len(), 4, "{recall:?}");
