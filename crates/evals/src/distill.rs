@@ -519,6 +519,8 @@ mod tests {
         let middle = "---\nname: x\ndescription: d\n---\nA\n\n## Worked examples\nold\n\n## After\nZ\n";
         let replaced = super::with_worked_examples(middle, &[("q", "a")]);
         assert!(!replaced.contains("old") && replaced.contains("## After\nZ"), "{replaced}");
+        assert_eq!(super::without_worked_examples(&once), skill);
+        assert_eq!(super::without_worked_examples(skill), skill);
         // An answer with a heading of its own does not end the section early.
         let headed = super::with_worked_examples(skill, &[("q", "## Step 1\nANSWER: a")]);
         let again = super::with_worked_examples(&headed, &[("r", "ANSWER: b")]);
@@ -585,6 +587,19 @@ impl Distiller<'_> {
         what: &str,
         name: &str,
     ) -> Result<SkillDraft> {
+        self.ask_skill_or_invalid(state, user, max_tokens, what, name).await?.map_err(Error::other)
+    }
+
+    /// Like [`Self::ask_skill`], but a skill the teacher could not get right (invalid after
+    /// its repair request) is `Ok(Err(why))`; only a teacher that cannot be reached is `Err`.
+    async fn ask_skill_or_invalid(
+        &self,
+        state: &mut DistillState,
+        user: String,
+        max_tokens: u32,
+        what: &str,
+        name: &str,
+    ) -> Result<std::result::Result<SkillDraft, String>> {
         let mut request = CompletionRequest::new(vec![
             ChatMessage::new(Role::System, TEACHER_SYSTEM),
             ChatMessage::new(Role::User, user),
@@ -598,10 +613,15 @@ impl Distiller<'_> {
                 check(&draft)?;
                 Ok(draft)
             })
-            .await
-            .map_err(|e| Error::other(e.to_string()))?;
-        state.count_teacher_usage(&answer.usage);
-        Ok(answer.value)
+            .await;
+        match answer {
+            Ok(answer) => {
+                state.count_teacher_usage(&answer.usage);
+                Ok(Ok(answer.value))
+            }
+            Err(invalid @ teacher::Error::InvalidOutput { .. }) => Ok(Err(invalid.to_string())),
+            Err(e) => Err(Error::other(e.to_string())),
+        }
     }
 
     fn check_skill(&self, name: &str) -> impl Fn(&SkillDraft) -> std::result::Result<(), String> + '_ {
@@ -1015,16 +1035,31 @@ impl Distiller<'_> {
                 (markdown, rationale, examples.iter().map(|(c, _)| *c).collect())
             } else {
                 let name = state.job.skill_name.clone();
+                // The teacher rewrites the procedure; worked examples are the student's own
+                // and come back in the next even round, so they are not its to copy out.
+                let procedure = without_worked_examples(&parent.markdown);
                 let user = format!(
                     "The small model followed this skill and failed the cases below. Rewrite the skill so it handles \
                  these and similar inputs: fix the procedure where it is wrong or unclear, add the missing step or \
                  check, keep it short. Do not mention these specific inputs. The frontmatter `name` stays `{name}`.\n\n\
                  ## Current SKILL.md\n{}\n\n## Failures\n{}\n\n{SKILL_REPLY_FORMAT}",
-                    parent.markdown,
+                    procedure,
                     failures.join("\n\n")
                 );
-                let draft = self.ask_skill(state, user, 1500, "skill rewrite", &name).await?;
-                (draft.skill_md, draft.rationale, Vec::new())
+                // Room for the whole skill again (about 3.5 characters a token) and the rationale.
+                let budget = (procedure.len() as f64 / 3.5 * 1.5) as u32 + 400;
+                match self.ask_skill_or_invalid(state, user, budget.max(1500), "skill rewrite", &name).await? {
+                    Ok(draft) => (draft.skill_md, draft.rationale, Vec::new()),
+                    // An unusable rewrite costs the round, not the run: everything measured is
+                    // kept and the loop goes on. (A teacher that cannot be reached stops the
+                    // run, to be resumed.)
+                    Err(why) => {
+                        state.rounds_without_gain += 1;
+                        log.note = format!("the teacher's rewrite was unusable: {}", clip(&why, 300));
+                        state.log.push(log.clone());
+                        return Ok(log);
+                    }
+                }
             };
         // The same text again (the same parent and passes make the same worked examples) is
         // not a new candidate: its scores are already known.
@@ -1232,6 +1267,15 @@ fn same_answer(a: &str, b: &str) -> bool {
 
 /// The heading of the section [`with_worked_examples`] writes.
 pub const WORKED_EXAMPLES_HEADING: &str = "## Worked examples";
+
+/// `markdown` without its worked-examples section.
+pub fn without_worked_examples(markdown: &str) -> String {
+    let with_none = with_worked_examples(markdown, &[]);
+    match with_none.rfind(&format!("\n\n{WORKED_EXAMPLES_HEADING}\n")) {
+        Some(at) => format!("{}\n", &with_none[..at]),
+        None => with_none,
+    }
+}
 
 /// The line that closes the section [`with_worked_examples`] writes.
 pub const WORKED_EXAMPLES_END: &str = "<!-- end of worked examples -->";
