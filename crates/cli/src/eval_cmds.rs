@@ -455,7 +455,9 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
             "teacher tokens   {} ({} prompt, {} completion{priced})",
             report.teacher_tokens, state.teacher_prompt_tokens, state.teacher_completion_tokens
         );
-        if let Some(recall) = &state.recall {
+        if let Some(why) = state.recall.as_ref().and_then(|r| r.not_checked.as_deref()) {
+            println!("recall           not checked: {}", why.lines().next().unwrap_or(why));
+        } else if let Some(recall) = &state.recall {
             let found = recall.positive.iter().filter(|(_, ok)| *ok).count();
             let avoided = recall.negative.iter().filter(|(_, ok)| *ok).count();
             println!(

@@ -64,6 +64,9 @@ pub enum Error {
     /// An error from the shared crate (files, skills, backends).
     #[error(transparent)]
     Core(#[from] skill_core::Error),
+    /// The teacher answered, but not with usable structured output (after its repair request).
+    #[error("{0}")]
+    TeacherOutput(String),
     /// Anything else, described.
     #[error("{0}")]
     Other(String),
