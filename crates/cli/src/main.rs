@@ -249,6 +249,9 @@ struct DistillCliArgs {
     /// answers on train cases (0: every round is a teacher rewrite).
     #[arg(long, default_value_t = 3)]
     worked_examples: usize,
+    /// Seconds one teacher request may take (raise it for a slow local teacher).
+    #[arg(long, default_value_t = 900)]
+    teacher_timeout: u64,
     /// Keep the teacher's drafted cases without checking them (by default the teacher solves
     /// each afresh and a case whose answer it cannot reproduce is dropped as mislabelled).
     #[arg(long)]
@@ -619,6 +622,7 @@ fn run(cli: Cli) -> Result<Exit> {
                     recall_queries: 6,
                     worked_examples: a.worked_examples,
                     verify_drafted_cases: !a.no_verify_cases,
+                    teacher_timeout_secs: a.teacher_timeout,
                 },
                 transcripts: a.transcripts,
                 examples: a.examples,

@@ -107,6 +107,14 @@ pub struct DistillConfig {
     /// reproduce is dropped as mislabelled (the user's examples are never dropped).
     #[serde(default = "default_true")]
     pub verify_drafted_cases: bool,
+    /// Seconds one teacher request may take (a local CPU teacher writing a long skill needs
+    /// many minutes).
+    #[serde(default = "default_teacher_timeout_secs")]
+    pub teacher_timeout_secs: u64,
+}
+
+fn default_teacher_timeout_secs() -> u64 {
+    900
 }
 
 fn default_true() -> bool {
@@ -129,6 +137,7 @@ impl Default for DistillConfig {
             recall_queries: 6,
             worked_examples: default_worked_examples(),
             verify_drafted_cases: true,
+            teacher_timeout_secs: default_teacher_timeout_secs(),
         }
     }
 }
@@ -576,7 +585,7 @@ impl Distiller<'_> {
             ChatMessage::new(Role::User, user),
         ]);
         request.max_tokens = max_tokens;
-        request.timeout = std::time::Duration::from_secs(900);
+        request.timeout = std::time::Duration::from_secs(state.config.teacher_timeout_secs);
         let answer = ask_json(self.teacher, &request, what, validate).await.map_err(|e| match e {
             invalid @ teacher::Error::InvalidOutput { .. } => Error::TeacherOutput(invalid.to_string()),
             other => Error::other(other.to_string()),
@@ -611,7 +620,7 @@ impl Distiller<'_> {
             ChatMessage::new(Role::User, user),
         ]);
         request.max_tokens = max_tokens;
-        request.timeout = std::time::Duration::from_secs(900);
+        request.timeout = std::time::Duration::from_secs(state.config.teacher_timeout_secs);
         let check = self.check_skill(name);
         let answer =
             teacher::ask_parsed(self.teacher, &request, what, "SKILL.md in a ```markdown block", |text, cut| {
@@ -953,7 +962,7 @@ impl Distiller<'_> {
             format!("{}\n\n{}", case.prompt, crate::bbh::ANSWER_INSTRUCTIONS),
         )]);
         request.max_tokens = 1000;
-        request.timeout = std::time::Duration::from_secs(600);
+        request.timeout = std::time::Duration::from_secs(state.config.teacher_timeout_secs);
         // A failed or unfinished check says nothing about the label: the case is kept.
         let answer = match self.teacher.complete(&request).await {
             Ok(answer) => answer,
