@@ -130,7 +130,8 @@ fn the_local_model_is_a_teacher_over_http() {
     assert_eq!(totals.prompt_tokens, u64::from(answer.usage.prompt_tokens));
 }
 
-/// `skd distill` against a real teacher over HTTP: SmolLM2-135M served by `skd serve`. A
+/// `skd distill` against a real teacher over HTTP (SmolLM2-135M served by `skd serve`),
+/// killed with SIGKILL mid-run and resumed with `--resume`. A
 /// 135M teacher writes poor skills: an unusable rewrite costs its round and unusable recall
 /// queries leave retrieval unchecked, so the loop still finishes with a scored version (what
 /// it does today), or stops with a clear error about the teacher's output; either way
@@ -155,27 +156,51 @@ fn distill_runs_against_the_local_teacher_over_http() {
     let mut first = String::new();
     BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut first).expect("read endpoint");
     let teacher = format!("{}#default", first.trim());
-    let out = env
-        .cmd(&[
-            "distill",
-            "bbh-boolean-expressions",
-            "--teacher",
-            &teacher,
-            "--student",
-            "smollm2-135m",
-            "--rounds",
-            "1",
-            "--minibatch",
-            "1",
-            "--max-tokens",
-            "32",
-        ])
-        .output()
-        .expect("run");
+    let args = [
+        "distill",
+        "bbh-boolean-expressions",
+        "--teacher",
+        &teacher,
+        "--student",
+        "smollm2-135m",
+        "--rounds",
+        "1",
+        "--minibatch",
+        "1",
+        "--max-tokens",
+        "32",
+    ];
+    let state_path = env.skills_dir().join("bbh-boolean-expressions/evals/distill/state.json");
+    let stage = || {
+        std::fs::read_to_string(&state_path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["stage"].as_str().map(str::to_string))
+    };
+    // First run: killed (SIGKILL, no cleanup) once the baseline is measured, while the
+    // teacher is writing its rewrite.
+    let mut first_run = env.cmd(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn distill");
+    let started = std::time::Instant::now();
+    let killed_at = loop {
+        if let Some(s) = stage().filter(|s| s != "start" && s != "drafted") {
+            first_run.kill().expect("kill");
+            break Some(s);
+        }
+        if first_run.try_wait().expect("wait").is_some() || started.elapsed() > std::time::Duration::from_secs(300) {
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let _ = first_run.wait();
+    let killed_at = killed_at.expect("the run was killed after measuring the baseline");
+    // Resumed: it goes on from the last finished step.
+    let mut resume_args = args.to_vec();
+    resume_args.push("--resume");
+    let out = env.cmd(&resume_args).output().expect("run");
     let _ = server.kill();
     let _ = server.wait();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let state_path = env.skills_dir().join("bbh-boolean-expressions/evals/distill/state.json");
+    assert!(!stderr.contains("measuring the baseline"), "the baseline was not measured again ({killed_at}): {stderr}");
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&state_path).expect("state file")).expect("state json");
     eprintln!(
