@@ -98,26 +98,12 @@ pub fn local_path(models_dir: &Path, model: &HubModel, file: &str) -> PathBuf {
     path
 }
 
-fn marker_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.verified"))
-}
-
-fn marker_text(meta: &fs::Metadata) -> String {
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{} {mtime}", meta.len())
-}
+/// Hub files are checked against the hub's answer (sha256 or size) at download; their
+/// markers record that under this identity.
+const HUB_MARKER: &str = "hf";
 
 fn is_verified(path: &Path) -> bool {
-    match (fs::metadata(path), fs::read_to_string(marker_path(path))) {
-        (Ok(meta), Ok(marker)) => marker.trim() == marker_text(&meta),
-        _ => false,
-    }
+    crate::models::is_verified(path, HUB_MARKER)
 }
 
 /// Makes sure the model's file is in `models_dir` and verified, downloading it from
@@ -348,9 +334,7 @@ impl<'a> Hub<'a> {
             return Err(self.error(format!("{file}: the hub announced {expected} bytes, {size} arrived")));
         }
         fs::rename(&partial, &dest).map_err(|e| Error::io(&dest, e))?;
-        let meta = fs::metadata(&dest).map_err(|e| Error::io(&dest, e))?;
-        let marker = marker_path(&dest);
-        fs::write(&marker, marker_text(&meta)).map_err(|e| Error::io(&marker, e))?;
+        crate::models::mark_verified(&dest, HUB_MARKER)?;
         Ok(dest)
     }
 

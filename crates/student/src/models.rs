@@ -155,17 +155,9 @@ impl ModelStore {
         self.dir.join(model.file_name)
     }
 
-    fn marker_of(&self, model: &KnownModel) -> PathBuf {
-        self.dir.join(format!(".{}.verified", model.file_name))
-    }
-
     /// True when the file is present and was verified (size and time unchanged since).
     pub fn is_verified(&self, model: &KnownModel) -> bool {
-        let (Ok(meta), Ok(marker)) = (fs::metadata(self.path_of(model)), fs::read_to_string(self.marker_of(model)))
-        else {
-            return false;
-        };
-        marker.trim() == marker_text(model, &meta)
+        is_verified(&self.path_of(model), model.sha256)
     }
 
     /// Resolves a model argument: a known id (pulled if needed), `hf:OWNER/REPO[/FILE.gguf]`
@@ -209,7 +201,7 @@ impl ModelStore {
             // Present but not verified (copied in by hand, or an older marker): check it.
             on_progress(PullProgress::Verifying);
             if sha256_file(&dest)? == model.sha256 {
-                self.write_marker(model)?;
+                mark_verified(&dest, model.sha256)?;
                 return Ok(dest);
             }
         }
@@ -235,26 +227,43 @@ impl ModelStore {
             return Err(Error::ChecksumMismatch { path: dest, expected: model.sha256.to_string(), actual: digest });
         }
         fs::rename(&partial, &dest).map_err(|e| Error::io(&dest, e))?;
-        self.write_marker(model)?;
+        mark_verified(&dest, model.sha256)?;
         let _ = fs::remove_dir_all(&work);
         Ok(dest)
     }
-
-    fn write_marker(&self, model: &KnownModel) -> Result<()> {
-        let meta = fs::metadata(self.path_of(model)).map_err(|e| Error::io(&self.path_of(model), e))?;
-        let marker = self.marker_of(model);
-        fs::write(&marker, marker_text(model, &meta)).map_err(|e| Error::io(&marker, e))
-    }
 }
 
-fn marker_text(model: &KnownModel, meta: &fs::Metadata) -> String {
+/// The marker beside a verified model file: `.NAME.verified`.
+fn marker_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.verified"))
+}
+
+/// What the marker records: what the file was checked against (`identity`, e.g. its
+/// sha256), its size and its modification time, so a file changed since is checked again.
+fn marker_text(identity: &str, meta: &fs::Metadata) -> String {
     let mtime = meta
         .modified()
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    format!("{} {} {}", model.sha256, meta.len(), mtime)
+    format!("{identity} {} {mtime}", meta.len())
+}
+
+/// True when `path` exists and was marked verified against `identity`, unchanged since.
+pub(crate) fn is_verified(path: &Path, identity: &str) -> bool {
+    match (fs::metadata(path), fs::read_to_string(marker_path(path))) {
+        (Ok(meta), Ok(marker)) => marker.trim() == marker_text(identity, &meta),
+        _ => false,
+    }
+}
+
+/// Records that `path` was verified against `identity`.
+pub(crate) fn mark_verified(path: &Path, identity: &str) -> Result<()> {
+    let meta = fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    let marker = marker_path(path);
+    fs::write(&marker, marker_text(identity, &meta)).map_err(|e| Error::io(&marker, e))
 }
 
 fn wheel_prefix(package: &str, version: &str) -> String {
