@@ -135,6 +135,12 @@ pub fn default_config_file() -> PathBuf {
 }
 
 impl Config {
+    /// The teacher's prices as the teacher crate counts them.
+    pub fn teacher_prices(&self) -> teacher::Prices {
+        let [input, output] = self.teacher_prices.value;
+        teacher::Prices { input_per_million: input, output_per_million: output }
+    }
+
     /// Loads the config: `explicit` path (from `--config`) or `SKD_CONFIG` or the default
     /// file; a missing default file is fine, a missing explicit one is an error.
     pub fn load(explicit: Option<&Path>) -> Result<Config> {

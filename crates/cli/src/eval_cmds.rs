@@ -67,8 +67,7 @@ pub async fn load_teacher(config: &Config, spec: Option<&str>, quiet: bool) -> R
             .split_once('#')
             .with_context(|| format!("teacher `{spec}`: name the model after `#`, e.g. {spec}#gpt-4o-mini"))?;
         let mut teacher_config = OpenAiTeacherConfig::new(url, model);
-        let [input, output] = config.teacher_prices.value;
-        teacher_config.prices = teacher::Prices { input_per_million: input, output_per_million: output };
+        teacher_config.prices = config.teacher_prices();
         teacher_config.api_key = std::env::var("OPENAI_API_KEY").ok().filter(|k| !k.trim().is_empty());
         return Ok(Some(Arc::new(OpenAiTeacher::new(teacher_config)?)));
     }
@@ -431,9 +430,9 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
     bar.finish_and_clear();
     let state = state?;
     let report = state.report.as_ref().context("the run ended without a report")?;
+    let prices = config.teacher_prices();
+    let cost = state.teacher_cost_usd(prices);
     if args.json {
-        let [input, output] = config.teacher_prices.value;
-        let cost = state.teacher_cost_usd(teacher::Prices { input_per_million: input, output_per_million: output });
         print_json(&json!({"schema_version": JSON_SCHEMA_VERSION, "skill": args.skill, "teacher_cost_usd": cost,
                            "state": state}))?;
     } else {
@@ -448,9 +447,7 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
             "tokens/case      {:.0} with the skill, {:.0} without",
             report.tokens_per_case.0, report.tokens_per_case.1
         );
-        let [input, output] = config.teacher_prices.value;
-        let cost = state.teacher_cost_usd(teacher::Prices { input_per_million: input, output_per_million: output });
-        let priced = if input > 0.0 || output > 0.0 { format!(", ${cost:.4}") } else { String::new() };
+        let priced = if prices != teacher::Prices::default() { format!(", ${cost:.4}") } else { String::new() };
         println!(
             "teacher tokens   {} ({} prompt, {} completion{priced})",
             report.teacher_tokens, state.teacher_prompt_tokens, state.teacher_completion_tokens

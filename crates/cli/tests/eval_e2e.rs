@@ -5,7 +5,6 @@ mod common;
 
 use common::Env;
 use skill_core::{ChatMessage, CompletionRequest, Role, Teacher};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::Stdio;
 use teacher::{OpenAiTeacher, OpenAiTeacherConfig};
@@ -100,15 +99,8 @@ fn eval_errors_name_the_problem() {
 fn the_local_model_is_a_teacher_over_http() {
     let env = Env::new();
     env.pull_smollm2();
-    let mut child = env
-        .cmd(&["serve", "--model", "smollm2-135m", "--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut first).expect("read endpoint");
-    let url = first.trim().to_string();
+    let server = env.serve("smollm2-135m");
+    let url = server.url.clone();
     let rt = tokio::runtime::Runtime::new().expect("rt");
     let result = rt.block_on(async {
         let teacher = OpenAiTeacher::new(OpenAiTeacherConfig::new(&url, "default")).expect("teacher");
@@ -120,8 +112,7 @@ fn the_local_model_is_a_teacher_over_http() {
         let answer = teacher.complete(&request).await;
         (answer, teacher.totals())
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     let (answer, totals) = result;
     let answer = answer.expect("the served model answers through async-openai");
     assert!(!answer.text.trim().is_empty());
@@ -147,15 +138,8 @@ fn distill_runs_against_the_local_teacher_over_http() {
     );
     let skill_md = env.skills_dir().join("bbh-boolean-expressions/SKILL.md");
     let human = std::fs::read_to_string(&skill_md).expect("imported skill");
-    let mut server = env
-        .cmd(&["serve", "--model", "smollm2-135m", "--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut first = String::new();
-    BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut first).expect("read endpoint");
-    let teacher = format!("{}#default", first.trim());
+    let server = env.serve("smollm2-135m");
+    let teacher = format!("{}#default", server.url);
     let args = [
         "distill",
         "bbh-boolean-expressions",
@@ -197,8 +181,7 @@ fn distill_runs_against_the_local_teacher_over_http() {
     let mut resume_args = args.to_vec();
     resume_args.push("--resume");
     let out = env.cmd(&resume_args).output().expect("run");
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("measuring the baseline"), "the baseline was not measured again ({killed_at}): {stderr}");
     let state: serde_json::Value =

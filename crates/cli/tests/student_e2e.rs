@@ -6,8 +6,6 @@ use agent_loop::mcp::{McpServer, McpServerConfig};
 use common::Env;
 use serde_json::{Value, json};
 use skill_core::{ChatMessage, CompletionRequest, Role, Student};
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use student::OpenAiCompatStudent;
 
 #[test]
@@ -93,15 +91,8 @@ fn run_streams_steps_and_writes_a_transcript() {
 fn serve_answers_openai_compatible_requests() {
     let env = Env::new();
     env.pull_smollm2();
-    let mut child = env
-        .cmd(&["serve", "--model", "smollm2-135m", "--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut first).expect("read endpoint");
-    let url = first.trim().to_string();
+    let server = env.serve("smollm2-135m");
+    let url = server.url.clone();
     assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/v1"), "{url}");
     let rt = tokio::runtime::Runtime::new().expect("rt");
     let result = rt.block_on(async {
@@ -114,8 +105,7 @@ fn serve_answers_openai_compatible_requests() {
         let down = OpenAiCompatStudent::new("http://127.0.0.1:9/v1", "default", None).complete(&CompletionRequest::new(vec![])).await;
         Ok::<_, skill_core::Error>((constrained, plain, down))
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     let (constrained, plain, down) = result.expect("requests");
     let value: Value = serde_json::from_str(&constrained.text).unwrap_or_else(|e| panic!("{e}: {}", constrained.text));
     assert!(value["color"].is_string(), "{value}");

@@ -572,6 +572,17 @@ impl Distiller<'_> {
         Ok(())
     }
 
+    /// A request to the teacher: its system prompt, `user`, a token limit and the run's timeout.
+    fn teacher_request(state: &DistillState, user: String, max_tokens: u32) -> CompletionRequest {
+        let mut request = CompletionRequest::new(vec![
+            ChatMessage::new(Role::System, TEACHER_SYSTEM),
+            ChatMessage::new(Role::User, user),
+        ]);
+        request.max_tokens = max_tokens;
+        request.timeout = std::time::Duration::from_secs(state.config.teacher_timeout_secs);
+        request
+    }
+
     async fn ask<T: serde::de::DeserializeOwned>(
         &self,
         state: &mut DistillState,
@@ -580,20 +591,14 @@ impl Distiller<'_> {
         what: &str,
         validate: impl Fn(&T) -> std::result::Result<(), String>,
     ) -> Result<T> {
-        let mut request = CompletionRequest::new(vec![
-            ChatMessage::new(Role::System, TEACHER_SYSTEM),
-            ChatMessage::new(Role::User, user),
-        ]);
-        request.max_tokens = max_tokens;
-        request.timeout = std::time::Duration::from_secs(state.config.teacher_timeout_secs);
-        let answer = ask_json(self.teacher, &request, what, validate).await.map_err(|e| match e {
-            invalid @ teacher::Error::InvalidOutput { .. } => Error::TeacherOutput(invalid.to_string()),
-            other => Error::other(other.to_string()),
-        })?;
+        let request = Self::teacher_request(state, user, max_tokens);
+        let answer = ask_json(self.teacher, &request, what, validate).await.map_err(teacher_error)?;
         state.count_teacher_usage(&answer.usage);
         Ok(answer.value)
     }
 
+    /// A whole SKILL.md from the teacher. One it could not get right (invalid after its repair
+    /// request) is [`Error::TeacherOutput`]; a teacher that cannot be reached is another error.
     async fn ask_skill(
         &self,
         state: &mut DistillState,
@@ -602,25 +607,7 @@ impl Distiller<'_> {
         what: &str,
         name: &str,
     ) -> Result<SkillDraft> {
-        self.ask_skill_or_invalid(state, user, max_tokens, what, name).await?.map_err(Error::other)
-    }
-
-    /// Like [`Self::ask_skill`], but a skill the teacher could not get right (invalid after
-    /// its repair request) is `Ok(Err(why))`; only a teacher that cannot be reached is `Err`.
-    async fn ask_skill_or_invalid(
-        &self,
-        state: &mut DistillState,
-        user: String,
-        max_tokens: u32,
-        what: &str,
-        name: &str,
-    ) -> Result<std::result::Result<SkillDraft, String>> {
-        let mut request = CompletionRequest::new(vec![
-            ChatMessage::new(Role::System, TEACHER_SYSTEM),
-            ChatMessage::new(Role::User, user),
-        ]);
-        request.max_tokens = max_tokens;
-        request.timeout = std::time::Duration::from_secs(state.config.teacher_timeout_secs);
+        let request = Self::teacher_request(state, user, max_tokens);
         let check = self.check_skill(name);
         let answer =
             teacher::ask_parsed(self.teacher, &request, what, "SKILL.md in a ```markdown block", |text, cut| {
@@ -628,15 +615,10 @@ impl Distiller<'_> {
                 check(&draft)?;
                 Ok(draft)
             })
-            .await;
-        match answer {
-            Ok(answer) => {
-                state.count_teacher_usage(&answer.usage);
-                Ok(Ok(answer.value))
-            }
-            Err(invalid @ teacher::Error::InvalidOutput { .. }) => Ok(Err(invalid.to_string())),
-            Err(e) => Err(Error::other(e.to_string())),
-        }
+            .await
+            .map_err(teacher_error)?;
+        state.count_teacher_usage(&answer.usage);
+        Ok(answer.value)
     }
 
     fn check_skill(&self, name: &str) -> impl Fn(&SkillDraft) -> std::result::Result<(), String> + '_ {
@@ -831,8 +813,12 @@ impl Distiller<'_> {
                 );
                 // Only examples bound for train (see the split below): validation and test
                 // cases must not shape the drafted train cases.
-                let train_bound: Vec<&ExampleCase> =
-                    cases.iter().enumerate().filter(|(i, _)| matches!(i % 5, 0 | 3)).map(|(_, c)| c).collect();
+                let train_bound: Vec<&ExampleCase> = cases
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| drafted_split(*i) == Split::Train)
+                    .map(|(_, c)| c)
+                    .collect();
                 if !train_bound.is_empty() {
                     user.push_str("\nCases the user gave (write new ones like these, not copies):\n");
                     for c in train_bound.iter().take(3) {
@@ -883,13 +869,7 @@ impl Distiller<'_> {
             suite.answer_pattern = Some(crate::bbh::ANSWER_PATTERN.to_string());
             suite.instructions = Some(crate::bbh::ANSWER_INSTRUCTIONS.to_string());
             for (i, c) in cases.into_iter().enumerate() {
-                // 40% train, 20% validation, 40% sealed test, interleaved so each split gets
-                // cases from the whole list (the user's examples included).
-                let split = match i % 5 {
-                    0 | 3 => Split::Train,
-                    1 => Split::Validation,
-                    _ => Split::Test,
-                };
+                let split = drafted_split(i);
                 let numeric = c.numeric && crate::grade::last_number(&c.expected_output).is_some();
                 suite.evals.push(EvalCase {
                     id: CaseId::Text(format!("d{i:03}")),
@@ -1079,17 +1059,18 @@ impl Distiller<'_> {
                 );
                 // Room for the whole skill again (about 3.5 characters a token) and the rationale.
                 let budget = (procedure.len() as f64 / 3.5 * 1.5) as u32 + 400;
-                match self.ask_skill_or_invalid(state, user, budget.max(1500), "skill rewrite", &name).await? {
+                match self.ask_skill(state, user, budget.max(1500), "skill rewrite", &name).await {
                     Ok(draft) => (draft.skill_md, draft.rationale, Vec::new()),
                     // An unusable rewrite costs the round, not the run: everything measured is
                     // kept and the loop goes on. (A teacher that cannot be reached stops the
                     // run, to be resumed.)
-                    Err(why) => {
+                    Err(Error::TeacherOutput(why)) => {
                         state.rounds_without_gain += 1;
                         log.note = format!("the teacher's rewrite was unusable: {}", clip(&why, 300));
                         state.log.push(log.clone());
                         return Ok(log);
                     }
+                    Err(e) => return Err(e),
                 }
             };
         // The same text again (the same parent and passes make the same worked examples) is
@@ -1276,6 +1257,25 @@ impl Distiller<'_> {
     }
 }
 
+/// The split of the `i`-th case of a drafted suite: 40% train, 20% validation, 40% sealed
+/// test, interleaved so each split gets cases from the whole list (the user's examples
+/// included).
+fn drafted_split(i: usize) -> Split {
+    match i % 5 {
+        0 | 3 => Split::Train,
+        1 => Split::Validation,
+        _ => Split::Test,
+    }
+}
+
+/// The teacher's error as ours, keeping "answered, but unusably" apart from "unreachable".
+fn teacher_error(e: teacher::Error) -> Error {
+    match e {
+        invalid @ teacher::Error::InvalidOutput { .. } => Error::TeacherOutput(invalid.to_string()),
+        other => Error::other(other.to_string()),
+    }
+}
+
 /// Two queries share most of their words (Jaccard similarity of their word sets >= 0.6).
 fn too_similar(a: &str, b: &str) -> bool {
     let words = |t: &str| -> std::collections::BTreeSet<String> {
@@ -1306,21 +1306,11 @@ fn same_answer(a: &str, b: &str) -> bool {
 /// The heading of the section [`with_worked_examples`] writes.
 pub const WORKED_EXAMPLES_HEADING: &str = "## Worked examples";
 
-/// `markdown` without its worked-examples section.
-pub fn without_worked_examples(markdown: &str) -> String {
-    let with_none = with_worked_examples(markdown, &[]);
-    match with_none.rfind(&format!("\n\n{WORKED_EXAMPLES_HEADING}\n")) {
-        Some(at) => format!("{}\n", &with_none[..at]),
-        None => with_none,
-    }
-}
-
 /// The line that closes the section [`with_worked_examples`] writes.
 pub const WORKED_EXAMPLES_END: &str = "<!-- end of worked examples -->";
 
-/// `markdown` with its worked-examples section replaced by (or, when it has none, followed
-/// by) one example per (input, verified answer) pair.
-pub fn with_worked_examples(markdown: &str, examples: &[(&str, &str)]) -> String {
+/// `markdown` without its worked-examples section (ending with one newline).
+pub fn without_worked_examples(markdown: &str) -> String {
     // The section ends at its end marker (a student's answer may hold `## ` lines of its
     // own), or, written by hand without one, at the next `## ` heading.
     let has_marker = markdown.contains(WORKED_EXAMPLES_END);
@@ -1345,9 +1335,15 @@ pub fn with_worked_examples(markdown: &str, examples: &[(&str, &str)]) -> String
             kept.push('\n');
         }
     }
+    format!("{}\n", kept.trim_end())
+}
+
+/// `markdown` with its worked-examples section replaced by (or, when it has none, followed
+/// by) one example per (input, verified answer) pair.
+pub fn with_worked_examples(markdown: &str, examples: &[(&str, &str)]) -> String {
     let mut out = format!(
-        "{}\n\n{WORKED_EXAMPLES_HEADING}\n\nThese inputs were solved correctly with this skill.\n",
-        kept.trim_end()
+        "{}\n{WORKED_EXAMPLES_HEADING}\n\nThese inputs were solved correctly with this skill.\n",
+        without_worked_examples(markdown)
     );
     for (i, (input, answer)) in examples.iter().enumerate() {
         out.push_str(&format!("\n### Example {}\n\nInput:\n{}\n\nSolution:\n{}\n", i + 1, input.trim(), answer.trim()));

@@ -314,7 +314,7 @@ impl CaseContext<'_> {
                 let answer =
                     Answer { output: &cached.output, extracted: &cached.extracted, tool_calls: &[], workspace: None };
                 let (grades, error) = self.grade(case, &answer).await;
-                cached.passed = error.is_none() && !grades.is_empty() && grades.iter().all(|g| g.passed);
+                cached.passed = all_passed(&grades, &error);
                 cached.grades = grades;
                 cached.error = error;
             }
@@ -358,7 +358,7 @@ impl CaseContext<'_> {
                 Ok(CaseResult {
                     id: case.id.clone(),
                     split: case.split,
-                    passed: error.is_none() && !grades.is_empty() && grades.iter().all(|g| g.passed),
+                    passed: all_passed(&grades, &error),
                     grades,
                     output: completion.text.clone(),
                     extracted,
@@ -437,7 +437,7 @@ impl CaseContext<'_> {
         Ok(CaseResult {
             id: case.id.clone(),
             split: case.split,
-            passed: error.is_none() && !grades.is_empty() && grades.iter().all(|g| g.passed),
+            passed: all_passed(&grades, &error),
             grades,
             output,
             extracted,
@@ -475,6 +475,12 @@ impl CaseContext<'_> {
             cached: false,
         }
     }
+}
+
+/// A case passes when it was graded without error, by at least one grader, and every
+/// grader passed it.
+fn all_passed(grades: &[GradeOutcome], error: &Option<String>) -> bool {
+    error.is_none() && !grades.is_empty() && grades.iter().all(|g| g.passed)
 }
 
 fn sanitize(name: &str) -> String {

@@ -61,20 +61,27 @@ impl Student for Scripted {
     }
 }
 
-fn skill_folder() -> (tempfile::TempDir, EvalSuite) {
+/// A skill folder in a temp dir with `suite_json` as its `evals/evals.json`, loaded.
+fn suite_on_disk(suite_json: &str) -> (tempfile::TempDir, EvalSuite) {
     let dir = tempfile::tempdir().expect("tmp");
-    std::fs::create_dir_all(dir.path().join("fixtures")).expect("mkdir");
-    std::fs::write(dir.path().join("fixtures/input.txt"), "alpha\nbeta\n").expect("fixture");
-    std::fs::write(dir.path().join("SKILL.md"), SKILL).expect("skill");
     let suite_path = EvalSuite::path_in(dir.path());
     std::fs::create_dir_all(suite_path.parent().expect("parent")).expect("mkdir");
-    std::fs::write(&suite_path, SUITE).expect("suite");
+    std::fs::write(&suite_path, suite_json).expect("suite");
     let suite = EvalSuite::load(&suite_path).expect("the suite loads");
     (dir, suite)
 }
 
-fn smollm2_path() -> std::path::PathBuf {
-    ModelStore::new(ModelStore::default_dir()).path_of(&find_known("smollm2-135m").expect("known"))
+fn skill_folder() -> (tempfile::TempDir, EvalSuite) {
+    let (dir, suite) = suite_on_disk(SUITE);
+    std::fs::create_dir_all(dir.path().join("fixtures")).expect("mkdir");
+    std::fs::write(dir.path().join("fixtures/input.txt"), "alpha\nbeta\n").expect("fixture");
+    std::fs::write(dir.path().join("SKILL.md"), SKILL).expect("skill");
+    (dir, suite)
+}
+
+async fn smollm2() -> Arc<dyn Student> {
+    let path = ModelStore::new(ModelStore::default_dir()).path_of(&find_known("smollm2-135m").expect("known"));
+    Arc::new(MistralRsStudent::load(&path, MistralRsOptions::default()).await.expect("SmolLM2"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -115,8 +122,7 @@ async fn agent_cases_run_real_tools_in_a_scratch_workspace_and_are_graded_on_cal
 
     // The same case with the real SmolLM2-135M: whatever it manages, the loop runs to an
     // end, the model is called, and both graders give a verdict with evidence.
-    let real: Arc<dyn Student> =
-        Arc::new(MistralRsStudent::load(&smollm2_path(), MistralRsOptions::default()).await.expect("SmolLM2"));
+    let real: Arc<dyn Student> = smollm2().await;
     let config = RunnerConfig { max_tokens: 96, agent_max_steps: 4, ..config };
     let evaluator = Evaluator { student: real, judge: None, suite: &suite, config: &config };
     let run = evaluator.run(&cases[..1], Some(&skill), "v1", &mut |_| {}).await.expect("run");
@@ -130,18 +136,11 @@ async fn agent_cases_run_real_tools_in_a_scratch_workspace_and_are_graded_on_cal
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rubric_cases_are_judged_per_criterion_by_a_real_local_model() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let suite_path = EvalSuite::path_in(dir.path());
-    std::fs::create_dir_all(suite_path.parent().expect("parent")).expect("mkdir");
-    std::fs::write(
-        &suite_path,
+    let (_dir, suite) = suite_on_disk(
         r#"{"skill_name": "haiku", "evals": [{"id": "h1", "prompt": "Write one sentence about the sea.",
             "graders": [{"type": "rubric", "criteria": ["mentions water or the sea", "is one sentence"]}]}]}"#,
-    )
-    .expect("suite");
-    let suite = EvalSuite::load(&suite_path).expect("suite loads");
-    let model: Arc<dyn Student> =
-        Arc::new(MistralRsStudent::load(&smollm2_path(), MistralRsOptions::default()).await.expect("SmolLM2"));
+    );
+    let model: Arc<dyn Student> = smollm2().await;
     // The same local model answers and judges: the judge's JSON is constrained by the
     // verdict schema, so a verdict per criterion comes back whatever its quality.
     let judge = StudentTeacher::new(model.clone());
@@ -166,20 +165,13 @@ async fn rubric_cases_are_judged_per_criterion_by_a_real_local_model() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_student_timeout_fails_the_case_the_run_goes_on_and_nothing_is_cached() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let suite_path = EvalSuite::path_in(dir.path());
-    std::fs::create_dir_all(suite_path.parent().expect("parent")).expect("mkdir");
-    std::fs::write(
-        &suite_path,
+    let (dir, suite) = suite_on_disk(
         r#"{"skill_name": "t", "evals": [
             {"id": 1, "prompt": "Say yes.", "expected_output": "yes"},
             {"id": 2, "prompt": "Say no.", "expected_output": "no"}]}"#,
-    )
-    .expect("suite");
-    let suite = EvalSuite::load(&suite_path).expect("suite loads");
+    );
     let cases: Vec<&evals::EvalCase> = suite.evals.iter().collect();
-    let model: Arc<dyn Student> =
-        Arc::new(MistralRsStudent::load(&smollm2_path(), MistralRsOptions::default()).await.expect("SmolLM2"));
+    let model: Arc<dyn Student> = smollm2().await;
     let cache = dir.path().join("cache");
     let hasty = RunnerConfig {
         max_tokens: 16,
@@ -206,16 +198,10 @@ async fn a_student_timeout_fails_the_case_the_run_goes_on_and_nothing_is_cached(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cached_answers_are_graded_again_with_the_current_graders() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let suite_path = EvalSuite::path_in(dir.path());
-    std::fs::create_dir_all(suite_path.parent().expect("parent")).expect("mkdir");
-    std::fs::write(
-        &suite_path,
+    let (dir, suite) = suite_on_disk(
         r#"{"skill_name": "t", "answer_pattern": "answer is (.+)", "evals": [
             {"id": 1, "prompt": "Who?\nOptions:\n(A) Karl\n(B) Sam", "expected_output": "(B)"}]}"#,
-    )
-    .expect("suite");
-    let suite = EvalSuite::load(&suite_path).expect("suite loads");
+    );
     let cases: Vec<&evals::EvalCase> = suite.evals.iter().collect();
     let config = RunnerConfig { cache_dir: Some(dir.path().join("cache")), ..RunnerConfig::default() };
     let first: Arc<dyn Student> = Arc::new(Scripted(Mutex::new(vec!["So the answer is \\boxed{B}"])));

@@ -56,15 +56,15 @@ impl HubModel {
             None => (rest, "main".to_string()),
         };
         let parts: Vec<&str> = path.split('/').collect();
-        if parts.len() < 2 || parts.iter().any(|p| p.is_empty() || *p == "." || *p == "..") {
+        if parts.len() < 2 || !stays_inside(path) {
             return bad("not a repository id");
         }
         let valid = |p: &str| p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
         if !valid(parts[0]) || !valid(parts[1]) {
             return bad("a repository id has letters, digits, `-`, `_` and `.` only");
         }
-        let revision_ok = revision.split('/').all(|p| !p.is_empty() && p != "." && p != "..")
-            && revision.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+        let revision_ok =
+            stays_inside(&revision) && revision.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
         if !revision_ok {
             return bad("not a valid revision");
         }
@@ -78,6 +78,12 @@ impl HubModel {
         let rev = if self.revision == "main" { String::new() } else { format!("@{}", self.revision) };
         format!("{PREFIX}{}{file}{rev}", self.repo)
     }
+}
+
+/// A `/`-separated relative path that, joined to a folder, stays inside it: no empty, `.`
+/// or `..` parts. (Repository ids, revisions and file names all become local paths.)
+fn stays_inside(path: &str) -> bool {
+    path.split('/').all(|p| !p.is_empty() && p != "." && p != "..")
 }
 
 /// The endpoint in use: `$HF_ENDPOINT`, else the public hub.
@@ -250,7 +256,7 @@ impl<'a> Hub<'a> {
             .json()
             .map_err(|e| self.error(format!("the repository listing is not what the hub sends: {e}")))?;
         // Names from the listing become local paths: nothing that could leave the folder.
-        let safe = |f: &str| f.split('/').all(|p| !p.is_empty() && p != "." && p != ".." && !p.contains('\\'));
+        let safe = |f: &str| stays_inside(f) && !f.contains('\\');
         let ggufs: Vec<String> = info
             .siblings
             .into_iter()

@@ -3,11 +3,26 @@
 
 use serde_json::Value;
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 pub struct Env {
     tmp: tempfile::TempDir,
+}
+
+/// A running `skd serve`, stopped when dropped (a failing test does not leave it behind).
+pub struct Served {
+    /// The endpoint it printed, `http://127.0.0.1:PORT/v1`.
+    pub url: String,
+    child: Child,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Env {
@@ -17,6 +32,19 @@ impl Env {
             fs::create_dir_all(env.path(d)).expect("mkdir");
         }
         env
+    }
+
+    /// Starts `skd serve --model MODEL` on a free loopback port.
+    pub fn serve(&self, model: &str) -> Served {
+        let mut child = self
+            .cmd(&["serve", "--model", model, "--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn skd serve");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut first).expect("read endpoint");
+        Served { url: first.trim().to_string(), child }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
