@@ -11,7 +11,8 @@
 #   TASKS="navigate" TEACHER="$OPENAI_BASE_URL#gpt-4o-mini" scripts/bbh-proof.sh
 #
 # Settings (environment): TASKS, STUDENT (default qwen2.5-coder-0.5b), TEACHER (URL#model;
-# default: a local server started here), ROUNDS (4), PATIENCE (2), MAX_TOKENS (320),
+# default: a local server started here), ROUNDS (4), PATIENCE (2), MIN_GAIN (2 validation
+# cases), TEACHER_TIMEOUT (2400 s: a CPU teacher writing a skill), MAX_TOKENS (320),
 # SKD (the skd binary; default: `skd` on PATH, else target/debug/skd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,8 @@ TASKS="${TASKS:-boolean_expressions multistep_arithmetic_two object_counting nav
 STUDENT="${STUDENT:-qwen2.5-coder-0.5b}"
 ROUNDS="${ROUNDS:-4}"
 PATIENCE="${PATIENCE:-2}"
+MIN_GAIN="${MIN_GAIN:-2}"
+TEACHER_TIMEOUT="${TEACHER_TIMEOUT:-2400}"
 MAX_TOKENS="${MAX_TOKENS:-320}"
 SKD="${SKD:-$(command -v skd || echo target/debug/skd)}"
 [ -x "$SKD" ] || { echo "no skd binary at $SKD: cargo build -p skd-cli, or set SKD" >&2; exit 1; }
@@ -54,7 +57,8 @@ for task in $TASKS; do
   echo "== $skill: distilling" >&2
   # Exit 1 means "finished, not beneficial"; anything else stops the proof.
   "$SKD" distill "$skill" --restart --teacher "$TEACHER" --student "$STUDENT" \
-    --rounds "$ROUNDS" --patience "$PATIENCE" --max-tokens "$MAX_TOKENS" >&2 || [ $? -eq 1 ]
+    --rounds "$ROUNDS" --patience "$PATIENCE" --min-gain "$MIN_GAIN" \
+    --teacher-timeout "$TEACHER_TIMEOUT" --max-tokens "$MAX_TOKENS" >&2 || [ $? -eq 1 ]
 done
 
 "$SKD" bbh report ${TASKS//_/-}

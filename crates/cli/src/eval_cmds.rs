@@ -211,10 +211,31 @@ pub fn bbh_import(
         let dir = config.skills_dir.value.join(&imported.skill_name);
         let suite_path = EvalSuite::path_in(&dir);
         if suite_path.exists() && !force {
-            bail!(
-                "{} exists: its test split is sealed, so it is not replaced (pass --force to re-split)",
-                suite_path.display()
+            // A new split that keeps every sealed test case (a grown validation split) may
+            // replace the suite; the skill and its versions stay as they are.
+            let existing = EvalSuite::load(&suite_path)?;
+            let test_ids = |suite: &EvalSuite| -> Vec<String> {
+                suite.split(Split::Test).iter().map(|c| c.id.to_string()).collect()
+            };
+            if test_ids(&existing) != test_ids(&imported.suite) {
+                bail!(
+                    "{} exists and this split would change its sealed test cases, so it is not replaced \
+                     (pass --force to re-split; results on the old test split are then not comparable)",
+                    suite_path.display()
+                );
+            }
+            imported.suite.save(&suite_path)?;
+            println!(
+                "{}: suite re-split with the same {} test cases ({} -> {} train, {} -> {} validation); SKILL.md kept -> {}",
+                imported.skill_name,
+                imported.suite.split(Split::Test).len(),
+                existing.split(Split::Train).len(),
+                imported.suite.split(Split::Train).len(),
+                existing.split(Split::Validation).len(),
+                imported.suite.split(Split::Validation).len(),
+                dir.display()
             );
+            continue;
         }
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let info = VersionStore::new(&dir)

@@ -242,6 +242,10 @@ struct DistillCliArgs {
     /// Train cases per round.
     #[arg(long, default_value_t = 6)]
     minibatch: usize,
+    /// Validation cases a candidate must pass beyond the best so far to replace it (2 on a
+    /// small validation split keeps one lucky case from choosing the skill).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    min_gain: u16,
     /// Cases the teacher drafts when the skill has no suite.
     #[arg(long, default_value_t = 24)]
     draft_cases: usize,
@@ -295,8 +299,9 @@ enum BbhCommand {
         /// Train cases per task.
         #[arg(long, default_value_t = 12)]
         train: usize,
-        /// Validation cases per task.
-        #[arg(long, default_value_t = 12)]
+        /// Validation cases per task (the first 12 are dealt before the test split, the rest
+        /// after it: growing validation never moves a test case).
+        #[arg(long, default_value_t = 24)]
         validation: usize,
         /// Sealed test cases per task.
         #[arg(long, default_value_t = 30)]
@@ -304,7 +309,8 @@ enum BbhCommand {
         /// Seed of the split.
         #[arg(long, default_value_t = 7)]
         seed: u64,
-        /// Replace an existing suite (re-splits: the old test set is no longer sealed).
+        /// Replace an existing suite even when its test split changes (the old test set is
+        /// then no longer sealed). A split with the same test cases replaces it without this.
         #[arg(long)]
         force: bool,
     },
@@ -623,6 +629,7 @@ fn run(cli: Cli) -> Result<Exit> {
                     worked_examples: a.worked_examples,
                     verify_drafted_cases: !a.no_verify_cases,
                     teacher_timeout_secs: a.teacher_timeout,
+                    min_validation_gain: usize::from(a.min_gain),
                 },
                 transcripts: a.transcripts,
                 examples: a.examples,

@@ -19,13 +19,33 @@ fn eval_measures_a_skill_against_no_skill_and_caches_results() {
     env.pull_smollm2();
     let data = bbh_data();
     let out = env.ok(
-        &["bbh", "import", "boolean_expressions", "--data", &data, "--train", "1", "--validation", "1", "--test", "3"],
+        &["bbh", "import", "boolean_expressions", "--data", &data, "--train", "1", "--validation", "12", "--test", "3"],
         0,
     );
-    assert!(out.contains("bbh-boolean-expressions: v1 with 5 cases"), "{out}");
-    // The sealed split is not replaced by accident.
+    assert!(out.contains("bbh-boolean-expressions: v1 with 16 cases"), "{out}");
+    let suite_path = env.skills_dir().join("bbh-boolean-expressions/evals/evals.json");
+    let test_ids = || {
+        let suite: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&suite_path).expect("suite"))
+            .expect("suite json");
+        let evals = suite["evals"].as_array().expect("evals").clone();
+        let ids: Vec<String> = evals.iter().filter(|c| c["split"] == "test").map(|c| c["id"].to_string()).collect();
+        (ids, evals.len())
+    };
+    let (sealed, _) = test_ids();
+    assert_eq!(sealed.len(), 3);
+    // The sealed split is not replaced by accident: a different split is refused...
     let again = env.stderr(&["bbh", "import", "boolean_expressions", "--data", &data], 5);
     assert!(again.contains("sealed"), "{again}");
+    // ...while a grown validation split that keeps every test case replaces the suite and
+    // leaves the skill's versions alone.
+    let grown = env.ok(
+        &["bbh", "import", "boolean_expressions", "--data", &data, "--train", "1", "--validation", "14", "--test", "3"],
+        0,
+    );
+    assert!(grown.contains("same 3 test cases") && grown.contains("12 -> 14 validation"), "{grown}");
+    assert_eq!(test_ids(), (sealed, 18));
+    let history = env.ok(&["skill", "history", "bbh-boolean-expressions"], 0);
+    assert!(history.contains("v1") && !history.contains("v2"), "{history}");
 
     // Two cases in flight at once: the concurrent path runs against the real model too.
     let args = [

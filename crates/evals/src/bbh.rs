@@ -20,6 +20,11 @@ line: \"So the answer is X.\" where X is the answer alone.";
 pub const ANSWER_PATTERN: &str = r"(?im)answer is[:\s]*\**\s*(.+?)\**\s*\.?\s*$";
 
 /// How many cases go to each split.
+///
+/// The seeded order is dealt as: train, the first [`VALIDATION_BEFORE_TEST`] validation
+/// cases, test, then any further validation cases. Dealt this way a larger validation split
+/// never moves a test case, so a suite can grow its validation (`skd bbh import
+/// --validation 24`) and keep its sealed test split and the results measured on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SplitSizes {
     /// Train cases (the teacher sees them and their failures).
@@ -32,7 +37,30 @@ pub struct SplitSizes {
 
 impl Default for SplitSizes {
     fn default() -> Self {
-        SplitSizes { train: 12, validation: 12, test: 30 }
+        SplitSizes { train: 12, validation: 24, test: 30 }
+    }
+}
+
+/// Validation cases dealt before the test split (see [`SplitSizes`]); 12 was the whole
+/// validation split of the first layout.
+pub const VALIDATION_BEFORE_TEST: usize = 12;
+
+impl SplitSizes {
+    /// The split of the `n`-th case in the seeded order (`None`: not used).
+    pub fn split_of(&self, n: usize) -> Option<Split> {
+        let early_validation = self.validation.min(VALIDATION_BEFORE_TEST);
+        let test_start = self.train + early_validation;
+        if n < self.train {
+            Some(Split::Train)
+        } else if n < test_start {
+            Some(Split::Validation)
+        } else if n < test_start + self.test {
+            Some(Split::Test)
+        } else if n < self.train + self.validation + self.test {
+            Some(Split::Validation)
+        } else {
+            None
+        }
     }
 }
 
@@ -116,14 +144,8 @@ pub fn import(data_dir: &Path, task: &str, sizes: SplitSizes, seed: u64) -> Resu
     let mut suite = EvalSuite::new(&skill_name);
     suite.answer_pattern = Some(ANSWER_PATTERN.to_string());
     suite.instructions = Some(ANSWER_INSTRUCTIONS.to_string());
-    for (n, &index) in order.iter().take(total).enumerate() {
-        let split = if n < sizes.train {
-            Split::Train
-        } else if n < sizes.train + sizes.validation {
-            Split::Validation
-        } else {
-            Split::Test
-        };
+    for (n, &index) in order.iter().enumerate() {
+        let Some(split) = sizes.split_of(n) else { break };
         let example = &file.examples[index];
         let graders = if numeric {
             vec![Grader::Numeric { expected: None, tolerance: 1e-6 }]
@@ -187,6 +209,27 @@ mod tests {
         let mut c: Vec<usize> = (0..50).collect();
         shuffle(&mut c, 8);
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn a_larger_validation_split_keeps_every_test_case_in_place() {
+        let first = SplitSizes { train: 12, validation: 12, test: 30 };
+        let grown = SplitSizes { train: 12, validation: 24, test: 30 };
+        let splits = |sizes: SplitSizes| (0..80).map(|n| sizes.split_of(n)).collect::<Vec<_>>();
+        let (a, b) = (splits(first), splits(grown));
+        for n in 0..80 {
+            if a[n] == Some(Split::Test) || b[n] == Some(Split::Test) {
+                assert_eq!(a[n], b[n], "position {n}");
+            }
+        }
+        let count = |v: &[Option<Split>], s: Split| v.iter().filter(|x| **x == Some(s)).count();
+        assert_eq!((count(&b, Split::Train), count(&b, Split::Validation), count(&b, Split::Test)), (12, 24, 30));
+        assert_eq!(b[66], None);
+        // A validation split smaller than the early block is dealt before the test split.
+        let small = SplitSizes { train: 2, validation: 3, test: 4 };
+        assert_eq!(small.split_of(4), Some(Split::Validation));
+        assert_eq!(small.split_of(5), Some(Split::Test));
+        assert_eq!(small.split_of(9), None);
     }
 
     #[test]

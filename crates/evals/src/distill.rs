@@ -111,6 +111,15 @@ pub struct DistillConfig {
     /// many minutes).
     #[serde(default = "default_teacher_timeout_secs")]
     pub teacher_timeout_secs: u64,
+    /// Validation cases a candidate must pass beyond the best so far to replace it. On a
+    /// small validation split one case is noise (a candidate that won 3 to 2 of 12 lost on
+    /// the sealed test); 2 asks for a gain that a coin flip rarely gives.
+    #[serde(default = "default_min_validation_gain")]
+    pub min_validation_gain: usize,
+}
+
+fn default_min_validation_gain() -> usize {
+    1
 }
 
 fn default_teacher_timeout_secs() -> u64 {
@@ -138,6 +147,7 @@ impl Default for DistillConfig {
             worked_examples: default_worked_examples(),
             verify_drafted_cases: true,
             teacher_timeout_secs: default_teacher_timeout_secs(),
+            min_validation_gain: default_min_validation_gain(),
         }
     }
 }
@@ -457,7 +467,7 @@ pub fn parse_skill_reply(text: &str, truncated: bool) -> std::result::Result<Ski
 
 #[cfg(test)]
 mod tests {
-    use super::parse_skill_reply;
+    use super::{Rate, parse_skill_reply, replaces_best};
 
     #[test]
     fn skill_replies_are_read_from_fences_with_inner_code_blocks() {
@@ -503,6 +513,17 @@ mod tests {
         assert!(!super::same_answer("it is not 5 but 6 in the end", "6"));
         assert!(!super::same_answer("1/2", "2"));
         assert!(!super::same_answer("12:30", "30"));
+    }
+
+    #[test]
+    fn a_candidate_must_win_by_the_minimum_gain() {
+        let rate = |passed| Rate::wilson(passed, 24);
+        assert!(replaces_best(&rate(6), &rate(5), 1));
+        assert!(!replaces_best(&rate(5), &rate(5), 1));
+        assert!(!replaces_best(&rate(6), &rate(5), 2));
+        assert!(replaces_best(&rate(7), &rate(5), 2));
+        // 0 means the smallest real gain, not "a tie wins".
+        assert!(!replaces_best(&rate(5), &rate(5), 0));
     }
 
     #[test]
@@ -1120,16 +1141,23 @@ impl Distiller<'_> {
             .run(validation, Some(&text), "candidate", &mut |r: &crate::run::CaseResult| report("validation", r))
             .await?;
         record_validation(&mut state.candidates[id], &run);
-        let rate = state.candidates[id].validation_rate().rate;
-        let best_rate = state.candidates[state.best].validation_rate().rate;
-        log.validation_rate = Some(rate);
-        if rate > best_rate {
+        let (candidate, best) = (state.candidates[id].validation_rate(), state.candidates[state.best].validation_rate());
+        log.validation_rate = Some(candidate.rate);
+        if replaces_best(&candidate, &best, state.config.min_validation_gain) {
             state.best = id;
             state.rounds_without_gain = 0;
             log.improved = true;
         } else {
             state.rounds_without_gain += 1;
-            log.note = format!("validation {:.0}% did not beat the best {:.0}%", rate * 100.0, best_rate * 100.0);
+            log.note = format!(
+                "validation {}/{} did not beat the best {}/{} by {} case{}",
+                candidate.passed,
+                candidate.total,
+                best.passed,
+                best.total,
+                state.config.min_validation_gain.max(1),
+                if state.config.min_validation_gain > 1 { "s" } else { "" }
+            );
         }
         state.log.push(log.clone());
         Ok(log)
@@ -1351,6 +1379,12 @@ pub fn with_worked_examples(markdown: &str, examples: &[(&str, &str)]) -> String
     out.push_str(WORKED_EXAMPLES_END);
     out.push('\n');
     out
+}
+
+/// A candidate replaces the best when it passes at least `min_gain` (at least 1) more
+/// validation cases.
+fn replaces_best(candidate: &Rate, best: &Rate, min_gain: usize) -> bool {
+    candidate.passed >= best.passed + min_gain.max(1)
 }
 
 fn record_validation(candidate: &mut Candidate, run: &SuiteRun) {
