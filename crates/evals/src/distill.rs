@@ -467,7 +467,7 @@ pub fn parse_skill_reply(text: &str, truncated: bool) -> std::result::Result<Ski
 
 #[cfg(test)]
 mod tests {
-    use super::{Rate, parse_skill_reply, replaces_best};
+    use super::{Rate, parse_skill_reply, replaces_best, searchable_queries};
 
     #[test]
     fn skill_replies_are_read_from_fences_with_inner_code_blocks() {
@@ -524,6 +524,17 @@ mod tests {
         assert!(replaces_best(&rate(7), &rate(5), 2));
         // 0 means the smallest real gain, not "a tie wins".
         assert!(!replaces_best(&rate(5), &rate(5), 0));
+    }
+
+    #[test]
+    fn the_skill_name_and_repeats_are_not_search_queries() {
+        let q = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let name = "bbh-navigate";
+        assert!(searchable_queries(&q(&[name, "BBH Navigate", "use bbh-navigate", "  "]), name).is_empty());
+        assert_eq!(
+            searchable_queries(&q(&["do I end up where I started?", "Do I end up where I started", "walk steps"]), name),
+            q(&["do I end up where I started?", "walk steps"])
+        );
     }
 
     #[test]
@@ -1174,13 +1185,22 @@ impl Distiller<'_> {
         );
         let queries: RecallQueries = self
             .ask(state, user, 600, "recall queries", |q: &RecallQueries| {
-                if q.should_find.len() < 2 || q.should_not_find.len() < 2 {
-                    Err("need at least 2 queries of each kind".into())
+                if searchable_queries(&q.should_find, &name).len() < 2
+                    || searchable_queries(&q.should_not_find, &name).len() < 2
+                {
+                    Err(format!(
+                        "need at least 2 different queries of each kind, in the words a user would type \
+                         (not the skill's name `{name}`)"
+                    ))
                 } else {
                     Ok(())
                 }
             })
             .await?;
+        let queries = RecallQueries {
+            should_find: searchable_queries(&queries.should_find, &name),
+            should_not_find: searchable_queries(&queries.should_not_find, &name),
+        };
         // A "near-miss" that is a should-find query with a word changed cannot be told apart
         // by any description: it is set aside (and reported) rather than failing the check.
         let (near_misses, discarded): (Vec<String>, Vec<String>) = queries
@@ -1304,12 +1324,32 @@ fn teacher_error(e: teacher::Error) -> Error {
     }
 }
 
+fn word_set(text: &str) -> std::collections::BTreeSet<String> {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
+}
+
+/// The queries a user could have typed: not empty, not the skill's own name (a small teacher
+/// writes `bbh-navigate` as every query, which any index ranks first and proves nothing),
+/// each once.
+fn searchable_queries(queries: &[String], skill_name: &str) -> Vec<String> {
+    let name_words = word_set(skill_name);
+    let name = skill_name.to_lowercase();
+    let mut seen = Vec::new();
+    let mut out = Vec::new();
+    for query in queries {
+        let words = word_set(query);
+        if words.is_empty() || words == name_words || query.to_lowercase().contains(&name) || seen.contains(&words) {
+            continue;
+        }
+        seen.push(words);
+        out.push(query.trim().to_string());
+    }
+    out
+}
+
 /// Two queries share most of their words (Jaccard similarity of their word sets >= 0.6).
 fn too_similar(a: &str, b: &str) -> bool {
-    let words = |t: &str| -> std::collections::BTreeSet<String> {
-        t.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
-    };
-    let (wa, wb) = (words(a), words(b));
+    let (wa, wb) = (word_set(a), word_set(b));
     let union = wa.union(&wb).count();
     union > 0 && wa.intersection(&wb).count() as f64 / union as f64 >= 0.6
 }

@@ -146,8 +146,11 @@ async fn distill_rewrites_measures_and_resumes_after_a_crash() {
     assert!((cost - expected).abs() < 1e-12 && cost > 0.0);
     let recall = done.recall.as_ref().expect("recall check");
     assert!(!recall.positive.is_empty());
-    assert_eq!(recall.negative.len() + recall.discarded_near_misses.len(), 4, "{recall:?}");
+    assert!(recall.negative.len() + recall.discarded_near_misses.len() <= 4, "{recall:?}");
     if recording.is_none() {
+        // The recorded teacher wrote 4 of each kind but repeated one: each counts once.
+        assert_eq!(recall.positive.len(), 3, "{recall:?}");
+        assert_eq!(recall.negative.len() + recall.discarded_near_misses.len(), 3, "{recall:?}");
         // The recorded teacher's near-misses were its should-find queries minus "is": set
         // aside, not counted against the description.
         assert!(!recall.discarded_near_misses.is_empty(), "{recall:?}");
