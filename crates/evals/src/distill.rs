@@ -535,6 +535,8 @@ mod tests {
             searchable_queries(&q(&["do I end up where I started?", "Do I end up where I started", "walk steps"]), name),
             q(&["do I end up where I started?", "walk steps"])
         );
+        // A one-word name is an ordinary word in a query.
+        assert_eq!(searchable_queries(&q(&["navigate", "navigate home"]), "navigate"), q(&["navigate home"]));
     }
 
     #[test]
@@ -1333,12 +1335,15 @@ fn word_set(text: &str) -> std::collections::BTreeSet<String> {
 /// each once.
 fn searchable_queries(queries: &[String], skill_name: &str) -> Vec<String> {
     let name_words = word_set(skill_name);
+    // A hyphenated name inside a query is the identifier, not words a user searches with
+    // ("use bbh-navigate"); a one-word name ("navigate") is an ordinary word.
     let name = skill_name.to_lowercase();
+    let names_the_skill = |query: &str| name.contains('-') && query.to_lowercase().contains(&name);
     let mut seen = Vec::new();
     let mut out = Vec::new();
     for query in queries {
         let words = word_set(query);
-        if words.is_empty() || words == name_words || query.to_lowercase().contains(&name) || seen.contains(&words) {
+        if words.is_empty() || words == name_words || names_the_skill(query) || seen.contains(&words) {
             continue;
         }
         seen.push(words);
