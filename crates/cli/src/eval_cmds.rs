@@ -211,17 +211,28 @@ pub fn bbh_import(
         let dir = config.skills_dir.value.join(&imported.skill_name);
         let suite_path = EvalSuite::path_in(&dir);
         if suite_path.exists() && !force {
-            // A new split that keeps every sealed test case (a grown validation split) may
-            // replace the suite; the skill and its versions stay as they are.
+            // A new split that keeps the sealed test split exactly (same cases, graded the same
+            // way: a grown validation split) may replace the suite; the skill and its versions
+            // stay as they are.
             let existing = EvalSuite::load(&suite_path)?;
-            let test_ids = |suite: &EvalSuite| -> Vec<String> {
-                suite.split(Split::Test).iter().map(|c| c.id.to_string()).collect()
-            };
-            if test_ids(&existing) != test_ids(&imported.suite) {
+            if !same_test_split(&existing, &imported.suite) {
                 bail!(
                     "{} exists and this split would change its sealed test cases, so it is not replaced \
                      (pass --force to re-split; results on the old test split are then not comparable)",
                     suite_path.display()
+                );
+            }
+            if existing == imported.suite {
+                println!("{}: suite unchanged -> {}", imported.skill_name, dir.display());
+                continue;
+            }
+            let state = evals::distill::state_path(&dir);
+            if evals::distill::load_state(&dir).is_ok_and(|s| s.report.is_none()) {
+                bail!(
+                    "an unfinished distillation ({}) measured its candidates on the current validation split; \
+                     finish it (skd distill {} --resume) or discard it (--restart) before re-splitting",
+                    state.display(),
+                    imported.skill_name
                 );
             }
             imported.suite.save(&suite_path)?;
@@ -253,6 +264,14 @@ pub fn bbh_import(
         );
     }
     Ok(Exit::Ok)
+}
+
+/// The two suites grade the same sealed test cases the same way (in any order).
+fn same_test_split(a: &EvalSuite, b: &EvalSuite) -> bool {
+    let cases = |suite: &EvalSuite| -> std::collections::BTreeMap<String, evals::EvalCase> {
+        suite.split(Split::Test).into_iter().map(|c| (c.id.to_string(), c.clone())).collect()
+    };
+    a.answer_pattern == b.answer_pattern && a.instructions == b.instructions && cases(a) == cases(b)
 }
 
 pub fn bbh_report(config: &Config, tasks: &[String], as_json: bool) -> Result<Exit> {

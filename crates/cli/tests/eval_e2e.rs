@@ -44,6 +44,11 @@ fn eval_measures_a_skill_against_no_skill_and_caches_results() {
     );
     assert!(grown.contains("same 3 test cases") && grown.contains("12 -> 14 validation"), "{grown}");
     assert_eq!(test_ids(), (sealed, 18));
+    let same = env.ok(
+        &["bbh", "import", "boolean_expressions", "--data", &data, "--train", "1", "--validation", "14", "--test", "3"],
+        0,
+    );
+    assert!(same.contains("suite unchanged"), "{same}");
     let history = env.ok(&["skill", "history", "bbh-boolean-expressions"], 0);
     assert!(history.contains("v1") && !history.contains("v2"), "{history}");
 

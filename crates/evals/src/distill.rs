@@ -524,6 +524,9 @@ mod tests {
         assert!(replaces_best(&rate(7), &rate(5), 2));
         // 0 means the smallest real gain, not "a tie wins".
         assert!(!replaces_best(&rate(5), &rate(5), 0));
+        // Measured on different numbers of cases: 12/24 does not beat 10/12.
+        assert!(!replaces_best(&rate(12), &Rate::wilson(10, 12), 1));
+        assert!(replaces_best(&rate(24), &Rate::wilson(10, 12), 1));
     }
 
     #[test]
@@ -1326,8 +1329,13 @@ fn teacher_error(e: teacher::Error) -> Error {
     }
 }
 
-fn word_set(text: &str) -> std::collections::BTreeSet<String> {
+/// Lowercase words in order.
+fn words(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
+}
+
+fn word_set(text: &str) -> std::collections::BTreeSet<String> {
+    words(text).into_iter().collect()
 }
 
 /// The queries a user could have typed: not empty, not the skill's own name (a small teacher
@@ -1339,14 +1347,17 @@ fn searchable_queries(queries: &[String], skill_name: &str) -> Vec<String> {
     // ("use bbh-navigate"); a one-word name ("navigate") is an ordinary word.
     let name = skill_name.to_lowercase();
     let names_the_skill = |query: &str| name.contains('-') && query.to_lowercase().contains(&name);
-    let mut seen = Vec::new();
+    let mut seen: Vec<Vec<String>> = Vec::new();
     let mut out = Vec::new();
     for query in queries {
-        let words = word_set(query);
-        if words.is_empty() || words == name_words || names_the_skill(query) || seen.contains(&words) {
+        // Repeats are the same words in the same order ("not True or False" and "False or not
+        // True" are different queries).
+        let sequence = words(query);
+        let set: std::collections::BTreeSet<String> = sequence.iter().cloned().collect();
+        if set.is_empty() || set == name_words || names_the_skill(query) || seen.contains(&sequence) {
             continue;
         }
-        seen.push(words);
+        seen.push(sequence);
         out.push(query.trim().to_string());
     }
     out
@@ -1427,9 +1438,16 @@ pub fn with_worked_examples(markdown: &str, examples: &[(&str, &str)]) -> String
 }
 
 /// A candidate replaces the best when it passes at least `min_gain` (at least 1) more
-/// validation cases.
+/// validation cases. Both are measured on the same cases within a run; should the totals
+/// differ (a suite edited between runs), rates are compared with the gain scaled to them.
 fn replaces_best(candidate: &Rate, best: &Rate, min_gain: usize) -> bool {
-    candidate.passed >= best.passed + min_gain.max(1)
+    let gain = min_gain.max(1);
+    if candidate.total == best.total {
+        candidate.passed >= best.passed + gain
+    } else {
+        // candidate.rate >= best.rate + gain / best.total, without floating point.
+        candidate.passed * best.total >= (best.passed + gain) * candidate.total
+    }
 }
 
 fn record_validation(candidate: &mut Candidate, run: &SuiteRun) {
