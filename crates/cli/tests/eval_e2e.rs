@@ -25,8 +25,8 @@ fn eval_measures_a_skill_against_no_skill_and_caches_results() {
     assert!(out.contains("bbh-boolean-expressions: v1 with 16 cases"), "{out}");
     let suite_path = env.skills_dir().join("bbh-boolean-expressions/evals/evals.json");
     let test_ids = || {
-        let suite: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&suite_path).expect("suite"))
-            .expect("suite json");
+        let suite: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&suite_path).expect("suite")).expect("suite json");
         let evals = suite["evals"].as_array().expect("evals").clone();
         let ids: Vec<String> = evals.iter().filter(|c| c["split"] == "test").map(|c| c["id"].to_string()).collect();
         (ids, evals.len())

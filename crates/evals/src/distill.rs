@@ -535,7 +535,10 @@ mod tests {
         let name = "bbh-navigate";
         assert!(searchable_queries(&q(&[name, "BBH Navigate", "use bbh-navigate", "  "]), name).is_empty());
         assert_eq!(
-            searchable_queries(&q(&["do I end up where I started?", "Do I end up where I started", "walk steps"]), name),
+            searchable_queries(
+                &q(&["do I end up where I started?", "Do I end up where I started", "walk steps"]),
+                name
+            ),
             q(&["do I end up where I started?", "walk steps"])
         );
         // A one-word name is an ordinary word in a query.
@@ -1157,7 +1160,8 @@ impl Distiller<'_> {
             .run(validation, Some(&text), "candidate", &mut |r: &crate::run::CaseResult| report("validation", r))
             .await?;
         record_validation(&mut state.candidates[id], &run);
-        let (candidate, best) = (state.candidates[id].validation_rate(), state.candidates[state.best].validation_rate());
+        let (candidate, best) =
+            (state.candidates[id].validation_rate(), state.candidates[state.best].validation_rate());
         log.validation_rate = Some(candidate.rate);
         if replaces_best(&candidate, &best, state.config.min_validation_gain) {
             state.best = id;
