@@ -1187,10 +1187,17 @@ impl Distiller<'_> {
         let name = state.job.skill_name.clone();
         let n = state.config.recall_queries.max(2);
         let best = state.candidates[state.best].markdown.clone();
+        // The teacher sees the description and the procedure, not the frontmatter: shown
+        // `name: bbh-navigate`, a small teacher writes the name as every query.
+        let shown = Skill::parse(&best, None).map_err(Error::Core)?;
         let user = format!(
             "Here is a skill. Write {n} search queries a user with this job would type (they should find this \
-             skill) and {n} near-miss queries about related but different jobs (they should not).\n\n{best}\n\n\
-             Reply with JSON only: {{\"should_find\": [\"...\"], \"should_not_find\": [\"...\"]}}"
+             skill) and {n} near-miss queries about related but different jobs (they should not). Write them in \
+             a user's own words, as questions or requests, not as names or identifiers.\n\n## What the skill is \
+             for\n{}\n\n## The skill\n{}\n\n\
+             Reply with JSON only: {{\"should_find\": [\"...\"], \"should_not_find\": [\"...\"]}}",
+            shown.description(),
+            without_worked_examples(shown.body()).trim()
         );
         let queries: RecallQueries = self
             .ask(state, user, 600, "recall queries", |q: &RecallQueries| {
