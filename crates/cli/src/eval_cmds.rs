@@ -414,6 +414,13 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
         parallelism: args.parallel,
         ..RunnerConfig::default()
     };
+    // Only now, with the teacher and student loaded, does a new run set the old one aside.
+    if !args.resume
+        && let Some(kept) = evals::distill::archive_state(&skill_dir)?
+        && !args.json
+    {
+        eprintln!("the previous run is kept at {}", kept.display());
+    }
     let distiller = Distiller {
         student,
         teacher: teacher.as_ref(),

@@ -277,7 +277,7 @@ pub fn proof_row(skill_dir: &Path, skill: &str) -> Result<ProofRow> {
             && e.cases.iter().all(|c| c.split == Split::Test)
             && e.baseline.as_ref().is_some_and(|b| b.label == "no skill")
     };
-    let state = crate::distill::load_state(skill_dir).ok().filter(|s| s.stage == crate::distill::Stage::Finished);
+    let state = crate::distill::latest_finished_state(skill_dir);
     let report = state.as_ref().and_then(|s| s.report.clone());
     let distilled_entry =
         report.as_ref().and_then(|r| bench.entries.iter().filter(on_test).rfind(|e| e.version == Some(r.version)));

@@ -326,6 +326,54 @@ pub fn state_path(skill_dir: &Path) -> PathBuf {
     skill_dir.join(STATE_FILE)
 }
 
+/// Where `--restart` keeps the runs it set aside.
+const ARCHIVE_DIR: &str = "evals/distill/runs";
+
+/// Sets the current state aside before a new run replaces it: moves `state.json` to
+/// `evals/distill/runs/<UTC time>-<stage>.json` (a rename, so nothing is half-written) and
+/// returns where it went, or `None` when there was no state. Finished runs stay readable
+/// there, e.g. by `skd bbh report` while the new run is under way.
+pub fn archive_state(skill_dir: &Path) -> Result<Option<PathBuf>> {
+    let path = state_path(skill_dir);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let stage = load_state(skill_dir).map(|s| format!("{:?}", s.stage).to_lowercase()).unwrap_or("unreadable".into());
+    let dir = skill_dir.join(ARCHIVE_DIR);
+    std::fs::create_dir_all(&dir).map_err(|e| skill_core::Error::io(&dir, e))?;
+    // `:` is not allowed in Windows file names; the time still sorts as text.
+    let stamp = skill_core::time::rfc3339(skill_core::time::now_unix()).replace(':', "");
+    let mut target = dir.join(format!("{stamp}-{stage}.json"));
+    let mut n = 1;
+    while target.exists() {
+        n += 1;
+        target = dir.join(format!("{stamp}-{stage}-{n}.json"));
+    }
+    std::fs::rename(&path, &target).map_err(|e| skill_core::Error::io(&path, e))?;
+    Ok(Some(target))
+}
+
+/// The newest finished run: the current state when it is finished, else the newest one
+/// `--restart` archived. `None` when no run ever finished.
+pub fn latest_finished_state(skill_dir: &Path) -> Option<DistillState> {
+    if let Ok(state) = load_state(skill_dir)
+        && state.stage == Stage::Finished
+    {
+        return Some(state);
+    }
+    let mut archived: Vec<PathBuf> = std::fs::read_dir(skill_dir.join(ARCHIVE_DIR))
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    // Names start with the UTC time, so the newest sorts last.
+    archived.sort();
+    archived.iter().rev().find_map(|p| {
+        let text = std::fs::read_to_string(p).ok()?;
+        serde_json::from_str::<DistillState>(&text).ok().filter(|s| s.stage == Stage::Finished)
+    })
+}
+
 /// Reads a saved state (for `--resume`).
 pub fn load_state(skill_dir: &Path) -> Result<DistillState> {
     let path = state_path(skill_dir);
@@ -468,6 +516,43 @@ pub fn parse_skill_reply(text: &str, truncated: bool) -> std::result::Result<Ski
 #[cfg(test)]
 mod tests {
     use super::{Rate, parse_skill_reply, replaces_best, searchable_queries};
+
+    #[test]
+    fn a_restart_archives_the_previous_run_and_finished_runs_stay_readable() {
+        use super::{DistillConfig, DistillJob, DistillState, Stage, archive_state, latest_finished_state, state_path};
+        let dir = tempfile::tempdir().expect("tmp");
+        let skill = dir.path();
+        assert_eq!(archive_state(skill).expect("nothing to archive"), None);
+        assert!(latest_finished_state(skill).is_none());
+        let write = |stage: Stage, rounds: usize| {
+            let job = DistillJob {
+                skill_name: "x".into(),
+                description: "d".into(),
+                transcripts: Vec::new(),
+                examples: Vec::new(),
+            };
+            let mut state = DistillState::new(job, DistillConfig::default());
+            state.stage = stage;
+            state.rounds = rounds;
+            std::fs::create_dir_all(state_path(skill).parent().expect("parent")).expect("mkdir");
+            std::fs::write(state_path(skill), serde_json::to_vec(&state).expect("json")).expect("write");
+        };
+        write(Stage::Finished, 3);
+        assert_eq!(latest_finished_state(skill).expect("current finished run").rounds, 3);
+        let first = archive_state(skill).expect("archive").expect("archived");
+        assert!(!state_path(skill).exists(), "the state was moved, not copied");
+        assert!(first.file_name().expect("name").to_string_lossy().ends_with("-finished.json"), "{first:?}");
+        // A new run in progress: the report still reads the archived finished one.
+        write(Stage::Measured, 1);
+        assert_eq!(latest_finished_state(skill).expect("archived finished run").rounds, 3);
+        // Restarted again within the same second: a second file, nothing overwritten.
+        let second = archive_state(skill).expect("archive").expect("archived");
+        assert_ne!(first, second);
+        assert!(first.exists() && second.exists());
+        assert!(second.file_name().expect("name").to_string_lossy().contains("-measured"), "{second:?}");
+        write(Stage::Finished, 4);
+        assert_eq!(latest_finished_state(skill).expect("current run").rounds, 4, "the current finished run wins");
+    }
 
     #[test]
     fn skill_replies_are_read_from_fences_with_inner_code_blocks() {
