@@ -11,6 +11,8 @@
 //! resumes from its last finished step without losing a candidate or a score.
 
 use crate::grade::Grader;
+use crate::recall::RecallChecker;
+pub use crate::recall::RecallReport;
 use crate::run::{Evaluator, RunnerConfig, SkillText, SuiteRun};
 use crate::stats::{Lift, Rate};
 use crate::suite::{CaseId, CaseMode, EvalCase, EvalSuite, Split};
@@ -213,25 +215,6 @@ pub enum Stage {
     RecallChecked,
     /// Test accuracy measured and the version saved.
     Finished,
-}
-
-/// The retrieval check.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RecallReport {
-    /// Queries that should rank the skill first, and whether they did.
-    pub positive: Vec<(String, bool)>,
-    /// Near-misses that should not, and whether they did not.
-    pub negative: Vec<(String, bool)>,
-    /// Near-misses set aside as near-copies of a should-find query.
-    #[serde(default)]
-    pub discarded_near_misses: Vec<String>,
-    /// Why the check could not be run (the teacher's queries were unusable).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub not_checked: Option<String>,
-    /// Description rewrites needed.
-    pub rewrites: usize,
-    /// Final check on the held-out half of the queries passed.
-    pub passed: bool,
 }
 
 /// The sealed-test measurement.
@@ -515,7 +498,7 @@ pub fn parse_skill_reply(text: &str, truncated: bool) -> std::result::Result<Ski
 
 #[cfg(test)]
 mod tests {
-    use super::{Rate, parse_skill_reply, replaces_best, searchable_queries};
+    use super::{Rate, parse_skill_reply, replaces_best};
 
     #[test]
     fn a_restart_archives_the_previous_run_and_finished_runs_stay_readable() {
@@ -615,30 +598,6 @@ mod tests {
     }
 
     #[test]
-    fn the_skill_name_and_repeats_are_not_search_queries() {
-        let q = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let name = "bbh-navigate";
-        assert!(searchable_queries(&q(&[name, "BBH Navigate", "use bbh-navigate", "  "]), name).is_empty());
-        assert_eq!(
-            searchable_queries(
-                &q(&["do I end up where I started?", "Do I end up where I started", "walk steps"]),
-                name
-            ),
-            q(&["do I end up where I started?", "walk steps"])
-        );
-        // A one-word name is an ordinary word in a query.
-        assert_eq!(searchable_queries(&q(&["navigate", "navigate home"]), "navigate"), q(&["navigate home"]));
-    }
-
-    #[test]
-    fn near_copies_of_a_query_are_too_similar_to_be_near_misses() {
-        assert!(super::too_similar("not ( ( not not True ) ) is", "not ( ( not not True ) )"));
-        assert!(super::too_similar("evaluate a boolean expression", "Evaluate the boolean expression"));
-        assert!(!super::too_similar("evaluate a boolean expression", "sort a list of words alphabetically"));
-        assert!(!super::too_similar("", ""));
-    }
-
-    #[test]
     fn worked_examples_replace_their_own_section_and_keep_the_rest() {
         let skill = "---\nname: x\ndescription: d\n---\n1. Do it.\n\n## Notes\nKeep this.\n";
         let once = super::with_worked_examples(skill, &[("2+2", "4\nANSWER: 4")]);
@@ -670,18 +629,7 @@ struct DraftCases {
     cases: Vec<ExampleCase>,
 }
 
-#[derive(Deserialize)]
-struct RecallQueries {
-    should_find: Vec<String>,
-    should_not_find: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct NewDescription {
-    description: String,
-}
-
-const TEACHER_SYSTEM: &str = "You write skills for a small local language model: SKILL.md files in the Agent \
+pub(crate) const TEACHER_SYSTEM: &str = "You write skills for a small local language model: SKILL.md files in the Agent \
 Skills format (YAML frontmatter with `name` and `description`, then markdown instructions). A skill is one \
 job, written as a short numbered procedure the small model can follow literally, with the output format \
 stated exactly. Generalize: never mention specific test inputs.";
@@ -838,14 +786,7 @@ impl Distiller<'_> {
                 Ok(()) => {}
                 Err(Error::TeacherOutput(why)) => {
                     on_event(DistillEvent::Stage(format!("recall not checked: {}", clip(&why, 200))));
-                    state.recall = Some(RecallReport {
-                        positive: Vec::new(),
-                        negative: Vec::new(),
-                        discarded_near_misses: Vec::new(),
-                        rewrites: 0,
-                        passed: false,
-                        not_checked: Some(why),
-                    });
+                    state.recall = Some(RecallReport::not_checked(why));
                 }
                 Err(e) => return Err(e),
             }
@@ -915,6 +856,25 @@ impl Distiller<'_> {
             self.save(&state)?;
         }
         Ok(state)
+    }
+
+    /// The recall check on the best candidate; a rewritten description replaces its own.
+    async fn recall_check(&self, state: &mut DistillState) -> Result<()> {
+        let checker = RecallChecker {
+            teacher: self.teacher,
+            skill_name: self.text("").name,
+            library_root: self.library_root.clone(),
+            queries_per_kind: state.config.recall_queries,
+            teacher_timeout: std::time::Duration::from_secs(state.config.teacher_timeout_secs),
+        };
+        let best = state.best;
+        let markdown = state.candidates[best].markdown.clone();
+        let outcome = checker.check(&markdown, &mut |usage| state.count_teacher_usage(usage)).await?;
+        if outcome.report.rewrites > 0 {
+            state.candidates[best].markdown = outcome.markdown;
+        }
+        state.recall = Some(outcome.report);
+        Ok(())
     }
 
     fn text(&self, markdown: &str) -> SkillText {
@@ -1267,144 +1227,6 @@ impl Distiller<'_> {
         state.log.push(log.clone());
         Ok(log)
     }
-
-    async fn recall_check(&self, state: &mut DistillState) -> Result<()> {
-        let name = state.job.skill_name.clone();
-        let n = state.config.recall_queries.max(2);
-        let best = state.candidates[state.best].markdown.clone();
-        // The teacher sees the description and the procedure, not the frontmatter: shown
-        // `name: bbh-navigate`, a small teacher writes the name as every query.
-        let shown = Skill::parse(&best, None).map_err(Error::Core)?;
-        let user = format!(
-            "Here is a skill. Write {n} search queries a user with this job would type (they should find this \
-             skill) and {n} near-miss queries about related but different jobs (they should not). Write them in \
-             a user's own words, as questions or requests, not as names or identifiers.\n\n## What the skill is \
-             for\n{}\n\n## The skill\n{}\n\n\
-             Reply with JSON only: {{\"should_find\": [\"...\"], \"should_not_find\": [\"...\"]}}",
-            shown.description(),
-            without_worked_examples(shown.body()).trim()
-        );
-        let queries: RecallQueries = self
-            .ask(state, user, 600, "recall queries", |q: &RecallQueries| {
-                if searchable_queries(&q.should_find, &name).len() < 2
-                    || searchable_queries(&q.should_not_find, &name).len() < 2
-                {
-                    Err(format!(
-                        "need at least 2 different queries of each kind, in the words a user would type \
-                         (not the skill's name `{name}`)"
-                    ))
-                } else {
-                    Ok(())
-                }
-            })
-            .await?;
-        let queries = RecallQueries {
-            should_find: searchable_queries(&queries.should_find, &name),
-            should_not_find: searchable_queries(&queries.should_not_find, &name),
-        };
-        // A "near-miss" that is a should-find query with a word changed cannot be told apart
-        // by any description: it is set aside (and reported) rather than failing the check.
-        let (near_misses, discarded): (Vec<String>, Vec<String>) = queries
-            .should_not_find
-            .iter()
-            .cloned()
-            .partition(|n| !queries.should_find.iter().any(|p| too_similar(n, p)));
-        // Half of each kind to tune the description on, half held out to check it.
-        let pos_train = &queries.should_find[..queries.should_find.len() / 2];
-        let neg_train = &near_misses[..near_misses.len() / 2];
-        let mut markdown = best;
-        let mut rewrites = 0;
-        loop {
-            let train_ok = self.recall(&markdown, pos_train, neg_train)?;
-            if train_ok.iter().all(|(_, ok)| *ok) || rewrites >= 2 {
-                break;
-            }
-            let missed: Vec<&String> = train_ok.iter().filter(|(_, ok)| !ok).map(|(q, _)| q).collect();
-            let current = Skill::parse(&markdown, None).map_err(Error::Core)?;
-            let user = format!(
-                "Search over a skill library ranks skills by their name, description and text. For the skill \
-                 below, these queries went wrong (should-find queries that did not rank it first, or near-misses \
-                 that did): {missed:?}. Rewrite only the description (one or two sentences, <= 1024 characters) \
-                 with the words users search for, so that it ranks first for its own job and not for related \
-                 ones.\n\nCurrent description: {}\n\nReply with JSON only: {{\"description\": \"...\"}}",
-                current.meta().description.clone().unwrap_or_default()
-            );
-            let new: NewDescription = self
-                .ask(state, user, 300, "description", |d: &NewDescription| {
-                    if d.description.trim().is_empty() || d.description.len() > 1024 {
-                        Err("the description must be 1 to 1024 characters".into())
-                    } else {
-                        Ok(())
-                    }
-                })
-                .await?;
-            let mut skill = current;
-            skill.set_field("description", &new.description).map_err(Error::Core)?;
-            markdown = skill.to_markdown();
-            rewrites += 1;
-        }
-        // One index of the final description ranks every query; the held-out halves are the
-        // tails of each kind.
-        let mut positive = self.recall(&markdown, &queries.should_find, &near_misses)?;
-        let negative = positive.split_off(queries.should_find.len());
-        let passed = positive[pos_train.len()..].iter().chain(&negative[neg_train.len()..]).all(|(_, ok)| *ok);
-        if rewrites > 0 {
-            let best = state.best;
-            state.candidates[best].markdown = markdown.clone();
-        }
-        tracing::info!(skill = %name, rewrites, passed, "recall check");
-        state.recall = Some(RecallReport {
-            positive,
-            negative,
-            discarded_near_misses: discarded,
-            rewrites,
-            passed,
-            not_checked: None,
-        });
-        Ok(())
-    }
-
-    /// (query, ok) for each query: ok when the skill ranks first for a should-find query, or
-    /// not first for a near-miss.
-    fn recall(&self, markdown: &str, should_find: &[String], should_not: &[String]) -> Result<Vec<(String, bool)>> {
-        let scratch = tempfile::tempdir().map_err(|e| Error::other(format!("scratch folder: {e}")))?;
-        let lib_root = scratch.path().join("skills");
-        let name = self.text(markdown).name;
-        if let Some(root) = &self.library_root
-            && let Ok(entries) = std::fs::read_dir(root)
-        {
-            for entry in entries.flatten() {
-                let other = entry.file_name().to_string_lossy().into_owned();
-                let src = entry.path().join("SKILL.md");
-                if other != name && src.is_file() {
-                    let dir = lib_root.join(&other);
-                    std::fs::create_dir_all(&dir).map_err(|e| skill_core::Error::io(&dir, e))?;
-                    std::fs::copy(&src, dir.join("SKILL.md")).map_err(|e| skill_core::Error::io(&src, e))?;
-                }
-            }
-        }
-        let dir = lib_root.join(&name);
-        std::fs::create_dir_all(&dir).map_err(|e| skill_core::Error::io(&dir, e))?;
-        atomic_write(&dir.join("SKILL.md"), markdown.as_bytes())?;
-        let mut index = retrieval::SearchIndex::open_or_create(&scratch.path().join("index"))
-            .map_err(|e| Error::other(e.to_string()))?;
-        let sources =
-            retrieval::Sources { library: Some(skill_core::SkillLibrary::new(&lib_root)), ..Default::default() };
-        index.update(&sources, true, &mut |_| {}).map_err(|e| Error::other(e.to_string()))?;
-        let opts = retrieval::SearchOptions { limit: 3, scope: skill_core::Scope::Skills, ..Default::default() };
-        let top = |q: &str| -> Result<Option<String>> {
-            let hits = index.search(q, &opts).map_err(|e| Error::other(e.to_string()))?;
-            Ok(hits.into_iter().next().and_then(|h| h.name))
-        };
-        let mut out = Vec::new();
-        for q in should_find {
-            out.push((q.clone(), top(q)?.as_deref() == Some(name.as_str())));
-        }
-        for q in should_not {
-            out.push((q.clone(), top(q)?.as_deref() != Some(name.as_str())));
-        }
-        Ok(out)
-    }
 }
 
 /// The split of the `i`-th case of a drafted suite: 40% train, 20% validation, 40% sealed
@@ -1419,52 +1241,11 @@ fn drafted_split(i: usize) -> Split {
 }
 
 /// The teacher's error as ours, keeping "answered, but unusably" apart from "unreachable".
-fn teacher_error(e: teacher::Error) -> Error {
+pub(crate) fn teacher_error(e: teacher::Error) -> Error {
     match e {
         invalid @ teacher::Error::InvalidOutput { .. } => Error::TeacherOutput(invalid.to_string()),
         other => Error::other(other.to_string()),
     }
-}
-
-/// Lowercase words in order.
-fn words(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
-}
-
-fn word_set(text: &str) -> std::collections::BTreeSet<String> {
-    words(text).into_iter().collect()
-}
-
-/// The queries a user could have typed: not empty, not the skill's own name (a small teacher
-/// writes `bbh-navigate` as every query, which any index ranks first and proves nothing),
-/// each once.
-fn searchable_queries(queries: &[String], skill_name: &str) -> Vec<String> {
-    let name_words = word_set(skill_name);
-    // A hyphenated name inside a query is the identifier, not words a user searches with
-    // ("use bbh-navigate"); a one-word name ("navigate") is an ordinary word.
-    let name = skill_name.to_lowercase();
-    let names_the_skill = |query: &str| name.contains('-') && query.to_lowercase().contains(&name);
-    let mut seen: Vec<Vec<String>> = Vec::new();
-    let mut out = Vec::new();
-    for query in queries {
-        // Repeats are the same words in the same order ("not True or False" and "False or not
-        // True" are different queries).
-        let sequence = words(query);
-        let set: std::collections::BTreeSet<String> = sequence.iter().cloned().collect();
-        if set.is_empty() || set == name_words || names_the_skill(query) || seen.contains(&sequence) {
-            continue;
-        }
-        seen.push(sequence);
-        out.push(query.trim().to_string());
-    }
-    out
-}
-
-/// Two queries share most of their words (Jaccard similarity of their word sets >= 0.6).
-fn too_similar(a: &str, b: &str) -> bool {
-    let (wa, wb) = (word_set(a), word_set(b));
-    let union = wa.union(&wb).count();
-    union > 0 && wa.intersection(&wb).count() as f64 / union as f64 >= 0.6
 }
 
 /// Two answers agree: equal after normalizing, or the same number.

@@ -9,11 +9,14 @@
 //! * [`bbh`]: BIG-Bench Hard tasks as a skill (the human-written procedure) and a suite.
 //! * [`distill`]: the teacher-student loop with a Pareto front, convergence, a recall check,
 //!   a sealed test measurement and resume.
+//! * [`recall`]: does search rank a skill first for its users' words and not for
+//!   near-misses; the teacher writes the queries and rewrites the description.
 //! * [`report`]: `benchmark.json`, `benchmark.md` and a self-contained `benchmark.html`.
 
 pub mod bbh;
 pub mod distill;
 pub mod grade;
+pub mod recall;
 pub mod report;
 mod rubric;
 pub mod run;

@@ -1,0 +1,323 @@
+//! The recall check: does search surface a skill for the words its users type?
+//!
+//! The teacher writes queries a user with the skill's job would type and near-misses about
+//! related jobs. Retrieval over the skill library (the other skills plus this one, in a
+//! scratch index) must rank the skill first for the former and not for the latter. Half of
+//! each kind tunes the description (the teacher rewrites it from the misses, at most twice);
+//! the other half, held out, decides whether the check passed.
+
+use crate::distill::{TEACHER_SYSTEM, teacher_error, without_worked_examples};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use skill_core::fsutil::atomic_write;
+use skill_core::{ChatMessage, CompletionRequest, Role, Skill, Teacher, Usage};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The retrieval check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecallReport {
+    /// Queries that should rank the skill first, and whether they did.
+    pub positive: Vec<(String, bool)>,
+    /// Near-misses that should not, and whether they did not.
+    pub negative: Vec<(String, bool)>,
+    /// Near-misses set aside as near-copies of a should-find query.
+    #[serde(default)]
+    pub discarded_near_misses: Vec<String>,
+    /// Why the check could not be run (the teacher's queries were unusable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_checked: Option<String>,
+    /// Description rewrites needed.
+    pub rewrites: usize,
+    /// Final check on the held-out half of the queries passed.
+    pub passed: bool,
+}
+
+impl RecallReport {
+    /// The report of a check that could not run, and why.
+    pub fn not_checked(why: String) -> Self {
+        RecallReport {
+            positive: Vec::new(),
+            negative: Vec::new(),
+            discarded_near_misses: Vec::new(),
+            rewrites: 0,
+            passed: false,
+            not_checked: Some(why),
+        }
+    }
+}
+
+/// What a check found, and the skill with its final description.
+#[derive(Debug, Clone)]
+pub struct RecallOutcome {
+    /// Each query and whether retrieval got it right.
+    pub report: RecallReport,
+    /// The SKILL.md with the rewritten description (unchanged when `report.rewrites` is 0).
+    pub markdown: String,
+}
+
+/// The check's inputs.
+pub struct RecallChecker<'a> {
+    /// Writes the queries and rewrites the description.
+    pub teacher: &'a dyn Teacher,
+    /// The skill's name (its folder in the library).
+    pub skill_name: String,
+    /// The library whose other skills compete for each query.
+    pub library_root: Option<PathBuf>,
+    /// Queries of each kind to ask for (at least 2).
+    pub queries_per_kind: usize,
+    /// Wall-clock limit on each teacher request.
+    pub teacher_timeout: Duration,
+}
+
+#[derive(Deserialize)]
+struct RecallQueries {
+    should_find: Vec<String>,
+    should_not_find: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct NewDescription {
+    description: String,
+}
+
+impl RecallChecker<'_> {
+    /// Runs the check on `markdown` (a SKILL.md). Each teacher answer's token usage goes to
+    /// `on_usage` as it arrives. Queries the teacher could not write usably after one repair
+    /// request are [`Error::TeacherOutput`]; the caller decides whether that stops it.
+    pub async fn check(&self, markdown: &str, on_usage: &mut (dyn FnMut(&Usage) + Send)) -> Result<RecallOutcome> {
+        let name = self.skill_name.clone();
+        let n = self.queries_per_kind.max(2);
+        let best = markdown.to_string();
+        // The teacher sees the description and the procedure, not the frontmatter: shown
+        // `name: bbh-navigate`, a small teacher writes the name as every query.
+        let shown = Skill::parse(&best, None).map_err(Error::Core)?;
+        let user = format!(
+            "Here is a skill. Write {n} search queries a user with this job would type (they should find this \
+             skill) and {n} near-miss queries about related but different jobs (they should not). Write them in \
+             a user's own words, as questions or requests, not as names or identifiers.\n\n## What the skill is \
+             for\n{}\n\n## The skill\n{}\n\n\
+             Reply with JSON only: {{\"should_find\": [\"...\"], \"should_not_find\": [\"...\"]}}",
+            shown.description(),
+            without_worked_examples(shown.body()).trim()
+        );
+        let queries: RecallQueries = self
+            .ask(user, 900, on_usage, "recall queries", |q: &RecallQueries| {
+                let (find, miss) = (
+                    searchable_queries(&q.should_find, &name).len(),
+                    searchable_queries(&q.should_not_find, &name).len(),
+                );
+                if find < 2 || miss < 2 {
+                    // The skill's name stays out of this message: quoted back to a small
+                    // teacher, it is what the teacher writes as every query.
+                    Err(format!(
+                        "should_find has {find} usable queries and should_not_find has {miss}; each needs at least 2 \
+                         different ones, each a question or request in a user's own words (no identifiers or \
+                         hyphenated names)"
+                    ))
+                } else {
+                    Ok(())
+                }
+            })
+            .await?;
+        let queries = RecallQueries {
+            should_find: searchable_queries(&queries.should_find, &name),
+            should_not_find: searchable_queries(&queries.should_not_find, &name),
+        };
+        // A "near-miss" that is a should-find query with a word changed cannot be told apart
+        // by any description: it is set aside (and reported) rather than failing the check.
+        let (near_misses, discarded): (Vec<String>, Vec<String>) = queries
+            .should_not_find
+            .iter()
+            .cloned()
+            .partition(|n| !queries.should_find.iter().any(|p| too_similar(n, p)));
+        // Half of each kind to tune the description on, half held out to check it.
+        let pos_train = &queries.should_find[..queries.should_find.len() / 2];
+        let neg_train = &near_misses[..near_misses.len() / 2];
+        let mut markdown = best;
+        let mut rewrites = 0;
+        loop {
+            let train_ok = self.rank_queries(&markdown, pos_train, neg_train)?;
+            if train_ok.iter().all(|(_, ok)| *ok) || rewrites >= 2 {
+                break;
+            }
+            let missed: Vec<&String> = train_ok.iter().filter(|(_, ok)| !ok).map(|(q, _)| q).collect();
+            let current = Skill::parse(&markdown, None).map_err(Error::Core)?;
+            let user = format!(
+                "Search over a skill library ranks skills by their name, description and text. For the skill \
+                 below, these queries went wrong (should-find queries that did not rank it first, or near-misses \
+                 that did): {missed:?}. Rewrite only the description (one or two sentences, <= 1024 characters) \
+                 with the words users search for, so that it ranks first for its own job and not for related \
+                 ones.\n\nCurrent description: {}\n\nReply with JSON only: {{\"description\": \"...\"}}",
+                current.meta().description.clone().unwrap_or_default()
+            );
+            let new: NewDescription = self
+                .ask(user, 300, on_usage, "description", |d: &NewDescription| {
+                    if d.description.trim().is_empty() || d.description.len() > 1024 {
+                        Err("the description must be 1 to 1024 characters".into())
+                    } else {
+                        Ok(())
+                    }
+                })
+                .await?;
+            let mut skill = current;
+            skill.set_field("description", &new.description).map_err(Error::Core)?;
+            markdown = skill.to_markdown();
+            rewrites += 1;
+        }
+        // One index of the final description ranks every query; the held-out halves are the
+        // tails of each kind.
+        let mut positive = self.rank_queries(&markdown, &queries.should_find, &near_misses)?;
+        let negative = positive.split_off(queries.should_find.len());
+        let passed = positive[pos_train.len()..].iter().chain(&negative[neg_train.len()..]).all(|(_, ok)| *ok);
+        tracing::info!(skill = %name, rewrites, passed, "recall check");
+        Ok(RecallOutcome {
+            report: RecallReport {
+                positive,
+                negative,
+                discarded_near_misses: discarded,
+                rewrites,
+                passed,
+                not_checked: None,
+            },
+            markdown,
+        })
+    }
+
+    /// Asks the teacher for JSON that `validate` accepts (one repair request), counting usage.
+    async fn ask<T: serde::de::DeserializeOwned>(
+        &self,
+        user: String,
+        max_tokens: u32,
+        on_usage: &mut (dyn FnMut(&Usage) + Send),
+        what: &str,
+        validate: impl Fn(&T) -> std::result::Result<(), String>,
+    ) -> Result<T> {
+        let mut request = CompletionRequest::new(vec![
+            ChatMessage::new(Role::System, TEACHER_SYSTEM),
+            ChatMessage::new(Role::User, user),
+        ]);
+        request.max_tokens = max_tokens;
+        request.timeout = self.teacher_timeout;
+        let answer = teacher::ask_json(self.teacher, &request, what, validate).await.map_err(teacher_error)?;
+        on_usage(&answer.usage);
+        Ok(answer.value)
+    }
+
+    /// (query, ok) for each query: ok when the skill ranks first for a should-find query, or
+    /// not first for a near-miss.
+    pub fn rank_queries(
+        &self,
+        markdown: &str,
+        should_find: &[String],
+        should_not: &[String],
+    ) -> Result<Vec<(String, bool)>> {
+        let scratch = tempfile::tempdir().map_err(|e| Error::other(format!("scratch folder: {e}")))?;
+        let lib_root = scratch.path().join("skills");
+        let name = self.skill_name.as_str();
+        if let Some(root) = &self.library_root
+            && let Ok(entries) = std::fs::read_dir(root)
+        {
+            for entry in entries.flatten() {
+                let other = entry.file_name().to_string_lossy().into_owned();
+                let src = entry.path().join("SKILL.md");
+                if other != name && src.is_file() {
+                    let dir = lib_root.join(&other);
+                    std::fs::create_dir_all(&dir).map_err(|e| skill_core::Error::io(&dir, e))?;
+                    std::fs::copy(&src, dir.join("SKILL.md")).map_err(|e| skill_core::Error::io(&src, e))?;
+                }
+            }
+        }
+        let dir = lib_root.join(name);
+        std::fs::create_dir_all(&dir).map_err(|e| skill_core::Error::io(&dir, e))?;
+        atomic_write(&dir.join("SKILL.md"), markdown.as_bytes())?;
+        let mut index = retrieval::SearchIndex::open_or_create(&scratch.path().join("index"))
+            .map_err(|e| Error::other(e.to_string()))?;
+        let sources =
+            retrieval::Sources { library: Some(skill_core::SkillLibrary::new(&lib_root)), ..Default::default() };
+        index.update(&sources, true, &mut |_| {}).map_err(|e| Error::other(e.to_string()))?;
+        let opts = retrieval::SearchOptions { limit: 3, scope: skill_core::Scope::Skills, ..Default::default() };
+        let top = |q: &str| -> Result<Option<String>> {
+            let hits = index.search(q, &opts).map_err(|e| Error::other(e.to_string()))?;
+            Ok(hits.into_iter().next().and_then(|h| h.name))
+        };
+        let mut out = Vec::new();
+        for q in should_find {
+            out.push((q.clone(), top(q)?.as_deref() == Some(name)));
+        }
+        for q in should_not {
+            out.push((q.clone(), top(q)?.as_deref() != Some(name)));
+        }
+        Ok(out)
+    }
+}
+
+/// Lowercase words in order.
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
+}
+
+fn word_set(text: &str) -> std::collections::BTreeSet<String> {
+    words(text).into_iter().collect()
+}
+
+/// The queries a user could have typed: not empty, not the skill's own name (a small teacher
+/// writes `bbh-navigate` as every query, which any index ranks first and proves nothing),
+/// each once.
+fn searchable_queries(queries: &[String], skill_name: &str) -> Vec<String> {
+    let name_words = word_set(skill_name);
+    // A hyphenated name inside a query is the identifier, not words a user searches with
+    // ("use bbh-navigate"); a one-word name ("navigate") is an ordinary word.
+    let name = skill_name.to_lowercase();
+    let names_the_skill = |query: &str| name.contains('-') && query.to_lowercase().contains(&name);
+    let mut seen: Vec<Vec<String>> = Vec::new();
+    let mut out = Vec::new();
+    for query in queries {
+        // Repeats are the same words in the same order ("not True or False" and "False or not
+        // True" are different queries).
+        let sequence = words(query);
+        let set: std::collections::BTreeSet<String> = sequence.iter().cloned().collect();
+        if set.is_empty() || set == name_words || names_the_skill(query) || seen.contains(&sequence) {
+            continue;
+        }
+        seen.push(sequence);
+        out.push(query.trim().to_string());
+    }
+    out
+}
+
+/// Two queries share most of their words (Jaccard similarity of their word sets >= 0.6).
+fn too_similar(a: &str, b: &str) -> bool {
+    let (wa, wb) = (word_set(a), word_set(b));
+    let union = wa.union(&wb).count();
+    union > 0 && wa.intersection(&wb).count() as f64 / union as f64 >= 0.6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::searchable_queries;
+
+    #[test]
+    fn the_skill_name_and_repeats_are_not_search_queries() {
+        let q = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let name = "bbh-navigate";
+        assert!(searchable_queries(&q(&[name, "BBH Navigate", "use bbh-navigate", "  "]), name).is_empty());
+        assert_eq!(
+            searchable_queries(
+                &q(&["do I end up where I started?", "Do I end up where I started", "walk steps"]),
+                name
+            ),
+            q(&["do I end up where I started?", "walk steps"])
+        );
+        // A one-word name is an ordinary word in a query.
+        assert_eq!(searchable_queries(&q(&["navigate", "navigate home"]), "navigate"), q(&["navigate home"]));
+    }
+
+    #[test]
+    fn near_copies_of_a_query_are_too_similar_to_be_near_misses() {
+        assert!(super::too_similar("not ( ( not not True ) ) is", "not ( ( not not True ) )"));
+        assert!(super::too_similar("evaluate a boolean expression", "Evaluate the boolean expression"));
+        assert!(!super::too_similar("evaluate a boolean expression", "sort a list of words alphabetically"));
+        assert!(!super::too_similar("", ""));
+    }
+}
