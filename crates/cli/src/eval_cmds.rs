@@ -327,6 +327,104 @@ pub fn bbh_report(config: &Config, tasks: &[String], as_json: bool) -> Result<Ex
     Ok(Exit::Ok)
 }
 
+/// `skd recall` arguments.
+#[derive(Debug, Clone)]
+pub struct RecallArgs {
+    pub skill: String,
+    pub teacher: Option<String>,
+    pub queries: usize,
+    pub teacher_timeout: std::time::Duration,
+    pub dry_run: bool,
+    pub json: bool,
+}
+
+/// `skd recall`: the distillation's recall check on a skill as it is now.
+pub async fn recall(config: &Config, args: RecallArgs) -> Result<Exit> {
+    use evals::recall::{RecallChecker, RecallOutcome, RecallReport};
+    let entry = config.library().find(&args.skill)?;
+    let skill_md = entry.skill_md();
+    let markdown = std::fs::read_to_string(&skill_md).with_context(|| format!("reading {}", skill_md.display()))?;
+    let teacher = load_teacher(config, args.teacher.as_deref(), args.json).await?.context(
+        "the recall check needs a teacher to write the queries: pass --teacher URL#model (or a local model id), \
+         set SKD_TEACHER or OPENAI_MODEL, or put `teacher = ...` in the config",
+    )?;
+    let skill_name = entry.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or(args.skill.clone());
+    let checker = RecallChecker {
+        teacher: teacher.as_ref(),
+        skill_name,
+        library_root: Some(config.skills_dir.value.clone()),
+        queries_per_kind: args.queries,
+        teacher_timeout: args.teacher_timeout,
+    };
+    let mut tokens = 0u64;
+    let outcome =
+        match checker.check(&markdown, &mut |u| tokens += u64::from(u.prompt_tokens + u.completion_tokens)).await {
+            Ok(outcome) => outcome,
+            Err(evals::Error::TeacherOutput(why)) => {
+                RecallOutcome { report: RecallReport::not_checked(why), markdown: markdown.clone() }
+            }
+            Err(e) => return Err(e.into()),
+        };
+    let report = &outcome.report;
+    let right = |v: &[(String, bool)]| v.iter().filter(|(_, ok)| *ok).count();
+    // A rewrite is kept only when it gets more of all the queries right than the current
+    // description does: the held-out half alone is too few queries to decide on.
+    let mut saved = None;
+    let mut before = None;
+    if report.rewrites > 0 {
+        let positives: Vec<String> = report.positive.iter().map(|(q, _)| q.clone()).collect();
+        let negatives: Vec<String> = report.negative.iter().map(|(q, _)| q.clone()).collect();
+        let now = right(&checker.rank_queries(&markdown, &positives, &negatives)?);
+        let after = right(&report.positive) + right(&report.negative);
+        before = Some(now);
+        if after > now && !args.dry_run {
+            let info = VersionStore::new(&entry.dir).save(
+                &outcome.markdown,
+                &format!(
+                    "recall: description rewritten ({now} -> {after} of {} queries right)",
+                    positives.len() + negatives.len()
+                ),
+            )?;
+            saved = Some(info.version);
+        }
+    }
+    if args.json {
+        print_json(&json!({
+            "schema_version": JSON_SCHEMA_VERSION, "skill": args.skill, "report": report,
+            "right_before_rewrite": before, "saved_version": saved, "teacher_tokens": tokens,
+        }))?;
+    } else if let Some(why) = &report.not_checked {
+        println!("recall not checked: {why}");
+    } else {
+        let held_out = |v: &[(String, bool)]| v.len() - v.len() / 2;
+        println!("should find {} (ranked first):", args.skill);
+        for (q, ok) in &report.positive {
+            println!("  {} {q}", if *ok { "ok  " } else { "MISS" });
+        }
+        println!("near-misses (must not rank it first):");
+        for (q, ok) in &report.negative {
+            println!("  {} {q}", if *ok { "ok  " } else { "HIT " });
+        }
+        if !report.discarded_near_misses.is_empty() {
+            println!("set aside as near-copies of a should-find query: {:?}", report.discarded_near_misses);
+        }
+        println!(
+            "{}: held-out {} should-find and {} near-miss queries{}; teacher tokens {tokens}",
+            if report.passed { "passed" } else { "FAILED" },
+            held_out(&report.positive),
+            held_out(&report.negative),
+            match (report.rewrites, saved, before) {
+                (0, _, _) => String::new(),
+                (n, Some(v), _) => format!("; description rewritten {n}x, saved as version {v}"),
+                (n, None, Some(b)) if args.dry_run =>
+                    format!("; description rewritten {n}x (dry run: not saved; {b} right before)"),
+                (n, None, _) => format!("; description rewritten {n}x, not saved (no more queries right than before)"),
+            }
+        );
+    }
+    Ok(if report.passed { Exit::Ok } else { Exit::Negative })
+}
+
 /// `skd distill` arguments.
 #[derive(Debug, Clone)]
 pub struct DistillArgs {

@@ -91,6 +91,10 @@ enum Command {
     /// teacher rewrites it from the failures until validation accuracy converges; then a
     /// recall check and the sealed test split. Resumable with --resume.
     Distill(DistillCliArgs),
+    /// Check that search ranks a skill first for the words its users type and not for
+    /// near-misses (the teacher writes both). When it does not, the teacher rewrites the
+    /// description, saved as a new version when more queries come out right.
+    Recall(RecallCliArgs),
     /// BIG-Bench Hard tasks as skills and eval suites (the benchmark the README reports).
     #[command(subcommand)]
     Bbh(BbhCommand),
@@ -271,7 +275,8 @@ struct DistillCliArgs {
     /// Continue the interrupted run from its last finished step.
     #[arg(long, conflicts_with = "restart")]
     resume: bool,
-    /// Discard an unfinished run and start again.
+    /// Start a new run; the previous one, finished or not, is kept under
+    /// `<skill>/evals/distill/runs/`.
     #[arg(long)]
     restart: bool,
     /// Token limit per student answer.
@@ -282,6 +287,28 @@ struct DistillCliArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     parallel: u16,
     /// Print the final state as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct RecallCliArgs {
+    /// The skill's name.
+    skill: String,
+    /// Teacher: URL#model (key from OPENAI_API_KEY) or a local model id / .gguf path
+    /// (default: $SKD_TEACHER).
+    #[arg(long)]
+    teacher: Option<String>,
+    /// Queries of each kind to ask the teacher for (half tune the description, half check it).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u16).range(2..=50))]
+    queries: u16,
+    /// Seconds one teacher request may take.
+    #[arg(long, default_value_t = 900)]
+    teacher_timeout: u64,
+    /// Report only: never save a rewritten description.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the report as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -637,6 +664,17 @@ fn run(cli: Cli) -> Result<Exit> {
                 restart: a.restart,
                 max_tokens: a.max_tokens,
                 parallel: usize::from(a.parallel),
+                json: a.json,
+            },
+        )),
+        Command::Recall(a) => runtime()?.block_on(eval_cmds::recall(
+            &config,
+            eval_cmds::RecallArgs {
+                skill: a.skill,
+                teacher: a.teacher,
+                queries: usize::from(a.queries),
+                teacher_timeout: std::time::Duration::from_secs(a.teacher_timeout),
+                dry_run: a.dry_run,
                 json: a.json,
             },
         )),

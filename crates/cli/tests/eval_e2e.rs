@@ -146,6 +146,70 @@ fn the_local_model_is_a_teacher_over_http() {
     assert_eq!(totals.prompt_tokens, u64::from(answer.usage.prompt_tokens));
 }
 
+/// `skd recall` with the real local teacher over HTTP: SmolLM2-135M writes the queries (or
+/// fails to, which must be said), search ranks them against the other skills, and the skill
+/// changes only as a new version.
+#[test]
+fn recall_checks_a_skill_with_the_local_teacher() {
+    let env = Env::new();
+    env.pull_smollm2();
+    let data = bbh_data();
+    env.ok(
+        &[
+            "bbh",
+            "import",
+            "navigate",
+            "word_sorting",
+            "--data",
+            &data,
+            "--train",
+            "1",
+            "--validation",
+            "1",
+            "--test",
+            "1",
+        ],
+        0,
+    );
+    let skill_md = env.skills_dir().join("bbh-navigate/SKILL.md");
+    let before = std::fs::read_to_string(&skill_md).expect("imported skill");
+    let err = env.stderr(&["recall", "bbh-no-such-skill", "--teacher", "http://127.0.0.1:9/v1#x"], 3);
+    assert!(err.contains("bbh-no-such-skill"), "{err}");
+    let err = env.stderr(&["recall", "bbh-navigate"], 5);
+    assert!(err.contains("needs a teacher"), "{err}");
+    let server = env.serve("smollm2-135m");
+    let teacher = format!("{}#default", server.url);
+    let out = env.run(&["recall", "bbh-navigate", "--teacher", &teacher, "--queries", "2", "--json"]);
+    drop(server);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    let report = &v["report"];
+    eprintln!("exit {:?}: {report}", out.status.code());
+    // Passed (0) or not (1); never a crash.
+    assert_eq!(out.status.code(), Some(if report["passed"] == true { 0 } else { 1 }), "{stdout}");
+    if let Some(why) = report["not_checked"].as_str() {
+        assert!(why.contains("the teacher's recall queries"), "{why}");
+        assert_eq!(report["positive"].as_array().map(Vec::len), Some(0));
+    } else {
+        let queries = report["positive"].as_array().expect("positive");
+        assert!(queries.len() >= 2, "{report}");
+        for q in queries {
+            let text = q[0].as_str().expect("query").to_lowercase();
+            assert!(!text.contains("bbh-navigate"), "the skill's name is not a query: {report}");
+        }
+    }
+    let history = env.ok(&["skill", "history", "bbh-navigate"], 0);
+    match v["saved_version"].as_u64() {
+        Some(version) => {
+            assert!(history.contains("recall: description rewritten"), "{history}");
+            assert_ne!(std::fs::read_to_string(&skill_md).expect("skill"), before);
+            assert!(version >= 2);
+        }
+        None => assert_eq!(std::fs::read_to_string(&skill_md).expect("skill"), before, "unchanged unless saved"),
+    }
+    env.ok(&["skill", "validate", "bbh-navigate"], 0);
+}
+
 /// `skd distill` against a real teacher over HTTP (SmolLM2-135M served by `skd serve`),
 /// killed with SIGKILL mid-run and resumed with `--resume`. A
 /// 135M teacher writes poor skills: an unusable rewrite costs its round and unusable recall

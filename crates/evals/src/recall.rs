@@ -102,7 +102,8 @@ impl RecallChecker<'_> {
             without_worked_examples(shown.body()).trim()
         );
         let queries: RecallQueries = self
-            .ask(user, 900, on_usage, "recall queries", |q: &RecallQueries| {
+            // About 60 tokens a query (word_sorting's are whole word lists), both kinds.
+            .ask(user, (150 + 120 * n as u32).min(4000), on_usage, "recall queries", |q: &RecallQueries| {
                 let (find, miss) = (
                     searchable_queries(&q.should_find, &name).len(),
                     searchable_queries(&q.should_not_find, &name).len(),
