@@ -230,7 +230,7 @@ pub fn bbh_import(
             if evals::distill::load_state(&dir).is_ok_and(|s| s.report.is_none()) {
                 bail!(
                     "an unfinished distillation ({}) measured its candidates on the current validation split; \
-                     finish it (skd distill {} --resume) or discard it (--restart) before re-splitting",
+                     finish it (skd distill {} --resume) or set it aside (--restart) before re-splitting",
                     state.display(),
                     imported.skill_name
                 );
@@ -340,18 +340,30 @@ pub struct RecallArgs {
 
 /// `skd recall`: the distillation's recall check on a skill as it is now.
 pub async fn recall(config: &Config, args: RecallArgs) -> Result<Exit> {
-    use evals::recall::{RecallChecker, RecallOutcome, RecallReport};
-    let entry = config.library().find(&args.skill)?;
+    use evals::recall::{RecallChecker, RecallOutcome, RecallReport, held_out_passed};
+    let library = config.library();
+    let entry = library.find(&args.skill)?;
     let skill_md = entry.skill_md();
     let markdown = std::fs::read_to_string(&skill_md).with_context(|| format!("reading {}", skill_md.display()))?;
+    let folder = entry.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or(args.skill.clone());
+    // Search knows a skill by its frontmatter name: with another name than its folder, the
+    // check would compare hits against the wrong one.
+    let skill = skill_core::Skill::parse(&markdown, Some(&skill_md))?;
+    if let Some(name) = skill.meta().name.as_deref().filter(|n| *n != folder) {
+        bail!(
+            "{}: the frontmatter name `{name}` differs from the folder `{folder}`; fix one of them first \
+             (skd skill validate {})",
+            skill_md.display(),
+            args.skill
+        );
+    }
     let teacher = load_teacher(config, args.teacher.as_deref(), args.json).await?.context(
         "the recall check needs a teacher to write the queries: pass --teacher URL#model (or a local model id), \
          set SKD_TEACHER or OPENAI_MODEL, or put `teacher = ...` in the config",
     )?;
-    let skill_name = entry.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or(args.skill.clone());
     let checker = RecallChecker {
         teacher: teacher.as_ref(),
-        skill_name,
+        skill_name: folder,
         library_root: Some(config.skills_dir.value.clone()),
         queries_per_kind: args.queries,
         teacher_timeout: args.teacher_timeout,
@@ -365,39 +377,61 @@ pub async fn recall(config: &Config, args: RecallArgs) -> Result<Exit> {
             }
             Err(e) => return Err(e.into()),
         };
-    let report = &outcome.report;
+    let mut report = outcome.report;
     let right = |v: &[(String, bool)]| v.iter().filter(|(_, ok)| *ok).count();
     // A rewrite is kept only when it gets more of all the queries right than the current
-    // description does: the held-out half alone is too few queries to decide on.
+    // description does (the held-out half alone is too few to decide on). Otherwise the
+    // results shown are those of the description on disk.
     let mut saved = None;
-    let mut before = None;
+    let mut counts = None;
+    let mut kept_out = None;
     if report.rewrites > 0 {
         let positives: Vec<String> = report.positive.iter().map(|(q, _)| q.clone()).collect();
         let negatives: Vec<String> = report.negative.iter().map(|(q, _)| q.clone()).collect();
-        let now = right(&checker.rank_queries(&markdown, &positives, &negatives)?);
-        let after = right(&report.positive) + right(&report.negative);
-        before = Some(now);
-        if after > now && !args.dry_run {
-            let info = VersionStore::new(&entry.dir).save(
-                &outcome.markdown,
-                &format!(
-                    "recall: description rewritten ({now} -> {after} of {} queries right)",
-                    positives.len() + negatives.len()
-                ),
-            )?;
-            saved = Some(info.version);
+        let mut current = checker.rank_queries(&markdown, &positives, &negatives)?;
+        let current_negative = current.split_off(positives.len());
+        let (now, after) =
+            (right(&current) + right(&current_negative), right(&report.positive) + right(&report.negative));
+        counts = Some((now, after, positives.len() + negatives.len()));
+        kept_out = if after <= now {
+            Some("no more queries right than the current description".to_string())
+        } else if args.dry_run {
+            Some("dry run".to_string())
+        } else if !entry.writable {
+            Some(format!(
+                "imported from {} and read-only; `skd skill import {}` copies it",
+                entry.root.display(),
+                args.skill
+            ))
+        } else {
+            None
+        };
+        if kept_out.is_none() {
+            let rewritten = skill_core::Skill::parse(&outcome.markdown, Some(&skill_md))?;
+            let message = format!(
+                "recall: description rewritten ({now} -> {after} of {} queries right)",
+                positives.len() + negatives.len()
+            );
+            saved = Some(library.save(&entry, &rewritten, &message)?.version);
+        } else {
+            report.passed = held_out_passed(&current, &current_negative);
+            report.positive = current;
+            report.negative = current_negative;
         }
     }
     if args.json {
         print_json(&json!({
             "schema_version": JSON_SCHEMA_VERSION, "skill": args.skill, "report": report,
-            "right_before_rewrite": before, "saved_version": saved, "teacher_tokens": tokens,
+            "right_with_current_description": counts.map(|c| c.0),
+            "right_with_rewritten_description": counts.map(|c| c.1),
+            "saved_version": saved, "not_saved_because": kept_out, "teacher_tokens": tokens,
         }))?;
     } else if let Some(why) = &report.not_checked {
         println!("recall not checked: {why}");
     } else {
         let held_out = |v: &[(String, bool)]| v.len() - v.len() / 2;
-        println!("should find {} (ranked first):", args.skill);
+        let which = if saved.is_some() { "the rewritten description" } else { "the current description" };
+        println!("should find {} (ranked first), with {which}:", args.skill);
         for (q, ok) in &report.positive {
             println!("  {} {q}", if *ok { "ok  " } else { "MISS" });
         }
@@ -408,21 +442,32 @@ pub async fn recall(config: &Config, args: RecallArgs) -> Result<Exit> {
         if !report.discarded_near_misses.is_empty() {
             println!("set aside as near-copies of a should-find query: {:?}", report.discarded_near_misses);
         }
+        if let Some(why) = &report.rewrite_failed {
+            println!("the teacher's description rewrite was unusable: {why}");
+        }
+        if let Some((now, after, total)) = counts {
+            match (saved, &kept_out) {
+                (Some(v), _) => {
+                    println!("description rewritten: {now} -> {after} of {total} queries right; saved as version {v}")
+                }
+                (None, Some(why)) => println!(
+                    "the teacher's rewritten description got {after} of {total} queries right against {now} now; not saved ({why})"
+                ),
+                (None, None) => {}
+            }
+        }
         println!(
-            "{}: held-out {} should-find and {} near-miss queries{}; teacher tokens {tokens}",
+            "{}: held-out {} should-find and {} near-miss queries; teacher tokens {tokens}",
             if report.passed { "passed" } else { "FAILED" },
             held_out(&report.positive),
             held_out(&report.negative),
-            match (report.rewrites, saved, before) {
-                (0, _, _) => String::new(),
-                (n, Some(v), _) => format!("; description rewritten {n}x, saved as version {v}"),
-                (n, None, Some(b)) if args.dry_run =>
-                    format!("; description rewritten {n}x (dry run: not saved; {b} right before)"),
-                (n, None, _) => format!("; description rewritten {n}x, not saved (no more queries right than before)"),
-            }
         );
     }
-    Ok(if report.passed { Exit::Ok } else { Exit::Negative })
+    Ok(match (&report.not_checked, report.passed) {
+        (Some(_), _) => Exit::Failure,
+        (None, true) => Exit::Ok,
+        (None, false) => Exit::Negative,
+    })
 }
 
 /// `skd distill` arguments.

@@ -300,7 +300,7 @@ struct RecallCliArgs {
     #[arg(long)]
     teacher: Option<String>,
     /// Queries of each kind to ask the teacher for (half tune the description, half check it).
-    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u16).range(2..=50))]
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u16).range(2..=30))]
     queries: u16,
     /// Seconds one teacher request may take.
     #[arg(long, default_value_t = 900)]

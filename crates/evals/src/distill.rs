@@ -324,13 +324,14 @@ pub fn archive_state(skill_dir: &Path) -> Result<Option<PathBuf>> {
     let stage = load_state(skill_dir).map(|s| format!("{:?}", s.stage).to_lowercase()).unwrap_or("unreadable".into());
     let dir = skill_dir.join(ARCHIVE_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| skill_core::Error::io(&dir, e))?;
-    // `:` is not allowed in Windows file names; the time still sorts as text.
+    // `:` is not allowed in Windows file names. Names sort by time as text; a second run set
+    // aside in the same second gets `.002`, which sorts after the first (`-` < `.`).
     let stamp = skill_core::time::rfc3339(skill_core::time::now_unix()).replace(':', "");
     let mut target = dir.join(format!("{stamp}-{stage}.json"));
     let mut n = 1;
     while target.exists() {
         n += 1;
-        target = dir.join(format!("{stamp}-{stage}-{n}.json"));
+        target = dir.join(format!("{stamp}.{n:03}-{stage}.json"));
     }
     std::fs::rename(&path, &target).map_err(|e| skill_core::Error::io(&path, e))?;
     Ok(Some(target))
@@ -533,6 +534,11 @@ mod tests {
         assert_ne!(first, second);
         assert!(first.exists() && second.exists());
         assert!(second.file_name().expect("name").to_string_lossy().contains("-measured"), "{second:?}");
+        // A third in the same second: the newest finished run is the one read.
+        write(Stage::Finished, 5);
+        let third = archive_state(skill).expect("archive").expect("archived");
+        write(Stage::Measured, 1);
+        assert_eq!(latest_finished_state(skill).expect("newest archived").rounds, 5, "{first:?} {second:?} {third:?}");
         write(Stage::Finished, 4);
         assert_eq!(latest_finished_state(skill).expect("current run").rounds, 4, "the current finished run wins");
     }

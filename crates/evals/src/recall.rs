@@ -27,6 +27,10 @@ pub struct RecallReport {
     /// Why the check could not be run (the teacher's queries were unusable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_checked: Option<String>,
+    /// Why the description rewriting stopped early (the teacher's rewrite was unusable);
+    /// the queries were ranked against the description as it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite_failed: Option<String>,
     /// Description rewrites needed.
     pub rewrites: usize,
     /// Final check on the held-out half of the queries passed.
@@ -43,8 +47,15 @@ impl RecallReport {
             rewrites: 0,
             passed: false,
             not_checked: Some(why),
+            rewrite_failed: None,
         }
     }
+}
+
+/// The check's verdict on ranked queries: every held-out query (the second half of each
+/// kind, the first half having tuned the description) came out right.
+pub fn held_out_passed(positive: &[(String, bool)], negative: &[(String, bool)]) -> bool {
+    positive[positive.len() / 2..].iter().chain(&negative[negative.len() / 2..]).all(|(_, ok)| *ok)
 }
 
 /// What a check found, and the skill with its final description.
@@ -103,7 +114,7 @@ impl RecallChecker<'_> {
         );
         let queries: RecallQueries = self
             // About 60 tokens a query (word_sorting's are whole word lists), both kinds.
-            .ask(user, (150 + 120 * n as u32).min(4000), on_usage, "recall queries", |q: &RecallQueries| {
+            .ask(user, (150 + 120 * n as u32).clamp(600, 4000), on_usage, "recall queries", |q: &RecallQueries| {
                 let (find, miss) = (
                     searchable_queries(&q.should_find, &name).len(),
                     searchable_queries(&q.should_not_find, &name).len(),
@@ -137,6 +148,7 @@ impl RecallChecker<'_> {
         let neg_train = &near_misses[..near_misses.len() / 2];
         let mut markdown = best;
         let mut rewrites = 0;
+        let mut rewrite_failed = None;
         loop {
             let train_ok = self.rank_queries(&markdown, pos_train, neg_train)?;
             if train_ok.iter().all(|(_, ok)| *ok) || rewrites >= 2 {
@@ -152,7 +164,7 @@ impl RecallChecker<'_> {
                  ones.\n\nCurrent description: {}\n\nReply with JSON only: {{\"description\": \"...\"}}",
                 current.meta().description.clone().unwrap_or_default()
             );
-            let new: NewDescription = self
+            let asked = self
                 .ask(user, 300, on_usage, "description", |d: &NewDescription| {
                     if d.description.trim().is_empty() || d.description.len() > 1024 {
                         Err("the description must be 1 to 1024 characters".into())
@@ -160,7 +172,17 @@ impl RecallChecker<'_> {
                         Ok(())
                     }
                 })
-                .await?;
+                .await;
+            // An unusable rewrite ends the rewriting, not the check: the queries are ranked
+            // against the description as it is.
+            let new: NewDescription = match asked {
+                Ok(new) => new,
+                Err(Error::TeacherOutput(why)) => {
+                    rewrite_failed = Some(why);
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
             let mut skill = current;
             skill.set_field("description", &new.description).map_err(Error::Core)?;
             markdown = skill.to_markdown();
@@ -170,7 +192,7 @@ impl RecallChecker<'_> {
         // tails of each kind.
         let mut positive = self.rank_queries(&markdown, &queries.should_find, &near_misses)?;
         let negative = positive.split_off(queries.should_find.len());
-        let passed = positive[pos_train.len()..].iter().chain(&negative[neg_train.len()..]).all(|(_, ok)| *ok);
+        let passed = held_out_passed(&positive, &negative);
         tracing::info!(skill = %name, rewrites, passed, "recall check");
         Ok(RecallOutcome {
             report: RecallReport {
@@ -180,6 +202,7 @@ impl RecallChecker<'_> {
                 rewrites,
                 passed,
                 not_checked: None,
+                rewrite_failed,
             },
             markdown,
         })

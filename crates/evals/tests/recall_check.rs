@@ -1,0 +1,160 @@
+//! The recall check against a real tantivy index of a real skill library on disk, with a
+//! scripted teacher (its answers written here, like a cassette) so each path is exercised
+//! exactly: a description that search already finds, a rewrite that fixes a miss, and a
+//! rewrite the teacher cannot get right.
+
+use async_trait::async_trait;
+use evals::recall::{RecallChecker, held_out_passed};
+use skill_core::{Completion, CompletionRequest, Teacher, Usage};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Answers each request with the next scripted reply and remembers what it was asked.
+struct Scripted {
+    replies: Mutex<Vec<&'static str>>,
+    asked: Mutex<Vec<String>>,
+}
+
+impl Scripted {
+    fn new(replies: &[&'static str]) -> Self {
+        let mut replies = replies.to_vec();
+        replies.reverse();
+        Scripted { replies: Mutex::new(replies), asked: Mutex::new(Vec::new()) }
+    }
+}
+
+#[async_trait]
+impl Teacher for Scripted {
+    fn model_id(&self) -> &str {
+        "scripted"
+    }
+    async fn complete(&self, request: &CompletionRequest) -> skill_core::Result<Completion> {
+        let last = request.messages.last().map(|m| m.content.clone()).unwrap_or_default();
+        self.asked.lock().expect("lock").push(last);
+        let text = self.replies.lock().expect("lock").pop().expect("a scripted reply for every request");
+        Ok(Completion {
+            text: text.to_string(),
+            usage: Usage { prompt_tokens: 100, completion_tokens: 10 },
+            elapsed: Duration::ZERO,
+            finish_reason: "stop".into(),
+        })
+    }
+}
+
+fn write_skill(root: &Path, name: &str, description: &str, body: &str) {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("SKILL.md"), format!("---\nname: {name}\ndescription: {description}\n---\n{body}\n"))
+        .expect("write");
+}
+
+fn library() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("tmp");
+    write_skill(
+        tmp.path(),
+        "sort-words",
+        "Sort a list of words alphabetically.",
+        "1. Compare first letters.\n2. Write the sorted list.",
+    );
+    write_skill(
+        tmp.path(),
+        "count-objects",
+        "Count how many objects a list has, the total number of fruits, animals, vegetables or instruments.",
+        "1. List each object.\n2. Add them up.",
+    );
+    tmp
+}
+
+const QUERIES: &str = r#"{"should_find": ["how many fruits do I have in total", "count the animals in this list",
+  "total number of vegetables I own", "how many musical instruments are listed"],
+  "should_not_find": ["sort these words alphabetically", "put these names in alphabetical order",
+  "alphabetize my list of cities", "which word comes first in the dictionary"]}"#;
+
+fn checker<'a>(teacher: &'a Scripted, root: &Path) -> RecallChecker<'a> {
+    RecallChecker {
+        teacher,
+        skill_name: "count-objects".into(),
+        library_root: Some(root.to_path_buf()),
+        queries_per_kind: 4,
+        teacher_timeout: Duration::from_secs(5),
+    }
+}
+
+#[tokio::test]
+async fn a_description_search_finds_passes_without_rewrites() {
+    let lib = library();
+    let markdown = std::fs::read_to_string(lib.path().join("count-objects/SKILL.md")).expect("read");
+    let teacher = Scripted::new(&[QUERIES]);
+    let mut tokens = 0;
+    let outcome = checker(&teacher, lib.path())
+        .check(&markdown, &mut |u| tokens += u.prompt_tokens + u.completion_tokens)
+        .await
+        .expect("checked");
+    let report = &outcome.report;
+    assert_eq!(report.rewrites, 0, "{report:?}");
+    assert_eq!(report.positive.len(), 4);
+    assert_eq!(report.negative.len(), 4);
+    assert!(report.passed, "{report:?}");
+    assert_eq!(outcome.markdown, markdown);
+    assert_eq!(tokens, 110, "the queries' usage was counted");
+    // The teacher saw the description and procedure, not the frontmatter's name.
+    let asked = teacher.asked.lock().expect("lock");
+    assert!(asked[0].contains("Count how many objects") && !asked[0].contains("count-objects"), "{}", asked[0]);
+}
+
+#[tokio::test]
+async fn a_rewrite_fixes_a_description_search_misses_and_an_unusable_one_ends_rewriting() {
+    let lib = library();
+    // A description with none of its users' words: search cannot find it.
+    let vague = "---\nname: count-objects\ndescription: Handle inventory questions.\n---\n1. Go through it.\n";
+    let fixed =
+        r#"{"description": "Count how many objects, fruits, animals, vegetables or instruments a list has in total."}"#;
+    let teacher = Scripted::new(&[QUERIES, fixed]);
+    let outcome = checker(&teacher, lib.path()).check(vague, &mut |_| {}).await.expect("checked");
+    assert_eq!(outcome.report.rewrites, 1, "{:?}", outcome.report);
+    assert!(outcome.markdown.contains("fruits, animals"), "{}", outcome.markdown);
+    assert!(outcome.report.positive.iter().filter(|(_, ok)| *ok).count() >= 3, "{:?}", outcome.report);
+    assert_eq!(outcome.report.rewrite_failed, None);
+    // The rewrite request named what went wrong.
+    assert!(teacher.asked.lock().expect("lock")[1].contains("how many fruits"), "the misses are shown");
+
+    // A teacher that answers the rewrite with an empty description twice (the request and
+    // its repair): the check still ranks every query, against the description as it is.
+    let empty = r#"{"description": ""}"#;
+    let teacher = Scripted::new(&[QUERIES, empty, empty]);
+    let outcome = checker(&teacher, lib.path()).check(vague, &mut |_| {}).await.expect("checked, not abandoned");
+    let report = &outcome.report;
+    assert_eq!(report.rewrites, 0);
+    assert!(report.rewrite_failed.as_deref().is_some_and(|w| w.contains("1 to 1024")), "{report:?}");
+    assert_eq!(outcome.markdown, vague);
+    assert_eq!((report.positive.len(), report.negative.len()), (4, 4));
+    assert!(!report.passed, "search does not find the vague description: {report:?}");
+}
+
+#[tokio::test]
+async fn queries_that_are_only_the_skill_name_leave_the_check_not_run() {
+    let lib = library();
+    let markdown = std::fs::read_to_string(lib.path().join("count-objects/SKILL.md")).expect("read");
+    let names = r#"{"should_find": ["count-objects", "count-objects"], "should_not_find": ["sort-words", "x"]}"#;
+    let teacher = Scripted::new(&[names, names]);
+    let err = checker(&teacher, lib.path()).check(&markdown, &mut |_| {}).await.expect_err("unusable");
+    let text = err.to_string();
+    assert!(matches!(err, evals::Error::TeacherOutput(_)), "{text}");
+    assert!(text.contains("should_find has 0 usable queries"), "{text}");
+    // The repair request does not quote the name back: a small teacher copies it.
+    let asked = teacher.asked.lock().expect("lock");
+    assert_eq!(asked.len(), 2, "one request and one repair");
+    assert!(!asked[1].contains("count-objects"), "{}", asked[1]);
+}
+
+#[test]
+fn only_the_held_out_halves_decide() {
+    let q = |oks: &[bool]| oks.iter().map(|ok| ("q".to_string(), *ok)).collect::<Vec<_>>();
+    // The first half of each kind tuned the description; its misses do not count.
+    assert!(held_out_passed(&q(&[false, false, true, true]), &q(&[false, true])));
+    assert!(!held_out_passed(&q(&[true, true, true, false]), &q(&[true, true])));
+    assert!(!held_out_passed(&q(&[true, true]), &q(&[true, false])));
+    // An odd count holds out the larger half.
+    assert!(!held_out_passed(&q(&[true, false, true]), &q(&[])));
+}
