@@ -88,6 +88,20 @@ struct RecallQueries {
 }
 
 #[derive(Deserialize)]
+struct NearMisses {
+    should_not_find: Vec<String>,
+}
+
+/// Sampling temperature for query writing: greedy decoding makes a small teacher repeat one
+/// query until the token limit; the queries are kept in the report, so nothing depends on
+/// drawing the same ones again.
+const QUERY_TEMPERATURE: Option<f32> = Some(0.7);
+
+fn bullet_list(items: &[String]) -> String {
+    items.iter().map(|i| format!("- {i}")).collect::<Vec<_>>().join("\n")
+}
+
+#[derive(Deserialize)]
 struct NewDescription {
     description: String,
 }
@@ -114,7 +128,7 @@ impl RecallChecker<'_> {
         );
         let queries: RecallQueries = self
             // About 60 tokens a query (word_sorting's are whole word lists), both kinds.
-            .ask(user, (150 + 120 * n as u32).clamp(600, 4000), on_usage, "recall queries", |q: &RecallQueries| {
+            .ask(user, (150 + 120 * n as u32).clamp(600, 4000), QUERY_TEMPERATURE, on_usage, "recall queries", |q: &RecallQueries| {
                 let (find, miss) = (
                     searchable_queries(&q.should_find, &name).len(),
                     searchable_queries(&q.should_not_find, &name).len(),
@@ -138,11 +152,67 @@ impl RecallChecker<'_> {
         };
         // A "near-miss" that is a should-find query with a word changed cannot be told apart
         // by any description: it is set aside (and reported) rather than failing the check.
-        let (near_misses, discarded): (Vec<String>, Vec<String>) = queries
+        let (mut near_misses, mut discarded): (Vec<String>, Vec<String>) = queries
             .should_not_find
             .iter()
             .cloned()
             .partition(|n| !queries.should_find.iter().any(|p| too_similar(n, p)));
+        // Small teachers write near-misses as the skill's own queries with a word changed.
+        // Asked once more, with those shown, for queries about other jobs.
+        if near_misses.len() < 2 {
+            let user = format!(
+                "These search queries should find a skill:\n{}\n\nThese were meant as near-misses, but they \
+                 ask for the same job:\n{}\n\nWrite {n} near-miss queries a user would type for different jobs \
+                 that share some words with this one (the same kind of input, a different task). Write them in \
+                 a user's own words.\n\nReply with JSON only: {{\"should_not_find\": [\"...\"]}}",
+                bullet_list(&queries.should_find),
+                bullet_list(&discarded)
+            );
+            let should_find = &queries.should_find;
+            let distinct = |q: &NearMisses| -> Vec<String> {
+                searchable_queries(&q.should_not_find, &name)
+                    .into_iter()
+                    .filter(|m| !should_find.iter().any(|p| too_similar(m, p)))
+                    .collect()
+            };
+            let asked = self
+                .ask(
+                    user,
+                    (100 + 60 * n as u32).clamp(400, 2000),
+                    QUERY_TEMPERATURE,
+                    on_usage,
+                    "near-misses",
+                    |q: &NearMisses| {
+                        let usable = distinct(q).len();
+                        if usable < 2 {
+                            Err(format!(
+                                "{usable} of these are about a different job than the skill's; write at least 2"
+                            ))
+                        } else {
+                            Ok(())
+                        }
+                    },
+                )
+                .await;
+            match asked {
+                Ok(more) => {
+                    for miss in distinct(&more) {
+                        if !near_misses.contains(&miss) {
+                            near_misses.push(miss);
+                        }
+                    }
+                }
+                Err(Error::TeacherOutput(why)) => tracing::info!(skill = %name, %why, "no usable near-misses"),
+                Err(e) => return Err(e),
+            }
+        }
+        if near_misses.len() < 2 {
+            discarded.truncate(6);
+            return Err(Error::TeacherOutput(format!(
+                "the teacher's near-misses asked for the skill's own job (near-copies of its should-find \
+                 queries), so nothing could check that search keeps the skill out of other jobs: {discarded:?}"
+            )));
+        }
         // Half of each kind to tune the description on, half held out to check it.
         let pos_train = &queries.should_find[..queries.should_find.len() / 2];
         let neg_train = &near_misses[..near_misses.len() / 2];
@@ -165,7 +235,7 @@ impl RecallChecker<'_> {
                 current.meta().description.clone().unwrap_or_default()
             );
             let asked = self
-                .ask(user, 300, on_usage, "description", |d: &NewDescription| {
+                .ask(user, 300, None, on_usage, "description", |d: &NewDescription| {
                     if d.description.trim().is_empty() || d.description.len() > 1024 {
                         Err("the description must be 1 to 1024 characters".into())
                     } else {
@@ -213,6 +283,7 @@ impl RecallChecker<'_> {
         &self,
         user: String,
         max_tokens: u32,
+        temperature: Option<f32>,
         on_usage: &mut (dyn FnMut(&Usage) + Send),
         what: &str,
         validate: impl Fn(&T) -> std::result::Result<(), String>,
@@ -222,6 +293,7 @@ impl RecallChecker<'_> {
             ChatMessage::new(Role::User, user),
         ]);
         request.max_tokens = max_tokens;
+        request.temperature = temperature;
         request.timeout = self.teacher_timeout;
         let answer = teacher::ask_json(self.teacher, &request, what, validate).await.map_err(teacher_error)?;
         on_usage(&answer.usage);

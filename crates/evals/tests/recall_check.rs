@@ -148,6 +148,33 @@ async fn queries_that_are_only_the_skill_name_leave_the_check_not_run() {
     assert!(!asked[1].contains("count-objects"), "{}", asked[1]);
 }
 
+#[tokio::test]
+async fn near_misses_that_ask_for_the_same_job_are_asked_for_again() {
+    let lib = library();
+    let markdown = std::fs::read_to_string(lib.path().join("count-objects/SKILL.md")).expect("read");
+    // Every near-miss is a should-find query with a word changed.
+    let copies = r#"{"should_find": ["how many fruits do I have in total", "count the animals in this list",
+      "total number of vegetables I own", "how many musical instruments are listed"],
+      "should_not_find": ["how many fruits do I have in all", "count the animals in this big list"]}"#;
+    let others = r#"{"should_not_find": ["sort these fruit names alphabetically", "alphabetize the animals in this list",
+      "how many fruits do I have in all"]}"#;
+    let teacher = Scripted::new(&[copies, others]);
+    let outcome = checker(&teacher, lib.path()).check(&markdown, &mut |_| {}).await.expect("checked");
+    let report = &outcome.report;
+    assert_eq!(report.discarded_near_misses.len(), 2, "{report:?}");
+    // The follow-up's near-copy is dropped too; its two real near-misses are ranked.
+    let negatives: Vec<&str> = report.negative.iter().map(|(q, _)| q.as_str()).collect();
+    assert_eq!(negatives, ["sort these fruit names alphabetically", "alphabetize the animals in this list"]);
+    let asked = teacher.asked.lock().expect("lock");
+    assert!(asked[1].contains("- how many fruits do I have in all"), "the copies are shown: {}", asked[1]);
+
+    // A teacher that keeps writing copies: the check is not run, and says why.
+    let again = r#"{"should_not_find": ["how many fruits do I have in all", "count the animals in this big list"]}"#;
+    let teacher = Scripted::new(&[copies, again, again]);
+    let err = checker(&teacher, lib.path()).check(&markdown, &mut |_| {}).await.expect_err("no near-misses");
+    assert!(err.to_string().contains("near-copies of its should-find"), "{err}");
+}
+
 #[test]
 fn only_the_held_out_halves_decide() {
     let q = |oks: &[bool]| oks.iter().map(|ok| ("q".to_string(), *ok)).collect::<Vec<_>>();
