@@ -165,8 +165,8 @@ async fn near_misses_that_ask_for_the_same_job_are_asked_for_again() {
     // The follow-up's near-copy is dropped too; its two real near-misses are ranked.
     let negatives: Vec<&str> = report.negative.iter().map(|(q, _)| q.as_str()).collect();
     assert_eq!(negatives, ["sort these fruit names alphabetically", "alphabetize the animals in this list"]);
-    let asked = teacher.asked.lock().expect("lock");
-    assert!(asked[1].contains("- how many fruits do I have in all"), "the copies are shown: {}", asked[1]);
+    let follow_up = teacher.asked.lock().expect("lock")[1].clone();
+    assert!(follow_up.contains("- how many fruits do I have in all"), "the copies are shown: {follow_up}");
 
     // A teacher that keeps writing copies: the check is not run, and says why.
     let again = r#"{"should_not_find": ["how many fruits do I have in all", "count the animals in this big list"]}"#;
