@@ -295,8 +295,10 @@ pub fn bbh_report(config: &Config, tasks: &[String], as_json: bool) -> Result<Ex
         let entry = library.find(skill)?;
         rows.push(evals::bbh::proof_row(&entry.dir, skill)?);
     }
+    let pooled = evals::bbh::pooled_distilled_vs_human(&rows);
     if as_json {
-        print_json(&json!({"schema_version": JSON_SCHEMA_VERSION, "rows": rows}))?;
+        print_json(&json!({"schema_version": JSON_SCHEMA_VERSION, "rows": rows,
+            "pooled_distilled_vs_human": pooled.map(|(lift, cases)| json!({"lift": lift, "paired_cases": cases}))}))?;
         return Ok(Exit::Ok);
     }
     let cell = |r: &Option<evals::Rate>| match r {
@@ -319,6 +321,10 @@ pub fn bbh_report(config: &Config, tasks: &[String], as_json: bool) -> Result<Ex
             .unwrap_or_else(|| "-".into());
         let task = row.skill.trim_start_matches("bbh-").replace('-', "_");
         println!("| {task} | {} | {} | {distilled} | {versus} |", cell(&row.no_skill), cell(&row.human));
+    }
+    if let Some((lift, cases)) = pooled {
+        let tasks = rows.iter().filter(|r| r.distilled_vs_human.is_some()).count();
+        println!("\nall {tasks} tasks pooled ({cases} paired test cases), distilled vs human: {lift}");
     }
     let models: std::collections::BTreeSet<&str> = rows.iter().filter_map(|r| r.model.as_deref()).collect();
     if !models.is_empty() {

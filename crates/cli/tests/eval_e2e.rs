@@ -101,6 +101,7 @@ fn eval_measures_a_skill_against_no_skill_and_caches_results() {
     assert_eq!(row["no_skill"]["total"], 3);
     assert_eq!(row["human"]["passed"], entry["with_skill"]["rate"]["passed"]);
     assert!(row["distilled"].is_null(), "{row}");
+    assert!(table["pooled_distilled_vs_human"].is_null(), "nothing to pool: {table}");
     let text = env.ok(&["bbh", "report", "boolean_expressions"], 0);
     assert!(text.contains("| boolean_expressions |") && text.contains("not measured"), "{text}");
 }

@@ -197,6 +197,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pooled_lift_adds_the_paired_cases_of_every_task() {
+        let row = |lift: Option<crate::Lift>, paired_cases| ProofRow {
+            skill: "bbh-x".into(),
+            model: None,
+            no_skill: None,
+            human: None,
+            distilled: None,
+            distilled_version: None,
+            kept_human: false,
+            distilled_vs_human: lift,
+            paired_cases,
+        };
+        assert_eq!(pooled_distilled_vs_human(&[row(None, 0)]), None);
+        let a = crate::Lift::from_counts(6, 2, 30);
+        let b = crate::Lift::from_counts(1, 3, 30);
+        let (pooled, cases) =
+            pooled_distilled_vs_human(&[row(Some(a), 30), row(None, 0), row(Some(b), 30)]).expect("pooled");
+        assert_eq!(cases, 60);
+        assert_eq!((pooled.gained, pooled.lost), (7, 5));
+        assert!((pooled.delta - 2.0 / 60.0).abs() < 1e-12);
+        // More cases, a narrower interval than either task's alone.
+        assert!(pooled.high - pooled.low < a.high - a.low);
+    }
+
+    #[test]
     fn shuffle_is_deterministic_and_a_permutation() {
         let mut a: Vec<usize> = (0..50).collect();
         let mut b = a.clone();
@@ -261,6 +286,23 @@ pub struct ProofRow {
     pub kept_human: bool,
     /// Distilled against human, paired by case.
     pub distilled_vs_human: Option<crate::Lift>,
+    /// Test cases in that pairing.
+    #[serde(default)]
+    pub paired_cases: usize,
+}
+
+/// The paired lift of distilled over human across every row that has one, and the number of
+/// paired cases: each task's sealed test cases together, so small per-task differences can
+/// add up (or cancel). `None` when no row has a pairing.
+pub fn pooled_distilled_vs_human(rows: &[ProofRow]) -> Option<(crate::Lift, usize)> {
+    let paired: Vec<(&crate::Lift, usize)> =
+        rows.iter().filter_map(|r| r.distilled_vs_human.as_ref().map(|l| (l, r.paired_cases))).collect();
+    if paired.is_empty() {
+        return None;
+    }
+    let (gained, lost, n) =
+        paired.iter().fold((0, 0, 0), |(g, l, n), (lift, cases)| (g + lift.gained, l + lift.lost, n + cases));
+    Some((crate::Lift::from_counts(gained, lost, n), n))
 }
 
 /// Reads a BBH skill's stored results (`benchmark.json` and the distillation state) into its
@@ -298,9 +340,13 @@ pub fn proof_row(skill_dir: &Path, skill: &str) -> Result<ProofRow> {
                     b.push(*hp);
                 }
             }
-            Some(crate::Lift::paired(&a, &b))
+            Some((crate::Lift::paired(&a, &b), a.len()))
         }
         _ => None,
+    };
+    let (distilled_vs_human, paired_cases) = match distilled_vs_human {
+        Some((lift, n)) => (Some(lift), n),
+        None => (None, 0),
     };
     let no_skill =
         report.as_ref().map(|r| r.no_skill).or_else(|| human.and_then(|h| h.baseline.as_ref().map(|b| b.rate)));
@@ -313,5 +359,6 @@ pub fn proof_row(skill_dir: &Path, skill: &str) -> Result<ProofRow> {
         distilled_version: report.as_ref().map(|r| r.version),
         kept_human: state.as_ref().is_some_and(|s| s.best == 0),
         distilled_vs_human,
+        paired_cases,
     })
 }

@@ -86,6 +86,24 @@ impl Lift {
     }
 }
 
+impl Lift {
+    /// [`Lift::paired`] from its counts alone: `gained` and `lost` of `n` paired cases (the
+    /// rest tied). Exact, since a paired lift depends only on the differences; used to pool
+    /// the paired cases of several suites.
+    pub fn from_counts(gained: usize, lost: usize, n: usize) -> Lift {
+        let ties = n.saturating_sub(gained + lost);
+        let with: Vec<bool> = std::iter::repeat_n(true, gained)
+            .chain(std::iter::repeat_n(false, lost))
+            .chain(std::iter::repeat_n(false, ties))
+            .collect();
+        let baseline: Vec<bool> = std::iter::repeat_n(false, gained)
+            .chain(std::iter::repeat_n(true, lost))
+            .chain(std::iter::repeat_n(false, ties))
+            .collect();
+        Lift::paired(&with, &baseline)
+    }
+}
+
 impl std::fmt::Display for Lift {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -113,6 +131,15 @@ mod tests {
         assert_eq!(zero.low, 0.0);
         assert!(zero.high > 0.1 && zero.high < 0.2, "{zero:?}");
         assert_eq!(Rate::wilson(0, 0).high, 1.0);
+    }
+
+    #[test]
+    fn a_lift_from_counts_is_the_paired_lift() {
+        let with = [true, true, false, true, false, false, true];
+        let base = [false, true, true, true, false, false, false];
+        let paired = Lift::paired(&with, &base);
+        assert_eq!(Lift::from_counts(paired.gained, paired.lost, with.len()), paired);
+        assert_eq!(Lift::from_counts(0, 0, 0), Lift::paired(&[], &[]));
     }
 
     #[test]
