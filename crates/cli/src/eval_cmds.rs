@@ -443,7 +443,9 @@ pub async fn recall(config: &Config, args: RecallArgs) -> Result<Exit> {
         }
         println!("near-misses (must not rank it first):");
         for (q, ok) in &report.negative {
-            println!("  {} {q}", if *ok { "ok  " } else { "HIT " });
+            let source =
+                if report.near_misses_from_library.contains(q) { " (another skill's description)" } else { "" };
+            println!("  {} {q}{source}", if *ok { "ok  " } else { "HIT " });
         }
         if !report.discarded_near_misses.is_empty() {
             println!("set aside as near-copies of a should-find query: {:?}", report.discarded_near_misses);

@@ -31,6 +31,10 @@ pub struct RecallReport {
     /// the queries were ranked against the description as it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rewrite_failed: Option<String>,
+    /// Near-misses that are other skills' descriptions, used when the teacher wrote fewer
+    /// than two usable ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub near_misses_from_library: Vec<String>,
     /// Description rewrites needed.
     pub rewrites: usize,
     /// Final check on the held-out half of the queries passed.
@@ -48,6 +52,7 @@ impl RecallReport {
             passed: false,
             not_checked: Some(why),
             rewrite_failed: None,
+            near_misses_from_library: Vec::new(),
         }
     }
 }
@@ -133,7 +138,8 @@ impl RecallChecker<'_> {
                     searchable_queries(&q.should_find, &name).len(),
                     searchable_queries(&q.should_not_find, &name).len(),
                 );
-                if find < 2 || miss < 2 {
+                // Too few near-misses are asked for again below, or taken from the library.
+                if find < 2 {
                     // The skill's name stays out of this message: quoted back to a small
                     // teacher, it is what the teacher writes as every query.
                     Err(format!(
@@ -206,11 +212,23 @@ impl RecallChecker<'_> {
                 Err(e) => return Err(e),
             }
         }
+        // Still too few: the jobs of the skill's neighbours in the library are near-misses by
+        // definition (a user asking for one of them must get that skill, not this one).
+        let mut from_library = Vec::new();
+        if near_misses.len() < 2 {
+            for miss in self.neighbour_descriptions(shown.description(), &queries.should_find, n) {
+                if !near_misses.contains(&miss) {
+                    near_misses.push(miss.clone());
+                    from_library.push(miss);
+                }
+            }
+        }
         if near_misses.len() < 2 {
             discarded.truncate(6);
             return Err(Error::TeacherOutput(format!(
                 "the teacher's near-misses asked for the skill's own job (near-copies of its should-find \
-                 queries), so nothing could check that search keeps the skill out of other jobs: {discarded:?}"
+                 queries), and the library has too few other skills to stand in, so nothing could check that \
+                 search keeps the skill out of other jobs: {discarded:?}"
             )));
         }
         // Half of each kind to tune the description on, half held out to check it.
@@ -273,6 +291,7 @@ impl RecallChecker<'_> {
                 passed,
                 not_checked: None,
                 rewrite_failed,
+                near_misses_from_library: from_library,
             },
             markdown,
         })
@@ -298,6 +317,30 @@ impl RecallChecker<'_> {
         let answer = teacher::ask_json(self.teacher, &request, what, validate).await.map_err(teacher_error)?;
         on_usage(&answer.usage);
         Ok(answer.value)
+    }
+
+    /// Up to `n` descriptions of the library's other skills, most similar to `description`
+    /// first, leaving out any that is a near-copy of a should-find query.
+    fn neighbour_descriptions(&self, description: &str, should_find: &[String], n: usize) -> Vec<String> {
+        let Some(root) = &self.library_root else { return Vec::new() };
+        let Ok(entries) = std::fs::read_dir(root) else { return Vec::new() };
+        let own = word_set(description);
+        let mut found: Vec<(f64, String)> = entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy() != self.skill_name)
+            .filter_map(|e| std::fs::read_to_string(e.path().join("SKILL.md")).ok())
+            .filter_map(|text| Skill::parse(&text, None).ok().map(|s| s.description().trim().to_string()))
+            .filter(|d| !d.is_empty() && !should_find.iter().any(|p| too_similar(d, p)))
+            .map(|d| {
+                let words = word_set(&d);
+                let union = own.union(&words).count().max(1);
+                (own.intersection(&words).count() as f64 / union as f64, d)
+            })
+            .collect();
+        // Most similar first; ties by text, so the choice does not depend on folder order.
+        found.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        found.dedup_by(|a, b| a.1 == b.1);
+        found.into_iter().take(n).map(|(_, d)| d).collect()
     }
 
     /// (query, ok) for each query: ok when the skill ranks first for a should-find query, or

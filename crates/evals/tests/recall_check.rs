@@ -176,6 +176,26 @@ async fn near_misses_that_ask_for_the_same_job_are_asked_for_again() {
     assert!(err.to_string().contains("near-copies of its should-find"), "{err}");
 }
 
+#[tokio::test]
+async fn without_usable_near_misses_the_neighbouring_skills_jobs_stand_in() {
+    let lib = library();
+    write_skill(lib.path(), "convert-units", "Convert a length from inches to centimetres.", "1. Multiply by 2.54.");
+    let markdown = std::fs::read_to_string(lib.path().join("count-objects/SKILL.md")).expect("read");
+    let copies = r#"{"should_find": ["how many fruits do I have in total", "count the animals in this list",
+      "total number of vegetables I own", "how many musical instruments are listed"],
+      "should_not_find": ["how many fruits do I have in all"]}"#;
+    let again = r#"{"should_not_find": ["how many fruits do I have in all"]}"#;
+    let teacher = Scripted::new(&[copies, again, again]);
+    let outcome = checker(&teacher, lib.path()).check(&markdown, &mut |_| {}).await.expect("checked");
+    let report = &outcome.report;
+    let mut from_library = report.near_misses_from_library.clone();
+    from_library.sort();
+    assert_eq!(from_library, ["Convert a length from inches to centimetres.", "Sort a list of words alphabetically."]);
+    let negatives: Vec<&str> = report.negative.iter().map(|(q, _)| q.as_str()).collect();
+    assert_eq!(negatives.len(), 2, "{report:?}");
+    assert!(report.passed, "each neighbour's own job ranks that neighbour first: {report:?}");
+}
+
 #[test]
 fn only_the_held_out_halves_decide() {
     let q = |oks: &[bool]| oks.iter().map(|ok| ("q".to_string(), *ok)).collect::<Vec<_>>();
