@@ -296,9 +296,15 @@ pub fn bbh_report(config: &Config, tasks: &[String], as_json: bool) -> Result<Ex
         rows.push(evals::bbh::proof_row(&entry.dir, skill)?);
     }
     let pooled = evals::bbh::pooled_distilled_vs_human(&rows);
+    // The tasks where the distillation replaced the procedure (chosen on validation, so the
+    // test split does not select them); elsewhere distilled and human are the same skill.
+    let replaced: Vec<evals::bbh::ProofRow> = rows.iter().filter(|r| !r.kept_human).cloned().collect();
+    let pooled_replaced = evals::bbh::pooled_distilled_vs_human(&replaced);
     if as_json {
+        let pool =
+            |p: Option<(evals::Lift, usize)>| p.map(|(lift, cases)| json!({"lift": lift, "paired_cases": cases}));
         print_json(&json!({"schema_version": JSON_SCHEMA_VERSION, "rows": rows,
-            "pooled_distilled_vs_human": pooled.map(|(lift, cases)| json!({"lift": lift, "paired_cases": cases}))}))?;
+            "pooled_distilled_vs_human": pool(pooled), "pooled_where_replaced": pool(pooled_replaced)}))?;
         return Ok(Exit::Ok);
     }
     let cell = |r: &Option<evals::Rate>| match r {
@@ -324,7 +330,13 @@ pub fn bbh_report(config: &Config, tasks: &[String], as_json: bool) -> Result<Ex
     }
     if let Some((lift, cases)) = pooled {
         let tasks = rows.iter().filter(|r| r.distilled_vs_human.is_some()).count();
-        println!("\nall {tasks} tasks pooled ({cases} paired test cases), distilled vs human: {lift}");
+        println!("\npooled, {tasks} of {} tasks ({cases} paired test cases), distilled vs human: {lift}", rows.len());
+        if let Some((lift, cases)) = pooled_replaced.filter(|_| replaced.len() < rows.len()) {
+            let tasks = replaced.iter().filter(|r| r.distilled_vs_human.is_some()).count();
+            println!(
+                "pooled, the {tasks} tasks where the distilled skill replaced the procedure ({cases} cases): {lift}"
+            );
+        }
     }
     let models: std::collections::BTreeSet<&str> = rows.iter().filter_map(|r| r.model.as_deref()).collect();
     if !models.is_empty() {
@@ -465,10 +477,12 @@ pub async fn recall(config: &Config, args: RecallArgs) -> Result<Exit> {
             }
         }
         println!(
-            "{}: held-out {} should-find and {} near-miss queries; teacher tokens {tokens}",
+            "{}: held-out {} should-find and {} near-miss queries ({} near-misses in all are other skills' \
+             descriptions); teacher tokens {tokens}",
             if report.passed { "passed" } else { "FAILED" },
             held_out(&report.positive),
             held_out(&report.negative),
+            report.near_misses_from_library.len(),
         );
     }
     Ok(match (&report.not_checked, report.passed) {
@@ -656,10 +670,11 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
             let found = recall.positive.iter().filter(|(_, ok)| *ok).count();
             let avoided = recall.negative.iter().filter(|(_, ok)| *ok).count();
             println!(
-                "recall           {found}/{} queries find it, {avoided}/{} near-misses do not ({} description rewrites; \
-                 {} near-misses set aside as copies of a query)",
+                "recall           {found}/{} queries find it, {avoided}/{} near-misses do not ({} of them other \
+                 skills' descriptions; {} description rewrites; {} near-misses set aside as copies of a query)",
                 recall.positive.len(),
                 recall.negative.len(),
+                recall.near_misses_from_library.len(),
                 recall.rewrites,
                 recall.discarded_near_misses.len()
             );

@@ -133,24 +133,31 @@ impl RecallChecker<'_> {
         );
         let queries: RecallQueries = self
             // About 60 tokens a query (word_sorting's are whole word lists), both kinds.
-            .ask(user, (150 + 120 * n as u32).clamp(600, 4000), QUERY_TEMPERATURE, on_usage, "recall queries", |q: &RecallQueries| {
-                let (find, miss) = (
-                    searchable_queries(&q.should_find, &name).len(),
-                    searchable_queries(&q.should_not_find, &name).len(),
-                );
-                // Too few near-misses are asked for again below, or taken from the library.
-                if find < 2 {
-                    // The skill's name stays out of this message: quoted back to a small
-                    // teacher, it is what the teacher writes as every query.
-                    Err(format!(
-                        "should_find has {find} usable queries and should_not_find has {miss}; each needs at least 2 \
+            .ask(
+                user,
+                (150 + 120 * n as u32).clamp(600, 4000),
+                QUERY_TEMPERATURE,
+                on_usage,
+                "recall queries",
+                |q: &RecallQueries| {
+                    let (find, miss) = (
+                        searchable_queries(&q.should_find, &name).len(),
+                        searchable_queries(&q.should_not_find, &name).len(),
+                    );
+                    // Too few near-misses are asked for again below, or taken from the library.
+                    if find < 2 {
+                        // The skill's name stays out of this message: quoted back to a small
+                        // teacher, it is what the teacher writes as every query.
+                        Err(format!(
+                            "should_find has {find} usable queries (should_not_find has {miss}); it needs at least 2 \
                          different ones, each a question or request in a user's own words (no identifiers or \
                          hyphenated names)"
-                    ))
-                } else {
-                    Ok(())
-                }
-            })
+                        ))
+                    } else {
+                        Ok(())
+                    }
+                },
+            )
             .await?;
         let queries = RecallQueries {
             should_find: searchable_queries(&queries.should_find, &name),
@@ -166,14 +173,22 @@ impl RecallChecker<'_> {
         // Small teachers write near-misses as the skill's own queries with a word changed.
         // Asked once more, with those shown, for queries about other jobs.
         if near_misses.len() < 2 {
+            let copies = if discarded.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "These were meant as near-misses, but they ask for the same job:\n{}\n\n",
+                    bullet_list(&discarded)
+                )
+            };
             let user = format!(
-                "These search queries should find a skill:\n{}\n\nThese were meant as near-misses, but they \
-                 ask for the same job:\n{}\n\nWrite {n} near-miss queries a user would type for different jobs \
-                 that share some words with this one (the same kind of input, a different task). Write them in \
-                 a user's own words.\n\nReply with JSON only: {{\"should_not_find\": [\"...\"]}}",
+                "These search queries should find a skill:\n{}\n\n{copies}Write {n} near-miss queries a user \
+                 would type for different jobs that share some words with this one (the same kind of input, a \
+                 different task). Write them in a user's own words.\n\n\
+                 Reply with JSON only: {{\"should_not_find\": [\"...\"]}}",
                 bullet_list(&queries.should_find),
-                bullet_list(&discarded)
             );
+            let have = near_misses.len();
             let should_find = &queries.should_find;
             let distinct = |q: &NearMisses| -> Vec<String> {
                 searchable_queries(&q.should_not_find, &name)
@@ -190,7 +205,7 @@ impl RecallChecker<'_> {
                     "near-misses",
                     |q: &NearMisses| {
                         let usable = distinct(q).len();
-                        if usable < 2 {
+                        if have + usable < 2 {
                             Err(format!(
                                 "{usable} of these are about a different job than the skill's; write at least 2"
                             ))
@@ -202,9 +217,15 @@ impl RecallChecker<'_> {
                 .await;
             match asked {
                 Ok(more) => {
-                    for miss in distinct(&more) {
-                        if !near_misses.contains(&miss) {
-                            near_misses.push(miss);
+                    let kept = distinct(&more);
+                    for miss in searchable_queries(&more.should_not_find, &name) {
+                        if kept.contains(&miss) {
+                            if !near_misses.contains(&miss) {
+                                near_misses.push(miss);
+                            }
+                        } else if !discarded.contains(&miss) {
+                            // Copies again: set aside and reported like the first ones.
+                            discarded.push(miss);
                         }
                     }
                 }
@@ -216,7 +237,11 @@ impl RecallChecker<'_> {
         // definition (a user asking for one of them must get that skill, not this one).
         let mut from_library = Vec::new();
         if near_misses.len() < 2 {
-            for miss in self.neighbour_descriptions(shown.description(), &queries.should_find, n) {
+            // Least similar first: the tail of each kind is held out, so the neighbours most
+            // easily confused with this skill are the ones that decide the check.
+            let mut neighbours = self.neighbour_descriptions(shown.description(), &queries.should_find, n);
+            neighbours.reverse();
+            for miss in neighbours {
                 if !near_misses.contains(&miss) {
                     near_misses.push(miss.clone());
                     from_library.push(miss);
@@ -224,11 +249,22 @@ impl RecallChecker<'_> {
             }
         }
         if near_misses.len() < 2 {
-            discarded.truncate(6);
+            let teacher = if discarded.is_empty() {
+                "the teacher wrote fewer than two usable near-misses".to_string()
+            } else {
+                discarded.truncate(6);
+                format!(
+                    "the teacher's near-misses asked for the skill's own job (near-copies of its should-find \
+                     queries: {discarded:?})"
+                )
+            };
+            let library = if self.library_root.is_some() {
+                "the library has too few other skills to stand in"
+            } else {
+                "there is no library whose skills could stand in"
+            };
             return Err(Error::TeacherOutput(format!(
-                "the teacher's near-misses asked for the skill's own job (near-copies of its should-find \
-                 queries), and the library has too few other skills to stand in, so nothing could check that \
-                 search keeps the skill out of other jobs: {discarded:?}"
+                "{teacher}, and {library}, so nothing could check that search keeps the skill out of other jobs"
             )));
         }
         // Half of each kind to tune the description on, half held out to check it.

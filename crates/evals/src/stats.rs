@@ -71,36 +71,26 @@ impl Lift {
     /// variance that is exact for the {-1, 0, 1} outcomes; clamped to [-1, 1]).
     pub fn paired(with: &[bool], baseline: &[bool]) -> Lift {
         let n = with.len().min(baseline.len());
-        let diffs: Vec<f64> =
-            with.iter().zip(baseline).take(n).map(|(a, b)| f64::from(u8::from(*a)) - f64::from(u8::from(*b))).collect();
-        let gained = diffs.iter().filter(|d| **d > 0.0).count();
-        let lost = diffs.iter().filter(|d| **d < 0.0).count();
+        let pairs = || with.iter().zip(baseline).take(n);
+        let gained = pairs().filter(|(a, b)| **a && !**b).count();
+        let lost = pairs().filter(|(a, b)| !**a && **b).count();
+        Lift::from_counts(gained, lost, n)
+    }
+
+    /// The paired lift from its counts: `gained` and `lost` of `n` paired cases, the rest
+    /// tied. The differences are +1, -1 and 0, so the counts determine the mean and the
+    /// variance; it also pools the paired cases of several suites.
+    pub fn from_counts(gained: usize, lost: usize, n: usize) -> Lift {
+        debug_assert!(gained + lost <= n, "{gained} gained + {lost} lost > {n} cases");
         if n == 0 {
             return Lift { delta: 0.0, low: -1.0, high: 1.0, gained, lost };
         }
         let nf = n as f64;
-        let mean = diffs.iter().sum::<f64>() / nf;
-        let var = diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (nf - 1.0).max(1.0);
+        let mean = (gained as f64 - lost as f64) / nf;
+        // Sum of squared deviations: sum(d^2) - n * mean^2, with sum(d^2) = gained + lost.
+        let var = ((gained + lost) as f64 - nf * mean * mean).max(0.0) / (nf - 1.0).max(1.0);
         let half = Z95 * (var / nf).sqrt();
         Lift { delta: mean, low: (mean - half).max(-1.0), high: (mean + half).min(1.0), gained, lost }
-    }
-}
-
-impl Lift {
-    /// [`Lift::paired`] from its counts alone: `gained` and `lost` of `n` paired cases (the
-    /// rest tied). Exact, since a paired lift depends only on the differences; used to pool
-    /// the paired cases of several suites.
-    pub fn from_counts(gained: usize, lost: usize, n: usize) -> Lift {
-        let ties = n.saturating_sub(gained + lost);
-        let with: Vec<bool> = std::iter::repeat_n(true, gained)
-            .chain(std::iter::repeat_n(false, lost))
-            .chain(std::iter::repeat_n(false, ties))
-            .collect();
-        let baseline: Vec<bool> = std::iter::repeat_n(false, gained)
-            .chain(std::iter::repeat_n(true, lost))
-            .chain(std::iter::repeat_n(false, ties))
-            .collect();
-        Lift::paired(&with, &baseline)
     }
 }
 
@@ -134,11 +124,26 @@ mod tests {
     }
 
     #[test]
-    fn a_lift_from_counts_is_the_paired_lift() {
-        let with = [true, true, false, true, false, false, true];
-        let base = [false, true, true, true, false, false, false];
-        let paired = Lift::paired(&with, &base);
-        assert_eq!(Lift::from_counts(paired.gained, paired.lost, with.len()), paired);
+    fn the_paired_lift_is_the_mean_difference_with_its_sample_variance() {
+        // Against the textbook definition, computed here case by case.
+        let cases: [(&[bool], &[bool]); 3] = [
+            (&[true, true, false, true, false, false, true], &[false, true, true, true, false, false, false]),
+            (&[true, true, false, false, true], &[false, true, false, true, false]),
+            (&[false, false, true], &[true, true, true]),
+        ];
+        for (with, base) in cases {
+            let diffs: Vec<f64> =
+                with.iter().zip(base).map(|(a, b)| f64::from(u8::from(*a)) - f64::from(u8::from(*b))).collect();
+            let n = diffs.len() as f64;
+            let mean = diffs.iter().sum::<f64>() / n;
+            let var = diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n - 1.0);
+            let half = Z95 * (var / n).sqrt();
+            let lift = Lift::paired(with, base);
+            assert!((lift.delta - mean).abs() < 1e-12);
+            assert!((lift.low - (mean - half).max(-1.0)).abs() < 1e-12, "{lift:?}");
+            assert!((lift.high - (mean + half).min(1.0)).abs() < 1e-12, "{lift:?}");
+            assert_eq!(lift, Lift::from_counts(lift.gained, lift.lost, with.len()));
+        }
         assert_eq!(Lift::from_counts(0, 0, 0), Lift::paired(&[], &[]));
     }
 

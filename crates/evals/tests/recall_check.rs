@@ -157,11 +157,13 @@ async fn near_misses_that_ask_for_the_same_job_are_asked_for_again() {
       "total number of vegetables I own", "how many musical instruments are listed"],
       "should_not_find": ["how many fruits do I have in all", "count the animals in this big list"]}"#;
     let others = r#"{"should_not_find": ["sort these words alphabetically", "put these city names in alphabetical order",
-      "how many fruits do I have in all"]}"#;
+      "how many musical instruments are listed here", "how many fruits do I have in all"]}"#;
     let teacher = Scripted::new(&[copies, others]);
     let outcome = checker(&teacher, lib.path()).check(&markdown, &mut |_| {}).await.expect("checked");
     let report = &outcome.report;
-    assert_eq!(report.discarded_near_misses.len(), 2, "{report:?}");
+    // The first two copies and the follow-up's new one are set aside and reported (its
+    // repeat of an earlier copy once).
+    assert_eq!(report.discarded_near_misses.len(), 3, "{report:?}");
     // The follow-up's near-copy is dropped too; its two real near-misses are ranked.
     let negatives: Vec<&str> = report.negative.iter().map(|(q, _)| q.as_str()).collect();
     assert_eq!(negatives, ["sort these words alphabetically", "put these city names in alphabetical order"]);
