@@ -671,7 +671,10 @@ impl Distiller<'_> {
         validate: impl Fn(&T) -> std::result::Result<(), String>,
     ) -> Result<T> {
         let request = Self::teacher_request(state, user, max_tokens);
-        let answer = ask_json(self.teacher, &request, what, validate).await.map_err(teacher_error)?;
+        let answer = ask_json(self.teacher, &request, what, validate)
+            .await
+            .inspect_err(|e| state.count_teacher_usage(&spent_on_failure(e)))
+            .map_err(teacher_error)?;
         state.count_teacher_usage(&answer.usage);
         Ok(answer.value)
     }
@@ -695,6 +698,7 @@ impl Distiller<'_> {
                 Ok(draft)
             })
             .await
+            .inspect_err(|e| state.count_teacher_usage(&spent_on_failure(e)))
             .map_err(teacher_error)?;
         state.count_teacher_usage(&answer.usage);
         Ok(answer.value)
@@ -1243,6 +1247,15 @@ fn drafted_split(i: usize) -> Split {
         0 | 3 => Split::Train,
         1 => Split::Validation,
         _ => Split::Test,
+    }
+}
+
+/// Tokens a failed teacher request still cost: both answers of an unusable reply (nothing
+/// is known of a request that did not complete).
+pub(crate) fn spent_on_failure(e: &teacher::Error) -> skill_core::Usage {
+    match e {
+        teacher::Error::InvalidOutput { usage, .. } => *usage,
+        _ => skill_core::Usage::default(),
     }
 }
 

@@ -6,7 +6,7 @@
 //! each kind tunes the description (the teacher rewrites it from the misses, at most twice);
 //! the other half, held out, decides whether the check passed.
 
-use crate::distill::{TEACHER_SYSTEM, teacher_error, without_worked_examples};
+use crate::distill::{TEACHER_SYSTEM, spent_on_failure, teacher_error, without_worked_examples};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use skill_core::fsutil::atomic_write;
@@ -350,7 +350,10 @@ impl RecallChecker<'_> {
         request.max_tokens = max_tokens;
         request.temperature = temperature;
         request.timeout = self.teacher_timeout;
-        let answer = teacher::ask_json(self.teacher, &request, what, validate).await.map_err(teacher_error)?;
+        let answer = teacher::ask_json(self.teacher, &request, what, validate)
+            .await
+            .inspect_err(|e| on_usage(&spent_on_failure(e)))
+            .map_err(teacher_error)?;
         on_usage(&answer.usage);
         Ok(answer.value)
     }

@@ -138,7 +138,12 @@ async fn queries_that_are_only_the_skill_name_leave_the_check_not_run() {
     let markdown = std::fs::read_to_string(lib.path().join("count-objects/SKILL.md")).expect("read");
     let names = r#"{"should_find": ["count-objects", "count-objects"], "should_not_find": ["sort-words", "x"]}"#;
     let teacher = Scripted::new(&[names, names]);
-    let err = checker(&teacher, lib.path()).check(&markdown, &mut |_| {}).await.expect_err("unusable");
+    let mut tokens = 0;
+    let err = checker(&teacher, lib.path())
+        .check(&markdown, &mut |u| tokens += u.prompt_tokens + u.completion_tokens)
+        .await
+        .expect_err("unusable");
+    assert_eq!(tokens, 220, "both unusable answers still cost their tokens");
     let text = err.to_string();
     assert!(matches!(err, evals::Error::TeacherOutput(_)), "{text}");
     assert!(text.contains("should_find has 0 usable queries"), "{text}");

@@ -51,6 +51,8 @@ pub enum Error {
         problem: String,
         /// The start of the last answer.
         excerpt: String,
+        /// Tokens both answers used: spent even though nothing usable came back.
+        usage: skill_core::Usage,
     },
     /// Configuration is incomplete (no model, bad URL).
     #[error("teacher configuration: {0}")]

@@ -74,6 +74,7 @@ where
             what: what.to_string(),
             problem,
             excerpt: second.text.chars().take(400).collect(),
+            usage,
         }),
     }
 }
