@@ -502,6 +502,15 @@ mod tests {
     use super::{Rate, parse_skill_reply, replaces_best};
 
     #[test]
+    fn later_passes_over_the_train_split_shift_the_minibatch() {
+        let starts = |size, len| (1..=5).map(|r| super::minibatch_start(r, size, len)).collect::<Vec<_>>();
+        // 12 train cases, 6 a round: the first pass as before, then one case further on.
+        assert_eq!(starts(6, 12), [0, 6, 1, 7, 2]);
+        assert_eq!(starts(3, 3), [0, 1, 2, 0, 1]);
+        assert_eq!(starts(4, 10), [0, 4, 8, 3, 7]);
+    }
+
+    #[test]
     fn a_restart_archives_the_previous_run_and_finished_runs_stay_readable() {
         use super::{DistillConfig, DistillJob, DistillState, Stage, archive_state, latest_finished_state, state_path};
         let dir = tempfile::tempdir().expect("tmp");
@@ -1070,7 +1079,7 @@ impl Distiller<'_> {
         let parent_id = if front.is_empty() { state.best } else { front[(round - 1) % front.len()].0 };
         let parent = state.candidates[parent_id].clone();
         let size = state.config.minibatch.clamp(1, train.len());
-        let start = ((round - 1) * size) % train.len();
+        let start = minibatch_start(round, size, train.len());
         let batch: Vec<&EvalCase> = (0..size).map(|i| train[(start + i) % train.len()]).collect();
         let mut report = |label: &str, r: &crate::run::CaseResult| {
             on_event(DistillEvent::Case(format!("round {round} {label} {}", r.id), r.passed))
@@ -1237,6 +1246,15 @@ impl Distiller<'_> {
         state.log.push(log.clone());
         Ok(log)
     }
+}
+
+/// Where round `round` (from 1) takes its `size` train cases of `len`: consecutive slices,
+/// each later pass over the split starting one case further on, so a round does not get the
+/// very minibatch of an earlier one (with the same parent, that made the same worked
+/// examples or the same rewrite again).
+fn minibatch_start(round: usize, size: usize, len: usize) -> usize {
+    let offset = (round - 1) * size;
+    (offset + offset / len) % len
 }
 
 /// The split of the `i`-th case of a drafted suite: 40% train, 20% validation, 40% sealed
