@@ -330,7 +330,7 @@ pub fn proof_row(skill_dir: &Path, skill: &str) -> Result<ProofRow> {
         });
     let flags =
         |e: &BenchmarkEntry| -> Vec<(CaseId, bool)> { e.cases.iter().map(|c| (c.id.clone(), c.with_skill)).collect() };
-    let distilled_vs_human = match (distilled_entry, human) {
+    let (distilled_vs_human, paired_cases) = match (distilled_entry, human) {
         (Some(d), Some(h)) => {
             let hv = flags(h);
             let (mut a, mut b) = (Vec::new(), Vec::new());
@@ -340,13 +340,9 @@ pub fn proof_row(skill_dir: &Path, skill: &str) -> Result<ProofRow> {
                     b.push(*hp);
                 }
             }
-            Some((crate::Lift::paired(&a, &b), a.len()))
+            (Some(crate::Lift::paired(&a, &b)), a.len())
         }
-        _ => None,
-    };
-    let (distilled_vs_human, paired_cases) = match distilled_vs_human {
-        Some((lift, n)) => (Some(lift), n),
-        None => (None, 0),
+        _ => (None, 0),
     };
     let no_skill =
         report.as_ref().map(|r| r.no_skill).or_else(|| human.and_then(|h| h.baseline.as_ref().map(|b| b.rate)));

@@ -154,6 +154,13 @@ impl Default for DistillConfig {
     }
 }
 
+impl DistillConfig {
+    /// The wall-clock limit on one teacher request.
+    pub fn teacher_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.teacher_timeout_secs)
+    }
+}
+
 /// One skill text the loop produced or started from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Candidate {
@@ -660,17 +667,6 @@ impl Distiller<'_> {
         Ok(())
     }
 
-    /// A request to the teacher: its system prompt, `user`, a token limit and the run's timeout.
-    fn teacher_request(state: &DistillState, user: String, max_tokens: u32) -> CompletionRequest {
-        let mut request = CompletionRequest::new(vec![
-            ChatMessage::new(Role::System, TEACHER_SYSTEM),
-            ChatMessage::new(Role::User, user),
-        ]);
-        request.max_tokens = max_tokens;
-        request.timeout = std::time::Duration::from_secs(state.config.teacher_timeout_secs);
-        request
-    }
-
     async fn ask<T: serde::de::DeserializeOwned>(
         &self,
         state: &mut DistillState,
@@ -679,13 +675,8 @@ impl Distiller<'_> {
         what: &str,
         validate: impl Fn(&T) -> std::result::Result<(), String>,
     ) -> Result<T> {
-        let request = Self::teacher_request(state, user, max_tokens);
-        let answer = ask_json(self.teacher, &request, what, validate)
-            .await
-            .inspect_err(|e| state.count_teacher_usage(&spent_on_failure(e)))
-            .map_err(teacher_error)?;
-        state.count_teacher_usage(&answer.usage);
-        Ok(answer.value)
+        let request = teacher_request(user, max_tokens, state.config.teacher_timeout());
+        counted(ask_json(self.teacher, &request, what, validate).await, &mut |u| state.count_teacher_usage(u))
     }
 
     /// A whole SKILL.md from the teacher. One it could not get right (invalid after its repair
@@ -698,7 +689,7 @@ impl Distiller<'_> {
         what: &str,
         name: &str,
     ) -> Result<SkillDraft> {
-        let request = Self::teacher_request(state, user, max_tokens);
+        let request = teacher_request(user, max_tokens, state.config.teacher_timeout());
         let check = self.check_skill(name);
         let answer =
             teacher::ask_parsed(self.teacher, &request, what, "SKILL.md in a ```markdown block", |text, cut| {
@@ -706,11 +697,8 @@ impl Distiller<'_> {
                 check(&draft)?;
                 Ok(draft)
             })
-            .await
-            .inspect_err(|e| state.count_teacher_usage(&spent_on_failure(e)))
-            .map_err(teacher_error)?;
-        state.count_teacher_usage(&answer.usage);
-        Ok(answer.value)
+            .await;
+        counted(answer, &mut |u| state.count_teacher_usage(u))
     }
 
     fn check_skill(&self, name: &str) -> impl Fn(&SkillDraft) -> std::result::Result<(), String> + '_ {
@@ -881,10 +869,10 @@ impl Distiller<'_> {
     async fn recall_check(&self, state: &mut DistillState) -> Result<()> {
         let checker = RecallChecker {
             teacher: self.teacher,
-            skill_name: self.text("").name,
+            skill_name: self.skill_folder_name(),
             library_root: self.library_root.clone(),
             queries_per_kind: state.config.recall_queries,
-            teacher_timeout: std::time::Duration::from_secs(state.config.teacher_timeout_secs),
+            teacher_timeout: state.config.teacher_timeout(),
         };
         let best = state.best;
         let markdown = state.candidates[best].markdown.clone();
@@ -896,11 +884,13 @@ impl Distiller<'_> {
         Ok(())
     }
 
+    /// The skill's folder name, which search and the student know it by.
+    fn skill_folder_name(&self) -> String {
+        self.skill_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+
     fn text(&self, markdown: &str) -> SkillText {
-        SkillText {
-            name: self.skill_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-            markdown: markdown.to_string(),
-        }
+        SkillText { name: self.skill_folder_name(), markdown: markdown.to_string() }
     }
 
     async fn draft(&self, state: &mut DistillState, suite_path: &Path) -> Result<()> {
@@ -1046,7 +1036,7 @@ impl Distiller<'_> {
             format!("{}\n\n{}", case.prompt, crate::bbh::ANSWER_INSTRUCTIONS),
         )]);
         request.max_tokens = 1000;
-        request.timeout = std::time::Duration::from_secs(state.config.teacher_timeout_secs);
+        request.timeout = state.config.teacher_timeout();
         // A failed or unfinished check says nothing about the label: the case is kept.
         let answer = match self.teacher.complete(&request).await {
             Ok(answer) => answer,
@@ -1268,20 +1258,34 @@ fn drafted_split(i: usize) -> Split {
     }
 }
 
-/// Tokens a failed teacher request still cost: both answers of an unusable reply (nothing
-/// is known of a request that did not complete).
-pub(crate) fn spent_on_failure(e: &teacher::Error) -> skill_core::Usage {
-    match e {
-        teacher::Error::InvalidOutput { usage, .. } => *usage,
-        _ => skill_core::Usage::default(),
-    }
+/// A request to the teacher: its system prompt, `user`, a token limit and a timeout.
+pub(crate) fn teacher_request(user: String, max_tokens: u32, timeout: std::time::Duration) -> CompletionRequest {
+    let mut request = CompletionRequest::new(vec![
+        ChatMessage::new(Role::System, TEACHER_SYSTEM),
+        ChatMessage::new(Role::User, user),
+    ]);
+    request.max_tokens = max_tokens;
+    request.timeout = timeout;
+    request
 }
 
-/// The teacher's error as ours, keeping "answered, but unusably" apart from "unreachable".
-pub(crate) fn teacher_error(e: teacher::Error) -> Error {
-    match e {
-        invalid @ teacher::Error::InvalidOutput { .. } => Error::TeacherOutput(invalid.to_string()),
-        other => Error::other(other.to_string()),
+/// A structured teacher answer as ours, its tokens passed to `on_usage` whether or not it
+/// was usable (an unusable reply still cost both answers; nothing is known of a request that
+/// did not complete). "Answered, but unusably" stays apart from "unreachable".
+pub(crate) fn counted<T>(
+    answer: teacher::Result<teacher::JsonAnswer<T>>,
+    on_usage: &mut dyn FnMut(&skill_core::Usage),
+) -> Result<T> {
+    match answer {
+        Ok(answer) => {
+            on_usage(&answer.usage);
+            Ok(answer.value)
+        }
+        Err(invalid @ teacher::Error::InvalidOutput { usage, .. }) => {
+            on_usage(&usage);
+            Err(Error::TeacherOutput(invalid.to_string()))
+        }
+        Err(other) => Err(Error::other(other.to_string())),
     }
 }
 

@@ -6,11 +6,11 @@
 //! each kind tunes the description (the teacher rewrites it from the misses, at most twice);
 //! the other half, held out, decides whether the check passed.
 
-use crate::distill::{TEACHER_SYSTEM, spent_on_failure, teacher_error, without_worked_examples};
+use crate::distill::{counted, teacher_request, without_worked_examples};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use skill_core::fsutil::atomic_write;
-use skill_core::{ChatMessage, CompletionRequest, Role, Skill, Teacher, Usage};
+use skill_core::{Skill, Teacher, Usage};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -343,19 +343,9 @@ impl RecallChecker<'_> {
         what: &str,
         validate: impl Fn(&T) -> std::result::Result<(), String>,
     ) -> Result<T> {
-        let mut request = CompletionRequest::new(vec![
-            ChatMessage::new(Role::System, TEACHER_SYSTEM),
-            ChatMessage::new(Role::User, user),
-        ]);
-        request.max_tokens = max_tokens;
+        let mut request = teacher_request(user, max_tokens, self.teacher_timeout);
         request.temperature = temperature;
-        request.timeout = self.teacher_timeout;
-        let answer = teacher::ask_json(self.teacher, &request, what, validate)
-            .await
-            .inspect_err(|e| on_usage(&spent_on_failure(e)))
-            .map_err(teacher_error)?;
-        on_usage(&answer.usage);
-        Ok(answer.value)
+        counted(teacher::ask_json(self.teacher, &request, what, validate).await, on_usage)
     }
 
     /// Up to `n` descriptions of the library's other skills, most similar to `description`
