@@ -211,13 +211,14 @@ pub fn bbh_import(
         let dir = config.skills_dir.value.join(&imported.skill_name);
         let suite_path = EvalSuite::path_in(&dir);
         if suite_path.exists() && !force {
-            // A new split that keeps the sealed test split exactly (same cases, graded the same
-            // way: a grown validation split) may replace the suite; the skill and its versions
-            // stay as they are.
+            // A new split that keeps every sealed test case (graded the same way: a grown
+            // validation split, or a test split grown from cases no run has seen) may replace
+            // the suite; the skill and its versions stay as they are.
             let existing = EvalSuite::load(&suite_path)?;
-            if !same_test_split(&existing, &imported.suite) {
+            let change = evals::bbh::test_split_change(&existing, &imported.suite);
+            if let evals::bbh::TestSplitChange::Changed(why) = &change {
                 bail!(
-                    "{} exists and this split would change its sealed test cases, so it is not replaced \
+                    "{} exists and this split would change its sealed test cases ({why}), so it is not replaced \
                      (pass --force to re-split; results on the old test split are then not comparable)",
                     suite_path.display()
                 );
@@ -236,10 +237,18 @@ pub fn bbh_import(
                 );
             }
             imported.suite.save(&suite_path)?;
+            let test = match change {
+                evals::bbh::TestSplitChange::Grown { added } => format!(
+                    "{} test cases ({} kept, {added} new: run `skd bbh measure {}`)",
+                    imported.suite.split(Split::Test).len(),
+                    existing.split(Split::Test).len(),
+                    imported.skill_name
+                ),
+                _ => format!("the same {} test cases", imported.suite.split(Split::Test).len()),
+            };
             println!(
-                "{}: suite re-split with the same {} test cases ({} -> {} train, {} -> {} validation); SKILL.md kept -> {}",
+                "{}: suite re-split with {test} ({} -> {} train, {} -> {} validation); SKILL.md kept -> {}",
                 imported.skill_name,
-                imported.suite.split(Split::Test).len(),
                 existing.split(Split::Train).len(),
                 imported.suite.split(Split::Train).len(),
                 existing.split(Split::Validation).len(),
@@ -266,19 +275,12 @@ pub fn bbh_import(
     Ok(Exit::Ok)
 }
 
-/// The two suites grade the same sealed test cases the same way (in any order).
-fn same_test_split(a: &EvalSuite, b: &EvalSuite) -> bool {
-    let cases = |suite: &EvalSuite| -> std::collections::BTreeMap<String, evals::EvalCase> {
-        suite.split(Split::Test).into_iter().map(|c| (c.id.to_string(), c.clone())).collect()
-    };
-    a.answer_pattern == b.answer_pattern && a.instructions == b.instructions && cases(a) == cases(b)
-}
-
-pub fn bbh_report(config: &Config, tasks: &[String], as_json: bool) -> Result<Exit> {
-    let library = config.library();
+/// The `bbh-*` skills that task names name (`object_counting` or `bbh-object-counting`), or
+/// every one in the library when none are named.
+fn bbh_skills(config: &Config, tasks: &[String]) -> Result<Vec<String>> {
     let skills: Vec<String> = if tasks.is_empty() {
         let mut names: Vec<String> =
-            library.discover().skills.into_iter().map(|e| e.name).filter(|n| n.starts_with("bbh-")).collect();
+            config.library().discover().skills.into_iter().map(|e| e.name).filter(|n| n.starts_with("bbh-")).collect();
         names.sort();
         names
     } else {
@@ -290,6 +292,67 @@ pub fn bbh_report(config: &Config, tasks: &[String], as_json: bool) -> Result<Ex
     if skills.is_empty() {
         bail!("no bbh-* skills in {}: run `skd bbh import` first", config.skills_dir.value.display());
     }
+    Ok(skills)
+}
+
+/// `skd bbh measure` arguments.
+#[derive(Debug, Clone)]
+pub struct BbhMeasureArgs {
+    pub tasks: Vec<String>,
+    pub student: Option<String>,
+    pub max_tokens: u32,
+    pub parallel: usize,
+}
+
+/// `skd bbh measure`: each BBH skill's whole sealed test split with no skill, the human
+/// procedure and the distilled skill, recorded for `skd bbh report`.
+pub async fn bbh_measure(config: &Config, args: BbhMeasureArgs) -> Result<Exit> {
+    let library = config.library();
+    let skills = bbh_skills(config, &args.tasks)?;
+    let student_spec = args.student.clone().unwrap_or_else(|| config.student.value.clone());
+    let student: Arc<dyn Student> = crate::run_cmds::load_student(config, &student_spec, false).await?;
+    for skill in &skills {
+        let entry = library.find(skill)?;
+        let suite = EvalSuite::load(&EvalSuite::path_in(&entry.dir))?;
+        let run_stamp = skill_core::time::rfc3339(skill_core::time::now_unix()).replace(':', "-");
+        let runner = RunnerConfig {
+            max_tokens: args.max_tokens,
+            cache_dir: Some(default_cache_dir()),
+            transcript_dir: Some(entry.dir.join("evals/results/runs").join(run_stamp)),
+            files_root: Some(entry.dir.clone()),
+            parallelism: args.parallel,
+            ..RunnerConfig::default()
+        };
+        let evaluator = Evaluator { student: student.clone(), judge: None, suite: &suite, config: &runner };
+        eprintln!("{skill}: {} test cases, student {}", suite.split(Split::Test).len(), student.model_id());
+        let (mut fresh, mut cached) = (0usize, 0usize);
+        let measured = evals::bbh::measure_test_split(&evaluator, &entry.dir, skill, &mut |label, r| {
+            if r.cached {
+                cached += 1;
+            } else {
+                fresh += 1;
+                let mark = if r.passed { "pass" } else { "FAIL" };
+                eprintln!("  {label}: {} {mark}", r.id);
+            }
+        })
+        .await?;
+        let distilled = match &measured.distilled {
+            Some((version, run)) => format!(", distilled (v{version}) {}", run.rate()),
+            None => ", no finished distillation".into(),
+        };
+        println!(
+            "{skill}: no skill {}, human procedure (v1) {}{distilled} [{fresh} cases run, {cached} cached]",
+            measured.no_skill.rate(),
+            measured.human.rate()
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+/// `skd bbh report`: the proof table from stored results.
+pub fn bbh_report(config: &Config, tasks: &[String], as_json: bool) -> Result<Exit> {
+    let library = config.library();
+    let skills = bbh_skills(config, tasks)?;
     let mut rows = Vec::new();
     for skill in &skills {
         let entry = library.find(skill)?;

@@ -330,7 +330,9 @@ enum BbhCommand {
         /// after it: growing validation never moves a test case).
         #[arg(long, default_value_t = 24)]
         validation: usize,
-        /// Sealed test cases per task.
+        /// Sealed test cases per task (the first 30 are dealt before the further validation
+        /// cases, the rest after them: growing the test split never moves a train or
+        /// validation case, and keeps every earlier test case).
         #[arg(long, default_value_t = 30)]
         test: usize,
         /// Seed of the split.
@@ -340,6 +342,25 @@ enum BbhCommand {
         /// then no longer sealed). A split with the same test cases replaces it without this.
         #[arg(long)]
         force: bool,
+    },
+    /// Run each BBH skill's whole sealed test split with no skill, the human-written
+    /// procedure (v1) and the newest finished distillation's version, and record the results
+    /// for `skd bbh report`. Cached cases are not run again: after `skd bbh import --test N`
+    /// grew the split, only the new cases run.
+    Measure {
+        /// Task names (default: every bbh-* skill in the library).
+        tasks: Vec<String>,
+        /// Student: model id, .gguf path, hf:OWNER/REPO[/FILE.gguf], or URL#model (default:
+        /// config `student`).
+        #[arg(long)]
+        student: Option<String>,
+        /// Token limit per answer; use the distillation's (`skd distill --max-tokens`) so its
+        /// cached test results are reused.
+        #[arg(long, default_value_t = 384)]
+        max_tokens: u32,
+        /// Cases in flight at once (keep 1 for a local CPU student).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        parallel: u16,
     },
     /// The proof table: each BBH skill's sealed test accuracy with no skill, with the
     /// human-written procedure and with the distilled skill, from stored results (`skd eval`
@@ -679,6 +700,12 @@ fn run(cli: Cli) -> Result<Exit> {
             },
         )),
         Command::Bbh(BbhCommand::Report { tasks, json }) => eval_cmds::bbh_report(&config, &tasks, json),
+        Command::Bbh(BbhCommand::Measure { tasks, student, max_tokens, parallel }) => {
+            runtime()?.block_on(eval_cmds::bbh_measure(
+                &config,
+                eval_cmds::BbhMeasureArgs { tasks, student, max_tokens, parallel: usize::from(parallel) },
+            ))
+        }
         Command::Bbh(BbhCommand::Import { tasks, data, train, validation, test, seed, force }) => {
             eval_cmds::bbh_import(
                 &config,

@@ -107,6 +107,54 @@ fn eval_measures_a_skill_against_no_skill_and_caches_results() {
 }
 
 #[test]
+fn a_grown_test_split_keeps_its_cases_and_measure_runs_only_the_new_ones() {
+    let env = Env::new();
+    env.pull_smollm2();
+    let data = bbh_data();
+    let import = |validation: &str, test: &str| {
+        [
+            "bbh",
+            "import",
+            "boolean_expressions",
+            "--data",
+            &data,
+            "--train",
+            "1",
+            "--validation",
+            validation,
+            "--test",
+            test,
+        ]
+        .map(str::to_string)
+    };
+    let args = import("2", "2");
+    env.ok(&args.each_ref().map(String::as_str), 0);
+    let measure = ["bbh", "measure", "boolean_expressions", "--student", "smollm2-135m", "--max-tokens", "32"];
+    let first = env.ok(&measure, 0);
+    assert!(
+        first.contains("human procedure (v1)") && first.contains("/2") && first.contains("no finished distillation"),
+        "{first}"
+    );
+    assert!(first.contains("[4 cases run, 0 cached]"), "{first}");
+
+    // Growing the test split keeps both sealed cases and adds two the suite never used...
+    let grown = import("2", "4");
+    let out = env.ok(&grown.each_ref().map(String::as_str), 0);
+    assert!(out.contains("4 test cases (2 kept, 2 new"), "{out}");
+    // ...so measuring again runs only the new cases, and the table reads the larger split.
+    let second = env.ok(&measure, 0);
+    assert!(second.contains("[4 cases run, 4 cached]") && second.contains("/4"), "{second}");
+    let table = env.json(&["bbh", "report", "--json"], 0);
+    assert_eq!(table["rows"][0]["human"]["total"], 4, "{table}");
+    assert_eq!(table["rows"][0]["no_skill"]["total"], 4, "{table}");
+
+    // A split that would turn a validation case into a test case is refused (one validation
+    // case fewer moves the test split one case earlier).
+    let leak = env.stderr(&import("1", "5").each_ref().map(String::as_str), 5);
+    assert!(leak.contains("sealed") && leak.contains("would become a test case"), "{leak}");
+}
+
+#[test]
 fn eval_errors_name_the_problem() {
     let env = Env::new();
     env.ok(&["skill", "new", "no-suite", "-d", "A skill without evals."], 0);

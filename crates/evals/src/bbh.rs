@@ -22,9 +22,12 @@ pub const ANSWER_PATTERN: &str = r"(?im)answer is[:\s]*\**\s*(.+?)\**\s*\.?\s*$"
 /// How many cases go to each split.
 ///
 /// The seeded order is dealt as: train, the first [`VALIDATION_BEFORE_TEST`] validation
-/// cases, test, then any further validation cases. Dealt this way a larger validation split
-/// never moves a test case, so a suite can grow its validation (`skd bbh import
-/// --validation 24`) and keep its sealed test split and the results measured on it.
+/// cases, the first [`TEST_BEFORE_LATE_VALIDATION`] test cases, any further validation
+/// cases, then any further test cases. Dealt this way a larger validation split never moves
+/// a test case, and a larger test split never moves a train or validation case: a suite can
+/// grow its validation (`skd bbh import --validation 24`) and keep its sealed test split and
+/// the results measured on it, or grow its test split (`--test 100`) from cases no run has
+/// seen and keep every earlier test case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SplitSizes {
     /// Train cases (the teacher sees them and their failures).
@@ -45,22 +48,30 @@ impl Default for SplitSizes {
 /// validation split of the first layout.
 pub const VALIDATION_BEFORE_TEST: usize = 12;
 
+/// Test cases dealt before the late validation cases (see [`SplitSizes`]); 30 was the whole
+/// test split of the first layouts.
+pub const TEST_BEFORE_LATE_VALIDATION: usize = 30;
+
 impl SplitSizes {
     /// The split of the `n`-th case in the seeded order (`None`: not used).
     pub fn split_of(&self, n: usize) -> Option<Split> {
         let early_validation = self.validation.min(VALIDATION_BEFORE_TEST);
-        let test_start = self.train + early_validation;
-        if n < self.train {
-            Some(Split::Train)
-        } else if n < test_start {
-            Some(Split::Validation)
-        } else if n < test_start + self.test {
-            Some(Split::Test)
-        } else if n < self.train + self.validation + self.test {
-            Some(Split::Validation)
-        } else {
-            None
+        let early_test = self.test.min(TEST_BEFORE_LATE_VALIDATION);
+        let blocks = [
+            (self.train, Split::Train),
+            (early_validation, Split::Validation),
+            (early_test, Split::Test),
+            (self.validation - early_validation, Split::Validation),
+            (self.test - early_test, Split::Test),
+        ];
+        let mut end = 0;
+        for (size, split) in blocks {
+            end += size;
+            if n < end {
+                return Some(split);
+            }
         }
+        None
     }
 }
 
@@ -166,6 +177,51 @@ pub fn import(data_dir: &Path, task: &str, sizes: SplitSizes, seed: u64) -> Resu
     Ok(BbhTask { task: task.to_string(), skill_name, skill_markdown, suite })
 }
 
+/// How a re-imported suite's sealed test split relates to the stored one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TestSplitChange {
+    /// The same test cases, graded the same way (in any order).
+    Same,
+    /// Every stored test case is kept, graded the same way, and the new ones come from cases
+    /// the stored suite never used (no run trained on or selected with them).
+    Grown {
+        /// Test cases added.
+        added: usize,
+    },
+    /// Anything else; the reason says what changed.
+    Changed(String),
+}
+
+/// Compares the sealed test splits of a stored suite and a re-imported one: results measured
+/// on the stored test split stay valid only when it is kept whole.
+pub fn test_split_change(stored: &EvalSuite, imported: &EvalSuite) -> TestSplitChange {
+    use std::collections::BTreeMap;
+    if stored.answer_pattern != imported.answer_pattern || stored.instructions != imported.instructions {
+        return TestSplitChange::Changed("the answer format changed".into());
+    }
+    let by_id = |suite: &EvalSuite, split: Split| -> BTreeMap<String, EvalCase> {
+        suite.split(split).into_iter().map(|c| (c.id.to_string(), c.clone())).collect()
+    };
+    let (old, new) = (by_id(stored, Split::Test), by_id(imported, Split::Test));
+    for (id, case) in &old {
+        match new.get(id) {
+            None => return TestSplitChange::Changed(format!("test case {id} would leave the test split")),
+            Some(c) if c != case => {
+                return TestSplitChange::Changed(format!("test case {id} would be graded differently"));
+            }
+            Some(_) => {}
+        }
+    }
+    let seen: std::collections::BTreeSet<String> = stored.evals.iter().map(|c| c.id.to_string()).collect();
+    if let Some(id) = new.keys().find(|id| !old.contains_key(*id) && seen.contains(*id)) {
+        return TestSplitChange::Changed(format!("{id}, a train or validation case, would become a test case"));
+    }
+    match new.len() - old.len() {
+        0 => TestSplitChange::Same,
+        added => TestSplitChange::Grown { added },
+    }
+}
+
 fn yaml_safe(text: &str) -> String {
     // Quote when YAML would read the line as something other than a plain string.
     if text.contains(": ") || text.starts_with(['"', '\'', '[', '{', '-', '#', '&', '*', '!', '|', '>', '%', '@']) {
@@ -258,6 +314,79 @@ mod tests {
     }
 
     #[test]
+    fn a_larger_test_split_keeps_every_earlier_case_in_place() {
+        let first = SplitSizes { train: 12, validation: 24, test: 30 };
+        let grown = SplitSizes { train: 12, validation: 24, test: 100 };
+        let (a, b): (Vec<_>, Vec<_>) = (0..200).map(|n| (first.split_of(n), grown.split_of(n))).unzip();
+        for n in 0..200 {
+            if a[n].is_some() {
+                assert_eq!(a[n], b[n], "position {n} moved");
+            } else if b[n].is_some() {
+                // Every new case is a test case, from positions the old layout never used.
+                assert_eq!(b[n], Some(Split::Test), "position {n}");
+            }
+        }
+        let count = |v: &[Option<Split>], s: Split| v.iter().filter(|x| **x == Some(s)).count();
+        assert_eq!((count(&b, Split::Train), count(&b, Split::Validation), count(&b, Split::Test)), (12, 24, 100));
+        assert_eq!(
+            (b[65], b[66], b[135], b[136]),
+            (Some(Split::Validation), Some(Split::Test), Some(Split::Test), None)
+        );
+        // A test split within the first block is dealt as before.
+        let small = SplitSizes { train: 1, validation: 14, test: 3 };
+        assert_eq!(
+            (small.split_of(13), small.split_of(15), small.split_of(16), small.split_of(18)),
+            (Some(Split::Test), Some(Split::Test), Some(Split::Validation), None)
+        );
+    }
+
+    fn suite(sizes: SplitSizes) -> EvalSuite {
+        let mut suite = EvalSuite::new("bbh-t");
+        for n in 0..200 {
+            let Some(split) = sizes.split_of(n) else { break };
+            suite.evals.push(EvalCase {
+                id: CaseId::Text(format!("t-{n}")),
+                prompt: format!("question {n}"),
+                expected_output: Some(n.to_string()),
+                files: Vec::new(),
+                expectations: Vec::new(),
+                graders: vec![Grader::Normalized { expected: None }],
+                split,
+                mode: CaseMode::Answer,
+            });
+        }
+        suite
+    }
+
+    #[test]
+    fn a_re_split_may_grow_the_test_split_only_from_unused_cases() {
+        let stored = suite(SplitSizes { train: 12, validation: 24, test: 30 });
+        let same = suite(SplitSizes { train: 12, validation: 12, test: 30 });
+        assert_eq!(test_split_change(&stored, &same), TestSplitChange::Same);
+        let grown = suite(SplitSizes { train: 12, validation: 24, test: 100 });
+        assert_eq!(test_split_change(&stored, &grown), TestSplitChange::Grown { added: 70 });
+        // Fewer validation cases with more test cases: old validation cases would be tested on.
+        let leaked = suite(SplitSizes { train: 12, validation: 12, test: 100 });
+        assert!(
+            matches!(test_split_change(&stored, &leaked), TestSplitChange::Changed(ref why) if why.contains("t-54")),
+            "{:?}",
+            test_split_change(&stored, &leaked)
+        );
+        let shrunk = suite(SplitSizes { train: 12, validation: 24, test: 20 });
+        assert!(
+            matches!(test_split_change(&stored, &shrunk), TestSplitChange::Changed(ref why) if why.contains("leave"))
+        );
+        let mut regraded = grown.clone();
+        regraded.evals[30].expected_output = Some("other".into());
+        assert!(
+            matches!(test_split_change(&stored, &regraded), TestSplitChange::Changed(ref why) if why.contains("t-30"))
+        );
+        let mut reformatted = grown;
+        reformatted.answer_pattern = Some("x".into());
+        assert!(matches!(test_split_change(&stored, &reformatted), TestSplitChange::Changed(_)));
+    }
+
+    #[test]
     fn answer_pattern_takes_the_last_answer_line() {
         let re = regex::Regex::new(ANSWER_PATTERN).expect("pattern");
         let out = "A = True. So the answer is False.\nWait, recheck.\nSo the answer is **True**.";
@@ -305,9 +434,65 @@ pub fn pooled_distilled_vs_human(rows: &[ProofRow]) -> Option<(crate::Lift, usiz
     Some((crate::Lift::from_counts(gained, lost, n), n))
 }
 
+/// What [`measure_test_split`] ran on one skill's sealed test split.
+#[derive(Debug, Clone)]
+pub struct TestMeasurement {
+    /// Without a skill.
+    pub no_skill: crate::SuiteRun,
+    /// With the human-written procedure (version 1).
+    pub human: crate::SuiteRun,
+    /// With the version the newest finished distillation saved, when there is one.
+    pub distilled: Option<(u32, crate::SuiteRun)>,
+}
+
+/// Runs a BBH skill's whole sealed test split with no skill, with the human-written
+/// procedure (version 1) and with the newest finished distillation's version, and records
+/// each skill against no skill in `benchmark.json`, which [`proof_row`] reads. Cases the
+/// evaluator's cache already holds are not run again, so after a test split grew
+/// (`skd bbh import --test 100`) only the new cases run. `evaluator` must hold this skill's
+/// suite; `on_case` sees each result with its configuration's label (`no skill`, `v1`, ...).
+pub async fn measure_test_split(
+    evaluator: &crate::Evaluator<'_>,
+    skill_dir: &Path,
+    skill: &str,
+    on_case: &mut (dyn FnMut(&str, &crate::CaseResult) + Send),
+) -> Result<TestMeasurement> {
+    use crate::report::{Benchmark, BenchmarkEntry};
+    use skill_core::versions::Revision;
+    let test = evaluator.suite.split(Split::Test);
+    if test.is_empty() {
+        return Err(Error::other(format!("{skill} has no test cases in its suite")));
+    }
+    let store = skill_core::VersionStore::new(skill_dir);
+    let text = |version: u32| -> Result<crate::SkillText> {
+        Ok(crate::SkillText { name: skill.to_string(), markdown: store.content(Revision::Version(version))? })
+    };
+    let human_skill = text(1)?;
+    let distilled_version =
+        crate::distill::latest_finished_state(skill_dir).and_then(|s| s.report).map(|report| report.version);
+    let no_skill = evaluator.run(&test, None, "no skill", &mut |r| on_case("no skill", r)).await?;
+    let human = evaluator.run(&test, Some(&human_skill), "v1", &mut |r| on_case("v1", r)).await?;
+    let distilled = match distilled_version {
+        Some(version) => {
+            let label = format!("v{version}");
+            let run = evaluator.run(&test, Some(&text(version)?), &label, &mut |r| on_case(&label, r)).await?;
+            Some((version, run))
+        }
+        None => None,
+    };
+    let results = skill_dir.join("evals/results");
+    let mut benchmark = Benchmark::load(&results, skill)?;
+    benchmark.push(BenchmarkEntry::new(&human, Some(&no_skill), Some(1)));
+    if let Some((version, run)) = &distilled {
+        benchmark.push(BenchmarkEntry::new(run, Some(&no_skill), Some(*version)));
+    }
+    benchmark.write(&results)?;
+    Ok(TestMeasurement { no_skill, human, distilled })
+}
+
 /// Reads a BBH skill's stored results (`benchmark.json` and the distillation state) into its
-/// proof row. Only test-split measurements of no skill against a version count; the latest
-/// of each wins.
+/// proof row. Only test-split measurements of a version against no skill count; the latest
+/// of each wins, and the distillation's own report fills what `benchmark.json` lacks.
 pub fn proof_row(skill_dir: &Path, skill: &str) -> Result<ProofRow> {
     use crate::report::{Benchmark, BenchmarkEntry};
     let store = skill_core::VersionStore::new(skill_dir);
@@ -344,14 +529,19 @@ pub fn proof_row(skill_dir: &Path, skill: &str) -> Result<ProofRow> {
         }
         _ => (None, 0),
     };
-    let no_skill =
-        report.as_ref().map(|r| r.no_skill).or_else(|| human.and_then(|h| h.baseline.as_ref().map(|b| b.rate)));
+    // The newest measurements win: after `skd bbh measure` on a grown test split, the entries
+    // hold more cases than the distillation's own report.
+    let baseline_rate = |e: &BenchmarkEntry| e.baseline.as_ref().map(|b| b.rate);
+    let no_skill = distilled_entry
+        .and_then(baseline_rate)
+        .or_else(|| human.and_then(baseline_rate))
+        .or_else(|| report.as_ref().map(|r| r.no_skill));
     Ok(ProofRow {
         skill: skill.to_string(),
         model: human.map(|h| h.model.clone()).or_else(|| distilled_entry.map(|d| d.model.clone())),
         no_skill,
         human: human.map(|h| h.with_skill.rate).or_else(|| report.as_ref().and_then(|r| r.starting_skill)),
-        distilled: report.as_ref().map(|r| r.with_skill),
+        distilled: distilled_entry.map(|d| d.with_skill.rate).or_else(|| report.as_ref().map(|r| r.with_skill)),
         distilled_version: report.as_ref().map(|r| r.version),
         kept_human: state.as_ref().is_some_and(|s| s.best == 0),
         distilled_vs_human,

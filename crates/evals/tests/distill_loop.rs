@@ -129,8 +129,13 @@ async fn distill_rewrites_measures_and_resumes_after_a_crash() {
 
     // Resume: the teacher calls that finished are not repeated (the cassette goes on from
     // where the crash left it).
-    let distiller =
-        Distiller { student, teacher: cassette.as_ref(), skill_dir: dir.clone(), library_root: Some(skills), runner };
+    let distiller = Distiller {
+        student: student.clone(),
+        teacher: cassette.as_ref(),
+        skill_dir: dir.clone(),
+        library_root: Some(skills),
+        runner: runner.clone(),
+    };
     let done = distiller.run(saved, &mut |_| {}).await.expect("resumed run finishes");
     assert_eq!(done.stage, Stage::Finished);
     assert!(done.candidates.len() >= kept_candidates, "no candidate lost");
@@ -174,6 +179,32 @@ async fn distill_rewrites_measures_and_resumes_after_a_crash() {
     if recording.is_none() {
         assert_eq!(cassette.calls(), cassette_total(), "every recorded answer was used");
     }
+
+    // `skd bbh measure`: the whole test split again with no skill, the human procedure (v1)
+    // and the distilled version, recorded for the proof table. The distillation's own runs
+    // come from the cache, so they agree with its report exactly.
+    let suite = EvalSuite::load(&EvalSuite::path_in(&dir)).expect("suite");
+    let evaluator = evals::Evaluator { student, judge: None, suite: &suite, config: &runner };
+    let mut labels = Vec::new();
+    let measured = evals::bbh::measure_test_split(&evaluator, &dir, &task.skill_name, &mut |label, r| {
+        labels.push((format!("{label} {}", r.id), r.cached))
+    })
+    .await
+    .expect("measure");
+    let (version, distilled) = measured.distilled.as_ref().expect("a finished distillation");
+    assert_eq!(*version, report.version);
+    assert_eq!(distilled.rate(), report.with_skill);
+    assert_eq!(measured.no_skill.rate(), report.no_skill);
+    assert_eq!(measured.human.rate().total, 4);
+    assert_eq!(labels.len(), 12, "three configurations of four test cases");
+    assert!(labels[..4].iter().all(|(_, cached)| *cached), "no skill was measured by the distillation: {labels:?}");
+    let row = evals::bbh::proof_row(&dir, &task.skill_name).expect("row");
+    assert_eq!(row.human, Some(measured.human.rate()));
+    assert_eq!(row.distilled, Some(report.with_skill));
+    assert_eq!(row.paired_cases, 4);
+    let pairs = measured.human.passed_flags().iter().zip(distilled.passed_flags()).filter(|(h, d)| **h != *d).count();
+    let lift = row.distilled_vs_human.expect("paired");
+    assert_eq!(lift.gained + lift.lost, pairs);
 }
 
 fn cassette_total() -> usize {
