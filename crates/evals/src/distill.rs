@@ -644,6 +644,140 @@ mod tests {
         let again = super::with_worked_examples(&headed, &[("r", "ANSWER: b")]);
         assert!(!again.contains("## Step 1") && again.matches(super::WORKED_EXAMPLES_END).count() == 1, "{again}");
     }
+
+    /// Answers a question right only when the skill shows it as a worked example: a student
+    /// that copies.
+    struct Copycat;
+
+    #[async_trait::async_trait]
+    impl skill_core::Student for Copycat {
+        fn model_id(&self) -> &str {
+            "copycat"
+        }
+        async fn complete(
+            &self,
+            request: &skill_core::CompletionRequest,
+        ) -> skill_core::Result<skill_core::Completion> {
+            let (system, question) = (&request.messages[0].content, &request.messages[1].content);
+            let sum: u32 =
+                question.trim_start_matches("what is ").split('+').filter_map(|n| n.parse::<u32>().ok()).sum();
+            let answer = if system.contains(&format!("Input:\n{question}")) { sum } else { 0 };
+            Ok(skill_core::Completion {
+                text: format!("So the answer is {answer}."),
+                usage: Default::default(),
+                elapsed: std::time::Duration::ZERO,
+                finish_reason: "stop".into(),
+            })
+        }
+    }
+
+    /// Writes one fixed rewrite, counting the requests.
+    struct OneRewrite(std::sync::atomic::AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl skill_core::Teacher for OneRewrite {
+        fn model_id(&self) -> &str {
+            "one-rewrite"
+        }
+        async fn complete(
+            &self,
+            _request: &skill_core::CompletionRequest,
+        ) -> skill_core::Result<skill_core::Completion> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(skill_core::Completion {
+                text: "```markdown\n---\nname: adder\ndescription: Add two small numbers and state the sum.\n---\n\
+                       1. Read the two numbers.\n2. Add them digit by digit.\n3. End with: So the answer is N.\n```\n\
+                       Rationale: clearer steps."
+                    .into(),
+                usage: Default::default(),
+                elapsed: std::time::Duration::ZERO,
+                finish_reason: "stop".into(),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_worked_examples_round_does_not_rebuild_the_parents_own_examples() {
+        use super::*;
+        let dir = tempfile::tempdir().expect("tmp");
+        let skill_dir = dir.path().join("adder");
+        let case = |n: usize, a: u32, b: u32, split: Split| EvalCase {
+            id: CaseId::Text(format!("c{n}")),
+            prompt: format!("what is {a}+{b}"),
+            expected_output: Some((a + b).to_string()),
+            files: Vec::new(),
+            expectations: Vec::new(),
+            graders: vec![Grader::Normalized { expected: None }],
+            split,
+            mode: CaseMode::Answer,
+        };
+        let mut suite = EvalSuite::new("adder");
+        suite.answer_pattern = Some(crate::bbh::ANSWER_PATTERN.into());
+        suite.evals = vec![
+            case(0, 2, 2, Split::Train),
+            case(1, 3, 3, Split::Train),
+            case(2, 4, 4, Split::Train),
+            case(3, 5, 5, Split::Validation),
+            case(4, 1, 1, Split::Validation),
+        ];
+        // The parent already shows the student's own answers to two of the three train cases.
+        let procedure =
+            "---\nname: adder\ndescription: Add two small numbers.\n---\n1. Add the numbers and say the sum.\n";
+        let parent = with_worked_examples(
+            procedure,
+            &[("what is 2+2", "So the answer is 4."), ("what is 3+3", "So the answer is 6.")],
+        );
+        let config = DistillConfig { minibatch: 3, worked_examples: 3, ..DistillConfig::default() };
+        let job = DistillJob {
+            skill_name: "adder".into(),
+            description: "Add two small numbers.".into(),
+            transcripts: Vec::new(),
+            examples: Vec::new(),
+        };
+        let mut state = DistillState::new(job, config);
+        state.stage = Stage::Measured;
+        state.rounds = 1;
+        state.candidates.push(Candidate {
+            id: 0,
+            parent: None,
+            round: 0,
+            markdown: parent,
+            rationale: String::new(),
+            validation: vec![(CaseId::Text("c3".into()), false), (CaseId::Text("c4".into()), false)],
+            tokens_per_case: 0.0,
+        });
+        let teacher = OneRewrite(Default::default());
+        let runner = RunnerConfig { cache_dir: None, ..RunnerConfig::default() };
+        let distiller = Distiller {
+            student: Arc::new(Copycat),
+            teacher: &teacher,
+            skill_dir: skill_dir.clone(),
+            library_root: None,
+            runner: runner.clone(),
+        };
+        let evaluator = Evaluator { student: Arc::new(Copycat), judge: None, suite: &suite, config: &runner };
+        let (train, validation) = (suite.split(Split::Train), suite.split(Split::Validation));
+        // Round 2 is a worked-examples round, and the parent passes the two cases it shows.
+        // Those passes are copies: the round asks the teacher instead of rebuilding the
+        // parent's examples (which would be candidate 0 again, a wasted round).
+        let log = distiller.round(&mut state, &evaluator, &train, &validation, &mut |_| {}).await.expect("round");
+        assert_eq!(teacher.0.load(std::sync::atomic::Ordering::SeqCst), 1, "{log:?}");
+        assert_eq!(log.candidate, Some(1), "{log:?}");
+        assert_eq!(state.candidates[1].rationale, "clearer steps.");
+        assert!(log.note.contains("worse on the minibatch (0 vs 2)"), "{log:?}");
+    }
+
+    #[test]
+    fn only_the_worked_examples_section_counts_as_showing_an_input() {
+        let skill = "---\nname: x\ndescription: d\n---\n1. Add.\n\nQ: 1+1\nA: 2\n";
+        let with = super::with_worked_examples(skill, &[("2+2", "ANSWER: 4")]);
+        assert!(super::shows_as_worked_example(&with, " 2+2\n"));
+        // In the procedure (a human-written example), not in the section: not a worked example.
+        assert!(!super::shows_as_worked_example(&with, "1+1"));
+        assert!(!super::shows_as_worked_example(&with, "3+3"));
+        assert!(!super::shows_as_worked_example(skill, "2+2"));
+        assert!(!super::shows_as_worked_example(&with, " "));
+    }
 }
 
 #[derive(Deserialize)]
@@ -1114,12 +1248,15 @@ impl Distiller<'_> {
         // Even rounds show the student its own verified answers (train cases it passed with
         // the parent) as worked examples; odd rounds, and rounds with nothing passed, ask the
         // teacher for a rewrite. Small students follow a worked example in their own words
-        // more reliably than a procedure alone.
+        // more reliably than a procedure alone. A pass on a case the parent already shows as
+        // a worked example is the student copying it: no evidence, and it would only make the
+        // parent's examples again.
         let examples: Vec<(&EvalCase, &str)> = parent_run
             .results
             .iter()
             .zip(&batch)
             .filter(|(r, case)| r.passed && case.mode == CaseMode::Answer && r.error.is_none())
+            .filter(|(_, case)| !shows_as_worked_example(&parent.markdown, &case.prompt))
             .map(|(r, case)| (*case, r.output.as_str()))
             .take(state.config.worked_examples)
             .collect();
@@ -1339,6 +1476,12 @@ pub fn without_worked_examples(markdown: &str) -> String {
         }
     }
     format!("{}\n", kept.trim_end())
+}
+
+/// Whether `markdown`'s worked-examples section (not its procedure) shows `input`.
+fn shows_as_worked_example(markdown: &str, input: &str) -> bool {
+    let input = input.trim();
+    !input.is_empty() && markdown.contains(input) && !without_worked_examples(markdown).contains(input)
 }
 
 /// `markdown` with its worked-examples section replaced by (or, when it has none, followed
