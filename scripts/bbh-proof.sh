@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The BIG-Bench Hard proof, end to end: for each task, import it as a skill with a sealed
-# split, measure the student on the test split with no skill and with the human-written
-# procedure, distill the skill with the teacher, and print the table (`skd bbh report`).
+# split, distill the skill with the teacher, measure the student on the whole test split with
+# no skill, the human-written procedure and the distilled skill (`skd bbh measure`), and
+# print the table (`skd bbh report`).
 #
 # Everything is offline by default: the teacher is the local Qwen2.5-Coder-1.5B served by
 # `skd serve` on loopback. Results are cached, so a second run only measures what changed.
@@ -12,8 +13,10 @@
 #
 # Settings (environment): TASKS, STUDENT (default qwen2.5-coder-0.5b), TEACHER (URL#model;
 # default: a local server started here), ROUNDS (4), PATIENCE (2), MIN_GAIN (2 validation
-# cases), TEACHER_TIMEOUT (2400 s: a CPU teacher writing a skill), MAX_TOKENS (320),
-# SKD (the skd binary; default: `skd` on PATH, else target/debug/skd).
+# cases), TEACHER_TIMEOUT (2400 s: a CPU teacher writing a skill), MAX_TOKENS (320), TEST
+# (sealed test cases per task, 30; a larger number grows an existing suite's test split from
+# cases no run has seen, keeping the earlier ones), SKD (the skd binary; default: `skd` on
+# PATH, else target/debug/skd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +27,7 @@ PATIENCE="${PATIENCE:-2}"
 MIN_GAIN="${MIN_GAIN:-2}"
 TEACHER_TIMEOUT="${TEACHER_TIMEOUT:-2400}"
 MAX_TOKENS="${MAX_TOKENS:-320}"
+TEST="${TEST:-30}"
 SKD="${SKD:-$(command -v skd || echo target/debug/skd)}"
 [ -x "$SKD" ] || { echo "no skd binary at $SKD: cargo build -p skd-cli, or set SKD" >&2; exit 1; }
 
@@ -46,19 +50,19 @@ fi
 
 for task in $TASKS; do
   skill="bbh-${task//_/-}"
-  # Imports the task, or grows an older suite's validation split to the current default
-  # (its sealed test cases stay); a suite split some other way is kept as it is.
-  "$SKD" bbh import "$task" >&2 || echo "keeping the existing suite of $skill" >&2
-  echo "== $skill: no skill vs the human-written procedure (version 1)" >&2
-  # Measured on version 1 itself, whatever a previous distillation left as the working copy.
+  # Imports the task, or grows an older suite's validation or test split to the sizes asked
+  # for (its sealed test cases stay); a suite split some other way is kept as it is.
+  "$SKD" bbh import "$task" --test "$TEST" >&2 || echo "keeping the existing suite of $skill" >&2
+  # Distilled from version 1, whatever a previous distillation left as the working copy.
   "$SKD" skill restore "$skill" 1 >/dev/null
-  # Exit 1 means "measured, with failed cases" (a timeout): the run goes on.
-  "$SKD" eval "$skill" --student "$STUDENT" --split test --max-tokens "$MAX_TOKENS" >&2 || [ $? -eq 1 ]
   echo "== $skill: distilling" >&2
   # Exit 1 means "finished, not beneficial"; anything else stops the proof.
   "$SKD" distill "$skill" --restart --teacher "$TEACHER" --student "$STUDENT" \
     --rounds "$ROUNDS" --patience "$PATIENCE" --min-gain "$MIN_GAIN" \
     --teacher-timeout "$TEACHER_TIMEOUT" --max-tokens "$MAX_TOKENS" >&2 || [ $? -eq 1 ]
+  echo "== $skill: the sealed test split with no skill, the human procedure and the distilled skill" >&2
+  # The distillation's own test runs come from the cache; the human procedure runs here.
+  "$SKD" bbh measure "$task" --student "$STUDENT" --max-tokens "$MAX_TOKENS"
 done
 
 "$SKD" bbh report ${TASKS//_/-}
