@@ -645,8 +645,8 @@ mod tests {
         assert!(!again.contains("## Step 1") && again.matches(super::WORKED_EXAMPLES_END).count() == 1, "{again}");
     }
 
-    /// Answers a question right only when the skill shows it as a worked example: a student
-    /// that copies.
+    /// Adds numbers up to 3; larger ones only when the skill shows the question as a worked
+    /// example (it copies).
     struct Copycat;
 
     #[async_trait::async_trait]
@@ -659,9 +659,11 @@ mod tests {
             request: &skill_core::CompletionRequest,
         ) -> skill_core::Result<skill_core::Completion> {
             let (system, question) = (&request.messages[0].content, &request.messages[1].content);
-            let sum: u32 =
-                question.trim_start_matches("what is ").split('+').filter_map(|n| n.parse::<u32>().ok()).sum();
-            let answer = if system.contains(&format!("Input:\n{question}")) { sum } else { 0 };
+            let terms: Vec<u32> =
+                question.trim_start_matches("what is ").split('+').filter_map(|n| n.parse().ok()).collect();
+            let sum: u32 = terms.iter().sum();
+            let easy = terms.iter().all(|t| *t <= 3);
+            let answer = if easy || system.contains(&format!("Input:\n{question}")) { sum } else { 0 };
             Ok(skill_core::Completion {
                 text: format!("So the answer is {answer}."),
                 usage: Default::default(),
@@ -696,11 +698,12 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_worked_examples_round_does_not_rebuild_the_parents_own_examples() {
+    /// Runs round 2 (a worked-examples round) from candidate 0 over `candidates` (ids in
+    /// order), with train cases 2+2, 3+3 and 4+4; returns the round log, the teacher's request
+    /// count and the state.
+    async fn worked_examples_round(candidates: &[String]) -> (super::RoundLog, usize, super::DistillState) {
         use super::*;
         let dir = tempfile::tempdir().expect("tmp");
-        let skill_dir = dir.path().join("adder");
         let case = |n: usize, a: u32, b: u32, split: Split| EvalCase {
             id: CaseId::Text(format!("c{n}")),
             prompt: format!("what is {a}+{b}"),
@@ -718,15 +721,8 @@ mod tests {
             case(1, 3, 3, Split::Train),
             case(2, 4, 4, Split::Train),
             case(3, 5, 5, Split::Validation),
-            case(4, 1, 1, Split::Validation),
+            case(4, 6, 6, Split::Validation),
         ];
-        // The parent already shows the student's own answers to two of the three train cases.
-        let procedure =
-            "---\nname: adder\ndescription: Add two small numbers.\n---\n1. Add the numbers and say the sum.\n";
-        let parent = with_worked_examples(
-            procedure,
-            &[("what is 2+2", "So the answer is 4."), ("what is 3+3", "So the answer is 6.")],
-        );
         let config = DistillConfig { minibatch: 3, worked_examples: 3, ..DistillConfig::default() };
         let job = DistillJob {
             skill_name: "adder".into(),
@@ -737,34 +733,57 @@ mod tests {
         let mut state = DistillState::new(job, config);
         state.stage = Stage::Measured;
         state.rounds = 1;
-        state.candidates.push(Candidate {
-            id: 0,
-            parent: None,
-            round: 0,
-            markdown: parent,
-            rationale: String::new(),
-            validation: vec![(CaseId::Text("c3".into()), false), (CaseId::Text("c4".into()), false)],
-            tokens_per_case: 0.0,
-        });
+        for (id, markdown) in candidates.iter().enumerate() {
+            state.candidates.push(Candidate {
+                id,
+                parent: id.checked_sub(1),
+                round: id,
+                markdown: markdown.clone(),
+                rationale: String::new(),
+                // Candidate 0 alone is on the Pareto front, so it is the parent.
+                validation: vec![(CaseId::Text("c3".into()), id == 0), (CaseId::Text("c4".into()), false)],
+                tokens_per_case: 0.0,
+            });
+        }
         let teacher = OneRewrite(Default::default());
         let runner = RunnerConfig { cache_dir: None, ..RunnerConfig::default() };
         let distiller = Distiller {
             student: Arc::new(Copycat),
             teacher: &teacher,
-            skill_dir: skill_dir.clone(),
+            skill_dir: dir.path().join("adder"),
             library_root: None,
             runner: runner.clone(),
         };
         let evaluator = Evaluator { student: Arc::new(Copycat), judge: None, suite: &suite, config: &runner };
         let (train, validation) = (suite.split(Split::Train), suite.split(Split::Validation));
-        // Round 2 is a worked-examples round, and the parent passes the two cases it shows.
-        // Those passes are copies: the round asks the teacher instead of rebuilding the
-        // parent's examples (which would be candidate 0 again, a wasted round).
         let log = distiller.round(&mut state, &evaluator, &train, &validation, &mut |_| {}).await.expect("round");
-        assert_eq!(teacher.0.load(std::sync::atomic::Ordering::SeqCst), 1, "{log:?}");
-        assert_eq!(log.candidate, Some(1), "{log:?}");
+        (log, teacher.0.load(std::sync::atomic::Ordering::SeqCst), state)
+    }
+
+    #[tokio::test]
+    async fn a_worked_examples_round_shows_only_cases_no_candidate_with_its_procedure_shows() {
+        let procedure =
+            "---\nname: adder\ndescription: Add two small numbers.\n---\n1. Add the numbers and say the sum.\n";
+        let shown = super::with_worked_examples(
+            procedure,
+            &[("what is 2+2", "So the answer is 4."), ("what is 3+3", "So the answer is 6.")],
+        );
+        // The parent shows the student's answers to 2+2 and 3+3, which pass again while 4+4
+        // fails: nothing new to show, so the round asks the teacher instead of rebuilding the
+        // parent.
+        let (log, asked, state) = worked_examples_round(std::slice::from_ref(&shown)).await;
+        assert_eq!((asked, log.candidate), (1, Some(1)), "{log:?}");
         assert_eq!(state.candidates[1].rationale, "clearer steps.");
-        assert!(log.note.contains("worse on the minibatch (0 vs 2)"), "{log:?}");
+        assert!(log.note.contains("did not beat the best"), "{log:?}");
+        // The parent shows no examples and passes 2+2 and 3+3 on its own, but a sibling with
+        // the same procedure already shows those: the round would only rebuild the sibling.
+        let (log, asked, _) = worked_examples_round(&[procedure.to_string(), shown.clone()]).await;
+        assert_eq!((asked, log.candidate), (1, Some(2)), "{log:?}");
+        // Without that sibling the passes become worked examples, and the teacher is not asked.
+        let (log, asked, state) = worked_examples_round(&[procedure.to_string()]).await;
+        assert_eq!((asked, log.candidate), (0, Some(1)), "{log:?}");
+        assert!(state.candidates[1].rationale.starts_with("worked examples from 2"), "{log:?}");
+        assert!(super::shows_as_worked_example(&state.candidates[1].markdown, "what is 3+3"));
     }
 
     #[test]
@@ -1248,15 +1267,22 @@ impl Distiller<'_> {
         // Even rounds show the student its own verified answers (train cases it passed with
         // the parent) as worked examples; odd rounds, and rounds with nothing passed, ask the
         // teacher for a rewrite. Small students follow a worked example in their own words
-        // more reliably than a procedure alone. A pass on a case the parent already shows as
-        // a worked example is the student copying it: no evidence, and it would only make the
-        // parent's examples again.
+        // more reliably than a procedure alone. Only cases no candidate with this procedure
+        // shows yet: a pass on a case the parent shows is the student copying it, and cases a
+        // sibling shows would only rebuild that sibling.
+        let procedure = without_worked_examples(&parent.markdown);
+        let same_procedure: Vec<&str> = state
+            .candidates
+            .iter()
+            .filter(|c| without_worked_examples(&c.markdown) == procedure)
+            .map(|c| c.markdown.as_str())
+            .collect();
         let examples: Vec<(&EvalCase, &str)> = parent_run
             .results
             .iter()
             .zip(&batch)
             .filter(|(r, case)| r.passed && case.mode == CaseMode::Answer && r.error.is_none())
-            .filter(|(_, case)| !shows_as_worked_example(&parent.markdown, &case.prompt))
+            .filter(|(_, case)| !same_procedure.iter().any(|markdown| shows_as_worked_example(markdown, &case.prompt)))
             .map(|(r, case)| (*case, r.output.as_str()))
             .take(state.config.worked_examples)
             .collect();
@@ -1279,7 +1305,6 @@ impl Distiller<'_> {
                 let name = state.job.skill_name.clone();
                 // The teacher rewrites the procedure; worked examples are the student's own
                 // and come back in the next even round, so they are not its to copy out.
-                let procedure = without_worked_examples(&parent.markdown);
                 let user = format!(
                     "The small model followed this skill and failed the cases below. Rewrite the skill so it handles \
                  these and similar inputs: fix the procedure where it is wrong or unclear, add the missing step or \
