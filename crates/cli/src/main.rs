@@ -264,6 +264,10 @@ struct DistillCliArgs {
     /// each afresh and a case whose answer it cannot reproduce is dropped as mislabelled).
     #[arg(long)]
     no_verify_cases: bool,
+    /// Do not measure the job alone (the skill's frontmatter with the job sentence as its
+    /// body) beside the starting skill before the rounds.
+    #[arg(long)]
+    no_bare_job: bool,
     /// Example cases: a JSON array or JSON lines of {"prompt", "expected_output"}. They join
     /// the suite (split across train, validation and test); the teacher drafts the rest up
     /// to --draft-cases.
@@ -678,6 +682,7 @@ fn run(cli: Cli) -> Result<Exit> {
                     verify_drafted_cases: !a.no_verify_cases,
                     teacher_timeout_secs: a.teacher_timeout,
                     min_validation_gain: usize::from(a.min_gain),
+                    bare_job_candidate: !a.no_bare_job,
                 },
                 transcripts: a.transcripts,
                 examples: a.examples,

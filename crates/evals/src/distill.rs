@@ -118,6 +118,12 @@ pub struct DistillConfig {
     /// the sealed test); 2 asks for a gain that a coin flip rarely gives.
     #[serde(default = "default_min_validation_gain")]
     pub min_validation_gain: usize,
+    /// Also measure the job alone (the starting skill's frontmatter with the job sentence as
+    /// its whole body) before the rounds. When the starting procedure makes the student worse
+    /// than the bare job (the human BIG-Bench Hard procedure does on boolean_expressions), the
+    /// rounds build on the job alone instead.
+    #[serde(default = "default_true")]
+    pub bare_job_candidate: bool,
 }
 
 fn default_min_validation_gain() -> usize {
@@ -150,6 +156,7 @@ impl Default for DistillConfig {
             verify_drafted_cases: true,
             teacher_timeout_secs: default_teacher_timeout_secs(),
             min_validation_gain: default_min_validation_gain(),
+            bare_job_candidate: true,
         }
     }
 }
@@ -645,8 +652,8 @@ mod tests {
         assert!(!again.contains("## Step 1") && again.matches(super::WORKED_EXAMPLES_END).count() == 1, "{again}");
     }
 
-    /// Adds numbers up to 3; larger ones only when the skill shows the question as a worked
-    /// example (it copies).
+    /// Adds numbers up to 3 (unless a procedure about carries confuses it); larger ones only
+    /// when the skill shows the question as a worked example (it copies).
     struct Copycat;
 
     #[async_trait::async_trait]
@@ -662,7 +669,7 @@ mod tests {
             let terms: Vec<u32> =
                 question.trim_start_matches("what is ").split('+').filter_map(|n| n.parse().ok()).collect();
             let sum: u32 = terms.iter().sum();
-            let easy = terms.iter().all(|t| *t <= 3);
+            let easy = terms.iter().all(|t| *t <= 3) && !system.contains("Write every carry");
             let answer = if easy || system.contains(&format!("Input:\n{question}")) { sum } else { 0 };
             Ok(skill_core::Completion {
                 text: format!("So the answer is {answer}."),
@@ -784,6 +791,83 @@ mod tests {
         assert_eq!((asked, log.candidate), (0, Some(1)), "{log:?}");
         assert!(state.candidates[1].rationale.starts_with("worked examples from 2"), "{log:?}");
         assert!(super::shows_as_worked_example(&state.candidates[1].markdown, "what is 3+3"));
+    }
+
+    #[tokio::test]
+    async fn the_job_alone_replaces_a_starting_procedure_that_makes_the_student_worse() {
+        use super::*;
+        let dir = tempfile::tempdir().expect("tmp");
+        let easy = |n: usize| EvalCase {
+            id: CaseId::Text(format!("v{n}")),
+            prompt: format!("what is {n}+1"),
+            expected_output: Some((n + 1).to_string()),
+            files: Vec::new(),
+            expectations: Vec::new(),
+            graders: vec![Grader::Normalized { expected: None }],
+            split: Split::Validation,
+            mode: CaseMode::Answer,
+        };
+        let mut suite = EvalSuite::new("adder");
+        suite.answer_pattern = Some(crate::bbh::ANSWER_PATTERN.into());
+        suite.evals = (1..=3).map(easy).collect();
+        let frontmatter = "---\nname: adder\ndescription: Add two small numbers.\nlicense: MIT\n---\n";
+        // Copycat gets everything wrong under this procedure, and adds small numbers without it.
+        let confusing = format!("{frontmatter}1. Write every carry as a separate number before adding.\n");
+        let job = DistillJob {
+            skill_name: "adder".into(),
+            description: "Add two small whole numbers and say their sum in one sentence.".into(),
+            transcripts: Vec::new(),
+            examples: Vec::new(),
+        };
+        let runner = RunnerConfig { cache_dir: None, ..RunnerConfig::default() };
+        let teacher = OneRewrite(Default::default());
+        let distiller = Distiller {
+            student: Arc::new(Copycat),
+            teacher: &teacher,
+            skill_dir: dir.path().join("adder"),
+            library_root: None,
+            runner: runner.clone(),
+        };
+        let evaluator = Evaluator { student: Arc::new(Copycat), judge: None, suite: &suite, config: &runner };
+        let validation = suite.split(Split::Validation);
+        let start = |markdown: &str| {
+            let mut state = DistillState::new(job.clone(), DistillConfig::default());
+            let mut candidate = Candidate {
+                id: 0,
+                parent: None,
+                round: 0,
+                markdown: markdown.to_string(),
+                rationale: String::new(),
+                validation: Vec::new(),
+                tokens_per_case: 0.0,
+            };
+            let flags = if markdown.contains("carry") { [false; 3] } else { [true; 3] };
+            candidate.validation = (1..=3).zip(flags).map(|(n, p)| (CaseId::Text(format!("v{n}")), p)).collect();
+            state.candidates.push(candidate);
+            state
+        };
+        let mut state = start(&confusing);
+        distiller.measure_bare_job(&mut state, &evaluator, &validation, &mut |_| {}).await.expect("measured");
+        assert_eq!(state.candidates.len(), 2);
+        let bare = &state.candidates[1];
+        assert_eq!(bare.markdown, format!("{frontmatter}{}\n", job.description));
+        assert_eq!(
+            (bare.rationale.as_str(), bare.parent, bare.validation_rate().passed),
+            (BARE_JOB_RATIONALE, Some(0), 3)
+        );
+        assert_eq!(state.best, 1, "3 of 3 against 0 of 3");
+        // Measured again (a resumed run): the same candidate, not a second one.
+        distiller.measure_bare_job(&mut state, &evaluator, &validation, &mut |_| {}).await.expect("again");
+        assert_eq!(state.candidates.len(), 2);
+        // A starting skill as good as the job alone stays the best.
+        let mut state = start(&format!("{frontmatter}1. Add the two numbers.\n2. Say the sum.\n"));
+        distiller.measure_bare_job(&mut state, &evaluator, &validation, &mut |_| {}).await.expect("measured");
+        assert_eq!((state.candidates.len(), state.best), (2, 0));
+        // A job too short to be a skill's body adds no candidate.
+        let mut state = start(&confusing);
+        state.job.description = "Add.".into();
+        distiller.measure_bare_job(&mut state, &evaluator, &validation, &mut |_| {}).await.expect("skipped");
+        assert_eq!(state.candidates.len(), 1);
     }
 
     #[test]
@@ -922,6 +1006,10 @@ impl Distiller<'_> {
                 .await?;
             record_validation(&mut state.candidates[0], &run);
             state.best = 0;
+            if state.config.bare_job_candidate {
+                on_event(DistillEvent::Stage("measuring the job alone, without a procedure".into()));
+                self.measure_bare_job(&mut state, &evaluator, &validation, on_event).await?;
+            }
             state.stage = Stage::Measured;
             self.save(&state)?;
         }
@@ -1016,6 +1104,51 @@ impl Distiller<'_> {
             self.save(&state)?;
         }
         Ok(state)
+    }
+
+    /// The job alone as a candidate: the starting skill's frontmatter with the job sentence as
+    /// its body, measured on validation; it becomes the best when it beats the starting skill
+    /// by the minimum gain. Skipped when that is no valid skill (a job too short for a body)
+    /// or is the starting skill itself. Measuring it again (a resumed run) adds nothing.
+    async fn measure_bare_job(
+        &self,
+        state: &mut DistillState,
+        evaluator: &Evaluator<'_>,
+        validation: &[&EvalCase],
+        on_event: &mut (dyn FnMut(DistillEvent) + Send),
+    ) -> Result<()> {
+        let Some(markdown) = with_body(&state.candidates[0].markdown, &state.job.description) else { return Ok(()) };
+        let draft = SkillDraft { skill_md: markdown.clone(), rationale: String::new() };
+        if markdown == state.candidates[0].markdown || self.check_skill(&state.job.skill_name)(&draft).is_err() {
+            return Ok(());
+        }
+        let id = match state.candidates.iter().position(|c| c.markdown == markdown) {
+            Some(id) => id,
+            None => {
+                let id = state.candidates.len();
+                state.candidates.push(Candidate {
+                    id,
+                    parent: Some(0),
+                    round: 0,
+                    markdown: markdown.clone(),
+                    rationale: BARE_JOB_RATIONALE.into(),
+                    validation: Vec::new(),
+                    tokens_per_case: 0.0,
+                });
+                id
+            }
+        };
+        let run = evaluator
+            .run(validation, Some(&self.text(&markdown)), "job alone", &mut |r: &crate::run::CaseResult| {
+                on_event(DistillEvent::Case(format!("job alone {}", r.id), r.passed))
+            })
+            .await?;
+        record_validation(&mut state.candidates[id], &run);
+        let (bare, best) = (state.candidates[id].validation_rate(), state.candidates[state.best].validation_rate());
+        if replaces_best(&bare, &best, state.config.min_validation_gain) {
+            state.best = id;
+        }
+        Ok(())
     }
 
     /// The recall check on the best candidate; a rewritten description replaces its own.
@@ -1501,6 +1634,16 @@ pub fn without_worked_examples(markdown: &str) -> String {
         }
     }
     format!("{}\n", kept.trim_end())
+}
+
+/// The rationale of the job-alone candidate (see [`DistillConfig::bare_job_candidate`]).
+pub const BARE_JOB_RATIONALE: &str = "the job alone, without a procedure";
+
+/// `markdown`'s frontmatter followed by `body` alone; `None` when it has no frontmatter.
+fn with_body(markdown: &str, body: &str) -> Option<String> {
+    let rest = markdown.strip_prefix("---\n")?;
+    let end = rest.find("\n---\n")?;
+    Some(format!("---\n{}\n---\n{}\n", &rest[..end], body.trim()))
 }
 
 /// Whether `markdown`'s worked-examples section (not its procedure) shows `input`.

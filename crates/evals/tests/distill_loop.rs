@@ -86,8 +86,10 @@ async fn distill_rewrites_measures_and_resumes_after_a_crash() {
         patience: 2,
         minibatch: 3,
         recall_queries: 4,
-        // The cassette holds two teacher rewrites: every round asks the teacher.
+        // The cassette holds two teacher rewrites: every round asks the teacher, from the
+        // parents it was recorded with.
         worked_examples: 0,
+        bare_job_candidate: false,
         ..DistillConfig::default()
     };
     let job = DistillJob {
@@ -294,6 +296,10 @@ async fn distill_drafts_the_suite_and_the_skill_from_a_job_and_examples() {
     let state = load_state(&dir).expect("state");
     assert_eq!(state.stage, Stage::Converged, "drafted, measured, no rounds; stopped at the recall check");
     assert!(state.baseline_validation.is_some() && !state.candidates[0].validation.is_empty());
+    // The job alone was measured beside the drafted skill, by the real student.
+    let bare = state.candidates.iter().find(|c| c.rationale == evals::distill::BARE_JOB_RATIONALE).expect("job alone");
+    assert!(bare.markdown.ends_with("---\nConvert a temperature from degrees Celsius to degrees Fahrenheit, rounded to the nearest whole degree.\n"), "{}", bare.markdown);
+    assert_eq!(bare.validation.len(), state.candidates[0].validation.len());
 
     let asked = teacher.asked.lock().expect("lock").clone();
     // Every drafted case (not the user's) was solved afresh; disagreements were dropped.
