@@ -786,11 +786,25 @@ mod tests {
         // the same procedure already shows those: the round would only rebuild the sibling.
         let (log, asked, _) = worked_examples_round(&[procedure.to_string(), shown.clone()]).await;
         assert_eq!((asked, log.candidate), (1, Some(2)), "{log:?}");
+        // The parent shows 2+2; it passes 2+2 (copied) and 3+3: the child shows the new 3+3 and
+        // keeps the parent's 2+2.
+        let one = super::with_worked_examples(procedure, &[("what is 2+2", "So the answer is 4.")]);
+        let (log, asked, state) = worked_examples_round(&[one]).await;
+        assert_eq!((asked, log.candidate), (0, Some(1)), "{log:?}");
+        assert_eq!(
+            state.candidates[1].rationale,
+            "worked examples from 1 passing train answers (and 1 of the parent's)"
+        );
+        let shown: Vec<String> =
+            super::worked_examples_in(&state.candidates[1].markdown).into_iter().map(|e| e.0).collect();
+        assert_eq!(shown, ["what is 3+3", "what is 2+2"]);
         // Without that sibling the passes become worked examples, and the teacher is not asked.
         let (log, asked, state) = worked_examples_round(&[procedure.to_string()]).await;
         assert_eq!((asked, log.candidate), (0, Some(1)), "{log:?}");
         assert!(state.candidates[1].rationale.starts_with("worked examples from 2"), "{log:?}");
-        assert!(super::shows_as_worked_example(&state.candidates[1].markdown, "what is 3+3"));
+        let shown: Vec<String> =
+            super::worked_examples_in(&state.candidates[1].markdown).into_iter().map(|e| e.0).collect();
+        assert_eq!(shown, ["what is 3+3", "what is 2+2"]);
     }
 
     #[tokio::test]
@@ -871,15 +885,22 @@ mod tests {
     }
 
     #[test]
-    fn only_the_worked_examples_section_counts_as_showing_an_input() {
+    fn worked_examples_are_read_back_from_their_section_only() {
         let skill = "---\nname: x\ndescription: d\n---\n1. Add.\n\nQ: 1+1\nA: 2\n";
-        let with = super::with_worked_examples(skill, &[("2+2", "ANSWER: 4")]);
-        assert!(super::shows_as_worked_example(&with, " 2+2\n"));
-        // In the procedure (a human-written example), not in the section: not a worked example.
-        assert!(!super::shows_as_worked_example(&with, "1+1"));
-        assert!(!super::shows_as_worked_example(&with, "3+3"));
-        assert!(!super::shows_as_worked_example(skill, "2+2"));
-        assert!(!super::shows_as_worked_example(&with, " "));
+        let with = super::with_worked_examples(
+            skill,
+            &[("2+2", "ANSWER: 4"), ("2+2+1", "## Step 1\n2+2 is 4\n\nANSWER: 5\n### Example 9")],
+        );
+        assert_eq!(
+            super::worked_examples_in(&with),
+            [
+                ("2+2".into(), "ANSWER: 4".into()),
+                ("2+2+1".into(), "## Step 1\n2+2 is 4\n\nANSWER: 5\n### Example 9".into())
+            ]
+        );
+        // The procedure's own example (human-written) is not a worked example.
+        assert!(super::worked_examples_in(skill).is_empty());
+        assert_eq!(super::worked_examples_in(&super::with_worked_examples(&with, &[])), []);
     }
 }
 
@@ -1404,24 +1425,32 @@ impl Distiller<'_> {
         // shows yet: a pass on a case the parent shows is the student copying it, and cases a
         // sibling shows would only rebuild that sibling.
         let procedure = without_worked_examples(&parent.markdown);
-        let same_procedure: Vec<&str> = state
+        let parent_examples = worked_examples_in(&parent.markdown);
+        let shown_with_this_procedure: Vec<String> = state
             .candidates
             .iter()
             .filter(|c| without_worked_examples(&c.markdown) == procedure)
-            .map(|c| c.markdown.as_str())
+            .flat_map(|c| worked_examples_in(&c.markdown).into_iter().map(|(input, _)| input))
             .collect();
         let examples: Vec<(&EvalCase, &str)> = parent_run
             .results
             .iter()
             .zip(&batch)
             .filter(|(r, case)| r.passed && case.mode == CaseMode::Answer && r.error.is_none())
-            .filter(|(_, case)| !same_procedure.iter().any(|markdown| shows_as_worked_example(markdown, &case.prompt)))
+            .filter(|(_, case)| !shown_with_this_procedure.iter().any(|input| input == case.prompt.trim()))
             .map(|(r, case)| (*case, r.output.as_str()))
             .take(state.config.worked_examples)
             .collect();
         let (markdown, rationale, shown): (String, String, Vec<&EvalCase>) =
             if round.is_multiple_of(2) && !examples.is_empty() {
-                let pairs: Vec<(&str, &str)> = examples.iter().map(|(c, out)| (c.prompt.as_str(), *out)).collect();
+                // The new examples first, then the parent's own as far as the limit allows: a
+                // child keeps what its parent was measured with.
+                let mut pairs: Vec<(&str, &str)> = examples.iter().map(|(c, out)| (c.prompt.as_str(), *out)).collect();
+                for (input, solution) in &parent_examples {
+                    if pairs.len() < state.config.worked_examples.max(1) {
+                        pairs.push((input.as_str(), solution.as_str()));
+                    }
+                }
                 let markdown = with_worked_examples(&parent.markdown, &pairs);
                 if let Err(why) = self.check_skill(&state.job.skill_name)(&SkillDraft {
                     skill_md: markdown.clone(),
@@ -1432,7 +1461,15 @@ impl Distiller<'_> {
                     state.log.push(log.clone());
                     return Ok(log);
                 }
-                let rationale = format!("worked examples from {} passing train answers", examples.len());
+                let rationale = format!(
+                    "worked examples from {} passing train answers{}",
+                    examples.len(),
+                    if pairs.len() > examples.len() {
+                        format!(" (and {} of the parent's)", pairs.len() - examples.len())
+                    } else {
+                        String::new()
+                    }
+                );
                 (markdown, rationale, examples.iter().map(|(c, _)| *c).collect())
             } else {
                 let name = state.job.skill_name.clone();
@@ -1484,10 +1521,14 @@ impl Distiller<'_> {
         // Saved before it is measured: a crash now keeps the teacher's work.
         self.save(state)?;
         let text = self.text(&markdown);
-        // The gate runs on minibatch cases the candidate has not seen as worked examples
-        // (none left: straight to validation).
-        let gate: Vec<&EvalCase> =
-            batch.iter().copied().filter(|c| !shown.iter().any(|s| std::ptr::eq(*s, *c))).collect();
+        // The gate runs on minibatch cases neither the candidate nor the parent shows as worked
+        // examples: a pass on those is a copy (none left: straight to validation).
+        let gate: Vec<&EvalCase> = batch
+            .iter()
+            .copied()
+            .filter(|c| !shown.iter().any(|s| std::ptr::eq(*s, *c)))
+            .filter(|c| !parent_examples.iter().any(|(input, _)| input == c.prompt.trim()))
+            .collect();
         if !gate.is_empty() {
             let parent_passed = parent_run
                 .results
@@ -1646,10 +1687,24 @@ fn with_body(markdown: &str, body: &str) -> Option<String> {
     Some(format!("---\n{}\n---\n{}\n", &rest[..end], body.trim()))
 }
 
-/// Whether `markdown`'s worked-examples section (not its procedure) shows `input`.
-fn shows_as_worked_example(markdown: &str, input: &str) -> bool {
-    let input = input.trim();
-    !input.is_empty() && markdown.contains(input) && !without_worked_examples(markdown).contains(input)
+/// The (input, solution) pairs of the worked-examples section [`with_worked_examples`]
+/// wrote into `markdown`, trimmed; empty without one.
+pub fn worked_examples_in(markdown: &str) -> Vec<(String, String)> {
+    let Some(start) = markdown.lines().position(|l| l.trim_end() == WORKED_EXAMPLES_HEADING) else {
+        return Vec::new();
+    };
+    let section: Vec<&str> =
+        markdown.lines().skip(start + 1).take_while(|l| l.trim_end() != WORKED_EXAMPLES_END).collect();
+    let section = format!("\n{}\n", section.join("\n"));
+    let example_start = regex::Regex::new(r"\n### Example \d+\n\nInput:\n").expect("a valid pattern");
+    example_start
+        .split(&section)
+        .skip(1)
+        .filter_map(|example| {
+            let (input, solution) = example.split_once("\n\nSolution:\n")?;
+            Some((input.trim().to_string(), solution.trim().to_string()))
+        })
+        .collect()
 }
 
 /// `markdown` with its worked-examples section replaced by (or, when it has none, followed
