@@ -16,7 +16,7 @@
 # cases), TEACHER_TIMEOUT (2400 s: a CPU teacher writing a skill), MAX_TOKENS (320), TEST
 # (sealed test cases per task, 30; a larger number grows an existing suite's test split from
 # cases no run has seen, keeping the earlier ones), SKD (the skd binary; default: `skd` on
-# PATH, else target/debug/skd).
+# PATH, else target/debug/skd), SKD_BBH_DATA (the BBH folder, ../shared/data/bbh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +28,7 @@ MIN_GAIN="${MIN_GAIN:-2}"
 TEACHER_TIMEOUT="${TEACHER_TIMEOUT:-2400}"
 MAX_TOKENS="${MAX_TOKENS:-320}"
 TEST="${TEST:-30}"
+DATA="${SKD_BBH_DATA:-../shared/data/bbh}"
 SKD="${SKD:-$(command -v skd || echo target/debug/skd)}"
 [ -x "$SKD" ] || { echo "no skd binary at $SKD: cargo build -p skd-cli, or set SKD" >&2; exit 1; }
 
@@ -52,17 +53,21 @@ for task in $TASKS; do
   skill="bbh-${task//_/-}"
   # Imports the task, or grows an older suite's validation or test split to the sizes asked
   # for (its sealed test cases stay); a suite split some other way is kept as it is.
-  "$SKD" bbh import "$task" --test "$TEST" >&2 || echo "keeping the existing suite of $skill" >&2
+  "$SKD" bbh import "$task" --data "$DATA" --test "$TEST" >&2 || echo "keeping the existing suite of $skill" >&2
   # Distilled from version 1, whatever a previous distillation left as the working copy.
   "$SKD" skill restore "$skill" 1 >/dev/null
+  # The job is the task's one-line description (the skill's description also names its
+  # source, which is no job for the "job alone" candidate).
+  job="$(awk 'found { print; exit } /^-----/ { found = 1 }' "$DATA/cot-prompts/$task.txt")"
   echo "== $skill: distilling" >&2
   # Exit 1 means "finished, not beneficial"; anything else stops the proof.
-  "$SKD" distill "$skill" --restart --teacher "$TEACHER" --student "$STUDENT" \
+  "$SKD" distill "$skill" --restart --job "$job" --teacher "$TEACHER" --student "$STUDENT" \
     --rounds "$ROUNDS" --patience "$PATIENCE" --min-gain "$MIN_GAIN" \
     --teacher-timeout "$TEACHER_TIMEOUT" --max-tokens "$MAX_TOKENS" >&2 || [ $? -eq 1 ]
   echo "== $skill: the sealed test split with no skill, the human procedure and the distilled skill" >&2
   # The distillation's own test runs come from the cache; the human procedure runs here.
-  "$SKD" bbh measure "$task" --student "$STUDENT" --max-tokens "$MAX_TOKENS"
+  # Exit 1 means "measured, with cases that failed to run" (a timeout): the run goes on.
+  "$SKD" bbh measure "$task" --student "$STUDENT" --max-tokens "$MAX_TOKENS" || [ $? -eq 1 ]
 done
 
 "$SKD" bbh report ${TASKS//_/-}

@@ -211,15 +211,16 @@ pub fn bbh_import(
         let dir = config.skills_dir.value.join(&imported.skill_name);
         let suite_path = EvalSuite::path_in(&dir);
         if suite_path.exists() && !force {
-            // A new split that keeps every sealed test case (graded the same way: a grown
-            // validation split, or a test split grown from cases no run has seen) may replace
-            // the suite; the skill and its versions stay as they are.
+            // A new split that only adds cases (every stored case keeps its split and grading:
+            // a grown validation split, or a test split grown from cases no run has seen) may
+            // replace the suite; the skill and its versions stay as they are.
             let existing = EvalSuite::load(&suite_path)?;
             let change = evals::bbh::test_split_change(&existing, &imported.suite);
             if let evals::bbh::TestSplitChange::Changed(why) = &change {
                 bail!(
-                    "{} exists and this split would change its sealed test cases ({why}), so it is not replaced \
-                     (pass --force to re-split; results on the old test split are then not comparable)",
+                    "{} exists and a re-split may only add cases, but here {why}, so it is not replaced (the split \
+                     sizes asked for do not extend the stored ones; pass --force to re-split anyway: results on the \
+                     old test split are then not comparable)",
                     suite_path.display()
                 );
             }
@@ -309,6 +310,7 @@ pub struct BbhMeasureArgs {
 pub async fn bbh_measure(config: &Config, args: BbhMeasureArgs) -> Result<Exit> {
     let library = config.library();
     let skills = bbh_skills(config, &args.tasks)?;
+    let mut total_errors = 0;
     let student_spec = args.student.clone().unwrap_or_else(|| config.student.value.clone());
     let student: Arc<dyn Student> = crate::run_cmds::load_student(config, &student_spec, false).await?;
     for skill in &skills {
@@ -325,14 +327,16 @@ pub async fn bbh_measure(config: &Config, args: BbhMeasureArgs) -> Result<Exit> 
         };
         let evaluator = Evaluator { student: student.clone(), judge: None, suite: &suite, config: &runner };
         eprintln!("{skill}: {} test cases, student {}", suite.split(Split::Test).len(), student.model_id());
-        let (mut fresh, mut cached) = (0usize, 0usize);
-        let measured = evals::bbh::measure_test_split(&evaluator, &entry.dir, skill, &mut |label, r| {
+        let (mut fresh, mut cached, mut errors) = (0usize, 0usize, 0usize);
+        let measured = evals::bbh::measure_test_split(&evaluator, &entry.dir, &mut |label, r| {
+            errors += usize::from(r.error.is_some());
             if r.cached {
                 cached += 1;
             } else {
                 fresh += 1;
                 let mark = if r.passed { "pass" } else { "FAIL" };
-                eprintln!("  {label}: {} {mark}", r.id);
+                let note = r.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
+                eprintln!("  {label}: {} {mark}{note}", r.id);
             }
         })
         .await?;
@@ -340,13 +344,15 @@ pub async fn bbh_measure(config: &Config, args: BbhMeasureArgs) -> Result<Exit> 
             Some((version, run)) => format!(", distilled (v{version}) {}", run.rate()),
             None => ", no finished distillation".into(),
         };
+        let failed = if errors > 0 { format!(", {errors} failed to run (counted as failures)") } else { String::new() };
         println!(
-            "{skill}: no skill {}, human procedure (v1) {}{distilled} [{fresh} cases run, {cached} cached]",
+            "{skill}: no skill {}, human procedure (v1) {}{distilled} [{fresh} cases run, {cached} cached{failed}]",
             measured.no_skill.rate(),
             measured.human.rate()
         );
+        total_errors += errors;
     }
-    Ok(Exit::Ok)
+    Ok(if total_errors > 0 { Exit::Negative } else { Exit::Ok })
 }
 
 /// `skd bbh report`: the proof table from stored results.

@@ -331,7 +331,8 @@ enum BbhCommand {
         #[arg(long, default_value_t = 12)]
         train: usize,
         /// Validation cases per task (the first 12 are dealt before the test split, the rest
-        /// after it: growing validation never moves a test case).
+        /// after its first 30 cases: while the test split has at most 30 cases, growing
+        /// validation never moves a test case).
         #[arg(long, default_value_t = 24)]
         validation: usize,
         /// Sealed test cases per task (the first 30 are dealt before the further validation
@@ -367,8 +368,8 @@ enum BbhCommand {
         parallel: u16,
     },
     /// The proof table: each BBH skill's sealed test accuracy with no skill, with the
-    /// human-written procedure and with the distilled skill, from stored results (`skd eval`
-    /// on version 1, a finished `skd distill`).
+    /// human-written procedure and with the distilled skill, from stored results (`skd bbh
+    /// measure`, `skd eval` on version 1, a finished `skd distill`).
     Report {
         /// Task names (default: every bbh-* skill in the library).
         tasks: Vec<String>,

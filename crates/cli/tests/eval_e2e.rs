@@ -151,7 +151,7 @@ fn a_grown_test_split_keeps_its_cases_and_measure_runs_only_the_new_ones() {
     // A split that would turn a validation case into a test case is refused (one validation
     // case fewer moves the test split one case earlier).
     let leak = env.stderr(&import("1", "5").each_ref().map(String::as_str), 5);
-    assert!(leak.contains("sealed") && leak.contains("would become a test case"), "{leak}");
+    assert!(leak.contains("only add cases") && leak.contains("would move from validation to test"), "{leak}");
 }
 
 #[test]

@@ -177,13 +177,14 @@ pub fn import(data_dir: &Path, task: &str, sizes: SplitSizes, seed: u64) -> Resu
     Ok(BbhTask { task: task.to_string(), skill_name, skill_markdown, suite })
 }
 
-/// How a re-imported suite's sealed test split relates to the stored one.
+/// How a re-imported suite relates to the stored one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TestSplitChange {
-    /// The same test cases, graded the same way (in any order).
+    /// The same test cases, graded the same way; every stored case keeps its split (more
+    /// validation cases may have been added).
     Same,
-    /// Every stored test case is kept, graded the same way, and the new ones come from cases
-    /// the stored suite never used (no run trained on or selected with them).
+    /// As [`TestSplitChange::Same`], plus new test cases from cases the stored suite never
+    /// used.
     Grown {
         /// Test cases added.
         added: usize,
@@ -192,31 +193,33 @@ pub enum TestSplitChange {
     Changed(String),
 }
 
-/// Compares the sealed test splits of a stored suite and a re-imported one: results measured
-/// on the stored test split stay valid only when it is kept whole.
+/// Compares a stored suite with a re-imported one. Results measured on the stored sealed test
+/// split stay valid, and no case a run trained on or selected with can ever become a test
+/// case, only when the re-split adds cases: every stored case keeps its split and grading.
 pub fn test_split_change(stored: &EvalSuite, imported: &EvalSuite) -> TestSplitChange {
-    use std::collections::BTreeMap;
     if stored.answer_pattern != imported.answer_pattern || stored.instructions != imported.instructions {
         return TestSplitChange::Changed("the answer format changed".into());
     }
-    let by_id = |suite: &EvalSuite, split: Split| -> BTreeMap<String, EvalCase> {
-        suite.split(split).into_iter().map(|c| (c.id.to_string(), c.clone())).collect()
-    };
-    let (old, new) = (by_id(stored, Split::Test), by_id(imported, Split::Test));
-    for (id, case) in &old {
-        match new.get(id) {
-            None => return TestSplitChange::Changed(format!("test case {id} would leave the test split")),
-            Some(c) if c != case => {
-                return TestSplitChange::Changed(format!("test case {id} would be graded differently"));
+    let new: std::collections::BTreeMap<String, &EvalCase> =
+        imported.evals.iter().map(|c| (c.id.to_string(), c)).collect();
+    for case in &stored.evals {
+        let id = case.id.to_string();
+        match new.get(&id) {
+            None => {
+                return TestSplitChange::Changed(format!("{} case {id} would leave the suite", case.split.as_str()));
             }
+            Some(c) if c.split != case.split => {
+                return TestSplitChange::Changed(format!(
+                    "case {id} would move from {} to {}",
+                    case.split.as_str(),
+                    c.split.as_str()
+                ));
+            }
+            Some(c) if *c != case => return TestSplitChange::Changed(format!("case {id} would be graded differently")),
             Some(_) => {}
         }
     }
-    let seen: std::collections::BTreeSet<String> = stored.evals.iter().map(|c| c.id.to_string()).collect();
-    if let Some(id) = new.keys().find(|id| !old.contains_key(*id) && seen.contains(*id)) {
-        return TestSplitChange::Changed(format!("{id}, a train or validation case, would become a test case"));
-    }
-    match new.len() - old.len() {
+    match imported.split(Split::Test).len().saturating_sub(stored.split(Split::Test).len()) {
         0 => TestSplitChange::Same,
         added => TestSplitChange::Grown { added },
     }
@@ -359,22 +362,29 @@ mod tests {
     }
 
     #[test]
-    fn a_re_split_may_grow_the_test_split_only_from_unused_cases() {
+    fn a_re_split_may_only_add_cases() {
+        let first = suite(SplitSizes { train: 12, validation: 12, test: 30 });
         let stored = suite(SplitSizes { train: 12, validation: 24, test: 30 });
-        let same = suite(SplitSizes { train: 12, validation: 12, test: 30 });
-        assert_eq!(test_split_change(&stored, &same), TestSplitChange::Same);
+        assert_eq!(test_split_change(&first, &stored), TestSplitChange::Same, "more validation cases");
+        assert_eq!(test_split_change(&stored, &stored), TestSplitChange::Same);
         let grown = suite(SplitSizes { train: 12, validation: 24, test: 100 });
         assert_eq!(test_split_change(&stored, &grown), TestSplitChange::Grown { added: 70 });
-        // Fewer validation cases with more test cases: old validation cases would be tested on.
+        let why = |to: &EvalSuite| match test_split_change(&stored, to) {
+            TestSplitChange::Changed(why) => why,
+            other => panic!("{other:?}"),
+        };
+        // Fewer validation cases with more test cases: a case the stored runs selected with
+        // would be tested on.
         let leaked = suite(SplitSizes { train: 12, validation: 12, test: 100 });
-        assert!(
-            matches!(test_split_change(&stored, &leaked), TestSplitChange::Changed(ref why) if why.contains("t-54")),
-            "{:?}",
-            test_split_change(&stored, &leaked)
-        );
+        assert_eq!(why(&leaked), "case t-54 would move from validation to test");
+        // Fewer validation cases alone frees them for a later, larger test split: refused too.
+        assert_eq!(why(&first), "validation case t-54 would leave the suite");
         let shrunk = suite(SplitSizes { train: 12, validation: 24, test: 20 });
+        assert_eq!(why(&shrunk), "case t-44 would move from test to validation");
+        // After the test split grew past 30, more validation would push test cases back.
+        let later = suite(SplitSizes { train: 12, validation: 30, test: 100 });
         assert!(
-            matches!(test_split_change(&stored, &shrunk), TestSplitChange::Changed(ref why) if why.contains("leave"))
+            matches!(test_split_change(&grown, &later), TestSplitChange::Changed(ref w) if w.contains("from test to validation"))
         );
         let mut regraded = grown.clone();
         regraded.evals[30].expected_output = Some("other".into());
@@ -449,16 +459,18 @@ pub struct TestMeasurement {
 /// procedure (version 1) and with the newest finished distillation's version, and records
 /// each skill against no skill in `benchmark.json`, which [`proof_row`] reads. Cases the
 /// evaluator's cache already holds are not run again, so after a test split grew
-/// (`skd bbh import --test 100`) only the new cases run. `evaluator` must hold this skill's
-/// suite; `on_case` sees each result with its configuration's label (`no skill`, `v1`, ...).
+/// (`skd bbh import --test 100`) only the new cases run. The skill is named by its folder, as
+/// the distillation names it, so their results share cache entries. `evaluator` must hold
+/// this skill's suite; `on_case` sees each result with its configuration's label (`no skill`,
+/// `v1`, ...).
 pub async fn measure_test_split(
     evaluator: &crate::Evaluator<'_>,
     skill_dir: &Path,
-    skill: &str,
     on_case: &mut (dyn FnMut(&str, &crate::CaseResult) + Send),
 ) -> Result<TestMeasurement> {
     use crate::report::{Benchmark, BenchmarkEntry};
     use skill_core::versions::Revision;
+    let skill = skill_dir.file_name().and_then(|n| n.to_str()).unwrap_or(&evaluator.suite.skill_name);
     let test = evaluator.suite.split(Split::Test);
     if test.is_empty() {
         return Err(Error::other(format!("{skill} has no test cases in its suite")));

@@ -76,6 +76,11 @@ pub struct BenchmarkEntry {
 }
 
 impl BenchmarkEntry {
+    /// The splits its cases come from.
+    pub fn splits(&self) -> std::collections::BTreeSet<Split> {
+        self.cases.iter().map(|c| c.split).collect()
+    }
+
     /// An entry from a run with the skill and an optional baseline run on the same cases.
     pub fn new(with_skill: &SuiteRun, baseline: Option<&SuiteRun>, version: Option<u32>) -> BenchmarkEntry {
         let cases = with_skill
@@ -144,13 +149,18 @@ impl Benchmark {
         }
     }
 
-    /// Adds an entry, replacing an earlier one for the same skill text, model and baseline.
+    /// Adds an entry, replacing an earlier one for the same skill text, model, baseline and
+    /// splits: a `--split validation` run does not erase the sealed-test measurement of the
+    /// same text (which the proof table reads), while measuring the same splits again, more
+    /// cases or fewer, replaces it.
     pub fn push(&mut self, entry: BenchmarkEntry) {
         let label = entry.baseline.as_ref().map(|b| b.label.clone());
+        let splits = entry.splits();
         self.entries.retain(|e| {
             !(e.skill_hash == entry.skill_hash
                 && e.model == entry.model
-                && e.baseline.as_ref().map(|b| b.label.clone()) == label)
+                && e.baseline.as_ref().map(|b| b.label.clone()) == label
+                && e.splits() == splits)
         });
         self.entries.push(entry);
     }
@@ -385,6 +395,12 @@ mod tests {
         // The same text measured again replaces its entry.
         bench.push(BenchmarkEntry::new(&run("v2", Some("h2"), &[true, true, true, true]), Some(&base), Some(2)));
         assert_eq!(bench.entries.len(), 2);
+        // On other splits it is another entry: the test-split one stays.
+        let mut validation = run("v2", Some("h2"), &[false, true]);
+        validation.results.iter_mut().for_each(|r| r.split = Split::Validation);
+        bench.push(BenchmarkEntry::new(&validation, Some(&base), Some(2)));
+        assert_eq!(bench.entries.len(), 3);
+        bench.entries.pop();
         let latest = bench.entries.last().expect("latest");
         assert_eq!(latest.with_skill.rate.passed, 4);
         assert_eq!(latest.lift.expect("lift").gained, 3);

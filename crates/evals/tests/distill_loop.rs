@@ -188,7 +188,7 @@ async fn distill_rewrites_measures_and_resumes_after_a_crash() {
     let suite = EvalSuite::load(&EvalSuite::path_in(&dir)).expect("suite");
     let evaluator = evals::Evaluator { student, judge: None, suite: &suite, config: &runner };
     let mut labels = Vec::new();
-    let measured = evals::bbh::measure_test_split(&evaluator, &dir, &task.skill_name, &mut |label, r| {
+    let measured = evals::bbh::measure_test_split(&evaluator, &dir, &mut |label, r| {
         labels.push((format!("{label} {}", r.id), r.cached))
     })
     .await
@@ -200,6 +200,7 @@ async fn distill_rewrites_measures_and_resumes_after_a_crash() {
     assert_eq!(measured.human.rate().total, 4);
     assert_eq!(labels.len(), 12, "three configurations of four test cases");
     assert!(labels[..4].iter().all(|(_, cached)| *cached), "no skill was measured by the distillation: {labels:?}");
+    assert!(labels[8..].iter().all(|(_, cached)| *cached), "so was the distilled skill: {labels:?}");
     let row = evals::bbh::proof_row(&dir, &task.skill_name).expect("row");
     assert_eq!(row.human, Some(measured.human.rate()));
     assert_eq!(row.distilled, Some(report.with_skill));
