@@ -218,7 +218,8 @@ pub fn bbh_import(
             let change = evals::bbh::test_split_change(&existing, &imported.suite);
             if let evals::bbh::TestSplitChange::Changed(why) = &change {
                 bail!(
-                    "{} exists and a re-split may only add cases, but here {why}, so it is not replaced (the split \
+                    "{} exists and a re-split may only add cases (so the sealed test split, and the cases runs \
+                     trained and selected on, stay as they are), but here {why}, so it is not replaced (the split \
                      sizes asked for do not extend the stored ones; pass --force to re-split anyway: results on the \
                      old test split are then not comparable)",
                     suite_path.display()

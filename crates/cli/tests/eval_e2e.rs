@@ -35,7 +35,7 @@ fn eval_measures_a_skill_against_no_skill_and_caches_results() {
     assert_eq!(sealed.len(), 3);
     // The sealed split is not replaced by accident: a different split is refused...
     let again = env.stderr(&["bbh", "import", "boolean_expressions", "--data", &data], 5);
-    assert!(again.contains("sealed"), "{again}");
+    assert!(again.contains("sealed") && again.contains("would move from validation to train"), "{again}");
     // ...while a grown validation split that keeps every test case replaces the suite and
     // leaves the skill's versions alone.
     let grown = env.ok(
