@@ -219,9 +219,8 @@ pub fn bbh_import(
             if let evals::bbh::TestSplitChange::Changed(why) = &change {
                 bail!(
                     "{} exists and a re-split may only add cases (so the sealed test split, and the cases runs \
-                     trained and selected on, stay as they are), but here {why}, so it is not replaced (the split \
-                     sizes asked for do not extend the stored ones; pass --force to re-split anyway: results on the \
-                     old test split are then not comparable)",
+                     trained and selected on, stay as they are), but here {why}, so it is not replaced (pass \
+                     --force to re-split anyway: results on the old test split are then not comparable)",
                     suite_path.display()
                 );
             }

@@ -343,8 +343,9 @@ enum BbhCommand {
         /// Seed of the split.
         #[arg(long, default_value_t = 7)]
         seed: u64,
-        /// Replace an existing suite even when its test split changes (the old test set is
-        /// then no longer sealed). A split with the same test cases replaces it without this.
+        /// Replace an existing suite even when the new split moves or drops its cases (the old
+        /// test set is then no longer sealed). A split that only adds cases (more validation,
+        /// or more test cases past the first 30) replaces it without this.
         #[arg(long)]
         force: bool,
     },

@@ -121,7 +121,7 @@ pub struct DistillConfig {
     /// Also measure the job alone (the starting skill's frontmatter with the job sentence as
     /// its whole body) before the rounds. When the starting procedure makes the student worse
     /// than the bare job (the human BIG-Bench Hard procedure does on boolean_expressions), the
-    /// rounds build on the job alone instead.
+    /// job alone becomes the best (parents still come from the whole Pareto front).
     #[serde(default = "default_true")]
     pub bare_job_candidate: bool,
 }
@@ -885,6 +885,47 @@ mod tests {
     }
 
     #[test]
+    fn a_skill_is_beneficial_with_lift_or_when_cheaper_and_no_worse_than_start_and_no_skill() {
+        use super::*;
+        let run = |passed: usize, tokens: u32| SuiteRun {
+            label: String::new(),
+            model: "m".into(),
+            skill_hash: None,
+            results: (0..10)
+                .map(|i| crate::run::CaseResult {
+                    id: CaseId::Number(i),
+                    split: Split::Test,
+                    passed: (i as usize) < passed,
+                    grades: Vec::new(),
+                    output: String::new(),
+                    extracted: String::new(),
+                    tool_calls: Vec::new(),
+                    usage: skill_core::Usage { prompt_tokens: tokens, completion_tokens: 0 },
+                    elapsed_ms: 1,
+                    error: None,
+                    cached: false,
+                })
+                .collect(),
+        };
+        // More than 5 points over no skill.
+        assert!(is_beneficial(&run(6, 500), &run(5, 100), None));
+        assert!(!is_beneficial(&run(5, 500), &run(5, 100), None));
+        // Cheaper than the starting skill and no worse than it or than no skill.
+        assert!(is_beneficial(&run(5, 100), &run(5, 100), Some(&run(4, 700))));
+        // Cheaper and better than the start, but below no skill (boolean_expressions' job
+        // alone: 50 of 100 against 52): not worth loading.
+        assert!(!is_beneficial(&run(4, 100), &run(5, 100), Some(&run(3, 700))));
+        // No loss, but not 20% cheaper.
+        assert!(!is_beneficial(&run(5, 600), &run(5, 100), Some(&run(5, 700))));
+    }
+
+    #[test]
+    fn a_hand_written_worked_examples_section_ends_at_the_next_heading() {
+        let markdown = "---\nname: x\ndescription: d\n---\nDo it.\n\n## Worked examples\n\n### Example 1\n\nInput:\nq\n\nSolution:\na\n\n## Notes\nKeep.\n";
+        assert_eq!(super::worked_examples_in(markdown), [("q".to_string(), "a".to_string())]);
+    }
+
+    #[test]
     fn worked_examples_are_read_back_from_their_section_only() {
         let skill = "---\nname: x\ndescription: d\n---\n1. Add.\n\nQ: 1+1\nA: 2\n";
         let with = super::with_worked_examples(
@@ -1089,10 +1130,7 @@ impl Distiller<'_> {
                 )
             };
             let lift = Lift::paired(&with.passed_flags(), &none.passed_flags());
-            let reference = started_from.as_ref().unwrap_or(&with);
-            let fewer_tokens = with.tokens_per_case() < 0.8 * reference.tokens_per_case();
-            let no_loss = with.rate().rate >= reference.rate().rate;
-            let beneficial = lift.delta > 0.05 || (no_loss && fewer_tokens && started_from.is_some());
+            let beneficial = is_beneficial(&with, &none, started_from.as_ref());
             let store = VersionStore::new(&self.skill_dir);
             let info = store.save(
                 &best.markdown,
@@ -1130,7 +1168,8 @@ impl Distiller<'_> {
     /// The job alone as a candidate: the starting skill's frontmatter with the job sentence as
     /// its body, measured on validation; it becomes the best when it beats the starting skill
     /// by the minimum gain. Skipped when that is no valid skill (a job too short for a body)
-    /// or is the starting skill itself. Measuring it again (a resumed run) adds nothing.
+    /// or is the starting skill itself. Called again on the same state, it adds no second
+    /// candidate.
     async fn measure_bare_job(
         &self,
         state: &mut DistillState,
@@ -1138,9 +1177,16 @@ impl Distiller<'_> {
         validation: &[&EvalCase],
         on_event: &mut (dyn FnMut(DistillEvent) + Send),
     ) -> Result<()> {
-        let Some(markdown) = with_body(&state.candidates[0].markdown, &state.job.description) else { return Ok(()) };
+        let Some(markdown) = with_body(&state.candidates[0].markdown, &state.job.description) else {
+            on_event(DistillEvent::Stage("job alone skipped: the starting skill has no frontmatter".into()));
+            return Ok(());
+        };
         let draft = SkillDraft { skill_md: markdown.clone(), rationale: String::new() };
-        if markdown == state.candidates[0].markdown || self.check_skill(&state.job.skill_name)(&draft).is_err() {
+        if markdown == state.candidates[0].markdown {
+            return Ok(());
+        }
+        if let Err(why) = self.check_skill(&state.job.skill_name)(&draft) {
+            on_event(DistillEvent::Stage(format!("job alone skipped: {why}")));
             return Ok(());
         }
         let id = match state.candidates.iter().position(|c| c.markdown == markdown) {
@@ -1443,11 +1489,11 @@ impl Distiller<'_> {
             .collect();
         let (markdown, rationale, shown): (String, String, Vec<&EvalCase>) =
             if round.is_multiple_of(2) && !examples.is_empty() {
-                // The new examples first, then the parent's own as far as the limit allows: a
-                // child keeps what its parent was measured with.
+                // The new examples first, then as many of the parent's own as the limit allows
+                // (with as many new passes as the limit, none of the parent's remain).
                 let mut pairs: Vec<(&str, &str)> = examples.iter().map(|(c, out)| (c.prompt.as_str(), *out)).collect();
                 for (input, solution) in &parent_examples {
-                    if pairs.len() < state.config.worked_examples.max(1) {
+                    if pairs.len() < state.config.worked_examples {
                         pairs.push((input.as_str(), solution.as_str()));
                     }
                 }
@@ -1474,7 +1520,7 @@ impl Distiller<'_> {
             } else {
                 let name = state.job.skill_name.clone();
                 // The teacher rewrites the procedure; worked examples are the student's own
-                // and come back in the next even round, so they are not its to copy out.
+                // (a later even round adds fresh ones), so they are not its to copy out.
                 let user = format!(
                     "The small model followed this skill and failed the cases below. Rewrite the skill so it handles \
                  these and similar inputs: fix the procedure where it is wrong or unclear, add the missing step or \
@@ -1677,6 +1723,19 @@ pub fn without_worked_examples(markdown: &str) -> String {
     format!("{}\n", kept.trim_end())
 }
 
+/// Whether the distilled skill is worth loading: more than 5 points of lift over no skill, or,
+/// when it replaced the starting skill, no loss against that skill and against no skill with
+/// over 20% fewer tokens than the starting skill.
+fn is_beneficial(with: &SuiteRun, none: &SuiteRun, started_from: Option<&SuiteRun>) -> bool {
+    let lift = Lift::paired(&with.passed_flags(), &none.passed_flags());
+    let cheaper_and_no_worse = started_from.is_some_and(|start| {
+        with.tokens_per_case() < 0.8 * start.tokens_per_case()
+            && with.rate().rate >= start.rate().rate
+            && with.rate().rate >= none.rate().rate
+    });
+    lift.delta > 0.05 || cheaper_and_no_worse
+}
+
 /// The rationale of the job-alone candidate (see [`DistillConfig::bare_job_candidate`]).
 pub const BARE_JOB_RATIONALE: &str = "the job alone, without a procedure";
 
@@ -1693,8 +1752,14 @@ pub fn worked_examples_in(markdown: &str) -> Vec<(String, String)> {
     let Some(start) = markdown.lines().position(|l| l.trim_end() == WORKED_EXAMPLES_HEADING) else {
         return Vec::new();
     };
-    let section: Vec<&str> =
-        markdown.lines().skip(start + 1).take_while(|l| l.trim_end() != WORKED_EXAMPLES_END).collect();
+    // Like `without_worked_examples`: the end marker, or in a section written by hand without
+    // one, the next `## ` heading.
+    let has_marker = markdown.contains(WORKED_EXAMPLES_END);
+    let section: Vec<&str> = markdown
+        .lines()
+        .skip(start + 1)
+        .take_while(|l| l.trim_end() != WORKED_EXAMPLES_END && (has_marker || !l.starts_with("## ")))
+        .collect();
     let section = format!("\n{}\n", section.join("\n"));
     let example_start = regex::Regex::new(r"\n### Example \d+\n\nInput:\n").expect("a valid pattern");
     example_start
