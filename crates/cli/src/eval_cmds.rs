@@ -344,9 +344,16 @@ pub async fn bbh_measure(config: &Config, args: BbhMeasureArgs) -> Result<Exit> 
             Some((version, run)) => format!(", distilled (v{version}) {}", run.rate()),
             None => ", no finished distillation".into(),
         };
-        let failed = if errors > 0 { format!(", {errors} failed to run (counted as failures)") } else { String::new() };
+        let failed = if measured.recorded {
+            String::new()
+        } else {
+            format!(
+                "; NOT recorded: {errors} cases failed to run (see above), run `skd bbh measure {skill}` again to \
+                 retry them"
+            )
+        };
         println!(
-            "{skill}: no skill {}, human procedure (v1) {}{distilled} [{fresh} cases run, {cached} cached{failed}]",
+            "{skill}: no skill {}, human procedure (v1) {}{distilled} [{fresh} cases run, {cached} cached]{failed}",
             measured.no_skill.rate(),
             measured.human.rate()
         );

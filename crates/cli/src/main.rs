@@ -352,7 +352,8 @@ enum BbhCommand {
     /// Run each BBH skill's whole sealed test split with no skill, the human-written
     /// procedure (v1) and the newest finished distillation's version, and record the results
     /// for `skd bbh report`. Cached cases are not run again: after `skd bbh import --test N`
-    /// grew the split, only the new cases run.
+    /// grew the split, only the new cases run. A measurement with cases that failed to run
+    /// (timeouts) is not recorded and exits 1; running it again retries only those.
     Measure {
         /// Task names (default: every bbh-* skill in the library).
         tasks: Vec<String>,

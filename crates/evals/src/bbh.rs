@@ -396,6 +396,57 @@ mod tests {
         assert!(matches!(test_split_change(&stored, &reformatted), TestSplitChange::Changed(_)));
     }
 
+    /// Answers "So the answer is 4."; fails every request while `down` is set.
+    struct Flaky {
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl skill_core::Student for Flaky {
+        fn model_id(&self) -> &str {
+            "flaky"
+        }
+        async fn complete(
+            &self,
+            _request: &skill_core::CompletionRequest,
+        ) -> skill_core::Result<skill_core::Completion> {
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(skill_core::Error::backend("flaky", "timed out"));
+            }
+            Ok(skill_core::Completion {
+                text: "So the answer is 4.".into(),
+                usage: Default::default(),
+                elapsed: std::time::Duration::ZERO,
+                finish_reason: "stop".into(),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_measurement_with_cases_that_failed_to_run_is_not_recorded() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("bbh-t");
+        let mut suite = suite(SplitSizes { train: 1, validation: 1, test: 2 });
+        suite.answer_pattern = Some(ANSWER_PATTERN.into());
+        skill_core::VersionStore::new(&dir)
+            .save("---\nname: bbh-t\ndescription: Add numbers.\n---\nAdd the numbers and give the sum.\n", "imported")
+            .expect("v1");
+        let student = std::sync::Arc::new(Flaky { down: true.into() });
+        let config =
+            crate::RunnerConfig { cache_dir: Some(tmp.path().join("cache")), ..crate::RunnerConfig::default() };
+        let evaluator = crate::Evaluator { student: student.clone(), judge: None, suite: &suite, config: &config };
+        let benchmark = dir.join("evals/results/benchmark.json");
+        let measured = measure_test_split(&evaluator, &dir, &mut |_, _| {}).await.expect("measured");
+        assert!(!measured.recorded && measured.human.errors() == 2 && measured.distilled.is_none());
+        assert!(!benchmark.exists(), "timeouts are not written down as failures");
+        student.down.store(false, std::sync::atomic::Ordering::SeqCst);
+        let measured = measure_test_split(&evaluator, &dir, &mut |_, _| {}).await.expect("measured");
+        assert!(measured.recorded && measured.human.errors() == 0);
+        let row = proof_row(&dir, "bbh-t").expect("row");
+        assert_eq!(row.human.map(|r| r.total), Some(2));
+        assert_eq!(row.no_skill.map(|r| r.total), Some(2));
+    }
+
     #[test]
     fn answer_pattern_takes_the_last_answer_line() {
         let re = regex::Regex::new(ANSWER_PATTERN).expect("pattern");
@@ -453,11 +504,16 @@ pub struct TestMeasurement {
     pub human: crate::SuiteRun,
     /// With the version the newest finished distillation saved, when there is one.
     pub distilled: Option<(u32, crate::SuiteRun)>,
+    /// Whether the runs were recorded in `benchmark.json`: not when a case failed to run (a
+    /// timeout), which would count as a failure; such cases are not cached, so measuring
+    /// again runs only them.
+    pub recorded: bool,
 }
 
 /// Runs a BBH skill's whole sealed test split with no skill, with the human-written
 /// procedure (version 1) and with the newest finished distillation's version, and records
-/// each skill against no skill in `benchmark.json`, which [`proof_row`] reads. Cases the
+/// each skill against no skill in `benchmark.json`, which [`proof_row`] reads (unless a
+/// case failed to run: see [`TestMeasurement::recorded`]). Cases the
 /// evaluator's cache already holds are not run again, so after a test split grew
 /// (`skd bbh import --test 100`) only the new cases run. The skill is named by its folder, as
 /// the distillation names it, so their results share cache entries. `evaluator` must hold
@@ -492,14 +548,18 @@ pub async fn measure_test_split(
         }
         None => None,
     };
-    let results = skill_dir.join("evals/results");
-    let mut benchmark = Benchmark::load(&results, skill)?;
-    benchmark.push(BenchmarkEntry::new(&human, Some(&no_skill), Some(1)));
-    if let Some((version, run)) = &distilled {
-        benchmark.push(BenchmarkEntry::new(run, Some(&no_skill), Some(*version)));
+    let errors = no_skill.errors() + human.errors() + distilled.as_ref().map_or(0, |(_, run)| run.errors());
+    let recorded = errors == 0;
+    if recorded {
+        let results = skill_dir.join("evals/results");
+        let mut benchmark = Benchmark::load(&results, skill)?;
+        benchmark.push(BenchmarkEntry::new(&human, Some(&no_skill), Some(1)));
+        if let Some((version, run)) = &distilled {
+            benchmark.push(BenchmarkEntry::new(run, Some(&no_skill), Some(*version)));
+        }
+        benchmark.write(&results)?;
     }
-    benchmark.write(&results)?;
-    Ok(TestMeasurement { no_skill, human, distilled })
+    Ok(TestMeasurement { no_skill, human, distilled, recorded })
 }
 
 /// Reads a BBH skill's stored results (`benchmark.json` and the distillation state) into its

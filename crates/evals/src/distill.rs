@@ -705,10 +705,10 @@ mod tests {
         }
     }
 
-    /// Runs round 2 (a worked-examples round) from candidate 0 over `candidates` (ids in
-    /// order), with train cases 2+2, 3+3 and 4+4; returns the round log, the teacher's request
-    /// count and the state.
-    async fn worked_examples_round(candidates: &[String]) -> (super::RoundLog, usize, super::DistillState) {
+    /// Runs round `rounds_done + 1` (even: a worked-examples round) from candidate 0 over
+    /// `candidates` (ids in order), with train cases 2+2, 3+3, 4+4 and 5+5 (all in the
+    /// minibatch); returns the round log, the teacher's request count and the state.
+    async fn round_over(candidates: &[String], rounds_done: usize) -> (super::RoundLog, usize, super::DistillState) {
         use super::*;
         let dir = tempfile::tempdir().expect("tmp");
         let case = |n: usize, a: u32, b: u32, split: Split| EvalCase {
@@ -727,10 +727,11 @@ mod tests {
             case(0, 2, 2, Split::Train),
             case(1, 3, 3, Split::Train),
             case(2, 4, 4, Split::Train),
-            case(3, 5, 5, Split::Validation),
+            case(5, 5, 5, Split::Train),
+            case(3, 5, 6, Split::Validation),
             case(4, 6, 6, Split::Validation),
         ];
-        let config = DistillConfig { minibatch: 3, worked_examples: 3, ..DistillConfig::default() };
+        let config = DistillConfig { minibatch: 4, worked_examples: 3, ..DistillConfig::default() };
         let job = DistillJob {
             skill_name: "adder".into(),
             description: "Add two small numbers.".into(),
@@ -739,7 +740,7 @@ mod tests {
         };
         let mut state = DistillState::new(job, config);
         state.stage = Stage::Measured;
-        state.rounds = 1;
+        state.rounds = rounds_done;
         for (id, markdown) in candidates.iter().enumerate() {
             state.candidates.push(Candidate {
                 id,
@@ -778,18 +779,18 @@ mod tests {
         // The parent shows the student's answers to 2+2 and 3+3, which pass again while 4+4
         // fails: nothing new to show, so the round asks the teacher instead of rebuilding the
         // parent.
-        let (log, asked, state) = worked_examples_round(std::slice::from_ref(&shown)).await;
+        let (log, asked, state) = round_over(std::slice::from_ref(&shown), 1).await;
         assert_eq!((asked, log.candidate), (1, Some(1)), "{log:?}");
         assert_eq!(state.candidates[1].rationale, "clearer steps.");
         assert!(log.note.contains("did not beat the best"), "{log:?}");
         // The parent shows no examples and passes 2+2 and 3+3 on its own, but a sibling with
         // the same procedure already shows those: the round would only rebuild the sibling.
-        let (log, asked, _) = worked_examples_round(&[procedure.to_string(), shown.clone()]).await;
+        let (log, asked, _) = round_over(&[procedure.to_string(), shown.clone()], 1).await;
         assert_eq!((asked, log.candidate), (1, Some(2)), "{log:?}");
         // The parent shows 2+2; it passes 2+2 (copied) and 3+3: the child shows the new 3+3 and
         // keeps the parent's 2+2.
         let one = super::with_worked_examples(procedure, &[("what is 2+2", "So the answer is 4.")]);
-        let (log, asked, state) = worked_examples_round(&[one]).await;
+        let (log, asked, state) = round_over(&[one], 1).await;
         assert_eq!((asked, log.candidate), (0, Some(1)), "{log:?}");
         assert_eq!(
             state.candidates[1].rationale,
@@ -799,9 +800,15 @@ mod tests {
             super::worked_examples_in(&state.candidates[1].markdown).into_iter().map(|e| e.0).collect();
         assert_eq!(shown, ["what is 3+3", "what is 2+2"]);
         // Without that sibling the passes become worked examples, and the teacher is not asked.
-        let (log, asked, state) = worked_examples_round(&[procedure.to_string()]).await;
+        let (log, asked, state) = round_over(&[procedure.to_string()], 1).await;
         assert_eq!((asked, log.candidate), (0, Some(1)), "{log:?}");
         assert!(state.candidates[1].rationale.starts_with("worked examples from 2"), "{log:?}");
+        // A rewrite round: the parent passes 4+4 only by copying its worked example, so the
+        // minibatch gate leaves 4+4 out; the rewrite is not "worse" for lacking the copy.
+        let copied = super::with_worked_examples(procedure, &[("what is 4+4", "So the answer is 8.")]);
+        let (log, asked, _) = round_over(&[copied], 0).await;
+        assert_eq!((asked, log.candidate), (1, Some(1)), "{log:?}");
+        assert!(log.validation_rate.is_some() && log.note.contains("did not beat the best"), "{log:?}");
         let shown: Vec<String> =
             super::worked_examples_in(&state.candidates[1].markdown).into_iter().map(|e| e.0).collect();
         assert_eq!(shown, ["what is 3+3", "what is 2+2"]);
@@ -1478,12 +1485,14 @@ impl Distiller<'_> {
             .filter(|c| without_worked_examples(&c.markdown) == procedure)
             .flat_map(|c| worked_examples_in(&c.markdown).into_iter().map(|(input, _)| input))
             .collect();
+        let shown_in_parent =
+            |case: &EvalCase| parent_examples.iter().any(|(input, _)| *input == as_shown(&case.prompt));
         let examples: Vec<(&EvalCase, &str)> = parent_run
             .results
             .iter()
             .zip(&batch)
             .filter(|(r, case)| r.passed && case.mode == CaseMode::Answer && r.error.is_none())
-            .filter(|(_, case)| !shown_with_this_procedure.iter().any(|input| input == case.prompt.trim()))
+            .filter(|(_, case)| !shown_with_this_procedure.iter().any(|input| *input == as_shown(&case.prompt)))
             .map(|(r, case)| (*case, r.output.as_str()))
             .take(state.config.worked_examples)
             .collect();
@@ -1573,7 +1582,7 @@ impl Distiller<'_> {
             .iter()
             .copied()
             .filter(|c| !shown.iter().any(|s| std::ptr::eq(*s, *c)))
-            .filter(|c| !parent_examples.iter().any(|(input, _)| input == c.prompt.trim()))
+            .filter(|c| !shown_in_parent(c))
             .collect();
         if !gate.is_empty() {
             let parent_passed = parent_run
@@ -1739,8 +1748,14 @@ fn is_beneficial(with: &SuiteRun, none: &SuiteRun, started_from: Option<&SuiteRu
 /// The rationale of the job-alone candidate (see [`DistillConfig::bare_job_candidate`]).
 pub const BARE_JOB_RATIONALE: &str = "the job alone, without a procedure";
 
+/// An input as [`worked_examples_in`] reads it back: trimmed, lines joined with `\n`.
+fn as_shown(input: &str) -> String {
+    input.trim().lines().collect::<Vec<_>>().join("\n")
+}
+
 /// `markdown`'s frontmatter followed by `body` alone; `None` when it has no frontmatter.
 fn with_body(markdown: &str, body: &str) -> Option<String> {
+    let markdown = markdown.replace("\r\n", "\n");
     let rest = markdown.strip_prefix("---\n")?;
     let end = rest.find("\n---\n")?;
     Some(format!("---\n{}\n---\n{}\n", &rest[..end], body.trim()))
