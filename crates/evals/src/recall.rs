@@ -351,13 +351,11 @@ impl RecallChecker<'_> {
     /// Up to `n` descriptions of the library's other skills, most similar to `description`
     /// first, leaving out any that is a near-copy of a should-find query.
     fn neighbour_descriptions(&self, description: &str, should_find: &[String], n: usize) -> Vec<String> {
-        let Some(root) = &self.library_root else { return Vec::new() };
-        let Ok(entries) = std::fs::read_dir(root) else { return Vec::new() };
         let own = word_set(description);
-        let mut found: Vec<(f64, String)> = entries
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy() != self.skill_name)
-            .filter_map(|e| std::fs::read_to_string(e.path().join("SKILL.md")).ok())
+        let mut found: Vec<(f64, String)> = self
+            .other_skills()
+            .into_iter()
+            .filter_map(|entry| std::fs::read_to_string(entry.skill_md()).ok())
             .filter_map(|text| Skill::parse(&text, None).ok().map(|s| s.description().trim().to_string()))
             .filter(|d| !d.is_empty() && !should_find.iter().any(|p| too_similar(d, p)))
             .map(|d| {
@@ -372,6 +370,13 @@ impl RecallChecker<'_> {
         found.into_iter().take(n).map(|(_, d)| d).collect()
     }
 
+    /// The library's skills other than this one, found as search finds them.
+    fn other_skills(&self) -> Vec<skill_core::SkillEntry> {
+        let Some(root) = &self.library_root else { return Vec::new() };
+        let discovery = skill_core::SkillLibrary::new(root).discover();
+        discovery.skills.into_iter().filter(|entry| entry.name != self.skill_name).collect()
+    }
+
     /// (query, ok) for each query: ok when the skill ranks first for a should-find query, or
     /// not first for a near-miss.
     pub fn rank_queries(
@@ -383,18 +388,10 @@ impl RecallChecker<'_> {
         let scratch = tempfile::tempdir().map_err(|e| Error::other(format!("scratch folder: {e}")))?;
         let lib_root = scratch.path().join("skills");
         let name = self.skill_name.as_str();
-        if let Some(root) = &self.library_root
-            && let Ok(entries) = std::fs::read_dir(root)
-        {
-            for entry in entries.flatten() {
-                let other = entry.file_name().to_string_lossy().into_owned();
-                let src = entry.path().join("SKILL.md");
-                if other != name && src.is_file() {
-                    let dir = lib_root.join(&other);
-                    std::fs::create_dir_all(&dir).map_err(|e| skill_core::Error::io(&dir, e))?;
-                    std::fs::copy(&src, dir.join("SKILL.md")).map_err(|e| skill_core::Error::io(&src, e))?;
-                }
-            }
+        for entry in self.other_skills() {
+            let (src, dir) = (entry.skill_md(), lib_root.join(&entry.name));
+            std::fs::create_dir_all(&dir).map_err(|e| skill_core::Error::io(&dir, e))?;
+            std::fs::copy(&src, dir.join("SKILL.md")).map_err(|e| skill_core::Error::io(&src, e))?;
         }
         let dir = lib_root.join(name);
         std::fs::create_dir_all(&dir).map_err(|e| skill_core::Error::io(&dir, e))?;
