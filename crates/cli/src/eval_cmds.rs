@@ -75,6 +75,21 @@ pub async fn load_teacher(config: &Config, spec: Option<&str>, quiet: bool) -> R
     Ok(Some(Arc::new(StudentTeacher::new(student))))
 }
 
+/// Runner settings for a skill's suite: per-case transcripts under
+/// `<skill>/evals/results/runs/<UTC time>/`, files relative to the skill, the shared cache
+/// unless `cache` is off.
+fn suite_runner(skill_dir: &std::path::Path, max_tokens: u32, parallelism: usize, cache: bool) -> RunnerConfig {
+    let run_stamp = skill_core::time::rfc3339(skill_core::time::now_unix()).replace(':', "-");
+    RunnerConfig {
+        max_tokens,
+        cache_dir: cache.then(default_cache_dir),
+        transcript_dir: Some(skill_dir.join("evals/results/runs").join(run_stamp)),
+        files_root: Some(skill_dir.to_path_buf()),
+        parallelism,
+        ..RunnerConfig::default()
+    }
+}
+
 pub async fn eval(config: &Config, args: EvalArgs) -> Result<Exit> {
     let entry = config.library().find(&args.skill)?;
     let suite_path = EvalSuite::path_in(&entry.dir);
@@ -118,15 +133,7 @@ pub async fn eval(config: &Config, args: EvalArgs) -> Result<Exit> {
     let student: Arc<dyn Student> = crate::run_cmds::load_student(config, &student_spec, args.json).await?;
     let teacher = load_teacher(config, args.teacher.as_deref(), args.json).await?;
     let results_dir = entry.dir.join("evals").join("results");
-    let run_stamp = skill_core::time::rfc3339(skill_core::time::now_unix()).replace(':', "-");
-    let runner = RunnerConfig {
-        max_tokens: args.max_tokens,
-        cache_dir: (!args.no_cache).then(default_cache_dir),
-        transcript_dir: Some(results_dir.join("runs").join(&run_stamp)),
-        files_root: Some(entry.dir.clone()),
-        parallelism: args.parallel,
-        ..RunnerConfig::default()
-    };
+    let runner = suite_runner(&entry.dir, args.max_tokens, args.parallel, !args.no_cache);
     let cases: Vec<&evals::EvalCase> = match args.split {
         Some(split) => suite.split(split),
         None => suite.evals.iter().collect(),
@@ -316,15 +323,7 @@ pub async fn bbh_measure(config: &Config, args: BbhMeasureArgs) -> Result<Exit> 
     for skill in &skills {
         let entry = library.find(skill)?;
         let suite = EvalSuite::load(&EvalSuite::path_in(&entry.dir))?;
-        let run_stamp = skill_core::time::rfc3339(skill_core::time::now_unix()).replace(':', "-");
-        let runner = RunnerConfig {
-            max_tokens: args.max_tokens,
-            cache_dir: Some(default_cache_dir()),
-            transcript_dir: Some(entry.dir.join("evals/results/runs").join(run_stamp)),
-            files_root: Some(entry.dir.clone()),
-            parallelism: args.parallel,
-            ..RunnerConfig::default()
-        };
+        let runner = suite_runner(&entry.dir, args.max_tokens, args.parallel, true);
         let evaluator = Evaluator { student: student.clone(), judge: None, suite: &suite, config: &runner };
         eprintln!("{skill}: {} test cases, student {}", suite.split(Split::Test).len(), student.model_id());
         let (mut fresh, mut cached, mut errors) = (0usize, 0usize, 0usize);
