@@ -413,12 +413,7 @@ mod tests {
             if self.down.load(std::sync::atomic::Ordering::SeqCst) {
                 return Err(skill_core::Error::backend("flaky", "timed out"));
             }
-            Ok(skill_core::Completion {
-                text: "So the answer is 4.".into(),
-                usage: Default::default(),
-                elapsed: std::time::Duration::ZERO,
-                finish_reason: "stop".into(),
-            })
+            Ok(crate::scripted_completion("So the answer is 4."))
         }
     }
 

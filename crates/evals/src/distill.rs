@@ -671,12 +671,7 @@ mod tests {
             let sum: u32 = terms.iter().sum();
             let easy = terms.iter().all(|t| *t <= 3) && !system.contains("Write every carry");
             let answer = if easy || system.contains(&format!("Input:\n{question}")) { sum } else { 0 };
-            Ok(skill_core::Completion {
-                text: format!("So the answer is {answer}."),
-                usage: Default::default(),
-                elapsed: std::time::Duration::ZERO,
-                finish_reason: "stop".into(),
-            })
+            Ok(crate::scripted_completion(format!("So the answer is {answer}.")))
         }
     }
 
@@ -693,15 +688,11 @@ mod tests {
             _request: &skill_core::CompletionRequest,
         ) -> skill_core::Result<skill_core::Completion> {
             self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Ok(skill_core::Completion {
-                text: "```markdown\n---\nname: adder\ndescription: Add two small numbers and state the sum.\n---\n\
+            Ok(crate::scripted_completion(
+                "```markdown\n---\nname: adder\ndescription: Add two small numbers and state the sum.\n---\n\
                        1. Read the two numbers.\n2. Add them digit by digit.\n3. End with: So the answer is N.\n```\n\
-                       Rationale: clearer steps."
-                    .into(),
-                usage: Default::default(),
-                elapsed: std::time::Duration::ZERO,
-                finish_reason: "stop".into(),
-            })
+                       Rationale: clearer steps.",
+            ))
         }
     }
 

@@ -32,6 +32,17 @@ pub use suite::{CaseId, CaseMode, EvalCase, EvalSuite, Split};
 
 use std::path::PathBuf;
 
+/// A finished answer from a scripted test backend.
+#[cfg(test)]
+pub(crate) fn scripted_completion(text: impl Into<String>) -> skill_core::Completion {
+    skill_core::Completion {
+        text: text.into(),
+        usage: Default::default(),
+        elapsed: std::time::Duration::ZERO,
+        finish_reason: "stop".into(),
+    }
+}
+
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
