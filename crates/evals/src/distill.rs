@@ -185,9 +185,23 @@ pub struct Candidate {
     pub validation: Vec<(CaseId, bool)>,
     /// Mean tokens per validation case.
     pub tokens_per_case: f64,
+    /// The (input, solution) pairs its worked-examples section shows, as the distiller wrote
+    /// them: read back from the text, a student solution that imitates the section's layout
+    /// would count as more examples. `None` for the starting skill and for states written
+    /// before this was kept: then the section is parsed ([`worked_examples_in`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worked_examples: Option<Vec<(String, String)>>,
 }
 
 impl Candidate {
+    /// The (input, solution) pairs it shows as worked examples.
+    pub fn shown_examples(&self) -> Vec<(String, String)> {
+        match &self.worked_examples {
+            Some(pairs) => pairs.clone(),
+            None => worked_examples_in(&self.markdown),
+        }
+    }
+
     /// Validation pass rate.
     pub fn validation_rate(&self) -> Rate {
         Rate::wilson(self.validation.iter().filter(|(_, p)| *p).count(), self.validation.len())
@@ -742,6 +756,7 @@ mod tests {
                 // Candidate 0 alone is on the Pareto front, so it is the parent.
                 validation: vec![(CaseId::Text("c3".into()), id == 0), (CaseId::Text("c4".into()), false)],
                 tokens_per_case: 0.0,
+                worked_examples: None,
             });
         }
         let teacher = OneRewrite(Default::default());
@@ -790,6 +805,8 @@ mod tests {
         let shown: Vec<String> =
             super::worked_examples_in(&state.candidates[1].markdown).into_iter().map(|e| e.0).collect();
         assert_eq!(shown, ["what is 3+3", "what is 2+2"]);
+        // The pairs are kept on the candidate as written, not only in its text.
+        assert_eq!(state.candidates[1].worked_examples, Some(super::worked_examples_in(&state.candidates[1].markdown)));
         // Without that sibling the passes become worked examples, and the teacher is not asked.
         let (log, asked, state) = round_over(&[procedure.to_string()], 1).await;
         assert_eq!((asked, log.candidate), (0, Some(1)), "{log:?}");
@@ -803,6 +820,30 @@ mod tests {
         let shown: Vec<String> =
             super::worked_examples_in(&state.candidates[1].markdown).into_iter().map(|e| e.0).collect();
         assert_eq!(shown, ["what is 3+3", "what is 2+2"]);
+    }
+
+    #[test]
+    fn a_solution_imitating_the_worked_examples_layout_adds_no_shown_example() {
+        let procedure = "---\nname: adder\ndescription: Add.\n---\nAdd the numbers.\n";
+        let imitation = "So the answer is 4.\n\n### Example 2\n\nInput:\nwhat is 9+9\n\nSolution:\n18";
+        let markdown = super::with_worked_examples(procedure, &[("what is 2+2", imitation)]);
+        // Read back from the text, the imitation is a second example...
+        assert_eq!(super::worked_examples_in(&markdown).len(), 2);
+        let mut candidate = super::Candidate {
+            id: 1,
+            parent: Some(0),
+            round: 2,
+            markdown,
+            rationale: String::new(),
+            validation: Vec::new(),
+            tokens_per_case: 0.0,
+            worked_examples: Some(vec![("what is 2+2".into(), imitation.into())]),
+        };
+        // ...but the candidate shows the one pair the distiller wrote.
+        assert_eq!(candidate.shown_examples(), [("what is 2+2".to_string(), imitation.to_string())]);
+        // A candidate from an older state file, without the pairs, falls back to its text.
+        candidate.worked_examples = None;
+        assert_eq!(candidate.shown_examples().len(), 2);
     }
 
     #[tokio::test]
@@ -852,6 +893,7 @@ mod tests {
                 rationale: String::new(),
                 validation: Vec::new(),
                 tokens_per_case: 0.0,
+                worked_examples: None,
             };
             let flags = if markdown.contains("carry") { [false; 3] } else { [true; 3] };
             candidate.validation = (1..=3).zip(flags).map(|(n, p)| (CaseId::Text(format!("v{n}")), p)).collect();
@@ -875,9 +917,15 @@ mod tests {
         let mut state = start(&format!("{frontmatter}1. Add the two numbers.\n2. Say the sum.\n"));
         distiller.measure_bare_job(&mut state, &evaluator, &validation, &mut |_| {}).await.expect("measured");
         assert_eq!((state.candidates.len(), state.best), (2, 0));
-        // A job too short to be a skill's body adds no candidate.
+        // A short job is the user's own sentence, not a truncated draft: it is a candidate.
         let mut state = start(&confusing);
-        state.job.description = "Add.".into();
+        state.job.description = "Add them.".into();
+        distiller.measure_bare_job(&mut state, &evaluator, &validation, &mut |_| {}).await.expect("measured");
+        assert_eq!(state.candidates.len(), 2);
+        assert_eq!(state.candidates[1].markdown, format!("{frontmatter}Add them.\n"));
+        // An empty one adds none.
+        let mut state = start(&confusing);
+        state.job.description = "  ".into();
         distiller.measure_bare_job(&mut state, &evaluator, &validation, &mut |_| {}).await.expect("skipped");
         assert_eq!(state.candidates.len(), 1);
     }
@@ -987,7 +1035,7 @@ impl Distiller<'_> {
         name: &str,
     ) -> Result<SkillDraft> {
         let request = teacher_request(user, max_tokens, state.config.teacher_timeout());
-        let check = self.check_skill(name);
+        let check = self.check_skill(name, MIN_DRAFT_BODY_CHARS);
         let answer =
             teacher::ask_parsed(self.teacher, &request, what, "SKILL.md in a ```markdown block", |text, cut| {
                 let draft = parse_skill_reply(text, cut)?;
@@ -998,7 +1046,14 @@ impl Distiller<'_> {
         counted(answer, &mut |u| state.count_teacher_usage(u))
     }
 
-    fn check_skill(&self, name: &str) -> impl Fn(&SkillDraft) -> std::result::Result<(), String> + '_ {
+    /// Checks a skill text: a valid SKILL.md named `name`, whose body has at least
+    /// `min_body_chars` characters (a teacher's draft needs [`MIN_DRAFT_BODY_CHARS`]: less is a
+    /// truncated or empty reply; the user's own job sentence only needs to be there).
+    fn check_skill(
+        &self,
+        name: &str,
+        min_body_chars: usize,
+    ) -> impl Fn(&SkillDraft) -> std::result::Result<(), String> + '_ {
         let name = name.to_string();
         move |draft: &SkillDraft| {
             let skill =
@@ -1014,7 +1069,7 @@ impl Distiller<'_> {
             if !errors.is_empty() {
                 return Err(format!("skill_md breaks the format: {}", errors.join("; ")));
             }
-            if skill.body().trim().len() < 40 {
+            if skill.body().trim().len() < min_body_chars.max(1) {
                 return Err("the instructions are empty or too short".into());
             }
             Ok(())
@@ -1165,8 +1220,8 @@ impl Distiller<'_> {
 
     /// The job alone as a candidate: the starting skill's frontmatter with the job sentence as
     /// its body, measured on validation; it becomes the best when it beats the starting skill
-    /// by the minimum gain. Skipped when that is no valid skill (a job too short for a body)
-    /// or is the starting skill itself. Called again on the same state, it adds no second
+    /// by the minimum gain. Skipped when that is no valid skill (an empty job) or is the
+    /// starting skill itself. Called again on the same state, it adds no second
     /// candidate.
     async fn measure_bare_job(
         &self,
@@ -1183,7 +1238,7 @@ impl Distiller<'_> {
         if markdown == state.candidates[0].markdown {
             return Ok(());
         }
-        if let Err(why) = self.check_skill(&state.job.skill_name)(&draft) {
+        if let Err(why) = self.check_skill(&state.job.skill_name, 1)(&draft) {
             on_event(DistillEvent::Stage(format!("job alone skipped: {why}")));
             return Ok(());
         }
@@ -1199,6 +1254,7 @@ impl Distiller<'_> {
                     rationale: BARE_JOB_RATIONALE.into(),
                     validation: Vec::new(),
                     tokens_per_case: 0.0,
+                    worked_examples: Some(Vec::new()),
                 });
                 id
             }
@@ -1376,6 +1432,8 @@ impl Distiller<'_> {
             rationale: "starting skill".into(),
             validation: Vec::new(),
             tokens_per_case: 0.0,
+            // Whatever examples it has were written before this run: read from its text.
+            worked_examples: None,
         }];
         Ok(())
     }
@@ -1469,12 +1527,12 @@ impl Distiller<'_> {
         // shows yet: a pass on a case the parent shows is the student copying it, and cases a
         // sibling shows would only rebuild that sibling.
         let procedure = without_worked_examples(&parent.markdown);
-        let parent_examples = worked_examples_in(&parent.markdown);
+        let parent_examples = parent.shown_examples();
         let shown_with_this_procedure: Vec<String> = state
             .candidates
             .iter()
             .filter(|c| without_worked_examples(&c.markdown) == procedure)
-            .flat_map(|c| worked_examples_in(&c.markdown).into_iter().map(|(input, _)| input))
+            .flat_map(|c| c.shown_examples().into_iter().map(|(input, _)| input))
             .collect();
         let shown_in_parent =
             |case: &EvalCase| parent_examples.iter().any(|(input, _)| *input == as_shown(&case.prompt));
@@ -1487,7 +1545,7 @@ impl Distiller<'_> {
             .map(|(r, case)| (*case, r.output.as_str()))
             .take(state.config.worked_examples)
             .collect();
-        let (markdown, rationale, shown): (String, String, Vec<&EvalCase>) =
+        let (markdown, rationale, shown, shown_pairs): (String, String, Vec<&EvalCase>, Vec<(String, String)>) =
             if round.is_multiple_of(2) && !examples.is_empty() {
                 // The new examples first, then as many of the parent's own as the limit allows
                 // (with as many new passes as the limit, none of the parent's remain).
@@ -1498,7 +1556,7 @@ impl Distiller<'_> {
                     }
                 }
                 let markdown = with_worked_examples(&parent.markdown, &pairs);
-                if let Err(why) = self.check_skill(&state.job.skill_name)(&SkillDraft {
+                if let Err(why) = self.check_skill(&state.job.skill_name, MIN_DRAFT_BODY_CHARS)(&SkillDraft {
                     skill_md: markdown.clone(),
                     rationale: String::new(),
                 }) {
@@ -1516,7 +1574,9 @@ impl Distiller<'_> {
                         String::new()
                     }
                 );
-                (markdown, rationale, examples.iter().map(|(c, _)| *c).collect())
+                let shown_pairs =
+                    pairs.iter().map(|(input, solution)| (as_shown(input), solution.trim().to_string())).collect();
+                (markdown, rationale, examples.iter().map(|(c, _)| *c).collect(), shown_pairs)
             } else {
                 let name = state.job.skill_name.clone();
                 // The teacher rewrites the procedure; worked examples are the student's own
@@ -1532,7 +1592,7 @@ impl Distiller<'_> {
                 // Room for the whole skill again (about 3.5 characters a token) and the rationale.
                 let budget = (procedure.len() as f64 / 3.5 * 1.5) as u32 + 400;
                 match self.ask_skill(state, user, budget.max(1500), "skill rewrite", &name).await {
-                    Ok(draft) => (draft.skill_md, draft.rationale, Vec::new()),
+                    Ok(draft) => (draft.skill_md, draft.rationale, Vec::new(), Vec::new()),
                     // An unusable rewrite costs the round, not the run: everything measured is
                     // kept and the loop goes on. (A teacher that cannot be reached stops the
                     // run, to be resumed.)
@@ -1562,6 +1622,7 @@ impl Distiller<'_> {
             rationale,
             validation: Vec::new(),
             tokens_per_case: 0.0,
+            worked_examples: Some(shown_pairs),
         });
         log.candidate = Some(id);
         // Saved before it is measured: a crash now keeps the teacher's work.
@@ -1735,6 +1796,10 @@ fn is_beneficial(with: &SuiteRun, none: &SuiteRun, started_from: Option<&SuiteRu
     });
     lift.delta > 0.05 || cheaper_and_no_worse
 }
+
+/// The shortest body a teacher's skill draft may have: anything shorter is an empty or
+/// truncated reply, not instructions.
+const MIN_DRAFT_BODY_CHARS: usize = 40;
 
 /// The rationale of the job-alone candidate (see [`DistillConfig::bare_job_candidate`]).
 pub const BARE_JOB_RATIONALE: &str = "the job alone, without a procedure";
