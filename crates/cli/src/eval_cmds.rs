@@ -403,6 +403,16 @@ pub fn bbh_report(config: &Config, tasks: &[String], as_json: bool) -> Result<Ex
         let task = row.skill.trim_start_matches("bbh-").replace('-', "_");
         println!("| {task} | {} | {} | {distilled} | {versus} |", cell(&row.no_skill), cell(&row.human));
     }
+    for row in &rows {
+        if let Some(counts) = row.mixed_case_counts() {
+            println!(
+                "\n{}: measured on different test cases ({counts}); `skd bbh measure {}` measures all three on the \
+                 whole split",
+                row.skill,
+                row.skill.trim_start_matches("bbh-").replace('-', "_")
+            );
+        }
+    }
     if let Some((lift, cases)) = pooled {
         let tasks = rows.iter().filter(|r| r.distilled_vs_human.is_some()).count();
         println!("\npooled, {tasks} of {} tasks ({cases} paired test cases), distilled vs human: {lift}", rows.len());
@@ -575,6 +585,8 @@ pub struct DistillArgs {
     pub student: Option<String>,
     pub teacher: Option<String>,
     pub config: evals::distill::DistillConfig,
+    /// The stop limits given on the command line, which a resumed run takes over its own.
+    pub resume_limits: ResumeLimits,
     pub transcripts: Vec<PathBuf>,
     pub examples: Option<PathBuf>,
     pub resume: bool,
@@ -582,6 +594,55 @@ pub struct DistillArgs {
     pub max_tokens: u32,
     pub parallel: usize,
     pub json: bool,
+}
+
+/// Stop limits and the teacher timeout, as given on the command line. A resumed run keeps
+/// the settings it began with (its candidates were measured under them) except these: a run
+/// that a teacher timeout stopped can go on with a longer one, and an interrupted run with
+/// more rounds.
+#[derive(Debug, Clone, Default)]
+pub struct ResumeLimits {
+    pub rounds: Option<usize>,
+    pub patience: Option<usize>,
+    pub target: Option<f64>,
+    pub max_teacher_tokens: Option<u64>,
+    pub teacher_timeout_secs: Option<u64>,
+}
+
+impl ResumeLimits {
+    /// Sets the given limits on `config`; returns a line per change (`--rounds 6 (was 4)`).
+    pub fn apply(&self, config: &mut evals::distill::DistillConfig) -> Vec<String> {
+        fn set<T: PartialEq + Copy + std::fmt::Debug>(
+            changes: &mut Vec<String>,
+            flag: &str,
+            given: Option<T>,
+            field: &mut T,
+            show: impl Fn(T) -> String,
+        ) {
+            if let Some(value) = given
+                && value != *field
+            {
+                changes.push(format!("--{flag} {} (was {})", show(value), show(*field)));
+                *field = value;
+            }
+        }
+        let mut changes = Vec::new();
+        set(&mut changes, "rounds", self.rounds, &mut config.max_rounds, |v| v.to_string());
+        set(&mut changes, "patience", self.patience, &mut config.patience, |v| v.to_string());
+        set(&mut changes, "teacher-timeout", self.teacher_timeout_secs, &mut config.teacher_timeout_secs, |v| {
+            v.to_string()
+        });
+        let limit = |v: Option<String>| v.unwrap_or_else(|| "none".into());
+        set(&mut changes, "target", self.target.map(Some), &mut config.target, |v| limit(v.map(|t| t.to_string())));
+        set(
+            &mut changes,
+            "max-teacher-tokens",
+            self.max_teacher_tokens.map(Some),
+            &mut config.max_teacher_tokens,
+            |v| limit(v.map(|t| t.to_string())),
+        );
+        changes
+    }
 }
 
 pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
@@ -592,9 +653,13 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
     };
     let state_file = state_path(&skill_dir);
     let state = if args.resume {
-        let state = load_state(&skill_dir)?;
+        let mut state = load_state(&skill_dir)?;
         if state.stage == Stage::Finished {
             bail!("the distillation in {} already finished; start a new one with --restart", state_file.display());
+        }
+        let changes = args.resume_limits.apply(&mut state.config);
+        if !changes.is_empty() && !args.json {
+            eprintln!("resuming with {}", changes.join(", "));
         }
         state
     } else {

@@ -221,7 +221,7 @@ struct DistillCliArgs {
     /// The skill's name (a new one is created in the skill library).
     skill: String,
     /// The job, in a sentence (default: the existing skill's description).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     job: Option<String>,
     /// Student: model id, .gguf path, hf:OWNER/REPO[/FILE.gguf], or URL#model (default:
     /// config `student`).
@@ -231,52 +231,55 @@ struct DistillCliArgs {
     /// (default: $SKD_TEACHER).
     #[arg(long)]
     teacher: Option<String>,
-    /// Rewrite rounds at most.
-    #[arg(long, default_value_t = 6)]
-    rounds: usize,
-    /// Stop after this many rounds without a validation gain.
-    #[arg(long, default_value_t = 2)]
-    patience: usize,
-    /// Stop once validation accuracy reaches this fraction.
+    /// Rewrite rounds at most [default: 6]. With --resume: a new limit for the run.
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Stop after this many rounds without a validation gain [default: 2]. With --resume: a
+    /// new limit for the run.
+    #[arg(long)]
+    patience: Option<usize>,
+    /// Stop once validation accuracy reaches this fraction. With --resume: a new target.
     #[arg(long)]
     target: Option<f64>,
-    /// Stop once the teacher has used this many tokens.
+    /// Stop once the teacher has used this many tokens. With --resume: a new budget.
     #[arg(long)]
     max_teacher_tokens: Option<u64>,
     /// Train cases per round.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 6, conflicts_with = "resume")]
     minibatch: usize,
     /// Validation cases a candidate must pass beyond the best so far to replace it (2 on a
     /// small validation split keeps one lucky case from choosing the skill).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000), conflicts_with = "resume")]
     min_gain: u16,
     /// Cases the teacher drafts when the skill has no suite.
-    #[arg(long, default_value_t = 24)]
+    #[arg(long, default_value_t = 24, conflicts_with = "resume")]
     draft_cases: usize,
     /// Worked examples an even round may add to the skill: the student's own passing
     /// answers on train cases (0: every round is a teacher rewrite).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, conflicts_with = "resume")]
     worked_examples: usize,
-    /// Seconds one teacher request may take (raise it for a slow local teacher).
-    #[arg(long, default_value_t = 900)]
-    teacher_timeout: u64,
+    /// Seconds one teacher request may take (raise it for a slow local teacher) [default:
+    /// 900]. With --resume: the new limit.
+    #[arg(long)]
+    teacher_timeout: Option<u64>,
     /// Keep the teacher's drafted cases without checking them (by default the teacher solves
     /// each afresh and a case whose answer it cannot reproduce is dropped as mislabelled).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     no_verify_cases: bool,
     /// Do not measure the job alone (the skill's frontmatter with the job sentence as its
     /// body) beside the starting skill before the rounds.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     no_bare_job: bool,
     /// Example cases: a JSON array or JSON lines of {"prompt", "expected_output"}. They join
     /// the suite (split across train, validation and test); the teacher drafts the rest up
     /// to --draft-cases.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     examples: Option<PathBuf>,
     /// Past run transcripts to learn from.
-    #[arg(long = "transcript")]
+    #[arg(long = "transcript", conflicts_with = "resume")]
     transcripts: Vec<PathBuf>,
-    /// Continue the interrupted run from its last finished step.
+    /// Continue the interrupted run from its last finished step, with the settings it began
+    /// with (only its stop limits and the teacher timeout may be given again).
     #[arg(long, conflicts_with = "restart")]
     resume: bool,
     /// Start a new run; the previous one, finished or not, is kept under
@@ -673,19 +676,29 @@ fn run(cli: Cli) -> Result<Exit> {
                 job: a.job,
                 student: a.student,
                 teacher: a.teacher,
-                config: evals::distill::DistillConfig {
-                    max_rounds: a.rounds,
+                config: {
+                    let defaults = evals::distill::DistillConfig::default();
+                    evals::distill::DistillConfig {
+                        max_rounds: a.rounds.unwrap_or(defaults.max_rounds),
+                        patience: a.patience.unwrap_or(defaults.patience),
+                        target: a.target,
+                        max_teacher_tokens: a.max_teacher_tokens,
+                        minibatch: a.minibatch,
+                        draft_cases: a.draft_cases,
+                        recall_queries: 6,
+                        worked_examples: a.worked_examples,
+                        verify_drafted_cases: !a.no_verify_cases,
+                        teacher_timeout_secs: a.teacher_timeout.unwrap_or(defaults.teacher_timeout_secs),
+                        min_validation_gain: usize::from(a.min_gain),
+                        bare_job_candidate: !a.no_bare_job,
+                    }
+                },
+                resume_limits: eval_cmds::ResumeLimits {
+                    rounds: a.rounds,
                     patience: a.patience,
                     target: a.target,
                     max_teacher_tokens: a.max_teacher_tokens,
-                    minibatch: a.minibatch,
-                    draft_cases: a.draft_cases,
-                    recall_queries: 6,
-                    worked_examples: a.worked_examples,
-                    verify_drafted_cases: !a.no_verify_cases,
                     teacher_timeout_secs: a.teacher_timeout,
-                    min_validation_gain: usize::from(a.min_gain),
-                    bare_job_candidate: !a.no_bare_job,
                 },
                 transcripts: a.transcripts,
                 examples: a.examples,

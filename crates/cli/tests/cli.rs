@@ -22,6 +22,13 @@ fn help_and_version() {
     assert!(env.ok(&["--version"], 0).starts_with("skd "));
     env.stderr(&["no-such-command"], 2);
     env.stderr(&["search"], 2);
+    // A resumed distillation keeps the settings it began with: changing one is refused
+    // before anything loads (the stop limits may be given again).
+    for flag in [&["--no-bare-job"][..], &["--minibatch", "3"], &["--job", "Add numbers."]] {
+        let args = [&["distill", "some-skill", "--resume"][..], flag].concat();
+        let err = env.stderr(&args, 2);
+        assert!(err.contains(flag[0]) && err.contains("cannot be used with"), "{err}");
+    }
 }
 
 #[test]

@@ -320,12 +320,27 @@ fn distill_runs_against_the_local_teacher_over_http() {
     };
     let _ = first_run.wait();
     let killed_at = killed_at.expect("the run was killed after measuring the baseline");
-    // Resumed: it goes on from the last finished step.
-    let mut resume_args = args.to_vec();
-    resume_args.push("--resume");
+    // Resumed: it goes on from the last finished step, with the settings it began with
+    // (`--minibatch` may not be given again; the stop limits and the teacher timeout may).
+    let resume_args = [
+        "distill",
+        "bbh-boolean-expressions",
+        "--resume",
+        "--teacher",
+        &teacher,
+        "--student",
+        "smollm2-135m",
+        "--rounds",
+        "1",
+        "--teacher-timeout",
+        "901",
+        "--max-tokens",
+        "32",
+    ];
     let out = env.cmd(&resume_args).output().expect("run");
     drop(server);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("resuming with --teacher-timeout 901 (was 900)"), "{stderr}");
     assert!(!stderr.contains("measuring the baseline"), "the baseline was not measured again ({killed_at}): {stderr}");
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&state_path).expect("state file")).expect("state json");

@@ -440,6 +440,10 @@ mod tests {
         let row = proof_row(&dir, "bbh-t").expect("row");
         assert_eq!(row.human.map(|r| r.total), Some(2));
         assert_eq!(row.no_skill.map(|r| r.total), Some(2));
+        assert_eq!(row.mixed_case_counts(), None);
+        // A distilled cell on more cases (a test split grown since) is pointed out.
+        let grown = ProofRow { distilled: Some(crate::Rate::wilson(3, 4)), ..row };
+        assert_eq!(grown.mixed_case_counts().as_deref(), Some("no skill 2, human 2, distilled 4"));
     }
 
     #[test]
@@ -474,6 +478,19 @@ pub struct ProofRow {
     /// Test cases in that pairing.
     #[serde(default)]
     pub paired_cases: usize,
+}
+
+impl ProofRow {
+    /// The case count of each cell (`no skill 30, human 30, distilled 100`) when they differ:
+    /// after the test split grew, until `skd bbh measure` runs, the cells come from
+    /// measurements on different cases (the pairing uses the cases both have).
+    pub fn mixed_case_counts(&self) -> Option<String> {
+        let cells = [("no skill", &self.no_skill), ("human", &self.human), ("distilled", &self.distilled)];
+        let totals: Vec<(&str, usize)> =
+            cells.iter().filter_map(|(label, rate)| rate.as_ref().map(|r| (*label, r.total))).collect();
+        let differ = totals.windows(2).any(|pair| pair[0].1 != pair[1].1);
+        differ.then(|| totals.iter().map(|(label, total)| format!("{label} {total}")).collect::<Vec<_>>().join(", "))
+    }
 }
 
 /// The paired lift of distilled over human across every row that has one, and the number of
