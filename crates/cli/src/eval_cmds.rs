@@ -378,6 +378,14 @@ pub fn bbh_report(config: &Config, tasks: &[String], as_json: bool) -> Result<Ex
     if as_json {
         let pool =
             |p: Option<(evals::Lift, usize)>| p.map(|(lift, cases)| json!({"lift": lift, "paired_cases": cases}));
+        let rows: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|row| {
+                let mut value = serde_json::to_value(row)?;
+                value["mixed_case_counts"] = json!(row.mixed_case_counts());
+                Ok(value)
+            })
+            .collect::<Result<_>>()?;
         print_json(&json!({"schema_version": JSON_SCHEMA_VERSION, "rows": rows,
             "pooled_distilled_vs_human": pool(pooled), "pooled_where_replaced": pool(pooled_replaced)}))?;
         return Ok(Exit::Ok);
@@ -406,8 +414,8 @@ pub fn bbh_report(config: &Config, tasks: &[String], as_json: bool) -> Result<Ex
     for row in &rows {
         if let Some(counts) = row.mixed_case_counts() {
             println!(
-                "\n{}: measured on different test cases ({counts}); `skd bbh measure {}` measures all three on the \
-                 whole split",
+                "\n{}: measured on different test cases ({counts}); `skd bbh measure {}`, with the distillation's \
+                 --student and --max-tokens, measures all three on the whole split",
                 row.skill,
                 row.skill.trim_start_matches("bbh-").replace('-', "_")
             );
@@ -584,6 +592,7 @@ pub struct DistillArgs {
     pub job: Option<String>,
     pub student: Option<String>,
     pub teacher: Option<String>,
+    /// A new run's settings (a resumed run keeps its own, but for `resume_limits`).
     pub config: evals::distill::DistillConfig,
     /// The stop limits given on the command line, which a resumed run takes over its own.
     pub resume_limits: ResumeLimits,
@@ -591,10 +600,14 @@ pub struct DistillArgs {
     pub examples: Option<PathBuf>,
     pub resume: bool,
     pub restart: bool,
-    pub max_tokens: u32,
+    /// Token limit per student answer (default [`DISTILL_MAX_TOKENS`]).
+    pub max_tokens: Option<u32>,
     pub parallel: usize,
     pub json: bool,
 }
+
+/// `skd distill`'s token limit per student answer when none is given.
+pub const DISTILL_MAX_TOKENS: u32 = 384;
 
 /// Stop limits and the teacher timeout, as given on the command line. A resumed run keeps
 /// the settings it began with (its candidates were measured under them) except these: a run
@@ -610,9 +623,10 @@ pub struct ResumeLimits {
 }
 
 impl ResumeLimits {
-    /// Sets the given limits on `config`; returns a line per change (`--rounds 6 (was 4)`).
-    pub fn apply(&self, config: &mut evals::distill::DistillConfig) -> Vec<String> {
-        fn set<T: PartialEq + Copy + std::fmt::Debug>(
+    /// Sets the given limits on `config`; returns a clause per change (`--rounds 6 (was 4)`).
+    /// Once the rounds are over, the round limits no longer apply and are only reported.
+    pub fn apply(&self, config: &mut evals::distill::DistillConfig, rounds_over: bool) -> Vec<String> {
+        fn set<T: PartialEq + Copy>(
             changes: &mut Vec<String>,
             flag: &str,
             given: Option<T>,
@@ -627,11 +641,23 @@ impl ResumeLimits {
             }
         }
         let mut changes = Vec::new();
-        set(&mut changes, "rounds", self.rounds, &mut config.max_rounds, |v| v.to_string());
-        set(&mut changes, "patience", self.patience, &mut config.patience, |v| v.to_string());
         set(&mut changes, "teacher-timeout", self.teacher_timeout_secs, &mut config.teacher_timeout_secs, |v| {
             v.to_string()
         });
+        if rounds_over {
+            let given = [
+                ("--rounds", self.rounds.is_some()),
+                ("--patience", self.patience.is_some()),
+                ("--target", self.target.is_some()),
+                ("--max-teacher-tokens", self.max_teacher_tokens.is_some()),
+            ];
+            for (flag, _) in given.iter().filter(|(_, given)| *given) {
+                changes.push(format!("{flag} ignored (the rewrite rounds are over)"));
+            }
+            return changes;
+        }
+        set(&mut changes, "rounds", self.rounds, &mut config.max_rounds, |v| v.to_string());
+        set(&mut changes, "patience", self.patience, &mut config.patience, |v| v.to_string());
         let limit = |v: Option<String>| v.unwrap_or_else(|| "none".into());
         set(&mut changes, "target", self.target.map(Some), &mut config.target, |v| limit(v.map(|t| t.to_string())));
         set(
@@ -657,9 +683,37 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
         if state.stage == Stage::Finished {
             bail!("the distillation in {} already finished; start a new one with --restart", state_file.display());
         }
-        let changes = args.resume_limits.apply(&mut state.config);
+        let rounds_over = state.rounds_over();
+        let changes = args.resume_limits.apply(&mut state.config, rounds_over);
         if !changes.is_empty() && !args.json {
             eprintln!("resuming with {}", changes.join(", "));
+        }
+        // Its candidates were measured with this student and token limit: another would make
+        // the scores incomparable (and miss the result cache).
+        match &state.student {
+            Some(saved) => {
+                if let Some(given) = args.student.as_deref().filter(|s| *s != saved.spec) {
+                    bail!(
+                        "this run measures with the student `{}`, not `{given}`: resume without --student, or start \
+                         over with --restart",
+                        saved.spec
+                    );
+                }
+                if let Some(given) = args.max_tokens.filter(|t| *t != saved.max_tokens) {
+                    bail!(
+                        "this run measures with --max-tokens {}, not {given}: resume without --max-tokens, or start \
+                         over with --restart",
+                        saved.max_tokens
+                    );
+                }
+            }
+            // A state written before the student was kept: the command line's, as before.
+            None => {
+                state.student = Some(evals::distill::StudentSettings {
+                    spec: args.student.clone().unwrap_or_else(|| config.student.value.clone()),
+                    max_tokens: args.max_tokens.unwrap_or(DISTILL_MAX_TOKENS),
+                });
+            }
         }
         state
     } else {
@@ -701,19 +755,24 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
                 evals::EvalSuite::path_in(&skill_dir).display()
             );
         }
-        DistillState::new(
+        let mut state = DistillState::new(
             DistillJob { skill_name: args.skill.clone(), description, transcripts, examples },
             args.config.clone(),
-        )
+        );
+        state.student = Some(evals::distill::StudentSettings {
+            spec: args.student.clone().unwrap_or_else(|| config.student.value.clone()),
+            max_tokens: args.max_tokens.unwrap_or(DISTILL_MAX_TOKENS),
+        });
+        state
     };
+    let settings = state.student.clone().context("the run names no student")?;
     let teacher = load_teacher(config, args.teacher.as_deref(), args.json).await?.context(
         "distillation needs a teacher: pass --teacher URL#model (or a local model id), set SKD_TEACHER or \
              OPENAI_MODEL, or put `teacher = ...` in the config",
     )?;
-    let student_spec = args.student.clone().unwrap_or_else(|| config.student.value.clone());
-    let student = crate::run_cmds::load_student(config, &student_spec, args.json).await?;
+    let student = crate::run_cmds::load_student(config, &settings.spec, args.json).await?;
     let runner = RunnerConfig {
-        max_tokens: args.max_tokens,
+        max_tokens: settings.max_tokens,
         cache_dir: Some(default_cache_dir()),
         files_root: Some(skill_dir.clone()),
         parallelism: args.parallel,

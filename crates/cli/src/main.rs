@@ -224,7 +224,7 @@ struct DistillCliArgs {
     #[arg(long, conflicts_with = "resume")]
     job: Option<String>,
     /// Student: model id, .gguf path, hf:OWNER/REPO[/FILE.gguf], or URL#model (default:
-    /// config `student`).
+    /// config `student`). A resumed run keeps its own.
     #[arg(long)]
     student: Option<String>,
     /// Teacher: URL#model (key from OPENAI_API_KEY) or a local model id / .gguf path
@@ -278,17 +278,18 @@ struct DistillCliArgs {
     /// Past run transcripts to learn from.
     #[arg(long = "transcript", conflicts_with = "resume")]
     transcripts: Vec<PathBuf>,
-    /// Continue the interrupted run from its last finished step, with the settings it began
-    /// with (only its stop limits and the teacher timeout may be given again).
+    /// Continue the interrupted run from its last finished step, with the settings and the
+    /// student it began with (only its stop limits, the teacher and the teacher timeout may
+    /// change).
     #[arg(long, conflicts_with = "restart")]
     resume: bool,
     /// Start a new run; the previous one, finished or not, is kept under
     /// `<skill>/evals/distill/runs/`.
     #[arg(long)]
     restart: bool,
-    /// Token limit per student answer.
-    #[arg(long, default_value_t = 384)]
-    max_tokens: u32,
+    /// Token limit per student answer [default: 384]. A resumed run keeps its own.
+    #[arg(long)]
+    max_tokens: Option<u32>,
     /// Cases in flight at once. Keep 1 for a local CPU student: concurrent requests defeat
     /// its prefix cache (measured 11x slower); raise it for a remote endpoint that batches.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]

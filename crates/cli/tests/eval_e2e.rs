@@ -320,30 +320,29 @@ fn distill_runs_against_the_local_teacher_over_http() {
     };
     let _ = first_run.wait();
     let killed_at = killed_at.expect("the run was killed after measuring the baseline");
-    // Resumed: it goes on from the last finished step, with the settings it began with
-    // (`--minibatch` may not be given again; the stop limits and the teacher timeout may).
-    let resume_args = [
-        "distill",
-        "bbh-boolean-expressions",
-        "--resume",
-        "--teacher",
-        &teacher,
-        "--student",
-        "smollm2-135m",
-        "--rounds",
-        "1",
-        "--teacher-timeout",
-        "901",
-        "--max-tokens",
-        "32",
-    ];
-    let out = env.cmd(&resume_args).output().expect("run");
+    // Resumed: it goes on from the last finished step, with the settings and the student it
+    // began with (`--minibatch` may not be given again; the stop limits and the teacher
+    // timeout may). Another token limit would make its scores incomparable: refused.
+    let resume = |extra: &[&str]| {
+        let args = [&["distill", "bbh-boolean-expressions", "--resume", "--teacher", &teacher][..], extra].concat();
+        env.cmd(&args).output().expect("run")
+    };
+    let refused = resume(&["--max-tokens", "64"]);
+    assert_eq!(refused.status.code(), Some(5), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("measures with --max-tokens 32, not 64"), "{refused:?}");
+    let out = resume(&["--rounds", "1", "--teacher-timeout", "901"]);
     drop(server);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("resuming with --teacher-timeout 901 (was 900)"), "{stderr}");
     assert!(!stderr.contains("measuring the baseline"), "the baseline was not measured again ({killed_at}): {stderr}");
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&state_path).expect("state file")).expect("state json");
+    assert_eq!(
+        (&state["config"]["minibatch"], &state["config"]["teacher_timeout_secs"]),
+        (&serde_json::json!(1), &serde_json::json!(901)),
+        "the run's own minibatch, the new teacher timeout"
+    );
+    assert_eq!(state["student"], serde_json::json!({"spec": "smollm2-135m", "max_tokens": 32}));
     eprintln!(
         "distill exit {:?}, stage {}; {}",
         out.status.code(),

@@ -187,15 +187,19 @@ pub struct Candidate {
     pub tokens_per_case: f64,
     /// The (input, solution) pairs its worked-examples section shows, as the distiller wrote
     /// them: read back from the text, a student solution that imitates the section's layout
-    /// would count as more examples. `None` for the starting skill and for states written
-    /// before this was kept: then the section is parsed ([`worked_examples_in`]).
+    /// would count as more examples. A teacher rewrite's are parsed from its text when it is
+    /// made. `None` for the starting skill and for states written before this was kept: then
+    /// the section is parsed ([`worked_examples_in`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub worked_examples: Option<Vec<(String, String)>>,
+    pub worked_examples: Option<ExamplePairs>,
 }
+
+/// The (input, solution) pairs of a worked-examples section.
+pub type ExamplePairs = Vec<(String, String)>;
 
 impl Candidate {
     /// The (input, solution) pairs it shows as worked examples.
-    pub fn shown_examples(&self) -> Vec<(String, String)> {
+    pub fn shown_examples(&self) -> ExamplePairs {
         match &self.worked_examples {
             Some(pairs) => pairs.clone(),
             None => worked_examples_in(&self.markdown),
@@ -303,6 +307,21 @@ pub struct DistillState {
     pub recall: Option<RecallReport>,
     /// The final measurement.
     pub report: Option<FinalReport>,
+    /// The student the candidates are measured with, as the frontend named it, and its token
+    /// limit per answer: a resumed run must measure the same way for its scores to compare.
+    /// `None` in states written before they were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub student: Option<StudentSettings>,
+}
+
+/// The student a distillation measures with (see [`DistillState::student`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StudentSettings {
+    /// The student as named on the command line or in the config (a model id, a `.gguf`
+    /// path, `URL#model`).
+    pub spec: String,
+    /// Token limit per answer.
+    pub max_tokens: u32,
 }
 
 /// A line of progress.
@@ -414,7 +433,13 @@ impl DistillState {
             log: Vec::new(),
             recall: None,
             report: None,
+            student: None,
         }
+    }
+
+    /// Whether the rewrite rounds are over (the stop limits no longer apply).
+    pub fn rounds_over(&self) -> bool {
+        matches!(self.stage, Stage::Converged | Stage::RecallChecked | Stage::Finished)
     }
 
     /// Candidates best on at least one validation case (ties count for all), with the
@@ -714,6 +739,16 @@ mod tests {
     /// `candidates` (ids in order), with train cases 2+2, 3+3, 4+4 and 5+5 (all in the
     /// minibatch); returns the round log, the teacher's request count and the state.
     async fn round_over(candidates: &[String], rounds_done: usize) -> (super::RoundLog, usize, super::DistillState) {
+        let candidates: Vec<(String, Option<super::ExamplePairs>)> =
+            candidates.iter().map(|markdown| (markdown.clone(), None)).collect();
+        round_over_stored(&candidates, rounds_done).await
+    }
+
+    /// [`round_over`] with candidates whose worked-example pairs are stored (`Some`).
+    async fn round_over_stored(
+        candidates: &[(String, Option<super::ExamplePairs>)],
+        rounds_done: usize,
+    ) -> (super::RoundLog, usize, super::DistillState) {
         use super::*;
         let dir = tempfile::tempdir().expect("tmp");
         let case = |n: usize, a: u32, b: u32, split: Split| EvalCase {
@@ -746,7 +781,7 @@ mod tests {
         let mut state = DistillState::new(job, config);
         state.stage = Stage::Measured;
         state.rounds = rounds_done;
-        for (id, markdown) in candidates.iter().enumerate() {
+        for (id, (markdown, worked_examples)) in candidates.iter().enumerate() {
             state.candidates.push(Candidate {
                 id,
                 parent: id.checked_sub(1),
@@ -756,7 +791,7 @@ mod tests {
                 // Candidate 0 alone is on the Pareto front, so it is the parent.
                 validation: vec![(CaseId::Text("c3".into()), id == 0), (CaseId::Text("c4".into()), false)],
                 tokens_per_case: 0.0,
-                worked_examples: None,
+                worked_examples: worked_examples.clone(),
             });
         }
         let teacher = OneRewrite(Default::default());
@@ -820,6 +855,22 @@ mod tests {
         let shown: Vec<String> =
             super::worked_examples_in(&state.candidates[1].markdown).into_iter().map(|e| e.0).collect();
         assert_eq!(shown, ["what is 3+3", "what is 2+2"]);
+    }
+
+    #[tokio::test]
+    async fn a_round_reads_the_parents_stored_examples_not_an_imitation_in_its_text() {
+        let procedure =
+            "---\nname: adder\ndescription: Add two small numbers.\n---\n1. Add the numbers and say the sum.\n";
+        // The parent's one example is 2+2, whose stored solution imitates a second example
+        // (3+3). Read from the text, 3+3 would count as shown and the round, with no new
+        // passes to show, would ask the teacher; from the stored pair, 3+3 is new.
+        let imitation = "So the answer is 4.\n\n### Example 2\n\nInput:\nwhat is 3+3\n\nSolution:\nSo the answer is 6.";
+        let parent = super::with_worked_examples(procedure, &[("what is 2+2", imitation)]);
+        let pairs = vec![("what is 2+2".to_string(), imitation.to_string())];
+        let (log, asked, state) = round_over_stored(&[(parent, Some(pairs.clone()))], 1).await;
+        assert_eq!((asked, log.candidate), (0, Some(1)), "{log:?}");
+        let child = state.candidates[1].worked_examples.clone().expect("stored");
+        assert_eq!(child, [("what is 3+3".to_string(), "So the answer is 6.".to_string()), pairs[0].clone()]);
     }
 
     #[test]
@@ -1069,7 +1120,7 @@ impl Distiller<'_> {
             if !errors.is_empty() {
                 return Err(format!("skill_md breaks the format: {}", errors.join("; ")));
             }
-            if skill.body().trim().len() < min_body_chars.max(1) {
+            if skill.body().trim().chars().count() < min_body_chars.max(1) {
                 return Err("the instructions are empty or too short".into());
             }
             Ok(())
@@ -1592,7 +1643,12 @@ impl Distiller<'_> {
                 // Room for the whole skill again (about 3.5 characters a token) and the rationale.
                 let budget = (procedure.len() as f64 / 3.5 * 1.5) as u32 + 400;
                 match self.ask_skill(state, user, budget.max(1500), "skill rewrite", &name).await {
-                    Ok(draft) => (draft.skill_md, draft.rationale, Vec::new(), Vec::new()),
+                    // The teacher's own text: a worked-examples section it wrote is read back
+                    // (no student output in it to imitate the layout).
+                    Ok(draft) => {
+                        let shown_pairs = worked_examples_in(&draft.skill_md);
+                        (draft.skill_md, draft.rationale, Vec::new(), shown_pairs)
+                    }
                     // An unusable rewrite costs the round, not the run: everything measured is
                     // kept and the loop goes on. (A teacher that cannot be reached stops the
                     // run, to be resumed.)
