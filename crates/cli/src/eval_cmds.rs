@@ -678,7 +678,7 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
         Err(_) => config.skills_dir.value.join(&args.skill),
     };
     let state_file = state_path(&skill_dir);
-    let state = if args.resume {
+    let mut state = if args.resume {
         let mut state = load_state(&skill_dir)?;
         if state.stage == Stage::Finished {
             bail!("the distillation in {} already finished; start a new one with --restart", state_file.display());
@@ -689,30 +689,22 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
             eprintln!("resuming with {}", changes.join(", "));
         }
         // Its candidates were measured with this student and token limit: another would make
-        // the scores incomparable (and miss the result cache).
-        match &state.student {
-            Some(saved) => {
-                if let Some(given) = args.student.as_deref().filter(|s| *s != saved.spec) {
-                    bail!(
-                        "this run measures with the student `{}`, not `{given}`: resume without --student, or start \
-                         over with --restart",
-                        saved.spec
-                    );
-                }
-                if let Some(given) = args.max_tokens.filter(|t| *t != saved.max_tokens) {
-                    bail!(
-                        "this run measures with --max-tokens {}, not {given}: resume without --max-tokens, or start \
-                         over with --restart",
-                        saved.max_tokens
-                    );
-                }
+        // the scores incomparable (and miss the result cache). A state written before they
+        // were kept takes the command line's, as before (below).
+        if let Some(saved) = &state.student {
+            if let Some(given) = args.student.as_deref().filter(|s| *s != saved.spec) {
+                bail!(
+                    "this run measures with the student `{}`, not `{given}`: resume without --student, or start \
+                     over with --restart",
+                    saved.spec
+                );
             }
-            // A state written before the student was kept: the command line's, as before.
-            None => {
-                state.student = Some(evals::distill::StudentSettings {
-                    spec: args.student.clone().unwrap_or_else(|| config.student.value.clone()),
-                    max_tokens: args.max_tokens.unwrap_or(DISTILL_MAX_TOKENS),
-                });
+            if let Some(given) = args.max_tokens.filter(|t| *t != saved.max_tokens) {
+                bail!(
+                    "this run measures with --max-tokens {}, not {given}: resume without --max-tokens, or start over \
+                     with --restart",
+                    saved.max_tokens
+                );
             }
         }
         state
@@ -755,17 +747,18 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
                 evals::EvalSuite::path_in(&skill_dir).display()
             );
         }
-        let mut state = DistillState::new(
+        DistillState::new(
             DistillJob { skill_name: args.skill.clone(), description, transcripts, examples },
             args.config.clone(),
-        );
-        state.student = Some(evals::distill::StudentSettings {
+        )
+    };
+    let settings = state
+        .student
+        .get_or_insert_with(|| evals::distill::StudentSettings {
             spec: args.student.clone().unwrap_or_else(|| config.student.value.clone()),
             max_tokens: args.max_tokens.unwrap_or(DISTILL_MAX_TOKENS),
-        });
-        state
-    };
-    let settings = state.student.clone().context("the run names no student")?;
+        })
+        .clone();
     let teacher = load_teacher(config, args.teacher.as_deref(), args.json).await?.context(
         "distillation needs a teacher: pass --teacher URL#model (or a local model id), set SKD_TEACHER or \
              OPENAI_MODEL, or put `teacher = ...` in the config",

@@ -1596,7 +1596,7 @@ impl Distiller<'_> {
             .map(|(r, case)| (*case, r.output.as_str()))
             .take(state.config.worked_examples)
             .collect();
-        let (markdown, rationale, shown, shown_pairs): (String, String, Vec<&EvalCase>, Vec<(String, String)>) =
+        let (markdown, rationale, shown, shown_pairs): (String, String, Vec<&EvalCase>, ExamplePairs) =
             if round.is_multiple_of(2) && !examples.is_empty() {
                 // The new examples first, then as many of the parent's own as the limit allows
                 // (with as many new passes as the limit, none of the parent's remain).
@@ -1875,7 +1875,7 @@ fn with_body(markdown: &str, body: &str) -> Option<String> {
 
 /// The (input, solution) pairs of the worked-examples section [`with_worked_examples`]
 /// wrote into `markdown`, trimmed; empty without one.
-pub fn worked_examples_in(markdown: &str) -> Vec<(String, String)> {
+pub fn worked_examples_in(markdown: &str) -> ExamplePairs {
     let Some(start) = markdown.lines().position(|l| l.trim_end() == WORKED_EXAMPLES_HEADING) else {
         return Vec::new();
     };
