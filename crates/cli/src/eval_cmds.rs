@@ -875,3 +875,56 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
     }
     Ok(if report.beneficial { Exit::Ok } else { Exit::Negative })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ResumeLimits;
+    use evals::distill::DistillConfig;
+
+    fn started_with() -> DistillConfig {
+        DistillConfig { max_rounds: 4, patience: 2, teacher_timeout_secs: 900, ..DistillConfig::default() }
+    }
+
+    #[test]
+    fn resume_limits_replace_the_runs_own_and_say_what_changed() {
+        let mut config = started_with();
+        let limits = ResumeLimits {
+            rounds: Some(6),
+            patience: Some(2),
+            target: Some(0.9),
+            max_teacher_tokens: Some(50_000),
+            teacher_timeout_secs: Some(1800),
+        };
+        let changes = limits.apply(&mut config, false);
+        assert_eq!(
+            changes,
+            [
+                "--teacher-timeout 1800 (was 900)",
+                "--rounds 6 (was 4)",
+                "--target 0.9 (was none)",
+                "--max-teacher-tokens 50000 (was none)",
+            ],
+            "an unchanged --patience is no change"
+        );
+        assert_eq!(
+            (config.max_rounds, config.patience, config.target, config.max_teacher_tokens, config.teacher_timeout_secs),
+            (6, 2, Some(0.9), Some(50_000), 1800)
+        );
+    }
+
+    #[test]
+    fn once_the_rounds_are_over_only_the_teacher_timeout_applies() {
+        let mut config = started_with();
+        let limits = ResumeLimits { rounds: Some(9), teacher_timeout_secs: Some(60), ..ResumeLimits::default() };
+        let changes = limits.apply(&mut config, true);
+        assert_eq!(changes, ["--teacher-timeout 60 (was 900)", "--rounds ignored (the rewrite rounds are over)"]);
+        assert_eq!((config.max_rounds, config.teacher_timeout_secs), (4, 60));
+    }
+
+    #[test]
+    fn no_flags_change_nothing() {
+        let mut config = started_with();
+        assert!(ResumeLimits::default().apply(&mut config, false).is_empty());
+        assert_eq!(config.max_rounds, 4);
+    }
+}

@@ -12,6 +12,7 @@ mod skill_cmds;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
+use evals::distill::DistillConfig;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -216,6 +217,12 @@ struct EvalCliArgs {
     json: bool,
 }
 
+/// Help for an optional flag whose default is applied later (a resumed run must tell a flag
+/// given from one left out), written from the default itself so the two cannot drift apart.
+fn with_default(text: &str, default: impl std::fmt::Display) -> String {
+    format!("{text} [default: {default}]")
+}
+
 #[derive(Args, Debug)]
 struct DistillCliArgs {
     /// The skill's name (a new one is created in the skill library).
@@ -231,12 +238,15 @@ struct DistillCliArgs {
     /// (default: $SKD_TEACHER).
     #[arg(long)]
     teacher: Option<String>,
-    /// Rewrite rounds at most [default: 6]. With --resume: a new limit for the run.
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "Rewrite rounds at most. With --resume: a new limit for the run.",
+        DistillConfig::default().max_rounds,
+    ))]
     rounds: Option<usize>,
-    /// Stop after this many rounds without a validation gain [default: 2]. With --resume: a
-    /// new limit for the run.
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "Stop after this many rounds without a validation gain. With --resume: a new limit for the run.",
+        DistillConfig::default().patience,
+    ))]
     patience: Option<usize>,
     /// Stop once validation accuracy reaches this fraction. With --resume: a new target.
     #[arg(long)]
@@ -245,22 +255,23 @@ struct DistillCliArgs {
     #[arg(long)]
     max_teacher_tokens: Option<u64>,
     /// Train cases per round.
-    #[arg(long, default_value_t = 6, conflicts_with = "resume")]
+    #[arg(long, default_value_t = DistillConfig::default().minibatch, conflicts_with = "resume")]
     minibatch: usize,
     /// Validation cases a candidate must pass beyond the best so far to replace it (2 on a
     /// small validation split keeps one lucky case from choosing the skill).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000), conflicts_with = "resume")]
     min_gain: u16,
     /// Cases the teacher drafts when the skill has no suite.
-    #[arg(long, default_value_t = 24, conflicts_with = "resume")]
+    #[arg(long, default_value_t = DistillConfig::default().draft_cases, conflicts_with = "resume")]
     draft_cases: usize,
     /// Worked examples an even round may add to the skill: the student's own passing
     /// answers on train cases (0: every round is a teacher rewrite).
-    #[arg(long, default_value_t = 3, conflicts_with = "resume")]
+    #[arg(long, default_value_t = DistillConfig::default().worked_examples, conflicts_with = "resume")]
     worked_examples: usize,
-    /// Seconds one teacher request may take (raise it for a slow local teacher) [default:
-    /// 900]. With --resume: the new limit.
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "Seconds one teacher request may take (raise it for a slow local teacher). With --resume: the new limit.",
+        DistillConfig::default().teacher_timeout_secs,
+    ))]
     teacher_timeout: Option<u64>,
     /// Keep the teacher's drafted cases without checking them (by default the teacher solves
     /// each afresh and a case whose answer it cannot reproduce is dropped as mislabelled).
@@ -287,8 +298,10 @@ struct DistillCliArgs {
     /// `<skill>/evals/distill/runs/`.
     #[arg(long)]
     restart: bool,
-    /// Token limit per student answer [default: 384]. A resumed run keeps its own.
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "Token limit per student answer. A resumed run keeps its own.",
+        eval_cmds::DISTILL_MAX_TOKENS,
+    ))]
     max_tokens: Option<u32>,
     /// Cases in flight at once. Keep 1 for a local CPU student: concurrent requests defeat
     /// its prefix cache (measured 11x slower); raise it for a remote endpoint that batches.
@@ -686,7 +699,7 @@ fn run(cli: Cli) -> Result<Exit> {
                         max_teacher_tokens: a.max_teacher_tokens,
                         minibatch: a.minibatch,
                         draft_cases: a.draft_cases,
-                        recall_queries: 6,
+                        recall_queries: defaults.recall_queries,
                         worked_examples: a.worked_examples,
                         verify_drafted_cases: !a.no_verify_cases,
                         teacher_timeout_secs: a.teacher_timeout.unwrap_or(defaults.teacher_timeout_secs),

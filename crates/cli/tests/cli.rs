@@ -29,6 +29,18 @@ fn help_and_version() {
         let err = env.stderr(&args, 2);
         assert!(err.contains(flag[0]) && err.contains("cannot be used with"), "{err}");
     }
+    // Flags whose default is applied after parsing still show the default the run will use.
+    let distill_help = env.ok(&["distill", "--help"], 0);
+    let defaults = evals::distill::DistillConfig::default();
+    for (flag, default) in [
+        ("--rounds", defaults.max_rounds.to_string()),
+        ("--patience", defaults.patience.to_string()),
+        ("--teacher-timeout", defaults.teacher_timeout_secs.to_string()),
+        ("--minibatch", defaults.minibatch.to_string()),
+    ] {
+        let line = distill_help.lines().skip_while(|l| !l.contains(flag)).take(4).collect::<String>();
+        assert!(line.contains(&format!("[default: {default}]")), "{flag}: {line}");
+    }
 }
 
 #[test]
