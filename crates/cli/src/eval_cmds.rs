@@ -236,7 +236,15 @@ pub fn bbh_import(
                 continue;
             }
             let state = evals::distill::state_path(&dir);
-            if evals::distill::load_state(&dir).is_ok_and(|s| s.report.is_none()) {
+            // A grown test split leaves an unfinished run's train and validation cases as they
+            // are; more validation cases would change what its candidates were measured on.
+            let ids = |suite: &EvalSuite, split: Split| -> Vec<evals::CaseId> {
+                suite.split(split).iter().map(|c| c.id.clone()).collect()
+            };
+            let selection_cases_kept = [Split::Train, Split::Validation]
+                .into_iter()
+                .all(|split| ids(&existing, split) == ids(&imported.suite, split));
+            if !selection_cases_kept && evals::distill::load_state(&dir).is_ok_and(|s| s.report.is_none()) {
                 bail!(
                     "an unfinished distillation ({}) measured its candidates on the current validation split; \
                      finish it (skd distill {} --resume) or set it aside (--restart) before re-splitting",
@@ -307,13 +315,14 @@ fn bbh_skills(config: &Config, tasks: &[String]) -> Result<Vec<String>> {
 #[derive(Debug, Clone)]
 pub struct BbhMeasureArgs {
     pub tasks: Vec<String>,
+    pub test_cases: Option<CaseRange>,
     pub student: Option<String>,
     pub max_tokens: u32,
     pub parallel: usize,
 }
 
-/// `skd bbh measure`: each BBH skill's whole sealed test split with no skill, the human
-/// procedure and the distilled skill, recorded for `skd bbh report`.
+/// `skd bbh measure`: each BBH skill's sealed test split (or `--test-cases` of it) with no
+/// skill, the human procedure and the distilled skill, recorded for `skd bbh report`.
 pub async fn bbh_measure(config: &Config, args: BbhMeasureArgs) -> Result<Exit> {
     let library = config.library();
     let skills = bbh_skills(config, &args.tasks)?;
@@ -323,52 +332,120 @@ pub async fn bbh_measure(config: &Config, args: BbhMeasureArgs) -> Result<Exit> 
     for skill in &skills {
         let entry = library.find(skill)?;
         let suite = EvalSuite::load(&EvalSuite::path_in(&entry.dir))?;
+        let only_cases = match args.test_cases {
+            Some(range) => Some(evals::bbh::test_cases_at(&suite, range.first, range.last)?),
+            None => None,
+        };
         let runner = suite_runner(&entry.dir, args.max_tokens, args.parallel, true);
         let evaluator = Evaluator { student: student.clone(), judge: None, suite: &suite, config: &runner };
-        eprintln!("{skill}: {} test cases, student {}", suite.split(Split::Test).len(), student.model_id());
-        let (mut fresh, mut cached, mut errors) = (0usize, 0usize, 0usize);
-        let measured = evals::bbh::measure_test_split(&evaluator, &entry.dir, &mut |label, r| {
-            errors += usize::from(r.error.is_some());
-            if r.cached {
-                cached += 1;
-            } else {
-                fresh += 1;
-                let mark = if r.passed { "pass" } else { "FAIL" };
-                let note = r.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
-                eprintln!("  {label}: {} {mark}{note}", r.id);
-            }
-        })
-        .await?;
-        let distilled = match &measured.distilled {
-            Some((version, run)) => format!(", distilled (v{version}) {}", run.rate()),
-            None => ", no finished distillation".into(),
+        let cases = match (&only_cases, args.test_cases) {
+            (Some(ids), Some(range)) => format!("test cases {range} ({} cases)", ids.len()),
+            _ => format!("{} test cases", suite.split(Split::Test).len()),
         };
-        let failed = if measured.recorded {
+        eprintln!("{skill}: {cases}, student {}", student.model_id());
+        let (mut fresh, mut cached) = (0usize, 0usize);
+        let measured =
+            evals::bbh::measure_test_split(&evaluator, &entry.dir, only_cases.as_deref(), &mut |label, r| {
+                if r.cached {
+                    cached += 1;
+                } else {
+                    fresh += 1;
+                    let mark = if r.passed { "pass" } else { "FAIL" };
+                    let note = r.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
+                    eprintln!("  {label}: {} {mark}{note}", r.id);
+                }
+            })
+            .await?;
+        let errors = measured.errors();
+        let distilled = match &measured.distilled {
+            Some((from, run)) => format!(", distilled ({from}) {}", run.rate()),
+            None => ", no distillation has selected a skill".into(),
+        };
+        let not_recorded = if measured.recorded {
             String::new()
-        } else {
+        } else if errors > 0 {
             format!(
                 "; NOT recorded: {errors} cases failed to run (see above), run `skd bbh measure {skill}` again to \
                  retry them"
             )
+        } else {
+            "; not recorded (the table holds whole splits of saved versions; measuring the whole split once the \
+             distillation has finished records it from the cache)"
+                .to_string()
         };
         println!(
-            "{skill}: no skill {}, human procedure (v1) {}{distilled} [{fresh} cases run, {cached} cached]{failed}",
+            "{skill}: {cases}: no skill {}, human procedure (v1) {}{distilled} [{fresh} cases run, {cached} \
+             cached]{not_recorded}",
             measured.no_skill.rate(),
             measured.human.rate()
         );
+        if let Some((_, run)) = &measured.distilled {
+            let flags = run.passed_flags();
+            println!(
+                "  distilled vs human (paired)     {}",
+                evals::Lift::paired(&flags, &measured.human.passed_flags())
+            );
+            println!(
+                "  distilled vs no skill (paired)  {}",
+                evals::Lift::paired(&flags, &measured.no_skill.passed_flags())
+            );
+        }
         total_errors += errors;
     }
     Ok(if total_errors > 0 { Exit::Negative } else { Exit::Ok })
 }
 
+/// Positions in a sealed test split, 1-based and inclusive (`last` `None`: to the end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaseRange {
+    pub first: usize,
+    pub last: Option<usize>,
+}
+
+impl std::fmt::Display for CaseRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.last {
+            Some(last) => write!(f, "{}-{last}", self.first),
+            None => write!(f, "{}-", self.first),
+        }
+    }
+}
+
+/// Parses `--test-cases`: `FIRST-LAST` or `FIRST-`.
+pub fn parse_case_range(text: &str) -> std::result::Result<CaseRange, String> {
+    let usage = || format!("`{text}`: expected FIRST-LAST or FIRST- (1-based positions, e.g. 31-100)");
+    let (first, last) = text.split_once('-').ok_or_else(usage)?;
+    let first: usize = first.trim().parse().map_err(|_| usage())?;
+    let last = match last.trim() {
+        "" => None,
+        last => Some(last.parse::<usize>().map_err(|_| usage())?),
+    };
+    if first == 0 || last.is_some_and(|last| last < first) {
+        return Err(usage());
+    }
+    Ok(CaseRange { first, last })
+}
+
 /// `skd bbh report`: the proof table from stored results.
-pub fn bbh_report(config: &Config, tasks: &[String], as_json: bool) -> Result<Exit> {
+pub fn bbh_report(config: &Config, tasks: &[String], test_cases: Option<CaseRange>, as_json: bool) -> Result<Exit> {
     let library = config.library();
     let skills = bbh_skills(config, tasks)?;
     let mut rows = Vec::new();
     for skill in &skills {
         let entry = library.find(skill)?;
-        rows.push(evals::bbh::proof_row(&entry.dir, skill)?);
+        let only_cases = match test_cases {
+            Some(range) => {
+                let suite = EvalSuite::load(&EvalSuite::path_in(&entry.dir))?;
+                // A task whose split is too short for the range is a row with nothing
+                // measured, so one task not grown yet does not hide the others.
+                Some(evals::bbh::test_cases_at(&suite, range.first, range.last).unwrap_or_else(|e| {
+                    eprintln!("{skill}: {e}");
+                    Vec::new()
+                }))
+            }
+            None => None,
+        };
+        rows.push(evals::bbh::proof_row(&entry.dir, skill, only_cases.as_deref())?);
     }
     let pooled = evals::bbh::pooled_distilled_vs_human(&rows);
     // The tasks where the distillation replaced the procedure (chosen on validation, so the
@@ -387,6 +464,7 @@ pub fn bbh_report(config: &Config, tasks: &[String], as_json: bool) -> Result<Ex
             })
             .collect::<Result<_>>()?;
         print_json(&json!({"schema_version": JSON_SCHEMA_VERSION, "rows": rows,
+            "test_cases": test_cases.map(|r| json!({"first": r.first, "last": r.last})),
             "pooled_distilled_vs_human": pool(pooled), "pooled_where_replaced": pool(pooled_replaced)}))?;
         return Ok(Exit::Ok);
     }
@@ -396,6 +474,9 @@ pub fn bbh_report(config: &Config, tasks: &[String], as_json: bool) -> Result<Ex
         }
         None => "not measured".to_string(),
     };
+    if let Some(range) = test_cases {
+        println!("sealed test cases {range} of each split only\n");
+    }
     println!("| task | no skill | human-written procedure | distilled | distilled vs human (paired) |");
     println!("|---|---|---|---|---|");
     for row in &rows {
@@ -878,8 +959,18 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
 
 #[cfg(test)]
 mod tests {
-    use super::ResumeLimits;
+    use super::{CaseRange, ResumeLimits, parse_case_range};
     use evals::distill::DistillConfig;
+
+    #[test]
+    fn test_case_ranges_are_one_based_and_inclusive() {
+        assert_eq!(parse_case_range("101-214"), Ok(CaseRange { first: 101, last: Some(214) }));
+        assert_eq!(parse_case_range("31-"), Ok(CaseRange { first: 31, last: None }));
+        assert_eq!(parse_case_range("5-5").map(|r| r.to_string()).as_deref(), Ok("5-5"));
+        for bad in ["", "31", "0-10", "10-9", "a-b", "-10", "1-2-3"] {
+            assert!(parse_case_range(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 
     fn started_with() -> DistillConfig {
         DistillConfig { max_rounds: 4, patience: 2, teacher_timeout_secs: 900, ..DistillConfig::default() }

@@ -385,6 +385,10 @@ enum BbhCommand {
         /// Cases in flight at once (keep 1 for a local CPU student).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
         parallel: u16,
+        /// Only the sealed test cases at these 1-based positions of the split, `FIRST-LAST` or
+        /// `FIRST-` (as `skd bbh report --test-cases`); such a part is not recorded.
+        #[arg(long, value_name = "FIRST-LAST", value_parser = eval_cmds::parse_case_range)]
+        test_cases: Option<eval_cmds::CaseRange>,
     },
     /// The proof table: each BBH skill's sealed test accuracy with no skill, with the
     /// human-written procedure and with the distilled skill, from stored results (`skd bbh
@@ -392,6 +396,11 @@ enum BbhCommand {
     Report {
         /// Task names (default: every bbh-* skill in the library).
         tasks: Vec<String>,
+        /// Only the sealed test cases at these 1-based positions of each split, `FIRST-LAST`
+        /// or `FIRST-` (to the end), in the order they were dealt: `--test-cases 31-100` is
+        /// what `skd bbh import --test 100` added to a 30-case split.
+        #[arg(long, value_name = "FIRST-LAST", value_parser = eval_cmds::parse_case_range)]
+        test_cases: Option<eval_cmds::CaseRange>,
         /// Print as JSON.
         #[arg(long)]
         json: bool,
@@ -734,11 +743,13 @@ fn run(cli: Cli) -> Result<Exit> {
                 json: a.json,
             },
         )),
-        Command::Bbh(BbhCommand::Report { tasks, json }) => eval_cmds::bbh_report(&config, &tasks, json),
-        Command::Bbh(BbhCommand::Measure { tasks, student, max_tokens, parallel }) => {
+        Command::Bbh(BbhCommand::Report { tasks, test_cases, json }) => {
+            eval_cmds::bbh_report(&config, &tasks, test_cases, json)
+        }
+        Command::Bbh(BbhCommand::Measure { tasks, student, max_tokens, parallel, test_cases }) => {
             runtime()?.block_on(eval_cmds::bbh_measure(
                 &config,
-                eval_cmds::BbhMeasureArgs { tasks, student, max_tokens, parallel: usize::from(parallel) },
+                eval_cmds::BbhMeasureArgs { tasks, test_cases, student, max_tokens, parallel: usize::from(parallel) },
             ))
         }
         Command::Bbh(BbhCommand::Import { tasks, data, train, validation, test, seed, force }) => {

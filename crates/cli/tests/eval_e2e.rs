@@ -132,7 +132,9 @@ fn a_grown_test_split_keeps_its_cases_and_measure_runs_only_the_new_ones() {
     let measure = ["bbh", "measure", "boolean_expressions", "--student", "smollm2-135m", "--max-tokens", "32"];
     let first = env.ok(&measure, 0);
     assert!(
-        first.contains("human procedure (v1)") && first.contains("/2") && first.contains("no finished distillation"),
+        first.contains("human procedure (v1)")
+            && first.contains("/2")
+            && first.contains("no distillation has selected"),
         "{first}"
     );
     assert!(first.contains("[4 cases run, 0 cached]"), "{first}");
@@ -147,6 +149,16 @@ fn a_grown_test_split_keeps_its_cases_and_measure_runs_only_the_new_ones() {
     let table = env.json(&["bbh", "report", "--json"], 0);
     assert_eq!(table["rows"][0]["human"]["total"], 4, "{table}");
     assert_eq!(table["rows"][0]["no_skill"]["total"], 4, "{table}");
+    // The cases the split gained, alone: measured from the cache and not recorded as a
+    // split of their own; the table on them alone.
+    let part = env.ok(&[measure.as_slice(), ["--test-cases", "3-4"].as_slice()].concat(), 0);
+    assert!(part.contains("test cases 3-4 (2 cases)") && part.contains("[0 cases run, 4 cached]"), "{part}");
+    assert!(part.contains("not recorded") && part.contains("/2"), "{part}");
+    let table = env.json(&["bbh", "report", "--json", "--test-cases", "3-"], 0);
+    assert_eq!(table["rows"][0]["human"]["total"], 2, "{table}");
+    assert_eq!(table["test_cases"]["first"], 3, "{table}");
+    let past = env.ok(&["bbh", "report", "--test-cases", "5-9"], 0);
+    assert!(past.contains("| boolean_expressions |") && past.contains("not measured"), "{past}");
 
     // A split that would turn a validation case into a test case is refused (one validation
     // case fewer moves the test split one case earlier).

@@ -431,19 +431,156 @@ mod tests {
             crate::RunnerConfig { cache_dir: Some(tmp.path().join("cache")), ..crate::RunnerConfig::default() };
         let evaluator = crate::Evaluator { student: student.clone(), judge: None, suite: &suite, config: &config };
         let benchmark = dir.join("evals/results/benchmark.json");
-        let measured = measure_test_split(&evaluator, &dir, &mut |_, _| {}).await.expect("measured");
+        let measured = measure_test_split(&evaluator, &dir, None, &mut |_, _| {}).await.expect("measured");
         assert!(!measured.recorded && measured.human.errors() == 2 && measured.distilled.is_none());
         assert!(!benchmark.exists(), "timeouts are not written down as failures");
         student.down.store(false, std::sync::atomic::Ordering::SeqCst);
-        let measured = measure_test_split(&evaluator, &dir, &mut |_, _| {}).await.expect("measured");
+        let measured = measure_test_split(&evaluator, &dir, None, &mut |_, _| {}).await.expect("measured");
         assert!(measured.recorded && measured.human.errors() == 0);
-        let row = proof_row(&dir, "bbh-t").expect("row");
+        let row = proof_row(&dir, "bbh-t", None).expect("row");
         assert_eq!(row.human.map(|r| r.total), Some(2));
         assert_eq!(row.no_skill.map(|r| r.total), Some(2));
         assert_eq!(row.mixed_case_counts(), None);
         // A distilled cell on more cases (a test split grown since) is pointed out.
         let grown = ProofRow { distilled: Some(crate::Rate::wilson(3, 4)), ..row };
         assert_eq!(grown.mixed_case_counts().as_deref(), Some("no skill 2, human 2, distilled 4"));
+    }
+
+    #[tokio::test]
+    async fn a_measurement_of_part_of_the_split_runs_those_cases_and_a_selected_candidate() {
+        use crate::distill::{Candidate, DistillConfig, DistillJob, DistillState, Stage};
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("bbh-t");
+        let mut suite = suite(SplitSizes { train: 1, validation: 1, test: 4 });
+        suite.answer_pattern = Some(ANSWER_PATTERN.into());
+        let human = "---\nname: bbh-t\ndescription: Add numbers.\n---\nAdd the numbers and give the sum.\n";
+        skill_core::VersionStore::new(&dir).save(human, "imported").expect("v1");
+        let student = std::sync::Arc::new(Flaky { down: false.into() });
+        let config =
+            crate::RunnerConfig { cache_dir: Some(tmp.path().join("cache")), ..crate::RunnerConfig::default() };
+        let evaluator = crate::Evaluator { student, judge: None, suite: &suite, config: &config };
+        let later = test_cases_at(&suite, 3, None).expect("cases 3-4");
+        let mut labels = Vec::new();
+        let measured = measure_test_split(&evaluator, &dir, Some(&later), &mut |label, r| {
+            labels.push(format!("{label} {}", r.id));
+        })
+        .await
+        .expect("measured");
+        let ids: Vec<CaseId> = measured.human.results.iter().map(|r| r.id.clone()).collect();
+        assert_eq!(ids, later);
+        assert_eq!(labels, ["v1 t-4", "v1 t-5", "no skill t-4", "no skill t-5"]);
+        assert!(measured.distilled.is_none(), "no distillation");
+        assert!(!measured.recorded, "a part of the split is not recorded");
+        assert!(!dir.join("evals/results/benchmark.json").exists());
+
+        // A distillation whose selection is over, before its own sealed test: its best
+        // candidate is measured, and not recorded (it is no version yet).
+        let job = DistillJob {
+            skill_name: "bbh-t".into(),
+            description: "Add numbers.".into(),
+            transcripts: Vec::new(),
+            examples: Vec::new(),
+        };
+        let mut state = DistillState::new(job, DistillConfig::default());
+        let candidate = |id: usize, markdown: &str| Candidate {
+            id,
+            parent: id.checked_sub(1),
+            round: id,
+            markdown: markdown.into(),
+            rationale: String::new(),
+            validation: Vec::new(),
+            tokens_per_case: 0.0,
+            worked_examples: None,
+        };
+        let rewrite = "---\nname: bbh-t\ndescription: Add numbers.\n---\nAdd them; answer with the sum.\n";
+        state.candidates = vec![candidate(0, human), candidate(1, rewrite)];
+        state.best = 1;
+        state.stage = Stage::RecallChecked;
+        let state_path = crate::distill::state_path(&dir);
+        std::fs::create_dir_all(state_path.parent().expect("folder")).expect("mkdir");
+        std::fs::write(&state_path, serde_json::to_string(&state).expect("json")).expect("state");
+        let measured = measure_test_split(&evaluator, &dir, None, &mut |_, _| {}).await.expect("measured");
+        let (from, run) = measured.distilled.as_ref().expect("the selected candidate");
+        assert_eq!(*from, DistilledFrom::UnsavedCandidate(1));
+        assert_eq!(run.results.len(), 4);
+        assert!(!measured.recorded && measured.errors() == 0);
+        assert!(!dir.join("evals/results/benchmark.json").exists(), "nothing recorded for an unsaved candidate");
+        // Before the selection is over there is no distilled skill to measure.
+        state.stage = Stage::Measured;
+        std::fs::write(&state_path, serde_json::to_string(&state).expect("json")).expect("state");
+        let measured = measure_test_split(&evaluator, &dir, None, &mut |_, _| {}).await.expect("measured");
+        assert!(measured.distilled.is_none() && measured.recorded);
+    }
+
+    #[test]
+    fn a_report_on_part_of_the_test_split_counts_only_those_cases() {
+        use crate::report::{Benchmark, BenchmarkEntry, CaseRow, Summary};
+        // Positions 31-100 of a grown split are exactly the cases `--test 100` added, though
+        // late validation cases were dealt between them and the first 30.
+        let sizes = SplitSizes { train: 12, validation: 24, test: 30 };
+        let (stored, grown) = (suite(sizes), suite(SplitSizes { test: 100, ..sizes }));
+        let ids = |s: &EvalSuite| -> Vec<CaseId> { s.split(Split::Test).iter().map(|c| c.id.clone()).collect() };
+        let added: Vec<CaseId> = ids(&grown).into_iter().filter(|id| !ids(&stored).contains(id)).collect();
+        assert_eq!(added.len(), 70);
+        assert_eq!(test_cases_at(&grown, 31, None).expect("31 to the end"), added);
+        assert_eq!(test_cases_at(&grown, 1, Some(30)).expect("1-30"), ids(&stored));
+        let past = test_cases_at(&stored, 31, None).expect_err("past the split").to_string();
+        assert!(past.contains("has 30 test cases") && past.contains("31-"), "{past}");
+        assert!(test_cases_at(&stored, 25, Some(31)).is_err(), "past the split");
+        assert!(test_cases_at(&stored, 0, Some(2)).is_err());
+        assert!(test_cases_at(&stored, 3, Some(2)).is_err());
+
+        let suite = suite(SplitSizes { train: 1, validation: 1, test: 6 });
+        let test: Vec<CaseId> = suite.split(Split::Test).iter().map(|c| c.id.clone()).collect();
+        let later = test_cases_at(&suite, 4, None).expect("4 to the end");
+
+        // The human procedure passes the first three test cases and one later one; no skill
+        // passes only the later ones.
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("bbh-t");
+        let human = "---\nname: bbh-t\ndescription: Add numbers.\n---\nAdd the numbers and give the sum.\n";
+        skill_core::VersionStore::new(&dir).save(human, "imported").expect("v1");
+        let summary = |label: &str, passed, total| Summary {
+            label: label.into(),
+            rate: crate::Rate::wilson(passed, total),
+            tokens_per_case: 10.0,
+            completion_tokens_per_case: 5.0,
+            seconds_per_case: 1.0,
+            errors: 0,
+        };
+        let passes = [(true, false), (true, false), (true, false), (true, true), (false, true), (false, true)];
+        let cases = test
+            .iter()
+            .zip(passes)
+            .map(|(id, (with, base))| CaseRow {
+                id: id.clone(),
+                split: Split::Test,
+                with_skill: with,
+                baseline: Some(base),
+            })
+            .collect();
+        let entry = BenchmarkEntry {
+            time: "2026-12-01T00:00:00Z".into(),
+            version: Some(1),
+            skill_hash: skill_core::skill::content_hash(human),
+            model: "m".into(),
+            with_skill: summary("v1", 4, 6),
+            baseline: Some(summary("no skill", 3, 6)),
+            lift: Some(crate::Lift::from_counts(3, 2, 6)),
+            cases,
+        };
+        let results = dir.join("evals/results");
+        Benchmark { skill: "bbh-t".into(), entries: vec![entry] }.write(&results).expect("write");
+
+        let whole = proof_row(&dir, "bbh-t", None).expect("whole split");
+        assert_eq!(whole.human.map(|r| (r.passed, r.total)), Some((4, 6)));
+        let part = proof_row(&dir, "bbh-t", Some(&later)).expect("cases 4-6");
+        assert_eq!(part.human.map(|r| (r.passed, r.total)), Some((1, 3)));
+        assert_eq!(part.no_skill.map(|r| (r.passed, r.total)), Some((3, 3)));
+        // A measurement that does not hold every case asked for does not count.
+        let partly = [test[5].clone(), CaseId::Text("t-999".into())];
+        let none = proof_row(&dir, "bbh-t", Some(&partly)).expect("partly measured");
+        assert_eq!((none.human, none.no_skill), (None, None));
     }
 
     #[test]
@@ -507,6 +644,25 @@ pub fn pooled_distilled_vs_human(rows: &[ProofRow]) -> Option<(crate::Lift, usiz
     Some((crate::Lift::from_counts(gained, lost, n), n))
 }
 
+/// Which text a measurement's distilled configuration was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DistilledFrom {
+    /// The version the newest finished distillation saved.
+    Version(u32),
+    /// The best candidate of a distillation whose selection is over but which has not yet
+    /// run its own sealed test (and so saved no version): the text it will save.
+    UnsavedCandidate(usize),
+}
+
+impl std::fmt::Display for DistilledFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DistilledFrom::Version(v) => write!(f, "v{v}"),
+            DistilledFrom::UnsavedCandidate(id) => write!(f, "candidate {id}, not saved yet"),
+        }
+    }
+}
+
 /// What [`measure_test_split`] ran on one skill's sealed test split.
 #[derive(Debug, Clone)]
 pub struct TestMeasurement {
@@ -514,84 +670,150 @@ pub struct TestMeasurement {
     pub no_skill: crate::SuiteRun,
     /// With the human-written procedure (version 1).
     pub human: crate::SuiteRun,
-    /// With the version the newest finished distillation saved, when there is one.
-    pub distilled: Option<(u32, crate::SuiteRun)>,
-    /// Whether the runs were recorded in `benchmark.json`: not when a case failed to run (a
+    /// With the distilled skill, when a distillation has selected one.
+    pub distilled: Option<(DistilledFrom, crate::SuiteRun)>,
+    /// Whether the runs were recorded in `benchmark.json`. Not when a case failed to run (a
     /// timeout), which would count as a failure; such cases are not cached, so measuring
-    /// again runs only them.
+    /// again runs only them. Nor when only part of the split ran, or the distilled text is
+    /// not a saved version: the table holds whole splits of versions, and once the rest has
+    /// run, measuring the whole split records them from the cache.
     pub recorded: bool,
 }
 
-/// Runs a BBH skill's whole sealed test split with no skill, with the human-written
-/// procedure (version 1) and with the newest finished distillation's version, and records
-/// each skill against no skill in `benchmark.json`, which [`proof_row`] reads (unless a
-/// case failed to run: see [`TestMeasurement::recorded`]). Cases the
-/// evaluator's cache already holds are not run again, so after a test split grew
-/// (`skd bbh import --test 100`) only the new cases run. The skill is named by its folder, as
-/// the distillation names it, so their results share cache entries. `evaluator` must hold
-/// this skill's suite; `on_case` sees each result with its configuration's label (`no skill`,
+impl TestMeasurement {
+    /// Cases that failed to run, over all configurations.
+    pub fn errors(&self) -> usize {
+        self.no_skill.errors() + self.human.errors() + self.distilled.as_ref().map_or(0, |(_, run)| run.errors())
+    }
+}
+
+/// Runs a BBH skill's sealed test split (or, with `only_cases`, those of its cases) with no
+/// skill, with the human-written procedure (version 1) and with the distilled skill, and
+/// records each skill against no skill in `benchmark.json`, which [`proof_row`] reads (see
+/// [`TestMeasurement::recorded`] for when it does not). The distilled skill is the version
+/// the newest finished distillation saved; without one, the best candidate of a
+/// distillation whose selection is over ([`DistilledFrom::UnsavedCandidate`]). Cases the
+/// evaluator's cache already holds are not run again, so after a test split grew (`skd bbh
+/// import --test 100`) only the new cases run. The skill is named by its folder, as the
+/// distillation names it, so their results share cache entries. `evaluator` must hold this
+/// skill's suite; `on_case` sees each result with its configuration's label (`no skill`,
 /// `v1`, ...).
 pub async fn measure_test_split(
     evaluator: &crate::Evaluator<'_>,
     skill_dir: &Path,
+    only_cases: Option<&[CaseId]>,
     on_case: &mut (dyn FnMut(&str, &crate::CaseResult) + Send),
 ) -> Result<TestMeasurement> {
     use crate::report::{Benchmark, BenchmarkEntry};
     use skill_core::versions::Revision;
     let skill = skill_dir.file_name().and_then(|n| n.to_str()).unwrap_or(&evaluator.suite.skill_name);
-    let test = evaluator.suite.split(Split::Test);
+    let mut test = evaluator.suite.split(Split::Test);
+    if let Some(ids) = only_cases {
+        test.retain(|c| ids.contains(&c.id));
+    }
     if test.is_empty() {
-        return Err(Error::other(format!("{skill} has no test cases in its suite")));
+        return Err(Error::other(format!("{skill} has no test cases in its suite to measure")));
     }
     let store = skill_core::VersionStore::new(skill_dir);
-    let text = |version: u32| -> Result<crate::SkillText> {
-        Ok(crate::SkillText { name: skill.to_string(), markdown: store.content(Revision::Version(version))? })
+    let text = |markdown: String| crate::SkillText { name: skill.to_string(), markdown };
+    let human_skill = text(store.content(Revision::Version(1))?);
+    let distilled_text = match crate::distill::latest_finished_state(skill_dir).and_then(|s| s.report) {
+        Some(report) => {
+            Some((DistilledFrom::Version(report.version), store.content(Revision::Version(report.version))?))
+        }
+        None => crate::distill::load_state(skill_dir)
+            .ok()
+            .filter(|state| state.rounds_over())
+            .and_then(|state| state.candidates.get(state.best).cloned())
+            .map(|best| (DistilledFrom::UnsavedCandidate(best.id), best.markdown)),
     };
-    let human_skill = text(1)?;
-    let distilled_version =
-        crate::distill::latest_finished_state(skill_dir).and_then(|s| s.report).map(|report| report.version);
-    let no_skill = evaluator.run(&test, None, "no skill", &mut |r| on_case("no skill", r)).await?;
+    // The two configurations the table compares first, so that a long run stopped early has
+    // them both.
     let human = evaluator.run(&test, Some(&human_skill), "v1", &mut |r| on_case("v1", r)).await?;
-    let distilled = match distilled_version {
-        Some(version) => {
-            let label = format!("v{version}");
-            let run = evaluator.run(&test, Some(&text(version)?), &label, &mut |r| on_case(&label, r)).await?;
-            Some((version, run))
+    let distilled = match distilled_text {
+        Some((from, markdown)) => {
+            let label = match from {
+                DistilledFrom::Version(version) => format!("v{version}"),
+                DistilledFrom::UnsavedCandidate(id) => format!("candidate {id}"),
+            };
+            let run = evaluator.run(&test, Some(&text(markdown)), &label, &mut |r| on_case(&label, r)).await?;
+            Some((from, run))
         }
         None => None,
     };
-    let errors = no_skill.errors() + human.errors() + distilled.as_ref().map_or(0, |(_, run)| run.errors());
-    let recorded = errors == 0;
-    if recorded {
+    let no_skill = evaluator.run(&test, None, "no skill", &mut |r| on_case("no skill", r)).await?;
+    let mut measured = TestMeasurement { no_skill, human, distilled, recorded: false };
+    let unsaved = matches!(measured.distilled, Some((DistilledFrom::UnsavedCandidate(_), _)));
+    measured.recorded = measured.errors() == 0 && only_cases.is_none() && !unsaved;
+    if measured.recorded {
         let results = skill_dir.join("evals/results");
         let mut benchmark = Benchmark::load(&results, skill)?;
-        benchmark.push(BenchmarkEntry::new(&human, Some(&no_skill), Some(1)));
-        if let Some((version, run)) = &distilled {
-            benchmark.push(BenchmarkEntry::new(run, Some(&no_skill), Some(*version)));
+        benchmark.push(BenchmarkEntry::new(&measured.human, Some(&measured.no_skill), Some(1)));
+        if let Some((DistilledFrom::Version(version), run)) = &measured.distilled {
+            benchmark.push(BenchmarkEntry::new(run, Some(&measured.no_skill), Some(*version)));
         }
         benchmark.write(&results)?;
     }
-    Ok(TestMeasurement { no_skill, human, distilled, recorded })
+    Ok(measured)
+}
+
+/// The ids of a suite's sealed test cases at 1-based positions `first..=last` of its test
+/// split (`last` `None`: to the end), in the seeded order the split was dealt in. After
+/// `skd bbh import --test 100` grew a 30-case split, positions 31-100 are the cases added.
+pub fn test_cases_at(suite: &EvalSuite, first: usize, last: Option<usize>) -> Result<Vec<CaseId>> {
+    let test = suite.split(Split::Test);
+    let asked = || format!("{first}-{}", last.map(|l| l.to_string()).unwrap_or_default());
+    if first == 0 || last.is_some_and(|last| last < first) {
+        return Err(Error::other(format!("test cases {}: positions start at 1 and run upwards", asked())));
+    }
+    let last = last.unwrap_or(test.len());
+    if first > test.len() || last > test.len() {
+        return Err(Error::other(format!(
+            "{} has {} test cases; test cases {} go past them",
+            suite.skill_name,
+            test.len(),
+            asked()
+        )));
+    }
+    Ok(test[first - 1..last].iter().map(|c| c.id.clone()).collect())
 }
 
 /// Reads a BBH skill's stored results (`benchmark.json` and the distillation state) into its
 /// proof row. Only test-split measurements of a version against no skill count; the latest
 /// of each wins, and the distillation's own report fills what `benchmark.json` lacks.
-pub fn proof_row(skill_dir: &Path, skill: &str) -> Result<ProofRow> {
+///
+/// With `only_cases`, every measurement is restricted to those cases (see
+/// [`test_cases_at`]), for example the cases a test split gained after a decision was
+/// made; measurements that do not hold all of them do not count, and the distillation's
+/// report (whose figures cover its whole test split) fills nothing.
+pub fn proof_row(skill_dir: &Path, skill: &str, only_cases: Option<&[CaseId]>) -> Result<ProofRow> {
     use crate::report::{Benchmark, BenchmarkEntry};
     let store = skill_core::VersionStore::new(skill_dir);
     let human_hash =
         store.content(skill_core::versions::Revision::Version(1)).ok().map(|t| skill_core::skill::content_hash(&t));
-    let bench = Benchmark::load(&skill_dir.join("evals/results"), skill)?;
+    let mut bench = Benchmark::load(&skill_dir.join("evals/results"), skill)?;
     let on_test = |e: &&BenchmarkEntry| {
         !e.cases.is_empty()
             && e.cases.iter().all(|c| c.split == Split::Test)
             && e.baseline.as_ref().is_some_and(|b| b.label == "no skill")
     };
+    if let Some(ids) = only_cases {
+        // Judged on the whole measurement (a run over every split stays out), and a part
+        // counts only when the measurement holds every case asked for.
+        bench.entries = bench
+            .entries
+            .iter()
+            .filter(on_test)
+            .map(|e| e.restricted_to(ids))
+            .filter(|e| e.cases.len() == ids.len())
+            .collect();
+    }
     let state = crate::distill::latest_finished_state(skill_dir);
     let report = state.as_ref().and_then(|s| s.report.clone());
     let distilled_entry =
         report.as_ref().and_then(|r| bench.entries.iter().filter(on_test).rfind(|e| e.version == Some(r.version)));
+    // The report's figures cover the distillation's whole test split: no stand-in for a part.
+    let fallback = report.as_ref().filter(|_| only_cases.is_none());
     // The human-procedure measurement of the same student as the distillation, when there is one.
     let human =
         bench.entries.iter().filter(on_test).rfind(|e| {
@@ -619,13 +841,13 @@ pub fn proof_row(skill_dir: &Path, skill: &str) -> Result<ProofRow> {
     let no_skill = distilled_entry
         .and_then(baseline_rate)
         .or_else(|| human.and_then(baseline_rate))
-        .or_else(|| report.as_ref().map(|r| r.no_skill));
+        .or_else(|| fallback.map(|r| r.no_skill));
     Ok(ProofRow {
         skill: skill.to_string(),
         model: human.map(|h| h.model.clone()).or_else(|| distilled_entry.map(|d| d.model.clone())),
         no_skill,
-        human: human.map(|h| h.with_skill.rate).or_else(|| report.as_ref().and_then(|r| r.starting_skill)),
-        distilled: distilled_entry.map(|d| d.with_skill.rate).or_else(|| report.as_ref().map(|r| r.with_skill)),
+        human: human.map(|h| h.with_skill.rate).or_else(|| fallback.and_then(|r| r.starting_skill)),
+        distilled: distilled_entry.map(|d| d.with_skill.rate).or_else(|| fallback.map(|r| r.with_skill)),
         distilled_version: report.as_ref().map(|r| r.version),
         kept_human: state.as_ref().is_some_and(|s| s.best == 0),
         distilled_vs_human,

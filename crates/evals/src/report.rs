@@ -110,6 +110,25 @@ impl BenchmarkEntry {
             cases,
         }
     }
+    /// The same entry with only the cases in `ids`: the pass rates and the paired lift are
+    /// computed again from its per-case rows. Tokens, times and error counts stay the whole
+    /// run's, since `benchmark.json` keeps no per-case figures for them.
+    pub fn restricted_to(&self, ids: &[CaseId]) -> BenchmarkEntry {
+        let ids: std::collections::HashSet<&CaseId> = ids.iter().collect();
+        let cases: Vec<CaseRow> = self.cases.iter().filter(|c| ids.contains(&c.id)).cloned().collect();
+        let with_passed = cases.iter().filter(|c| c.with_skill).count();
+        let with_skill = Summary { rate: Rate::wilson(with_passed, cases.len()), ..self.with_skill.clone() };
+        let paired: Vec<(bool, bool)> = cases.iter().filter_map(|c| c.baseline.map(|b| (c.with_skill, b))).collect();
+        let baseline = self.baseline.as_ref().map(|b| {
+            let passed = paired.iter().filter(|(_, base)| *base).count();
+            Summary { rate: Rate::wilson(passed, paired.len()), ..b.clone() }
+        });
+        let lift = self.lift.as_ref().map(|_| {
+            let (with, base): (Vec<bool>, Vec<bool>) = paired.iter().copied().unzip();
+            Lift::paired(&with, &base)
+        });
+        BenchmarkEntry { with_skill, baseline, lift, cases, ..self.clone() }
+    }
 }
 
 /// All entries of a skill, oldest first.
@@ -384,6 +403,23 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn a_restricted_entry_counts_and_pairs_only_its_cases() {
+        let base = run("no skill", None, &[false, true, false, true, true]);
+        let entry =
+            BenchmarkEntry::new(&run("v1", Some("h1"), &[true, true, true, false, false]), Some(&base), Some(1));
+        assert_eq!(entry.lift.as_ref().map(|l| (l.gained, l.lost)), Some((2, 2)));
+        let later = [CaseId::Number(2), CaseId::Number(3), CaseId::Number(4)];
+        let part = entry.restricted_to(&later);
+        assert_eq!(part.cases.len(), 3);
+        assert_eq!((part.with_skill.rate.passed, part.with_skill.rate.total), (1, 3));
+        assert_eq!(part.baseline.as_ref().map(|b| (b.rate.passed, b.rate.total)), Some((2, 3)));
+        let lift = part.lift.expect("paired");
+        assert_eq!((lift.gained, lift.lost), (1, 2));
+        assert!((lift.delta + 1.0 / 3.0).abs() < 1e-12);
+        assert!(entry.restricted_to(&[CaseId::Number(9)]).cases.is_empty());
     }
 
     #[test]

@@ -173,11 +173,16 @@ async fn distill_rewrites_measures_and_resumes_after_a_crash() {
     assert!(last.scores.contains_key("test_pass_rate") && last.scores.contains_key("beneficial"), "{:?}", last.scores);
     assert!(dir.join("evals/results/benchmark.html").is_file());
     // The proof table's row comes from the stored results.
-    let row = evals::bbh::proof_row(&dir, &task.skill_name).expect("row");
+    let row = evals::bbh::proof_row(&dir, &task.skill_name, None).expect("row");
     assert_eq!(row.distilled, Some(report.with_skill));
     assert_eq!(row.no_skill, Some(report.no_skill));
     assert_eq!(row.distilled_version, Some(report.version));
     assert_eq!(row.kept_human, done.best == 0);
+    // Restricted to a case no measurement holds, the row is empty: the distillation's report,
+    // whose figures cover its whole test split, stands in for no part of it.
+    let nowhere = [evals::CaseId::Text("no-such-case".into())];
+    let part = evals::bbh::proof_row(&dir, &task.skill_name, Some(&nowhere)).expect("row");
+    assert_eq!((part.distilled, part.no_skill, part.human), (None, None, None));
     if recording.is_none() {
         assert_eq!(cassette.calls(), cassette_total(), "every recorded answer was used");
     }
@@ -188,26 +193,32 @@ async fn distill_rewrites_measures_and_resumes_after_a_crash() {
     let suite = EvalSuite::load(&EvalSuite::path_in(&dir)).expect("suite");
     let evaluator = evals::Evaluator { student, judge: None, suite: &suite, config: &runner };
     let mut labels = Vec::new();
-    let measured = evals::bbh::measure_test_split(&evaluator, &dir, &mut |label, r| {
+    let measured = evals::bbh::measure_test_split(&evaluator, &dir, None, &mut |label, r| {
         labels.push((format!("{label} {}", r.id), r.cached))
     })
     .await
     .expect("measure");
     let (version, distilled) = measured.distilled.as_ref().expect("a finished distillation");
-    assert_eq!(*version, report.version);
+    assert_eq!(*version, evals::bbh::DistilledFrom::Version(report.version));
     assert_eq!(distilled.rate(), report.with_skill);
     assert_eq!(measured.no_skill.rate(), report.no_skill);
     assert_eq!(measured.human.rate().total, 4);
     assert_eq!(labels.len(), 12, "three configurations of four test cases");
-    assert!(labels[..4].iter().all(|(_, cached)| *cached), "no skill was measured by the distillation: {labels:?}");
-    assert!(labels[8..].iter().all(|(_, cached)| *cached), "so was the distilled skill: {labels:?}");
-    let row = evals::bbh::proof_row(&dir, &task.skill_name).expect("row");
+    assert!(labels[..4].iter().all(|(label, _)| label.starts_with("v1 ")), "the human procedure first: {labels:?}");
+    assert!(labels[4..8].iter().all(|(_, cached)| *cached), "the distillation measured its skill: {labels:?}");
+    assert!(labels[8..].iter().all(|(_, cached)| *cached), "and no skill: {labels:?}");
+    let row = evals::bbh::proof_row(&dir, &task.skill_name, None).expect("row");
     assert_eq!(row.human, Some(measured.human.rate()));
     assert_eq!(row.distilled, Some(report.with_skill));
     assert_eq!(row.paired_cases, 4);
     let pairs = measured.human.passed_flags().iter().zip(distilled.passed_flags()).filter(|(h, d)| **h != *d).count();
     let lift = row.distilled_vs_human.expect("paired");
     assert_eq!(lift.gained + lift.lost, pairs);
+    // `skd bbh report --test-cases 3-`: the last two test cases alone.
+    let last_two = evals::bbh::test_cases_at(&suite, 3, None).expect("cases 3-4");
+    let part = evals::bbh::proof_row(&dir, &task.skill_name, Some(&last_two)).expect("row");
+    assert_eq!(part.paired_cases, 2);
+    assert_eq!((part.human.map(|r| r.total), part.distilled.map(|r| r.total)), (Some(2), Some(2)));
 }
 
 fn cassette_total() -> usize {

@@ -85,7 +85,12 @@ pub fn transcode(src: &Path, dest: &Path) -> Result<()> {
     metadata.sort_by_key(|(k, _)| *k);
     let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
 
-    let tmp = dest.with_extension("gguf.partial");
+    // A temporary name of this writer's own: two processes (or tests) starting on the same
+    // model at once each write theirs, and the second rename replaces the first's identical
+    // file, instead of one truncating the file the other is writing or renaming it away.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nth = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dest.with_extension(format!("gguf.{}-{nth}.partial", std::process::id()));
     let result = (|| -> Result<()> {
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         let mut writer = BufWriter::new(file);

@@ -91,6 +91,34 @@ fn transcode_happens_once_and_follows_the_source() {
 }
 
 #[test]
+fn concurrent_first_uses_of_a_model_each_get_a_whole_transcode() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = dir.path().join("m.gguf");
+    let cache = dir.path().join("cache");
+    write(&src, &[("a.weight", GgmlDType::Q5_0), ("b.weight", GgmlDType::Q4_1)]);
+    // Every thread transcodes (none finds the file yet): they shared one temporary file,
+    // so a rename could take another's file away (NotFound) or move a half-written one.
+    let barrier = std::sync::Barrier::new(4);
+    let outs: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    barrier.wait();
+                    cpu_ready(&src, &cache)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    for out in &outs {
+        let out = out.as_ref().expect("each transcode succeeds");
+        assert!(scalar_only_tensors(out).expect("a whole, readable file").is_empty());
+    }
+    let files: Vec<_> = std::fs::read_dir(&cache).expect("ls").flatten().map(|e| e.file_name()).collect();
+    assert_eq!(files.len(), 1, "one transcode and no partial files left: {files:?}");
+}
+
+#[test]
 fn files_without_slow_types_are_used_as_they_are() {
     let dir = tempfile::tempdir().expect("tmp");
     let src = dir.path().join("fast.gguf");
