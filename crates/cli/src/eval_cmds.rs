@@ -236,15 +236,9 @@ pub fn bbh_import(
                 continue;
             }
             let state = evals::distill::state_path(&dir);
-            // A grown test split leaves an unfinished run's train and validation cases as they
-            // are; more validation cases would change what its candidates were measured on.
-            let ids = |suite: &EvalSuite, split: Split| -> Vec<evals::CaseId> {
-                suite.split(split).iter().map(|c| c.id.clone()).collect()
-            };
-            let selection_cases_kept = [Split::Train, Split::Validation]
-                .into_iter()
-                .all(|split| ids(&existing, split) == ids(&imported.suite, split));
-            if !selection_cases_kept && evals::distill::load_state(&dir).is_ok_and(|s| s.report.is_none()) {
+            if !evals::bbh::selection_cases_kept(&existing, &imported.suite)
+                && evals::distill::load_state(&dir).is_ok_and(|s| s.report.is_none())
+            {
                 bail!(
                     "an unfinished distillation ({}) measured its candidates on the current validation split; \
                      finish it (skd distill {} --resume) or set it aside (--restart) before re-splitting",

@@ -225,6 +225,15 @@ pub fn test_split_change(stored: &EvalSuite, imported: &EvalSuite) -> TestSplitC
     }
 }
 
+/// Whether a re-split keeps the train and validation cases exactly (a grown test split
+/// does; more validation cases do not): an unfinished distillation measured its candidates
+/// on them, so only such a re-split leaves its selection valid.
+pub fn selection_cases_kept(stored: &EvalSuite, imported: &EvalSuite) -> bool {
+    let ids =
+        |suite: &EvalSuite, split: Split| -> Vec<CaseId> { suite.split(split).iter().map(|c| c.id.clone()).collect() };
+    [Split::Train, Split::Validation].into_iter().all(|split| ids(stored, split) == ids(imported, split))
+}
+
 fn yaml_safe(text: &str) -> String {
     // Quote when YAML would read the line as something other than a plain string.
     if text.contains(": ") || text.starts_with(['"', '\'', '[', '{', '-', '#', '&', '*', '!', '|', '>', '%', '@']) {
@@ -369,6 +378,8 @@ mod tests {
         assert_eq!(test_split_change(&stored, &stored), TestSplitChange::Same);
         let grown = suite(SplitSizes { train: 12, validation: 24, test: 100 });
         assert_eq!(test_split_change(&stored, &grown), TestSplitChange::Grown { added: 70 });
+        assert!(selection_cases_kept(&stored, &grown), "a grown test split keeps train and validation");
+        assert!(!selection_cases_kept(&first, &stored), "more validation cases");
         let why = |to: &EvalSuite| match test_split_change(&stored, to) {
             TestSplitChange::Changed(why) => why,
             other => panic!("{other:?}"),
@@ -654,12 +665,23 @@ pub enum DistilledFrom {
     UnsavedCandidate(usize),
 }
 
+impl DistilledFrom {
+    /// The configuration's label in results and progress lines (`v3`, `candidate 2`).
+    pub fn label(&self) -> String {
+        match self {
+            DistilledFrom::Version(v) => format!("v{v}"),
+            DistilledFrom::UnsavedCandidate(id) => format!("candidate {id}"),
+        }
+    }
+}
+
 impl std::fmt::Display for DistilledFrom {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DistilledFrom::Version(v) => write!(f, "v{v}"),
-            DistilledFrom::UnsavedCandidate(id) => write!(f, "candidate {id}, not saved yet"),
+        f.write_str(&self.label())?;
+        if let DistilledFrom::UnsavedCandidate(_) = self {
+            f.write_str(", not saved yet")?;
         }
+        Ok(())
     }
 }
 
@@ -732,10 +754,7 @@ pub async fn measure_test_split(
     let human = evaluator.run(&test, Some(&human_skill), "v1", &mut |r| on_case("v1", r)).await?;
     let distilled = match distilled_text {
         Some((from, markdown)) => {
-            let label = match from {
-                DistilledFrom::Version(version) => format!("v{version}"),
-                DistilledFrom::UnsavedCandidate(id) => format!("candidate {id}"),
-            };
+            let label = from.label();
             let run = evaluator.run(&test, Some(&text(markdown)), &label, &mut |r| on_case(&label, r)).await?;
             Some((from, run))
         }
