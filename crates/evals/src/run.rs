@@ -292,44 +292,41 @@ impl CaseContext<'_> {
         h.update(self.suite.answer_pattern.as_deref().unwrap_or("").as_bytes());
         h.update(self.config.max_tokens.to_le_bytes());
         h.update((self.config.agent_max_steps as u64).to_le_bytes());
+        // A rubric's verdict is the judge's, and is kept with the answer: another judge is
+        // another result.
+        if case.effective_graders().iter().any(|g| g.needs_teacher()) {
+            h.update(b"judge\0");
+            h.update(self.judge.map(|j| j.model_id()).unwrap_or("").as_bytes());
+        }
+        // The case names its files; what they hold is part of its input.
+        let root = self.config.files_root.clone().unwrap_or_default();
+        for file in &case.files {
+            h.update([0]);
+            h.update(std::fs::read(root.join(file)).unwrap_or_default());
+        }
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     async fn run_one(&self, case: &EvalCase) -> Result<CaseResult> {
         let key = self.cache_key(case);
         let cache_path = self.config.cache_dir.as_ref().map(|d| d.join(&key[..2]).join(format!("{key}.json")));
-        if let Some(path) = &cache_path
-            && let Ok(text) = std::fs::read_to_string(path)
-            && let Ok(mut cached) = serde_json::from_str::<CaseResult>(&text)
-        {
-            cached.cached = true;
-            // The stored output is graded again with today's graders, so a grader fix applies
-            // to cached results too. Rubric verdicts (a teacher call) and agent cases (whose
-            // workspace is gone) keep their stored grades.
-            let regradable = case.mode == CaseMode::Answer
-                && cached.error.is_none()
-                && !case.effective_graders().iter().any(|g| g.needs_teacher());
-            if regradable {
-                cached.extracted = extract_answer(&cached.output, self.pattern);
-                let answer =
-                    Answer { output: &cached.output, extracted: &cached.extracted, tool_calls: &[], workspace: None };
-                let (grades, error) = self.grade(case, &answer).await;
-                cached.passed = all_passed(&grades, &error);
-                cached.grades = grades;
-                cached.error = error;
+        let result = match self.cached_result(case, cache_path.as_deref()).await {
+            Some(cached) => cached,
+            None => {
+                let result = match case.mode {
+                    CaseMode::Answer => self.answer_case(case).await?,
+                    CaseMode::Agent => self.agent_case(case).await?,
+                };
+                // Errors (a timeout) are not cached: the next run tries again.
+                if let Some(path) = &cache_path
+                    && result.error.is_none()
+                {
+                    write_json(path, &result)?;
+                }
+                result
             }
-            return Ok(cached);
-        }
-        let result = match case.mode {
-            CaseMode::Answer => self.answer_case(case).await?,
-            CaseMode::Agent => self.agent_case(case).await?,
         };
-        // Errors (a timeout) are not cached: the next run tries again.
-        if let Some(path) = &cache_path
-            && result.error.is_none()
-        {
-            write_json(path, &result)?;
-        }
+        // Every run keeps a transcript of every case, from the cache or not.
         if let Some(dir) = self.transcript_dir {
             let transcript = serde_json::json!({
                 "case": case,
@@ -339,6 +336,29 @@ impl CaseContext<'_> {
             write_json(&dir.join(format!("{}.json", sanitize(&case.id.to_string()))), &transcript)?;
         }
         Ok(result)
+    }
+
+    /// The cached result of `case`, graded again, when the cache at `path` has one.
+    async fn cached_result(&self, case: &EvalCase, path: Option<&Path>) -> Option<CaseResult> {
+        let text = std::fs::read_to_string(path?).ok()?;
+        let mut cached = serde_json::from_str::<CaseResult>(&text).ok()?;
+        cached.cached = true;
+        // The stored output is graded again with today's graders, so a grader fix applies
+        // to cached results too. Rubric verdicts (a teacher call) and agent cases (whose
+        // workspace is gone) keep their stored grades.
+        let regradable = case.mode == CaseMode::Answer
+            && cached.error.is_none()
+            && !case.effective_graders().iter().any(|g| g.needs_teacher());
+        if regradable {
+            cached.extracted = extract_answer(&cached.output, self.pattern);
+            let answer =
+                Answer { output: &cached.output, extracted: &cached.extracted, tool_calls: &[], workspace: None };
+            let (grades, error) = self.grade(case, &answer).await;
+            cached.passed = all_passed(&grades, &error);
+            cached.grades = grades;
+            cached.error = error;
+        }
+        Some(cached)
     }
 
     async fn answer_case(&self, case: &EvalCase) -> Result<CaseResult> {

@@ -222,6 +222,8 @@ async fn cached_answers_are_graded_again_with_the_current_graders() {
 
     // The model is not asked again (it has nothing left to say); the verdict is fresh.
     let silent: Arc<dyn Student> = Arc::new(Scripted(Mutex::new(Vec::new())));
+    let transcripts = dir.path().join("runs");
+    let config = RunnerConfig { transcript_dir: Some(transcripts.clone()), ..config };
     let run = Evaluator { student: silent, judge: None, suite: &suite, config: &config }
         .run(&cases, None, "no skill", &mut |_| {})
         .await
@@ -229,6 +231,61 @@ async fn cached_answers_are_graded_again_with_the_current_graders() {
     let r = &run.results[0];
     assert!(r.cached && r.passed, "{r:#?}");
     assert!(r.grades[0].evidence.contains("option (B) Sam"), "{:?}", r.grades);
+    // A case answered from the cache still has its transcript in this run's folder.
+    let written = walk_json(&transcripts);
+    assert_eq!(written.len(), 1, "{written:?}");
+    let transcript: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&written[0]).expect("read")).expect("json");
+    assert_eq!(transcript["result"]["cached"], serde_json::json!(true), "{transcript}");
+    assert!(transcript["result"]["output"].as_str().is_some_and(|o| o.contains("boxed{B}")), "{transcript}");
+}
+
+/// A judge that passes every criterion, under the name it is given.
+struct Approving(&'static str);
+
+#[async_trait]
+impl Teacher for Approving {
+    fn model_id(&self) -> &str {
+        self.0
+    }
+    async fn complete(&self, _request: &CompletionRequest) -> skill_core::Result<Completion> {
+        Ok(Completion {
+            text: r#"{"criteria": [{"criterion": "is polite", "passed": true, "evidence": "says please"}]}"#.into(),
+            usage: Usage { prompt_tokens: 50, completion_tokens: 10 },
+            elapsed: Duration::from_millis(1),
+            finish_reason: "stop".into(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_rubric_verdict_is_cached_per_judge() {
+    let (dir, suite) = suite_on_disk(
+        r#"{"skill_name": "t", "evals": [{"id": 1, "prompt": "Ask for the salt.",
+            "graders": [{"type": "rubric", "criteria": ["is polite"]}]}]}"#,
+    );
+    let cases: Vec<&evals::EvalCase> = suite.evals.iter().collect();
+    let config = RunnerConfig { cache_dir: Some(dir.path().join("cache")), ..RunnerConfig::default() };
+    let run_with = |judge: &'static str, replies: Vec<&'static str>| {
+        let student: Arc<dyn Student> = Arc::new(Scripted(Mutex::new(replies)));
+        let (suite, config, cases) = (&suite, &config, &cases);
+        async move {
+            let judge = Approving(judge);
+            Evaluator { student, judge: Some(&judge as &dyn Teacher), suite, config }
+                .run(cases, None, "no skill", &mut |_| {})
+                .await
+                .expect("run")
+                .results
+                .remove(0)
+        }
+    };
+    let first = run_with("judge-a", vec!["Please pass the salt."]).await;
+    assert!(first.passed && !first.cached, "{first:#?}");
+    let again = run_with("judge-a", Vec::new()).await;
+    assert!(again.cached && again.passed, "the same judge: from the cache {again:#?}");
+    // Another judge's verdict is not this one's: the student is asked again.
+    let other = run_with("judge-b", vec!["Salt, please."]).await;
+    assert!(!other.cached && other.output.contains("Salt, please"), "{other:#?}");
 }
 
 fn walk_json(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -242,4 +299,36 @@ fn walk_json(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     found
+}
+
+#[tokio::test]
+async fn a_case_whose_file_changed_is_not_answered_from_the_cache() {
+    let (dir, suite) = suite_on_disk(
+        r#"{"skill_name": "t", "evals": [{"id": 1, "prompt": "What does notes.txt say?",
+            "files": ["notes.txt"], "expected_output": "alpha"}]}"#,
+    );
+    std::fs::write(dir.path().join("notes.txt"), "alpha\n").expect("file");
+    let cases: Vec<&evals::EvalCase> = suite.evals.iter().collect();
+    let config = RunnerConfig {
+        cache_dir: Some(dir.path().join("cache")),
+        files_root: Some(dir.path().to_path_buf()),
+        ..RunnerConfig::default()
+    };
+    let run = |replies: Vec<&'static str>| {
+        let student: Arc<dyn Student> = Arc::new(Scripted(Mutex::new(replies)));
+        let (suite, config, cases) = (&suite, &config, &cases);
+        async move {
+            Evaluator { student, judge: None, suite, config }
+                .run(cases, None, "no skill", &mut |_| {})
+                .await
+                .expect("run")
+                .results
+                .remove(0)
+        }
+    };
+    assert!(!run(vec!["alpha"]).await.cached);
+    assert!(run(Vec::new()).await.cached, "the same file: from the cache");
+    std::fs::write(dir.path().join("notes.txt"), "beta\n").expect("file");
+    let changed = run(vec!["beta"]).await;
+    assert!(!changed.cached && changed.output == "beta", "{changed:#?}");
 }
