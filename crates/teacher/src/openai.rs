@@ -23,6 +23,10 @@ pub struct RetryPolicy {
     pub initial_backoff: Duration,
     /// Upper bound on one wait.
     pub max_backoff: Duration,
+    /// Attempts that may end in a timeout, at most (within `max_attempts`). Each waits the
+    /// request's whole timeout, and a slow server that timed out is usually still busy with
+    /// the first request: a teacher that hangs costs this many timeouts, not `max_attempts`.
+    pub max_timed_out_attempts: u32,
 }
 
 impl Default for RetryPolicy {
@@ -31,6 +35,7 @@ impl Default for RetryPolicy {
             max_attempts: 5,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(20),
+            max_timed_out_attempts: 2,
         }
     }
 }
@@ -263,13 +268,22 @@ impl Teacher for OpenAiTeacher {
         let mut backoff = policy.initial_backoff;
         let mut last_problem = String::new();
         let attempts = policy.max_attempts.max(1);
+        let mut timed_out = 0;
+        let mut made = 0;
         for attempt in 1..=attempts {
+            made = attempt;
             let chat = self.client.chat();
             let call = chat.create(body.clone());
             let (retry, problem) = match tokio::time::timeout(request.timeout, call).await {
                 Ok(Ok(response)) => return Ok(self.finish(response, started, u64::from(attempt - 1))?),
                 Ok(Err(e)) => classify(&e),
-                Err(_) => (true, format!("no answer within {:.0} s", request.timeout.as_secs_f64())),
+                Err(_) => {
+                    timed_out += 1;
+                    (
+                        timed_out < policy.max_timed_out_attempts,
+                        format!("no answer within {:.0} s", request.timeout.as_secs_f64()),
+                    )
+                }
             };
             last_problem = problem;
             if !retry || attempt == attempts {
@@ -279,8 +293,7 @@ impl Teacher for OpenAiTeacher {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(policy.max_backoff);
         }
-        let attempts_note =
-            if attempts > 1 { format!(" (gave up after up to {attempts} attempts)") } else { String::new() };
+        let attempts_note = if made > 1 { format!(" (gave up after {made} attempts)") } else { String::new() };
         Err(self.endpoint_error(format!("{last_problem}{attempts_note}")).into())
     }
 }

@@ -101,6 +101,7 @@ fn teacher(url: &str, attempts: u32) -> OpenAiTeacher {
         max_attempts: attempts,
         initial_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(40),
+        ..RetryPolicy::default()
     };
     config.prices = teacher::Prices { input_per_million: 1.0, output_per_million: 2.0 };
     OpenAiTeacher::new(config).expect("teacher")
@@ -145,9 +146,9 @@ async fn client_errors_are_not_retried_and_name_the_endpoint() {
 #[tokio::test]
 async fn a_server_that_never_answers_times_out_each_attempt() {
     let (url, seen) = serve(vec![Reply::Hang]).await;
-    let err = teacher(&url, 2).complete(&request(Duration::from_millis(300))).await.expect_err("timeout");
-    assert!(err.to_string().contains("no answer within"), "{err}");
-    assert_eq!(seen.lock().expect("seen").len(), 2, "one retry");
+    let err = teacher(&url, 5).complete(&request(Duration::from_millis(300))).await.expect_err("timeout");
+    assert!(err.to_string().contains("no answer within") && err.to_string().contains("after 2 attempts"), "{err}");
+    assert_eq!(seen.lock().expect("seen").len(), 2, "a hanging server is tried twice, not max_attempts times");
 }
 
 #[tokio::test]
