@@ -442,6 +442,20 @@ impl DistillState {
         matches!(self.stage, Stage::Converged | Stage::RecallChecked | Stage::Finished)
     }
 
+    /// The candidate of a round that was cut short after the candidate was saved and before
+    /// it was measured: made in the latest round, unmeasured, and with no log entry.
+    pub fn interrupted_candidate(&self) -> Option<usize> {
+        self.candidates
+            .last()
+            .filter(|c| {
+                c.round > 0
+                    && c.round == self.rounds
+                    && c.validation.is_empty()
+                    && !self.log.iter().any(|l| l.round == c.round)
+            })
+            .map(|c| c.id)
+    }
+
     /// Candidates best on at least one validation case (ties count for all), with the
     /// number of cases each is best on, most first.
     pub fn pareto_front(&self) -> Vec<(usize, usize)> {
@@ -544,6 +558,11 @@ pub fn parse_skill_reply(text: &str, truncated: bool) -> std::result::Result<Ski
             (lines[start..end].to_vec(), lines[end..].to_vec())
         }
     };
+    // A reply cut off at the token limit is whole only if it got past the skill to its
+    // rationale: a closing fence alone may be one inside the skill, with the rest cut away.
+    if truncated && !rest.iter().any(|l| l.trim_start().starts_with("Rationale:")) {
+        return Err("the answer was cut off before the end of the SKILL.md; be more concise".into());
+    }
     let first = body.iter().position(|l| !l.trim().is_empty()).unwrap_or(0);
     let skill_md = format!("{}\n", body[first..].join("\n").trim_end());
     let rationale = rest.join(" ").trim().trim_start_matches("Rationale:").trim().to_string();
@@ -616,6 +635,15 @@ mod tests {
         assert_eq!(bare.skill_md, "---\nname: x\ndescription: d\n---\nDo it.\n");
         assert!(parse_skill_reply("```markdown\n---\nname: x\n", true).expect_err("cut").contains("cut off"));
         assert!(parse_skill_reply("no skill here", false).is_err());
+        // Cut off after a code block inside the skill: its closing fence is not the end.
+        let cut_inside = "```markdown\n---\nname: x\ndescription: d\n---\n1. Run:\n```sh\nls\n```\n2. Th";
+        assert!(parse_skill_reply(cut_inside, true).expect_err("cut").contains("cut off"));
+        assert!(parse_skill_reply("---\nname: x\ndescription: d\n---\nDo it.\n2. Th", true).is_err());
+        // Cut off in the rationale, after the whole skill: usable.
+        assert_eq!(
+            parse_skill_reply(&format!("{reply} It now lists th"), true).expect("whole skill").skill_md,
+            d.skill_md
+        );
     }
 
     #[test]
@@ -741,13 +769,15 @@ mod tests {
     async fn round_over(candidates: &[String], rounds_done: usize) -> (super::RoundLog, usize, super::DistillState) {
         let candidates: Vec<(String, Option<super::ExamplePairs>)> =
             candidates.iter().map(|markdown| (markdown.clone(), None)).collect();
-        round_over_stored(&candidates, rounds_done).await
+        round_over_with(&candidates, rounds_done, |_| {}).await
     }
 
-    /// [`round_over`] with candidates whose worked-example pairs are stored (`Some`).
-    async fn round_over_stored(
+    /// [`round_over`] with candidates whose worked-example pairs are stored (`Some`), and
+    /// `adjust` applied to the state before the round.
+    async fn round_over_with(
         candidates: &[(String, Option<super::ExamplePairs>)],
         rounds_done: usize,
+        adjust: impl FnOnce(&mut super::DistillState),
     ) -> (super::RoundLog, usize, super::DistillState) {
         use super::*;
         let dir = tempfile::tempdir().expect("tmp");
@@ -794,6 +824,7 @@ mod tests {
                 worked_examples: worked_examples.clone(),
             });
         }
+        adjust(&mut state);
         let teacher = OneRewrite(Default::default());
         let runner = RunnerConfig { cache_dir: None, ..RunnerConfig::default() };
         let distiller = Distiller {
@@ -807,6 +838,46 @@ mod tests {
         let (train, validation) = (suite.split(Split::Train), suite.split(Split::Validation));
         let log = distiller.round(&mut state, &evaluator, &train, &validation, &mut |_| {}).await.expect("round");
         (log, teacher.0.load(std::sync::atomic::Ordering::SeqCst), state)
+    }
+
+    #[tokio::test]
+    async fn a_round_cut_short_after_its_candidate_was_saved_is_finished_under_its_own_number() {
+        let procedure =
+            "---\nname: adder\ndescription: Add two small numbers.\n---\n1. Add the numbers and say the sum.\n";
+        let rewrite = "---\nname: adder\ndescription: Add two small numbers.\n---\n1. Add the two numbers.\n\
+                       2. Say the sum as: So the answer is N.\n";
+        // Round 1 saved candidate 1 and was killed while measuring it.
+        let (log, asked, state) =
+            round_over_with(&[(procedure.to_string(), None), (rewrite.to_string(), None)], 1, |state| {
+                state.candidates[1].validation.clear();
+                state.candidates[1].round = 1;
+                state.candidates[1].parent = Some(0);
+            })
+            .await;
+        assert_eq!(asked, 0, "the teacher's saved rewrite is measured, not asked for again");
+        assert_eq!((log.round, log.candidate, state.rounds), (1, Some(1), 1), "{log:?}");
+        assert_eq!(state.candidates.len(), 2);
+        assert_eq!(state.candidates[1].validation.len(), 2, "its validation is measured and kept");
+        assert_eq!(state.log.len(), 1);
+        assert_eq!(state.interrupted_candidate(), None);
+        // A finished round's unmeasured candidate (the minibatch gate turned it down) is not
+        // measured again: the next round is a new one.
+        let (log, _, state) =
+            round_over_with(&[(procedure.to_string(), None), (rewrite.to_string(), None)], 1, |state| {
+                state.candidates[1].validation.clear();
+                state.candidates[1].round = 1;
+                state.log.push(super::RoundLog {
+                    round: 1,
+                    parent: 0,
+                    failures: 1,
+                    candidate: Some(1),
+                    validation_rate: None,
+                    improved: false,
+                    note: "worse on the minibatch".into(),
+                });
+            })
+            .await;
+        assert_eq!((log.round, state.rounds), (2, 2), "{log:?}");
     }
 
     #[tokio::test]
@@ -867,7 +938,7 @@ mod tests {
         let imitation = "So the answer is 4.\n\n### Example 2\n\nInput:\nwhat is 3+3\n\nSolution:\nSo the answer is 6.";
         let parent = super::with_worked_examples(procedure, &[("what is 2+2", imitation)]);
         let pairs = vec![("what is 2+2".to_string(), imitation.to_string())];
-        let (log, asked, state) = round_over_stored(&[(parent, Some(pairs.clone()))], 1).await;
+        let (log, asked, state) = round_over_with(&[(parent, Some(pairs.clone()))], 1, |_| {}).await;
         assert_eq!((asked, log.candidate), (0, Some(1)), "{log:?}");
         let child = state.candidates[1].worked_examples.clone().expect("stored");
         assert_eq!(child, [("what is 3+3".to_string(), "So the answer is 6.".to_string()), pairs[0].clone()]);
@@ -1136,6 +1207,9 @@ impl Distiller<'_> {
         let suite_path = EvalSuite::path_in(&self.skill_dir);
         if state.stage == Stage::Start {
             on_event(DistillEvent::Stage("drafting the skill and its evals".into()));
+            // Saved before the teacher is asked, so that a run that dies while drafting can be
+            // resumed (a suite already written is kept, see `draft`).
+            self.save(&state)?;
             self.draft(&mut state, &suite_path).await?;
             state.stage = Stage::Drafted;
             self.save(&state)?;
@@ -1323,7 +1397,9 @@ impl Distiller<'_> {
         Ok(())
     }
 
-    /// The recall check on the best candidate; a rewritten description replaces its own.
+    /// The recall check on the best candidate; a rewritten description the check keeps
+    /// replaces its own. Its validation scores stay true: the student is shown the skill's
+    /// body, not its frontmatter.
     async fn recall_check(&self, state: &mut DistillState) -> Result<()> {
         let checker = RecallChecker {
             teacher: self.teacher,
@@ -1335,7 +1411,7 @@ impl Distiller<'_> {
         let best = state.best;
         let markdown = state.candidates[best].markdown.clone();
         let outcome = checker.check(&markdown, &mut |usage| state.count_teacher_usage(usage)).await?;
-        if outcome.report.rewrites > 0 {
+        if outcome.report.rewrite_kept {
             state.candidates[best].markdown = outcome.markdown;
         }
         state.recall = Some(outcome.report);
@@ -1442,6 +1518,9 @@ impl Distiller<'_> {
                 std::fs::create_dir_all(dir).map_err(|e| skill_core::Error::io(dir, e))?;
             }
             suite.save(suite_path)?;
+            // The teacher tokens the cases cost, and the cases dropped, survive a crash while
+            // the skill is drafted.
+            self.save(state)?;
         }
         let skill_md = self.skill_dir.join("SKILL.md");
         let markdown = if skill_md.exists() {
@@ -1523,20 +1602,39 @@ impl Distiller<'_> {
         validation: &[&EvalCase],
         on_event: &mut (dyn FnMut(DistillEvent) + Send),
     ) -> Result<RoundLog> {
+        if let Some(id) = state.interrupted_candidate() {
+            // The round was cut short (a crash or Ctrl-C) after its candidate was saved: it
+            // is finished, under its own number, rather than counted again and orphaned.
+            let round = state.rounds;
+            on_event(DistillEvent::Stage(format!("finishing round {round}: measuring its candidate #{id}")));
+            let parent_id = state.candidates[id].parent.unwrap_or(state.best);
+            let parent = state.candidates[parent_id].clone();
+            let batch = round_minibatch(round, state.config.minibatch, train);
+            let parent_run = evaluator
+                .run(&batch, Some(&self.text(&parent.markdown)), "parent", &mut |r: &crate::run::CaseResult| {
+                    on_event(DistillEvent::Case(format!("round {round} parent {}", r.id), r.passed))
+                })
+                .await?;
+            let log = RoundLog {
+                round,
+                parent: parent_id,
+                failures: parent_run.results.iter().filter(|r| !r.passed).count(),
+                candidate: Some(id),
+                validation_rate: None,
+                improved: false,
+                note: String::new(),
+            };
+            return self.finish_round(state, evaluator, id, &batch, &parent_run, validation, log, on_event).await;
+        }
         state.rounds += 1;
         let round = state.rounds;
         let front = state.pareto_front();
         let parent_id = if front.is_empty() { state.best } else { front[(round - 1) % front.len()].0 };
         let parent = state.candidates[parent_id].clone();
-        let size = state.config.minibatch.clamp(1, train.len());
-        let start = minibatch_start(round, size, train.len());
-        let batch: Vec<&EvalCase> = (0..size).map(|i| train[(start + i) % train.len()]).collect();
-        let mut report = |label: &str, r: &crate::run::CaseResult| {
-            on_event(DistillEvent::Case(format!("round {round} {label} {}", r.id), r.passed))
-        };
+        let batch = round_minibatch(round, state.config.minibatch, train);
         let parent_run = evaluator
             .run(&batch, Some(&self.text(&parent.markdown)), "parent", &mut |r: &crate::run::CaseResult| {
-                report("parent", r)
+                on_event(DistillEvent::Case(format!("round {round} parent {}", r.id), r.passed))
             })
             .await?;
         let failures: Vec<String> = parent_run
@@ -1585,8 +1683,6 @@ impl Distiller<'_> {
             .filter(|c| without_worked_examples(&c.markdown) == procedure)
             .flat_map(|c| c.shown_examples().into_iter().map(|(input, _)| input))
             .collect();
-        let shown_in_parent =
-            |case: &EvalCase| parent_examples.iter().any(|(input, _)| *input == as_shown(&case.prompt));
         let examples: Vec<(&EvalCase, &str)> = parent_run
             .results
             .iter()
@@ -1596,7 +1692,7 @@ impl Distiller<'_> {
             .map(|(r, case)| (*case, r.output.as_str()))
             .take(state.config.worked_examples)
             .collect();
-        let (markdown, rationale, shown, shown_pairs): (String, String, Vec<&EvalCase>, ExamplePairs) =
+        let (markdown, rationale, shown_pairs): (String, String, ExamplePairs) =
             if round.is_multiple_of(2) && !examples.is_empty() {
                 // The new examples first, then as many of the parent's own as the limit allows
                 // (with as many new passes as the limit, none of the parent's remain).
@@ -1627,7 +1723,7 @@ impl Distiller<'_> {
                 );
                 let shown_pairs =
                     pairs.iter().map(|(input, solution)| (as_shown(input), solution.trim().to_string())).collect();
-                (markdown, rationale, examples.iter().map(|(c, _)| *c).collect(), shown_pairs)
+                (markdown, rationale, shown_pairs)
             } else {
                 let name = state.job.skill_name.clone();
                 // The teacher rewrites the procedure; worked examples are the student's own
@@ -1647,7 +1743,7 @@ impl Distiller<'_> {
                     // (no student output in it to imitate the layout).
                     Ok(draft) => {
                         let shown_pairs = worked_examples_in(&draft.skill_md);
-                        (draft.skill_md, draft.rationale, Vec::new(), shown_pairs)
+                        (draft.skill_md, draft.rationale, shown_pairs)
                     }
                     // An unusable rewrite costs the round, not the run: everything measured is
                     // kept and the loop goes on. (A teacher that cannot be reached stops the
@@ -1681,22 +1777,47 @@ impl Distiller<'_> {
             worked_examples: Some(shown_pairs),
         });
         log.candidate = Some(id);
-        // Saved before it is measured: a crash now keeps the teacher's work.
+        // Saved before it is measured: a crash now keeps the teacher's work, and a resumed run
+        // finishes this round ([`DistillState::interrupted_candidate`]).
         self.save(state)?;
-        let text = self.text(&markdown);
+        self.finish_round(state, evaluator, id, &batch, &parent_run, validation, log, on_event).await
+    }
+
+    /// The second half of a round: candidate `id` (made from `parent_run` on `batch`) goes
+    /// through the minibatch gate, then validation, and becomes the best when it wins there.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_round(
+        &self,
+        state: &mut DistillState,
+        evaluator: &Evaluator<'_>,
+        id: usize,
+        batch: &[&EvalCase],
+        parent_run: &SuiteRun,
+        validation: &[&EvalCase],
+        mut log: RoundLog,
+        on_event: &mut (dyn FnMut(DistillEvent) + Send),
+    ) -> Result<RoundLog> {
+        let round = log.round;
+        let mut report = |label: &str, r: &crate::run::CaseResult| {
+            on_event(DistillEvent::Case(format!("round {round} {label} {}", r.id), r.passed))
+        };
+        let candidate = state.candidates[id].clone();
+        let text = self.text(&candidate.markdown);
         // The gate runs on minibatch cases neither the candidate nor the parent shows as worked
         // examples: a pass on those is a copy (none left: straight to validation).
-        let gate: Vec<&EvalCase> = batch
-            .iter()
-            .copied()
-            .filter(|c| !shown.iter().any(|s| std::ptr::eq(*s, *c)))
-            .filter(|c| !shown_in_parent(c))
+        let shown: Vec<String> = candidate
+            .shown_examples()
+            .into_iter()
+            .chain(state.candidates[log.parent].shown_examples())
+            .map(|(input, _)| input)
             .collect();
+        let gate: Vec<&EvalCase> =
+            batch.iter().copied().filter(|c| !shown.iter().any(|input| *input == as_shown(&c.prompt))).collect();
         if !gate.is_empty() {
             let parent_passed = parent_run
                 .results
                 .iter()
-                .zip(&batch)
+                .zip(batch)
                 .filter(|(r, c)| r.passed && gate.iter().any(|g| std::ptr::eq(*g, **c)))
                 .count();
             let mini = evaluator
@@ -1735,6 +1856,14 @@ impl Distiller<'_> {
         state.log.push(log.clone());
         Ok(log)
     }
+}
+
+/// Round `round`'s train minibatch: `size` cases (at most all of them) from
+/// [`minibatch_start`] on, wrapping around.
+fn round_minibatch<'c>(round: usize, size: usize, train: &[&'c EvalCase]) -> Vec<&'c EvalCase> {
+    let size = size.clamp(1, train.len());
+    let start = minibatch_start(round, size, train.len());
+    (0..size).map(|i| train[(start + i) % train.len()]).collect()
 }
 
 /// Where round `round` (from 1) takes its `size` train cases of `len`: consecutive slices,

@@ -35,8 +35,16 @@ pub struct RecallReport {
     /// than two usable ones.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub near_misses_from_library: Vec<String>,
-    /// Description rewrites needed.
+    /// Description rewrites the teacher wrote.
     pub rewrites: usize,
+    /// With rewrites: how many of all the queries the description given to the check got
+    /// right, and how many the rewritten one did. The rewrite is kept (and the report is of
+    /// it) only when it gets more right; otherwise the report is of the description given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub right_before_and_after: Option<(usize, usize)>,
+    /// Whether the rewritten description was kept (see `right_before_and_after`).
+    #[serde(default)]
+    pub rewrite_kept: bool,
     /// Final check on the held-out half of the queries passed.
     pub passed: bool,
 }
@@ -49,6 +57,8 @@ impl RecallReport {
             negative: Vec::new(),
             discarded_near_misses: Vec::new(),
             rewrites: 0,
+            right_before_and_after: None,
+            rewrite_kept: false,
             passed: false,
             not_checked: Some(why),
             rewrite_failed: None,
@@ -63,12 +73,16 @@ pub fn held_out_passed(positive: &[(String, bool)], negative: &[(String, bool)])
     positive[positive.len() / 2..].iter().chain(&negative[negative.len() / 2..]).all(|(_, ok)| *ok)
 }
 
+/// Queries, each with whether retrieval got it right.
+type Ranked = Vec<(String, bool)>;
+
 /// What a check found, and the skill with its final description.
 #[derive(Debug, Clone)]
 pub struct RecallOutcome {
     /// Each query and whether retrieval got it right.
     pub report: RecallReport,
-    /// The SKILL.md with the rewritten description (unchanged when `report.rewrites` is 0).
+    /// The SKILL.md with the rewritten description when `report.rewrite_kept`, else the one
+    /// given to the check.
     pub markdown: String,
 }
 
@@ -270,7 +284,8 @@ impl RecallChecker<'_> {
         // Half of each kind to tune the description on, half held out to check it.
         let pos_train = &queries.should_find[..queries.should_find.len() / 2];
         let neg_train = &near_misses[..near_misses.len() / 2];
-        let mut markdown = best;
+        let original = best;
+        let mut markdown = original.clone();
         let mut rewrites = 0;
         let mut rewrite_failed = None;
         loop {
@@ -314,8 +329,28 @@ impl RecallChecker<'_> {
         }
         // One index of the final description ranks every query; the held-out halves are the
         // tails of each kind.
-        let mut positive = self.rank_queries(&markdown, &queries.should_find, &near_misses)?;
-        let negative = positive.split_off(queries.should_find.len());
+        let rank_all = |markdown: &str| -> Result<(Ranked, Ranked)> {
+            let mut positive = self.rank_queries(markdown, &queries.should_find, &near_misses)?;
+            let negative = positive.split_off(queries.should_find.len());
+            Ok((positive, negative))
+        };
+        let right = |ranked: &(Ranked, Ranked)| ranked.0.iter().chain(&ranked.1).filter(|(_, ok)| *ok).count();
+        let mut ranked = rank_all(&markdown)?;
+        let mut right_before_and_after = None;
+        let mut rewrite_kept = false;
+        if rewrites > 0 {
+            // A rewrite is kept only when it gets more of all the queries right than the
+            // description it replaces (the held-out half alone is too few to decide on).
+            let before = rank_all(&original)?;
+            let (now, after) = (right(&before), right(&ranked));
+            right_before_and_after = Some((now, after));
+            rewrite_kept = after > now;
+            if !rewrite_kept {
+                markdown = original;
+                ranked = before;
+            }
+        }
+        let (positive, negative) = ranked;
         let passed = held_out_passed(&positive, &negative);
         tracing::info!(skill = %name, rewrites, passed, "recall check");
         Ok(RecallOutcome {
@@ -324,6 +359,8 @@ impl RecallChecker<'_> {
                 negative,
                 discarded_near_misses: discarded,
                 rewrites,
+                right_before_and_after,
+                rewrite_kept,
                 passed,
                 not_checked: None,
                 rewrite_failed,

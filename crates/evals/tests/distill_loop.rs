@@ -128,6 +128,7 @@ async fn distill_rewrites_measures_and_resumes_after_a_crash() {
     assert!(saved.candidates[0].validation.len() == 3, "{:?}", saved.candidates[0]);
     let kept_candidates = saved.candidates.len();
     assert!(kept_candidates >= 2, "the first rewrite was kept: {kept_candidates}");
+    let before_resume = saved.candidates.clone();
 
     // Resume: the teacher calls that finished are not repeated (the cassette goes on from
     // where the crash left it).
@@ -140,7 +141,21 @@ async fn distill_rewrites_measures_and_resumes_after_a_crash() {
     };
     let done = distiller.run(saved, &mut |_| {}).await.expect("resumed run finishes");
     assert_eq!(done.stage, Stage::Finished);
-    assert!(done.candidates.len() >= kept_candidates, "no candidate lost");
+    // Every candidate saved before the crash is still there, as it was; a measured one keeps
+    // its scores (one cut short is measured on resume).
+    // (The recall check may rewrite the best one's description, not its instructions.)
+    let body = |markdown: &str| skill_core::Skill::parse(markdown, None).expect("skill").body().to_string();
+    for (before, after) in before_resume.iter().zip(&done.candidates) {
+        assert_eq!(
+            (before.id, body(&before.markdown)),
+            (after.id, body(&after.markdown)),
+            "no candidate lost or changed"
+        );
+        if !before.validation.is_empty() {
+            assert_eq!(before.validation, after.validation, "candidate #{}'s scores are kept", before.id);
+        }
+    }
+    assert!(done.candidates.len() >= kept_candidates);
     assert!(done.rounds >= 1 && done.rounds <= 2, "rounds {}", done.rounds);
     assert!(done.log.iter().all(|r| r.parent < done.candidates.len()));
     let report = done.report.as_ref().expect("report");
@@ -247,6 +262,14 @@ async fn distill_drafts_the_suite_and_the_skill_from_a_job_and_examples() {
         }
         None => CassetteTeacher::replay(&path).expect("cassette"),
     });
+    // First the teacher "crashes" when asked for the skill, after the suite is drafted.
+    let drafting = CrashAfter {
+        inner: cassette.clone(),
+        limit: usize::MAX,
+        fresh: AtomicUsize::new(0),
+        asked: Default::default(),
+        crash_when: Some("Write the SKILL.md"),
+    };
     let teacher = CrashAfter {
         inner: cassette.clone(),
         limit: usize::MAX,
@@ -279,14 +302,34 @@ async fn distill_drafts_the_suite_and_the_skill_from_a_job_and_examples() {
         examples: examples.clone(),
     };
     let config = DistillConfig { max_rounds: 0, draft_cases: 10, recall_queries: 2, ..DistillConfig::default() };
+    let runner = RunnerConfig { max_tokens: 48, cache_dir: Some(tmp.path().join("cache")), ..RunnerConfig::default() };
+    let first = Distiller {
+        student: student.clone(),
+        teacher: &drafting,
+        skill_dir: dir.clone(),
+        library_root: Some(tmp.path().join("skills")),
+        runner: runner.clone(),
+    };
+    let err = first.run(DistillState::new(job, config), &mut |_| {}).await.expect_err("stopped");
+    assert!(err.to_string().contains("simulated crash"), "{err}");
+    // Killed while drafting: the state is there to resume, with the suite's cost and its
+    // dropped cases; the suite is written, the skill is not.
+    let saved = load_state(&dir).expect("a run that dies while drafting can be resumed");
+    assert_eq!(saved.stage, Stage::Start);
+    assert!(saved.teacher_tokens > 0, "the cases' teacher tokens are counted");
+    assert!(EvalSuite::path_in(&dir).exists() && !dir.join("SKILL.md").exists());
+    let cases_asked = drafting.asked.lock().expect("lock").len();
+    assert!(cases_asked > 1, "the cases and their checks: {cases_asked}");
+
+    // Resumed: the suite is not drafted again; the skill is.
     let distiller = Distiller {
         student,
         teacher: &teacher,
         skill_dir: dir.clone(),
-        library_root: Some(tmp.path().join("skills")),
-        runner: RunnerConfig { max_tokens: 48, cache_dir: Some(tmp.path().join("cache")), ..RunnerConfig::default() },
+        library_root: first.library_root.clone(),
+        runner,
     };
-    let err = distiller.run(DistillState::new(job, config), &mut |_| {}).await.expect_err("stopped");
+    let err = distiller.run(saved, &mut |_| {}).await.expect_err("stopped");
     assert!(err.to_string().contains("simulated crash"), "{err}");
 
     let suite = EvalSuite::load(&EvalSuite::path_in(&dir)).expect("the drafted suite is valid");
@@ -313,7 +356,9 @@ async fn distill_drafts_the_suite_and_the_skill_from_a_job_and_examples() {
     assert!(bare.markdown.ends_with("---\nConvert a temperature from degrees Celsius to degrees Fahrenheit, rounded to the nearest whole degree.\n"), "{}", bare.markdown);
     assert_eq!(bare.validation.len(), state.candidates[0].validation.len());
 
-    let asked = teacher.asked.lock().expect("lock").clone();
+    let resumed_asked = teacher.asked.lock().expect("lock").clone();
+    assert!(resumed_asked[0].contains("Write the SKILL.md"), "resumed at the skill draft: {:?}", resumed_asked[0]);
+    let asked: Vec<String> = drafting.asked.lock().expect("lock").iter().cloned().chain(resumed_asked).collect();
     // Every drafted case (not the user's) was solved afresh; disagreements were dropped.
     let checks: Vec<&String> = asked.iter().filter(|a| a.contains("So the answer is X")).collect();
     let drafted_in_suite = suite.evals.len() - examples.len();

@@ -116,8 +116,23 @@ async fn a_rewrite_fixes_a_description_search_misses_and_an_unusable_one_ends_re
     assert!(outcome.markdown.contains("fruits, animals"), "{}", outcome.markdown);
     assert!(outcome.report.positive.iter().filter(|(_, ok)| *ok).count() >= 3, "{:?}", outcome.report);
     assert_eq!(outcome.report.rewrite_failed, None);
+    let (before, after) = outcome.report.right_before_and_after.expect("a rewrite is compared");
+    assert!(outcome.report.rewrite_kept && after > before, "{:?}", outcome.report);
     // The rewrite request named what went wrong.
     assert!(teacher.asked.lock().expect("lock")[1].contains("how many fruits"), "the misses are shown");
+
+    // A rewrite that gets no more queries right than the description it replaces is not
+    // kept: the outcome is the description given, and the report is of it.
+    let worse = r#"{"description": "Sort words alphabetically, put names in alphabetical order, alphabetize cities."}"#;
+    let teacher = Scripted::new(&[QUERIES, worse, worse]);
+    let outcome = checker(&teacher, lib.path()).check(vague, &mut |_| {}).await.expect("checked");
+    let report = &outcome.report;
+    assert_eq!(report.rewrites, 2, "{report:?}");
+    let (before, after) = report.right_before_and_after.expect("compared");
+    assert!(!report.rewrite_kept && after <= before, "{report:?}");
+    assert_eq!(outcome.markdown, vague);
+    let right = report.positive.iter().chain(&report.negative).filter(|(_, ok)| *ok).count();
+    assert_eq!(right, before, "the report ranks the description kept: {report:?}");
 
     // A teacher that answers the rewrite with an empty description twice (the request and
     // its repair): the check still ranks every query, against the description as it is.
