@@ -108,7 +108,8 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SKD_STUDENT_API_KEY", "API key for an OpenAI-compatible student (never logged)"),
     ("SKD_TEACHER", "the teacher: URL#model, or a local model id / .gguf path"),
     ("OPENAI_MODEL", "with OPENAI_BASE_URL (default OpenAI): the teacher when SKD_TEACHER and the config name none"),
-    ("OPENAI_API_KEY", "the teacher endpoint's key (never logged or written)"),
+    ("SKD_TEACHER_API_KEY", "the teacher endpoint's key, before OPENAI_API_KEY (never logged or written)"),
+    ("OPENAI_API_KEY", "the teacher endpoint's key when SKD_TEACHER_API_KEY is unset (never logged or written)"),
     ("SKD_MODELS_DIR", "where pulled models are cached"),
     ("SKD_RUNS_DIR", "where run transcripts are written"),
 ];
@@ -358,7 +359,7 @@ max_file_mb = 4
 student = "qwen2.5-coder-0.5b"
 
 # The teacher that writes skills and grades rubrics (`skd distill`, `skd eval`): an
-# OpenAI-compatible endpoint as "https://host/v1#model" (key from OPENAI_API_KEY), or a local
+# OpenAI-compatible endpoint as "https://host/v1#model" (key from SKD_TEACHER_API_KEY or OPENAI_API_KEY), or a local
 # model id such as "qwen2.5-coder-1.5b". SKD_TEACHER and --teacher override it.
 # teacher = "https://api.openai.com/v1#gpt-4o-mini"
 # Its prices, USD per million prompt and completion tokens, for the cost skd distill reports:

@@ -68,11 +68,34 @@ pub async fn load_teacher(config: &Config, spec: Option<&str>, quiet: bool) -> R
             .with_context(|| format!("teacher `{spec}`: name the model after `#`, e.g. {spec}#gpt-4o-mini"))?;
         let mut teacher_config = OpenAiTeacherConfig::new(url, model);
         teacher_config.prices = config.teacher_prices();
-        teacher_config.api_key = std::env::var("OPENAI_API_KEY").ok().filter(|k| !k.trim().is_empty());
+        teacher_config.api_key = teacher_api_key();
+        if teacher_config.api_key.is_some() && sends_key_in_clear(url) && !quiet {
+            eprintln!("warning: the teacher's API key goes to {url} unencrypted (plain http to another host)");
+        }
         return Ok(Some(Arc::new(OpenAiTeacher::new(teacher_config)?)));
     }
     let student = crate::run_cmds::load_student(config, &spec, quiet).await?;
     Ok(Some(Arc::new(StudentTeacher::new(student))))
+}
+
+/// The teacher endpoint's key: `SKD_TEACHER_API_KEY` (for a provider other than OpenAI, so
+/// an OpenAI key is not sent there), else `OPENAI_API_KEY`.
+fn teacher_api_key() -> Option<String> {
+    ["SKD_TEACHER_API_KEY", "OPENAI_API_KEY"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|k| !k.trim().is_empty()))
+}
+
+/// Whether a key sent to `url` would cross the network unencrypted: plain http to a host
+/// other than this machine.
+fn sends_key_in_clear(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else { return false };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    !(host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()))
 }
 
 /// Runner settings for a skill's suite: per-case transcripts under
@@ -526,7 +549,7 @@ pub struct RecallArgs {
 
 /// `skd recall`: the distillation's recall check on a skill as it is now.
 pub async fn recall(config: &Config, args: RecallArgs) -> Result<Exit> {
-    use evals::recall::{RecallChecker, RecallOutcome, RecallReport, held_out_passed};
+    use evals::recall::{RecallChecker, RecallOutcome, RecallReport};
     let library = config.library();
     let entry = library.find(&args.skill)?;
     let skill_md = entry.skill_md();
@@ -563,47 +586,32 @@ pub async fn recall(config: &Config, args: RecallArgs) -> Result<Exit> {
             }
             Err(e) => return Err(e.into()),
         };
-    let mut report = outcome.report;
-    let right = |v: &[(String, bool)]| v.iter().filter(|(_, ok)| *ok).count();
-    // A rewrite is kept only when it gets more of all the queries right than the current
-    // description does (the held-out half alone is too few to decide on). Otherwise the
-    // results shown are those of the description on disk.
+    let report = outcome.report;
+    // The checker keeps a rewrite only when it gets more of all the queries right; it is
+    // saved unless this is a dry run or the skill is read-only.
+    let total = report.positive.len() + report.negative.len();
+    let counts = report.right_before_and_after.map(|(now, after)| (now, after, total));
+    let kept_out = if report.rewrites == 0 {
+        None
+    } else if !report.rewrite_kept {
+        Some("no more queries right than the current description".to_string())
+    } else if args.dry_run {
+        Some("dry run".to_string())
+    } else if !entry.writable {
+        Some(format!(
+            "imported from {} and read-only; `skd skill import {}` copies it",
+            entry.root.display(),
+            args.skill
+        ))
+    } else {
+        None
+    };
     let mut saved = None;
-    let mut counts = None;
-    let mut kept_out = None;
-    if report.rewrites > 0 {
-        let positives: Vec<String> = report.positive.iter().map(|(q, _)| q.clone()).collect();
-        let negatives: Vec<String> = report.negative.iter().map(|(q, _)| q.clone()).collect();
-        let mut current = checker.rank_queries(&markdown, &positives, &negatives)?;
-        let current_negative = current.split_off(positives.len());
-        let (now, after) =
-            (right(&current) + right(&current_negative), right(&report.positive) + right(&report.negative));
-        counts = Some((now, after, positives.len() + negatives.len()));
-        kept_out = if after <= now {
-            Some("no more queries right than the current description".to_string())
-        } else if args.dry_run {
-            Some("dry run".to_string())
-        } else if !entry.writable {
-            Some(format!(
-                "imported from {} and read-only; `skd skill import {}` copies it",
-                entry.root.display(),
-                args.skill
-            ))
-        } else {
-            None
-        };
-        if kept_out.is_none() {
-            let rewritten = skill_core::Skill::parse(&outcome.markdown, Some(&skill_md))?;
-            let message = format!(
-                "recall: description rewritten ({now} -> {after} of {} queries right)",
-                positives.len() + negatives.len()
-            );
-            saved = Some(library.save(&entry, &rewritten, &message)?.version);
-        } else {
-            report.passed = held_out_passed(&current, &current_negative);
-            report.positive = current;
-            report.negative = current_negative;
-        }
+    if report.rewrite_kept && kept_out.is_none() {
+        let (now, after, _) = counts.unwrap_or_default();
+        let rewritten = skill_core::Skill::parse(&outcome.markdown, Some(&skill_md))?;
+        let message = format!("recall: description rewritten ({now} -> {after} of {total} queries right)");
+        saved = Some(library.save(&entry, &rewritten, &message)?.version);
     }
     if args.json {
         print_json(&json!({
@@ -616,7 +624,7 @@ pub async fn recall(config: &Config, args: RecallArgs) -> Result<Exit> {
         println!("recall not checked: {why}");
     } else {
         let held_out = |v: &[(String, bool)]| v.len() - v.len() / 2;
-        let which = if saved.is_some() { "the rewritten description" } else { "the current description" };
+        let which = if report.rewrite_kept { "the rewritten description" } else { "the current description" };
         println!("should find {} (ranked first), with {which}:", args.skill);
         for (q, ok) in &report.positive {
             println!("  {} {q}", if *ok { "ok  " } else { "MISS" });
@@ -946,7 +954,24 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
                 recall.discarded_near_misses.len()
             );
         }
-        println!("beneficial       {}", if report.beneficial { "yes" } else { "no" });
+        // A version that is not beneficial is still the SKILL.md on disk (it is what was
+        // measured last); say how to go back to the skill the run started from.
+        let start_hash = state.candidates.first().map(|c| skill_core::skill::content_hash(&c.markdown));
+        let started_from = VersionStore::new(&skill_dir)
+            .history()?
+            .into_iter()
+            .rev()
+            .find(|v| v.version < report.version && Some(&v.hash) == start_hash.as_ref())
+            .map(|v| v.version);
+        match (report.beneficial, started_from) {
+            (true, _) => println!("beneficial       yes"),
+            (false, Some(start)) => println!(
+                "beneficial       no (SKILL.md is now v{}; `skd skill restore {} {start}` brings back the skill the \
+                 run started from)",
+                report.version, args.skill
+            ),
+            (false, None) => println!("beneficial       no"),
+        }
     }
     Ok(if report.beneficial { Exit::Ok } else { Exit::Negative })
 }
@@ -955,6 +980,18 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
 mod tests {
     use super::{CaseRange, ResumeLimits, parse_case_range};
     use evals::distill::DistillConfig;
+
+    #[test]
+    fn only_plain_http_to_another_host_sends_a_key_in_clear() {
+        for local in
+            ["http://127.0.0.1:8089/v1", "http://localhost/v1", "http://[::1]:80/v1", "https://api.example.com/v1"]
+        {
+            assert!(!super::sends_key_in_clear(local), "{local}");
+        }
+        for remote in ["http://10.0.0.5:8000/v1", "http://gpu-box/v1", "http://[fe80::1]/v1"] {
+            assert!(super::sends_key_in_clear(remote), "{remote}");
+        }
+    }
 
     #[test]
     fn test_case_ranges_are_one_based_and_inclusive() {

@@ -191,7 +191,7 @@ struct EvalCliArgs {
     /// config `student`).
     #[arg(long)]
     student: Option<String>,
-    /// Teacher for rubric graders: URL#model (key from OPENAI_API_KEY), or a local model id
+    /// Teacher for rubric graders: URL#model (key from SKD_TEACHER_API_KEY or OPENAI_API_KEY), or a local model id
     /// or .gguf path (default: $SKD_TEACHER).
     #[arg(long)]
     teacher: Option<String>,
@@ -234,7 +234,7 @@ struct DistillCliArgs {
     /// config `student`). A resumed run keeps its own.
     #[arg(long)]
     student: Option<String>,
-    /// Teacher: URL#model (key from OPENAI_API_KEY) or a local model id / .gguf path
+    /// Teacher: URL#model (key from SKD_TEACHER_API_KEY or OPENAI_API_KEY) or a local model id / .gguf path
     /// (default: $SKD_TEACHER).
     #[arg(long)]
     teacher: Option<String>,
@@ -316,7 +316,7 @@ struct DistillCliArgs {
 struct RecallCliArgs {
     /// The skill's name.
     skill: String,
-    /// Teacher: URL#model (key from OPENAI_API_KEY) or a local model id / .gguf path
+    /// Teacher: URL#model (key from SKD_TEACHER_API_KEY or OPENAI_API_KEY) or a local model id / .gguf path
     /// (default: $SKD_TEACHER).
     #[arg(long)]
     teacher: Option<String>,
