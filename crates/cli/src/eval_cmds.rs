@@ -57,7 +57,7 @@ pub struct EvalArgs {
 }
 
 /// Builds the teacher a spec names: `URL#model` for an OpenAI-compatible endpoint (key from
-/// `OPENAI_API_KEY`), or a local model id / .gguf path run in-process. Without a spec, the
+/// [`teacher_api_key`]), or a local model id / .gguf path run in-process. Without a spec, the
 /// configured teacher (`SKD_TEACHER`, `teacher` in the config, `OPENAI_MODEL`); `None` when
 /// there is none.
 pub async fn load_teacher(config: &Config, spec: Option<&str>, quiet: bool) -> Result<Option<Arc<dyn Teacher>>> {
@@ -69,7 +69,8 @@ pub async fn load_teacher(config: &Config, spec: Option<&str>, quiet: bool) -> R
         let mut teacher_config = OpenAiTeacherConfig::new(url, model);
         teacher_config.prices = config.teacher_prices();
         teacher_config.api_key = teacher_api_key();
-        if teacher_config.api_key.is_some() && sends_key_in_clear(url) && !quiet {
+        // On stderr even with --json: it never mixes with the JSON on stdout.
+        if teacher_config.api_key.is_some() && sends_key_in_clear(url) {
             eprintln!("warning: the teacher's API key goes to {url} unencrypted (plain http to another host)");
         }
         return Ok(Some(Arc::new(OpenAiTeacher::new(teacher_config)?)));
@@ -80,17 +81,19 @@ pub async fn load_teacher(config: &Config, spec: Option<&str>, quiet: bool) -> R
 
 /// The teacher endpoint's key: `SKD_TEACHER_API_KEY` (for a provider other than OpenAI, so
 /// an OpenAI key is not sent there), else `OPENAI_API_KEY`.
+/// `SKD_TEACHER_API_KEY` set, even empty, is the choice: empty means no key at all.
 fn teacher_api_key() -> Option<String> {
-    ["SKD_TEACHER_API_KEY", "OPENAI_API_KEY"]
-        .iter()
-        .find_map(|name| std::env::var(name).ok().filter(|k| !k.trim().is_empty()))
+    let key = std::env::var("SKD_TEACHER_API_KEY").or_else(|_| std::env::var("OPENAI_API_KEY")).ok()?;
+    Some(key).filter(|k| !k.trim().is_empty())
 }
 
 /// Whether a key sent to `url` would cross the network unencrypted: plain http to a host
 /// other than this machine.
 fn sends_key_in_clear(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("http://") else { return false };
+    let lower = url.to_ascii_lowercase();
+    let Some(rest) = lower.strip_prefix("http://") else { return false };
     let authority = rest.split('/').next().unwrap_or("");
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
     let host = match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(""),
         None => authority.split(':').next().unwrap_or(""),
@@ -549,7 +552,7 @@ pub struct RecallArgs {
 
 /// `skd recall`: the distillation's recall check on a skill as it is now.
 pub async fn recall(config: &Config, args: RecallArgs) -> Result<Exit> {
-    use evals::recall::{RecallChecker, RecallOutcome, RecallReport};
+    use evals::recall::{RecallChecker, RecallOutcome, RecallReport, held_out_passed};
     let library = config.library();
     let entry = library.find(&args.skill)?;
     let skill_md = entry.skill_md();
@@ -586,7 +589,7 @@ pub async fn recall(config: &Config, args: RecallArgs) -> Result<Exit> {
             }
             Err(e) => return Err(e.into()),
         };
-    let report = outcome.report;
+    let mut report = outcome.report;
     // The checker keeps a rewrite only when it gets more of all the queries right; it is
     // saved unless this is a dry run or the skill is read-only.
     let total = report.positive.len() + report.negative.len();
@@ -612,6 +615,14 @@ pub async fn recall(config: &Config, args: RecallArgs) -> Result<Exit> {
         let rewritten = skill_core::Skill::parse(&outcome.markdown, Some(&skill_md))?;
         let message = format!("recall: description rewritten ({now} -> {after} of {total} queries right)");
         saved = Some(library.save(&entry, &rewritten, &message)?.version);
+    } else if report.rewrite_kept {
+        // Not saved: the results shown are those of the description on disk.
+        let positives: Vec<String> = report.positive.iter().map(|(q, _)| q.clone()).collect();
+        let negatives: Vec<String> = report.negative.iter().map(|(q, _)| q.clone()).collect();
+        let mut current = checker.rank_queries(&markdown, &positives, &negatives)?;
+        report.negative = current.split_off(positives.len());
+        report.positive = current;
+        report.passed = held_out_passed(&report.positive, &report.negative);
     }
     if args.json {
         print_json(&json!({
@@ -624,7 +635,7 @@ pub async fn recall(config: &Config, args: RecallArgs) -> Result<Exit> {
         println!("recall not checked: {why}");
     } else {
         let held_out = |v: &[(String, bool)]| v.len() - v.len() / 2;
-        let which = if report.rewrite_kept { "the rewritten description" } else { "the current description" };
+        let which = if saved.is_some() { "the rewritten description" } else { "the current description" };
         println!("should find {} (ranked first), with {which}:", args.skill);
         for (q, ok) in &report.positive {
             println!("  {} {q}", if *ok { "ok  " } else { "MISS" });
@@ -944,13 +955,17 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
         } else if let Some(recall) = &state.recall {
             let found = recall.positive.iter().filter(|(_, ok)| *ok).count();
             let avoided = recall.negative.iter().filter(|(_, ok)| *ok).count();
+            let rewrites = match (recall.rewrites, recall.rewrite_kept) {
+                (0, _) => "no description rewrite".to_string(),
+                (n, true) => format!("{n} description rewrites, the last kept"),
+                (n, false) => format!("{n} description rewrites, none kept"),
+            };
             println!(
                 "recall           {found}/{} queries find it, {avoided}/{} near-misses do not ({} of them other \
-                 skills' descriptions; {} description rewrites; {} near-misses set aside as copies of a query)",
+                 skills' descriptions; {rewrites}; {} near-misses set aside as copies of a query)",
                 recall.positive.len(),
                 recall.negative.len(),
                 recall.near_misses_from_library.len(),
-                recall.rewrites,
                 recall.discarded_near_misses.len()
             );
         }
@@ -958,7 +973,8 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
         // measured last); say how to go back to the skill the run started from.
         let start_hash = state.candidates.first().map(|c| skill_core::skill::content_hash(&c.markdown));
         let started_from = VersionStore::new(&skill_dir)
-            .history()?
+            .history()
+            .unwrap_or_default()
             .into_iter()
             .rev()
             .find(|v| v.version < report.version && Some(&v.hash) == start_hash.as_ref())
@@ -988,7 +1004,8 @@ mod tests {
         {
             assert!(!super::sends_key_in_clear(local), "{local}");
         }
-        for remote in ["http://10.0.0.5:8000/v1", "http://gpu-box/v1", "http://[fe80::1]/v1"] {
+        assert!(!super::sends_key_in_clear("http://user:pw@127.0.0.1:8089/v1"));
+        for remote in ["http://10.0.0.5:8000/v1", "http://gpu-box/v1", "http://[fe80::1]/v1", "HTTP://Gpu-Box/v1"] {
             assert!(super::sends_key_in_clear(remote), "{remote}");
         }
     }

@@ -550,23 +550,29 @@ pub fn parse_skill_reply(text: &str, truncated: bool) -> std::result::Result<Ski
             let Some(start) = lines.iter().position(|l| l.trim() == "---") else {
                 return Err("the answer contains no SKILL.md (no fenced block, no `---` frontmatter)".into());
             };
-            let end = lines
-                .iter()
-                .rposition(|l| l.trim_start().starts_with("Rationale:"))
-                .filter(|e| *e > start)
-                .unwrap_or(lines.len());
+            let end = lines.iter().rposition(|l| is_rationale_line(l)).filter(|e| *e > start).unwrap_or(lines.len());
             (lines[start..end].to_vec(), lines[end..].to_vec())
         }
     };
     // A reply cut off at the token limit is whole only if it got past the skill to its
     // rationale: a closing fence alone may be one inside the skill, with the rest cut away.
-    if truncated && !rest.iter().any(|l| l.trim_start().starts_with("Rationale:")) {
+    if truncated && !rest.iter().any(|l| is_rationale_line(l)) {
         return Err("the answer was cut off before the end of the SKILL.md; be more concise".into());
     }
     let first = body.iter().position(|l| !l.trim().is_empty()).unwrap_or(0);
     let skill_md = format!("{}\n", body[first..].join("\n").trim_end());
-    let rationale = rest.join(" ").trim().trim_start_matches("Rationale:").trim().to_string();
+    let rationale = rest.join(" ");
+    let rationale = rationale.trim().trim_start_matches(RATIONALE_MARKUP).trim_start_matches("Rationale:");
+    let rationale = rationale.trim_start_matches(RATIONALE_MARKUP).trim().to_string();
     Ok(SkillDraft { skill_md, rationale })
+}
+
+/// Markdown a teacher may put around its `Rationale:` label (`**Rationale:**`, `- Rationale:`).
+const RATIONALE_MARKUP: &[char] = &['*', '_', '#', '-', ' '];
+
+/// Whether `line` starts the rationale that follows a skill.
+fn is_rationale_line(line: &str) -> bool {
+    line.trim_start().trim_start_matches(RATIONALE_MARKUP).starts_with("Rationale:")
 }
 
 #[cfg(test)]
@@ -639,6 +645,9 @@ mod tests {
         let cut_inside = "```markdown\n---\nname: x\ndescription: d\n---\n1. Run:\n```sh\nls\n```\n2. Th";
         assert!(parse_skill_reply(cut_inside, true).expect_err("cut").contains("cut off"));
         assert!(parse_skill_reply("---\nname: x\ndescription: d\n---\nDo it.\n2. Th", true).is_err());
+        let bold =
+            parse_skill_reply("```markdown\n---\nname: x\ndescription: d\n---\nDo it.\n```\n**Rationale:** sho", true);
+        assert_eq!(bold.expect("a bold rationale label counts").rationale, "sho");
         // Cut off in the rationale, after the whole skill: usable.
         assert_eq!(
             parse_skill_reply(&format!("{reply} It now lists th"), true).expect("whole skill").skill_md,
@@ -779,6 +788,17 @@ mod tests {
         rounds_done: usize,
         adjust: impl FnOnce(&mut super::DistillState),
     ) -> (super::RoundLog, usize, super::DistillState) {
+        over_with(candidates, rounds_done, adjust, false).await
+    }
+
+    /// [`round_over_with`], or with `whole_run` the rest of the run ([`Distiller::run`], the
+    /// suite on disk with one sealed test case), returning the last round's log.
+    async fn over_with(
+        candidates: &[(String, Option<super::ExamplePairs>)],
+        rounds_done: usize,
+        adjust: impl FnOnce(&mut super::DistillState),
+        whole_run: bool,
+    ) -> (super::RoundLog, usize, super::DistillState) {
         use super::*;
         let dir = tempfile::tempdir().expect("tmp");
         let case = |n: usize, a: u32, b: u32, split: Split| EvalCase {
@@ -800,6 +820,7 @@ mod tests {
             case(5, 5, 5, Split::Train),
             case(3, 5, 6, Split::Validation),
             case(4, 6, 6, Split::Validation),
+            case(6, 1, 1, Split::Test),
         ];
         let config = DistillConfig { minibatch: 4, worked_examples: 3, ..DistillConfig::default() };
         let job = DistillJob {
@@ -834,6 +855,12 @@ mod tests {
             library_root: None,
             runner: runner.clone(),
         };
+        if whole_run {
+            suite.save(&EvalSuite::path_in(&distiller.skill_dir)).expect("suite on disk");
+            let state = distiller.run(state, &mut |_| {}).await.expect("run");
+            let log = state.log.last().cloned().expect("a round log");
+            return (log, teacher.0.load(std::sync::atomic::Ordering::SeqCst), state);
+        }
         let evaluator = Evaluator { student: Arc::new(Copycat), judge: None, suite: &suite, config: &runner };
         let (train, validation) = (suite.split(Split::Train), suite.split(Split::Validation));
         let log = distiller.round(&mut state, &evaluator, &train, &validation, &mut |_| {}).await.expect("round");
@@ -878,6 +905,22 @@ mod tests {
             })
             .await;
         assert_eq!((log.round, state.rounds), (2, 2), "{log:?}");
+
+        // Cut short in the last round the limits allow: the run still finishes that round
+        // before it converges, rather than leaving its candidate unmeasured.
+        let (log, _, state) = over_with(
+            &[(procedure.to_string(), None), (rewrite.to_string(), None)],
+            1,
+            |state| {
+                state.candidates[1].validation.clear();
+                state.config.max_rounds = 1;
+            },
+            true,
+        )
+        .await;
+        assert_eq!((log.round, log.candidate, state.rounds), (1, Some(1), 1), "{log:?}");
+        assert_eq!(state.candidates[1].validation.len(), 2);
+        assert_eq!(state.stage, super::Stage::Finished);
     }
 
     #[tokio::test]
@@ -1207,9 +1250,6 @@ impl Distiller<'_> {
         let suite_path = EvalSuite::path_in(&self.skill_dir);
         if state.stage == Stage::Start {
             on_event(DistillEvent::Stage("drafting the skill and its evals".into()));
-            // Saved before the teacher is asked, so that a run that dies while drafting can be
-            // resumed (a suite already written is kept, see `draft`).
-            self.save(&state)?;
             self.draft(&mut state, &suite_path).await?;
             state.stage = Stage::Drafted;
             self.save(&state)?;
@@ -1255,7 +1295,9 @@ impl Distiller<'_> {
         }
 
         if state.stage == Stage::Measured {
-            while state.should_stop().is_none() {
+            // A round cut short is finished even when the limits are reached (it was the
+            // last round, or a resume lowered them): its candidate is measured either way.
+            while state.interrupted_candidate().is_some() || state.should_stop().is_none() {
                 let log = self.round(&mut state, &evaluator, &train, &validation, on_event).await?;
                 on_event(DistillEvent::Round(log));
                 self.save(&state)?;
@@ -1518,8 +1560,9 @@ impl Distiller<'_> {
                 std::fs::create_dir_all(dir).map_err(|e| skill_core::Error::io(dir, e))?;
             }
             suite.save(suite_path)?;
-            // The teacher tokens the cases cost, and the cases dropped, survive a crash while
-            // the skill is drafted.
+            // Saved with the suite: a run that dies while the skill is drafted resumes with
+            // these cases, their teacher tokens and the cases dropped. (Not before: a first
+            // request that fails, say on a wrong URL, leaves no run in progress behind.)
             self.save(state)?;
         }
         let skill_md = self.skill_dir.join("SKILL.md");

@@ -141,8 +141,8 @@ async fn distill_rewrites_measures_and_resumes_after_a_crash() {
     };
     let done = distiller.run(saved, &mut |_| {}).await.expect("resumed run finishes");
     assert_eq!(done.stage, Stage::Finished);
-    // Every candidate saved before the crash is still there, as it was; a measured one keeps
-    // its scores (one cut short is measured on resume).
+    // Every candidate saved before the crash is still there, as it was, and a measured one
+    // keeps its scores.
     // (The recall check may rewrite the best one's description, not its instructions.)
     let body = |markdown: &str| skill_core::Skill::parse(markdown, None).expect("skill").body().to_string();
     for (before, after) in before_resume.iter().zip(&done.candidates) {

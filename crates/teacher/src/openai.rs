@@ -25,7 +25,8 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// Attempts that may end in a timeout, at most (within `max_attempts`). Each waits the
     /// request's whole timeout, and a slow server that timed out is usually still busy with
-    /// the first request: a teacher that hangs costs this many timeouts, not `max_attempts`.
+    /// the first request: a teacher that hangs costs this many timeouts, not `max_attempts`
+    /// (counted over the whole request, not in a row; 0 acts as 1).
     pub max_timed_out_attempts: u32,
 }
 
