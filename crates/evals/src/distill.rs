@@ -1651,13 +1651,8 @@ impl Distiller<'_> {
             let round = state.rounds;
             on_event(DistillEvent::Stage(format!("finishing round {round}: measuring its candidate #{id}")));
             let parent_id = state.candidates[id].parent.unwrap_or(state.best);
-            let parent = state.candidates[parent_id].clone();
-            let batch = round_minibatch(round, state.config.minibatch, train);
-            let parent_run = evaluator
-                .run(&batch, Some(&self.text(&parent.markdown)), "parent", &mut |r: &crate::run::CaseResult| {
-                    on_event(DistillEvent::Case(format!("round {round} parent {}", r.id), r.passed))
-                })
-                .await?;
+            let (batch, parent_run) =
+                self.parent_on_minibatch(state, evaluator, train, round, parent_id, on_event).await?;
             let log = RoundLog {
                 round,
                 parent: parent_id,
@@ -1674,12 +1669,7 @@ impl Distiller<'_> {
         let front = state.pareto_front();
         let parent_id = if front.is_empty() { state.best } else { front[(round - 1) % front.len()].0 };
         let parent = state.candidates[parent_id].clone();
-        let batch = round_minibatch(round, state.config.minibatch, train);
-        let parent_run = evaluator
-            .run(&batch, Some(&self.text(&parent.markdown)), "parent", &mut |r: &crate::run::CaseResult| {
-                on_event(DistillEvent::Case(format!("round {round} parent {}", r.id), r.passed))
-            })
-            .await?;
+        let (batch, parent_run) = self.parent_on_minibatch(state, evaluator, train, round, parent_id, on_event).await?;
         let failures: Vec<String> = parent_run
             .results
             .iter()
@@ -1824,6 +1814,26 @@ impl Distiller<'_> {
         // finishes this round ([`DistillState::interrupted_candidate`]).
         self.save(state)?;
         self.finish_round(state, evaluator, id, &batch, &parent_run, validation, log, on_event).await
+    }
+
+    /// Round `round`'s train minibatch, and candidate `parent_id` run on it.
+    async fn parent_on_minibatch<'c>(
+        &self,
+        state: &DistillState,
+        evaluator: &Evaluator<'_>,
+        train: &[&'c EvalCase],
+        round: usize,
+        parent_id: usize,
+        on_event: &mut (dyn FnMut(DistillEvent) + Send),
+    ) -> Result<(Vec<&'c EvalCase>, SuiteRun)> {
+        let batch = round_minibatch(round, state.config.minibatch, train);
+        let parent = self.text(&state.candidates[parent_id].markdown);
+        let run = evaluator
+            .run(&batch, Some(&parent), "parent", &mut |r: &crate::run::CaseResult| {
+                on_event(DistillEvent::Case(format!("round {round} parent {}", r.id), r.passed))
+            })
+            .await?;
+        Ok((batch, run))
     }
 
     /// The second half of a round: candidate `id` (made from `parent_run` on `batch`) goes
