@@ -223,6 +223,11 @@ pub async fn eval(config: &Config, args: EvalArgs) -> Result<Exit> {
             with.tokens_per_case(),
             base.as_ref().map(|b| format!(", {:.0} {}", b.tokens_per_case(), b.label)).unwrap_or_default()
         );
+        println!(
+            "seconds/case     {:.1} with the skill{}",
+            with.seconds_per_case(),
+            base.as_ref().map(|b| format!(", {:.1} {}", b.seconds_per_case(), b.label)).unwrap_or_default()
+        );
         println!("report           {}", paths.html.display());
     }
     Ok(if with.errors() > 0 { Exit::Negative } else { Exit::Ok })

@@ -284,11 +284,11 @@ impl Benchmark {
             "<p><span style=\"color:#1f6feb\">&#9679;</span> with the skill &nbsp; \
              <span style=\"color:#999\">&#9679;</span> baseline &nbsp; bars: 95% Wilson intervals</p>\n",
         );
-        out.push_str("<table><tr><th>time</th><th>version</th><th>model</th><th>with skill</th><th>95% CI</th><th>baseline</th><th>lift (points)</th><th>tokens/case</th></tr>\n");
+        out.push_str("<table><tr><th>time</th><th>version</th><th>model</th><th>with skill</th><th>95% CI</th><th>baseline</th><th>lift (points)</th><th>tokens/case</th><th>s/case</th></tr>\n");
         for e in &self.entries {
             let _ = writeln!(
                 out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1}% ({}/{})</td><td>{:.1}–{:.1}%</td><td>{}</td><td>{}</td><td>{:.0}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1}% ({}/{})</td><td>{:.1}–{:.1}%</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{:.1}</td></tr>",
                 escape(&e.time),
                 e.version.map(|v| format!("v{v}")).unwrap_or_else(|| "-".into()),
                 escape(&e.model),
@@ -302,7 +302,8 @@ impl Benchmark {
                     .map(|b| format!("{:.1}% ({})", b.rate.rate * 100.0, escape(&b.label)))
                     .unwrap_or_else(|| "-".into()),
                 e.lift.map(|l| format!("{:+.1}", l.delta * 100.0)).unwrap_or_else(|| "-".into()),
-                e.with_skill.tokens_per_case
+                e.with_skill.tokens_per_case,
+                e.with_skill.seconds_per_case
             );
         }
         out.push_str("</table>\n</body></html>\n");
@@ -444,6 +445,7 @@ mod tests {
         assert!(md.contains("| v2 | 100.0% (4/4)") && md.contains("## History") && !md.contains("| - |"), "{md}");
         let html = bench.html();
         assert!(html.contains("<polyline class=\"trend\"") && html.contains("<title>100.0% (4/4)</title>"), "{html}");
+        assert!(html.contains("<th>s/case</th>") && html.contains("<td>1.0</td></tr>"), "time per case: {html}");
         let dir = tempfile::tempdir().expect("tmp");
         let paths = bench.write(dir.path()).expect("write");
         assert_eq!(Benchmark::load(dir.path(), "s").expect("load"), bench);
