@@ -80,8 +80,8 @@ pub async fn load_teacher(config: &Config, spec: Option<&str>, quiet: bool) -> R
 }
 
 /// The teacher endpoint's key: `SKD_TEACHER_API_KEY` (for a provider other than OpenAI, so
-/// an OpenAI key is not sent there), else `OPENAI_API_KEY`.
-/// `SKD_TEACHER_API_KEY` set, even empty, is the choice: empty means no key at all.
+/// an OpenAI key is not sent there), else `OPENAI_API_KEY`. `SKD_TEACHER_API_KEY` set, even
+/// empty, is the choice: empty means no key at all.
 fn teacher_api_key() -> Option<String> {
     let key = std::env::var("SKD_TEACHER_API_KEY").or_else(|_| std::env::var("OPENAI_API_KEY")).ok()?;
     Some(key).filter(|k| !k.trim().is_empty())
@@ -586,14 +586,16 @@ pub async fn recall(config: &Config, args: RecallArgs) -> Result<Exit> {
         teacher_timeout: args.teacher_timeout,
     };
     let mut tokens = 0u64;
-    let outcome =
-        match checker.check(&markdown, &mut |u| tokens += u64::from(u.prompt_tokens + u.completion_tokens)).await {
-            Ok(outcome) => outcome,
-            Err(evals::Error::TeacherOutput(why)) => {
-                RecallOutcome { report: RecallReport::not_checked(why), markdown: markdown.clone() }
-            }
-            Err(e) => return Err(e.into()),
-        };
+    let outcome = match checker
+        .check(&markdown, &mut |u| tokens += u64::from(u.prompt_tokens + u.completion_tokens))
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(evals::Error::TeacherOutput(why)) => {
+            RecallOutcome { report: RecallReport::not_checked(why), markdown: markdown.clone(), given_ranking: None }
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut report = outcome.report;
     // The checker keeps a rewrite only when it gets more of all the queries right; it is
     // saved unless this is a dry run or the skill is read-only.
@@ -620,14 +622,11 @@ pub async fn recall(config: &Config, args: RecallArgs) -> Result<Exit> {
         let rewritten = skill_core::Skill::parse(&outcome.markdown, Some(&skill_md))?;
         let message = format!("recall: description rewritten ({now} -> {after} of {total} queries right)");
         saved = Some(library.save(&entry, &rewritten, &message)?.version);
-    } else if report.rewrite_kept {
+    } else if let Some((positive, negative)) = outcome.given_ranking {
         // Not saved: the results shown are those of the description on disk.
-        let positives: Vec<String> = report.positive.iter().map(|(q, _)| q.clone()).collect();
-        let negatives: Vec<String> = report.negative.iter().map(|(q, _)| q.clone()).collect();
-        let mut current = checker.rank_queries(&markdown, &positives, &negatives)?;
-        report.negative = current.split_off(positives.len());
-        report.positive = current;
-        report.passed = held_out_passed(&report.positive, &report.negative);
+        report.passed = held_out_passed(&positive, &negative);
+        report.positive = positive;
+        report.negative = negative;
     }
     if args.json {
         print_json(&json!({

@@ -561,18 +561,25 @@ pub fn parse_skill_reply(text: &str, truncated: bool) -> std::result::Result<Ski
     }
     let first = body.iter().position(|l| !l.trim().is_empty()).unwrap_or(0);
     let skill_md = format!("{}\n", body[first..].join("\n").trim_end());
-    let rationale = rest.join(" ");
-    let rationale = rationale.trim().trim_start_matches(RATIONALE_MARKUP).trim_start_matches("Rationale:");
-    let rationale = rationale.trim_start_matches(RATIONALE_MARKUP).trim().to_string();
+    let rest = rest.join(" ");
+    let rest = rest.trim().trim_start_matches(RATIONALE_MARKUP);
+    let rationale = after_rationale_label(rest).unwrap_or(rest).trim().to_string();
     Ok(SkillDraft { skill_md, rationale })
 }
 
 /// Markdown a teacher may put around its `Rationale:` label (`**Rationale:**`, `- Rationale:`).
 const RATIONALE_MARKUP: &[char] = &['*', '_', '#', '-', ' '];
 
+/// The text after a `Rationale:` label that starts `line` (markup around the label dropped);
+/// `None` when `line` does not start the rationale that follows a skill.
+fn after_rationale_label(line: &str) -> Option<&str> {
+    let rest = line.trim_start().trim_start_matches(RATIONALE_MARKUP).strip_prefix("Rationale:")?;
+    Some(rest.trim_start_matches(RATIONALE_MARKUP))
+}
+
 /// Whether `line` starts the rationale that follows a skill.
 fn is_rationale_line(line: &str) -> bool {
-    line.trim_start().trim_start_matches(RATIONALE_MARKUP).starts_with("Rationale:")
+    after_rationale_label(line).is_some()
 }
 
 #[cfg(test)]

@@ -74,7 +74,7 @@ pub fn held_out_passed(positive: &[(String, bool)], negative: &[(String, bool)])
 }
 
 /// Queries, each with whether retrieval got it right.
-type Ranked = Vec<(String, bool)>;
+pub type Ranked = Vec<(String, bool)>;
 
 /// What a check found, and the skill with its final description.
 #[derive(Debug, Clone)]
@@ -84,6 +84,9 @@ pub struct RecallOutcome {
     /// The SKILL.md with the rewritten description when `report.rewrite_kept`, else the one
     /// given to the check.
     pub markdown: String,
+    /// When a rewrite was kept: the should-find and near-miss rankings of the description
+    /// given to the check, for a caller that does not save the rewrite (a dry run).
+    pub given_ranking: Option<(Ranked, Ranked)>,
 }
 
 /// The check's inputs.
@@ -338,6 +341,7 @@ impl RecallChecker<'_> {
         let mut ranked = rank_all(&markdown)?;
         let mut right_before_and_after = None;
         let mut rewrite_kept = false;
+        let mut given_ranking = None;
         if rewrites > 0 {
             // A rewrite is kept only when it gets more of all the queries right than the
             // description it replaces (the held-out half alone is too few to decide on).
@@ -345,7 +349,9 @@ impl RecallChecker<'_> {
             let (now, after) = (right(&before), right(&ranked));
             right_before_and_after = Some((now, after));
             rewrite_kept = after > now;
-            if !rewrite_kept {
+            if rewrite_kept {
+                given_ranking = Some(before);
+            } else {
                 markdown = original;
                 ranked = before;
             }
@@ -367,6 +373,7 @@ impl RecallChecker<'_> {
                 near_misses_from_library: from_library,
             },
             markdown,
+            given_ranking,
         })
     }
 

@@ -118,6 +118,8 @@ async fn a_rewrite_fixes_a_description_search_misses_and_an_unusable_one_ends_re
     assert_eq!(outcome.report.rewrite_failed, None);
     let (before, after) = outcome.report.right_before_and_after.expect("a rewrite is compared");
     assert!(outcome.report.rewrite_kept && after > before, "{:?}", outcome.report);
+    let (given_positive, given_negative) = outcome.given_ranking.as_ref().expect("the given description's ranking");
+    assert_eq!(given_positive.iter().chain(given_negative).filter(|(_, ok)| *ok).count(), before);
     // The rewrite request named what went wrong.
     assert!(teacher.asked.lock().expect("lock")[1].contains("how many fruits"), "the misses are shown");
 
@@ -131,6 +133,7 @@ async fn a_rewrite_fixes_a_description_search_misses_and_an_unusable_one_ends_re
     let (before, after) = report.right_before_and_after.expect("compared");
     assert!(!report.rewrite_kept && after <= before, "{report:?}");
     assert_eq!(outcome.markdown, vague);
+    assert!(outcome.given_ranking.is_none(), "the report already is the given description's");
     let right = report.positive.iter().chain(&report.negative).filter(|(_, ok)| *ok).count();
     assert_eq!(right, before, "the report ranks the description kept: {report:?}");
 
