@@ -28,6 +28,12 @@ impl Student for MemoStudent {
         self.inner.model_id()
     }
 
+    // A wrapper passes on what its inner student can enforce, so the loop still sends the
+    // reply grammar.
+    fn supports_grammar(&self) -> bool {
+        self.inner.supports_grammar()
+    }
+
     async fn complete(&self, request: &CompletionRequest) -> skill_core::Result<Completion> {
         let key = serde_json::to_string(request).map_err(|e| skill_core::Error::backend("memo", e))?;
         if let Some(hit) =

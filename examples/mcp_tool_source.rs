@@ -21,6 +21,7 @@ async fn main() -> Result<()> {
         command: skd,
         args: vec!["mcp".into()],
         env: Default::default(),
+        startup_timeout_secs: 20.0,
     })
     .await?;
     let mut registry = ToolRegistry::new();

@@ -1,62 +1,93 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: build skd, index a knowledge base and a skill library,
-# validate the skills and answer questions by search. The knowledge base is BIG-Bench
-# Hard's human-written step-by-step procedures (../shared/data/bbh/cot-prompts), read from
-# where they are and never copied into the repository.
+# The main job on a fresh machine, no API key: a knowledge base of workflow notes and a
+# library of our own skills (everyday/), validated, indexed and searched; then the embedded
+# default student runs everyday tasks in a workspace with tools, each task once without any
+# skill and once with the skill retrieval picks, and a closing table shows what the skill
+# changed. Everything it writes goes to a temporary folder.
 #
-#   scripts/demo.sh [BBH_DIR]
+#   scripts/demo.sh                 # default student (qwen2.5-coder-0.5b)
+#   SKD_STUDENT=qwen2.5-coder-1.5b scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bbh="${1:-${BBH_DIR:-../shared/data/bbh}}"
-[ -d "$bbh/cot-prompts" ] || { echo "no BBH data at $bbh (pass its path as the first argument)" >&2; exit 2; }
 
 # The dev profile optimizes dependencies (Cargo.toml), so this shares the test build.
 cargo build --locked -p skd-cli
-skd() { cargo run -q --locked -p skd-cli -- "$@"; }
+skd="${CARGO_TARGET_DIR:-target}/debug/skd"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-export SKD_CONFIG="$work/config.toml" SKD_NOTES="$work/notes" SKD_SKILLS_DIR="$work/skills" \
-       SKD_INDEX_DIR="$work/index" SKD_IMPORT_SKILL_DIRS=""
+cp -r everyday/skills "$work/skills"
+export SKD_CONFIG="$work/config.toml" SKD_NOTES="$PWD/everyday/notes" SKD_SKILLS_DIR="$work/skills" \
+       SKD_INDEX_DIR="$work/index" SKD_IMPORT_SKILL_DIRS="" SKD_RUNS_DIR="$work/runs"
 : > "$SKD_CONFIG"
 
-# Notes: one markdown note per BBH procedure (a temporary copy with a title line).
-mkdir -p "$SKD_NOTES"
-for f in "$bbh"/cot-prompts/*.txt; do
-  task=$(basename "$f" .txt)
-  # Line 1 is the data set's canary and line 2 a `-----` rule (which markdown would read as a
-  # heading underline): keep the canary as a comment, make the procedure a section.
-  { echo "<!-- $(head -n 1 "$f") -->"; echo "# ${task//_/ }"; echo; sed -n 3p "$f";
-    echo; echo "## Worked examples"; echo; tail -n +4 "$f"; } > "$SKD_NOTES/$task.md"
-done
-
-# Skills: three BIG-Bench Hard procedures as Agent Skills; the body is the task's
-# human-written description and its first worked example.
-skill_from_bbh() { # NAME TASK DESCRIPTION
-  local f="$bbh/cot-prompts/$2.txt" body="$work/$1.body.md"
-  { echo; echo "# ${2//_/ }"; echo; sed -n 3p "$f"; echo; echo "## Worked example"; echo;
-    awk 'NR>3 && /^Q: /{n++} n==1' "$f"; } > "$body"
-  skd skill new "$1" -d "$3" --body-file "$body" >/dev/null
-}
-skill_from_bbh boolean-expressions boolean_expressions "Evaluate a Boolean expression of True, False, not, and, or with parentheses. Use for questions like 'not ( True ) and ( False ) is'."
-skill_from_bbh word-sorting word_sorting "Sort a list of words alphabetically. Use when asked to sort words or put words in order."
-skill_from_bbh object-counting object_counting "Count the objects of a category in a list (fruits, instruments, animals). Use for how-many questions."
-
-echo "== skd skill list"; skd skill list
-echo "== skd skill validate"; skd skill validate
-echo "== skd index"; skd index
-for q in "how many musical instruments do I have" "sort these words alphabetically"; do
+echo "== skd skill list"; "$skd" skill list
+echo "== skd skill validate"; "$skd" skill validate
+echo "== skd index"; "$skd" index
+for q in "how many to-dos are left" "when is the weekly update due"; do
   echo "== skd search \"$q\""
-  skd search -n 3 "$q" || true
+  "$skd" search -n 3 "$q" || true
 done
 
-# The main job: the embedded default student (pulled on first use, no API key) runs tasks
-# with the skills it retrieves, step by step.
 student="${SKD_STUDENT:-qwen2.5-coder-0.5b}"
-skd models pull "$student"
-export SKD_RUNS_DIR="$work/runs"
-for task in "not ( True and False ) or True is" \
-            "Sort the following words alphabetically: List: pear apple mango" \
-            "I have a piano, a flute, and two violins. How many musical instruments do I have?"; do
-  echo "== skd run \"$task\""
-  skd run --student "$student" --max-steps 4 "$task" || true
+"$skd" models pull "$student"
+
+# Each task: the skill whose eval workspace it runs in (empty: no files), the task, the
+# expected answer.
+tasks=(
+  "|A box holds 17 red and 25 blue marbles. How many marbles are in the box?|42"
+  "|not ( True and False ) or True is|True"
+  "open-todos/evals/workspaces/home|How many of my to-dos are still open?|3"
+  "expense-total/evals/workspaces/october|How much did I spend in total according to my expense sheet?|85"
+  "contact-lookup/evals/workspaces/contacts|What is Priya's phone number?|+44 20 7946 0123"
+)
+results="$work/results.tsv"
+: > "$results"
+for entry in "${tasks[@]}"; do
+  IFS='|' read -r fixture task expected <<< "$entry"
+  for mode in without with; do
+    ws="$work/ws-$mode"
+    rm -rf "$ws" && mkdir -p "$ws"
+    [ -n "$fixture" ] && cp -r "everyday/skills/$fixture/." "$ws/"
+    flags=(--workspace "$ws" --max-steps 4 --json)
+    [ "$mode" = without ] && flags+=(--no-skill)
+    echo "== skd run ($mode skill) \"$task\""
+    "$skd" run --student "$student" "${flags[@]}" "$task" > "$work/run.jsonl" || true
+    python3 - "$work/run.jsonl" "$mode" "$task" "$expected" >> "$results" <<'EOF'
+import json, sys
+path, mode, task, expected = sys.argv[1:]
+events = [json.loads(l) for l in open(path) if l.strip()]
+skill = next((e["name"] for e in events if e["event"] == "skill_activated"), "-")
+end = events[-1] if events and events[-1]["event"] == "finish" else {}
+answer = (end.get("answer") or end.get("outcome") or "no answer").replace("\t", " ").replace("\n", " ")
+secs = end.get("elapsed_ms", 0) / 1000
+print("\t".join([task, expected, mode, skill, answer[:40], f"{secs:.1f}"]))
+print(f"   {mode} skill ({skill}): {answer[:60]!r} in {secs:.1f} s", file=sys.stderr)
+EOF
+  done
 done
+
+echo
+python3 - "$results" "$student" <<'EOF'
+import sys
+from collections import defaultdict
+rows = defaultdict(dict)
+order = []
+for line in open(sys.argv[1]):
+    task, expected, mode, skill, answer, secs = line.rstrip("\n").split("\t")
+    if task not in rows:
+        order.append(task)
+    rows[task]["expected"] = expected
+    rows[task][mode] = (skill, answer, float(secs))
+def mark(expected, answer):
+    return "right" if expected.lower() in answer.lower() else "wrong"
+print(f"Student {sys.argv[2]}: each task without a skill, then with the skill retrieval chose.\n")
+print(f"| task | expected | no skill | with skill | skill used |")
+print(f"|---|---|---|---|---|")
+for task in order:
+    r = rows[task]
+    cells = []
+    for mode in ("without", "with"):
+        skill, answer, secs = r.get(mode, ("-", "-", 0.0))
+        cells.append(f"{answer} ({mark(r['expected'], answer)}, {secs:.0f} s)")
+    print(f"| {task[:48]} | {r['expected']} | {cells[0]} | {cells[1]} | {r.get('with', ('-',))[0]} |")
+EOF

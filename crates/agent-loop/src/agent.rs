@@ -1,27 +1,47 @@
 //! The loop itself: retrieve, then Plan -> Tool Call -> Observe -> Refine until a final
 //! answer or the step budget.
 
+use crate::permissions::Permissions;
 use crate::protocol::{
-    ACTIVATE_SKILL, Action, ActiveSkill, CatalogEntry, NoteExcerpt, activate_skill_spec, parse_reply, reply_schema,
-    system_prompt,
+    ACTIVATE_SKILL, Action, ActiveSkill, CHARS_PER_REASONING_TOKEN, CatalogEntry, NoteExcerpt, SkillPlacement,
+    activate_skill_spec, correction_message, parse_reply, parse_reply_other_than, reply_grammar, system_prompt,
+    task_message,
 };
 use crate::tools::ToolRegistry;
 use crate::transcript::{Event, Outcome, RetrievedNote, RetrievedSkill, TRANSCRIPT_SCHEMA_VERSION, TranscriptWriter};
 use crate::{Error, Result};
+use skill_core::redact::Redactor;
 use skill_core::{
-    ChatMessage, CompletionRequest, Hit, RetrievalQuery, Retriever, Role, Scope, Skill, SkillLibrary, Student, ToolSpec,
+    ChatMessage, Completion, CompletionRequest, Hit, RetrievalQuery, Retriever, Role, Scope, Skill, SkillLibrary,
+    Student, ToolSpec,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How replies are constrained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyConstraint {
+    /// A grammar (free reasoning, then a valid action) when the student enforces one; free
+    /// text otherwise.
+    #[default]
+    Grammar,
+    /// Free text always, read by [`parse_reply`] with one correction turn (what backends
+    /// without grammars get).
+    FreeText,
+}
+
 /// Settings of a run.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    /// Model calls allowed before the run stops without an answer.
+    /// Model calls allowed before the run stops without an answer (a correction turn does not
+    /// count).
     pub max_steps: usize,
-    /// Token limit of each model call.
-    pub max_tokens: u32,
+    /// Tokens of free reasoning allowed before the action, per step.
+    pub reasoning_tokens: u32,
+    /// Tokens allowed for the action line after the reasoning.
+    pub action_tokens: u32,
     /// Wall-clock limit of each model call.
     pub model_timeout: Duration,
     /// Wall-clock limit of each tool call.
@@ -35,13 +55,22 @@ pub struct AgentConfig {
     pub catalog_size: usize,
     /// Note excerpts shown up front.
     pub notes_in_prompt: usize,
-    /// The top skill is activated without asking the model when its score is at least this
-    /// many times the runner-up's (or it is the only hit).
+    /// The top skill is activated without asking the model when its score is at least
+    /// `confident_min_score` and at least this many times the runner-up's (or it is the only
+    /// hit).
     pub confident_ratio: f32,
+    /// The least retrieval score of a skill activated without asking the model.
+    pub confident_min_score: f32,
+    /// Where an active skill's steps go in the prompt.
+    pub skill_placement: SkillPlacement,
+    /// How replies are constrained.
+    pub constraint: ReplyConstraint,
+    /// How earlier steps are shown to the model.
+    pub history: History,
     /// Where transcripts go (`None`: not written).
     pub transcript_dir: Option<PathBuf>,
-    /// Strings never written to the transcript (API keys the caller holds), in addition to
-    /// secret-looking environment variables.
+    /// Strings never shown or written (API keys the caller holds), in addition to
+    /// secret-looking environment variables and the usual key shapes ([`Redactor`]).
     pub redact: Vec<String>,
 }
 
@@ -49,7 +78,8 @@ impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
             max_steps: 8,
-            max_tokens: 256,
+            reasoning_tokens: 256,
+            action_tokens: 160,
             model_timeout: Duration::from_secs(180),
             tool_timeout: Duration::from_secs(30),
             tool_timeouts: std::collections::BTreeMap::new(),
@@ -57,6 +87,10 @@ impl Default for AgentConfig {
             catalog_size: 3,
             notes_in_prompt: 2,
             confident_ratio: 1.5,
+            confident_min_score: 4.0,
+            skill_placement: SkillPlacement::default(),
+            constraint: ReplyConstraint::default(),
+            history: History::default(),
             transcript_dir: None,
             redact: Vec::new(),
         }
@@ -68,6 +102,8 @@ impl Default for AgentConfig {
 pub struct RunOptions {
     /// Activate this skill before the first step, whatever retrieval says.
     pub skill: Option<String>,
+    /// Use no skill: none is retrieved, offered in the catalog or activated.
+    pub no_skills: bool,
 }
 
 /// The result of a run.
@@ -100,19 +136,102 @@ impl std::fmt::Debug for Agent {
     }
 }
 
+/// Where events go: redacted once, where they are made, then to the caller and the file, so
+/// every view of a run is as clean as its transcript.
 struct RunState<'a> {
     transcript: Option<TranscriptWriter>,
     on_event: &'a mut (dyn FnMut(&Event) + Send),
+    redactor: Redactor,
 }
 
 impl RunState<'_> {
     fn emit(&mut self, event: Event) -> Result<()> {
+        let event = redact_event(&self.redactor, event);
         (self.on_event)(&event);
         if let Some(t) = &mut self.transcript {
             t.write(&event)?;
         }
         Ok(())
     }
+}
+
+/// Every string of an event with its secrets replaced.
+fn redact_event(redactor: &Redactor, event: Event) -> Event {
+    let Ok(mut value) = serde_json::to_value(&event) else { return event };
+    redactor.redact_json(&mut value);
+    serde_json::from_value(value).unwrap_or(event)
+}
+
+/// How earlier steps are shown to the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum History {
+    /// One user turn that grows: the task, then a numbered list of the actions taken and
+    /// their results. The model never sees its own earlier replies, which small models given
+    /// greedy decoding otherwise copy word for word (the default student repeated its first
+    /// tool call until the step budget ran out).
+    #[default]
+    Folded,
+    /// A chat: each reply as an assistant turn, each result as a user turn.
+    Chat,
+}
+
+/// The messages of a run so far.
+struct Conversation<'a> {
+    system: String,
+    task: &'a str,
+    mode: History,
+    /// Folded: the numbered entries. Chat: alternating replies and observations.
+    entries: Vec<String>,
+}
+
+impl<'a> Conversation<'a> {
+    fn new(system: String, task: &'a str, mode: History) -> Self {
+        Conversation { system, task, mode, entries: Vec::new() }
+    }
+
+    fn messages(
+        &self,
+        active: Option<&ActiveSkill>,
+        placement: SkillPlacement,
+        tools: &[ToolSpec],
+    ) -> Vec<ChatMessage> {
+        let mut messages = vec![ChatMessage::new(Role::System, self.system.clone())];
+        match self.mode {
+            History::Folded => {
+                let user = task_message(self.task, active, placement, &self.entries, tools);
+                messages.push(ChatMessage::new(Role::User, user));
+            }
+            History::Chat => {
+                messages.push(ChatMessage::new(Role::User, task_message(self.task, active, placement, &[], tools)));
+                for (i, entry) in self.entries.iter().enumerate() {
+                    let role = if i % 2 == 0 { Role::Assistant } else { Role::User };
+                    messages.push(ChatMessage::new(role, entry.clone()));
+                }
+            }
+        }
+        messages
+    }
+
+    /// One step: the model's reply, the action it took (`None`: unusable) and what came back.
+    fn record(&mut self, reply: &str, action: Option<String>, observation: String) {
+        match self.mode {
+            History::Folded => self.entries.push(match action {
+                Some(line) => format!("{line}\n{observation}"),
+                None => observation,
+            }),
+            History::Chat => {
+                self.entries.push(reply.to_string());
+                self.entries.push(observation);
+            }
+        }
+    }
+}
+
+/// What the loop knows about the skill situation of a run.
+struct SkillState {
+    active: Option<ActiveSkill>,
+    permissions: Permissions,
 }
 
 impl Agent {
@@ -158,8 +277,49 @@ impl Agent {
         Ok((active, skill.content_hash()))
     }
 
+    /// The tools offered now: those the permissions allow (argument limits written into
+    /// their schemas, so the grammar enforces them), plus `activate_skill` while no skill is
+    /// active and the catalog has one.
+    fn offered(&self, skills: &SkillState, catalog: &[CatalogEntry]) -> Vec<ToolSpec> {
+        let mut specs: Vec<ToolSpec> = self
+            .tools
+            .specs()
+            .into_iter()
+            .filter(|s| skills.permissions.allows_tool(&s.name))
+            .map(|mut s| {
+                for (argument, pattern) in skills.permissions.argument_patterns(&s.name) {
+                    if let Some(prop) = s.parameters.get_mut("properties").and_then(|p| p.get_mut(argument)) {
+                        prop["pattern"] = serde_json::Value::String(pattern);
+                    }
+                }
+                s
+            })
+            .collect();
+        if skills.active.is_none() && !catalog.is_empty() {
+            specs.push(activate_skill_spec(catalog));
+        }
+        specs
+    }
+
+    fn constrained(&self) -> bool {
+        self.config.constraint == ReplyConstraint::Grammar && self.student.supports_grammar()
+    }
+
+    fn request(&self, messages: &[ChatMessage], offered: &[ToolSpec], reasoning_tokens: u32) -> CompletionRequest {
+        let reasoning_chars = reasoning_tokens as usize * CHARS_PER_REASONING_TOKEN;
+        CompletionRequest {
+            messages: messages.to_vec(),
+            max_tokens: reasoning_tokens + self.config.action_tokens,
+            temperature: None,
+            stop: Vec::new(),
+            json_schema: None,
+            grammar: self.constrained().then(|| reply_grammar(offered, reasoning_chars)),
+            timeout: self.config.model_timeout,
+        }
+    }
+
     /// Runs a task. `on_event` sees every transcript event as it happens (for streaming
-    /// progress); the same events go to the transcript file.
+    /// progress); the same events go to the transcript file, both with secrets redacted.
     pub async fn run(
         &self,
         task: &str,
@@ -169,11 +329,12 @@ impl Agent {
         let started = Instant::now();
         let run_id = new_run_id();
         let transcript = match &self.config.transcript_dir {
-            Some(dir) => Some(TranscriptWriter::create(dir, &run_id, &self.config.redact)?),
+            Some(dir) => Some(TranscriptWriter::create(dir, &run_id)?),
             None => None,
         };
         let transcript_path = transcript.as_ref().map(|t| t.path().to_path_buf());
-        let mut state = RunState { transcript, on_event };
+        let redactor = Redactor::from_env().with_values(self.config.redact.iter().cloned());
+        let mut state = RunState { transcript, on_event, redactor };
         state.emit(Event::Start {
             schema_version: TRANSCRIPT_SCHEMA_VERSION,
             run_id: run_id.clone(),
@@ -191,6 +352,9 @@ impl Agent {
             for (scope, limit) in
                 [(Scope::Skills, self.config.catalog_size.max(5)), (Scope::Notes, self.config.notes_in_prompt.max(3))]
             {
+                if scope == Scope::Skills && options.no_skills {
+                    continue;
+                }
                 let found = r
                     .retrieve(&RetrievalQuery { text: task.to_string(), limit, scope })
                     .await
@@ -232,120 +396,182 @@ impl Agent {
             })
             .collect();
 
-        // Direct activation: asked for, or retrieval is confident.
-        let mut active: Option<ActiveSkill> = None;
+        // Direct activation: asked for, or retrieval is confident (a high enough score, well
+        // ahead of the runner-up).
+        let mut skills = SkillState { active: None, permissions: Permissions::any() };
         let direct = match (&options.skill, skill_hits.first()) {
             (Some(name), _) => Some((name.clone(), "requested")),
             (None, Some(top)) => {
-                let confident =
+                let ahead =
                     skill_hits.get(1).is_none_or(|second| top.score >= self.config.confident_ratio * second.score);
-                confident.then(|| (top.name.clone(), "confident"))
+                (ahead && top.score >= self.config.confident_min_score).then(|| (top.name.clone(), "confident"))
             }
             (None, None) => None,
         };
         if let Some((name, reason)) = direct {
             let (skill, hash) = self.load_skill(&name, &hits)?;
-            state.emit(Event::SkillActivated {
-                step: 0,
-                name: name.clone(),
-                reason: reason.into(),
-                content_hash: hash,
-            })?;
-            active = Some(skill);
+            self.activate(&mut skills, skill, 0, reason, hash, &mut state)?;
         }
 
-        let mut messages =
-            vec![ChatMessage::new(Role::System, String::new()), ChatMessage::new(Role::User, task.to_string())];
-        let (mut prompt_tokens, mut completion_tokens) = (0u64, 0u64);
+        // The system prompt is written once, so the student's prefix cache keeps it across
+        // steps; a skill activated later arrives as an observation.
+        let offered_at_start = self.offered(&skills, &catalog);
+        let system =
+            system_prompt(&offered_at_start, &catalog, &notes, skills.active.as_ref(), self.config.skill_placement);
+        let first = task_message(task, skills.active.as_ref(), self.config.skill_placement, &[], &offered_at_start);
+        state.emit(Event::Prompt { system: system.clone(), user: first.clone() })?;
+        let mut conversation = Conversation::new(system, task, self.config.history);
+        let activated_at_start = skills.active.is_some();
+        let mut totals = (0u64, 0u64);
+        // The last call made: small models given greedy decoding tend to repeat their previous
+        // call once its result comes back.
+        let mut last_call: Option<(String, serde_json::Value)> = None;
         for step in 1..=self.config.max_steps {
-            let mut specs: Vec<ToolSpec> = self.tools.specs();
-            if active.is_none() && !catalog.is_empty() {
-                specs.push(activate_skill_spec(&catalog));
-            }
-            messages[0].content = system_prompt(&specs, &catalog, &notes, active.as_ref());
-            let request = CompletionRequest {
-                messages: messages.clone(),
-                max_tokens: self.config.max_tokens,
-                temperature: None,
-                stop: Vec::new(),
-                json_schema: Some(reply_schema(&specs)),
-                timeout: self.config.model_timeout,
-            };
-            let completion = match self.student.complete(&request).await {
+            let offered = self.offered(&skills, &catalog);
+            // A skill activated mid-run by the model keeps its steps where they arrived: in the
+            // activate_skill result.
+            let shown = if activated_at_start { skills.active.as_ref() } else { None };
+            let messages = conversation.messages(shown, self.config.skill_placement, &offered);
+            let request = self.request(&messages, &offered, self.config.reasoning_tokens);
+            let completion = match self.model_call(step, false, &request, &mut totals, &mut state).await? {
                 Ok(c) => c,
-                Err(e) => {
-                    let error = e.to_string();
-                    state.emit(Event::Finish {
-                        outcome: Outcome::ModelError,
-                        answer: None,
-                        steps: step - 1,
-                        prompt_tokens,
-                        completion_tokens,
-                        elapsed_ms: started.elapsed().as_millis() as u64,
-                        error: Some(error),
-                    })?;
-                    return Ok(RunOutcome {
-                        outcome: Outcome::ModelError,
-                        answer: None,
-                        steps: step - 1,
-                        skill: active.map(|a| a.name),
-                        transcript: transcript_path,
-                    });
-                }
-            };
-            prompt_tokens += u64::from(completion.usage.prompt_tokens);
-            completion_tokens += u64::from(completion.usage.completion_tokens);
-            state.emit(Event::ModelCall {
-                step,
-                prompt_tokens: completion.usage.prompt_tokens,
-                completion_tokens: completion.usage.completion_tokens,
-                elapsed_ms: completion.elapsed.as_millis() as u64,
-                finish_reason: completion.finish_reason.clone(),
-                output: completion.text.clone(),
-            })?;
-            messages.push(ChatMessage::new(Role::Assistant, completion.text.clone()));
-
-            let observation = match parse_reply(&completion.text) {
                 Err(error) => {
-                    let hint = if completion.finish_reason == "length" {
-                        " (the reply was cut off at the token limit: keep the thought short)"
-                    } else {
-                        ""
-                    };
-                    state.emit(Event::InvalidReply { step, error: format!("{error}{hint}") })?;
-                    format!("Your reply could not be used: {error}{hint}. Reply with one JSON object as described.")
-                }
-                Ok(Action::Final(answer)) => {
-                    state.emit(Event::Finish {
-                        outcome: Outcome::Answered,
-                        answer: Some(answer.clone()),
-                        steps: step,
-                        prompt_tokens,
-                        completion_tokens,
-                        elapsed_ms: started.elapsed().as_millis() as u64,
-                        error: None,
-                    })?;
-                    return Ok(RunOutcome {
-                        outcome: Outcome::Answered,
-                        answer: Some(answer),
-                        steps: step,
-                        skill: active.map(|a| a.name),
-                        transcript: transcript_path,
-                    });
-                }
-                Ok(Action::Call { tool, args }) => {
-                    self.call_tool(step, &tool, args, &hits, &catalog, &mut active, &mut state).await?
+                    return self.finish_model_error(
+                        step - 1,
+                        error,
+                        totals,
+                        &skills,
+                        started,
+                        &mut state,
+                        transcript_path,
+                    );
                 }
             };
-            messages.push(ChatMessage::new(Role::User, observation));
+            let mut parsed = parse_reply(&completion.text);
+            let mut reply_text = completion.text.clone();
+            if let Err(error) = &parsed {
+                // One correction turn: the action alone, with no room for more reasoning.
+                let cut = if completion.finish_reason == "length" {
+                    " (the reply was cut off at its token limit)"
+                } else {
+                    ""
+                };
+                let mut retry = messages.clone();
+                retry.push(ChatMessage::new(Role::Assistant, completion.text.clone()));
+                retry.push(ChatMessage::new(
+                    Role::User,
+                    correction_message(&format!("{error}{cut}"), !offered.is_empty()),
+                ));
+                let request = self.request(&retry, &offered, 0);
+                let correction = match self.model_call(step, true, &request, &mut totals, &mut state).await? {
+                    Ok(c) => c,
+                    Err(error) => {
+                        return self.finish_model_error(
+                            step,
+                            error,
+                            totals,
+                            &skills,
+                            started,
+                            &mut state,
+                            transcript_path,
+                        );
+                    }
+                };
+                parsed =
+                    parse_reply(&correction.text).map_err(|e| format!("{error}{cut}; after a correction request: {e}"));
+                reply_text = format!("{}\n{}", completion.text.trim_end(), correction.text.trim());
+            }
+            // A repeat of the call before: small models restate it and go on in the same reply.
+            // Take what follows; with a grammar (which stopped at the restatement), ask once more
+            // with that tool's `Action:` left as plain text, so the model can go on past it.
+            if let (Ok(reply), Some((tool, args))) = (&parsed, &last_call)
+                && reply.action == (Action::Call { tool: tool.clone(), args: args.clone() })
+            {
+                if let Some(next) = parse_reply_other_than(&reply_text, &reply.action) {
+                    parsed = Ok(next);
+                } else if self.constrained() {
+                    let narrowed: Vec<ToolSpec> = offered.iter().filter(|s| &s.name != tool).cloned().collect();
+                    let request = self.request(&messages, &narrowed, self.config.reasoning_tokens);
+                    let again = match self.model_call(step, true, &request, &mut totals, &mut state).await? {
+                        Ok(c) => c,
+                        Err(error) => {
+                            return self.finish_model_error(
+                                step,
+                                error,
+                                totals,
+                                &skills,
+                                started,
+                                &mut state,
+                                transcript_path,
+                            );
+                        }
+                    };
+                    if let Some(next) = parse_reply_other_than(&again.text, &reply.action) {
+                        parsed = Ok(next);
+                        reply_text = again.text.clone();
+                    }
+                }
+            }
+            let (action_line, observation) = match parsed {
+                Err(error) => {
+                    state.emit(Event::InvalidReply { step, error: error.clone() })?;
+                    (
+                        None,
+                        format!(
+                            "Your reply could not be used: {error}. Think in plain text, then end with one line: \
+                             `Answer: <the answer alone>` or `Action: <tool name> <JSON arguments>`."
+                        ),
+                    )
+                }
+                Ok(reply) => match reply.action {
+                    Action::Final(answer) => {
+                        let answer = state.redactor.redact(&answer).into_owned();
+                        state.emit(Event::Finish {
+                            outcome: Outcome::Answered,
+                            answer: Some(answer.clone()),
+                            steps: step,
+                            prompt_tokens: totals.0,
+                            completion_tokens: totals.1,
+                            elapsed_ms: started.elapsed().as_millis() as u64,
+                            error: None,
+                        })?;
+                        return Ok(RunOutcome {
+                            outcome: Outcome::Answered,
+                            answer: Some(answer),
+                            steps: step,
+                            skill: skills.active.map(|a| a.name),
+                            transcript: transcript_path,
+                        });
+                    }
+                    Action::Call { tool, args } => {
+                        let line = format!("Action: {tool} {args}");
+                        let call = (tool.clone(), args.clone());
+                        let observation = if last_call.as_ref() == Some(&call) {
+                            state.emit(Event::InvalidReply {
+                                step,
+                                error: format!("the same `{tool}` call as in the step before"),
+                            })?;
+                            format!(
+                                "You already called {tool} with these arguments and have its result above. Do not \
+                                 call it again: use that result for the next step, or give the Answer."
+                            )
+                        } else {
+                            last_call = Some(call);
+                            self.call_tool(step, &tool, args, &hits, &catalog, &mut skills, &mut state).await?
+                        };
+                        (Some(line), observation)
+                    }
+                },
+            };
+            conversation.record(&reply_text, action_line, observation);
         }
         let steps = self.config.max_steps;
         state.emit(Event::Finish {
             outcome: Outcome::StepBudgetExhausted,
             answer: None,
             steps,
-            prompt_tokens,
-            completion_tokens,
+            prompt_tokens: totals.0,
+            completion_tokens: totals.1,
             elapsed_ms: started.elapsed().as_millis() as u64,
             error: None,
         })?;
@@ -353,9 +579,89 @@ impl Agent {
             outcome: Outcome::StepBudgetExhausted,
             answer: None,
             steps,
-            skill: active.map(|a| a.name),
+            skill: skills.active.map(|a| a.name),
             transcript: transcript_path,
         })
+    }
+
+    /// One model call and its event; the backend's error as `Err` inside `Ok`.
+    async fn model_call(
+        &self,
+        step: usize,
+        correction: bool,
+        request: &CompletionRequest,
+        totals: &mut (u64, u64),
+        state: &mut RunState<'_>,
+    ) -> Result<std::result::Result<Completion, String>> {
+        let completion = match self.student.complete(request).await {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        totals.0 += u64::from(completion.usage.prompt_tokens);
+        totals.1 += u64::from(completion.usage.completion_tokens);
+        state.emit(Event::ModelCall {
+            step,
+            correction,
+            prompt_tokens: completion.usage.prompt_tokens,
+            completion_tokens: completion.usage.completion_tokens,
+            elapsed_ms: completion.elapsed.as_millis() as u64,
+            finish_reason: completion.finish_reason.clone(),
+            output: completion.text.clone(),
+        })?;
+        Ok(Ok(completion))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish_model_error(
+        &self,
+        steps: usize,
+        error: String,
+        totals: (u64, u64),
+        skills: &SkillState,
+        started: Instant,
+        state: &mut RunState<'_>,
+        transcript: Option<PathBuf>,
+    ) -> Result<RunOutcome> {
+        state.emit(Event::Finish {
+            outcome: Outcome::ModelError,
+            answer: None,
+            steps,
+            prompt_tokens: totals.0,
+            completion_tokens: totals.1,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            error: Some(error),
+        })?;
+        Ok(RunOutcome {
+            outcome: Outcome::ModelError,
+            answer: None,
+            steps,
+            skill: skills.active.as_ref().map(|a| a.name.clone()),
+            transcript,
+        })
+    }
+
+    /// Makes `skill` the active one and narrows the permissions by its `allowed-tools`
+    /// (never widens them: a restricted skill cannot leave its limits by activating another).
+    fn activate(
+        &self,
+        skills: &mut SkillState,
+        skill: ActiveSkill,
+        step: usize,
+        reason: &str,
+        content_hash: String,
+        state: &mut RunState<'_>,
+    ) -> Result<()> {
+        let (permissions, warnings) = skills.permissions.narrowed_by(skill.allowed_tools.as_deref());
+        state.emit(Event::SkillActivated {
+            step,
+            name: skill.name.clone(),
+            reason: reason.into(),
+            content_hash,
+            warnings,
+        })?;
+        skills.permissions = permissions;
+        skills.active = Some(skill);
+        Ok(())
     }
 
     /// Executes one tool call and returns the observation for the model. Every failure is an
@@ -368,12 +674,15 @@ impl Agent {
         args: serde_json::Value,
         hits: &[Hit],
         catalog: &[CatalogEntry],
-        active: &mut Option<ActiveSkill>,
+        skills: &mut SkillState,
         state: &mut RunState<'_>,
     ) -> Result<String> {
         let started = Instant::now();
+        let max_chars = self.config.max_observation_chars;
         let record = |state: &mut RunState<'_>, ok: bool, denied: bool, output: String| -> Result<String> {
-            let output = truncate(&output, self.config.max_observation_chars);
+            // Redact before cutting: a secret that straddles the cut would otherwise leave
+            // its first half behind.
+            let output = truncate(&state.redactor.redact(&output), max_chars);
             state.emit(Event::ToolCall {
                 step,
                 tool: tool.to_string(),
@@ -383,11 +692,18 @@ impl Agent {
                 output: output.clone(),
                 elapsed_ms: started.elapsed().as_millis() as u64,
             })?;
-            let label = if ok { "Observation" } else { "Error" };
-            Ok(format!("{label} from {tool}: {output}"))
+            Ok(if ok { format!("Result of {tool}:\n{output}") } else { format!("Error from {tool}: {output}") })
         };
 
         if tool == ACTIVATE_SKILL {
+            if let Some(current) = &skills.active {
+                return record(
+                    state,
+                    false,
+                    true,
+                    format!("the skill `{}` is already active; follow its steps", current.name),
+                );
+            }
             let name = args.get("name").and_then(|v| v.as_str()).unwrap_or("").to_string();
             if !catalog.iter().any(|c| c.name == name) {
                 let names: Vec<&str> = catalog.iter().map(|c| c.name.as_str()).collect();
@@ -400,34 +716,25 @@ impl Agent {
             }
             return match self.load_skill(&name, hits) {
                 Ok((skill, hash)) => {
-                    state.emit(Event::SkillActivated {
-                        step,
-                        name: name.clone(),
-                        reason: "tool".into(),
-                        content_hash: hash,
-                    })?;
                     let body = skill.body.clone();
-                    *active = Some(skill);
+                    self.activate(skills, skill, step, "tool", hash, state)?;
                     record(
                         state,
                         true,
                         false,
-                        format!("Skill `{name}` activated. Follow these instructions:\n{}", body.trim()),
+                        format!(
+                            "Skill `{name}` activated. Follow these steps. Where a step calls a tool, write that \
+                             Action line and stop; go on with the next step when its result comes back.\n{}",
+                            body.trim()
+                        ),
                     )
                 }
                 Err(e) => record(state, false, false, e.to_string()),
             };
         }
-        if let Some(skill) = active.as_ref()
-            && let Some(allowed) = &skill.allowed_tools
-            && !allowed.iter().any(|a| a == tool || a.split('(').next() == Some(tool))
-        {
-            return record(
-                state,
-                false,
-                true,
-                format!("the skill `{}` does not allow `{tool}` (allowed: {})", skill.name, allowed.join(", ")),
-            );
+        if let Err(reason) = skills.permissions.check(tool, &args) {
+            let skill = skills.active.as_ref().map(|s| s.name.as_str()).unwrap_or("active");
+            return record(state, false, true, format!("the skill `{skill}` does not allow this: {reason}"));
         }
         let Some(handle) = self.tools.get(tool) else {
             return record(

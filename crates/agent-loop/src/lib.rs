@@ -4,19 +4,24 @@
 //! shows the [`Student`] a catalog of the top skills (name and description) and the best
 //! note excerpts, and activates a skill directly when retrieval is confident or the caller
 //! names one; otherwise the model can load one with the `activate_skill` tool. Each step
-//! the model answers with one JSON object, constrained by a JSON schema to a valid call of a
-//! known tool or a final answer ([`protocol`]); a reply that still cannot be used becomes an
-//! observation the model can correct. Tools ([`tools`], [`mcp`]) run with a timeout, their
-//! output is truncated, and an active skill's `allowed-tools` limits what may be called.
-//! Every event goes to a JSONL transcript ([`transcript`]).
+//! the model reasons in free text, following the skill's steps, and ends with one action
+//! line: a final answer or a call of a tool it may use. Only the action is constrained, by a
+//! grammar where the backend enforces one ([`protocol`]); a reply without a usable action
+//! gets one correction request, then becomes an observation the model can correct. Tools
+//! ([`tools`], [`shell`], [`mcp`]) run with a timeout, their output is truncated, and an
+//! active skill's `allowed-tools` limits what may be called ([`permissions`]). Every event is
+//! redacted where it is made and goes to a JSONL transcript ([`transcript`]).
 
 mod agent;
 pub mod mcp;
+pub mod permissions;
 pub mod protocol;
+pub mod sandbox;
+pub mod shell;
 pub mod tools;
 pub mod transcript;
 
-pub use agent::{Agent, AgentConfig, RunOptions, RunOutcome};
+pub use agent::{Agent, AgentConfig, History, ReplyConstraint, RunOptions, RunOutcome};
 pub use skill_core::{Retriever, Student, Tool};
 pub use transcript::{Event, Outcome};
 

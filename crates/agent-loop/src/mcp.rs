@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// How to start one MCP server (the `[[mcp_servers]]` entries of the config).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct McpServerConfig {
     /// Name used in messages (and as a prefix when two servers offer the same tool name).
     pub name: String,
@@ -22,16 +23,28 @@ pub struct McpServerConfig {
     /// Its arguments.
     #[serde(default)]
     pub args: Vec<String>,
-    /// Extra environment variables.
+    /// Its environment besides PATH and HOME: nothing else of skd's (keys and tokens
+    /// included) reaches it.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Seconds the handshake and the tool listing may take together.
+    #[serde(default = "default_startup_secs")]
+    pub startup_timeout_secs: f64,
 }
+
+fn default_startup_secs() -> f64 {
+    20.0
+}
+
+/// Bytes of a server's stderr kept (the end of it).
+pub const STDERR_KEPT_BYTES: usize = 64 * 1024;
 
 /// A running MCP server and the tools it offers.
 pub struct McpServer {
     name: String,
     client: Arc<RunningService<RoleClient, ()>>,
     tools: Vec<ToolSpec>,
+    stderr: Arc<std::sync::Mutex<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for McpServer {
@@ -41,18 +54,50 @@ impl std::fmt::Debug for McpServer {
 }
 
 impl McpServer {
-    /// Starts the server and lists its tools.
+    /// Starts the server and lists its tools, within the config's startup timeout.
     pub async fn connect(config: &McpServerConfig) -> Result<McpServer> {
         let fail = |message: String| Error::Mcp { server: config.name.clone(), message };
         let command = tokio::process::Command::new(&config.command).configure(|cmd| {
             cmd.args(&config.args);
+            cmd.env_clear();
+            for name in ["PATH", "HOME"] {
+                if let Some(value) = std::env::var_os(name) {
+                    cmd.env(name, value);
+                }
+            }
             cmd.envs(&config.env);
-            cmd.stderr(std::process::Stdio::null());
         });
-        let transport =
-            TokioChildProcess::new(command).map_err(|e| fail(format!("cannot start `{}`: {e}", config.command)))?;
-        let client = ().serve(transport).await.map_err(|e| fail(format!("handshake failed: {e}")))?;
-        let listed = client.list_all_tools().await.map_err(|e| fail(format!("listing tools failed: {e}")))?;
+        let (transport, stderr_pipe) = TokioChildProcess::builder(command)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| fail(format!("cannot start `{}`: {e}", config.command)))?;
+        let stderr = Arc::new(std::sync::Mutex::new(Vec::new()));
+        if let Some(pipe) = stderr_pipe {
+            tokio::spawn(keep_tail(pipe, stderr.clone()));
+        }
+        let limit = std::time::Duration::from_secs_f64(config.startup_timeout_secs.max(0.1));
+        let started = async {
+            let client = ().serve(transport).await.map_err(|e| fail(format!("handshake failed: {e}")))?;
+            let listed = client.list_all_tools().await.map_err(|e| fail(format!("listing tools failed: {e}")))?;
+            Ok::<_, Error>((client, listed))
+        };
+        let outcome = match tokio::time::timeout(limit, started).await {
+            Ok(result) => result,
+            Err(_) => {
+                Err(fail(format!("no handshake and tool list within {limit:.0?} (startup_timeout_secs in the config)")))
+            }
+        };
+        let (client, listed) = match outcome {
+            Ok(x) => x,
+            Err(Error::Mcp { server, message }) => {
+                // What the server said on stderr is usually the reason.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                let tail = tail_text(&stderr, 1_000);
+                let message = if tail.is_empty() { message } else { format!("{message}; its stderr: {tail}") };
+                return Err(Error::Mcp { server, message });
+            }
+            Err(other) => return Err(other),
+        };
         let tools = listed
             .into_iter()
             .map(|t| ToolSpec {
@@ -61,7 +106,12 @@ impl McpServer {
                 parameters: Value::Object((*t.input_schema).clone()),
             })
             .collect();
-        Ok(McpServer { name: config.name.clone(), client: Arc::new(client), tools })
+        Ok(McpServer { name: config.name.clone(), client: Arc::new(client), tools, stderr })
+    }
+
+    /// The end of what the server wrote to stderr (at most [`STDERR_KEPT_BYTES`]).
+    pub fn stderr_tail(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().map(|b| b.clone()).unwrap_or_default()).into_owned()
     }
 
     /// The server's name.
@@ -78,6 +128,31 @@ impl McpServer {
                     as Arc<dyn Tool>
             })
             .collect()
+    }
+}
+
+/// The last `max_chars` characters of a stderr buffer, trimmed.
+fn tail_text(buffer: &std::sync::Mutex<Vec<u8>>, max_chars: usize) -> String {
+    let text = String::from_utf8_lossy(&buffer.lock().map(|b| b.clone()).unwrap_or_default()).trim().to_string();
+    let count = text.chars().count();
+    text.chars().skip(count.saturating_sub(max_chars)).collect()
+}
+
+/// Reads a server's stderr to its end, keeping the last [`STDERR_KEPT_BYTES`].
+async fn keep_tail(mut pipe: impl tokio::io::AsyncRead + Unpin, kept: Arc<std::sync::Mutex<Vec<u8>>>) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = pipe.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        if let Ok(mut k) = kept.lock() {
+            k.extend_from_slice(&buf[..n]);
+            if k.len() > STDERR_KEPT_BYTES {
+                let cut = k.len() - STDERR_KEPT_BYTES;
+                k.drain(..cut);
+            }
+        }
     }
 }
 

@@ -1,17 +1,41 @@
-//! What the model sees and what it must answer: the system prompt, the JSON schema that
-//! constrains each reply to a valid call of a known tool (or a final answer), and the parser
-//! that turns a reply into an [`Action`].
+//! What the model sees and what it must answer.
+//!
+//! Each step the model first reasons in free text (following the active skill's steps), then
+//! acts with one line at the end of its reply:
+//!
+//! ```text
+//! The list has 3 lines that start with "- [ ]": book dentist, call the plumber, buy a present.
+//! Answer: 3
+//! ```
+//!
+//! or, when it needs a tool first, `Action: read_file {"path": "todo.md"}`. Only the action is
+//! constrained: [`reply_grammar`] is a Lark grammar (llguidance dialect) that lets the
+//! reasoning run free up to a budget of characters and then allows nothing but a final answer
+//! or a valid call of an offered tool, with JSON arguments that match that tool's schema.
+//! Constraining the reasoning itself costs small models accuracy (Tam et al. 2024, "Let Me
+//! Speak Freely?"); an earlier version of this protocol made every reply one JSON object with
+//! a 200-character `thought` and the default student answered all its demo tasks wrong.
+//! Backends without grammars get the same instructions, and [`parse_reply`] reads their free
+//! text.
 
 use serde_json::{Value, json};
 use skill_core::ToolSpec;
+use std::sync::OnceLock;
 
+/// Version of the reply protocol: results cached under one version do not stand for another
+/// (1 was one JSON object per reply; 2 is free reasoning and an action line).
+pub const PROTOCOL_VERSION: u32 = 2;
 /// The pseudo-tool that loads a skill's instructions.
 pub const ACTIVATE_SKILL: &str = "activate_skill";
-/// The key of a finishing reply.
+/// A reserved tool name (the JSON protocol's finishing key; still refused as a tool name so
+/// old transcripts stay unambiguous).
 pub const FINAL_ANSWER: &str = "final_answer";
-/// Longest `thought` the schema allows, in characters: small models otherwise ramble until
-/// the token limit and never reach the action.
-pub const MAX_THOUGHT_CHARS: usize = 200;
+/// Characters of reasoning per token of budget. Qwen and SmolLM tokenizers average 3-4
+/// characters per token on English prose and fewer on digits; 3 keeps the grammar's cap
+/// near the token budget without cutting prose short.
+pub const CHARS_PER_REASONING_TOKEN: usize = 3;
+/// Longest final answer the grammar allows, in characters (one line).
+pub const MAX_ANSWER_CHARS: usize = 200;
 
 /// What the model decided to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +49,15 @@ pub enum Action {
     },
     /// Finish with an answer.
     Final(String),
+}
+
+/// A parsed reply: the free reasoning and the action it ended with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// Everything before the action line (kept in the transcript, not in the answer).
+    pub reasoning: String,
+    /// The action.
+    pub action: Action,
 }
 
 /// A skill the model may activate: name and description only (the body is loaded on demand).
@@ -43,7 +76,7 @@ pub struct ActiveSkill {
     pub name: String,
     /// Its instructions.
     pub body: String,
-    /// The tools it may call (`None`: any).
+    /// The tools it may call, as written in its `allowed-tools` (`None`: any).
     pub allowed_tools: Option<Vec<String>>,
 }
 
@@ -56,6 +89,17 @@ pub struct NoteExcerpt {
     pub text: String,
 }
 
+/// Where an active skill's instructions go in the prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkillPlacement {
+    /// After the rules in the system prompt.
+    System,
+    /// In the first user turn, before the task.
+    #[default]
+    User,
+}
+
 /// The activate_skill tool's spec, offered when the catalog is not empty.
 pub fn activate_skill_spec(catalog: &[CatalogEntry]) -> ToolSpec {
     let names: Vec<&str> = catalog.iter().map(|c| c.name.as_str()).collect();
@@ -66,37 +110,32 @@ pub fn activate_skill_spec(catalog: &[CatalogEntry]) -> ToolSpec {
     }
 }
 
-/// The system prompt.
+/// The system prompt: the tools, the skill catalog, note excerpts and (with
+/// [`SkillPlacement::System`]) the active skill's steps. How to reply is said last, at the end
+/// of the user turn ([`task_message`]): small models follow the instruction nearest to their
+/// reply, and a skill's own last step ("answer with the number alone") otherwise made the
+/// default student answer at once, without the reasoning the steps ask for.
 pub fn system_prompt(
     tools: &[ToolSpec],
     catalog: &[CatalogEntry],
     notes: &[NoteExcerpt],
     active: Option<&ActiveSkill>,
+    placement: SkillPlacement,
 ) -> String {
-    let mut p = String::from(
-        "You complete the user's task step by step. Each turn, reply with exactly one JSON object:\n\
-         {\"thought\": \"<short reasoning>\", \"final_answer\": \"<the answer>\"} when you can answer, or\n\
-         {\"thought\": \"<short reasoning>\", \"tool\": \"<tool name>\", \"args\": {<arguments>}} to call a tool.\n\
-         After a tool call you will get its result as an observation.\n\
-         Use tools only to read or change files or to search notes; when the task and the skill are enough, \
-         give the final_answer right away.\n",
-    );
+    let mut p = String::from("You complete tasks for the user, one step at a time.\n");
     if !tools.is_empty() {
-        p.push_str("\nTools:\n");
+        p.push_str(
+            "\nTools (to call one, end your reply with a line `Action: <tool> <JSON arguments>`; its result comes \
+             back to you):\n",
+        );
         for t in tools {
-            let args = t
-                .parameters
-                .get("properties")
-                .and_then(Value::as_object)
-                .map(|props| props.keys().cloned().collect::<Vec<_>>().join(", "))
-                .unwrap_or_default();
-            p.push_str(&format!("- {}({args}): {}\n", t.name, t.description));
+            p.push_str(&format!("- {} {}: {}\n", t.name, args_example(t), one_line(&t.description)));
         }
     }
     if !catalog.is_empty() && active.is_none() {
-        p.push_str(
-            "\nSkills (call activate_skill with the name of the one that fits the task to get its instructions):\n",
-        );
+        p.push_str(&format!(
+            "\nSkills (when one fits the task, call {ACTIVATE_SKILL} with its name to get its steps):\n"
+        ));
         for c in catalog {
             p.push_str(&format!("- {}: {}\n", c.name, one_line(&c.description)));
         }
@@ -107,21 +146,95 @@ pub fn system_prompt(
             p.push_str(&format!("[{}] {}\n", n.source, one_line(&n.text)));
         }
     }
-    if let Some(skill) = active {
-        p.push_str(&format!("\nFollow the skill `{}`:\n{}\n", skill.name, skill.body.trim()));
+    if placement == SkillPlacement::System
+        && let Some(skill) = active
+    {
+        p.push_str(&format!("\nFollow these steps (the skill `{}`):\n{}\n", skill.name, skill.body.trim()));
     }
     p
+}
+
+/// The user turn: the task; what was done so far (each action and its result, numbered);
+/// with [`SkillPlacement::User`] the active skill's steps; and last, how to reply.
+pub fn task_message(
+    task: &str,
+    active: Option<&ActiveSkill>,
+    placement: SkillPlacement,
+    done: &[String],
+    tools: &[ToolSpec],
+) -> String {
+    let mut parts = vec![task.trim().to_string()];
+    if let Some(skill) = active
+        && placement == SkillPlacement::User
+    {
+        parts.push(format!("Follow these steps:\n{}", skill.body.trim()));
+    }
+    // What was done comes after the steps, so the prompt up to here stays the same from
+    // step to step (the student's prefix cache keeps it).
+    if !done.is_empty() {
+        let entries: Vec<String> =
+            done.iter().enumerate().map(|(i, e)| format!("{}. {}", i + 1, e.trim_end())).collect();
+        parts.push(format!("Done so far:\n{}\n\nGo on with the next step.", entries.join("\n")));
+    }
+    parts.push(reply_instruction(tools));
+    parts.join("\n\n")
+}
+
+/// How to reply, with an example call of the first tool: `Think step by step. To use a
+/// tool, end with a line like ...`.
+pub fn reply_instruction(tools: &[ToolSpec]) -> String {
+    match tools.first() {
+        None => "Let's think step by step, then end with a line `Answer: ` followed by the answer alone.".to_string(),
+        Some(tool) => format!(
+            "Let's think step by step. To use a tool, end with a line like `Action: {} {}` and stop: its result comes \
+             back to you. When you know the answer, end with a line `Answer: ` followed by the answer alone.",
+            tool.name,
+            args_example(tool)
+        ),
+    }
+}
+
+/// The message that asks for the action alone, after a reply without a usable action line.
+pub fn correction_message(error: &str, tools_offered: bool) -> String {
+    let action = if tools_offered { ", or `Action: ` followed by a tool name and its JSON arguments" } else { "" };
+    format!(
+        "Your reply could not be used: {error}. Reply now with only the last line: `Answer: ` followed by the answer \
+         alone{action}."
+    )
+}
+
+/// An example arguments object for the prompt: `{"path": "..."}`.
+fn args_example(spec: &ToolSpec) -> String {
+    let Some(props) = spec.parameters.get("properties").and_then(Value::as_object) else {
+        return "{}".into();
+    };
+    let fields: Vec<String> = props
+        .iter()
+        .map(|(name, schema)| {
+            let shown = match schema.get("type").and_then(Value::as_str) {
+                Some("integer" | "number") => "0".to_string(),
+                Some("boolean") => "true".to_string(),
+                _ => match schema.get("enum").and_then(Value::as_array).and_then(|e| e.first()) {
+                    Some(first) => first.to_string(),
+                    None => "\"...\"".to_string(),
+                },
+            };
+            format!("{}: {shown}", Value::String(name.clone()))
+        })
+        .collect();
+    format!("{{{}}}", fields.join(", "))
 }
 
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// A tool's argument schema as the constraint uses it: object schemas pass through; anything
-/// else (an MCP server may send exotic schemas) becomes "any object", so the grammar always
-/// compiles.
-fn args_schema(spec: &ToolSpec) -> Value {
-    match &spec.parameters {
+/// A tool's argument schema as the constraint uses it: object schemas pass through (with
+/// fixed separators and no free whitespace, so the grammar ends at the closing brace);
+/// anything else (an MCP server may send exotic schemas) becomes "any object", so the
+/// grammar always compiles.
+pub fn args_schema(spec: &ToolSpec) -> Value {
+    let mut schema = match &spec.parameters {
         Value::Object(map) if map.get("type").and_then(Value::as_str) == Some("object") => {
             let mut schema = json!({"type": "object"});
             for key in ["properties", "required", "additionalProperties"] {
@@ -132,92 +245,218 @@ fn args_schema(spec: &ToolSpec) -> Value {
             schema
         }
         _ => json!({"type": "object"}),
+    };
+    // llguidance lets JSON carry any amount of whitespace, and small models use that freedom
+    // to emit newlines after the closing brace until the token limit.
+    schema["x-guidance"] = json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "});
+    schema
+}
+
+/// The Lark grammar (llguidance dialect) of one reply: free reasoning of at most
+/// `reasoning_chars` characters, then the answer (`Answer: <one line>` on a line of its own,
+/// or `the final answer is <...>` anywhere) or `Action: <tool> <arguments matching its
+/// schema>` for one of `tools`. The reasoning is a lazy lexeme that ends at the first answer
+/// marker or `Action: <one of these tools> `, so braces, JSON, the word "Action", or a tool
+/// left out of `tools` are free text; when the cap is reached the only way on is an action,
+/// so a budget that runs out leads to one, not to a cut-off reply. `reasoning_chars = 0` asks
+/// for the action at once.
+pub fn reply_grammar(tools: &[ToolSpec], reasoning_chars: usize) -> String {
+    let (line_lead, any_lead) = if reasoning_chars == 0 {
+        (String::new(), String::new())
+    } else {
+        (format!("((.|\\n){{0,{reasoning_chars}}}\\n)?"), format!("(.|\\n){{0,{reasoning_chars}}}"))
+    };
+    let calls: Vec<String> = (0..tools.len()).map(|i| format!("call_{i}")).collect();
+    let mut g = String::from("%llguidance {}\n");
+    g.push_str(&format!("start: answer{}\n", calls.iter().map(|c| format!(" | {c}")).collect::<String>()));
+    // The answer is one line; a newline after it ends the reply.
+    g.push_str("answer: answer_head ANSWER_TEXT \"\\n\"?\n");
+    g.push_str(&format!(
+        "answer_head[lazy]: /{line_lead}(\\*\\*)?(Final )?[Aa]nswer:|{any_lead}[Tt]he final answer is:?/\n"
+    ));
+    g.push_str(&format!("ANSWER_TEXT: /[^\\n]{{1,{MAX_ANSWER_CHARS}}}/\n"));
+    for (i, tool) in tools.iter().enumerate() {
+        let name = lark_regex_escape(&tool.name);
+        g.push_str(&format!("call_{i}: call_head_{i} %json {}\n", args_schema(tool)));
+        g.push_str(&format!("call_head_{i}[lazy]: /{line_lead}(\\*\\*)?Action: {name} /\n"));
     }
+    g
 }
 
-/// The JSON schema every reply must match: one branch per tool (with that tool's argument
-/// schema) and one for the final answer.
-pub fn reply_schema(tools: &[ToolSpec]) -> Value {
-    let thought = json!({"type": "string", "maxLength": MAX_THOUGHT_CHARS});
-    // The answer branch comes first: small models lean towards the first option they see,
-    // and most tasks end with an answer, not another tool call.
-    let mut branches: Vec<Value> = vec![json!({
-        "type": "object",
-        "properties": {"thought": thought, FINAL_ANSWER: {"type": "string"}},
-        "required": ["thought", FINAL_ANSWER],
-        "additionalProperties": false
-    })];
-    branches.extend(tools.iter().map(|t| {
-        json!({
-            "type": "object",
-            "properties": {"thought": thought, "tool": {"const": t.name}, "args": args_schema(t)},
-            "required": ["thought", "tool", "args"],
-            "additionalProperties": false
-        })
-    }));
-    json!({"anyOf": branches})
+/// A literal for a Lark `/.../` regex (tool names are letters, digits and `_ - . : /`).
+fn lark_regex_escape(text: &str) -> String {
+    regex::escape(text).replace('/', "\\/")
 }
 
-/// Parses a reply. Tolerates text around the JSON object (backends without constrained
-/// decoding); everything else is an error message meant for the model.
-pub fn parse_reply(text: &str) -> Result<Action, String> {
-    let value: Value = match serde_json::from_str(text.trim()) {
-        Ok(v) => v,
-        Err(first) => match extract_object(text).and_then(|s| serde_json::from_str(s).ok()) {
-            Some(v) => v,
-            None => return Err(format!("the reply is not a JSON object ({first})")),
-        },
+/// A sentence end inside an answer line: `. ` then a capital letter, after a few characters.
+fn sentence_end() -> &'static regex::Regex {
+    static RE: OnceLock<regex::Regex> = OnceLock::new();
+    RE.get_or_init(|| regex::Regex::new(r"[^.\s]\.\s+[A-Z]").expect("valid regex"))
+}
+
+fn marker_regex() -> &'static regex::Regex {
+    static RE: OnceLock<regex::Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        regex::Regex::new(concat!(
+            r"(?im)^[ \t>]*(?:\*\*)?(?P<kind>(?:final )?answer|action)[ \t]*(?:\*\*)?[ \t]*:(?:\*\*)?[ \t]*(?P<rest>.*)$",
+            // Small models often close their reasoning with "...so the final answer is 42."
+            r"|(?P<final>the final answer is)[:\s]*(?P<after>.*)$",
+        ))
+        .expect("valid regex")
+    })
+}
+
+/// Parses a reply: reasoning, then the first `Answer:` or `Action:` line. Lines after the
+/// action line are ignored (a small model sometimes goes on to imagine the tool's result).
+/// Free-text backends also get credit for a few near-misses: `**Answer:**`, `Final answer:`,
+/// `Action: {"tool": ..., "args": ...}`, `Action: name` with an `Action Input:` line, and a
+/// reply that is one JSON object with `final_answer` or `tool`. Everything else is an error
+/// message meant for the model.
+pub fn parse_reply(text: &str) -> Result<Reply, String> {
+    let Some(caps) = marker_regex().captures(text) else {
+        if let Some(action) = legacy_json_action(text) {
+            return Ok(Reply { reasoning: String::new(), action });
+        }
+        return Err("the reply has no `Answer:` line and no `Action:` line".into());
     };
-    let Value::Object(map) = value else {
-        return Err("the reply must be a JSON object".into());
+    let whole = caps.get(0).map_or(0..0, |m| m.range());
+    let reasoning_end = caps.name("final").map_or(whole.start, |m| m.start());
+    let reasoning = text[..reasoning_end].trim_end().to_string();
+    let (kind, rest) = match caps.name("final") {
+        Some(_) => ("answer".to_string(), caps.name("after").map_or("", |m| m.as_str())),
+        None => (caps["kind"].to_ascii_lowercase(), caps.name("rest").map_or("", |m| m.as_str())),
     };
+    let after = &text[whole.end..];
+    if kind.ends_with("answer") {
+        let mut answer = clean_answer(rest);
+        if answer.is_empty() {
+            // `Answer:` alone on its line, the answer on the next.
+            answer = after.lines().map(clean_answer).find(|l| !l.is_empty()).unwrap_or_default();
+        }
+        if answer.is_empty() {
+            return Err("the `Answer:` line is empty".into());
+        }
+        return Ok(Reply { reasoning, action: Action::Final(answer) });
+    }
+    let action = parse_call(rest, after)?;
+    Ok(Reply { reasoning, action })
+}
+
+/// The answer of an answer line: what a bold marker closes (`**Answer: True**. Because...`),
+/// or what comes before a new sentence (`42. The total is...`), without emphasis, backquotes
+/// or wrapping quotes.
+/// The first action of the reply other than `skip`. Small models restate the call they made
+/// in the step before (`Action: read_file {...}`) and then go on to the next step in the same
+/// reply; that restatement is not a new call.
+pub fn parse_reply_other_than(text: &str, skip: &Action) -> Option<Reply> {
+    marker_regex().find_iter(text).find_map(|m| {
+        let start = text[..m.start()].rfind('\n').map_or(0, |i| i + 1);
+        parse_reply(&text[start..])
+            .ok()
+            .filter(|r| &r.action != skip)
+            .map(|r| Reply { reasoning: format!("{}{}", &text[..start], r.reasoning).trim_end().to_string(), ..r })
+    })
+}
+
+fn clean_answer(line: &str) -> String {
+    let mut t = line.trim();
+    if let Some(end) = t.find("**").filter(|&i| i > 0) {
+        t = &t[..end];
+    }
+    if let Some(m) = sentence_end().find(t) {
+        t = &t[..m.start() + 1];
+    }
+    // Peel emphasis, backquotes and one closing full stop until nothing changes.
+    loop {
+        let peeled = t.trim().trim_matches('*').trim_matches('`').trim();
+        let peeled = peeled.strip_suffix('.').filter(|s| !s.is_empty() && !s.ends_with('.')).unwrap_or(peeled);
+        if peeled == t {
+            break;
+        }
+        t = peeled;
+    }
+    let unquoted = t.strip_prefix('"').and_then(|s| s.strip_suffix('"')).filter(|s| !s.contains('"')).unwrap_or(t);
+    unquoted.trim().to_string()
+}
+
+/// `name {json}`, `name({json})`, `{"tool": name, "args": {...}}`, or `name` with the
+/// arguments on an `Action Input:` line.
+fn parse_call(rest: &str, after: &str) -> Result<Action, String> {
+    let rest = rest.trim().trim_matches('`').trim();
+    if rest.starts_with('{') {
+        let joined = format!("{rest}\n{after}");
+        return legacy_json_action(&joined).ok_or_else(|| {
+            "the `Action:` line must name a tool and then give its arguments as one JSON object".to_string()
+        });
+    }
+    let name_len =
+        rest.find(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/'))).unwrap_or(rest.len());
+    let tool = rest[..name_len].trim_end_matches(':').to_string();
+    if tool.is_empty() {
+        return Err("the `Action:` line must start with a tool name".into());
+    }
+    let tail = rest[name_len..].trim_start().trim_start_matches('(');
+    let args_text = if tail.trim().is_empty() {
+        // ReAct's two-line form: `Action: name` then `Action Input: {...}`.
+        after
+            .lines()
+            .map(str::trim)
+            .find_map(|l| {
+                let lower = l.to_ascii_lowercase();
+                lower.starts_with("action input").then(|| l.split_once(':').map_or("", |(_, v)| v).to_string())
+            })
+            .unwrap_or_default()
+    } else {
+        format!("{tail}\n{after}")
+    };
+    let args = if args_text.trim().is_empty() {
+        json!({})
+    } else {
+        match first_json_object(&args_text) {
+            Some(Value::Object(map)) => Value::Object(map),
+            _ => {
+                return Err(format!(
+                    "the arguments of `{tool}` must be one JSON object, like {{\"path\": \"notes.txt\"}}"
+                ));
+            }
+        }
+    };
+    Ok(Action::Call { tool, args })
+}
+
+/// A reply in the older one-JSON-object form: `{"final_answer": ...}` or `{"tool": ...,
+/// "args": ...}` (also `name`/`arguments`, as some models were tuned to write calls).
+fn legacy_json_action(text: &str) -> Option<Action> {
+    let Value::Object(map) = first_json_object(text)? else { return None };
     if let Some(answer) = map.get(FINAL_ANSWER) {
-        return match answer {
-            Value::String(s) => Ok(Action::Final(s.clone())),
-            other => Ok(Action::Final(other.to_string())),
+        let text = match answer {
+            Value::String(s) => s.trim().to_string(),
+            other => other.to_string(),
         };
+        return (!text.is_empty()).then_some(Action::Final(text));
     }
-    match map.get("tool") {
-        Some(Value::String(tool)) if !tool.trim().is_empty() => {
-            let args = match map.get("args") {
-                None | Some(Value::Null) => json!({}),
-                Some(Value::Object(o)) => Value::Object(o.clone()),
-                Some(other) => return Err(format!("`args` must be an object, got {other}")),
-            };
-            Ok(Action::Call { tool: tool.trim().to_string(), args })
-        }
-        Some(other) => Err(format!("`tool` must be a tool name, got {other}")),
-        None => Err(format!("the reply needs either \"tool\" and \"args\", or \"{FINAL_ANSWER}\"")),
+    let tool = map.get("tool").or_else(|| map.get("name")).and_then(Value::as_str)?.trim().to_string();
+    if tool.is_empty() {
+        return None;
     }
+    let args = match map.get("args").or_else(|| map.get("arguments")) {
+        None | Some(Value::Null) => json!({}),
+        Some(Value::Object(o)) => Value::Object(o.clone()),
+        Some(_) => return None,
+    };
+    Some(Action::Call { tool, args })
 }
 
-/// The first balanced `{...}` in the text (strings and escapes respected).
-fn extract_object(text: &str) -> Option<&str> {
-    let start = text.find('{')?;
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for (i, c) in text[start..].char_indices() {
-        if in_string {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => in_string = false,
-                _ => {}
-            }
-            continue;
+/// The first JSON object in the text that parses (strings and escapes respected).
+fn first_json_object(text: &str) -> Option<Value> {
+    let mut from = 0;
+    while let Some(offset) = text[from..].find('{') {
+        let start = from + offset;
+        let mut stream = serde_json::Deserializer::from_str(&text[start..]).into_iter::<Value>();
+        if let Some(Ok(value @ Value::Object(_))) = stream.next() {
+            return Some(value);
         }
-        match c {
-            '"' => in_string = true,
-            '{' => depth += 1,
-            '}' => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(&text[start..start + i + 1]);
-                }
-            }
-            _ => {}
-        }
+        from = start + 1;
     }
     None
 }
@@ -226,75 +465,170 @@ fn extract_object(text: &str) -> Option<&str> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn parses_calls_and_finals() {
-        assert_eq!(
-            parse_reply(r#"{"thought": "look", "tool": "read_file", "args": {"path": "a.txt"}}"#),
-            Ok(Action::Call { tool: "read_file".into(), args: json!({"path": "a.txt"}) })
-        );
-        assert_eq!(parse_reply(r#"{"thought": "done", "final_answer": "42"}"#), Ok(Action::Final("42".into())));
-        assert_eq!(parse_reply(r#"{"final_answer": 42}"#), Ok(Action::Final("42".into())));
-        assert_eq!(
-            parse_reply("Sure! ```json\n{\"tool\": \"list_dir\", \"args\": {\"note\": \"a } in a string\"}}\n``` done"),
-            Ok(Action::Call { tool: "list_dir".into(), args: json!({"note": "a } in a string"}) })
-        );
-        assert_eq!(
-            parse_reply(r#"{"tool": "list_dir"}"#),
-            Ok(Action::Call { tool: "list_dir".into(), args: json!({}) })
-        );
+    fn call(tool: &str, args: Value) -> Action {
+        Action::Call { tool: tool.into(), args }
     }
 
     #[test]
-    fn malformed_replies_explain_the_problem() {
+    fn reasoning_then_an_answer_or_a_call() {
+        let r = parse_reply("17 red and 25 blue.\n17 + 25 = 42.\nAnswer: 42").expect("answer");
+        assert_eq!(
+            r,
+            Reply { reasoning: "17 red and 25 blue.\n17 + 25 = 42.".into(), action: Action::Final("42".into()) }
+        );
+        let r = parse_reply("I need the file.\nAction: read_file {\"path\": \"todo.md\"}").expect("call");
+        assert_eq!(r.action, call("read_file", json!({"path": "todo.md"})));
+        assert_eq!(r.reasoning, "I need the file.");
+        assert_eq!(parse_reply("Answer: True").expect("bare").action, Action::Final("True".into()));
+    }
+
+    #[test]
+    fn braces_json_and_the_word_action_inside_the_reasoning_are_free_text() {
+        let text = "The config is {\"a\": 1} and my next action: none.\nThe Action item is done.\nAnswer: {\"a\": 1}";
+        let r = parse_reply(text).expect("answer");
+        assert_eq!(r.action, Action::Final("{\"a\": 1}".into()));
+        assert!(r.reasoning.contains("my next action: none"));
+        // "my next action:" is inside a line, not at its start: not an action line.
+        let text = "I will take the Action: after reading.\nAnswer: 3";
+        assert_eq!(parse_reply(text).expect("answer").action, Action::Final("3".into()));
+    }
+
+    #[test]
+    fn a_restated_call_is_passed_over_for_the_next_action() {
+        let previous = call("read_file", json!({"path": "todo.md"}));
+        let text = "Action: read_file {\"path\": \"todo.md\"}\nThe open lines are book dentist and call the plumber.\nAnswer: 2";
+        let r = parse_reply_other_than(text, &previous).expect("a later action");
+        assert_eq!(r.action, Action::Final("2".into()));
+        assert!(
+            r.reasoning.starts_with("Action: read_file") && r.reasoning.ends_with("call the plumber."),
+            "{}",
+            r.reasoning
+        );
+        assert_eq!(parse_reply_other_than("Action: read_file {\"path\": \"todo.md\"}", &previous), None);
+    }
+
+    #[test]
+    fn only_the_first_action_line_counts() {
+        let text = "Action: list_dir {}\nObservation: a.txt\nAnswer: a.txt";
+        assert_eq!(parse_reply(text).expect("call").action, call("list_dir", json!({})));
+    }
+
+    #[test]
+    fn near_misses_of_free_text_backends_are_read() {
+        for (text, want) in [
+            ("**Answer:** 42", Action::Final("42".into())),
+            ("**Final Answer: True**. The reasoning behind this is long.", Action::Final("True".into())),
+            ("Answer: 42. The total of the four lines.", Action::Final("42".into())),
+            ("Answer: 57.50", Action::Final("57.50".into())),
+            ("Answer: apple mango pear.", Action::Final("apple mango pear".into())),
+            ("Answer: +44 20 7946 0123", Action::Final("+44 20 7946 0123".into())),
+            (
+                "So not False is True, and True or True is True. Therefore, the final answer is `True`.",
+                Action::Final("True".into()),
+            ),
+            ("Final answer: \"heliotrope\"", Action::Final("heliotrope".into())),
+            ("Answer:\n  False\n", Action::Final("False".into())),
+            ("Action: read_file({\"path\": \"a.txt\"})", call("read_file", json!({"path": "a.txt"}))),
+            ("Action: list_dir", call("list_dir", json!({}))),
+            ("Action: read_file\nAction Input: {\"path\": \"b.txt\"}", call("read_file", json!({"path": "b.txt"}))),
+            ("Action: {\"tool\": \"read_file\", \"args\": {\"path\": \"c\"}}", call("read_file", json!({"path": "c"}))),
+            (
+                "Action: {\"name\": \"write_file\", \"arguments\": {\"path\": \"d\", \"content\": \"x\"}}",
+                call("write_file", json!({"path": "d", "content": "x"})),
+            ),
+            ("{\"thought\": \"done\", \"final_answer\": 42}", Action::Final("42".into())),
+            (
+                "Sure: {\"tool\": \"list_dir\", \"args\": {\"note\": \"a } in a string\"}}",
+                call("list_dir", json!({"note": "a } in a string"})),
+            ),
+        ] {
+            assert_eq!(parse_reply(text).map(|r| r.action), Ok(want), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn unusable_replies_say_what_is_missing() {
         for (text, needle) in [
-            ("", "not a JSON object"),
-            ("I will read the file", "not a JSON object"),
-            (r#"{"thought": "truncated", "tool": "read_fi"#, "not a JSON object"),
-            ("[1, 2]", "must be a JSON object"),
-            (r#"{"thought": "x"}"#, "needs either"),
-            (r#"{"tool": 3}"#, "must be a tool name"),
-            (r#"{"tool": "read_file", "args": "a.txt"}"#, "must be an object"),
+            ("", "no `Answer:` line"),
+            ("I think the answer is 42", "no `Answer:` line"),
+            ("Answer:   ", "is empty"),
+            ("Action: read_file \"a.txt\"", "must be one JSON object"),
+            ("Action: {\"args\": {}}", "must name a tool"),
+            ("Action: (\"x\")", "must start with a tool name"),
         ] {
             let err = parse_reply(text).expect_err(text);
             assert!(err.contains(needle), "{text:?} -> {err}");
         }
     }
 
-    #[test]
-    fn schema_has_a_branch_per_tool_and_one_for_the_answer() {
-        let tools = vec![
-            ToolSpec {
-                name: "read_file".into(),
-                description: "r".into(),
-                parameters: json!({"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}),
-            },
-            ToolSpec { name: "odd".into(), description: "o".into(), parameters: json!({"oneOf": []}) },
-        ];
-        let schema = reply_schema(&tools);
-        let branches = schema["anyOf"].as_array().expect("anyOf");
-        assert_eq!(branches.len(), 3);
-        assert!(branches[0]["properties"][FINAL_ANSWER].is_object());
-        assert_eq!(branches[1]["properties"]["tool"]["const"], "read_file");
-        assert_eq!(branches[1]["properties"]["args"]["required"][0], "path");
-        assert_eq!(branches[2]["properties"]["args"], json!({"type": "object"}));
+    fn spec(name: &str, parameters: Value) -> ToolSpec {
+        ToolSpec { name: name.into(), description: format!("{name} things."), parameters }
     }
 
     #[test]
-    fn prompt_lists_tools_catalog_notes_and_active_skill() {
-        let tools = vec![ToolSpec {
-            name: "read_file".into(),
-            description: "Read.".into(),
-            parameters: json!({"type": "object", "properties": {"path": {}}}),
-        }];
+    fn the_grammar_offers_one_branch_per_tool_and_an_answer() {
+        let tools = vec![
+            spec(
+                "read_file",
+                json!({"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}),
+            ),
+            spec("odd", json!({"oneOf": []})),
+        ];
+        let g = reply_grammar(&tools, 600);
+        assert!(g.starts_with("%llguidance {}\nstart: answer | call_0 | call_1\n"), "{g}");
+        assert!(
+            g.contains(r"answer_head[lazy]: /((.|\n){0,600}\n)?(\*\*)?(Final )?[Aa]nswer:|(.|\n){0,600}[Tt]he final answer is:?/"),
+            "{g}"
+        );
+        assert!(g.contains("answer: answer_head ANSWER_TEXT \"\\n\"?\n"), "{g}");
+        assert!(g.contains(r"call_head_0[lazy]: /((.|\n){0,600}\n)?(\*\*)?Action: read_file /"), "{g}");
+        assert!(g.contains("call_0: call_head_0 %json {"), "{g}");
+        assert!(g.contains(r#""required":["path"]"#), "{g}");
+        assert!(g.contains("call_1: call_head_1 %json {\"type\":\"object\""), "{g}");
+        let bare = reply_grammar(&[], 0);
+        assert!(bare.contains("start: answer\n") && !bare.contains("call"), "{bare}");
+        assert!(bare.contains(r"answer_head[lazy]: /(\*\*)?(Final )?[Aa]nswer:|[Tt]he final answer is:?/"), "{bare}");
+        let odd = reply_grammar(&[spec("mcp.fs/read", json!({"type": "object"}))], 10);
+        assert!(odd.contains(r"Action: mcp\.fs\/read /"), "{odd}");
+    }
+
+    #[test]
+    fn prompt_lists_tools_catalog_notes_and_places_the_skill() {
+        let tools = vec![spec("read_file", json!({"type": "object", "properties": {"path": {"type": "string"}}}))];
         let catalog = vec![CatalogEntry { name: "pdf".into(), description: "PDF\nthings".into() }];
         let notes = vec![NoteExcerpt { source: "a.md:1-3 [A]".into(), text: "hello".into() }];
-        let p = system_prompt(&tools, &catalog, &notes, None);
-        assert!(p.contains("- read_file(path): Read."));
+        let p = system_prompt(&tools, &catalog, &notes, None, SkillPlacement::User);
+        assert!(p.contains("- read_file {\"path\": \"...\"}: read_file things."), "{p}");
         assert!(p.contains("- pdf: PDF things"));
         assert!(p.contains("[a.md:1-3 [A]] hello"));
         let active = ActiveSkill { name: "pdf".into(), body: "1. Do it.".into(), allowed_tools: None };
-        let p = system_prompt(&tools, &catalog, &notes, Some(&active));
-        assert!(p.contains("Follow the skill `pdf`:\n1. Do it."));
-        assert!(!p.contains("- pdf: PDF things"), "no catalog once a skill is active");
+        let system = system_prompt(&tools, &catalog, &notes, Some(&active), SkillPlacement::System);
+        assert!(system.contains("Follow these steps (the skill `pdf`):\n1. Do it."), "{system}");
+        assert!(!system.contains("- pdf: PDF things"), "no catalog once a skill is active");
+        let user = system_prompt(&tools, &catalog, &notes, Some(&active), SkillPlacement::User);
+        assert!(!user.contains("1. Do it."));
+        let how = reply_instruction(&tools);
+        assert!(how.contains("end with a line like `Action: read_file {\"path\": \"...\"}` and stop"), "{how}");
+        let first = task_message("Read it.", Some(&active), SkillPlacement::User, &[], &tools);
+        assert_eq!(first, format!("Read it.\n\nFollow these steps:\n1. Do it.\n\n{how}"));
+        assert_eq!(
+            task_message("Read it.", Some(&active), SkillPlacement::User, &[], &[]),
+            "Read it.\n\nFollow these steps:\n1. Do it.\n\nLet's think step by step, then end with a line `Answer: ` followed by the answer alone.",
+            "no tool advice when there are no tools"
+        );
+        assert_eq!(
+            task_message("Read it.", Some(&active), SkillPlacement::System, &[], &tools),
+            format!("Read it.\n\n{how}")
+        );
+        let done = ["Action: x {}\nResult of x:\nok".to_string()];
+        let later = task_message("Read it.", Some(&active), SkillPlacement::User, &done, &tools);
+        assert_eq!(
+            later,
+            format!(
+                "Read it.\n\nFollow these steps:\n1. Do it.\n\nDone so far:\n1. Action: x {{}}\nResult of x:\nok\n\nGo on with the next step.\n\n{how}"
+            )
+        );
+        let none = system_prompt(&[], &[], &[], None, SkillPlacement::User);
+        assert!(!none.contains("Action:"), "{none}");
     }
 }

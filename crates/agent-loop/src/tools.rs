@@ -1,12 +1,19 @@
 //! Tools: the built-ins (confined to a workspace folder), Rust functions registered by
 //! library users, and the registry the loop looks tools up in.
+//!
+//! The file tools open every path beneath the workspace with `cap-std`, which resolves it
+//! one component at a time relative to the workspace's open folder: `..` above it, absolute
+//! paths elsewhere and symlinks that lead out fail at the open itself, so nothing can swap a
+//! checked path for another between a check and the open.
 
 use crate::{Error, Result};
 use async_trait::async_trait;
+use cap_std::fs::Dir;
 use serde_json::{Value, json};
 use skill_core::{Hit, RetrievalQuery, Retriever, Scope, Tool, ToolOutput, ToolSpec};
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,17 +30,30 @@ impl std::fmt::Debug for ToolRegistry {
     }
 }
 
+/// True for a name the reply grammar can carry: letters, digits and `_ - . : /`.
+pub fn is_valid_tool_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/'))
+}
+
 impl ToolRegistry {
     /// An empty registry.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Adds a tool; a second tool with the same name is refused.
+    /// Adds a tool; a second tool with the same name, a reserved name, or a name with
+    /// spaces or quotes (which the reply format cannot carry) is refused.
     pub fn register(&mut self, tool: Arc<dyn Tool>) -> Result<()> {
         let name = tool.spec().name;
         if name == crate::protocol::ACTIVATE_SKILL || name == crate::protocol::FINAL_ANSWER {
             return Err(Error::Config(format!("`{name}` is reserved by the agent loop")));
+        }
+        if !is_valid_tool_name(&name) {
+            return Err(Error::Config(format!(
+                "tool name {name:?} must be letters, digits and _ - . : / (at most 128)"
+            )));
         }
         if self.tools.contains_key(&name) {
             return Err(Error::Config(format!("two tools are named `{name}`")));
@@ -102,31 +122,14 @@ pub fn fail(content: impl Into<String>) -> ToolOutput {
     ToolOutput { content: content.into(), is_error: true }
 }
 
-/// Resolves `requested` inside `root`, refusing anything that leaves it: absolute paths
-/// elsewhere, `..` above the root, and symlinks that point out.
+/// Resolves `requested` inside `root` by name only, refusing `..` above the root, absolute
+/// paths elsewhere and symlinks that point out. For copying trusted fixtures into a fresh
+/// workspace (the eval runner); the tools themselves open paths with [`Workspace`], which
+/// has no gap between the check and the open.
 pub fn resolve_in_root(root: &Path, requested: &str) -> std::result::Result<PathBuf, String> {
     let root = root.canonicalize().map_err(|e| format!("workspace {}: {e}", root.display()))?;
-    let requested = requested.trim();
-    let rel = Path::new(requested);
-    let rel = if rel.is_absolute() {
-        rel.strip_prefix(&root).map_err(|_| format!("{requested} is outside the workspace"))?.to_path_buf()
-    } else {
-        rel.to_path_buf()
-    };
-    let mut out = root.clone();
-    for c in rel.components() {
-        match c {
-            Component::Normal(part) => out.push(part),
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if out == root {
-                    return Err(format!("{requested} is outside the workspace"));
-                }
-                out.pop();
-            }
-            Component::RootDir | Component::Prefix(_) => return Err(format!("{requested} is outside the workspace")),
-        }
-    }
+    let rel = relative_in(&root, requested)?;
+    let out = root.join(&rel);
     // Symlinks: the deepest existing ancestor must still be inside the root.
     let mut existing = out.as_path();
     while !existing.exists() {
@@ -139,20 +142,172 @@ pub fn resolve_in_root(root: &Path, requested: &str) -> std::result::Result<Path
     Ok(out)
 }
 
+/// `requested` as a path relative to `root` (an absolute path must lie under the root),
+/// with `.` and inner `..` folded; `..` above the root is refused.
+fn relative_in(root: &Path, requested: &str) -> std::result::Result<PathBuf, String> {
+    let requested = requested.trim();
+    let path = Path::new(requested);
+    let rel = if path.is_absolute() {
+        path.strip_prefix(root).map_err(|_| format!("{requested} is outside the workspace"))?
+    } else {
+        path
+    };
+    let mut out = PathBuf::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(part) => out.push(part),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return Err(format!("{requested} is outside the workspace"));
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return Err(format!("{requested} is outside the workspace")),
+        }
+    }
+    Ok(out)
+}
+
+/// A workspace folder, opened once by path; every file operation goes through it.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    root: PathBuf,
+}
+
+impl Workspace {
+    /// The workspace at `root` (opened on each use, so a folder that appears later works).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Workspace { root: root.into() }
+    }
+
+    /// Its path.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn open(&self) -> std::result::Result<(Dir, PathBuf), String> {
+        let canonical = self.root.canonicalize().map_err(|e| format!("workspace {}: {e}", self.root.display()))?;
+        let dir = Dir::open_ambient_dir(&canonical, cap_std::ambient_authority())
+            .map_err(|e| format!("workspace {}: {e}", self.root.display()))?;
+        Ok((dir, canonical))
+    }
+
+    /// The workspace folder and `requested` relative to it.
+    fn beneath(&self, requested: &str) -> std::result::Result<(Dir, PathBuf), String> {
+        let (dir, canonical) = self.open()?;
+        let rel = relative_in(&canonical, requested)?;
+        Ok((dir, rel))
+    }
+
+    /// Reads at most `limit` bytes of a file; the flag says whether there was more.
+    pub fn read(&self, requested: &str, limit: usize) -> std::result::Result<(Vec<u8>, bool), String> {
+        let (dir, rel) = self.beneath(requested)?;
+        let file = dir.open(&rel).map_err(|e| describe(requested, "read", &e))?;
+        let mut bytes = Vec::with_capacity(limit.min(64 * 1024) + 1);
+        file.take(limit as u64 + 1).read_to_end(&mut bytes).map_err(|e| describe(requested, "read", &e))?;
+        let more = bytes.len() > limit;
+        bytes.truncate(limit);
+        Ok((bytes, more))
+    }
+
+    /// Creates or replaces a file atomically: content goes to a temporary file beside it,
+    /// then is renamed over it, both beneath the workspace.
+    pub fn write(&self, requested: &str, contents: &[u8]) -> std::result::Result<(), String> {
+        let (dir, rel) = self.beneath(requested)?;
+        let name = rel.file_name().ok_or_else(|| format!("{requested} names no file"))?.to_string_lossy().into_owned();
+        let parent = rel.parent().map(Path::to_path_buf).unwrap_or_default();
+        if !parent.as_os_str().is_empty() {
+            // A symlink where a folder should be is "already there"; opening it below says
+            // whether it stays inside.
+            match dir.create_dir_all(&parent) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                    return Err(describe(requested, "create the folder of", &e));
+                }
+                _ => {}
+            }
+        }
+        let folder = if parent.as_os_str().is_empty() {
+            dir.try_clone().map_err(|e| describe(requested, "write", &e))?
+        } else {
+            dir.open_dir(&parent).map_err(|e| describe(requested, "write", &e))?
+        };
+        let tmp = format!(".{name}.tmp.{}.{}", std::process::id(), unique_suffix());
+        let mut options = cap_std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        let written = folder.open_with(&tmp, &options).and_then(|mut f| {
+            f.write_all(contents)?;
+            f.sync_all()
+        });
+        if let Err(e) = written.and_then(|()| folder.rename(&tmp, &folder, &name)) {
+            let _ = folder.remove_file(&tmp);
+            return Err(describe(requested, "write", &e));
+        }
+        Ok(())
+    }
+
+    /// The entries of a folder, sorted, folders with a trailing `/`.
+    pub fn list(&self, requested: &str) -> std::result::Result<Vec<String>, String> {
+        let (dir, rel) = self.beneath(requested)?;
+        let folder = if rel.as_os_str().is_empty() {
+            dir
+        } else {
+            dir.open_dir(&rel).map_err(|e| describe(requested, "list", &e))?
+        };
+        let mut names = Vec::new();
+        for entry in folder.entries().map_err(|e| describe(requested, "list", &e))? {
+            let entry = entry.map_err(|e| describe(requested, "list", &e))?;
+            let mut name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                name.push('/');
+            }
+            names.push(name);
+        }
+        names.sort();
+        Ok(names)
+    }
+}
+
+fn unique_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
+
+/// An I/O error in words; cap-std's refusal to leave the folder becomes "leads outside the
+/// workspace".
+fn describe(requested: &str, what: &str, e: &std::io::Error) -> String {
+    let text = e.to_string();
+    if e.kind() == std::io::ErrorKind::PermissionDenied && text.contains("outside") {
+        format!("{requested} leads outside the workspace (symlink or `..`)")
+    } else {
+        format!("cannot {what} {requested}: {text}")
+    }
+}
+
 fn arg_str<'a>(args: &'a Value, key: &str) -> std::result::Result<&'a str, String> {
     args.get(key).and_then(Value::as_str).ok_or_else(|| format!("missing string argument `{key}`"))
 }
 
-/// `read_file`: a text file of the workspace.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::result::Result<T, String> + Send + 'static,
+) -> std::result::Result<T, String> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| Err(format!("the file operation failed: {e}")))
+}
+
+/// `read_file`: a text file of the workspace, at most `max_bytes` of it.
 pub struct ReadFile {
-    root: PathBuf,
+    workspace: Workspace,
     max_bytes: usize,
 }
 
 impl ReadFile {
     /// Reads files under `root`, at most 64 KiB of each.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        ReadFile { root: root.into(), max_bytes: 64 * 1024 }
+        ReadFile { workspace: Workspace::new(root), max_bytes: 64 * 1024 }
+    }
+
+    /// Reads at most `max_bytes` of each file.
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
     }
 }
 
@@ -167,33 +322,33 @@ impl Tool for ReadFile {
     }
 
     async fn call(&self, args: Value) -> skill_core::Result<ToolOutput> {
-        let path = match arg_str(&args, "path").and_then(|p| resolve_in_root(&self.root, p)) {
-            Ok(p) => p,
+        let path = match arg_str(&args, "path") {
+            Ok(p) => p.to_string(),
             Err(e) => return Ok(fail(e)),
         };
-        match tokio::fs::read(&path).await {
-            Ok(bytes) => {
-                let shown = &bytes[..bytes.len().min(self.max_bytes)];
-                let mut text = String::from_utf8_lossy(shown).into_owned();
-                if bytes.len() > self.max_bytes {
-                    text.push_str(&format!("\n[... {} more bytes not shown]", bytes.len() - self.max_bytes));
+        let (workspace, limit) = (self.workspace.clone(), self.max_bytes);
+        Ok(match blocking(move || workspace.read(&path, limit)).await {
+            Ok((bytes, more)) => {
+                let mut text = String::from_utf8_lossy(&bytes).into_owned();
+                if more {
+                    text.push_str(&format!("\n[... the file goes on; only the first {limit} bytes are shown]"));
                 }
-                Ok(ok(text))
+                ok(text)
             }
-            Err(e) => Ok(fail(format!("cannot read {}: {e}", display_rel(&self.root, &path)))),
-        }
+            Err(e) => fail(e),
+        })
     }
 }
 
 /// `write_file`: creates or replaces a file of the workspace, atomically.
 pub struct WriteFile {
-    root: PathBuf,
+    workspace: Workspace,
 }
 
 impl WriteFile {
     /// Writes files under `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        WriteFile { root: root.into() }
+        WriteFile { workspace: Workspace::new(root) }
     }
 }
 
@@ -208,29 +363,30 @@ impl Tool for WriteFile {
     }
 
     async fn call(&self, args: Value) -> skill_core::Result<ToolOutput> {
-        let (path, content) = match arg_str(&args, "path")
-            .and_then(|p| resolve_in_root(&self.root, p))
-            .and_then(|p| Ok((p, arg_str(&args, "content")?)))
+        let (path, content) = match arg_str(&args, "path").and_then(|p| Ok((p.to_string(), arg_str(&args, "content")?)))
         {
-            Ok(x) => x,
+            Ok((p, c)) => (p, c.to_string()),
             Err(e) => return Ok(fail(e)),
         };
-        match skill_core::fsutil::atomic_write(&path, content.as_bytes()) {
-            Ok(()) => Ok(ok(format!("wrote {} bytes to {}", content.len(), display_rel(&self.root, &path)))),
-            Err(e) => Ok(fail(format!("cannot write: {e}"))),
-        }
+        let workspace = self.workspace.clone();
+        let shown = path.clone();
+        let len = content.len();
+        Ok(match blocking(move || workspace.write(&path, content.as_bytes())).await {
+            Ok(()) => ok(format!("wrote {len} bytes to {shown}")),
+            Err(e) => fail(e),
+        })
     }
 }
 
 /// `list_dir`: the entries of a workspace folder.
 pub struct ListDir {
-    root: PathBuf,
+    workspace: Workspace,
 }
 
 impl ListDir {
     /// Lists folders under `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        ListDir { root: root.into() }
+        ListDir { workspace: Workspace::new(root) }
     }
 }
 
@@ -245,25 +401,13 @@ impl Tool for ListDir {
     }
 
     async fn call(&self, args: Value) -> skill_core::Result<ToolOutput> {
-        let requested = args.get("path").and_then(Value::as_str).unwrap_or(".");
-        let dir = match resolve_in_root(&self.root, requested) {
-            Ok(p) => p,
-            Err(e) => return Ok(fail(e)),
-        };
-        let mut entries = match tokio::fs::read_dir(&dir).await {
-            Ok(e) => e,
-            Err(e) => return Ok(fail(format!("cannot list {requested}: {e}"))),
-        };
-        let mut names = Vec::new();
-        while let Ok(Some(entry)) = entries.next_entry().await {
-            let mut name = entry.file_name().to_string_lossy().into_owned();
-            if entry.file_type().await.is_ok_and(|t| t.is_dir()) {
-                name.push('/');
-            }
-            names.push(name);
-        }
-        names.sort();
-        Ok(ok(if names.is_empty() { "(empty)".to_string() } else { names.join("\n") }))
+        let requested = args.get("path").and_then(Value::as_str).unwrap_or(".").to_string();
+        let workspace = self.workspace.clone();
+        Ok(match blocking(move || workspace.list(&requested)).await {
+            Ok(names) if names.is_empty() => ok("(empty)"),
+            Ok(names) => ok(names.join("\n")),
+            Err(e) => fail(e),
+        })
     }
 }
 
@@ -318,75 +462,94 @@ impl Tool for SearchNotes {
     }
 }
 
-/// `shell`: runs a command with `sh -c` in the workspace. Off unless the user opts in.
-pub struct Shell {
-    root: PathBuf,
+/// What the built-in tools may do in the workspace.
+#[derive(Debug, Clone, Default)]
+pub struct WorkspaceAccess {
+    /// Offer `write_file` (and let the shell write inside the workspace). Off: read-only.
+    pub write: bool,
+    /// Offer the `shell` tool with these settings.
+    pub shell: Option<crate::shell::ShellConfig>,
 }
 
-impl Shell {
-    /// Runs commands in `root`.
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        Shell { root: root.into() }
+impl WorkspaceAccess {
+    /// Read and write files; no shell.
+    pub fn read_write() -> Self {
+        WorkspaceAccess { write: true, shell: None }
     }
 }
 
-#[async_trait]
-impl Tool for Shell {
-    fn spec(&self) -> ToolSpec {
-        ToolSpec {
-            name: "shell".into(),
-            description: "Run a shell command in the workspace folder; returns exit code, stdout and stderr.".into(),
-            parameters: json!({"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"], "additionalProperties": false}),
-        }
+/// The built-in tools for a workspace: `read_file` and `list_dir`, `write_file` when
+/// writing is allowed, `search_notes` when a retriever is given, and `shell` when
+/// configured.
+pub fn builtin_tools(
+    workspace: &Path,
+    retriever: Option<Arc<dyn Retriever>>,
+    access: &WorkspaceAccess,
+) -> Vec<Arc<dyn Tool>> {
+    let mut tools: Vec<Arc<dyn Tool>> = vec![Arc::new(ReadFile::new(workspace)), Arc::new(ListDir::new(workspace))];
+    if access.write {
+        tools.push(Arc::new(WriteFile::new(workspace)));
     }
-
-    async fn call(&self, args: Value) -> skill_core::Result<ToolOutput> {
-        let command = match arg_str(&args, "command") {
-            Ok(c) => c.to_string(),
-            Err(e) => return Ok(fail(e)),
-        };
-        // kill_on_drop: when the loop's timeout drops this future, the child dies with it.
-        let output = tokio::process::Command::new("sh")
-            .arg("-c")
-            .arg(&command)
-            .current_dir(&self.root)
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output()
-            .await;
-        match output {
-            Ok(out) => {
-                let code = out.status.code().map(|c| c.to_string()).unwrap_or_else(|| "killed".into());
-                let text = format!(
-                    "exit code {code}\nstdout:\n{}\nstderr:\n{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                Ok(ToolOutput { content: text, is_error: !out.status.success() })
-            }
-            Err(e) => Ok(fail(format!("cannot run sh: {e}"))),
-        }
-    }
-}
-
-fn display_rel(root: &Path, path: &Path) -> String {
-    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
-    path.strip_prefix(&root).unwrap_or(path).display().to_string()
-}
-
-/// The built-in tools for a workspace: `read_file`, `write_file`, `list_dir`, plus
-/// `search_notes` when a retriever is given and `shell` when allowed.
-pub fn builtin_tools(workspace: &Path, retriever: Option<Arc<dyn Retriever>>, allow_shell: bool) -> Vec<Arc<dyn Tool>> {
-    let mut tools: Vec<Arc<dyn Tool>> = vec![
-        Arc::new(ReadFile::new(workspace)),
-        Arc::new(WriteFile::new(workspace)),
-        Arc::new(ListDir::new(workspace)),
-    ];
     if let Some(r) = retriever {
         tools.push(Arc::new(SearchNotes::new(r)));
     }
-    if allow_shell {
-        tools.push(Arc::new(Shell::new(workspace)));
+    if let Some(shell) = &access.shell {
+        tools.push(Arc::new(crate::shell::Shell::new(workspace, access.write, shell.clone())));
     }
     tools
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_stops_at_its_limit() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        std::fs::write(tmp.path().join("big.txt"), "x".repeat(10_000)).expect("write");
+        let ws = Workspace::new(tmp.path());
+        let (bytes, more) = ws.read("big.txt", 100).expect("read");
+        assert_eq!((bytes.len(), more), (100, true));
+        let (bytes, more) = ws.read("./big.txt", 10_000).expect("read");
+        assert_eq!((bytes.len(), more), (10_000, false));
+    }
+
+    #[test]
+    fn paths_stay_beneath_the_workspace() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path().join("ws");
+        std::fs::create_dir_all(root.join("sub")).expect("mkdir");
+        std::fs::write(tmp.path().join("outside.txt"), "private").expect("write");
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(tmp.path().join("outside.txt"), root.join("link.txt")).expect("symlink");
+            std::os::unix::fs::symlink(tmp.path(), root.join("sub/up")).expect("symlink");
+        }
+        let ws = Workspace::new(&root);
+        assert!(ws.read("../outside.txt", 10).expect_err("..").contains("outside the workspace"));
+        assert!(ws.read("/etc/hostname", 10).expect_err("abs").contains("outside the workspace"));
+        #[cfg(unix)]
+        {
+            assert!(ws.read("link.txt", 10).expect_err("link").contains("leads outside"));
+            assert!(ws.read("sub/up/outside.txt", 10).expect_err("dir link").contains("leads outside"));
+            let e = ws.write("sub/up/planted.txt", b"x").expect_err("write via link");
+            assert!(e.contains("leads outside"), "{e}");
+            assert!(!tmp.path().join("planted.txt").exists());
+        }
+        ws.write("sub/../a/b.txt", b"42").expect("inner .. is fine");
+        assert_eq!(std::fs::read_to_string(root.join("a/b.txt")).expect("written"), "42");
+        let abs = root.canonicalize().expect("canon").join("a/b.txt");
+        assert_eq!(ws.read(&abs.to_string_lossy(), 10).expect("absolute inside").0, b"42");
+        assert_eq!(ws.list(".").expect("list"), ["a/", "link.txt", "sub/"].map(String::from).to_vec());
+    }
+
+    #[test]
+    fn tool_names_the_reply_format_cannot_carry_are_refused() {
+        let mut reg = ToolRegistry::new();
+        let tool = |name: &str| Arc::new(FnTool::new(name, "d", json!({"type": "object"}), |_| async { Ok(ok("")) }));
+        assert!(reg.register(tool("mcp.search")).is_ok());
+        for bad in ["has space", "quote\"d", "", "activate_skill"] {
+            assert!(reg.register(tool(bad)).is_err(), "{bad:?}");
+        }
+    }
 }

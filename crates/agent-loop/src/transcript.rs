@@ -81,11 +81,26 @@ pub enum Event {
         reason: String,
         /// blake3 of the SKILL.md used.
         content_hash: String,
+        /// `allowed-tools` entries that could not be read (they allow nothing).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<String>,
+    },
+    /// What the model is shown before its first step: the system prompt (rules, tools,
+    /// catalog, notes) and the first user turn (the task, with the skill's steps when they
+    /// go there).
+    Prompt {
+        /// The system prompt.
+        system: String,
+        /// The first user turn.
+        user: String,
     },
     /// One model call.
     ModelCall {
         /// 1-based step.
         step: usize,
+        /// True for the request that asks for the action alone after a reply without one.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        correction: bool,
         /// Prompt tokens.
         prompt_tokens: u32,
         /// Generated tokens.
@@ -94,7 +109,7 @@ pub enum Event {
         elapsed_ms: u64,
         /// Backend's finish reason.
         finish_reason: String,
-        /// What the model replied.
+        /// What the model replied: its reasoning and the action line.
         output: String,
     },
     /// A reply that could not be used; the error went back to the model as an observation.
@@ -140,11 +155,11 @@ pub enum Event {
     },
 }
 
-/// Appends events to a JSONL file, redacting secrets.
+/// Appends events to a JSONL file. The agent redacts events where it makes them, so what
+/// is written here is what every other view of the run showed.
 pub struct TranscriptWriter {
     path: PathBuf,
     file: File,
-    secrets: Vec<String>,
 }
 
 impl std::fmt::Debug for TranscriptWriter {
@@ -154,15 +169,12 @@ impl std::fmt::Debug for TranscriptWriter {
 }
 
 impl TranscriptWriter {
-    /// Creates `<dir>/<run_id>.jsonl`. Secrets from the environment and `extra_secrets`
-    /// are redacted from every line.
-    pub fn create(dir: &Path, run_id: &str, extra_secrets: &[String]) -> Result<TranscriptWriter> {
+    /// Creates `<dir>/<run_id>.jsonl`.
+    pub fn create(dir: &Path, run_id: &str) -> Result<TranscriptWriter> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let path = dir.join(format!("{run_id}.jsonl"));
         let file = OpenOptions::new().create_new(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
-        let mut secrets = secrets_in(std::env::vars());
-        secrets.extend(extra_secrets.iter().filter(|s| !s.is_empty()).cloned());
-        Ok(TranscriptWriter { path, file, secrets })
+        Ok(TranscriptWriter { path, file })
     }
 
     /// Where the transcript is.
@@ -173,36 +185,31 @@ impl TranscriptWriter {
     /// Writes one event as one line and flushes it.
     pub fn write(&mut self, event: &Event) -> Result<()> {
         let mut line = serde_json::to_string(event).map_err(|e| Error::Config(format!("transcript: {e}")))?;
-        for secret in &self.secrets {
-            if line.contains(secret.as_str()) {
-                line = line.replace(secret.as_str(), "[REDACTED]");
-            }
-        }
         line.push('\n');
         self.file.write_all(line.as_bytes()).map_err(|e| Error::io(&self.path, e))?;
         self.file.flush().map_err(|e| Error::io(&self.path, e))
     }
 }
 
-/// Values of environment variables that hold secrets (names containing KEY, TOKEN, SECRET,
-/// PASSWORD or CREDENTIAL), long enough not to match ordinary words.
-fn secrets_in(vars: impl Iterator<Item = (String, String)>) -> Vec<String> {
-    vars.filter(|(k, v)| {
-        let k = k.to_ascii_uppercase();
-        ["KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL"].iter().any(|w| k.contains(w)) && v.len() >= 8
-    })
-    .map(|(_, v)| v)
-    .collect()
-}
-
-/// Reads a transcript back (for tests and the mining job).
+/// Reads a transcript back (for tests and the mining job). A last line without its newline
+/// that does not parse is a write cut short by a crash: it is left out, and everything before
+/// it is returned. A bad line anywhere else is an error naming the file and line.
 pub fn read_transcript(path: &Path) -> Result<Vec<Event>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).map_err(|e| Error::Config(format!("{}:{}: {e}", path.display(), i + 1))))
-        .collect()
+    let torn_tail = !text.is_empty() && !text.ends_with('\n');
+    let lines: Vec<&str> = text.lines().collect();
+    let mut events = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(event) => events.push(event),
+            Err(_) if torn_tail && i + 1 == lines.len() => break,
+            Err(e) => return Err(Error::Config(format!("{}:{}: {e}", path.display(), i + 1))),
+        }
+    }
+    Ok(events)
 }
 
 /// A transcript as a short text for a teacher to read: the task, the skill used, each tool
@@ -241,7 +248,7 @@ pub fn summarize(events: &[Event], max_output: usize) -> String {
                 };
                 out.push(format!("Outcome: {how} after {steps} steps"));
             }
-            Event::Retrieved { .. } | Event::ModelCall { .. } => {}
+            Event::Retrieved { .. } | Event::Prompt { .. } | Event::ModelCall { .. } => {}
         }
     }
     out.join("\n")
@@ -249,7 +256,21 @@ pub fn summarize(events: &[Event], max_output: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::secrets_in;
+    #[test]
+    fn a_torn_last_line_is_left_out_and_other_bad_lines_are_errors() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let good = r#"{"event":"invalid_reply","step":1,"error":"x"}"#;
+        let torn = dir.path().join("torn.jsonl");
+        std::fs::write(&torn, format!("{good}\n{good}\n{{\"event\":\"tool_ca")).expect("write");
+        assert_eq!(super::read_transcript(&torn).expect("read").len(), 2);
+        let bad = dir.path().join("bad.jsonl");
+        std::fs::write(&bad, format!("{good}\nnot json\n{good}\n")).expect("write");
+        let err = super::read_transcript(&bad).expect_err("bad middle line").to_string();
+        assert!(err.contains("bad.jsonl:2:"), "{err}");
+        let bad_end = dir.path().join("bad_end.jsonl");
+        std::fs::write(&bad_end, format!("{good}\nnot json\n")).expect("write");
+        assert!(super::read_transcript(&bad_end).is_err(), "a whole bad last line is not a torn write");
+    }
 
     #[test]
     fn summaries_keep_task_skill_calls_and_outcome() {
@@ -272,18 +293,5 @@ mod tests {
              JSON\nStep 2: read_file {\"path\":\"notes.txt\"} -> ok: The secret word is h…\nOutcome: answered \
              \"heliotrope\" after 3 steps"
         );
-    }
-
-    #[test]
-    fn secret_looking_variables_are_collected() {
-        let vars = [
-            ("OPENAI_API_KEY", "sk-abcdefgh12345"),
-            ("GITHUB_TOKEN", "ghp_0123456789"),
-            ("DB_PASSWORD", "short"),
-            ("HOME", "/home/someone-long-path"),
-            ("my_secret", "value-long-enough"),
-        ];
-        let found = secrets_in(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        assert_eq!(found, ["sk-abcdefgh12345", "ghp_0123456789", "value-long-enough"]);
     }
 }

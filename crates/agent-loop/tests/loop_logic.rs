@@ -1,7 +1,7 @@
 //! The loop's logic, deterministically: a cassette student replays recorded replies, real
 //! tools run on a temporary workspace, real skills are read from disk.
 
-use agent_loop::tools::{FnTool, ToolRegistry, builtin_tools, ok};
+use agent_loop::tools::{FnTool, ToolRegistry, WorkspaceAccess, builtin_tools, ok};
 use agent_loop::transcript::read_transcript;
 use agent_loop::{Agent, AgentConfig, Event, Outcome, RunOptions};
 use async_trait::async_trait;
@@ -12,18 +12,34 @@ use skill_core::{
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Replays recorded model replies in order and keeps the requests it was sent.
+/// Replays recorded model replies in order and keeps the requests it was sent. A reply
+/// starting with `[length]` is returned as cut off at the token limit.
 struct Cassette {
     replies: Mutex<Vec<String>>,
     seen: Mutex<Vec<CompletionRequest>>,
+    grammar: bool,
 }
 
 impl Cassette {
     fn new(replies: &[&str]) -> Arc<Cassette> {
+        Self::build(replies, false)
+    }
+
+    /// A cassette standing in for a backend that enforces grammars (mistral.rs).
+    fn constrained(replies: &[&str]) -> Arc<Cassette> {
+        Self::build(replies, true)
+    }
+
+    fn build(replies: &[&str], grammar: bool) -> Arc<Cassette> {
         Arc::new(Cassette {
             replies: Mutex::new(replies.iter().rev().map(|s| s.to_string()).collect()),
             seen: Mutex::new(Vec::new()),
+            grammar,
         })
+    }
+
+    fn seen(&self) -> Vec<CompletionRequest> {
+        self.seen.lock().expect("lock").clone()
     }
 }
 
@@ -31,6 +47,9 @@ impl Cassette {
 impl Student for Cassette {
     fn model_id(&self) -> &str {
         "cassette"
+    }
+    fn supports_grammar(&self) -> bool {
+        self.grammar
     }
     async fn complete(&self, request: &CompletionRequest) -> skill_core::Result<Completion> {
         self.seen.lock().expect("lock").push(request.clone());
@@ -40,11 +59,15 @@ impl Student for Cassette {
             .expect("lock")
             .pop()
             .ok_or_else(|| skill_core::Error::backend("cassette", "no more recorded replies"))?;
+        let (text, finish_reason) = match text.strip_prefix("[length]") {
+            Some(cut) => (cut.to_string(), "length"),
+            None => (text, "stop"),
+        };
         Ok(Completion {
             text,
             usage: Usage { prompt_tokens: 100, completion_tokens: 20 },
             elapsed: Duration::from_millis(5),
-            finish_reason: "stop".into(),
+            finish_reason: finish_reason.into(),
         })
     }
 }
@@ -70,10 +93,17 @@ impl Retriever for FixedHits {
 }
 
 struct Setup {
-    _tmp: tempfile::TempDir,
+    tmp: tempfile::TempDir,
     workspace: std::path::PathBuf,
     runs: std::path::PathBuf,
     library: SkillLibrary,
+}
+
+fn write_skill(s: &Setup, name: &str, frontmatter_extra: &str, body: &str) {
+    let dir = s.library.root().join(name);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let text = format!("---\nname: {name}\ndescription: {name} things.\n{frontmatter_extra}---\n{body}\n");
+    std::fs::write(dir.join("SKILL.md"), text).expect("write");
 }
 
 fn setup() -> Setup {
@@ -82,36 +112,36 @@ fn setup() -> Setup {
     std::fs::create_dir_all(&workspace).expect("mkdir");
     std::fs::write(workspace.join("notes.txt"), "The secret word is heliotrope.\n").expect("write");
     let library = SkillLibrary::new(tmp.path().join("skills"));
-    library
-        .create(
-            "read-secret",
-            "Find the secret word in notes.txt.",
-            "\n1. Call read_file on notes.txt.\n2. Answer with the secret word only.\n",
-        )
-        .expect("skill");
-    let restricted =
-        "---\nname: list-only\ndescription: Only lists folders.\nallowed-tools: list_dir\n---\nList the folder.\n";
-    std::fs::create_dir_all(tmp.path().join("skills/list-only")).expect("mkdir");
-    std::fs::write(tmp.path().join("skills/list-only/SKILL.md"), restricted).expect("write");
     let runs = tmp.path().join("runs");
-    Setup { _tmp: tmp, workspace, runs, library }
+    let s = Setup { tmp, workspace, runs, library };
+    write_skill(&s, "read-secret", "", "1. Call read_file on notes.txt.\n2. Answer with the secret word only.");
+    write_skill(&s, "list-only", "allowed-tools: list_dir\n", "List the folder.");
+    write_skill(&s, "git-only", "allowed-tools: Bash(git:*)\n", "Use git.");
+    s
 }
 
-fn agent(s: &Setup, student: Arc<Cassette>, hits: Vec<Hit>, extra: Vec<Arc<dyn skill_core::Tool>>) -> Agent {
+fn registry(s: &Setup, access: &WorkspaceAccess, extra: Vec<Arc<dyn skill_core::Tool>>) -> ToolRegistry {
     let mut tools = ToolRegistry::new();
-    for t in builtin_tools(&s.workspace, None, false).into_iter().chain(extra) {
+    for t in builtin_tools(&s.workspace, None, access).into_iter().chain(extra) {
         tools.register(t).expect("register");
     }
-    let config = AgentConfig {
+    tools
+}
+
+fn config(s: &Setup) -> AgentConfig {
+    AgentConfig {
         max_steps: 4,
         tool_timeout: Duration::from_millis(300),
         transcript_dir: Some(s.runs.clone()),
         ..AgentConfig::default()
-    };
-    Agent::new(student, config)
+    }
+}
+
+fn agent(s: &Setup, student: Arc<Cassette>, hits: Vec<Hit>, extra: Vec<Arc<dyn skill_core::Tool>>) -> Agent {
+    Agent::new(student, config(s))
         .with_retriever(Arc::new(FixedHits(hits)))
         .with_library(s.library.clone())
-        .with_tools(tools)
+        .with_tools(registry(s, &WorkspaceAccess::read_write(), extra))
 }
 
 fn skill_hit(s: &Setup, name: &str, score: f32) -> Hit {
@@ -132,30 +162,39 @@ async fn run(agent: &Agent, task: &str, options: RunOptions) -> (agent_loop::Run
     (outcome, streamed)
 }
 
+fn tool_outputs(events: &[Event], want_ok: bool) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ToolCall { ok, output, .. } if *ok == want_ok => Some(output.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 #[tokio::test]
-async fn plan_call_observe_answer() {
+async fn free_reasoning_then_a_call_then_an_answer() {
     let s = setup();
     let cassette = Cassette::new(&[
-        r#"{"thought": "read it", "tool": "read_file", "args": {"path": "notes.txt"}}"#,
-        r#"{"thought": "found it", "final_answer": "heliotrope"}"#,
+        "The word is in a file. I will read it.\nAction: read_file {\"path\": \"notes.txt\"}",
+        "The file says the secret word is heliotrope.\nAnswer: heliotrope",
     ]);
     let a = agent(&s, cassette.clone(), vec![], vec![]);
     let (outcome, events) = run(&a, "What is the secret word?", RunOptions::default()).await;
     assert_eq!(outcome.outcome, Outcome::Answered);
-    assert_eq!(outcome.answer.as_deref(), Some("heliotrope"));
+    assert_eq!(outcome.answer.as_deref(), Some("heliotrope"), "the answer alone, not the reasoning");
     assert_eq!(outcome.steps, 2);
-    assert!(events.iter().any(|e| matches!(e, Event::ToolCall { tool, ok: true, output, .. } if tool == "read_file" && output.contains("heliotrope"))));
-    // the observation reached the model, and every request carried the reply schema
-    let seen = cassette.seen.lock().expect("lock");
+    assert_eq!(tool_outputs(&events, true), ["The secret word is heliotrope.\n"]);
+    let seen = cassette.seen();
+    assert!(seen[1].messages[1].content.contains("Result of read_file:\nThe secret word is heliotrope."));
+    // the reasoning stays in the transcript
     assert!(
-        seen[1]
-            .messages
-            .last()
-            .expect("msg")
-            .content
-            .contains("Observation from read_file: The secret word is heliotrope.")
+        events
+            .iter()
+            .any(|e| matches!(e, Event::ModelCall { step: 2, output, .. } if output.starts_with("The file says")))
     );
-    assert!(seen.iter().all(|r| r.json_schema.as_ref().is_some_and(|s| s["anyOf"].is_array())));
+    // A backend without grammars is sent none, and the reply budget is reasoning + action.
+    assert!(seen.iter().all(|r| r.grammar.is_none() && r.json_schema.is_none() && r.max_tokens == 256 + 160));
     assert!(matches!(
         events.last(),
         Some(Event::Finish { outcome: Outcome::Answered, prompt_tokens: 200, completion_tokens: 40, .. })
@@ -163,28 +202,89 @@ async fn plan_call_observe_answer() {
 }
 
 #[tokio::test]
-async fn malformed_unknown_and_failing_calls_become_observations() {
+async fn a_task_that_needs_no_tool_is_answered_in_one_step() {
     let s = setup();
-    let cassette = Cassette::new(&[
-        r#"{"thought": "oops", "tool": "read_fi"#,
-        r#"{"thought": "guess", "tool": "delete_everything", "args": {}}"#,
-        r#"{"thought": "escape", "tool": "read_file", "args": {"path": "../../etc/passwd"}}"#,
-        r#"{"thought": "ok", "final_answer": "gave up"}"#,
+    let reply = "17 red and 25 blue marbles. 17 + 25 = 42. The JSON {\"total\": 42} agrees.\n\
+                 My next Action: none needed.\nAnswer: 42";
+    let cassette = Cassette::new(&[reply]);
+    let a = agent(&s, cassette, vec![], vec![]);
+    let (outcome, events) = run(&a, "A box holds 17 red and 25 blue marbles. How many?", RunOptions::default()).await;
+    assert_eq!((outcome.outcome, outcome.answer.as_deref(), outcome.steps), (Outcome::Answered, Some("42"), 1));
+    assert!(!events.iter().any(|e| matches!(e, Event::ToolCall { .. } | Event::InvalidReply { .. })));
+}
+
+#[tokio::test]
+async fn a_grammar_backend_gets_the_reply_grammar_with_the_offered_tools_and_the_budget() {
+    let s = setup();
+    let cassette = Cassette::constrained(&["Listing.\nAction: list_dir {}", "Answer: notes.txt"]);
+    let config = AgentConfig { reasoning_tokens: 100, action_tokens: 50, ..config(&s) };
+    let a = Agent::new(cassette.clone(), config).with_library(s.library.clone()).with_tools(registry(
+        &s,
+        &WorkspaceAccess::read_write(),
+        vec![],
+    ));
+    let (outcome, _) =
+        run(&a, "What files are there?", RunOptions { skill: Some("list-only".into()), ..RunOptions::default() }).await;
+    assert_eq!(outcome.answer.as_deref(), Some("notes.txt"));
+    let seen = cassette.seen();
+    let grammar = seen[0].grammar.as_deref().expect("a grammar");
+    // 100 tokens of reasoning = 300 characters, then the action.
+    assert!(grammar.contains("(.|\\n){0,300}"), "{grammar}");
+    assert_eq!(seen[0].max_tokens, 150);
+    // The active skill allows list_dir only: the grammar offers nothing else, not even
+    // activate_skill.
+    assert!(grammar.contains("Action: list_dir /"), "{grammar}");
+    for absent in ["read_file", "write_file", "activate_skill"] {
+        assert!(!grammar.contains(absent), "{absent} offered: {grammar}");
+    }
+    assert!(!seen[0].messages[0].content.contains("read_file"), "the prompt lists only the allowed tools");
+}
+
+#[tokio::test]
+async fn a_reply_cut_off_before_its_action_gets_one_correction_request() {
+    let s = setup();
+    let cassette = Cassette::constrained(&[
+        "[length]Let me think about this at great length, step one, step two",
+        "Answer: heliotrope",
     ]);
+    let a = agent(&s, cassette.clone(), vec![], vec![]);
+    let (outcome, events) = run(&a, "secret?", RunOptions::default()).await;
+    assert_eq!((outcome.answer.as_deref(), outcome.steps), (Some("heliotrope"), 1), "the correction is not a step");
+    let seen = cassette.seen();
+    assert_eq!(seen.len(), 2);
+    let correction = &seen[1];
+    assert!(correction.messages.last().expect("msg").content.contains("cut off at its token limit"));
+    // No reasoning left: the grammar asks for the action at once, within the action budget.
+    assert!(!correction.grammar.as_deref().expect("grammar").contains("(.|\\n){0,"));
+    assert_eq!(correction.max_tokens, 160);
+    assert!(events.iter().any(|e| matches!(e, Event::ModelCall { step: 1, correction: true, .. })));
+}
+
+#[tokio::test]
+async fn unusable_unknown_and_failing_calls_become_observations() {
+    let s = setup();
+    let outside = s.tmp.path().join("outside.txt");
+    let cassette = Cassette::new(&[
+        "I am not sure what to do.",
+        "Still thinking without a final line.",
+        "Action: delete_everything {}",
+        "Action: read_file {\"path\": \"../outside.txt\"}",
+        "Answer: gave up",
+    ]);
+    std::fs::write(&outside, "private").expect("write");
     let a = agent(&s, cassette.clone(), vec![], vec![]);
     let (outcome, events) = run(&a, "task", RunOptions::default()).await;
     assert_eq!(outcome.answer.as_deref(), Some("gave up"));
+    assert!(events.iter().any(|e| matches!(e, Event::InvalidReply { step: 1, error } if error.contains("no `Answer:` line") && error.contains("after a correction request"))), "{events:?}");
+    let failures = tool_outputs(&events, false);
+    assert!(failures[0].contains("there is no tool `delete_everything`"), "{failures:?}");
+    assert!(failures[1].contains("outside the workspace"), "{failures:?}");
+    let seen = cassette.seen();
     assert!(
-        events
-            .iter()
-            .any(|e| matches!(e, Event::InvalidReply { step: 1, error } if error.contains("not a JSON object")))
+        seen[2].messages[1].content.contains("Done so far:\n1. Your reply could not be used"),
+        "{}",
+        seen[2].messages[1].content
     );
-    assert!(events.iter().any(|e| matches!(e, Event::ToolCall { step: 2, ok: false, output, .. } if output.contains("there is no tool `delete_everything`"))));
-    assert!(events.iter().any(
-        |e| matches!(e, Event::ToolCall { step: 3, ok: false, output, .. } if output.contains("outside the workspace"))
-    ));
-    let seen = cassette.seen.lock().expect("lock");
-    assert!(seen[1].messages.last().expect("msg").content.starts_with("Your reply could not be used"));
 }
 
 #[tokio::test]
@@ -195,11 +295,7 @@ async fn tool_timeouts_and_truncation() {
         Ok(ok("late"))
     });
     let loud = FnTool::new("loud", "Talks a lot.", json!({"type": "object"}), |_| async { Ok(ok("x".repeat(10_000))) });
-    let cassette = Cassette::new(&[
-        r#"{"thought": "", "tool": "slow", "args": {}}"#,
-        r#"{"thought": "", "tool": "loud", "args": {}}"#,
-        r#"{"thought": "", "final_answer": "done"}"#,
-    ]);
+    let cassette = Cassette::new(&["Action: slow {}", "Action: loud {}", "Answer: done"]);
     let a = agent(&s, cassette, vec![], vec![Arc::new(slow), Arc::new(loud)]);
     let (_, events) = run(&a, "task", RunOptions::default()).await;
     assert!(events.iter().any(|e| matches!(e, Event::ToolCall { tool, ok: false, output, elapsed_ms, .. } if tool == "slow" && output.contains("timed out") && *elapsed_ms < 2_000)));
@@ -218,11 +314,7 @@ async fn a_per_tool_timeout_replaces_the_default_for_that_tool() {
     let mut tools = ToolRegistry::new();
     tools.register(Arc::new(sleeper("patient"))).expect("register");
     tools.register(Arc::new(sleeper("hasty"))).expect("register");
-    let cassette = Cassette::new(&[
-        r#"{"thought": "", "tool": "patient", "args": {}}"#,
-        r#"{"thought": "", "tool": "hasty", "args": {}}"#,
-        r#"{"thought": "", "final_answer": "done"}"#,
-    ]);
+    let cassette = Cassette::new(&["Action: patient {}", "Action: hasty {}", "Answer: done"]);
     let config = AgentConfig {
         tool_timeout: Duration::from_millis(300),
         tool_timeouts: [("patient".to_string(), Duration::from_secs(3))].into_iter().collect(),
@@ -243,7 +335,7 @@ async fn a_per_tool_timeout_replaces_the_default_for_that_tool() {
 #[tokio::test]
 async fn step_budget_ends_the_run() {
     let s = setup();
-    let call = r#"{"thought": "again", "tool": "list_dir", "args": {}}"#;
+    let call = "Again.\nAction: list_dir {}";
     let a = agent(&s, Cassette::new(&[call, call, call, call, call]), vec![], vec![]);
     let (outcome, events) = run(&a, "loop forever", RunOptions::default()).await;
     assert_eq!(outcome.outcome, Outcome::StepBudgetExhausted);
@@ -265,11 +357,8 @@ async fn model_errors_end_the_run_with_a_clear_outcome() {
 #[tokio::test]
 async fn confident_retrieval_activates_the_skill_and_allowed_tools_are_enforced() {
     let s = setup();
-    let cassette = Cassette::new(&[
-        r#"{"thought": "read", "tool": "read_file", "args": {"path": "notes.txt"}}"#,
-        r#"{"thought": "list", "tool": "list_dir", "args": {}}"#,
-        r#"{"thought": "", "final_answer": "notes.txt"}"#,
-    ]);
+    let cassette =
+        Cassette::new(&["Action: read_file {\"path\": \"notes.txt\"}", "Action: list_dir {}", "Answer: notes.txt"]);
     let hits = vec![skill_hit(&s, "list-only", 9.0), skill_hit(&s, "read-secret", 2.0)];
     let a = agent(&s, cassette.clone(), hits, vec![]);
     let (outcome, events) = run(&a, "list the folder", RunOptions::default()).await;
@@ -279,87 +368,216 @@ async fn confident_retrieval_activates_the_skill_and_allowed_tools_are_enforced(
     );
     assert!(events.iter().any(|e| matches!(e, Event::ToolCall { tool, denied: true, ok: false, output, .. } if tool == "read_file" && output.contains("does not allow"))));
     assert!(events.iter().any(|e| matches!(e, Event::ToolCall { tool, ok: true, output, .. } if tool == "list_dir" && output.contains("notes.txt"))));
-    let seen = cassette.seen.lock().expect("lock");
-    assert!(seen[0].messages[0].content.contains("Follow the skill `list-only`"));
+    let seen = cassette.seen();
+    assert!(
+        seen[0].messages[1].content.contains("Follow these steps:\nList the folder."),
+        "the steps come with the task"
+    );
+}
+
+#[tokio::test]
+async fn a_lone_hit_with_a_low_score_is_not_confident() {
+    let s = setup();
+    let cassette = Cassette::new(&["Answer: nothing"]);
+    let a = agent(&s, cassette.clone(), vec![skill_hit(&s, "read-secret", 1.2)], vec![]);
+    let (outcome, events) = run(&a, "what is the weather", RunOptions::default()).await;
+    assert_eq!(outcome.skill, None);
+    assert!(!events.iter().any(|e| matches!(e, Event::SkillActivated { .. })));
+    assert!(
+        cassette.seen()[0].messages[0].content.contains("- read-secret: read-secret description"),
+        "offered in the catalog"
+    );
 }
 
 #[tokio::test]
 async fn the_model_can_activate_a_skill_from_the_catalog() {
     let s = setup();
-    let cassette = Cassette::new(&[
-        r#"{"thought": "skill", "tool": "activate_skill", "args": {"name": "read-secret"}}"#,
-        r#"{"thought": "", "final_answer": "heliotrope"}"#,
-    ]);
+    let cassette =
+        Cassette::new(&["A skill fits.\nAction: activate_skill {\"name\": \"read-secret\"}", "Answer: heliotrope"]);
     // Two close scores: not confident, so the model chooses.
     let hits = vec![skill_hit(&s, "read-secret", 5.0), skill_hit(&s, "list-only", 4.5)];
     let a = agent(&s, cassette.clone(), hits, vec![]);
     let (outcome, events) = run(&a, "secret word?", RunOptions::default()).await;
     assert_eq!(outcome.skill.as_deref(), Some("read-secret"));
     assert!(events.iter().any(|e| matches!(e, Event::SkillActivated { step: 1, reason, .. } if reason == "tool")));
-    let seen = cassette.seen.lock().expect("lock");
+    let seen = cassette.seen();
     let first_prompt = &seen[0].messages[0].content;
     assert!(first_prompt.contains("- read-secret: read-secret description") && first_prompt.contains("activate_skill"));
     assert!(seen[1].messages.last().expect("obs").content.contains("1. Call read_file on notes.txt."));
-    assert!(seen[1].messages[0].content.contains("Follow the skill `read-secret`"));
+    assert_eq!(seen[1].messages[0].content, seen[0].messages[0].content, "the system prompt stays the same");
+}
+
+#[tokio::test]
+async fn a_restricted_skill_cannot_leave_its_limits() {
+    let s = setup();
+    let cassette = Cassette::new(&[
+        "Action: activate_skill {\"name\": \"read-secret\"}",
+        "Action: read_file {\"path\": \"notes.txt\"}",
+        "Answer: done",
+    ]);
+    let hits = vec![skill_hit(&s, "read-secret", 5.0), skill_hit(&s, "list-only", 4.5)];
+    let a = agent(&s, cassette, hits, vec![]);
+    let (outcome, events) = run(&a, "t", RunOptions { skill: Some("list-only".into()), ..RunOptions::default() }).await;
+    assert_eq!(outcome.skill.as_deref(), Some("list-only"));
+    let refused = tool_outputs(&events, false);
+    assert!(refused[0].contains("is already active"), "{refused:?}");
+    assert!(refused[1].contains("does not allow"), "{refused:?}");
+}
+
+#[tokio::test]
+async fn bash_patterns_limit_the_shell_to_their_commands() {
+    let s = setup();
+    let access = WorkspaceAccess { write: false, shell: Some(Default::default()) };
+    let cassette = Cassette::constrained(&[
+        "Action: shell {\"command\": \"git status; touch pwned\"}",
+        "Action: shell {\"command\": \"touch pwned\"}",
+        "Answer: done",
+    ]);
+    let a = Agent::new(cassette.clone(), config(&s)).with_library(s.library.clone()).with_tools(registry(
+        &s,
+        &access,
+        vec![],
+    ));
+    let (_, events) = run(&a, "t", RunOptions { skill: Some("git-only".into()), ..RunOptions::default() }).await;
+    let refused = tool_outputs(&events, false);
+    assert_eq!(refused.len(), 2, "{events:?}");
+    assert!(refused.iter().all(|r| r.contains("outside Bash(git:*)")), "{refused:?}");
+    assert!(!s.workspace.join("pwned").exists());
+    // The grammar carries the limit, so a grammar backend cannot even write those commands.
+    let grammar = cassette.seen()[0].grammar.clone().expect("grammar");
+    assert!(grammar.contains(r#""pattern":"^git( [^\\n]*)?$""#), "{grammar}");
 }
 
 #[tokio::test]
 async fn requested_skill_wins_and_unknown_skill_is_an_error() {
     let s = setup();
-    let a = agent(&s, Cassette::new(&[r#"{"thought": "", "final_answer": "x"}"#]), vec![], vec![]);
-    let (outcome, events) = run(&a, "t", RunOptions { skill: Some("read-secret".into()) }).await;
+    let a = agent(&s, Cassette::new(&["Answer: x"]), vec![], vec![]);
+    let (outcome, events) =
+        run(&a, "t", RunOptions { skill: Some("read-secret".into()), ..RunOptions::default() }).await;
     assert_eq!(outcome.skill.as_deref(), Some("read-secret"));
     assert!(events.iter().any(|e| matches!(e, Event::SkillActivated { reason, .. } if reason == "requested")));
     let a = agent(&s, Cassette::new(&[]), vec![], vec![]);
-    let err = a.run("t", &RunOptions { skill: Some("nope".into()) }, &mut |_| {}).await.expect_err("unknown skill");
+    let err = a
+        .run("t", &RunOptions { skill: Some("nope".into()), ..RunOptions::default() }, &mut |_| {})
+        .await
+        .expect_err("unknown skill");
     assert!(err.to_string().contains("skill `nope` not found"), "{err}");
 }
 
 #[tokio::test]
-async fn secrets_never_reach_the_transcript() {
+async fn secrets_are_redacted_on_every_output_path() {
     let s = setup();
-    let cassette = Cassette::new(&[r#"{"thought": "", "final_answer": "the key is sk-test-0123456789abcdef"}"#]);
-    let mut tools = ToolRegistry::new();
-    for t in builtin_tools(&s.workspace, None, false) {
-        tools.register(t).expect("register");
+    let shapes = [
+        "sk-test-0123456789abcdef",
+        "ghp_0123456789abcdefghijABCDEFGHIJ",
+        "github_pat_11ABCDEFG0123456789_abcdefghij",
+        "AKIAIOSFODNN7EXAMPLE",
+        "xoxb-123456789012-abcdefghijkl",
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjE\n-----END OPENSSH PRIVATE KEY-----",
+        "https://deploy:hunter2hunter2@git.example.com",
+        "Bearer abcdefghijklmnopqrstuvwxyz123456",
+        "caller-held-secret-42",
+    ];
+    // A file full of secrets, long enough that the observation is cut in the middle of one.
+    let mut leaky = shapes.join("\n");
+    leaky.push('\n');
+    leaky.push_str(&"filler ".repeat(20));
+    leaky.push_str("sk-straddling-the-cut-0123456789");
+    std::fs::write(s.workspace.join("leaky.txt"), &leaky).expect("write");
+    let cut_at = leaky.find("sk-straddling").expect("find") + 6;
+    let cassette = Cassette::new(&[
+        "Action: read_file {\"path\": \"leaky.txt\"}",
+        "I saw sk-test-0123456789abcdef and AKIAIOSFODNN7EXAMPLE.\nAnswer: the key is ghp_0123456789abcdefghijABCDEFGHIJ",
+    ]);
+    let config =
+        AgentConfig { max_observation_chars: cut_at, redact: vec!["caller-held-secret-42".into()], ..config(&s) };
+    let a = Agent::new(cassette.clone(), config).with_tools(registry(&s, &WorkspaceAccess::read_write(), vec![]));
+    let mut streamed = Vec::new();
+    let outcome = a
+        .run("use caller-held-secret-42 to read leaky.txt", &RunOptions::default(), &mut |e: &Event| {
+            streamed.push(serde_json::to_string(e).expect("json"))
+        })
+        .await
+        .expect("run");
+    let file = std::fs::read_to_string(outcome.transcript.clone().expect("path")).expect("read");
+    // The model gets the user's task as the user wrote it; everything tools bring in is clean.
+    let shown_to_model: Vec<String> =
+        cassette.seen().iter().flat_map(|r| r.messages.iter().skip(2).map(|m| m.content.clone())).collect();
+    let views = [
+        ("streamed events", streamed.join("\n")),
+        ("transcript", file),
+        ("model input", shown_to_model.join("\n")),
+        ("answer", outcome.answer.clone().unwrap_or_default()),
+    ];
+    for (view, text) in &views {
+        for secret in shapes.iter().chain(&["hunter2hunter2", "sk-str", "b3BlbnNzaC1rZXktdjE"]) {
+            assert!(!text.contains(secret), "{view} leaks {secret:?}: {text}");
+        }
     }
-    let config = AgentConfig {
-        transcript_dir: Some(s.runs.clone()),
-        redact: vec!["sk-test-0123456789abcdef".into()],
-        ..AgentConfig::default()
-    };
-    let a = Agent::new(cassette, config).with_tools(tools);
-    let outcome = a.run("use key sk-test-0123456789abcdef", &RunOptions::default(), &mut |_| {}).await.expect("run");
-    let text = std::fs::read_to_string(outcome.transcript.expect("path")).expect("read");
-    assert!(!text.contains("sk-test-0123456789abcdef"), "{text}");
-    assert_eq!(text.matches("[REDACTED]").count(), 3, "task, model output and answer: {text}");
+    assert_eq!(outcome.answer.as_deref(), Some("the key is [REDACTED]"));
 }
 
 #[tokio::test]
-async fn workspace_tools_stay_inside_the_root() {
+async fn workspace_tools_stay_inside_the_root_and_runs_are_read_only_unless_asked() {
     let s = setup();
-    let outside = s.workspace.parent().expect("parent").join("outside.txt");
+    let outside = s.tmp.path().join("outside.txt");
     std::fs::write(&outside, "private").expect("write");
     #[cfg(unix)]
     std::os::unix::fs::symlink(&outside, s.workspace.join("link.txt")).expect("symlink");
+    let planted = s.tmp.path().join("planted.txt");
     let cassette = Cassette::new(&[
-        r#"{"thought": "", "tool": "write_file", "args": {"path": "out/answer.txt", "content": "42"}}"#,
-        r#"{"thought": "", "tool": "read_file", "args": {"path": "link.txt"}}"#,
-        r#"{"thought": "", "tool": "write_file", "args": {"path": "/tmp/evil.txt", "content": "x"}}"#,
-        r#"{"thought": "", "final_answer": "ok"}"#,
+        "Action: write_file {\"path\": \"out/answer.txt\", \"content\": \"42\"}",
+        "Action: read_file {\"path\": \"link.txt\"}",
+        &format!("Action: write_file {{\"path\": \"{}\", \"content\": \"x\"}}", planted.display()),
+        "Answer: ok",
     ]);
     let a = agent(&s, cassette, vec![], vec![]);
     let (_, events) = run(&a, "t", RunOptions::default()).await;
     assert_eq!(std::fs::read_to_string(s.workspace.join("out/answer.txt")).expect("written"), "42");
-    let failures: Vec<String> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::ToolCall { ok: false, output, .. } => Some(output.clone()),
-            _ => None,
-        })
-        .collect();
+    let failures = tool_outputs(&events, false);
     #[cfg(unix)]
-    assert!(failures.iter().any(|f| f.contains("symlink")), "{failures:?}");
+    assert!(failures.iter().any(|f| f.contains("leads outside")), "{failures:?}");
     assert!(failures.iter().any(|f| f.contains("outside the workspace")), "{failures:?}");
-    assert!(!std::path::Path::new("/tmp/evil.txt").exists());
+    assert!(!planted.exists());
+
+    // Read-only: write_file is not there at all.
+    let cassette = Cassette::new(&["Action: write_file {\"path\": \"new.txt\", \"content\": \"x\"}", "Answer: ok"]);
+    let a = Agent::new(cassette.clone(), config(&s)).with_tools(registry(&s, &WorkspaceAccess::default(), vec![]));
+    let (_, events) = run(&a, "t", RunOptions::default()).await;
+    assert!(tool_outputs(&events, false)[0].contains("there is no tool `write_file`"));
+    assert!(!s.workspace.join("new.txt").exists());
+    assert!(!cassette.seen()[0].messages[0].content.contains("write_file"));
+}
+
+#[tokio::test]
+async fn a_restated_call_is_passed_over_and_a_grammar_backend_is_asked_past_it() {
+    let s = setup();
+    // Free text: the reply restates the call before, then answers in the same reply.
+    let cassette = Cassette::new(&[
+        "Action: read_file {\"path\": \"notes.txt\"}",
+        "Action: read_file {\"path\": \"notes.txt\"}\nThe file names the word.\nAnswer: heliotrope",
+    ]);
+    let a = agent(&s, cassette.clone(), vec![], vec![]);
+    let (outcome, events) = run(&a, "secret?", RunOptions::default()).await;
+    assert_eq!((outcome.answer.as_deref(), outcome.steps), (Some("heliotrope"), 2));
+    assert_eq!(events.iter().filter(|e| matches!(e, Event::ToolCall { .. })).count(), 1, "read once");
+    // A grammar stops at the restatement: the loop asks again with read_file's `Action:`
+    // left as plain text, and takes what comes after it.
+    let cassette = Cassette::constrained(&[
+        "Action: read_file {\"path\": \"notes.txt\"}",
+        "Action: read_file {\"path\": \"notes.txt\"}",
+        "Action: read_file {\"path\": \"notes.txt\"}\nSo it is heliotrope.\nAnswer: heliotrope",
+    ]);
+    let a = agent(&s, cassette.clone(), vec![], vec![]);
+    let (outcome, events) = run(&a, "secret?", RunOptions::default()).await;
+    assert_eq!((outcome.answer.as_deref(), outcome.steps), (Some("heliotrope"), 2));
+    assert_eq!(events.iter().filter(|e| matches!(e, Event::ToolCall { .. })).count(), 1, "read once");
+    let seen = cassette.seen();
+    let narrowed = seen[2].grammar.as_deref().expect("grammar");
+    assert!(!narrowed.contains("Action: read_file "), "read_file is plain text in the re-ask: {narrowed}");
+    assert!(seen[1].grammar.as_deref().expect("grammar").contains("Action: read_file "));
+    // The folded history shows the call and its result after the steps, not the replies.
+    let user = &seen[1].messages[1].content;
+    assert!(user.contains("Done so far:\n1. Action: read_file {\"path\":\"notes.txt\"}\nResult of read_file:\nThe secret word is heliotrope."), "{user}");
+    assert_eq!(seen[1].messages.len(), 2, "one system and one user turn");
 }

@@ -34,6 +34,12 @@ pub struct FileConfig {
     pub runs_dir: Option<String>,
     /// Offer the `shell` tool to the agent.
     pub allow_shell: Option<bool>,
+    /// Let `skd run` write in its workspace (`write_file`, and shell writes there) without
+    /// `--write`. Off: runs are read-only.
+    pub workspace_write: Option<bool>,
+    /// Environment variables the shell tool's commands get besides PATH, HOME, LANG, LC_ALL
+    /// and TERM (everything else, keys and tokens included, is withheld).
+    pub shell_env: Option<Vec<String>>,
     /// MCP servers whose tools the agent may use.
     pub mcp_servers: Option<Vec<agent_loop::mcp::McpServerConfig>>,
     /// Seconds a named tool may run, replacing the 30 s default for it.
@@ -90,6 +96,10 @@ pub struct Config {
     pub runs_dir: Setting<PathBuf>,
     /// Whether the agent gets a shell.
     pub allow_shell: Setting<bool>,
+    /// Whether `skd run` may write in its workspace without `--write`.
+    pub workspace_write: Setting<bool>,
+    /// Variables the shell passes through.
+    pub shell_env: Setting<Vec<String>>,
     /// MCP servers.
     pub mcp_servers: Setting<Vec<agent_loop::mcp::McpServerConfig>>,
     /// Per-tool time limits in seconds.
@@ -273,6 +283,14 @@ impl Config {
             Some(b) => Setting { value: b, origin: Origin::File },
             None => Setting { value: false, origin: Origin::Default },
         };
+        let workspace_write = match file.workspace_write {
+            Some(b) => Setting { value: b, origin: Origin::File },
+            None => Setting { value: false, origin: Origin::Default },
+        };
+        let shell_env = match &file.shell_env {
+            Some(list) => Setting { value: list.clone(), origin: Origin::File },
+            None => Setting { value: Vec::new(), origin: Origin::Default },
+        };
         let mcp_servers = match &file.mcp_servers {
             Some(list) => Setting { value: list.clone(), origin: Origin::File },
             None => Setting { value: Vec::new(), origin: Origin::Default },
@@ -304,6 +322,8 @@ impl Config {
             models_dir,
             runs_dir,
             allow_shell,
+            workspace_write,
+            shell_env,
             mcp_servers,
             tool_timeouts,
         })
@@ -365,8 +385,15 @@ student = "qwen2.5-coder-0.5b"
 # Its prices, USD per million prompt and completion tokens, for the cost skd distill reports:
 # teacher_prices = [0.15, 0.60]
 
-# Let the agent run shell commands in its workspace (off by default).
+# Let the agent run shell commands in its workspace (off by default). Commands get a
+# scrubbed environment, their own process group, and on Linux are confined with Landlock to
+# writing inside the workspace (nowhere, in a read-only run).
 allow_shell = false
+# Variables the shell passes through besides PATH, HOME, LANG, LC_ALL and TERM:
+# shell_env = ["CARGO_HOME"]
+
+# `skd run` is read-only unless run with --write; this makes writing the default:
+# workspace_write = true
 
 # Seconds a tool may run before the agent is told it timed out (default 30 for every tool):
 # [tool_timeouts]

@@ -53,6 +53,7 @@ pub struct EvalArgs {
     pub no_cache: bool,
     pub max_tokens: u32,
     pub parallel: usize,
+    pub style: crate::agent_cmds_style::Style,
     pub json: bool,
 }
 
@@ -159,7 +160,12 @@ pub async fn eval(config: &Config, args: EvalArgs) -> Result<Exit> {
     let student: Arc<dyn Student> = crate::run_cmds::load_student(config, &student_spec, args.json).await?;
     let teacher = load_teacher(config, args.teacher.as_deref(), args.json).await?;
     let results_dir = entry.dir.join("evals").join("results");
-    let runner = suite_runner(&entry.dir, args.max_tokens, args.parallel, !args.no_cache);
+    let runner = RunnerConfig {
+        agent_constraint: args.style.constraint,
+        agent_placement: args.style.placement,
+        agent_history: args.style.history,
+        ..suite_runner(&entry.dir, args.max_tokens, args.parallel, !args.no_cache)
+    };
     let cases: Vec<&evals::EvalCase> = match args.split {
         Some(split) => suite.split(split),
         None => suite.evals.iter().collect(),

@@ -166,21 +166,97 @@ struct RunArgs {
     /// OpenAI-compatible server (default: config `student`).
     #[arg(long)]
     student: Option<String>,
+    /// Use no skill: none is retrieved, offered or activated (to see what a skill changes).
+    #[arg(long, conflicts_with = "skill")]
+    no_skill: bool,
     /// Model calls allowed before giving up.
     #[arg(long, default_value_t = 8)]
     max_steps: usize,
-    /// Token limit per model call.
-    #[arg(long, default_value_t = 256)]
-    max_tokens: u32,
+    /// Tokens of free reasoning per step before the action (an answer or a tool call).
+    #[arg(long, default_value_t = agent_loop::AgentConfig::default().reasoning_tokens)]
+    reasoning_tokens: u32,
     /// Folder the file tools work in (default: the current folder).
     #[arg(long)]
     workspace: Option<PathBuf>,
+    /// Let the agent write in the workspace (`write_file`; shell writes there). Without it
+    /// (or `workspace_write = true` in the config) a run is read-only.
+    #[arg(long)]
+    write: bool,
+    #[command(flatten)]
+    style: AgentStyleArgs,
     /// Print the transcript events as JSON lines instead of the human view.
     #[arg(long)]
     json: bool,
     /// Do not write a transcript file.
     #[arg(long)]
     no_transcript: bool,
+}
+
+/// `--reply`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum ReplyArg {
+    Grammar,
+    FreeText,
+}
+
+/// `--skill-placement`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum PlacementArg {
+    User,
+    System,
+}
+
+/// `--history`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum HistoryArg {
+    Folded,
+    Chat,
+}
+
+/// How the agent loop talks to the student (`skd run`, and `skd eval` agent cases).
+#[derive(Args, Debug, Clone, Copy)]
+struct AgentStyleArgs {
+    /// How replies are constrained: `grammar` (free reasoning, then a grammar-checked action,
+    /// where the student enforces grammars) or `free-text` (read from plain text).
+    #[arg(long, value_enum, default_value = "grammar")]
+    reply: ReplyArg,
+    /// Where an active skill's steps go: `user` (with the task) or `system` (the system prompt).
+    #[arg(long, value_enum, default_value = "user")]
+    skill_placement: PlacementArg,
+    /// How earlier steps are shown: `folded` (a "done so far" list in one user turn) or
+    /// `chat` (the model's replies and each result as turns).
+    #[arg(long, value_enum, default_value = "folded")]
+    history: HistoryArg,
+}
+
+impl AgentStyleArgs {
+    fn style(self) -> agent_cmds_style::Style {
+        agent_cmds_style::Style {
+            constraint: match self.reply {
+                ReplyArg::Grammar => agent_loop::ReplyConstraint::Grammar,
+                ReplyArg::FreeText => agent_loop::ReplyConstraint::FreeText,
+            },
+            placement: match self.skill_placement {
+                PlacementArg::User => agent_loop::protocol::SkillPlacement::User,
+                PlacementArg::System => agent_loop::protocol::SkillPlacement::System,
+            },
+            history: match self.history {
+                HistoryArg::Folded => agent_loop::History::Folded,
+                HistoryArg::Chat => agent_loop::History::Chat,
+            },
+        }
+    }
+}
+
+/// The agent style, as the command modules take it.
+mod agent_cmds_style {
+    /// How the loop talks to the student.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Style {
+        pub constraint: agent_loop::ReplyConstraint,
+        pub placement: agent_loop::protocol::SkillPlacement,
+        pub history: agent_loop::History,
+    }
 }
 
 #[derive(Args, Debug)]
@@ -212,6 +288,9 @@ struct EvalCliArgs {
     /// its prefix cache (measured 11x slower); raise it for a remote endpoint that batches.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     parallel: u16,
+    /// Agent cases: how the loop talks to the student.
+    #[command(flatten)]
+    style: AgentStyleArgs,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -574,6 +653,13 @@ enum ConfigCommand {
 }
 
 fn main() -> ExitCode {
+    // The shell tool's Landlock helper (`skd __sandbox ... -- sh -c CMD`): confine this
+    // process, then become the command. Before anything else: no threads, no logging.
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == agent_loop::sandbox::SANDBOX_ARG) {
+        let code = agent_loop::sandbox::run_helper(args);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -598,6 +684,10 @@ fn init_logging(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
+    // mistral.rs 0.8.1 warns "Device mapping contains a mix of GPU and CPU" on every load of a
+    // GGUF onto the CPU, where nothing is mixed: that one module's warnings are not shown by
+    // default (RUST_LOG still can).
+    let default = format!("{default},mistralrs_core::pipeline::gguf=error");
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ =
@@ -670,10 +760,13 @@ fn run(cli: Cli) -> Result<Exit> {
             run_cmds::RunArgs {
                 task: a.task.join(" "),
                 skill: a.skill,
+                no_skill: a.no_skill,
                 student: a.student,
                 max_steps: a.max_steps,
-                max_tokens: a.max_tokens,
+                reasoning_tokens: a.reasoning_tokens,
                 workspace: a.workspace,
+                write: a.write,
+                style: a.style.style(),
                 json: a.json,
                 no_transcript: a.no_transcript,
             },
@@ -689,6 +782,7 @@ fn run(cli: Cli) -> Result<Exit> {
                 no_cache: a.no_cache,
                 max_tokens: a.max_tokens,
                 parallel: usize::from(a.parallel),
+                style: a.style.style(),
                 json: a.json,
             },
         )),

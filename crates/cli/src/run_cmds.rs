@@ -3,7 +3,9 @@
 use crate::Exit;
 use crate::config::Config;
 use crate::output::{JSON_SCHEMA_VERSION, NotFound, print_json};
-use agent_loop::tools::{ToolRegistry, builtin_tools};
+use agent_loop::sandbox::Confinement;
+use agent_loop::shell::ShellConfig;
+use agent_loop::tools::{ToolRegistry, WorkspaceAccess, builtin_tools};
 use agent_loop::{Agent, AgentConfig, Event, Outcome, RunOptions};
 use anyhow::{Context, Result, bail};
 use retrieval::SearchIndex;
@@ -111,10 +113,13 @@ pub fn models_path(config: &Config, id: &str) -> Result<Exit> {
 pub struct RunArgs {
     pub task: String,
     pub skill: Option<String>,
+    pub no_skill: bool,
     pub student: Option<String>,
     pub max_steps: usize,
-    pub max_tokens: u32,
+    pub reasoning_tokens: u32,
     pub workspace: Option<PathBuf>,
+    pub write: bool,
+    pub style: crate::agent_cmds_style::Style,
     pub json: bool,
     pub no_transcript: bool,
 }
@@ -141,8 +146,11 @@ pub async fn run(config: &Config, args: RunArgs) -> Result<Exit> {
         bail!("workspace {} is not a folder", workspace.display());
     }
     let retriever = open_retriever(config)?;
+    let write = args.write || config.workspace_write.value;
+    let shell = if config.allow_shell.value { Some(shell_config(config, args.json).await) } else { None };
+    let access = WorkspaceAccess { write, shell };
     let mut tools = ToolRegistry::new();
-    for tool in builtin_tools(&workspace, Some(retriever.clone() as Arc<dyn Retriever>), config.allow_shell.value) {
+    for tool in builtin_tools(&workspace, Some(retriever.clone() as Arc<dyn Retriever>), &access) {
         tools.register(tool)?;
     }
     let mut servers = Vec::new();
@@ -161,7 +169,10 @@ pub async fn run(config: &Config, args: RunArgs) -> Result<Exit> {
     }
     let agent_config = AgentConfig {
         max_steps: args.max_steps,
-        max_tokens: args.max_tokens,
+        reasoning_tokens: args.reasoning_tokens,
+        constraint: args.style.constraint,
+        skill_placement: args.style.placement,
+        history: args.style.history,
         transcript_dir: (!args.no_transcript).then(|| config.runs_dir.value.clone()),
         redact: std::env::var("SKD_STUDENT_API_KEY").into_iter().collect(),
         tool_timeouts: config
@@ -186,7 +197,20 @@ pub async fn run(config: &Config, args: RunArgs) -> Result<Exit> {
         }
         let _ = std::io::stdout().flush();
     };
-    let outcome = agent.run(&args.task, &RunOptions { skill: args.skill.clone() }, &mut on_event).await?;
+    let options = RunOptions { skill: args.skill.clone(), no_skills: args.no_skill };
+    let outcome = agent.run(&args.task, &options, &mut on_event).await?;
+    // What the MCP servers wrote to stderr is kept beside the transcript (bounded).
+    if let Some(t) = &outcome.transcript {
+        for server in &servers {
+            let log = server.stderr_tail();
+            if !log.is_empty() {
+                let path = t.with_extension(format!("mcp-{}.stderr", server.name()));
+                if let Err(e) = skill_core::fsutil::atomic_write(&path, log.as_bytes()) {
+                    eprintln!("warning: cannot keep MCP server `{}`'s stderr: {e}", server.name());
+                }
+            }
+        }
+    }
     drop(servers);
     if !as_json && let Some(t) = &outcome.transcript {
         eprintln!("transcript: {}", t.display());
@@ -196,6 +220,26 @@ pub async fn run(config: &Config, args: RunArgs) -> Result<Exit> {
         Outcome::StepBudgetExhausted => Exit::Negative,
         Outcome::ModelError => Exit::Failure,
     })
+}
+
+/// The shell tool's settings: skd itself confines each command with Landlock; where the
+/// kernel cannot, the user is told once.
+async fn shell_config(config: &Config, quiet: bool) -> ShellConfig {
+    let program = std::env::current_exe().ok();
+    if let Some(p) = &program {
+        match agent_loop::sandbox::probe(p).await {
+            Ok(Confinement::Full) => {}
+            Ok(Confinement::Partial) if !quiet => {
+                eprintln!("warning: this kernel's Landlock confines shell commands only in part")
+            }
+            Ok(_) if !quiet => eprintln!(
+                "warning: this kernel does not enforce Landlock: shell commands are not confined to the workspace"
+            ),
+            Err(e) if !quiet => eprintln!("warning: cannot check the shell sandbox: {e}"),
+            _ => {}
+        }
+    }
+    ShellConfig { env_allow: config.shell_env.value.clone(), sandbox_program: program, ..ShellConfig::default() }
 }
 
 fn print_event(event: &Event, tty: bool) {
@@ -214,16 +258,29 @@ fn print_event(event: &Event, tty: bool) {
             );
         }
         Event::SkillActivated { name, reason, .. } => println!("skill: {name} ({reason})"),
-        Event::ModelCall { step, prompt_tokens, completion_tokens, elapsed_ms, output, .. } => {
+        Event::ModelCall { step, correction, prompt_tokens, completion_tokens, elapsed_ms, output, .. } => {
+            let what = if *correction { "correction" } else { "model" };
             println!(
                 "{}",
                 dim(&format!(
-                    "step {step}: model {prompt_tokens}+{completion_tokens} tokens, {:.1} s",
+                    "step {step}: {what} {prompt_tokens}+{completion_tokens} tokens, {:.1} s",
                     *elapsed_ms as f64 / 1000.0
                 ))
             );
-            println!("  {}", crate::output::one_line(output));
+            // The reasoning, line by line (long replies clipped), then the action line.
+            let lines: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty()).collect();
+            const SHOWN: usize = 16;
+            for (i, line) in lines.iter().enumerate() {
+                if lines.len() > SHOWN && i == SHOWN - 2 {
+                    println!("  {}", dim(&format!("... {} more lines", lines.len() - SHOWN + 1)));
+                }
+                if lines.len() <= SHOWN || i < SHOWN - 2 || i == lines.len() - 1 {
+                    let clipped: String = line.chars().take(240).collect();
+                    println!("  {}", dim(&clipped));
+                }
+            }
         }
+        Event::Prompt { .. } => {}
         Event::InvalidReply { error, .. } => println!("  ! unusable reply: {error}"),
         Event::ToolCall { tool, ok, denied, output, .. } => {
             let status = if *denied {

@@ -335,3 +335,36 @@ fn hub_model_specs_fail_clearly_when_the_hub_is_unreachable() {
     let bad = env.stderr(&["models", "pull", "hf:acme"], 5);
     assert!(bad.contains("hf:OWNER/REPO"), "{bad}");
 }
+
+/// The shell tool's sandbox: `skd __sandbox` confines a command with Landlock (this kernel
+/// enforces it; the test says so if it does not), so a command cannot write outside the
+/// folders it was given, through the real `Shell` tool as the agent calls it.
+#[test]
+fn shell_commands_cannot_write_outside_the_workspace() {
+    use agent_loop::shell::{Shell, ShellConfig};
+    use skill_core::Tool;
+    let env = Env::new();
+    let skd = std::path::PathBuf::from(env!("CARGO_BIN_EXE_skd"));
+    let probe = env.ok(&["__sandbox", "--probe"], 0);
+    assert_eq!(probe.trim(), "full", "this kernel must enforce Landlock for the test to mean anything");
+    let workspace = env.path("work");
+    let outside = env.path("outside.txt");
+    let config = ShellConfig { sandbox_program: Some(skd), ..ShellConfig::default() };
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let run = |write: bool, command: String| {
+        let shell = Shell::new(&workspace, write, config.clone());
+        rt.block_on(shell.call(serde_json::json!({ "command": command }))).expect("call")
+    };
+    let inside = run(true, "echo hi > inside.txt && cat inside.txt".into());
+    assert!(!inside.is_error && inside.content.contains("stdout:\nhi"), "{}", inside.content);
+    let escaped = run(true, format!("echo leak > {}", outside.display()));
+    assert!(escaped.is_error && escaped.content.contains("Permission denied"), "{}", escaped.content);
+    assert!(!outside.exists(), "nothing was written outside the workspace");
+    // A read-only run's shell writes nowhere, not even in the workspace.
+    let read_only = run(false, "echo x > ro.txt".into());
+    assert!(read_only.is_error && read_only.content.contains("Permission denied"), "{}", read_only.content);
+    assert!(!workspace.join("ro.txt").exists());
+    // It still reads, runs programs, and has a temporary folder of its own.
+    let reads = run(false, "cat inside.txt && echo t > \"$TMPDIR/t\" && cat \"$TMPDIR/t\"".into());
+    assert!(!reads.is_error && reads.content.contains("hi\nt"), "{}", reads.content);
+}

@@ -813,6 +813,7 @@ mod tests {
             prompt: format!("what is {a}+{b}"),
             expected_output: Some((a + b).to_string()),
             files: Vec::new(),
+            workspace: None,
             expectations: Vec::new(),
             graders: vec![Grader::Normalized { expected: None }],
             split,
@@ -1027,6 +1028,7 @@ mod tests {
             prompt: format!("what is {n}+1"),
             expected_output: Some((n + 1).to_string()),
             files: Vec::new(),
+            workspace: None,
             expectations: Vec::new(),
             graders: vec![Grader::Normalized { expected: None }],
             split: Split::Validation,
@@ -1118,6 +1120,7 @@ mod tests {
                     output: String::new(),
                     extracted: String::new(),
                     tool_calls: Vec::new(),
+                    events: Vec::new(),
                     usage: skill_core::Usage { prompt_tokens: tokens, completion_tokens: 0 },
                     elapsed_ms: 1,
                     error: None,
@@ -1553,6 +1556,7 @@ impl Distiller<'_> {
                     prompt: c.prompt,
                     expected_output: Some(c.expected_output),
                     files: Vec::new(),
+                    workspace: None,
                     expectations: Vec::new(),
                     graders: vec![if numeric {
                         Grader::Numeric { expected: None, tolerance: 1e-6 }

@@ -397,6 +397,7 @@ mod tests {
                     output: String::new(),
                     extracted: String::new(),
                     tool_calls: Vec::new(),
+                    events: Vec::new(),
                     usage: Usage { prompt_tokens: 10, completion_tokens: 5 },
                     elapsed_ms: 1000,
                     error: None,

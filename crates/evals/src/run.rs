@@ -11,7 +11,7 @@ use crate::grade::{Answer, GradeOutcome, ToolCallRecord};
 use crate::stats::Rate;
 use crate::suite::{CaseId, CaseMode, EvalCase, EvalSuite, Split};
 use crate::{Error, Result};
-use agent_loop::tools::{ToolRegistry, builtin_tools};
+use agent_loop::tools::{ToolRegistry, WorkspaceAccess, builtin_tools};
 use agent_loop::{Agent, AgentConfig, Event, RunOptions};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -63,6 +63,12 @@ pub struct RunnerConfig {
     pub parallelism: usize,
     /// Steps allowed for agent cases.
     pub agent_max_steps: usize,
+    /// How agent cases' replies are constrained.
+    pub agent_constraint: agent_loop::ReplyConstraint,
+    /// Where agent cases put the skill's steps.
+    pub agent_placement: agent_loop::protocol::SkillPlacement,
+    /// How agent cases show earlier steps to the model.
+    pub agent_history: agent_loop::History,
     /// Folder the cases' `files` are relative to (the skill folder).
     pub files_root: Option<PathBuf>,
 }
@@ -76,6 +82,9 @@ impl Default for RunnerConfig {
             transcript_dir: None,
             parallelism: 1,
             agent_max_steps: 8,
+            agent_constraint: Default::default(),
+            agent_placement: Default::default(),
+            agent_history: Default::default(),
             files_root: None,
         }
     }
@@ -99,6 +108,10 @@ pub struct CaseResult {
     /// Tool calls (agent cases).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCallRecord>,
+    /// Every event of the agent run (agent cases): the prompt, each reply with its
+    /// reasoning, each tool result, how it ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<Event>,
     /// Tokens of the student's calls.
     pub usage: Usage,
     /// Wall time of the student's calls, milliseconds.
@@ -292,6 +305,13 @@ impl CaseContext<'_> {
         h.update(self.suite.answer_pattern.as_deref().unwrap_or("").as_bytes());
         h.update(self.config.max_tokens.to_le_bytes());
         h.update((self.config.agent_max_steps as u64).to_le_bytes());
+        // An agent case's answer depends on the loop's reply protocol, not only on its inputs.
+        if case.mode == CaseMode::Agent {
+            h.update(b"agent protocol\0");
+            h.update(agent_loop::protocol::PROTOCOL_VERSION.to_le_bytes());
+            let style = (self.config.agent_constraint, self.config.agent_placement, self.config.agent_history);
+            h.update(serde_json::to_vec(&style).unwrap_or_default());
+        }
         // A rubric's verdict is the judge's, and is kept with the answer: another judge is
         // another result.
         if case.effective_graders().iter().any(|g| g.needs_teacher()) {
@@ -303,6 +323,14 @@ impl CaseContext<'_> {
         for file in &case.files {
             h.update([0]);
             h.update(std::fs::read(root.join(file)).unwrap_or_default());
+        }
+        if let Some(folder) = &case.workspace {
+            for (rel, abs) in workspace_files(&root.join(folder)).unwrap_or_default() {
+                h.update([1]);
+                h.update(rel.to_string_lossy().as_bytes());
+                h.update([0]);
+                h.update(std::fs::read(abs).unwrap_or_default());
+            }
         }
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
@@ -383,6 +411,7 @@ impl CaseContext<'_> {
                     output: completion.text.clone(),
                     extracted,
                     tool_calls: Vec::new(),
+                    events: Vec::new(),
                     usage: completion.usage,
                     elapsed_ms: started.elapsed().as_millis() as u64,
                     error,
@@ -397,6 +426,18 @@ impl CaseContext<'_> {
         let scratch = tempfile::tempdir().map_err(|e| Error::other(format!("scratch folder: {e}")))?;
         let workspace = scratch.path().join("workspace");
         std::fs::create_dir_all(&workspace).map_err(|e| skill_core::Error::io(&workspace, e))?;
+        if let Some(folder) = &case.workspace {
+            let from = self.config.files_root.clone().unwrap_or_default().join(folder);
+            let files = workspace_files(&from)
+                .map_err(|e| Error::Grader { case: case.id.to_string(), message: format!("workspace: {e}") })?;
+            for (rel, abs) in files {
+                let to = workspace.join(&rel);
+                if let Some(dir) = to.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| skill_core::Error::io(dir, e))?;
+                }
+                std::fs::copy(&abs, &to).map_err(|e| skill_core::Error::io(&abs, e))?;
+            }
+        }
         for file in &case.files {
             let from = self.config.files_root.clone().unwrap_or_default().join(file);
             let to = agent_loop::tools::resolve_in_root(&workspace, file)
@@ -407,12 +448,15 @@ impl CaseContext<'_> {
             std::fs::copy(&from, &to).map_err(|e| skill_core::Error::io(&from, e))?;
         }
         let mut tools = ToolRegistry::new();
-        for tool in builtin_tools(&workspace, None, false) {
+        for tool in builtin_tools(&workspace, None, &WorkspaceAccess::read_write()) {
             tools.register(tool).map_err(|e| Error::other(e.to_string()))?;
         }
         let agent_config = AgentConfig {
             max_steps: self.config.agent_max_steps,
-            max_tokens: self.config.max_tokens,
+            reasoning_tokens: self.config.max_tokens,
+            constraint: self.config.agent_constraint,
+            skill_placement: self.config.agent_placement,
+            history: self.config.agent_history,
             model_timeout: self.config.timeout,
             ..AgentConfig::default()
         };
@@ -432,17 +476,21 @@ impl CaseContext<'_> {
         };
         let mut tool_calls = Vec::new();
         let mut usage = Usage::default();
+        let mut events = Vec::new();
         let started = Instant::now();
         let run = agent
-            .run(&task, &options, &mut |event| match event {
-                Event::ToolCall { tool, arguments, .. } => {
-                    tool_calls.push(ToolCallRecord { tool: tool.clone(), arguments: arguments.clone() })
+            .run(&task, &options, &mut |event| {
+                match event {
+                    Event::ToolCall { tool, arguments, .. } => {
+                        tool_calls.push(ToolCallRecord { tool: tool.clone(), arguments: arguments.clone() })
+                    }
+                    Event::ModelCall { prompt_tokens, completion_tokens, .. } => {
+                        usage.prompt_tokens += prompt_tokens;
+                        usage.completion_tokens += completion_tokens;
+                    }
+                    _ => {}
                 }
-                Event::ModelCall { prompt_tokens, completion_tokens, .. } => {
-                    usage.prompt_tokens += prompt_tokens;
-                    usage.completion_tokens += completion_tokens;
-                }
-                _ => {}
+                events.push(event.clone());
             })
             .await;
         let outcome = match run {
@@ -462,6 +510,7 @@ impl CaseContext<'_> {
             output,
             extracted,
             tool_calls,
+            events,
             usage,
             elapsed_ms: started.elapsed().as_millis() as u64,
             error,
@@ -489,12 +538,39 @@ impl CaseContext<'_> {
             output: String::new(),
             extracted: String::new(),
             tool_calls: Vec::new(),
+            events: Vec::new(),
             usage: Usage::default(),
             elapsed_ms: started.elapsed().as_millis() as u64,
             error: Some(error),
             cached: false,
         }
     }
+}
+
+/// Every regular file under `folder`, as (path relative to it, path), sorted. Symlinks are
+/// left out: a fixture must not reach outside its folder.
+fn workspace_files(folder: &Path) -> std::result::Result<Vec<(PathBuf, PathBuf)>, String> {
+    if !folder.is_dir() {
+        return Err(format!("{} is not a folder", folder.display()));
+    }
+    let mut out = Vec::new();
+    let mut pending = vec![folder.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
+            let path = entry.path();
+            let kind = entry.file_type().map_err(|e| format!("{}: {e}", path.display()))?;
+            if kind.is_dir() {
+                pending.push(path);
+            } else if kind.is_file() {
+                let rel = path.strip_prefix(folder).map(Path::to_path_buf).unwrap_or_else(|_| path.clone());
+                out.push((rel, path));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// A case passes when it was graded without error, by at least one grader, and every

@@ -100,6 +100,11 @@ pub struct EvalCase {
     /// Files the case needs, relative to the skill folder; copied into the agent workspace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<String>,
+    /// A folder, relative to the skill folder, whose contents become the agent workspace
+    /// (`evals/workspaces/october` holding `expenses.csv` gives a workspace with
+    /// `expenses.csv` at its root). Agent cases only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
     /// Statements a good answer satisfies, judged by the teacher.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expectations: Vec<String>,
@@ -122,6 +127,7 @@ impl EvalCase {
             prompt: prompt.into(),
             expected_output: Some(expected.into()),
             files: Vec::new(),
+            workspace: None,
             expectations: Vec::new(),
             graders: Vec::new(),
             split: Split::Train,
@@ -245,6 +251,16 @@ impl EvalSuite {
             {
                 problems.push(format!("{at}: grader `{}` needs \"mode\": \"agent\"", g.kind()));
             }
+            if let Some(folder) = &case.workspace {
+                if case.mode == CaseMode::Answer {
+                    problems.push(format!("{at}: `workspace` needs \"mode\": \"agent\""));
+                }
+                if !is_relative_inside(folder) {
+                    problems.push(format!(
+                        "{at}: `workspace` must be a folder relative to the skill folder, got `{folder}`"
+                    ));
+                }
+            }
         }
         problems
     }
@@ -253,6 +269,13 @@ impl EvalSuite {
     pub fn split(&self, split: Split) -> Vec<&EvalCase> {
         self.evals.iter().filter(|c| c.split == split).collect()
     }
+}
+
+/// A non-empty relative path with no `..` part: it stays inside the folder it is joined to.
+fn is_relative_inside(path: &str) -> bool {
+    let p = std::path::Path::new(path);
+    !path.trim().is_empty()
+        && p.components().all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir))
 }
 
 /// The 1-based line where a case's `"id"` is written, found by text search (serde_json does

@@ -84,6 +84,46 @@ async fn smollm2() -> Arc<dyn Student> {
     Arc::new(MistralRsStudent::load(&path, MistralRsOptions::default()).await.expect("SmolLM2"))
 }
 
+#[tokio::test]
+async fn a_case_workspace_folder_becomes_the_agent_workspace_and_the_run_is_recorded() {
+    let suite_json = r#"{"skill_name": "copy-first-line", "evals": [
+      {"id": "ws", "prompt": "What is the first line of input.txt?", "mode": "agent",
+       "workspace": "evals/workspaces/one", "expected_output": "alpha"}]}"#;
+    let (dir, suite) = suite_on_disk(suite_json);
+    let ws = dir.path().join("evals/workspaces/one/sub");
+    std::fs::create_dir_all(&ws).expect("mkdir");
+    std::fs::write(dir.path().join("evals/workspaces/one/input.txt"), "alpha\nbeta\n").expect("fixture");
+    std::fs::write(ws.join("deep.txt"), "deep").expect("fixture");
+    let config = RunnerConfig { files_root: Some(dir.path().to_path_buf()), ..RunnerConfig::default() };
+    let replies = vec!["Answer: alpha", "Action: read_file {\"path\": \"input.txt\"}"];
+    let student: Arc<dyn Student> = Arc::new(Scripted(Mutex::new(replies)));
+    let evaluator = Evaluator { student, judge: None, suite: &suite, config: &config };
+    let cases: Vec<&evals::EvalCase> = suite.evals.iter().collect();
+    let run = evaluator.run(&cases, None, "no skill", &mut |_| {}).await.expect("run");
+    let result = &run.results[0];
+    assert!(result.passed, "{result:#?}");
+    // input.txt sat at the workspace root, and the run's events are kept with the result.
+    assert!(result.events.iter().any(|e| matches!(e, agent_loop::Event::ToolCall { ok: true, output, .. } if output == "alpha\nbeta\n")), "{:#?}", result.events);
+    assert!(matches!(result.events.first(), Some(agent_loop::Event::Start { .. })));
+    // A workspace folder that is not there is a clear error of that case.
+    let missing = r#"{"skill_name": "x", "evals": [{"id": "gone", "prompt": "p", "mode": "agent", "workspace": "evals/workspaces/none", "expected_output": "a"}]}"#;
+    let (dir, suite) = suite_on_disk(missing);
+    let config = RunnerConfig { files_root: Some(dir.path().to_path_buf()), ..RunnerConfig::default() };
+    let student: Arc<dyn Student> = Arc::new(Scripted(Mutex::new(vec![])));
+    let evaluator = Evaluator { student, judge: None, suite: &suite, config: &config };
+    let cases: Vec<&evals::EvalCase> = suite.evals.iter().collect();
+    let err = evaluator.run(&cases, None, "no skill", &mut |_| {}).await.expect_err("no such folder").to_string();
+    assert!(err.contains("workspace") && err.contains("is not a folder"), "{err}");
+    // The suite check refuses a workspace outside the skill folder, and one on an answer case.
+    let bad = r#"{"skill_name": "x", "evals": [
+      {"id": "up", "prompt": "p", "mode": "agent", "workspace": "../elsewhere", "expected_output": "a"},
+      {"id": "answer", "prompt": "p", "workspace": "evals/w", "expected_output": "a"}]}"#;
+    let suite: EvalSuite = serde_json::from_str(bad).expect("parses");
+    let problems = suite.problems(bad);
+    assert!(problems.iter().any(|p| p.contains("case up") && p.contains("relative to the skill folder")), "{problems:?}");
+    assert!(problems.iter().any(|p| p.contains("case answer") && p.contains("needs \"mode\": \"agent\"")), "{problems:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_cases_run_real_tools_in_a_scratch_workspace_and_are_graded_on_calls_and_files() {
     let (dir, suite) = skill_folder();
@@ -93,12 +133,12 @@ async fn agent_cases_run_real_tools_in_a_scratch_workspace_and_are_graded_on_cal
 
     // Case 1 does the job; case 2 reads the file but writes the wrong line.
     let mut replies = vec![
-        r#"{"thought": "read the source", "tool": "read_file", "args": {"path": "input.txt"}}"#,
-        r#"{"thought": "write line 1", "tool": "write_file", "args": {"path": "answer.txt", "content": "alpha\n"}}"#,
-        r#"{"thought": "", "final_answer": "done"}"#,
-        r#"{"thought": "read the source", "tool": "read_file", "args": {"path": "input.txt"}}"#,
-        r#"{"thought": "write a line", "tool": "write_file", "args": {"path": "answer.txt", "content": "beta\n"}}"#,
-        r#"{"thought": "", "final_answer": "done"}"#,
+        "I read the source first.\nAction: read_file {\"path\": \"fixtures/input.txt\"}",
+        "Its first line is alpha.\nAction: write_file {\"path\": \"answer.txt\", \"content\": \"alpha\\n\"}",
+        "The line is copied.\nAnswer: done",
+        "Action: read_file {\"path\": \"fixtures/input.txt\"}",
+        "Action: write_file {\"path\": \"answer.txt\", \"content\": \"beta\\n\"}",
+        "Answer: done",
     ];
     replies.reverse();
     let student: Arc<dyn Student> = Arc::new(Scripted(Mutex::new(replies)));

@@ -18,6 +18,7 @@
 pub mod error;
 pub mod fsutil;
 pub mod library;
+pub mod redact;
 pub mod skill;
 pub mod time;
 pub mod traits;

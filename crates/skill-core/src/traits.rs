@@ -54,6 +54,11 @@ pub struct CompletionRequest {
     /// When set, the output must be JSON matching this schema (constrained decoding where the
     /// backend supports it).
     pub json_schema: Option<serde_json::Value>,
+    /// When set, the output must match this Lark grammar (llguidance's dialect), enforced
+    /// during decoding by backends whose [`Student::supports_grammar`] is true; others
+    /// ignore it, and the caller reads their free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grammar: Option<String>,
     /// Wall-clock limit for the call.
     pub timeout: Duration,
 }
@@ -67,6 +72,7 @@ impl CompletionRequest {
             temperature: None,
             stop: Vec::new(),
             json_schema: None,
+            grammar: None,
             timeout: Duration::from_secs(120),
         }
     }
@@ -101,6 +107,11 @@ pub trait Student: Send + Sync {
     fn model_id(&self) -> &str;
     /// One chat completion.
     async fn complete(&self, request: &CompletionRequest) -> Result<Completion>;
+    /// True when [`CompletionRequest::grammar`] is enforced during decoding (the agent loop
+    /// then relies on it; otherwise it reads free text and asks once for a correction).
+    fn supports_grammar(&self) -> bool {
+        false
+    }
 }
 
 /// The frontier model that writes and rewrites skills and their evals.

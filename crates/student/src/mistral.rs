@@ -163,7 +163,7 @@ fn build_request(request: &CompletionRequest, end_token_ids: &[u32]) -> RequestB
     if !request.stop.is_empty() {
         sampling.stop_toks = Some(StopTokens::Seqs(request.stop.clone()));
     } else if !end_token_ids.is_empty() {
-        // Once a JSON-schema grammar is complete, llguidance only allows an end token, but
+        // Once a grammar (JSON schema or Lark) is complete, llguidance only allows an end token, but
         // not always the one the engine stops on: without this, constrained replies ran on
         // (invisible) to the token limit.
         sampling.stop_toks = Some(StopTokens::Ids(end_token_ids.to_vec()));
@@ -173,7 +173,9 @@ fn build_request(request: &CompletionRequest, end_token_ids: &[u32]) -> RequestB
         builder = builder.add_message(role(*r), content);
     }
     builder = builder.set_sampling(sampling);
-    if let Some(schema) = &request.json_schema {
+    if let Some(grammar) = &request.grammar {
+        builder = builder.set_constraint(Constraint::Lark(grammar.clone()));
+    } else if let Some(schema) = &request.json_schema {
         builder = builder.set_constraint(Constraint::JsonSchema(without_free_whitespace(schema)));
     }
     builder
@@ -258,5 +260,9 @@ impl Student for MistralRsStudent {
 
     async fn complete(&self, request: &CompletionRequest) -> skill_core::Result<Completion> {
         Ok(self.complete_timed(request).await?.0)
+    }
+
+    fn supports_grammar(&self) -> bool {
+        true
     }
 }

@@ -3,17 +3,24 @@
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use skill_core::{Completion, CompletionRequest, Role, Student, Usage};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// A student behind an OpenAI-compatible endpoint: Ollama, llama.cpp's server, vLLM, or
 /// `skd serve`. JSON-schema constraints are sent as `response_format: json_schema`, which
-/// these servers implement with grammar-constrained decoding.
+/// these servers implement with grammar-constrained decoding. Lark grammars go as
+/// `grammar: {"type": "lark", "value": ...}`, the field mistral.rs's server (and so `skd
+/// serve`) reads; a server that refuses the field (HTTP 400 or 422) is asked again without
+/// it, and from then on this student reports that it does not enforce grammars, so the agent
+/// loop reads its free text instead.
 #[derive(Clone)]
 pub struct OpenAiCompatStudent {
     client: reqwest::Client,
     base_url: String,
     model: String,
     api_key: Option<String>,
+    grammar_accepted: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for OpenAiCompatStudent {
@@ -35,10 +42,11 @@ impl OpenAiCompatStudent {
             base_url: base_url.into().trim_end_matches('/').to_string(),
             model: model.into(),
             api_key: api_key.filter(|k| !k.is_empty()),
+            grammar_accepted: Arc::new(AtomicBool::new(true)),
         }
     }
 
-    fn body(&self, request: &CompletionRequest) -> Value {
+    fn body(&self, request: &CompletionRequest, with_grammar: bool) -> Value {
         let messages: Vec<Value> = request
             .messages
             .iter()
@@ -64,7 +72,9 @@ impl OpenAiCompatStudent {
         if !request.stop.is_empty() {
             body["stop"] = json!(request.stop);
         }
-        if let Some(schema) = &request.json_schema {
+        if with_grammar && let Some(grammar) = &request.grammar {
+            body["grammar"] = json!({"type": "lark", "value": grammar});
+        } else if let Some(schema) = &request.json_schema {
             body["response_format"] =
                 json!({"type": "json_schema", "json_schema": {"name": "response", "schema": schema, "strict": true}});
         }
@@ -72,20 +82,14 @@ impl OpenAiCompatStudent {
     }
 }
 
-fn err(message: impl std::fmt::Display) -> skill_core::Error {
-    skill_core::Error::backend("openai-compatible", message)
-}
-
-#[async_trait]
-impl Student for OpenAiCompatStudent {
-    fn model_id(&self) -> &str {
-        &self.model
-    }
-
-    async fn complete(&self, request: &CompletionRequest) -> skill_core::Result<Completion> {
-        let started = Instant::now();
-        let url = format!("{}/chat/completions", self.base_url);
-        let mut call = self.client.post(&url).timeout(request.timeout).json(&self.body(request));
+impl OpenAiCompatStudent {
+    async fn post(
+        &self,
+        url: &str,
+        request: &CompletionRequest,
+        with_grammar: bool,
+    ) -> skill_core::Result<(reqwest::StatusCode, String)> {
+        let mut call = self.client.post(url).timeout(request.timeout).json(&self.body(request, with_grammar));
         if let Some(key) = &self.api_key {
             call = call.bearer_auth(key);
         }
@@ -100,6 +104,35 @@ impl Student for OpenAiCompatStudent {
         })?;
         let status = response.status();
         let text = response.text().await.map_err(|e| err(format!("{url}: reading the response: {e}")))?;
+        Ok((status, text))
+    }
+}
+
+fn err(message: impl std::fmt::Display) -> skill_core::Error {
+    skill_core::Error::backend("openai-compatible", message)
+}
+
+#[async_trait]
+impl Student for OpenAiCompatStudent {
+    fn model_id(&self) -> &str {
+        &self.model
+    }
+
+    fn supports_grammar(&self) -> bool {
+        self.grammar_accepted.load(Ordering::Relaxed)
+    }
+
+    async fn complete(&self, request: &CompletionRequest) -> skill_core::Result<Completion> {
+        let started = Instant::now();
+        let url = format!("{}/chat/completions", self.base_url);
+        let with_grammar = request.grammar.is_some() && self.supports_grammar();
+        let (mut status, mut text) = self.post(&url, request, with_grammar).await?;
+        if with_grammar && matches!(status.as_u16(), 400 | 422) {
+            // The server does not take the grammar field: ask again without it, and tell the
+            // loop to read free text from now on.
+            self.grammar_accepted.store(false, Ordering::Relaxed);
+            (status, text) = self.post(&url, request, false).await?;
+        }
         if !status.is_success() {
             let excerpt: String = text.chars().take(300).collect();
             return Err(err(format!("{url}: HTTP {status}: {excerpt}")));

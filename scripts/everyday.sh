@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The everyday agent task set (everyday/skills: 10 workflow skills, 25 agent-mode tasks, each
+# with its workspace) run through `skd eval`: every task with its skill and with no skill, on
+# one student, through the agent loop. Prints one row per skill and the totals, and writes
+# the per-skill JSON to $OUT (default: a temporary folder, printed at the end).
+#
+#   scripts/everyday.sh [STUDENT]            # default qwen2.5-coder-0.5b
+#   SKD=/path/to/skd scripts/everyday.sh     # another skd binary (default: this checkout's)
+#   SKILLS="open-todos word-count" ...       # only these skills
+set -euo pipefail
+cd "$(dirname "$0")/.."
+student="${1:-qwen2.5-coder-0.5b}"
+if [ -z "${SKD:-}" ]; then
+  cargo build --locked -q -p skd-cli
+  SKD="${CARGO_TARGET_DIR:-target}/debug/skd"
+fi
+out="${OUT:-$(mktemp -d)}"
+mkdir -p "$out"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+# A private library: skd eval writes its reports beside each skill, and the checkout stays clean.
+cp -r everyday/skills "$work/skills"
+export SKD_CONFIG="$work/config.toml" SKD_SKILLS_DIR="$work/skills" SKD_IMPORT_SKILL_DIRS="" \
+       SKD_NOTES="$work/no-notes" SKD_INDEX_DIR="$work/index"
+: > "$SKD_CONFIG"
+"$SKD" models pull "$student" >/dev/null
+
+skills="${SKILLS:-$(ls everyday/skills)}"
+for skill in $skills; do
+  "$SKD" eval "$skill" --student "$student" --baseline none --no-cache --json > "$out/$skill.json" \
+    || [ $? -eq 1 ]   # exit 1: some case could not be run; the JSON still says which
+done
+# Keep each case's transcript (evals/results/runs/...) with the summary.
+for skill in $skills; do
+  [ -d "$work/skills/$skill/evals/results" ] && mkdir -p "$out/results" && cp -r "$work/skills/$skill/evals/results" "$out/results/$skill"
+done
+python3 - "$out" $skills <<'EOF'
+import json, sys
+out, skills = sys.argv[1], sys.argv[2:]
+rows, tot = [], {"n": 0, "with": 0, "without": 0, "secs_with": 0.0, "secs_without": 0.0, "tok_with": 0.0, "tok_without": 0.0}
+print(f"{'skill':<16} {'tasks':>5} {'with skill':>10} {'no skill':>9} {'s/task with':>11} {'s/task without':>14} {'tokens with':>11}")
+for s in skills:
+    e = json.load(open(f"{out}/{s}.json"))["entry"]
+    n = len(e["cases"])
+    w = sum(c["with_skill"] for c in e["cases"])
+    b = sum(bool(c["baseline"]) for c in e["cases"])
+    ws, bs = e["with_skill"], e["baseline"]
+    print(f"{s:<16} {n:>5} {w:>10} {b:>9} {ws['seconds_per_case']:>11.1f} {bs['seconds_per_case']:>14.1f} {ws['tokens_per_case']:>11.0f}")
+    tot["n"] += n; tot["with"] += w; tot["without"] += b
+    tot["secs_with"] += ws["seconds_per_case"] * n; tot["secs_without"] += bs["seconds_per_case"] * n
+    tot["tok_with"] += ws["tokens_per_case"] * n; tot["tok_without"] += bs["tokens_per_case"] * n
+n = tot["n"]
+print(f"{'all':<16} {n:>5} {tot['with']:>10} {tot['without']:>9} {tot['secs_with']/n:>11.1f} {tot['secs_without']/n:>14.1f} {tot['tok_with']/n:>11.0f}")
+print(f"with the skill {100*tot['with']/n:.0f}%, without {100*tot['without']/n:.0f}%; "
+      f"tokens/task {tot['tok_with']/n:.0f} with, {tot['tok_without']/n:.0f} without")
+EOF
+echo "per-skill JSON: $out"
