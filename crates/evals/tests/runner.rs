@@ -103,7 +103,14 @@ async fn a_case_workspace_folder_becomes_the_agent_workspace_and_the_run_is_reco
     let result = &run.results[0];
     assert!(result.passed, "{result:#?}");
     // input.txt sat at the workspace root, and the run's events are kept with the result.
-    assert!(result.events.iter().any(|e| matches!(e, agent_loop::Event::ToolCall { ok: true, output, .. } if output == "alpha\nbeta\n")), "{:#?}", result.events);
+    assert!(
+        result
+            .events
+            .iter()
+            .any(|e| matches!(e, agent_loop::Event::ToolCall { ok: true, output, .. } if output == "alpha\nbeta\n")),
+        "{:#?}",
+        result.events
+    );
     assert!(matches!(result.events.first(), Some(agent_loop::Event::Start { .. })));
     // A workspace folder that is not there is a clear error of that case.
     let missing = r#"{"skill_name": "x", "evals": [{"id": "gone", "prompt": "p", "mode": "agent", "workspace": "evals/workspaces/none", "expected_output": "a"}]}"#;
@@ -120,8 +127,14 @@ async fn a_case_workspace_folder_becomes_the_agent_workspace_and_the_run_is_reco
       {"id": "answer", "prompt": "p", "workspace": "evals/w", "expected_output": "a"}]}"#;
     let suite: EvalSuite = serde_json::from_str(bad).expect("parses");
     let problems = suite.problems(bad);
-    assert!(problems.iter().any(|p| p.contains("case up") && p.contains("relative to the skill folder")), "{problems:?}");
-    assert!(problems.iter().any(|p| p.contains("case answer") && p.contains("needs \"mode\": \"agent\"")), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.contains("case up") && p.contains("relative to the skill folder")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.contains("case answer") && p.contains("needs \"mode\": \"agent\"")),
+        "{problems:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
