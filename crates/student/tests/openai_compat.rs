@@ -1,0 +1,75 @@
+//! `OpenAiCompatStudent` against loopback servers over real HTTP: the reply grammar goes out
+//! as mistral.rs's `grammar` field, and a server that refuses the field is asked again
+//! without it, after which the student reports that it does not enforce grammars.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+use skill_core::{ChatMessage, CompletionRequest, Role, Student};
+use std::sync::{Arc, Mutex};
+use student::OpenAiCompatStudent;
+
+/// Keeps every request body; refuses a `grammar` field when `strict`, as OpenAI's own API
+/// refuses arguments it does not know.
+struct Server {
+    strict: bool,
+    bodies: Mutex<Vec<Value>>,
+}
+
+async fn completions(State(server): State<Arc<Server>>, body: axum::Json<Value>) -> Response {
+    let body = body.0;
+    server.bodies.lock().expect("lock").push(body.clone());
+    if server.strict && body.get("grammar").is_some() {
+        return (StatusCode::BAD_REQUEST, "Unrecognized request argument supplied: grammar").into_response();
+    }
+    axum::Json(json!({
+        "choices": [{"message": {"role": "assistant", "content": "Answer: 42"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 3}
+    }))
+    .into_response()
+}
+
+async fn serve(strict: bool) -> (String, Arc<Server>) {
+    let server = Arc::new(Server { strict, bodies: Mutex::new(Vec::new()) });
+    let app = Router::new().route("/v1/chat/completions", post(completions)).with_state(server.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/v1"), server)
+}
+
+fn request() -> CompletionRequest {
+    let mut r = CompletionRequest::new(vec![ChatMessage::new(Role::User, "6 times 7?")]);
+    r.grammar = Some("start: \"Answer: 42\"".into());
+    r
+}
+
+#[tokio::test]
+async fn the_grammar_goes_out_as_the_grammar_field() {
+    let (url, server) = serve(false).await;
+    let student = OpenAiCompatStudent::new(&url, "default", None);
+    assert!(student.supports_grammar());
+    let done = student.complete(&request()).await.expect("completion");
+    assert_eq!(done.text, "Answer: 42");
+    let bodies = server.bodies.lock().expect("lock");
+    assert_eq!(bodies[0]["grammar"], json!({"type": "lark", "value": "start: \"Answer: 42\""}));
+    assert!(bodies[0].get("response_format").is_none());
+    assert!(student.supports_grammar(), "an accepted grammar keeps the student constrained");
+}
+
+#[tokio::test]
+async fn a_server_that_refuses_the_grammar_is_asked_again_without_it() {
+    let (url, server) = serve(true).await;
+    let student = OpenAiCompatStudent::new(&url, "default", None);
+    let done = student.complete(&request()).await.expect("the second request is answered");
+    assert_eq!(done.text, "Answer: 42");
+    assert!(!student.supports_grammar(), "from now on the loop reads free text");
+    let again = student.complete(&request()).await.expect("completion");
+    assert_eq!(again.text, "Answer: 42");
+    let bodies = server.bodies.lock().expect("lock");
+    let with_grammar: Vec<bool> = bodies.iter().map(|b| b.get("grammar").is_some()).collect();
+    assert_eq!(with_grammar, [true, false, false], "one refusal, then never again");
+}
