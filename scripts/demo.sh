@@ -60,7 +60,7 @@ skill = next((e["name"] for e in events if e["event"] == "skill_activated"), "-"
 end = events[-1] if events and events[-1]["event"] == "finish" else {}
 answer = (end.get("answer") or end.get("outcome") or "no answer").replace("\t", " ").replace("\n", " ")
 secs = end.get("elapsed_ms", 0) / 1000
-print("\t".join([task, expected, mode, skill, answer[:40], f"{secs:.1f}"]))
+print("\t".join([task, expected, mode, skill, answer[:200], f"{secs:.1f}"]))
 print(f"   {mode} skill ({skill}): {answer[:60]!r} in {secs:.1f} s", file=sys.stderr)
 EOF
   done
@@ -78,8 +78,16 @@ for line in open(sys.argv[1]):
         order.append(task)
     rows[task]["expected"] = expected
     rows[task][mode] = (skill, answer, float(secs))
+def norm(text):
+    return " ".join(text.strip().rstrip(".").lower().split())
 def mark(expected, answer):
-    return "right" if expected.lower() in answer.lower() else "wrong"
+    # The answer alone is right; an answer that only contains it among other text is not.
+    a, e = norm(answer), norm(expected)
+    try:
+        same_number = float(a.replace(",", "")) == float(e)
+    except ValueError:
+        same_number = False
+    return "right" if a == e or same_number else "wrong"
 print(f"Student {sys.argv[2]}: each task without a skill, then with the skill retrieval chose.\n")
 print(f"| task | expected | no skill | with skill | skill used |")
 print(f"|---|---|---|---|---|")
@@ -88,6 +96,10 @@ for task in order:
     cells = []
     for mode in ("without", "with"):
         skill, answer, secs = r.get(mode, ("-", "-", 0.0))
-        cells.append(f"{answer} ({mark(r['expected'], answer)}, {secs:.0f} s)")
+        shown = answer if len(answer) <= 40 else answer[:39] + "…"
+        cells.append(f"{shown} ({mark(r['expected'], answer)}, {secs:.0f} s)")
     print(f"| {task[:48]} | {r['expected']} | {cells[0]} | {cells[1]} | {r.get('with', ('-',))[0]} |")
+right = {m: sum(mark(rows[t]["expected"], rows[t].get(m, ("-", "-", 0.0))[1]) == "right" for t in order)
+         for m in ("without", "with")}
+print(f"\nright: {right['without']} of {len(order)} without a skill, {right['with']} of {len(order)} with one")
 EOF

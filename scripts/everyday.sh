@@ -7,6 +7,7 @@
 #   scripts/everyday.sh [STUDENT]            # default qwen2.5-coder-0.5b
 #   SKD=/path/to/skd scripts/everyday.sh     # another skd binary (default: this checkout's)
 #   SKILLS="open-todos word-count" ...       # only these skills
+#   EVAL_ARGS="--reply free-text" ...         # other agent settings (skd eval --help)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 student="${1:-qwen2.5-coder-0.5b}"
@@ -27,7 +28,10 @@ export SKD_CONFIG="$work/config.toml" SKD_SKILLS_DIR="$work/skills" SKD_IMPORT_S
 
 skills="${SKILLS:-$(ls everyday/skills)}"
 for skill in $skills; do
-  "$SKD" eval "$skill" --student "$student" --baseline none --no-cache --json > "$out/$skill.json" \
+  # 256 reasoning tokens a step, as `skd run` has by default.
+  # shellcheck disable=SC2086
+  "$SKD" eval "$skill" --student "$student" --baseline none --no-cache --max-tokens 256 ${EVAL_ARGS:-} --json \
+    > "$out/$skill.json" \
     || [ $? -eq 1 ]   # exit 1: some case could not be run; the JSON still says which
 done
 # Keep each case's transcript (evals/results/runs/...) with the summary.
