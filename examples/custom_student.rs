@@ -12,8 +12,7 @@ use async_trait::async_trait;
 use skill_core::{Completion, CompletionRequest, Student};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use student::models::ModelStore;
-use student::{MistralRsOptions, MistralRsStudent};
+use student::StudentSettings;
 
 /// Answers from memory when it has seen the exact request before.
 struct MemoStudent {
@@ -34,6 +33,11 @@ impl Student for MemoStudent {
         self.inner.supports_grammar()
     }
 
+    // ...and how many requests it decodes together, so an eval runner keeps it busy.
+    fn max_parallel_requests(&self) -> usize {
+        self.inner.max_parallel_requests()
+    }
+
     async fn complete(&self, request: &CompletionRequest) -> skill_core::Result<Completion> {
         let key = serde_json::to_string(request).map_err(|e| skill_core::Error::backend("memo", e))?;
         if let Some(hit) =
@@ -51,8 +55,9 @@ impl Student for MemoStudent {
 #[tokio::main]
 async fn main() -> Result<()> {
     let model = std::env::args().nth(1).unwrap_or_else(|| "smollm2-135m".into());
-    let path = ModelStore::new(ModelStore::default_dir()).resolve(&model, &mut |_| {})?;
-    let inner: Arc<dyn Student> = Arc::new(MistralRsStudent::load(&path, MistralRsOptions::default()).await?);
+    // The library's resolver: a known id, a .gguf path, hf:OWNER/REPO, URL#model, with or
+    // without an engine prefix (llama:, mistral:).
+    let inner = student::load_student(&model, &StudentSettings::default(), &mut |_| {}).await?;
     let memo = Arc::new(MemoStudent { inner, memo: Mutex::new(HashMap::new()), hits: Mutex::new(0) });
     let agent = Agent::new(memo.clone(), AgentConfig { max_steps: 2, ..AgentConfig::default() });
     for round in 1..=2 {

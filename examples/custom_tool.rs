@@ -9,14 +9,12 @@ use agent_loop::{Agent, AgentConfig, Event, RunOptions};
 use anyhow::Result;
 use serde_json::json;
 use std::sync::Arc;
-use student::models::ModelStore;
-use student::{MistralRsOptions, MistralRsStudent};
+use student::StudentSettings;
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let model = std::env::args().nth(1).unwrap_or_else(|| "smollm2-135m".into());
-    let path = ModelStore::new(ModelStore::default_dir()).resolve(&model, &mut |p| eprintln!("{p:?}"))?;
-    let student = Arc::new(MistralRsStudent::load(&path, MistralRsOptions::default()).await?);
+    let student = student::load_student(&model, &StudentSettings::default(), &mut |p| eprintln!("{p:?}")).await?;
 
     // Any async Rust function can be a tool: a name, a description, an argument schema.
     let word_count = FnTool::new(

@@ -11,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The dev profile optimizes dependencies (Cargo.toml), so this shares the test build.
+bash scripts/install-build-deps.sh
 cargo build --locked -p skd-cli
 skd="${CARGO_TARGET_DIR:-target}/debug/skd"
 work="$(mktemp -d)"

@@ -12,6 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 student="${1:-qwen2.5-coder-0.5b}"
 if [ -z "${SKD:-}" ]; then
+  bash scripts/install-build-deps.sh
   cargo build --locked -q -p skd-cli
   SKD="${CARGO_TARGET_DIR:-target}/debug/skd"
 fi

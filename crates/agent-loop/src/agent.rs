@@ -426,6 +426,25 @@ impl Agent {
         // The last call made: small models given greedy decoding tend to repeat their previous
         // call once its result comes back.
         let mut last_call: Option<(String, serde_json::Value)> = None;
+        // Model call `$step`, whose failure ends the run (a model error after `$steps` steps).
+        macro_rules! call_or_finish {
+            ($step:expr, $retry:expr, $request:expr, $steps:expr) => {
+                match self.model_call($step, $retry, $request, &mut totals, &mut state).await? {
+                    Ok(c) => c,
+                    Err(error) => {
+                        return self.finish_model_error(
+                            $steps,
+                            error,
+                            totals,
+                            &skills,
+                            started,
+                            &mut state,
+                            transcript_path,
+                        );
+                    }
+                }
+            };
+        }
         for step in 1..=self.config.max_steps {
             let offered = self.offered(&skills, &catalog);
             // A skill activated mid-run by the model keeps its steps where they arrived: in the
@@ -433,20 +452,7 @@ impl Agent {
             let shown = if activated_at_start { skills.active.as_ref() } else { None };
             let messages = conversation.messages(shown, self.config.skill_placement, &offered);
             let request = self.request(&messages, &offered, self.config.reasoning_tokens);
-            let completion = match self.model_call(step, false, &request, &mut totals, &mut state).await? {
-                Ok(c) => c,
-                Err(error) => {
-                    return self.finish_model_error(
-                        step - 1,
-                        error,
-                        totals,
-                        &skills,
-                        started,
-                        &mut state,
-                        transcript_path,
-                    );
-                }
-            };
+            let completion = call_or_finish!(step, false, &request, step - 1);
             let mut parsed = parse_reply(&completion.text);
             let mut reply_text = completion.text.clone();
             if let Err(error) = &parsed {
@@ -463,20 +469,7 @@ impl Agent {
                     correction_message(&format!("{error}{cut}"), !offered.is_empty()),
                 ));
                 let request = self.request(&retry, &offered, 0);
-                let correction = match self.model_call(step, true, &request, &mut totals, &mut state).await? {
-                    Ok(c) => c,
-                    Err(error) => {
-                        return self.finish_model_error(
-                            step,
-                            error,
-                            totals,
-                            &skills,
-                            started,
-                            &mut state,
-                            transcript_path,
-                        );
-                    }
-                };
+                let correction = call_or_finish!(step, true, &request, step);
                 parsed =
                     parse_reply(&correction.text).map_err(|e| format!("{error}{cut}; after a correction request: {e}"));
                 reply_text = format!("{}\n{}", completion.text.trim_end(), correction.text.trim());
@@ -492,20 +485,7 @@ impl Agent {
                 } else if self.constrained() {
                     let narrowed: Vec<ToolSpec> = offered.iter().filter(|s| &s.name != tool).cloned().collect();
                     let request = self.request(&messages, &narrowed, self.config.reasoning_tokens);
-                    let again = match self.model_call(step, true, &request, &mut totals, &mut state).await? {
-                        Ok(c) => c,
-                        Err(error) => {
-                            return self.finish_model_error(
-                                step,
-                                error,
-                                totals,
-                                &skills,
-                                started,
-                                &mut state,
-                                transcript_path,
-                            );
-                        }
-                    };
+                    let again = call_or_finish!(step, true, &request, step);
                     if let Some(next) = parse_reply_other_than(&again.text, &reply.action) {
                         parsed = Ok(next);
                         reply_text = again.text.clone();

@@ -1,5 +1,6 @@
 //! `skd bench student`: the eval workload (many prompts sharing one long skill prefix) through
-//! mistral.rs in several configurations, and through llama.cpp on the same GGUF file.
+//! both in-process engines in several configurations, and through llama-cpp-python (the
+//! reference) on the same GGUF file, in one run.
 
 use crate::Exit;
 use crate::config::Config;
@@ -11,7 +12,7 @@ use skill_core::{ChatMessage, CompletionRequest, Role};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
-use student::{MistralRsOptions, MistralRsStudent};
+use student::{LlamaCppOptions, LlamaCppStudent, MistralRsOptions, MistralRsStudent, Student};
 
 /// A skill-like system prompt: the shape of what the eval workload shares across prompts.
 const SKILL_PARAGRAPH: &str = "When the task asks you to evaluate a Boolean expression, work from the innermost parentheses outwards. \
@@ -35,20 +36,25 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
-/// A mistral.rs configuration of the benchmark.
+/// An engine configuration of the benchmark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
-    /// Prefix cache on, one request after another (what `skd eval` does).
+    /// llama.cpp, all requests at once: one shared-prefix batch (what `skd eval` does on it).
+    LlamaBatched,
+    /// llama.cpp, one request after another (the prefix kept in sequence 0 between them).
+    LlamaSequential,
+    /// mistral.rs, prefix cache on, one request after another (what `skd eval` does on it).
     Cached,
-    /// Prefix cache off, one request after another.
+    /// mistral.rs, prefix cache off, one request after another.
     Uncached,
-    /// Prefix cache on, all requests sent at once.
+    /// mistral.rs, prefix cache on, all requests sent at once.
     Concurrent,
 }
 
 impl Mode {
     /// Every mode, in the order they run.
-    pub const ALL: [Mode; 3] = [Mode::Cached, Mode::Uncached, Mode::Concurrent];
+    pub const ALL: [Mode; 5] =
+        [Mode::LlamaBatched, Mode::LlamaSequential, Mode::Cached, Mode::Uncached, Mode::Concurrent];
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -144,6 +150,56 @@ async fn run_mistral(
     Ok(result)
 }
 
+async fn run_llama(
+    path: &Path,
+    label: &str,
+    threads: usize,
+    concurrent: bool,
+    requests: &[CompletionRequest],
+) -> Result<ModeResult> {
+    let options = LlamaCppOptions {
+        threads: Some(threads),
+        max_sequences: requests.len().clamp(1, 64),
+        ..LlamaCppOptions::default()
+    };
+    let student = Arc::new(LlamaCppStudent::load(path, options).await?);
+    // Warm-up outside the timing: page the weights in (a different prompt: no prefix help).
+    student.complete(&request("Hi.", "Hi.", 1)).await?;
+    let mut result = ModeResult { mode: label.to_string(), ..ModeResult::default() };
+    let started = Instant::now();
+    let outcomes = if concurrent {
+        futures_join(requests.iter().map(|r| {
+            let s = student.clone();
+            let r = r.clone();
+            tokio::spawn(async move { s.complete(&r).await })
+        }))
+        .await?
+    } else {
+        let mut out = Vec::new();
+        for r in requests {
+            out.push(student.complete(r).await?);
+        }
+        out
+    };
+    result.wall_s = started.elapsed().as_secs_f64();
+    for completion in &outcomes {
+        result.prompt_tokens += u64::from(completion.usage.prompt_tokens);
+        result.completion_tokens += u64::from(completion.usage.completion_tokens);
+    }
+    Ok(result)
+}
+
+async fn futures_join(
+    handles: impl Iterator<Item = tokio::task::JoinHandle<skill_core::Result<skill_core::Completion>>>,
+) -> Result<Vec<skill_core::Completion>> {
+    let handles: Vec<_> = handles.collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.context("benchmark task failed")??);
+    }
+    Ok(out)
+}
+
 fn run_llama_cpp(
     python: &str,
     model: &Path,
@@ -176,7 +232,7 @@ fn run_llama_cpp(
     Ok(["with_prefix_reuse", "without_prefix_reuse"]
         .iter()
         .map(|k| ModeResult {
-            mode: format!("llama.cpp {}", k.replace('_', " ")),
+            mode: format!("llama-cpp-python {}", k.replace('_', " ")),
             wall_s: v[k]["wall_s"].as_f64().unwrap_or(f64::NAN),
             prompt_tokens: v[k]["prompt_tokens"].as_u64().unwrap_or(0),
             completion_tokens: v[k]["completion_tokens"].as_u64().unwrap_or(0),
@@ -195,27 +251,24 @@ pub async fn bench_student(config: &Config, args: BenchArgs) -> Result<Exit> {
     let requests: Vec<CompletionRequest> = prompts.iter().map(|p| request(&system, p, args.max_tokens)).collect();
     let mut results = Vec::new();
     for mode in &args.modes {
+        let mistral =
+            |max_num_seqs, prefix_cache_n| MistralRsOptions { max_num_seqs, prefix_cache_n, transcode: args.transcode };
         let (label, options, at_once) = match mode {
-            Mode::Cached => (
-                "mistral.rs prefix cache, sequential",
-                MistralRsOptions { max_num_seqs: 1, prefix_cache_n: 16, transcode: args.transcode },
-                false,
-            ),
-            Mode::Uncached => (
-                "mistral.rs no prefix cache, sequential",
-                MistralRsOptions { max_num_seqs: 1, prefix_cache_n: 0, transcode: args.transcode },
-                false,
-            ),
-            Mode::Concurrent => (
-                "mistral.rs prefix cache, all at once",
-                MistralRsOptions { max_num_seqs: args.prompts.max(1), prefix_cache_n: 16, transcode: args.transcode },
-                true,
-            ),
+            Mode::LlamaBatched => ("skd llama.cpp, one shared-prefix batch", None, true),
+            Mode::LlamaSequential => ("skd llama.cpp, sequential", None, false),
+            Mode::Cached => ("skd mistral.rs prefix cache, sequential", Some(mistral(1, 16)), false),
+            Mode::Uncached => ("skd mistral.rs no prefix cache, sequential", Some(mistral(1, 0)), false),
+            Mode::Concurrent => {
+                ("skd mistral.rs prefix cache, all at once", Some(mistral(args.prompts.max(1), 16)), true)
+            }
         };
         if !args.json {
             eprintln!("running: {label}");
         }
-        let r = run_mistral(&path, label, options, at_once, &requests, !args.json).await?;
+        let r = match options {
+            Some(options) => run_mistral(&path, label, options, at_once, &requests, !args.json).await?,
+            None => run_llama(&path, label, args.threads, at_once, &requests).await?,
+        };
         if !args.json {
             // Each mode takes minutes on a CPU: show it as soon as it is measured.
             eprintln!(
@@ -240,10 +293,14 @@ pub async fn bench_student(config: &Config, args: BenchArgs) -> Result<Exit> {
         }
         None => None,
     };
-    // The ratio is for the configuration the student runs with: prefix cache, sequential.
-    let ours = args.modes.iter().position(|m| *m == Mode::Cached).map(|i| results[i].wall_s);
+    // One ratio per engine, each for the configuration `skd eval` runs it in: llama.cpp as
+    // one batch, mistral.rs sequential with its prefix cache.
     let reference = llama.as_ref().map(|l| l[0].wall_s);
-    let ratio = reference.zip(ours).map(|(r, o)| r / o);
+    let ratio_of = |mode: Mode| {
+        let ours = args.modes.iter().position(|m| *m == mode).map(|i| results[i].wall_s);
+        reference.zip(ours).map(|(r, o)| r / o)
+    };
+    let (ratio_llama, ratio_mistral) = (ratio_of(Mode::LlamaBatched), ratio_of(Mode::Cached));
     if let Some(l) = llama {
         results.extend(l);
     }
@@ -256,7 +313,7 @@ pub async fn bench_student(config: &Config, args: BenchArgs) -> Result<Exit> {
             "max_tokens": args.max_tokens,
             "threads": args.threads,
             "results": results,
-            "throughput_ratio_vs_llama_cpp_prefix_reuse": ratio,
+            "throughput_ratio_vs_llama_cpp_prefix_reuse": {"llama.cpp": ratio_llama, "mistral.rs": ratio_mistral},
         }))?;
     } else {
         println!(
@@ -271,11 +328,15 @@ pub async fn bench_student(config: &Config, args: BenchArgs) -> Result<Exit> {
             let f = |x: Option<f64>| x.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
             println!("{:<44} {:>9.2} {:>10} {:>10}", r.mode, r.wall_s, f(r.prefill_tok_s), f(r.decode_tok_s));
         }
-        match ratio {
-            Some(r) => println!(
-                "throughput ratio vs llama.cpp with prefix reuse: {r:.2} (>= 1.0 means skd is at least as fast)"
-            ),
-            None => println!("llama.cpp not measured (pass --python $(scripts/install-llama-cpp.sh))"),
+        if reference.is_none() {
+            println!("llama-cpp-python not measured (pass --python $(scripts/install-llama-cpp.sh))");
+        }
+        for (engine, ratio) in [("llama.cpp", ratio_llama), ("mistral.rs", ratio_mistral)] {
+            if let Some(r) = ratio {
+                println!(
+                    "throughput ratio of skd on {engine} vs llama-cpp-python with prefix reuse: {r:.2} (>= 1.0: skd is at least as fast)"
+                );
+            }
         }
     }
     Ok(Exit::Ok)

@@ -22,6 +22,9 @@ pub struct FileConfig {
     /// The student: a known model id, a path to a .gguf file, or `URL#model` for an
     /// OpenAI-compatible server.
     pub student: Option<String>,
+    /// The engine for a local student or teacher without an engine prefix: "llama.cpp" or
+    /// "mistral.rs".
+    pub engine: Option<String>,
     /// The teacher for `skd distill` and rubric grading: `URL#model` (key from
     /// `OPENAI_API_KEY`), or a local model id / .gguf path.
     pub teacher: Option<String>,
@@ -86,6 +89,8 @@ pub struct Config {
     pub max_file_bytes: Setting<u64>,
     /// The student spec.
     pub student: Setting<String>,
+    /// The engine of local models whose spec names none.
+    pub engine: Setting<student::Engine>,
     /// The teacher spec, when one is configured.
     pub teacher: Setting<Option<String>>,
     /// USD per million prompt / completion tokens of the teacher (0 when unset).
@@ -115,6 +120,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SKD_INDEX_DIR", "where the search index is kept"),
     ("SKD_MAX_FILE_MB", "skip notes larger than this many MB"),
     ("SKD_STUDENT", "the student: a model id (`skd models list`), a .gguf path, or URL#model"),
+    ("SKD_ENGINE", "the engine for local models whose spec names none: llama.cpp or mistral.rs"),
     ("SKD_STUDENT_API_KEY", "API key for an OpenAI-compatible student (never logged)"),
     ("SKD_TEACHER", "the teacher: URL#model, or a local model id / .gguf path"),
     ("OPENAI_MODEL", "with OPENAI_BASE_URL (default OpenAI): the teacher when SKD_TEACHER and the config name none"),
@@ -249,6 +255,18 @@ impl Config {
             (None, Some(s)) => Setting { value: s.clone(), origin: Origin::File },
             (None, None) => Setting { value: student::models::QWEN_CODER_05B.to_string(), origin: Origin::Default },
         };
+        let engine = match (env("SKD_ENGINE"), &file.engine) {
+            (Some(v), _) => {
+                let value = v.to_string_lossy().parse().map_err(|e| ConfigError(format!("SKD_ENGINE: {e}")))?;
+                Setting { value, origin: Origin::Env }
+            }
+            (None, Some(name)) => {
+                let value =
+                    name.parse().map_err(|e| ConfigError(format!("config file {}: {e}", config_file.display())))?;
+                Setting { value, origin: Origin::File }
+            }
+            (None, None) => Setting { value: student::Engine::default_built(), origin: Origin::Default },
+        };
         // SKD_TEACHER, then the file, then the OpenAI variables (OPENAI_MODEL names the model
         // on OPENAI_BASE_URL, or on OpenAI itself).
         let non_empty = |k: &str| env(k).map(|v| v.to_string_lossy().trim().to_string()).filter(|v| !v.is_empty());
@@ -317,6 +335,7 @@ impl Config {
             index_dir,
             max_file_bytes,
             student,
+            engine,
             teacher,
             teacher_prices,
             models_dir,
@@ -377,6 +396,10 @@ max_file_mb = 4
 # The student that runs skills: a model id from `skd models list` (pulled on first use),
 # a path to a .gguf file, or an OpenAI-compatible server as "http://host:port/v1#model".
 student = "qwen2.5-coder-0.5b"
+
+# The engine that runs a local model whose spec names none ("llama:" or "mistral:" before
+# a model names one): "llama.cpp" (the default, faster) or "mistral.rs".
+# engine = "llama.cpp"
 
 # The teacher that writes skills and grades rubrics (`skd distill`, `skd eval`): an
 # OpenAI-compatible endpoint as "https://host/v1#model" (key from SKD_TEACHER_API_KEY or OPENAI_API_KEY), or a local

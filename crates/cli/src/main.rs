@@ -5,6 +5,7 @@ mod bench_cmds;
 mod config;
 mod eval_cmds;
 mod mcp_server;
+mod openai_server;
 mod output;
 mod run_cmds;
 mod search_cmds;
@@ -141,7 +142,7 @@ enum BenchCommand {
         /// Python with llama-cpp-python, for the reference (`scripts/install-llama-cpp.sh` prints one).
         #[arg(long)]
         python: Option<String>,
-        /// Which mistral.rs modes to run (each takes minutes on a CPU).
+        /// Which engine configurations to run (the mistral.rs ones take minutes each on a CPU).
         #[arg(long, value_enum, value_delimiter = ',', default_values_t = bench_cmds::Mode::ALL)]
         modes: Vec<bench_cmds::Mode>,
         /// Load the GGUF as it is, without rewriting Q5_0/Q4_1 tensors as Q8_0 (to measure
@@ -284,9 +285,10 @@ struct EvalCliArgs {
     /// Token limit per answer.
     #[arg(long, default_value_t = 384)]
     max_tokens: u32,
-    /// Cases in flight at once. Keep 1 for a local CPU student: concurrent requests defeat
-    /// its prefix cache (measured 11x slower); raise it for a remote endpoint that batches.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// Cases in flight at once; 0 (the default) lets the student say how many it decodes
+    /// together: 8 for llama.cpp (one shared-prefix batch), 1 for mistral.rs (concurrent
+    /// requests defeat its prefix cache: measured 11x slower) and for a remote endpoint.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=64))]
     parallel: u16,
     /// Agent cases: how the loop talks to the student.
     #[command(flatten)]
@@ -382,9 +384,10 @@ struct DistillCliArgs {
         eval_cmds::DISTILL_MAX_TOKENS,
     ))]
     max_tokens: Option<u32>,
-    /// Cases in flight at once. Keep 1 for a local CPU student: concurrent requests defeat
-    /// its prefix cache (measured 11x slower); raise it for a remote endpoint that batches.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// Cases in flight at once; 0 (the default) lets the student say how many it decodes
+    /// together: 8 for llama.cpp (one shared-prefix batch), 1 for mistral.rs (concurrent
+    /// requests defeat its prefix cache: measured 11x slower) and for a remote endpoint.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=64))]
     parallel: u16,
     /// Print the final state as JSON.
     #[arg(long)]
@@ -461,8 +464,8 @@ enum BbhCommand {
         /// cached test results are reused.
         #[arg(long, default_value_t = 384)]
         max_tokens: u32,
-        /// Cases in flight at once (keep 1 for a local CPU student).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        /// Cases in flight at once; 0 (the default): as many as the student decodes together.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=64))]
         parallel: u16,
         /// Only the sealed test cases at these 1-based positions of the split, `FIRST-LAST` or
         /// `FIRST-` (as `skd bbh report --test-cases`); such a part is not recorded.

@@ -15,7 +15,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use student::models::{ModelStore, PullProgress, find_known, known_models};
-use student::{MistralRsOptions, MistralRsStudent, OpenAiCompatStudent};
+use student::{MistralRsOptions, MistralRsStudent};
 
 fn pull_progress(quiet: bool) -> impl FnMut(PullProgress) {
     move |p| {
@@ -31,25 +31,32 @@ fn pull_progress(quiet: bool) -> impl FnMut(PullProgress) {
     }
 }
 
-/// Resolves a model spec (id, path or id to pull) to a local GGUF path.
+/// Resolves a model spec (id, path or id to pull, with or without an engine prefix) to a
+/// local GGUF path.
 pub fn model_path(config: &Config, spec: &str, quiet: bool) -> Result<PathBuf> {
     let store = ModelStore::new(&config.models_dir.value);
+    let (_, spec) = student::Engine::split_spec(spec);
     Ok(store.resolve(spec, &mut pull_progress(quiet))?)
 }
 
-/// Builds the student a spec names: `URL#model` for a server, else a local GGUF.
+/// What the library's resolver needs from the config.
+pub fn student_settings(config: &Config) -> student::StudentSettings {
+    student::StudentSettings {
+        models_dir: config.models_dir.value.clone(),
+        engine: config.engine.value,
+        api_key: std::env::var("SKD_STUDENT_API_KEY").ok(),
+    }
+}
+
+/// Builds the student a spec names (the library's resolver: `URL#model` for a server, else
+/// a local GGUF on the spec's or the config's engine).
 pub async fn load_student(config: &Config, spec: &str, quiet: bool) -> Result<Arc<dyn Student>> {
-    if spec.starts_with("http://") || spec.starts_with("https://") {
-        let (url, model) = spec.split_once('#').unwrap_or((spec, "default"));
-        let key = std::env::var("SKD_STUDENT_API_KEY").ok();
-        return Ok(Arc::new(OpenAiCompatStudent::new(url, model, key)));
+    let settings = student_settings(config);
+    let resolved = student::engine::resolve_spec(spec, &settings, &mut pull_progress(quiet))?;
+    if !quiet && let student::ResolvedSpec::Local { path, engine } = &resolved {
+        eprintln!("loading {} on {engine}", path.display());
     }
-    let path = model_path(config, spec, quiet)?;
-    if !quiet {
-        eprintln!("loading {}", path.display());
-    }
-    let student = MistralRsStudent::load(&path, MistralRsOptions::default()).await?;
-    Ok(Arc::new(student))
+    Ok(student::engine::load_resolved(resolved, &settings).await?)
 }
 
 pub fn models_list(config: &Config, as_json: bool) -> Result<Exit> {
@@ -64,13 +71,24 @@ pub fn models_list(config: &Config, as_json: bool) -> Result<Exit> {
                        "packages": m.parts.iter().map(|p| format!("{}=={}", p.package, p.version)).collect::<Vec<_>>()})
             })
             .collect();
-        print_json(&json!({"schema_version": JSON_SCHEMA_VERSION, "models_dir": store.dir(), "models": rows}))?;
+        let built: Vec<&str> = student::Engine::ALL.iter().filter(|e| e.is_built()).map(|e| e.name()).collect();
+        print_json(
+            &json!({"schema_version": JSON_SCHEMA_VERSION, "models_dir": store.dir(), "engine": config.engine.value,
+                           "engines_built": built, "models": rows}),
+        )?;
     } else {
         for m in &models {
             let state = if store.is_verified(m) { "pulled" } else { "not pulled" };
             let default = if m.id == config.student.value { " (student)" } else { "" };
             println!("{:<22} {:<38} {:<22} {state}{default}", m.id, m.display_name, m.role);
         }
+        let built: Vec<&str> = student::Engine::ALL.iter().filter(|e| e.is_built()).map(|e| e.name()).collect();
+        println!(
+            "\nengine: {} [{}] (built: {}; a spec may name one: llama:ID, mistral:ID)",
+            config.engine.value,
+            format!("{:?}", config.engine.origin).to_lowercase(),
+            built.join(", ")
+        );
     }
     Ok(Exit::Ok)
 }
@@ -307,14 +325,33 @@ fn print_event(event: &Event, tty: bool) {
 
 pub async fn serve(config: &Config, model: Option<&str>, port: u16) -> Result<Exit> {
     let spec = model.map(str::to_string).unwrap_or_else(|| config.student.value.clone());
-    let path = model_path(config, &spec, false)?;
-    eprintln!("loading {}", path.display());
-    let student = MistralRsStudent::load(&path, MistralRsOptions::default()).await?;
-    let app = mistralrs_server_core::mistralrs_server_router_builder::MistralRsServerRouterBuilder::new()
-        .with_mistralrs(student.runner())
-        .build()
-        .await
-        .context("building the HTTP router")?;
+    let settings = student_settings(config);
+    let resolved = student::engine::resolve_spec(&spec, &settings, &mut pull_progress(false))?;
+    let (path, engine) = match &resolved {
+        student::ResolvedSpec::Local { path, engine } => (path.clone(), *engine),
+        student::ResolvedSpec::Endpoint { url, .. } => {
+            bail!("`skd serve` serves a local model; {url} is a server already")
+        }
+    };
+    eprintln!("loading {} on {engine}", path.display());
+    // mistral.rs brings its own OpenAI server (streaming, tools); any other engine is
+    // served by ours, which passes concurrent requests on together (llama.cpp batches them).
+    let (app, served) = match engine {
+        student::Engine::MistralRs => {
+            let student = MistralRsStudent::load(&path, MistralRsOptions::default()).await?;
+            let app = mistralrs_server_core::mistralrs_server_router_builder::MistralRsServerRouterBuilder::new()
+                .with_mistralrs(student.runner())
+                .build()
+                .await
+                .context("building the HTTP router")?;
+            (app, student.model_id().to_string())
+        }
+        _ => {
+            let student = student::engine::load_resolved(resolved, &settings).await?;
+            let served = student.model_id().to_string();
+            (crate::openai_server::router(student), served)
+        }
+    };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
@@ -322,7 +359,7 @@ pub async fn serve(config: &Config, model: Option<&str>, port: u16) -> Result<Ex
     // The first stdout line is the endpoint, so scripts (and tests) can read the port.
     println!("http://{addr}/v1");
     std::io::stdout().flush()?;
-    eprintln!("serving {} (model \"default\") on http://{addr}/v1 until Ctrl-C", student.info().architecture);
+    eprintln!("serving {served} (model \"default\") on http://{addr}/v1 until Ctrl-C");
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -370,6 +370,7 @@ pub fn config_show(config: &Config, as_json: bool) -> Result<Exit> {
         origin(config.max_file_bytes.origin)
     );
     println!("student            {}  [{}]", config.student.value, origin(config.student.origin));
+    println!("engine             {}  [{}]", config.engine.value, origin(config.engine.origin));
     println!(
         "teacher            {}  [{}]",
         config.teacher.value.as_deref().unwrap_or("(none)"),

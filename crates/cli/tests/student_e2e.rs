@@ -100,7 +100,14 @@ fn run_streams_steps_and_writes_a_transcript() {
 fn serve_answers_openai_compatible_requests() {
     let env = Env::new();
     env.pull_smollm2();
-    let server = env.serve("smollm2-135m");
+    // llama.cpp is served by skd's own endpoint, mistral.rs by mistralrs-server-core.
+    for spec in ["llama:smollm2-135m", "mistral:smollm2-135m"] {
+        serve_answers_on(&env, spec);
+    }
+}
+
+fn serve_answers_on(env: &Env, spec: &str) {
+    let server = env.serve(spec);
     let url = server.url.clone();
     assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/v1"), "{url}");
     let rt = tokio::runtime::Runtime::new().expect("rt");

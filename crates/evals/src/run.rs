@@ -1,9 +1,10 @@
 //! Running a suite's cases against a student, with or without a skill, and grading them.
 //!
-//! Cases run one after another by default: on a CPU student the shared skill prefix stays
-//! in mistral.rs's prefix cache only then (concurrent requests were 11x slower). Backends
-//! that serve requests in parallel (a remote endpoint) can raise
-//! [`RunnerConfig::parallelism`]. Results are cached on disk by (model, skill text, case,
+//! By default as many cases are in flight as the student decodes together
+//! ([`Student::max_parallel_requests`]): llama.cpp decodes them as one shared-prefix batch,
+//! while mistral.rs on a CPU keeps the shared skill prefix in its prefix cache only when
+//! cases run one after another (concurrent requests were 11x slower).
+//! [`RunnerConfig::parallelism`] overrides it (a remote endpoint that batches). Results are cached on disk by (model, skill text, case,
 //! runner settings), so an unchanged case is never run twice, and every case's prompt,
 //! output and grades are kept as its transcript.
 
@@ -59,7 +60,8 @@ pub struct RunnerConfig {
     pub cache_dir: Option<PathBuf>,
     /// Where each case's transcript is written (`None`: not written).
     pub transcript_dir: Option<PathBuf>,
-    /// Cases in flight at once (1 keeps a CPU student's prefix cache useful).
+    /// Cases in flight at once; 0: as many as the student decodes together
+    /// ([`Student::max_parallel_requests`]).
     pub parallelism: usize,
     /// Steps allowed for agent cases.
     pub agent_max_steps: usize,
@@ -80,7 +82,7 @@ impl Default for RunnerConfig {
             timeout: Duration::from_secs(300),
             cache_dir: None,
             transcript_dir: None,
-            parallelism: 1,
+            parallelism: 0,
             agent_max_steps: 8,
             agent_constraint: Default::default(),
             agent_placement: Default::default(),
@@ -262,8 +264,12 @@ impl Evaluator<'_> {
             pattern: pattern.as_ref(),
             config: self.config,
         };
+        let in_flight = match self.config.parallelism {
+            0 => self.student.max_parallel_requests(),
+            n => n,
+        };
         let mut results = Vec::with_capacity(cases.len());
-        for chunk in cases.chunks(self.config.parallelism.max(1)) {
+        for chunk in cases.chunks(in_flight.max(1)) {
             for result in futures::future::join_all(chunk.iter().map(|case| ctx.run_one(case))).await {
                 let result = result?;
                 on_case(&result);

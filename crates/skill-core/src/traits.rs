@@ -112,6 +112,13 @@ pub trait Student: Send + Sync {
     fn supports_grammar(&self) -> bool {
         false
     }
+    /// How many requests this backend decodes together when they are in flight at once
+    /// (an eval runner sends this many cases together unless told otherwise). 1, the
+    /// default, means concurrent requests gain nothing and may cost (a CPU engine's prefix
+    /// cache only helps sequential requests).
+    fn max_parallel_requests(&self) -> usize {
+        1
+    }
 }
 
 /// The frontier model that writes and rewrites skills and their evals.

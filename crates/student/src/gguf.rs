@@ -1,11 +1,12 @@
-//! Reading a GGUF header before handing the file to mistral.rs.
+//! Reading a GGUF header before handing the file to an engine.
 //!
 //! mistral.rs 0.8.1 panics on an architecture it does not implement, and a truncated or
-//! corrupt file fails deep inside the loader. This reader checks the file first and turns
+//! corrupt file fails deep inside either engine's loader. This reader checks the file first and turns
 //! every such problem into an [`Error`] naming the file and the cause. It is bounded: no
 //! length read from the file is trusted beyond the file's size, so a corrupt header cannot
 //! make it allocate without limit or loop forever.
 
+use crate::engine::Engine;
 use crate::{Error, Result};
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -45,8 +46,15 @@ pub struct GgufInfo {
 /// Vocabulary entries that end a turn in the chat formats of the supported architectures.
 const END_MARKERS: &[&str] = &["<|im_end|>", "<|endoftext|>", "</s>", "<|eot_id|>", "<|end|>", "<|end_of_text|>"];
 
-/// Reads the header, checks the file is complete and the architecture is supported.
+/// Reads the header, checks the file is complete and that mistral.rs runs the architecture.
 pub fn inspect(path: &Path) -> Result<GgufInfo> {
+    inspect_for(path, Engine::MistralRs)
+}
+
+/// Reads the header and checks the file is complete and, where the engine's list of
+/// architectures is known before loading (mistral.rs panics on others), that it is on it.
+/// llama.cpp reports an architecture it lacks as a load error, which the loader names.
+pub fn inspect_for(path: &Path, engine: Engine) -> Result<GgufInfo> {
     let info = read_header(path)?;
     if let Some(expected) = info.expected_size
         && info.file_size < expected
@@ -59,7 +67,7 @@ pub fn inspect(path: &Path) -> Result<GgufInfo> {
             ),
         });
     }
-    if !SUPPORTED_ARCHITECTURES.contains(&info.architecture.as_str()) {
+    if engine == Engine::MistralRs && !SUPPORTED_ARCHITECTURES.contains(&info.architecture.as_str()) {
         return Err(Error::UnsupportedArchitecture {
             path: path.to_path_buf(),
             architecture: info.architecture.clone(),

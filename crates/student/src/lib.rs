@@ -1,8 +1,11 @@
 //! The student: a small local model that executes skills.
 //!
-//! Two backends behind [`skill_core::Student`]:
+//! Three backends behind [`skill_core::Student`], two of them in-process engines, each a
+//! Cargo feature (both on by default):
 //!
-//! * [`MistralRsStudent`]: a quantized GGUF loaded in-process by mistral.rs on the CPU. The
+//! * [`LlamaCppStudent`] (feature `llama-cpp`): a GGUF run by llama.cpp in-process, with
+//!   shared-prefix batched decoding of concurrent requests. The default engine.
+//! * [`MistralRsStudent`] (feature `mistralrs`): a quantized GGUF loaded in-process by mistral.rs on the CPU. The
 //!   file is checked first ([`gguf::inspect`]) so a missing, truncated or unsupported file is
 //!   a clear error instead of a panic inside the loader. Loaded once, it serves many
 //!   requests; greedy by default, with a token limit and a wall-clock timeout on every call,
@@ -10,17 +13,30 @@
 //! * [`OpenAiCompatStudent`]: any OpenAI-compatible chat endpoint (Ollama, llama.cpp
 //!   server, vLLM, `skd serve`).
 //!
+//! [`engine::load_student`] turns a model spec (known id, `.gguf` path, `hf:` spec,
+//! `URL#model`, optionally prefixed with an engine: `llama:`, `mistral:`) into a student;
+//! every frontend calls it.
+//!
 //! [`models`] knows the models skd can pull by name and keeps them in a verified cache;
 //! [`hub`] fetches `hf:OWNER/REPO[/FILE.gguf]` from a Hugging Face repository where the
 //! network allows.
 
+pub mod engine;
 pub mod gguf;
 pub mod hub;
+#[cfg(feature = "llama-cpp")]
+mod llama;
+#[cfg(feature = "mistralrs")]
 mod mistral;
 pub mod models;
 mod openai_compat;
+#[cfg(feature = "mistralrs")]
 pub mod transcode;
 
+pub use engine::{Engine, ResolvedSpec, StudentSettings, load_student};
+#[cfg(feature = "llama-cpp")]
+pub use llama::{LlamaCppOptions, LlamaCppStudent};
+#[cfg(feature = "mistralrs")]
 pub use mistral::{MistralRsOptions, MistralRsStudent, Timing};
 pub use openai_compat::OpenAiCompatStudent;
 pub use skill_core::Student;
@@ -69,6 +85,12 @@ pub enum Error {
         /// The known ids.
         known: String,
     },
+    /// An engine name that is not one of ours.
+    #[error("unknown engine `{0}`: use llama.cpp or mistral.rs")]
+    UnknownEngine(String),
+    /// The engine was left out of this build.
+    #[error("this build of skd has no {0} engine (build the `student` crate with its `{feature}` feature)", feature = match .0 { Engine::LlamaCpp => "llama-cpp", Engine::MistralRs => "mistralrs" })]
+    EngineNotBuilt(Engine),
     /// Downloading a model part failed.
     #[error("downloading {spec}: {message}")]
     Download {
@@ -97,7 +119,7 @@ pub enum Error {
         /// Actual digest.
         actual: String,
     },
-    /// mistral.rs failed to load the model.
+    /// An engine failed to load the model.
     #[error("loading {path} failed: {message}")]
     Load {
         /// The file.
@@ -105,6 +127,20 @@ pub enum Error {
         /// The cause.
         message: String,
     },
+}
+
+/// JSON grammars with free whitespace let small models emit newlines after the closing
+/// brace until the token limit (256 wasted tokens per step, measured on mistral.rs). Fixed
+/// separators and no free whitespace make the grammar end at the closing brace, so
+/// generation stops there. Both engines use llguidance, which reads this extension.
+pub(crate) fn without_free_whitespace(schema: &serde_json::Value) -> serde_json::Value {
+    let mut schema = schema.clone();
+    if let Some(map) = schema.as_object_mut() {
+        map.entry("x-guidance").or_insert_with(
+            || serde_json::json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "}),
+        );
+    }
+    schema
 }
 
 impl Error {

@@ -56,7 +56,10 @@ impl MistralRsStudent {
     pub async fn load(path: &Path, options: MistralRsOptions) -> Result<MistralRsStudent> {
         let info = gguf::inspect(path)?;
         let mut path = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
-        let model_id = path.file_stem().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        // The engine serves under the file's stem (the name `skd serve` clients send); the
+        // student's identity adds the engine and the content (see `engine::model_identity`).
+        let served_name = path.file_stem().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let model_id = crate::engine::model_identity(&path, crate::Engine::MistralRs)?;
         if options.transcode {
             let source = path.clone();
             let cache_dir = crate::models::ModelStore::default_dir().join("cpu");
@@ -98,7 +101,7 @@ impl MistralRsStudent {
 
         let seqs = NonZeroUsize::new(options.max_num_seqs.max(1)).unwrap_or(NonZeroUsize::MIN);
         let scheduler = SchedulerConfig::DefaultScheduler { method: DefaultSchedulerMethod::Fixed(seqs) };
-        let mut builder = MistralRsBuilder::new(pipeline, scheduler, false, None).with_model_id(model_id.clone());
+        let mut builder = MistralRsBuilder::new(pipeline, scheduler, false, None).with_model_id(served_name);
         builder = if options.prefix_cache_n == 0 {
             builder.with_no_prefix_cache(true)
         } else {
@@ -176,23 +179,9 @@ fn build_request(request: &CompletionRequest, end_token_ids: &[u32]) -> RequestB
     if let Some(grammar) = &request.grammar {
         builder = builder.set_constraint(Constraint::Lark(grammar.clone()));
     } else if let Some(schema) = &request.json_schema {
-        builder = builder.set_constraint(Constraint::JsonSchema(without_free_whitespace(schema)));
+        builder = builder.set_constraint(Constraint::JsonSchema(crate::without_free_whitespace(schema)));
     }
     builder
-}
-
-/// llguidance lets JSON carry any amount of whitespace, and small models use that freedom
-/// to emit newlines after the closing brace until the token limit (256 wasted tokens per
-/// step, measured). Fixed separators and no free whitespace make the grammar end at the
-/// closing brace, so generation stops there.
-fn without_free_whitespace(schema: &serde_json::Value) -> serde_json::Value {
-    let mut schema = schema.clone();
-    if let Some(map) = schema.as_object_mut() {
-        map.entry("x-guidance").or_insert_with(
-            || serde_json::json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "}),
-        );
-    }
-    schema
 }
 
 /// Where the time of one call went, as mistral.rs measured it.

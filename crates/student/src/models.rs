@@ -259,6 +259,15 @@ pub(crate) fn is_verified(path: &Path, identity: &str) -> bool {
     }
 }
 
+/// The sha256 a pull verified `path` against, when its marker says so and the file is
+/// unchanged since (a marker of a hub download records no digest).
+pub(crate) fn verified_digest(path: &Path) -> Option<String> {
+    let marker = fs::read_to_string(marker_path(path)).ok()?;
+    let digest = marker.split_whitespace().next()?;
+    let is_sha256 = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit());
+    (is_sha256 && is_verified(path, digest)).then(|| digest.to_string())
+}
+
 /// Records that `path` was verified against `identity`.
 pub(crate) fn mark_verified(path: &Path, identity: &str) -> Result<()> {
     let meta = fs::metadata(path).map_err(|e| Error::io(path, e))?;
