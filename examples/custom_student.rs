@@ -50,6 +50,35 @@ impl Student for MemoStudent {
         self.memo.lock().map_err(|_| skill_core::Error::backend("memo", "poisoned"))?.insert(key, completion.clone());
         Ok(completion)
     }
+
+    // A batch goes on as a batch (llama.cpp decodes it together); only the answers it does
+    // not remember are asked for.
+    async fn complete_batch(&self, requests: &[CompletionRequest]) -> Vec<skill_core::Result<Completion>> {
+        let keys: Vec<String> = requests.iter().map(|r| serde_json::to_string(r).unwrap_or_default()).collect();
+        let known: Vec<Option<Completion>> = {
+            let memo = self.memo.lock().unwrap_or_else(|e| e.into_inner());
+            keys.iter().map(|k| memo.get(k).cloned()).collect()
+        };
+        let misses: Vec<usize> = (0..requests.len()).filter(|&i| known[i].is_none()).collect();
+        let asked: Vec<CompletionRequest> = misses.iter().map(|&i| requests[i].clone()).collect();
+        let mut answers = self.inner.complete_batch(&asked).await.into_iter();
+        let mut memo = self.memo.lock().unwrap_or_else(|e| e.into_inner());
+        *self.hits.lock().unwrap_or_else(|e| e.into_inner()) += requests.len() - misses.len();
+        known
+            .into_iter()
+            .zip(keys)
+            .map(|(hit, key)| match hit {
+                Some(hit) => Ok(hit),
+                None => {
+                    let answer = answers.next().unwrap_or_else(|| Err(skill_core::Error::backend("memo", "no answer")));
+                    if let Ok(completion) = &answer {
+                        memo.insert(key, completion.clone());
+                    }
+                    answer
+                }
+            })
+            .collect()
+    }
 }
 
 #[tokio::main]

@@ -3,7 +3,7 @@
 timed with and without reuse of the shared prefix's KV cache. Prints one JSON object.
 
 Needs llama-cpp-python (`scripts/install-llama-cpp.sh` builds it for this machine).
-usage: llamacpp_bench.py MODEL.gguf WORKLOAD.json THREADS
+usage: llamacpp_bench.py MODEL.gguf WORKLOAD.json THREADS [reuse-only]
 WORKLOAD.json: {"system": str, "prompts": [str], "max_tokens": int}
 """
 import json
@@ -35,10 +35,9 @@ def main():
     # Warm-up (page the weights in), not timed.
     llm.create_chat_completion(messages=[{"role": "user", "content": "hi"}], max_tokens=1)
     llm.reset()
-    result = {
-        "with_prefix_reuse": run(llm, w["system"], w["prompts"], w["max_tokens"], True),
-        "without_prefix_reuse": run(llm, w["system"], w["prompts"], w["max_tokens"], False),
-    }
+    result = {"with_prefix_reuse": run(llm, w["system"], w["prompts"], w["max_tokens"], True)}
+    if not (len(sys.argv) > 4 and sys.argv[4] == "reuse-only"):
+        result["without_prefix_reuse"] = run(llm, w["system"], w["prompts"], w["max_tokens"], False)
     print(json.dumps(result))
 
 

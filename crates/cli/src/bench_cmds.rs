@@ -29,7 +29,11 @@ pub struct BenchArgs {
     pub prefix_tokens: usize,
     pub max_tokens: u32,
     pub threads: usize,
+    /// Sequences llama.cpp decodes together (0: the engine's default).
+    pub sequences: usize,
     pub python: Option<String>,
+    /// Run llama-cpp-python only with prefix reuse (the reference), not also without.
+    pub reference_reuse_only: bool,
     pub modes: Vec<Mode>,
     /// Transcode scalar-only tensors to Q8_0 first (the default for every student).
     pub transcode: bool,
@@ -77,7 +81,9 @@ fn workload(prompts: usize, prefix_tokens: usize) -> (String, Vec<String>) {
     let prompts = (0..prompts)
         .map(|i| {
             let (a, b, c) = (values[i % 2], values[(i / 2) % 2], values[(i / 4) % 2]);
-            format!("Evaluate: not ( {a} and {b} ) or {c}. Case {i}.")
+            // Asking for the steps makes answers as long as the token limit allows, so a
+            // long limit measures decoding (workload B) and a short one prefill (A).
+            format!("Case {i}. Work through it step by step, then answer True or False: not ( {a} and {b} ) or {c}")
         })
         .collect();
     (system, prompts)
@@ -154,26 +160,21 @@ async fn run_llama(
     path: &Path,
     label: &str,
     threads: usize,
+    sequences: usize,
     concurrent: bool,
     requests: &[CompletionRequest],
 ) -> Result<ModeResult> {
-    let options = LlamaCppOptions {
-        threads: Some(threads),
-        max_sequences: requests.len().clamp(1, 64),
-        ..LlamaCppOptions::default()
-    };
-    let student = Arc::new(LlamaCppStudent::load(path, options).await?);
+    let defaults = LlamaCppOptions::default();
+    let max_sequences = if sequences == 0 { defaults.max_sequences } else { sequences };
+    let options = LlamaCppOptions { threads: Some(threads), max_sequences, ..defaults };
+    let student = LlamaCppStudent::load(path, options).await?;
     // Warm-up outside the timing: page the weights in (a different prompt: no prefix help).
     student.complete(&request("Hi.", "Hi.", 1)).await?;
     let mut result = ModeResult { mode: label.to_string(), ..ModeResult::default() };
+    let before = student.counters();
     let started = Instant::now();
     let outcomes = if concurrent {
-        futures_join(requests.iter().map(|r| {
-            let s = student.clone();
-            let r = r.clone();
-            tokio::spawn(async move { s.complete(&r).await })
-        }))
-        .await?
+        student.complete_batch(requests).await.into_iter().collect::<skill_core::Result<Vec<_>>>()?
     } else {
         let mut out = Vec::new();
         for r in requests {
@@ -186,18 +187,22 @@ async fn run_llama(
         result.prompt_tokens += u64::from(completion.usage.prompt_tokens);
         result.completion_tokens += u64::from(completion.usage.completion_tokens);
     }
+    let after = student.counters();
+    let prefill_s = after.prefill_seconds - before.prefill_seconds;
+    let decode_s = after.decode_seconds - before.decode_seconds;
+    // Where the wall time went: what is neither prefill nor decode is the engine's own
+    // overhead (templating, tokenizing, sampling, scheduling).
+    eprintln!(
+        "    prefill {} tokens in {prefill_s:.2} s, decode {} tokens in {decode_s:.2} s, {} prompt tokens shared, {} read from disk; {:.2} s outside llama_decode",
+        after.prefill_tokens - before.prefill_tokens,
+        after.decode_tokens - before.decode_tokens,
+        after.shared_tokens - before.shared_tokens,
+        after.loaded_tokens - before.loaded_tokens,
+        result.wall_s - prefill_s - decode_s
+    );
+    result.prefill_tok_s = (prefill_s > 0.0).then(|| (after.prefill_tokens - before.prefill_tokens) as f64 / prefill_s);
+    result.decode_tok_s = (decode_s > 0.0).then(|| (after.decode_tokens - before.decode_tokens) as f64 / decode_s);
     Ok(result)
-}
-
-async fn futures_join(
-    handles: impl Iterator<Item = tokio::task::JoinHandle<skill_core::Result<skill_core::Completion>>>,
-) -> Result<Vec<skill_core::Completion>> {
-    let handles: Vec<_> = handles.collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        out.push(h.await.context("benchmark task failed")??);
-    }
-    Ok(out)
 }
 
 fn run_llama_cpp(
@@ -207,6 +212,7 @@ fn run_llama_cpp(
     prompts: &[String],
     max_tokens: u32,
     threads: usize,
+    reuse_only: bool,
 ) -> Result<Vec<ModeResult>> {
     let dir = tempfile::tempdir()?;
     let workload = dir.path().join("workload.json");
@@ -220,6 +226,7 @@ fn run_llama_cpp(
         .arg(model)
         .arg(&workload)
         .arg(threads.to_string())
+        .args(reuse_only.then_some("reuse-only"))
         .output()
         .with_context(|| format!("cannot run {python}"))?;
     if !out.status.success() {
@@ -231,6 +238,7 @@ fn run_llama_cpp(
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("llama.cpp benchmark printed no JSON")?;
     Ok(["with_prefix_reuse", "without_prefix_reuse"]
         .iter()
+        .filter(|k| v.get(**k).is_some())
         .map(|k| ModeResult {
             mode: format!("llama-cpp-python {}", k.replace('_', " ")),
             wall_s: v[k]["wall_s"].as_f64().unwrap_or(f64::NAN),
@@ -267,7 +275,7 @@ pub async fn bench_student(config: &Config, args: BenchArgs) -> Result<Exit> {
         }
         let r = match options {
             Some(options) => run_mistral(&path, label, options, at_once, &requests, !args.json).await?,
-            None => run_llama(&path, label, args.threads, at_once, &requests).await?,
+            None => run_llama(&path, label, args.threads, args.sequences, at_once, &requests).await?,
         };
         if !args.json {
             // Each mode takes minutes on a CPU: show it as soon as it is measured.
@@ -283,7 +291,15 @@ pub async fn bench_student(config: &Config, args: BenchArgs) -> Result<Exit> {
             if !args.json {
                 eprintln!("running: llama.cpp");
             }
-            match run_llama_cpp(python, &path, &system, &prompts, args.max_tokens, args.threads) {
+            match run_llama_cpp(
+                python,
+                &path,
+                &system,
+                &prompts,
+                args.max_tokens,
+                args.threads,
+                args.reference_reuse_only,
+            ) {
                 Ok(r) => Some(r),
                 Err(e) => {
                     eprintln!("llama.cpp: {e:#}");

@@ -139,9 +139,15 @@ enum BenchCommand {
         /// CPU threads for llama.cpp (mistral.rs uses all cores).
         #[arg(long, default_value_t = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))]
         threads: usize,
+        /// Sequences llama.cpp decodes together (0: the engine's default, what `skd eval` uses).
+        #[arg(long, default_value_t = 0)]
+        sequences: usize,
         /// Python with llama-cpp-python, for the reference (`scripts/install-llama-cpp.sh` prints one).
         #[arg(long)]
         python: Option<String>,
+        /// Run llama-cpp-python only with prefix reuse (the reference), not also without it.
+        #[arg(long)]
+        reference_reuse_only: bool,
         /// Which engine configurations to run (the mistral.rs ones take minutes each on a CPU).
         #[arg(long, value_enum, value_delimiter = ',', default_values_t = bench_cmds::Mode::ALL)]
         modes: Vec<bench_cmds::Mode>,
@@ -866,7 +872,9 @@ fn run(cli: Cli) -> Result<Exit> {
             prefix_tokens,
             max_tokens,
             threads,
+            sequences,
             python,
+            reference_reuse_only,
             modes,
             no_transcode,
             json,
@@ -878,7 +886,9 @@ fn run(cli: Cli) -> Result<Exit> {
                 prefix_tokens,
                 max_tokens,
                 threads,
+                sequences,
                 python,
+                reference_reuse_only,
                 modes,
                 transcode: !no_transcode,
                 json,

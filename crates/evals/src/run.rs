@@ -1,12 +1,14 @@
 //! Running a suite's cases against a student, with or without a skill, and grading them.
 //!
-//! By default as many cases are in flight as the student decodes together
-//! ([`Student::max_parallel_requests`]): llama.cpp decodes them as one shared-prefix batch,
-//! while mistral.rs on a CPU keeps the shared skill prefix in its prefix cache only when
-//! cases run one after another (concurrent requests were 11x slower).
-//! [`RunnerConfig::parallelism`] overrides it (a remote endpoint that batches). Results are cached on disk by (model, skill text, case,
-//! runner settings), so an unchanged case is never run twice, and every case's prompt,
-//! output and grades are kept as its transcript.
+//! Cases go to the student in chunks of as many as it decodes together
+//! ([`Student::max_parallel_requests`]), each chunk's answer cases as one
+//! [`Student::complete_batch`]: llama.cpp decodes them as one shared-prefix batch and takes
+//! the next chunk in as sequences finish, while mistral.rs on a CPU keeps the shared skill
+//! prefix in its prefix cache only when cases run one after another (concurrent requests
+//! were 11x slower). [`RunnerConfig::parallelism`] overrides the chunk size (a remote
+//! endpoint that batches). Results are cached on disk by (model, skill text, case, runner
+//! settings), so an unchanged case is never run twice, and every case's prompt, output and
+//! grades are kept as its transcript.
 
 use crate::grade::{Answer, GradeOutcome, ToolCallRecord};
 use crate::stats::Rate;
@@ -14,6 +16,7 @@ use crate::suite::{CaseId, CaseMode, EvalCase, EvalSuite, Split};
 use crate::{Error, Result};
 use agent_loop::tools::{ToolRegistry, WorkspaceAccess, builtin_tools};
 use agent_loop::{Agent, AgentConfig, Event, RunOptions};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use skill_core::fsutil::atomic_write;
@@ -268,10 +271,16 @@ impl Evaluator<'_> {
             0 => self.student.max_parallel_requests(),
             n => n,
         };
+        let in_flight = in_flight.max(1);
+        // A backend that decodes requests together gets the next chunk while it still
+        // decodes this one, so its sequences refill as answers finish instead of waiting
+        // for the slowest case of each chunk. One that answers one at a time gets one.
+        let ahead = if in_flight > 1 { 2 } else { 1 };
+        let mut chunks =
+            futures::stream::iter(cases.chunks(in_flight)).map(|chunk| ctx.run_chunk(chunk)).buffered(ahead);
         let mut results = Vec::with_capacity(cases.len());
-        for chunk in cases.chunks(in_flight.max(1)) {
-            for result in futures::future::join_all(chunk.iter().map(|case| ctx.run_one(case))).await {
-                let result = result?;
+        while let Some(chunk) = chunks.next().await {
+            for result in chunk? {
                 on_case(&result);
                 results.push(result);
             }
@@ -341,35 +350,59 @@ impl CaseContext<'_> {
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    async fn run_one(&self, case: &EvalCase) -> Result<CaseResult> {
-        let key = self.cache_key(case);
-        let cache_path = self.config.cache_dir.as_ref().map(|d| d.join(&key[..2]).join(format!("{key}.json")));
-        let result = match self.cached_result(case, cache_path.as_deref()).await {
-            Some(cached) => cached,
-            None => {
-                let result = match case.mode {
-                    CaseMode::Answer => self.answer_case(case).await?,
-                    CaseMode::Agent => self.agent_case(case).await?,
-                };
-                // Errors (a timeout) are not cached: the next run tries again.
-                if let Some(path) = &cache_path
-                    && result.error.is_none()
-                {
-                    write_json(path, &result)?;
-                }
-                result
-            }
-        };
-        // Every run keeps a transcript of every case, from the cache or not.
-        if let Some(dir) = self.transcript_dir {
-            let transcript = serde_json::json!({
-                "case": case,
-                "system": self.system,
-                "result": result,
-            });
-            write_json(&dir.join(format!("{}.json", sanitize(&case.id.to_string()))), &transcript)?;
+    /// Runs a chunk of cases: cached results are graded again, the answer cases left go
+    /// to the student as one batch ([`Student::complete_batch`]), agent cases run
+    /// concurrently. Results come back in the chunk's order; each new one is cached.
+    async fn run_chunk(&self, chunk: &[&EvalCase]) -> Result<Vec<CaseResult>> {
+        let cache_paths: Vec<Option<PathBuf>> = chunk
+            .iter()
+            .map(|case| {
+                let key = self.cache_key(case);
+                self.config.cache_dir.as_ref().map(|d| d.join(&key[..2]).join(format!("{key}.json")))
+            })
+            .collect();
+        let mut results: Vec<Option<CaseResult>> = Vec::with_capacity(chunk.len());
+        for (case, path) in chunk.iter().zip(&cache_paths) {
+            results.push(self.cached_result(case, path.as_deref()).await);
         }
-        Ok(result)
+        let missing = |mode: CaseMode| -> Vec<usize> {
+            (0..chunk.len()).filter(|&i| results[i].is_none() && chunk[i].mode == mode).collect()
+        };
+        let (answers, agents) = (missing(CaseMode::Answer), missing(CaseMode::Agent));
+        let requests: Vec<CompletionRequest> = answers.iter().map(|&i| self.answer_request(chunk[i])).collect();
+        let started = Instant::now();
+        let (completions, agent_results) = futures::join!(
+            self.student.complete_batch(&requests),
+            futures::future::join_all(agents.iter().map(|&i| self.agent_case(chunk[i])))
+        );
+        for (&i, completion) in answers.iter().zip(completions) {
+            results[i] = Some(self.answer_result(chunk[i], completion, started).await);
+        }
+        for (&i, result) in agents.iter().zip(agent_results) {
+            results[i] = Some(result?);
+        }
+        let mut out = Vec::with_capacity(chunk.len());
+        for ((case, path), result) in chunk.iter().zip(&cache_paths).zip(results) {
+            let result = result.expect("every case of the chunk has a result");
+            // Errors (a timeout) are not cached: the next run tries again.
+            if let Some(path) = path
+                && !result.cached
+                && result.error.is_none()
+            {
+                write_json(path, &result)?;
+            }
+            // Every run keeps a transcript of every case, from the cache or not.
+            if let Some(dir) = self.transcript_dir {
+                let transcript = serde_json::json!({
+                    "case": case,
+                    "system": self.system,
+                    "result": result,
+                });
+                write_json(&dir.join(format!("{}.json", sanitize(&case.id.to_string()))), &transcript)?;
+            }
+            out.push(result);
+        }
+        Ok(out)
     }
 
     /// The cached result of `case`, graded again, when the cache at `path` has one.
@@ -395,21 +428,30 @@ impl CaseContext<'_> {
         Some(cached)
     }
 
-    async fn answer_case(&self, case: &EvalCase) -> Result<CaseResult> {
+    fn answer_request(&self, case: &EvalCase) -> CompletionRequest {
         let mut request = CompletionRequest::new(vec![
             ChatMessage::new(Role::System, self.system),
             ChatMessage::new(Role::User, case.prompt.clone()),
         ]);
         request.max_tokens = self.config.max_tokens;
         request.timeout = self.config.timeout;
-        let started = Instant::now();
-        match self.student.complete(&request).await {
+        request
+    }
+
+    /// Grades the student's answer to an answer case.
+    async fn answer_result(
+        &self,
+        case: &EvalCase,
+        completion: skill_core::Result<skill_core::Completion>,
+        started: Instant,
+    ) -> CaseResult {
+        match completion {
             Ok(completion) => {
                 let extracted = extract_answer(&completion.text, self.pattern);
                 let answer =
                     Answer { output: &completion.text, extracted: &extracted, tool_calls: &[], workspace: None };
                 let (grades, error) = self.grade(case, &answer).await;
-                Ok(CaseResult {
+                CaseResult {
                     id: case.id.clone(),
                     split: case.split,
                     passed: all_passed(&grades, &error),
@@ -419,12 +461,12 @@ impl CaseContext<'_> {
                     tool_calls: Vec::new(),
                     events: Vec::new(),
                     usage: completion.usage,
-                    elapsed_ms: started.elapsed().as_millis() as u64,
+                    elapsed_ms: completion.elapsed.as_millis() as u64,
                     error,
                     cached: false,
-                })
+                }
             }
-            Err(e) => Ok(self.failed(case, started, format!("student: {e}"))),
+            Err(e) => self.failed(case, started, format!("student: {e}")),
         }
     }
 

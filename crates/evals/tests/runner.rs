@@ -385,3 +385,23 @@ async fn a_case_whose_file_changed_is_not_answered_from_the_cache() {
     let changed = run(vec!["beta"]).await;
     assert!(!changed.cached && changed.output == "beta", "{changed:#?}");
 }
+
+/// On llama.cpp the runner hands a suite's answer cases over as batches, so the engine
+/// decodes as many together as it has sequences for, and every case gets its own answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn answer_cases_reach_llama_cpp_as_one_batch() {
+    let evals: Vec<String> = (1..=6)
+        .map(|i| format!(r#"{{"id": {i}, "prompt": "What is {i} plus {i}?", "expected_output": "{}"}}"#, 2 * i))
+        .collect();
+    let (_dir, suite) = suite_on_disk(&format!(r#"{{"skill_name": "t", "evals": [{}]}}"#, evals.join(",")));
+    let cases: Vec<&evals::EvalCase> = suite.evals.iter().collect();
+    let path = ModelStore::new(ModelStore::default_dir()).path_of(&find_known("smollm2-135m").expect("known"));
+    let options = student::LlamaCppOptions { context_tokens: 4096, max_sequences: 4, ..Default::default() };
+    let engine = Arc::new(student::LlamaCppStudent::load(&path, options).await.expect("SmolLM2"));
+    let config = RunnerConfig { max_tokens: 8, ..RunnerConfig::default() };
+    let evaluator = Evaluator { student: engine.clone(), judge: None, suite: &suite, config: &config };
+    let run = evaluator.run(&cases, None, "no skill", &mut |_| {}).await.expect("run");
+    assert_eq!(run.results.len(), 6);
+    assert!(run.results.iter().all(|r| r.error.is_none() && r.usage.completion_tokens > 0), "{:#?}", run.results);
+    assert_eq!(engine.counters().peak_sequences, 4, "the cases were decoded together, four at a time");
+}

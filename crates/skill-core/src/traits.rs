@@ -119,6 +119,17 @@ pub trait Student: Send + Sync {
     fn max_parallel_requests(&self) -> usize {
         1
     }
+    /// Answers several requests, one result per request in their order. Backends that
+    /// decode requests together (llama.cpp's shared-prefix batches) or that serve them
+    /// concurrently (an OpenAI-compatible endpoint) override it; the default answers one
+    /// after another.
+    async fn complete_batch(&self, requests: &[CompletionRequest]) -> Vec<Result<Completion>> {
+        let mut answers = Vec::with_capacity(requests.len());
+        for request in requests {
+            answers.push(self.complete(request).await);
+        }
+        answers
+    }
 }
 
 /// The frontier model that writes and rewrites skills and their evals.

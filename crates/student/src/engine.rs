@@ -172,7 +172,12 @@ pub async fn load_resolved(resolved: ResolvedSpec, settings: &StudentSettings) -
         ResolvedSpec::Local { path, engine } => match engine {
             #[cfg(feature = "llama-cpp")]
             Engine::LlamaCpp => {
-                Ok(Arc::new(crate::LlamaCppStudent::load(&path, crate::LlamaCppOptions::default()).await?))
+                // Shared prefixes' KV state lives beside the models it belongs to.
+                let options = crate::LlamaCppOptions {
+                    prefix_cache_dir: Some(settings.models_dir.join("prefix-kv")),
+                    ..crate::LlamaCppOptions::default()
+                };
+                Ok(Arc::new(crate::LlamaCppStudent::load(&path, options).await?))
             }
             #[cfg(feature = "mistralrs")]
             Engine::MistralRs => {

@@ -35,7 +35,7 @@ pub mod transcode;
 
 pub use engine::{Engine, ResolvedSpec, StudentSettings, load_student};
 #[cfg(feature = "llama-cpp")]
-pub use llama::{LlamaCppOptions, LlamaCppStudent};
+pub use llama::{LlamaCppCounters, LlamaCppOptions, LlamaCppStudent};
 #[cfg(feature = "mistralrs")]
 pub use mistral::{MistralRsOptions, MistralRsStudent, Timing};
 pub use openai_compat::OpenAiCompatStudent;

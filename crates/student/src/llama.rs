@@ -41,7 +41,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Engine settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LlamaCppOptions {
     /// Tokens of KV cache shared by every sequence (a shared prefix counts once).
     pub context_tokens: u32,
@@ -55,6 +55,11 @@ pub struct LlamaCppOptions {
     /// starts a batch. Requests sent together (`join_all` in the eval runner) arrive within
     /// microseconds of each other; a few milliseconds is nothing against a decode step.
     pub gather_window: Duration,
+    /// Where the KV state of long shared prefixes (a skill and its suite's instructions) is
+    /// kept on disk, keyed by model identity and prefix tokens, so a resumed distillation or
+    /// the next `skd eval` of the same skill loads it instead of prefilling it again.
+    /// `None`: only the one in memory is kept.
+    pub prefix_cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for LlamaCppOptions {
@@ -65,15 +70,38 @@ impl Default for LlamaCppOptions {
             batch_tokens: 512,
             threads: None,
             gather_window: Duration::from_millis(5),
+            prefix_cache_dir: None,
         }
     }
+}
+
+/// What the engine has done since it was loaded: tokens fed and the time spent in
+/// `llama_decode`, split into steps that held prompt tokens (prefill, including the decode
+/// tokens that shared those batches) and steps that only decoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LlamaCppCounters {
+    /// Prompt tokens run through the model.
+    pub prefill_tokens: u64,
+    /// Time in the batches that held prompt tokens.
+    pub prefill_seconds: f64,
+    /// Generated tokens fed back (one per sequence per step).
+    pub decode_tokens: u64,
+    /// Time in the batches that only decoded.
+    pub decode_seconds: f64,
+    /// Prompt tokens copied from the shared prefix instead of being prefilled.
+    pub shared_tokens: u64,
+    /// Prefix tokens whose KV state was read from the prefix cache on disk.
+    pub loaded_tokens: u64,
+    /// The most requests decoded at once.
+    pub peak_sequences: usize,
 }
 
 /// A local GGUF model run by llama.cpp in-process. Load once, then call
 /// [`Student::complete`] many times, from many tasks at once: concurrent requests are
 /// decoded together.
 pub struct LlamaCppStudent {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Vec<Job>>,
+    counters: std::sync::Arc<std::sync::Mutex<LlamaCppCounters>>,
     model_id: String,
     info: GgufInfo,
     max_sequences: usize,
@@ -114,7 +142,10 @@ impl LlamaCppStudent {
         let info = gguf::inspect_for(path, Engine::LlamaCpp)?;
         let path = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
         let model_id = crate::engine::model_identity(&path, Engine::LlamaCpp)?;
-        let options = LlamaCppOptions { max_sequences: options.max_sequences.clamp(1, 64), ..options };
+        // Every sequence being decoded gets its token in each step's batch, so there are never
+        // more sequences than batch slots (one would starve).
+        let max_sequences = options.max_sequences.clamp(1, 64).min(options.batch_tokens.max(1) as usize);
+        let options = LlamaCppOptions { max_sequences, ..options };
         if options.context_tokens < 256 || options.batch_tokens < 16 {
             return Err(Error::Load {
                 path: path.clone(),
@@ -124,19 +155,23 @@ impl LlamaCppStudent {
                 ),
             });
         }
-        let (jobs, queue) = mpsc::channel::<Job>();
+        let (jobs, queue) = mpsc::channel::<Vec<Job>>();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<()>>();
         let worker_path = path.clone();
         let architecture = info.architecture.clone();
+        let counters = std::sync::Arc::new(std::sync::Mutex::new(LlamaCppCounters::default()));
+        let worker_counters = counters.clone();
+        let max_sequences = options.max_sequences;
+        let worker_id = model_id.clone();
         std::thread::Builder::new()
             .name("llama.cpp".into())
-            .spawn(move || worker(&worker_path, &architecture, options, ready_tx, queue))
+            .spawn(move || worker(&worker_path, &worker_id, &architecture, options, worker_counters, ready_tx, queue))
             .map_err(|e| Error::io(&path, e))?;
         ready_rx.await.map_err(|_| Error::Load {
             path: path.clone(),
             message: "the llama.cpp worker stopped while loading".into(),
         })??;
-        Ok(LlamaCppStudent { jobs, model_id, info, max_sequences: options.max_sequences })
+        Ok(LlamaCppStudent { jobs, counters, model_id, info, max_sequences })
     }
 
     /// What the GGUF header said.
@@ -148,6 +183,11 @@ impl LlamaCppStudent {
     pub fn path(&self) -> &Path {
         &self.info.path
     }
+
+    /// What the engine has done so far (the benchmark reads prefill and decode speed here).
+    pub fn counters(&self) -> LlamaCppCounters {
+        *self.counters.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 #[async_trait]
@@ -157,25 +197,34 @@ impl Student for LlamaCppStudent {
     }
 
     async fn complete(&self, request: &CompletionRequest) -> skill_core::Result<Completion> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let job = Job { request: request.clone(), reply, received: Instant::now() };
-        self.jobs.send(job).map_err(|_| {
-            skill_core::Error::backend("llama.cpp", format!("{}: the worker has stopped", self.model_id))
-        })?;
-        // The worker enforces the request's deadline itself (it stops decoding that
-        // sequence); this outer limit only guards against a worker that never answers.
-        let grace = request.timeout + Duration::from_secs(30);
-        match tokio::time::timeout(grace, answer).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(skill_core::Error::backend(
-                "llama.cpp",
-                format!("{}: the worker stopped before answering", self.model_id),
-            )),
-            Err(_) => Err(skill_core::Error::backend(
-                "llama.cpp",
-                format!("{}: no answer within {:.0?}", self.model_id, request.timeout),
-            )),
+        let mut answers = self.complete_batch(std::slice::from_ref(request)).await;
+        answers.pop().unwrap_or_else(|| Err(backend_error("no answer")))
+    }
+
+    /// The requests go to the worker together, so they start as one shared-prefix batch
+    /// (up to `max_sequences` at a time; the rest take the sequences that finish first).
+    async fn complete_batch(&self, requests: &[CompletionRequest]) -> Vec<skill_core::Result<Completion>> {
+        let now = Instant::now();
+        let (jobs, answers): (Vec<Job>, Vec<_>) = requests
+            .iter()
+            .map(|request| {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                (Job { request: request.clone(), reply, received: now }, answer)
+            })
+            .unzip();
+        if self.jobs.send(jobs).is_err() {
+            let stopped = || backend_error(format!("{}: the worker has stopped", self.model_id));
+            return requests.iter().map(|_| Err(stopped())).collect();
         }
+        // The worker enforces each request's deadline from the moment it starts decoding,
+        // and answers every request it takes; a dropped reply means the worker is gone.
+        let mut out = Vec::with_capacity(answers.len());
+        for answer in answers {
+            out.push(answer.await.unwrap_or_else(|_| {
+                Err(backend_error(format!("{}: the worker stopped before answering", self.model_id)))
+            }));
+        }
+        out
     }
 
     fn supports_grammar(&self) -> bool {
@@ -192,10 +241,12 @@ impl Student for LlamaCppStudent {
 
 fn worker(
     path: &Path,
+    model_id: &str,
     architecture: &str,
     options: LlamaCppOptions,
+    counters: std::sync::Arc<std::sync::Mutex<LlamaCppCounters>>,
     ready: tokio::sync::oneshot::Sender<Result<()>>,
-    queue: mpsc::Receiver<Job>,
+    queue: mpsc::Receiver<Vec<Job>>,
 ) {
     let load_error = |message: String| Error::Load { path: path.to_path_buf(), message };
     let backend = match backend() {
@@ -252,23 +303,42 @@ fn worker(
         batch_tokens: ctx.n_batch().min(options.batch_tokens) as usize,
         max_sequences: options.max_sequences,
         train_context: model.n_ctx_train(),
+        active: Vec::new(),
+        pending: std::collections::VecDeque::new(),
+        parked: Vec::new(),
+        counters,
+        prefix_store: options.prefix_cache_dir.clone().map(|dir| PrefixStore::new(dir, model_id, &options)),
     };
     if ready.send(Ok(())).is_err() {
         return;
     }
-    while let Ok(first) = queue.recv() {
-        let mut jobs = vec![first];
-        let gather_until = Instant::now() + options.gather_window;
-        while jobs.len() < state.max_sequences {
-            let wait = gather_until.saturating_duration_since(Instant::now());
-            match queue.recv_timeout(wait) {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
+    loop {
+        let mut inbox: Vec<Job> = Vec::new();
+        if state.is_idle() {
+            // Nothing to do: sleep until requests come, then give the ones sent together
+            // (the eval runner's cases, concurrent `skd serve` clients) a moment to arrive,
+            // so they start as one batch around one prefix.
+            let Ok(first) = queue.recv() else { return };
+            inbox.extend(first);
+            let gather_until = Instant::now() + options.gather_window;
+            while inbox.len() < state.max_sequences {
+                match queue.recv_timeout(gather_until.saturating_duration_since(Instant::now())) {
+                    Ok(jobs) => inbox.extend(jobs),
+                    Err(_) => break,
+                }
             }
         }
+        // Requests that come while others decode join them at the next step.
+        while let Ok(jobs) = queue.try_recv() {
+            inbox.extend(jobs);
+        }
         // A panic in this code must not leave callers waiting forever: answer them all
-        // with the cause and forget the prefix, whose state is then unknown.
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.serve(&mut ctx, jobs)));
+        // with the cause and forget the KV cache, whose state is then unknown.
+        // (A job lost to a panic here drops its reply channel: its caller gets an error.)
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            state.accept(inbox);
+            state.step(&mut ctx);
+        }));
         if let Err(panic) = outcome {
             let text = panic
                 .downcast_ref::<String>()
@@ -276,13 +346,16 @@ fn worker(
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".into());
             tracing::error!("the llama.cpp worker recovered from a panic: {text}");
+            state.fail_all(&format!("the llama.cpp worker failed: {text}"));
             ctx.clear_kv_cache();
             state.prefix.clear();
+            state.parked.clear();
         }
     }
 }
 
-/// The worker's state: the model, its chat template and the prefix kept in sequence 0.
+/// The worker's state: the model, its chat template, the prefix kept in sequence 0 and
+/// the requests being decoded or waiting for a sequence.
 struct Worker<'m> {
     model: &'m LlamaModel,
     template: LlamaChatTemplate,
@@ -294,19 +367,164 @@ struct Worker<'m> {
     batch_tokens: usize,
     max_sequences: usize,
     train_context: u32,
+    /// Requests being decoded, each in its own sequence (1..=max_sequences).
+    active: Vec<Sequence>,
+    /// Requests ready to decode, in arrival order, waiting for a sequence and KV cells.
+    pending: std::collections::VecDeque<Sequence>,
+    /// Sequences of finished requests whose KV state is kept for a request that continues
+    /// them, oldest first; evicted when their id or their cells are needed.
+    parked: Vec<Parked>,
+    counters: std::sync::Arc<std::sync::Mutex<LlamaCppCounters>>,
+    prefix_store: Option<PrefixStore>,
+}
+
+/// Shared prefixes' KV state on disk, one file per (model identity, context settings,
+/// prefix tokens), the oldest removed beyond [`PrefixStore::KEEP`] files.
+struct PrefixStore {
+    dir: std::path::PathBuf,
+    /// Hashes the model's identity (engine and file content included) and the context
+    /// settings a saved state depends on.
+    salt: Vec<u8>,
+}
+
+impl PrefixStore {
+    /// Prefixes shorter than this are prefilled faster than a file is found and read.
+    const MIN_TOKENS: usize = 256;
+    const KEEP: usize = 32;
+
+    fn new(dir: std::path::PathBuf, model_id: &str, options: &LlamaCppOptions) -> PrefixStore {
+        let salt = format!("{model_id}\0ctx={}\0llama-cpp-2={}", options.context_tokens, LLAMA_CPP_2_VERSION);
+        PrefixStore { dir, salt: salt.into_bytes() }
+    }
+
+    fn path(&self, prefix: &[LlamaToken]) -> std::path::PathBuf {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(&self.salt);
+        for t in prefix {
+            h.update(t.0.to_le_bytes());
+        }
+        let digest: String = h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
+        self.dir.join(format!("{digest}.kv"))
+    }
+
+    /// Loads `prefix` into sequence 0 (empty before) when a file holds it.
+    fn load(&self, ctx: &mut LlamaContext<'_>, prefix: &[LlamaToken]) -> bool {
+        let path = self.path(prefix);
+        let intact = match (std::fs::read(&path), std::fs::read_to_string(digest_path(&path))) {
+            (Ok(bytes), Ok(digest)) => sha256_hex(&bytes) == digest.trim(),
+            _ => false,
+        };
+        if !intact {
+            tracing::warn!("{}: damaged or incomplete prefix state; prefilling", path.display());
+            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(digest_path(&path));
+            return false;
+        }
+        match ctx.state_seq_load_file(&path, 0, prefix.len()) {
+            Ok((tokens, _))
+                if tokens == prefix
+                    && ctx.kv_cache_seq_pos_min(0) == 0
+                    && ctx.kv_cache_seq_pos_max(0) == prefix.len() as i32 - 1 =>
+            {
+                true
+            }
+            outcome => {
+                // A file from another build or a torn write: drop it and prefill instead.
+                tracing::warn!("{}: not a usable prefix state ({:?}); prefilling", path.display(), outcome.err());
+                let _ = ctx.clear_kv_cache_seq(Some(0), None, None);
+                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(digest_path(&path));
+                false
+            }
+        }
+    }
+
+    /// Saves sequence 0, which holds `prefix`, through a temporary file and a rename, with
+    /// the file's sha256 beside it: llama.cpp reads a truncated state without noticing and
+    /// then aborts the process, so nothing is handed to it that does not match its digest.
+    fn save(&self, ctx: &LlamaContext<'_>, prefix: &[LlamaToken]) {
+        let path = self.path(prefix);
+        if path.exists() || std::fs::create_dir_all(&self.dir).is_err() {
+            return;
+        }
+        let partial = path.with_extension(format!("kv.{}.partial", std::process::id()));
+        let saved = ctx
+            .state_seq_save_file(&partial, 0, prefix)
+            .map_err(|e| format!("saving the prefix state: {e}"))
+            .and_then(|written| {
+                let bytes = std::fs::read(&partial).map_err(|e| e.to_string())?;
+                if bytes.len() != written {
+                    return Err(format!("{} of {written} bytes written (disk full?)", bytes.len()));
+                }
+                std::fs::File::open(&partial).and_then(|f| f.sync_all()).map_err(|e| e.to_string())?;
+                skill_core::fsutil::atomic_write(&digest_path(&path), sha256_hex(&bytes).as_bytes())
+                    .map_err(|e| e.to_string())?;
+                std::fs::rename(&partial, &path).map_err(|e| e.to_string())
+            });
+        if let Err(e) = saved {
+            tracing::warn!("{}: {e}", path.display());
+            let _ = std::fs::remove_file(&partial);
+        }
+        self.prune();
+    }
+
+    fn prune(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        let mut files: Vec<(std::time::SystemTime, std::path::PathBuf)> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "kv"))
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .collect();
+        if files.len() <= Self::KEEP {
+            return;
+        }
+        files.sort();
+        for (_, path) in &files[..files.len() - Self::KEEP] {
+            let _ = std::fs::remove_file(path);
+            let _ = std::fs::remove_file(digest_path(path));
+        }
+    }
+}
+
+fn digest_path(state: &Path) -> std::path::PathBuf {
+    state.with_extension("kv.sha256")
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bindings' version: a saved KV state is only read back by the build that wrote it.
+const LLAMA_CPP_2_VERSION: &str = "0.1.160";
+
+/// A finished request's sequence, kept.
+struct Parked {
+    id: i32,
+    /// The tokens whose KV state the sequence holds (its prompt and answer, positions 0..).
+    tokens: Vec<LlamaToken>,
 }
 
 /// A request being decoded.
 struct Sequence {
     job: Job,
-    /// The prompt's tokens, then the generated ones.
+    /// Its llama.cpp sequence id once it has one (0 until then: sequence 0 is the prefix).
+    id: i32,
+    /// The prompt's tokens, then the generated ones. Those before `position` are in the
+    /// KV cache; the rest are fed at the next steps.
     tokens: Vec<LlamaToken>,
     prompt_len: usize,
+    /// The prompt tokens already in the KV cache when it started (copied from sequence 0,
+    /// or kept from a parked sequence) instead of being prefilled.
+    shared: usize,
+    /// KV cells reserved for it: what it may need beyond what it shares.
+    cells: usize,
     sampler: LlamaSampler,
     /// Where the next token goes.
-    position: i32,
-    /// Index of this sequence's logits in the last decoded batch.
-    logits_at: i32,
+    position: usize,
+    /// Index of this sequence's logits in the last decoded batch, if it asked for them.
+    logits_at: Option<i32>,
     generated: Vec<u8>,
     completion_tokens: u32,
     finish: Option<String>,
@@ -315,10 +533,19 @@ struct Sequence {
 }
 
 impl Sequence {
-    /// The KV cells this request needs beyond a shared prefix of `shared` tokens.
+    /// The KV cells this request holds at most beyond a shared prefix of `shared` tokens.
     fn cells_beyond(&self, shared: usize) -> usize {
-        self.tokens.len() - shared + self.job.request.max_tokens as usize
+        self.prompt_len - shared + self.job.request.max_tokens as usize
     }
+
+    fn is_done(&self) -> bool {
+        self.finish.is_some() || self.error.is_some()
+    }
+}
+
+/// `from + timeout`, or far in the future when a huge timeout would overflow `Instant`.
+fn deadline_after(from: Instant, timeout: Duration) -> Instant {
+    from.checked_add(timeout).unwrap_or_else(|| from + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 fn backend_error(message: impl std::fmt::Display) -> skill_core::Error {
@@ -330,38 +557,304 @@ fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
 }
 
 impl Worker<'_> {
-    /// Answers a group of requests: prepares each, decodes those that fit together in
-    /// groups, and replies to every one.
-    fn serve(&mut self, ctx: &mut LlamaContext<'_>, jobs: Vec<Job>) {
-        let mut ready = Vec::with_capacity(jobs.len());
+    fn is_idle(&self) -> bool {
+        self.active.is_empty() && self.pending.is_empty()
+    }
+
+    /// Takes requests in: each is checked and tokenized now, and waits for a sequence.
+    fn accept(&mut self, jobs: Vec<Job>) {
         for job in jobs {
-            match self.prepare(job) {
-                Ok(sequence) => ready.push(sequence),
-                Err((job, e)) => {
-                    let _ = job.reply.send(Err(e));
+            if let Some(sequence) = self.prepare(job) {
+                self.pending.push_back(sequence);
+            }
+        }
+    }
+
+    /// Answers every request in the worker with `message`.
+    fn fail_all(&mut self, message: &str) {
+        for mut s in self.active.drain(..).chain(self.pending.drain(..)) {
+            s.error.get_or_insert_with(|| message.to_string());
+            reply(s);
+        }
+    }
+
+    /// One step of the engine: requests that fit start, then one batch advances every
+    /// request being decoded (a token each) and fills the rest with prompt tokens of those
+    /// still prefilling; requests that finish are answered at once and free their sequence.
+    fn step(&mut self, ctx: &mut LlamaContext<'_>) {
+        if self.active.is_empty() && !self.pending.is_empty() {
+            // Sequence 0 may change only while no sequence still reads from it.
+            let prefix = self.pending_prefix();
+            if let Err(e) = self.fill_prefix(ctx, &prefix, self.pending.len()) {
+                tracing::warn!("{e}: the requests are prefilled one by one");
+            }
+        }
+        self.admit(ctx);
+        if self.active.is_empty() {
+            return;
+        }
+        let mut batch = LlamaBatch::new(self.batch_tokens, 1);
+        match self.fill_batch(&mut batch) {
+            Ok((0, _)) => {}
+            Ok((fed, prompt_tokens)) => {
+                let started = Instant::now();
+                let decoded = ctx.decode(&mut batch);
+                self.count(|c| {
+                    let seconds = started.elapsed().as_secs_f64();
+                    if prompt_tokens > 0 {
+                        c.prefill_tokens += prompt_tokens as u64;
+                        c.prefill_seconds += seconds;
+                        c.decode_tokens += (fed - prompt_tokens) as u64;
+                    } else {
+                        c.decode_tokens += fed as u64;
+                        c.decode_seconds += seconds;
+                    }
+                });
+                if let Err(e) = decoded {
+                    // What the failed batch left in each sequence is unknown: end them all.
+                    for s in &mut self.active {
+                        s.error.get_or_insert_with(|| format!("decoding: {e}"));
+                    }
+                } else {
+                    for i in 0..self.active.len() {
+                        if self.active[i].logits_at.is_some() {
+                            let model = self.model;
+                            take_token(model, ctx, &mut self.active[i]);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                for s in &mut self.active {
+                    s.error.get_or_insert_with(|| e.clone());
                 }
             }
         }
-        while !ready.is_empty() {
-            let group = self.take_group(&mut ready);
-            let finished = self.decode_group(ctx, group);
-            for sequence in finished {
-                reply(sequence);
+        let now = Instant::now();
+        for s in &mut self.active {
+            if !s.is_done() && s.job.reply.is_closed() {
+                s.error = Some("cancelled".into());
+            } else if !s.is_done() && now >= s.deadline {
+                s.error = Some(format!(
+                    "no answer within {:.0?} (raise the timeout or lower max tokens)",
+                    s.job.request.timeout
+                ));
+            }
+        }
+        let (done, running): (Vec<Sequence>, Vec<Sequence>) = self.active.drain(..).partition(Sequence::is_done);
+        self.active = running;
+        for s in done {
+            // An answered request's sequence is kept: the agent loop's next step extends
+            // exactly this prompt and answer.
+            if s.error.is_none() && s.position > 0 {
+                self.parked.retain(|p| p.id != s.id);
+                self.parked.push(Parked { id: s.id, tokens: s.tokens[..s.position].to_vec() });
+            } else {
+                let _ = ctx.clear_kv_cache_seq(Some(s.id as u32), None, None);
+            }
+            reply(s);
+        }
+    }
+
+    /// The longest prefix every waiting request shares (each keeps at least its last
+    /// prompt token to prefill: its first token is sampled from that token's logits).
+    fn pending_prefix(&self) -> Vec<LlamaToken> {
+        let first = &self.pending[0].tokens;
+        let shared = self
+            .pending
+            .iter()
+            .fold(first.len() - 1, |n, s| n.min(common_prefix(first, &s.tokens)).min(s.tokens.len() - 1));
+        first[..shared].to_vec()
+    }
+
+    /// Starts waiting requests, in arrival order, while a sequence is free and the KV cache
+    /// holds what every started request may still need. A request starts from what a
+    /// parked sequence holds when that covers more of its prompt than sequence 0 does (the
+    /// next step of an agent run whose sequence finished a moment ago), else from a copy
+    /// of sequence 0's prefix.
+    fn admit(&mut self, ctx: &mut LlamaContext<'_>) {
+        let budget = self.context_tokens as usize;
+        while self.active.len() < self.max_sequences {
+            let Some(next) = self.pending.front() else { break };
+            if next.job.reply.is_closed() {
+                let mut s = self.pending.pop_front().expect("a front element");
+                s.error = Some("cancelled".into());
+                reply(s);
+                continue;
+            }
+            let limit = next.prompt_len - 1;
+            let mut shared = common_prefix(&self.prefix, &next.tokens).min(limit);
+            // As in `fill_prefix`: a window or recurrent state is copied whole or not at all.
+            if shared < self.prefix.len() && ctx.kv_cache_seq_pos_min(0) > 0 {
+                shared = 0;
+            }
+            let reuse = self
+                .parked
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (i, common_prefix(&p.tokens, &next.tokens).min(limit)))
+                .filter(|&(i, n)| {
+                    let p = &self.parked[i];
+                    n > shared && (n == p.tokens.len() || ctx.kv_cache_seq_pos_min(p.id) == 0)
+                })
+                .max_by_key(|&(_, n)| n);
+            let start = reuse.map_or(shared, |(_, n)| n);
+            // What it needs beyond what it starts from (a reused sequence's own cells are
+            // counted as parked until it is taken).
+            let needed = next.cells_beyond(start);
+            let kept_parked = reuse.map(|(i, _)| self.parked[i].id);
+            // Parked sequences give their cells back first when room is short.
+            while self.cells_in_use() + needed > budget {
+                let Some(oldest) = self.parked.iter().position(|p| Some(p.id) != kept_parked) else { break };
+                let evicted = self.parked.remove(oldest);
+                let _ = ctx.clear_kv_cache_seq(Some(evicted.id as u32), None, None);
+            }
+            // A request alone always starts: it was checked against the context when it came.
+            if !self.active.is_empty() && self.cells_in_use() + needed > budget {
+                break;
+            }
+            let mut s = self.pending.pop_front().expect("a front element");
+            match kept_parked {
+                Some(id) => {
+                    let i = self.parked.iter().position(|p| p.id == id).expect("the parked sequence");
+                    self.parked.remove(i);
+                    s.id = id;
+                    let _ = ctx.clear_kv_cache_seq(Some(id as u32), Some(start as u32), None);
+                    s.shared = start;
+                    // Its kept cells are its own now (an overestimate where they are
+                    // shared with sequence 0).
+                    s.cells = needed + start;
+                }
+                None => {
+                    s.id = self.free_id(ctx);
+                    let _ = ctx.clear_kv_cache_seq(Some(s.id as u32), None, None);
+                    s.shared = 0;
+                    if shared > 0 {
+                        match ctx.copy_kv_cache_seq(0, s.id, None, Some(shared as u32)) {
+                            Ok(()) => s.shared = shared,
+                            Err(e) => tracing::warn!("copying the shared prefix: {e}; prefilling the whole prompt"),
+                        }
+                    }
+                    s.cells = s.cells_beyond(s.shared);
+                }
+            }
+            s.position = s.shared;
+            self.count(|c| c.shared_tokens += s.shared as u64);
+            s.deadline = deadline_after(Instant::now(), s.job.request.timeout);
+            self.active.push(s);
+        }
+        let active = self.active.len();
+        self.count(|c| c.peak_sequences = c.peak_sequences.max(active));
+    }
+
+    /// KV cells held or reserved: sequence 0's prefix, what every active request may still
+    /// need, and what parked sequences hold.
+    fn cells_in_use(&self) -> usize {
+        self.prefix.len()
+            + self.active.iter().map(|s| s.cells).sum::<usize>()
+            + self.parked.iter().map(|p| p.tokens.len()).sum::<usize>()
+    }
+
+    /// A sequence id no active request uses, taken from the oldest parked sequence when
+    /// every free one is parked.
+    fn free_id(&mut self, ctx: &mut LlamaContext<'_>) -> i32 {
+        let free = (1..=self.max_sequences as i32)
+            .find(|&id| !self.active.iter().any(|a| a.id == id) && !self.parked.iter().any(|p| p.id == id));
+        if let Some(id) = free {
+            return id;
+        }
+        let evicted = self.parked.remove(0);
+        let _ = ctx.clear_kv_cache_seq(Some(evicted.id as u32), None, None);
+        evicted.id
+    }
+
+    fn count(&self, update: impl FnOnce(&mut LlamaCppCounters)) {
+        update(&mut self.counters.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// Puts the next token of every generating sequence in the batch, then as many prompt
+    /// tokens of prefilling ones as fit. Returns how many tokens it holds, and how many of
+    /// them are prompt tokens.
+    fn fill_batch(&mut self, batch: &mut LlamaBatch) -> std::result::Result<(usize, usize), String> {
+        let capacity = self.batch_tokens;
+        let (mut used, mut prompt_tokens) = (0usize, 0usize);
+        for s in &mut self.active {
+            s.logits_at = None;
+        }
+        // Generating sequences first: one token each, so prefill never stalls a reply.
+        let order: Vec<usize> = {
+            let (decoding, prefilling): (Vec<usize>, Vec<usize>) =
+                (0..self.active.len()).partition(|&i| self.active[i].tokens.len() - self.active[i].position == 1);
+            decoding.into_iter().chain(prefilling).collect()
+        };
+        for i in order {
+            let s = &mut self.active[i];
+            if s.is_done() || s.position >= s.tokens.len() {
+                continue;
+            }
+            let take = (s.tokens.len() - s.position).min(capacity - used);
+            if take == 0 {
+                break;
+            }
+            for t in s.position..s.position + take {
+                let is_last = t + 1 == s.tokens.len();
+                batch.add(s.tokens[t], t as i32, &[s.id], is_last).map_err(|e| format!("batch: {e}"))?;
+                if is_last {
+                    s.logits_at = Some(used as i32 + (t - s.position) as i32);
+                }
+            }
+            prompt_tokens += s.prompt_len.saturating_sub(s.position).min(take);
+            s.position += take;
+            used += take;
+        }
+        Ok((used, prompt_tokens))
+    }
+
+    /// Turns a job into a sequence ready to decode, or answers it with the reason it cannot
+    /// be decoded.
+    fn prepare(&mut self, job: Job) -> Option<Sequence> {
+        match self.tokens_and_sampler(&job.request) {
+            Ok((tokens, sampler)) => {
+                // Set again when it starts decoding: time spent waiting for a sequence
+                // does not count against it.
+                let deadline = deadline_after(job.received, job.request.timeout);
+                Some(Sequence {
+                    job,
+                    prompt_len: tokens.len(),
+                    tokens,
+                    id: 0,
+                    shared: 0,
+                    cells: 0,
+                    sampler,
+                    position: 0,
+                    logits_at: None,
+                    generated: Vec::new(),
+                    completion_tokens: 0,
+                    finish: None,
+                    error: None,
+                    deadline,
+                })
+            }
+            Err(e) => {
+                let _ = job.reply.send(Err(e));
+                None
             }
         }
     }
 
     /// Templating, tokenizing and the checks that keep llama.cpp's asserts from firing.
-    fn prepare(&mut self, job: Job) -> std::result::Result<Sequence, (Job, skill_core::Error)> {
-        let request = &job.request;
-        let prompt = match self.render(request) {
-            Ok(p) => p,
-            Err(e) => return Err((job, e)),
-        };
+    fn tokens_and_sampler(
+        &mut self,
+        request: &CompletionRequest,
+    ) -> skill_core::Result<(Vec<LlamaToken>, LlamaSampler)> {
+        if request.max_tokens == 0 {
+            return Err(backend_error("max_tokens is 0: ask for at least one token"));
+        }
+        let prompt = self.render(request)?;
         let vocab = self.model.vocab();
         let tokens = vocab.tokenize(prompt.as_bytes(), vocab.should_add_bos(), true);
         if tokens.is_empty() {
-            return Err((job, backend_error("the prompt is empty")));
+            return Err(backend_error("the prompt is empty"));
         }
         let needed = tokens.len() + request.max_tokens as usize;
         let limit = (self.context_tokens as usize).min(self.train_context.max(1) as usize);
@@ -372,26 +865,10 @@ impl Worker<'_> {
                 request.max_tokens,
                 limit
             );
-            return Err((job, backend_error(message)));
+            return Err(backend_error(message));
         }
-        let sampler = match self.sampler(request) {
-            Ok(s) => s,
-            Err(e) => return Err((job, e)),
-        };
-        let deadline = job.received + request.timeout;
-        Ok(Sequence {
-            job,
-            prompt_len: tokens.len(),
-            tokens,
-            sampler,
-            position: 0,
-            logits_at: -1,
-            generated: Vec::new(),
-            completion_tokens: 0,
-            finish: None,
-            error: None,
-            deadline,
-        })
+        let sampler = self.sampler(request)?;
+        Ok((tokens, sampler))
     }
 
     fn render(&self, request: &CompletionRequest) -> skill_core::Result<String> {
@@ -446,53 +923,21 @@ impl Worker<'_> {
         Ok(LlamaSampler::chain_simple([LlamaSampler::from(matcher), pick]))
     }
 
-    /// The largest run of requests (in arrival order) that fits the KV cache together.
-    fn take_group(&self, ready: &mut Vec<Sequence>) -> Vec<Sequence> {
-        let budget = self.context_tokens as usize;
-        let mut count = 1;
-        let mut shared = ready[0].tokens.len() - 1;
-        while count < ready.len() && count < self.max_sequences {
-            let next = &ready[count];
-            let shared_next = shared.min(common_prefix(&ready[0].tokens, &next.tokens)).min(next.tokens.len() - 1);
-            let beyond: usize =
-                ready[..=count].iter().map(|s| s.cells_beyond(shared_next)).sum::<usize>() + shared_next;
-            if beyond > budget {
-                break;
-            }
-            shared = shared_next;
-            count += 1;
-        }
-        ready.drain(..count).collect()
-    }
-
-    /// Prefills the shared prefix, then every suffix, then decodes all sequences together.
-    fn decode_group(&mut self, ctx: &mut LlamaContext<'_>, mut group: Vec<Sequence>) -> Vec<Sequence> {
-        let shared = group.iter().skip(1).fold(group[0].tokens.len() - 1, |n, s| {
-            n.min(common_prefix(&group[0].tokens, &s.tokens)).min(s.tokens.len() - 1)
-        });
-        if let Err(e) = self.fill_prefix(ctx, &group[0].tokens[..shared]) {
-            for s in &mut group {
-                s.error = Some(e.clone());
-            }
-            return group;
-        }
-        let mut batch = LlamaBatch::new(self.batch_tokens, 1);
-        if let Err(e) = self.prefill_suffixes(ctx, &mut batch, &mut group, shared) {
-            for s in &mut group {
-                s.error.get_or_insert_with(|| e.clone());
-            }
-        } else {
-            self.decode_steps(ctx, &mut batch, &mut group);
-        }
-        for id in 1..=group.len() {
-            let _ = ctx.clear_kv_cache_seq(Some(id as u32), None, None);
-        }
-        group
-    }
-
-    /// Makes sequence 0 hold exactly `prefix`, reusing what it already holds.
-    fn fill_prefix(&mut self, ctx: &mut LlamaContext<'_>, prefix: &[LlamaToken]) -> std::result::Result<(), String> {
+    /// Makes sequence 0 hold exactly `prefix` (shared by `shared_by` waiting requests),
+    /// reusing what it already holds, or the state of a long prefix saved on disk.
+    fn fill_prefix(
+        &mut self,
+        ctx: &mut LlamaContext<'_>,
+        prefix: &[LlamaToken],
+        shared_by: usize,
+    ) -> std::result::Result<(), String> {
         let mut keep = common_prefix(&self.prefix, prefix);
+        // Sliding-window and recurrent memories do not keep every position of sequence 0
+        // (the oldest fall out of the window; a recurrent state is one summary): only the
+        // whole of what it holds can be reused there, never a shorter start of it.
+        if keep < self.prefix.len() && ctx.kv_cache_seq_pos_min(0) > 0 {
+            keep = 0;
+        }
         if keep < self.prefix.len() {
             let removed = ctx.clear_kv_cache_seq(Some(0), Some(keep as u32), None).unwrap_or(false);
             if !removed {
@@ -501,6 +946,23 @@ impl Worker<'_> {
             }
             self.prefix.truncate(keep);
         }
+        // A long prefix met before (the same skill in an earlier run) is read from disk.
+        let to_fill = prefix.len() - keep;
+        // Only prefixes that several requests share are worth a file: a single request's
+        // prefix is its whole prompt, which the next run will not repeat.
+        let store = self.prefix_store.as_ref().filter(|_| to_fill >= PrefixStore::MIN_TOKENS && shared_by > 1);
+        if let Some(store) = store
+            && store.path(prefix).exists()
+        {
+            let _ = ctx.clear_kv_cache_seq(Some(0), None, None);
+            self.prefix.clear();
+            if store.load(ctx, prefix) {
+                self.prefix = prefix.to_vec();
+                self.count(|c| c.loaded_tokens += prefix.len() as u64);
+                return Ok(());
+            }
+            keep = 0;
+        }
         let mut batch = LlamaBatch::new(self.batch_tokens, 1);
         for (chunk_index, chunk) in prefix[keep..].chunks(self.batch_tokens).enumerate() {
             batch.clear();
@@ -508,117 +970,43 @@ impl Worker<'_> {
             for (i, token) in chunk.iter().enumerate() {
                 batch.add(*token, (start + i) as i32, &[0], false).map_err(|e| format!("prefix batch: {e}"))?;
             }
-            if let Err(e) = ctx.decode(&mut batch) {
+            let started = Instant::now();
+            let decoded = ctx.decode(&mut batch);
+            self.count(|c| {
+                c.prefill_tokens += chunk.len() as u64;
+                c.prefill_seconds += started.elapsed().as_secs_f64();
+            });
+            if let Err(e) = decoded {
                 let _ = ctx.clear_kv_cache_seq(Some(0), None, None);
                 self.prefix.clear();
                 return Err(format!("prefilling the shared prompt: {e}"));
             }
             self.prefix.extend_from_slice(chunk);
         }
-        Ok(())
-    }
-
-    /// Copies the prefix to each request's sequence and prefills the rest of its prompt;
-    /// each sequence's first token is sampled right after the batch that held its last
-    /// prompt token (a later batch would overwrite those logits).
-    fn prefill_suffixes(
-        &mut self,
-        ctx: &mut LlamaContext<'_>,
-        batch: &mut LlamaBatch,
-        group: &mut [Sequence],
-        shared: usize,
-    ) -> std::result::Result<(), String> {
-        let mut pending: Vec<(usize, usize)> = Vec::new(); // (sequence index, token index)
-        for (i, s) in group.iter_mut().enumerate() {
-            let id = (i + 1) as i32;
-            let _ = ctx.clear_kv_cache_seq(Some(id as u32), None, None);
-            if shared > 0 {
-                ctx.copy_kv_cache_seq(0, id, None, Some(shared as u32))
-                    .map_err(|e| format!("copying the prefix: {e}"))?;
-            }
-            s.position = shared as i32;
-            pending.extend((shared..s.tokens.len()).map(|t| (i, t)));
-        }
-        for chunk in pending.chunks(self.batch_tokens) {
-            batch.clear();
-            let mut last_in_chunk = Vec::new();
-            for (slot, &(i, t)) in chunk.iter().enumerate() {
-                let s = &group[i];
-                let is_last = t + 1 == s.tokens.len();
-                batch
-                    .add(s.tokens[t], t as i32, &[(i + 1) as i32], is_last)
-                    .map_err(|e| format!("prompt batch: {e}"))?;
-                if is_last {
-                    last_in_chunk.push((i, slot as i32));
-                }
-            }
-            ctx.decode(batch).map_err(|e| format!("prefilling a prompt: {e}"))?;
-            for (i, slot) in last_in_chunk {
-                let s = &mut group[i];
-                s.position = s.tokens.len() as i32;
-                s.logits_at = slot;
-                self.take_token(ctx, s);
-            }
+        if let Some(store) = store {
+            store.save(ctx, prefix);
         }
         Ok(())
     }
+}
 
-    /// Samples the next token of `s` from its logits and records it, or finishes it.
-    fn take_token(&self, ctx: &LlamaContext<'_>, s: &mut Sequence) {
-        let token = s.sampler.sample(ctx, s.logits_at);
-        let vocab = self.model.vocab();
-        if vocab.is_eog(token) {
-            s.finish = Some("stop".into());
-            return;
-        }
-        s.completion_tokens += 1;
-        s.generated.extend(vocab.token_to_piece(token, false, None));
-        s.tokens.push(token);
-        if let Some(cut) = stop_at(&s.generated, &s.job.request.stop) {
-            s.generated.truncate(cut);
-            s.finish = Some("stop".into());
-        } else if s.completion_tokens >= s.job.request.max_tokens {
-            s.finish = Some("length".into());
-        } else if Instant::now() >= s.deadline {
-            s.error =
-                Some(format!("no answer within {:.0?} (raise the timeout or lower max tokens)", s.job.request.timeout));
-        }
+/// Samples the next token of `s` from its logits and records it, or finishes it.
+fn take_token(model: &LlamaModel, ctx: &LlamaContext<'_>, s: &mut Sequence) {
+    let Some(at) = s.logits_at else { return };
+    let token = s.sampler.sample(ctx, at);
+    let vocab = model.vocab();
+    if vocab.is_eog(token) {
+        s.finish = Some("stop".into());
+        return;
     }
-
-    /// One batch per step, one token per unfinished sequence.
-    fn decode_steps(&self, ctx: &mut LlamaContext<'_>, batch: &mut LlamaBatch, group: &mut [Sequence]) {
-        loop {
-            batch.clear();
-            let mut any = false;
-            for (i, s) in group.iter_mut().enumerate() {
-                if s.finish.is_some() || s.error.is_some() {
-                    continue;
-                }
-                let token = *s.tokens.last().unwrap_or(&LlamaToken(0));
-                let slot = batch.n_tokens();
-                if let Err(e) = batch.add(token, s.position, &[(i + 1) as i32], true) {
-                    s.error = Some(format!("decode batch: {e}"));
-                    continue;
-                }
-                s.logits_at = slot;
-                s.position += 1;
-                any = true;
-            }
-            if !any {
-                return;
-            }
-            if let Err(e) = ctx.decode(batch) {
-                for s in group.iter_mut().filter(|s| s.finish.is_none()) {
-                    s.error.get_or_insert_with(|| format!("decoding: {e}"));
-                }
-                return;
-            }
-            for s in group.iter_mut() {
-                if s.finish.is_none() && s.error.is_none() {
-                    self.take_token(ctx, s);
-                }
-            }
-        }
+    s.completion_tokens += 1;
+    s.generated.extend(vocab.token_to_piece(token, false, None));
+    s.tokens.push(token);
+    if let Some(cut) = stop_at(&s.generated, &s.job.request.stop) {
+        s.generated.truncate(cut);
+        s.finish = Some("stop".into());
+    } else if s.completion_tokens >= s.job.request.max_tokens {
+        s.finish = Some("length".into());
     }
 }
 

@@ -151,4 +151,9 @@ impl Student for OpenAiCompatStudent {
             finish_reason: choice["finish_reason"].as_str().unwrap_or("unknown").to_string(),
         })
     }
+
+    /// All at once: the server schedules them (a batching server decodes them together).
+    async fn complete_batch(&self, requests: &[CompletionRequest]) -> Vec<skill_core::Result<Completion>> {
+        futures::future::join_all(requests.iter().map(|r| self.complete(r))).await
+    }
 }

@@ -34,6 +34,13 @@ async fn student() -> Arc<LlamaCppStudent> {
         .clone()
 }
 
+/// An engine of its own, for a test that reads its counters (the tests of this binary run
+/// at the same time, and a shared engine would count all of them).
+async fn own_student() -> LlamaCppStudent {
+    let options = LlamaCppOptions { context_tokens: 4096, max_sequences: 4, ..LlamaCppOptions::default() };
+    LlamaCppStudent::load(&smollm2_path(), options).await.expect("load SmolLM2")
+}
+
 fn ask(text: &str, max_tokens: u32) -> CompletionRequest {
     CompletionRequest {
         messages: vec![
@@ -64,7 +71,8 @@ fn greedy_generation_is_deterministic_and_bounded() {
 }
 
 /// The point of the engine: requests in flight together are decoded as one shared-prefix
-/// batch, and each gets exactly the answer it gets alone.
+/// batch, and each gets the answer it gets alone (see `assert_agrees` for what "the same"
+/// can mean across batch sizes).
 #[test]
 fn requests_decoded_together_get_the_answers_they_get_alone() {
     RUNTIME.block_on(async {
@@ -80,9 +88,25 @@ fn requests_decoded_together_get_the_answers_they_get_alone() {
             tokio::spawn(async move { s.complete(&request).await })
         }))
         .await;
-        assert_eq!(together, alone);
+        assert_agrees(&together, &alone);
         assert_eq!(s.max_parallel_requests(), 4);
     })
+}
+
+/// Batched and one-at-a-time answers agree: llama.cpp's kernels are not bit-identical
+/// across batch sizes, so a near-tie between two tokens can go either way (on this
+/// project's AVX-512 VM "What is 2 + 3?" turned from "we need" into "you need" at the fifth
+/// word). What holds: every answer is there, starts as the answer alone does, and at most
+/// one in a batch differs at all.
+fn assert_agrees(together: &[String], alone: &[String]) {
+    assert_eq!(together.len(), alone.len());
+    let first_word = |s: &str| s.split_whitespace().next().unwrap_or("").to_string();
+    for (t, a) in together.iter().zip(alone) {
+        assert!(!t.trim().is_empty(), "an empty answer in the batch");
+        assert_eq!(first_word(t), first_word(a), "batched {t:?} vs alone {a:?}");
+    }
+    let differing = together.iter().zip(alone).filter(|(t, a)| t != a).count();
+    assert!(differing <= 1, "{differing} of {} answers differ:\n{together:#?}\n{alone:#?}", alone.len());
 }
 
 async fn futures_join(
@@ -146,7 +170,13 @@ fn requests_that_cannot_fit_or_finish_are_errors_not_aborts() {
         slow.timeout = Duration::from_millis(1);
         let err = s.complete(&slow).await.expect_err("1 ms is too short");
         assert!(err.to_string().contains("no answer within"), "{err}");
-        // The worker is still serving after both.
+        let err = s.complete(&ask("Hello.", 0)).await.expect_err("no tokens asked for");
+        assert!(err.to_string().contains("max_tokens is 0"), "{err}");
+        // A timeout too large for a deadline means no deadline, not a dead worker.
+        let mut patient = ask("Name a color.", 4);
+        patient.timeout = Duration::MAX;
+        assert!(s.complete(&patient).await.expect("no deadline").usage.completion_tokens > 0);
+        // The worker is still serving after all of them.
         let ok = s.complete(&ask("Name a color.", 4)).await.expect("still serving");
         assert!(ok.usage.completion_tokens > 0);
     })
@@ -160,5 +190,146 @@ fn a_corrupt_model_file_is_a_clear_error() {
         std::fs::write(&bad, b"GGUF this is not a model").expect("write");
         let err = LlamaCppStudent::load(&bad, LlamaCppOptions::default()).await.expect_err("corrupt");
         assert!(err.to_string().contains("bad.gguf"), "{err}");
+    })
+}
+
+/// A batch larger than the engine's sequences: the first ones start together around the
+/// shared prefix, the rest take the sequences that finish, and every answer comes back in
+/// order, equal to the answer the prompt gets alone.
+#[test]
+fn a_batch_larger_than_the_sequences_gets_every_answer_in_order() {
+    RUNTIME.block_on(async {
+        let s = Arc::new(own_student().await);
+        let prompts = [
+            "What is 2 + 3?",
+            "Name a fruit.",
+            "Say hello in French.",
+            "What color is the sky?",
+            "Name a planet.",
+            "What is the opposite of hot?",
+            "Spell the word cat.",
+        ];
+        let mut alone = Vec::new();
+        for p in prompts {
+            alone.push(s.complete(&ask(p, 12)).await.expect("alone").text);
+        }
+        let before = s.counters();
+        let requests: Vec<CompletionRequest> = prompts.iter().map(|p| ask(p, 12)).collect();
+        let together: Vec<String> =
+            s.complete_batch(&requests).await.into_iter().map(|r| r.expect("in the batch").text).collect();
+        assert_agrees(&together, &alone);
+        // Every request after the first copied the system prompt instead of prefilling it.
+        let system_tokens = 15;
+        let shared = s.counters().shared_tokens - before.shared_tokens;
+        assert!(shared >= (prompts.len() as u64) * system_tokens, "only {shared} prompt tokens were shared");
+    })
+}
+
+/// A request whose caller gave up frees its sequence at the next step: the engine does not
+/// decode it to its token limit before serving the next one.
+#[test]
+fn a_cancelled_request_frees_its_sequence() {
+    RUNTIME.block_on(async {
+        let s = Arc::new(own_student().await);
+        let long = ask("Write a very long story about a dragon and a knight.", 600);
+        let gave_up = futures::future::join_all((0..4).map(|_| {
+            let s = s.clone();
+            let long = long.clone();
+            async move { tokio::time::timeout(Duration::from_millis(300), s.complete(&long)).await }
+        }))
+        .await;
+        assert!(gave_up.iter().all(Result::is_err), "the long requests were meant to be cut off");
+        let before = s.counters();
+        let ok = s.complete(&ask("Name a color.", 4)).await.expect("served after the cancelled ones");
+        assert!(ok.usage.completion_tokens > 0);
+        let decoded = s.counters().decode_tokens - before.decode_tokens;
+        assert!(decoded < 200, "{decoded} tokens were decoded for cancelled requests before the next one");
+    })
+}
+
+/// A long prefix shared by a batch is saved to the prefix cache, and the next engine that
+/// meets it (a resumed run) reads it back instead of prefilling it, with the same answers;
+/// a damaged file is dropped and the prefix prefilled.
+#[test]
+fn a_long_shared_prefix_is_saved_and_read_back_from_disk() {
+    RUNTIME.block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = LlamaCppOptions {
+            context_tokens: 4096,
+            max_sequences: 4,
+            prefix_cache_dir: Some(dir.path().to_path_buf()),
+            ..LlamaCppOptions::default()
+        };
+        let system = "Follow these steps. ".repeat(2)
+            + &"Read the question twice, then answer it in one short line. ".repeat(30);
+        let requests: Vec<CompletionRequest> = ["Name a fruit.", "What is 2 + 2?", "Name a color."]
+            .iter()
+            .map(|q| CompletionRequest {
+                messages: vec![ChatMessage::new(Role::System, system.clone()), ChatMessage::new(Role::User, *q)],
+                max_tokens: 8,
+                ..CompletionRequest::new(Vec::new())
+            })
+            .collect();
+        async fn answers(s: &LlamaCppStudent, requests: &[CompletionRequest]) -> Vec<String> {
+            s.complete_batch(requests).await.into_iter().map(|r| r.expect("answer").text).collect()
+        }
+        let first = LlamaCppStudent::load(&smollm2_path(), options.clone()).await.expect("load");
+        let expected = answers(&first, &requests).await;
+        assert_eq!(first.counters().loaded_tokens, 0);
+        let mut saved: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").map(|e| e.expect("entry").path()).collect();
+        saved.sort();
+        assert_eq!(saved.len(), 2, "one prefix state and its digest: {saved:?}");
+        assert!(saved[0].extension().is_some_and(|x| x == "kv"), "{saved:?}");
+        drop(first);
+
+        let second = LlamaCppStudent::load(&smollm2_path(), options.clone()).await.expect("load");
+        assert_eq!(answers(&second, &requests).await, expected);
+        assert!(second.counters().loaded_tokens >= 256, "{:?}", second.counters());
+        drop(second);
+
+        // Cut short, as a full disk or a crash would leave it: llama.cpp itself would read
+        // it and abort, so the digest must keep it away.
+        let state = std::fs::read(&saved[0]).expect("read");
+        std::fs::write(&saved[0], &state[..state.len() - 100]).expect("truncate the file");
+        let third = LlamaCppStudent::load(&smollm2_path(), options).await.expect("load");
+        assert_eq!(answers(&third, &requests).await, expected);
+        assert_eq!(third.counters().loaded_tokens, 0);
+    })
+}
+
+/// Two conversations at once, as two agent runs: each one's second turn starts from what
+/// its own first turn left in the KV cache (the finished sequence was kept), not from
+/// the few tokens the two share, and gets the answer it gets alone.
+#[test]
+fn the_next_turn_of_a_conversation_continues_its_kept_sequence() {
+    RUNTIME.block_on(async {
+        let s = Arc::new(own_student().await);
+        let first_turn = |system: &str, question: &str| CompletionRequest {
+            messages: vec![ChatMessage::new(Role::System, system), ChatMessage::new(Role::User, question)],
+            max_tokens: 12,
+            ..CompletionRequest::new(Vec::new())
+        };
+        let a1 = first_turn("You answer questions about animals in one short line.", "Which animal barks?");
+        let b1 = first_turn("You are a careful calculator. Reply with the number only.", "What is 7 times 6?");
+        let answers = s.complete_batch(&[a1.clone(), b1.clone()]).await;
+        let second_turn = |mut request: CompletionRequest, answer: &str, question: &str| {
+            request.messages.push(ChatMessage::new(Role::Assistant, answer));
+            request.messages.push(ChatMessage::new(Role::User, question));
+            request
+        };
+        let a2 = second_turn(a1, &answers[0].as_ref().expect("a1").text, "And which one meows?");
+        let b2 = second_turn(b1, &answers[1].as_ref().expect("b1").text, "And 8 times 9?");
+        let first_prompts: u32 = answers.iter().map(|a| a.as_ref().expect("answer").usage.prompt_tokens).sum();
+        let before = s.counters();
+        let together: Vec<String> = s
+            .complete_batch(&[a2.clone(), b2.clone()])
+            .await
+            .into_iter()
+            .map(|r| r.expect("second turn").text)
+            .collect();
+        let reused = s.counters().shared_tokens - before.shared_tokens;
+        assert!(reused >= u64::from(first_prompts), "only {reused} of the {first_prompts} first-turn tokens were kept");
+        let alone = vec![s.complete(&a2).await.expect("a2").text, s.complete(&b2).await.expect("b2").text];
+        assert_agrees(&together, &alone);
     })
 }
