@@ -81,9 +81,12 @@ fn workload(prompts: usize, prefix_tokens: usize) -> (String, Vec<String>) {
     let prompts = (0..prompts)
         .map(|i| {
             let (a, b, c) = (values[i % 2], values[(i / 2) % 2], values[(i / 4) % 2]);
-            // Asking for the steps makes answers as long as the token limit allows, so a
-            // long limit measures decoding (workload B) and a short one prefill (A).
-            format!("Case {i}. Work through it step by step, then answer True or False: not ( {a} and {b} ) or {c}")
+            // BIG-Bench Hard's chain-of-thought shape: Qwen2.5-Coder-0.5B then reasons for
+            // about 190 tokens (asked to "work through it step by step" it answered in one
+            // token), so a long limit measures decoding and a short one mostly prefill.
+            format!(
+                "Evaluate the result of a random Boolean expression.\n\nQ: not ( {a} and {b} ) or {c} (case {i})\nA: Let's think step by step."
+            )
         })
         .collect();
     (system, prompts)
