@@ -1,25 +1,31 @@
 //! [`LlamaCppStudent`]: a GGUF model run in-process by llama.cpp (through `llama-cpp-2`),
-//! with shared-prefix batched decoding.
+//! with shared-prefix continuous batching.
 //!
 //! llama.cpp's model context, samplers and batches are not `Send`, so one worker thread
-//! owns them all and the student hands it requests over a channel. Requests that are in
-//! flight together (an eval runner with several cases at once, the agent loop of several
-//! cases) are decoded together:
+//! owns them all and the student hands it requests over a channel ([`Student::complete`]
+//! sends one, [`Student::complete_batch`] several at once). Requests in the worker are
+//! decoded together:
 //!
-//! 1. the longest token prefix they share is prefilled once into sequence 0, which keeps it
-//!    between calls, so the next batch with the same skill text, or the next step of an
-//!    agent whose prompt extends the last one, prefills only what is new;
-//! 2. sequence 0 is copied to one sequence per request (the KV cache is unified, so the
-//!    copy shares cells instead of duplicating them), and each request's suffix is
-//!    prefilled;
-//! 3. one batch per step then advances every unfinished sequence by one token, greedy
-//!    unless the request sets a temperature, each until its end token, a stop string, its
-//!    token limit or its deadline.
+//! 1. when no request is being decoded, the longest token prefix the waiting ones share is
+//!    prefilled into sequence 0 (or read from the prefix cache on disk when it is long and
+//!    was met before), which keeps it between calls, so the next batch with the same skill
+//!    text, or the next step of an agent whose prompt extends the last one, prefills only
+//!    what is new;
+//! 2. a waiting request starts when a sequence is free and the KV cache holds its prompt
+//!    and token limit: it gets a copy of sequence 0's prefix (the KV cache is unified, so
+//!    the copy shares cells instead of duplicating them), or continues a finished request's
+//!    kept sequence when that covers more of its prompt;
+//! 3. one batch per step holds the next token of every request being decoded and, in the
+//!    room left, prompt tokens of those still prefilling; each request is sampled greedy
+//!    unless it sets a temperature, until its end token, a stop string or its token limit,
+//!    and ends early at the step after its caller gave up or its deadline passed. A request
+//!    that finishes is answered at once and its sequence goes to the next one waiting.
 //!
 //! `GGML_ASSERT` aborts the whole process, so nothing unchecked reaches llama.cpp: batches
 //! never hold more tokens than they were allocated for or than the context's batch size,
-//! sequence ids stay below the context's sequence count, and a group of requests is only
-//! decoded together when its prefix plus every suffix and token limit fits the KV cache.
+//! sequence ids stay below the context's sequence count, a request only starts when what
+//! every started request may still need fits the KV cache, and a saved KV state is read
+//! back only when it matches the digest written beside it.
 
 use crate::engine::Engine;
 use crate::gguf::{self, GgufInfo};
