@@ -98,6 +98,9 @@ pub fn models_pull(config: &Config, ids: &[String], as_json: bool) -> Result<Exi
     let ids: Vec<String> = if ids.is_empty() { vec![config.student.value.clone()] } else { ids.to_vec() };
     let mut pulled = Vec::new();
     for id in &ids {
+        // The engine prefix of a student spec (`llama:qwen2.5-coder-0.5b`) names how to
+        // run the file, not which file.
+        let (_, id) = student::Engine::split_spec(id);
         if id.starts_with(student::hub::PREFIX) {
             let path = store.resolve(id, &mut pull_progress(as_json))?;
             if !as_json {
@@ -121,6 +124,7 @@ pub fn models_pull(config: &Config, ids: &[String], as_json: bool) -> Result<Exi
 
 pub fn models_path(config: &Config, id: &str) -> Result<Exit> {
     let store = ModelStore::new(&config.models_dir.value);
+    let (_, id) = student::Engine::split_spec(id);
     let model = find_known(id).ok_or_else(|| NotFound(format!("no known model `{id}` (`skd models list`)")))?;
     println!("{}", store.path_of(&model).display());
     Ok(if store.is_verified(&model) { Exit::Ok } else { Exit::Negative })

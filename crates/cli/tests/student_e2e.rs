@@ -21,6 +21,10 @@ fn models_list_and_path() {
     // pulling a model that is there does nothing and says where it is
     let pulled = env.json(&["models", "pull", "smollm2-135m", "--json"], 0);
     assert_eq!(pulled["models"][0]["path"].as_str(), Some(path.trim()));
+    // The spec `skd run --student` takes, engine prefix and all, names the same file.
+    let pulled = env.json(&["models", "pull", "llama:smollm2-135m", "--json"], 0);
+    assert_eq!(pulled["models"][0]["path"].as_str(), Some(path.trim()));
+    assert_eq!(env.ok(&["models", "path", "mistral:smollm2-135m"], 0), path);
     env.stderr(&["models", "path", "no-such-model"], 3);
 }
 
