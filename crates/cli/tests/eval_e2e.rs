@@ -240,10 +240,29 @@ fn recall_checks_a_skill_with_the_local_teacher() {
     assert!(err.contains("needs a teacher"), "{err}");
     let server = env.serve("smollm2-135m");
     let teacher = format!("{}#default", server.url);
-    let out = env.run(&["recall", "bbh-navigate", "--teacher", &teacher, "--queries", "2", "--json"]);
+    let out = env.run(&[
+        "recall",
+        "bbh-navigate",
+        "--teacher",
+        &teacher,
+        "--queries",
+        "2",
+        // SmolLM2 answers each request in seconds: a hung server fails the test in minutes,
+        // not after the default's two waits of 900 s, and its log says why.
+        "--teacher-timeout",
+        "240",
+        "--json",
+    ]);
+    let serve_log = server.log();
     drop(server);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}), exit {:?}: {stdout}\nstderr:\n{}\nskd serve's log:\n{serve_log}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     let report = &v["report"];
     eprintln!("exit {:?}: {report}", out.status.code());
     // Passed (0), failed (1) or not checked (5, the teacher's queries unusable); never a crash.

@@ -16,6 +16,15 @@ pub struct Served {
     /// The endpoint it printed, `http://127.0.0.1:PORT/v1`.
     pub url: String,
     child: Child,
+    log: PathBuf,
+}
+
+impl Served {
+    /// What the server has written to stderr so far (its warnings and errors), for a
+    /// failing test's message.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
 }
 
 impl Drop for Served {
@@ -36,15 +45,17 @@ impl Env {
 
     /// Starts `skd serve --model MODEL` on a free loopback port.
     pub fn serve(&self, model: &str) -> Served {
+        let log = self.path(&format!("serve-{}.log", fs::read_dir(self.tmp.path()).map_or(0, |d| d.count())));
         let mut child = self
             .cmd(&["serve", "--model", model, "--port", "0"])
+            .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(fs::File::create(&log).expect("serve log"))
             .spawn()
             .expect("spawn skd serve");
         let mut first = String::new();
         BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut first).expect("read endpoint");
-        Served { url: first.trim().to_string(), child }
+        Served { url: first.trim().to_string(), child, log }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
