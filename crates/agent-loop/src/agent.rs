@@ -42,6 +42,8 @@ pub struct AgentConfig {
     pub reasoning_tokens: u32,
     /// Tokens allowed for the action line after the reasoning.
     pub action_tokens: u32,
+    /// The words a constrained reply with room for reasoning starts with ("": none).
+    pub reasoning_opener: String,
     /// Wall-clock limit of each model call.
     pub model_timeout: Duration,
     /// Wall-clock limit of each tool call.
@@ -80,6 +82,7 @@ impl Default for AgentConfig {
             max_steps: 8,
             reasoning_tokens: 256,
             action_tokens: 160,
+            reasoning_opener: crate::protocol::DEFAULT_REASONING_OPENER.to_string(),
             model_timeout: Duration::from_secs(180),
             tool_timeout: Duration::from_secs(30),
             tool_timeouts: std::collections::BTreeMap::new(),
@@ -313,7 +316,7 @@ impl Agent {
             temperature: None,
             stop: Vec::new(),
             json_schema: None,
-            grammar: self.constrained().then(|| reply_grammar(offered, reasoning_chars)),
+            grammar: self.constrained().then(|| reply_grammar(offered, reasoning_chars, &self.config.reasoning_opener)),
             timeout: self.config.model_timeout,
         }
     }

@@ -23,8 +23,14 @@ use skill_core::ToolSpec;
 use std::sync::OnceLock;
 
 /// Version of the reply protocol: results cached under one version do not stand for another
-/// (1 was one JSON object per reply; 2 is free reasoning and an action line).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// (1 was one JSON object per reply; 2 is free reasoning and an action line; 3 opens the
+/// reasoning with a fixed sentence).
+pub const PROTOCOL_VERSION: u32 = 3;
+/// The words every constrained reply starts with. Zero-shot chain of thought works when the
+/// trigger opens the model's own answer (Kojima et al. 2022), not only when the prompt asks
+/// for it: asked in the prompt alone, the default student began 42 of 47 replies with its
+/// action and skipped the steps (README, "The agent loop on everyday tasks").
+pub const DEFAULT_REASONING_OPENER: &str = "Let's think step by step.\n";
 /// The pseudo-tool that loads a skill's instructions.
 pub const ACTIVATE_SKILL: &str = "activate_skill";
 /// A reserved tool name (the JSON protocol's finishing key; still refused as a tool name so
@@ -258,9 +264,10 @@ pub fn args_schema(spec: &ToolSpec) -> Value {
 /// schema>` for one of `tools`. The reasoning is a lazy lexeme that ends at the first answer
 /// marker or `Action: <one of these tools> `, so braces, JSON, the word "Action", or a tool
 /// left out of `tools` are free text; when the cap is reached the only way on is an action,
-/// so a budget that runs out leads to one, not to a cut-off reply. `reasoning_chars = 0` asks
-/// for the action at once.
-pub fn reply_grammar(tools: &[ToolSpec], reasoning_chars: usize) -> String {
+/// so a budget that runs out leads to one, not to a cut-off reply. With reasoning allowed,
+/// the reply begins with `opener` (none when it is empty); `reasoning_chars = 0` asks for the
+/// action at once.
+pub fn reply_grammar(tools: &[ToolSpec], reasoning_chars: usize, opener: &str) -> String {
     let (line_lead, any_lead) = if reasoning_chars == 0 {
         (String::new(), String::new())
     } else {
@@ -268,7 +275,13 @@ pub fn reply_grammar(tools: &[ToolSpec], reasoning_chars: usize) -> String {
     };
     let calls: Vec<String> = (0..tools.len()).map(|i| format!("call_{i}")).collect();
     let mut g = String::from("%llguidance {}\n");
-    g.push_str(&format!("start: answer{}\n", calls.iter().map(|c| format!(" | {c}")).collect::<String>()));
+    let branches = format!("answer{}", calls.iter().map(|c| format!(" | {c}")).collect::<String>());
+    if reasoning_chars > 0 && !opener.is_empty() {
+        // A JSON string literal is a Lark string literal too.
+        g.push_str(&format!("start: {} ({branches})\n", Value::String(opener.to_string())));
+    } else {
+        g.push_str(&format!("start: {branches}\n"));
+    }
     // The answer is one line; a newline after it ends the reply.
     g.push_str("answer: answer_head ANSWER_TEXT \"\\n\"?\n");
     g.push_str(&format!(
@@ -574,8 +587,13 @@ mod tests {
             ),
             spec("odd", json!({"oneOf": []})),
         ];
-        let g = reply_grammar(&tools, 600);
+        let g = reply_grammar(&tools, 600, "");
         assert!(g.starts_with("%llguidance {}\nstart: answer | call_0 | call_1\n"), "{g}");
+        let opened = reply_grammar(&tools, 600, DEFAULT_REASONING_OPENER);
+        assert!(
+            opened.starts_with("%llguidance {}\nstart: \"Let's think step by step.\\n\" (answer | call_0 | call_1)\n"),
+            "{opened}"
+        );
         assert!(
             g.contains(r"answer_head[lazy]: /((.|\n){0,600}\n)?(\*\*)?(Final )?[Aa]nswer:|(.|\n){0,600}[Tt]he final answer is:?/"),
             "{g}"
@@ -585,10 +603,10 @@ mod tests {
         assert!(g.contains("call_0: call_head_0 %json {"), "{g}");
         assert!(g.contains(r#""required":["path"]"#), "{g}");
         assert!(g.contains("call_1: call_head_1 %json {\"type\":\"object\""), "{g}");
-        let bare = reply_grammar(&[], 0);
+        let bare = reply_grammar(&[], 0, DEFAULT_REASONING_OPENER);
         assert!(bare.contains("start: answer\n") && !bare.contains("call"), "{bare}");
         assert!(bare.contains(r"answer_head[lazy]: /(\*\*)?(Final )?[Aa]nswer:|[Tt]he final answer is:?/"), "{bare}");
-        let odd = reply_grammar(&[spec("mcp.fs/read", json!({"type": "object"}))], 10);
+        let odd = reply_grammar(&[spec("mcp.fs/read", json!({"type": "object"}))], 10, "");
         assert!(odd.contains(r"Action: mcp\.fs\/read /"), "{odd}");
     }
 

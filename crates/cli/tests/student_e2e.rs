@@ -44,13 +44,13 @@ fn run_streams_steps_and_writes_a_transcript() {
     let env = Env::new();
     env.pull_smollm2();
     // A task SmolLM2-135M answers right through the reply grammar (greedy decoding, so the
-    // answer is the same on every run): it reasons, then the grammar takes it to the answer
-    // line. The answer must be exactly "blue": a broken grammar, parser or answer cleaning
-    // gives something else (checked: expecting "green" fails). On mistral.rs, whose CPU
-    // kernels are the same AVX2 code on every x86 machine: llama.cpp picks AVX-512 kernels
-    // where the CPU has them, and on our AVX-512 VM this 135M model's greedy reply turns
-    // into "The sky on a clear day is a beautiful sight" (llama.cpp's grammar replies are
-    // tested in crates/student/tests/llama_cpp.rs).
+    // answer is the same on every run): the reply opens with the protocol's reasoning
+    // opener, reasons, then the grammar takes it to the answer line. The answer must be
+    // exactly "Paris": a broken grammar, parser or answer cleaning gives something else
+    // (checked: expecting "Lyon" fails). On mistral.rs, whose CPU kernels are the same AVX2
+    // code on every x86 machine: llama.cpp picks AVX-512 kernels where the CPU has them, and
+    // a 135M model's greedy reply changes with them (llama.cpp's grammar replies are tested
+    // in crates/student/tests/llama_cpp.rs).
     let out = env.run(&[
         "run",
         "--student",
@@ -60,7 +60,7 @@ fn run_streams_steps_and_writes_a_transcript() {
         "--reasoning-tokens",
         "64",
         "--json",
-        "What colour is the sky on a clear day?",
+        "What is the capital of France?",
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
@@ -70,11 +70,16 @@ fn run_streams_steps_and_writes_a_transcript() {
     assert_eq!(events[1]["event"], "retrieved");
     let last = events.last().expect("events");
     assert_eq!((last["event"].as_str(), last["outcome"].as_str()), (Some("finish"), Some("answered")), "{stdout}");
-    assert_eq!(last["answer"], "blue", "{stdout}");
+    assert_eq!(last["answer"], "Paris", "{stdout}");
     let calls: Vec<&Value> = events.iter().filter(|e| e["event"] == "model_call").collect();
     assert_eq!(calls.len(), 1, "one step, no correction: {stdout}");
     let output = calls[0]["output"].as_str().expect("output");
-    assert!(output.trim_end().ends_with("Answer: blue"), "the reply ends at its answer line: {output:?}");
+    assert!(output.starts_with(agent_loop::protocol::DEFAULT_REASONING_OPENER), "{output:?}");
+    let last_line = output.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last_line.to_lowercase().starts_with("**answer: ") && last_line.contains("Paris"),
+        "the reply ends at its answer line: {output:?}"
+    );
     // Read-only unless asked: no write_file without --write.
     let tools = |events: &[Value]| -> Vec<String> {
         events[0]["tools"].as_array().expect("tools").iter().map(|t| t.as_str().expect("name").to_string()).collect()
