@@ -155,6 +155,60 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// The event with every string in it redacted, field by field: nothing can fail, so no
+    /// event is ever passed on unredacted.
+    pub fn redacted(mut self, redactor: &skill_core::redact::Redactor) -> Event {
+        let clean = |s: &mut String| {
+            if let std::borrow::Cow::Owned(c) = redactor.redact(s) {
+                *s = c;
+            }
+        };
+        match &mut self {
+            Event::Start { schema_version: _, run_id, time, task, student, max_steps: _, tools } => {
+                [run_id, time, task, student].into_iter().for_each(clean);
+                tools.iter_mut().for_each(clean);
+            }
+            Event::Retrieved { skills, notes } => {
+                skills.iter_mut().for_each(|s| clean(&mut s.name));
+                for n in notes {
+                    clean(&mut n.source);
+                    n.heading_path.iter_mut().for_each(clean);
+                }
+            }
+            Event::SkillActivated { step: _, name, reason, content_hash, warnings } => {
+                [name, reason, content_hash].into_iter().for_each(clean);
+                warnings.iter_mut().for_each(clean);
+            }
+            Event::Prompt { system, user } => [system, user].into_iter().for_each(clean),
+            Event::ModelCall {
+                step: _,
+                correction: _,
+                prompt_tokens: _,
+                completion_tokens: _,
+                elapsed_ms: _,
+                finish_reason,
+                output,
+            } => [finish_reason, output].into_iter().for_each(clean),
+            Event::InvalidReply { step: _, error } => clean(error),
+            Event::ToolCall { step: _, tool, arguments, ok: _, denied: _, output, elapsed_ms: _ } => {
+                [tool, output].into_iter().for_each(clean);
+                redactor.redact_json(arguments);
+            }
+            Event::Finish {
+                outcome: _,
+                answer,
+                steps: _,
+                prompt_tokens: _,
+                completion_tokens: _,
+                elapsed_ms: _,
+                error,
+            } => answer.iter_mut().chain(error.iter_mut()).for_each(clean),
+        }
+        self
+    }
+}
+
 /// Appends events to a JSONL file. The agent redacts events where it makes them, so what
 /// is written here is what every other view of the run showed.
 pub struct TranscriptWriter {
@@ -256,6 +310,65 @@ pub fn summarize(events: &[Event], max_output: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn every_string_of_every_event_is_redacted() {
+        let secret = "hunter2-correct-horse-battery";
+        let r = skill_core::redact::Redactor::new().with_values([secret.to_string()]);
+        let x = || format!("before {secret} after");
+        let events = vec![
+            Event::Start {
+                schema_version: 1,
+                run_id: x(),
+                time: x(),
+                task: x(),
+                student: x(),
+                max_steps: 1,
+                tools: vec![x()],
+            },
+            Event::Retrieved {
+                skills: vec![RetrievedSkill { name: x(), score: 1.0 }],
+                notes: vec![RetrievedNote { source: x(), heading_path: vec![x()], score: 1.0 }],
+            },
+            Event::SkillActivated { step: 0, name: x(), reason: x(), content_hash: x(), warnings: vec![x()] },
+            Event::Prompt { system: x(), user: x() },
+            Event::ModelCall {
+                step: 1,
+                correction: false,
+                prompt_tokens: 1,
+                completion_tokens: 1,
+                elapsed_ms: 1,
+                finish_reason: x(),
+                output: x(),
+            },
+            Event::InvalidReply { step: 1, error: x() },
+            Event::ToolCall {
+                step: 1,
+                tool: x(),
+                arguments: serde_json::json!({ x(): [x()] }),
+                ok: true,
+                denied: false,
+                output: x(),
+                elapsed_ms: 1,
+            },
+            Event::Finish {
+                outcome: Outcome::Answered,
+                answer: Some(x()),
+                steps: 1,
+                prompt_tokens: 1,
+                completion_tokens: 1,
+                elapsed_ms: 1,
+                error: Some(x()),
+            },
+        ];
+        for event in events {
+            let line = serde_json::to_string(&event.redacted(&r)).expect("json");
+            assert!(!line.contains(secret), "{line}");
+            assert!(line.contains("before [REDACTED] after"), "{line}");
+        }
+    }
+
     #[test]
     fn a_torn_last_line_is_left_out_and_other_bad_lines_are_errors() {
         let dir = tempfile::tempdir().expect("tmp");

@@ -169,24 +169,34 @@ pub async fn run(config: &Config, args: RunArgs) -> Result<Exit> {
     }
     let retriever = open_retriever(config)?;
     let write = args.write || config.workspace_write.value;
-    let shell = if config.allow_shell.value { Some(shell_config(config, args.json).await) } else { None };
+    let shell = if config.allow_shell.value { Some(shell_config(config).await) } else { None };
     let access = WorkspaceAccess { write, shell };
     let mut tools = ToolRegistry::new();
     for tool in builtin_tools(&workspace, Some(retriever.clone() as Arc<dyn Retriever>), &access) {
         tools.register(tool)?;
     }
+    // What is never shown: the student's API key, secret-named variables of skd's own
+    // environment and of the MCP servers' configured environments, and the usual key shapes.
+    let secrets: Vec<String> =
+        std::env::var("SKD_STUDENT_API_KEY")
+            .into_iter()
+            .chain(config.mcp_servers.value.iter().flat_map(|s| {
+                s.env.iter().filter(|(k, _)| skill_core::redact::is_secret_name(k)).map(|(_, v)| v.clone())
+            }))
+            .collect();
+    let redactor = skill_core::redact::Redactor::from_env().with_values(secrets.iter().cloned());
     let mut servers = Vec::new();
     for server in &config.mcp_servers.value {
         match agent_loop::mcp::McpServer::connect(server).await {
             Ok(s) => {
                 for tool in s.tools() {
                     if let Err(e) = tools.register(tool) {
-                        eprintln!("warning: MCP server `{}`: {e}", server.name);
+                        eprintln!("warning: MCP server `{}`: {}", server.name, redactor.redact(&e.to_string()));
                     }
                 }
                 servers.push(s);
             }
-            Err(e) => eprintln!("warning: {e} (its tools are not available)"),
+            Err(e) => eprintln!("warning: {} (its tools are not available)", redactor.redact(&e.to_string())),
         }
     }
     let agent_config = AgentConfig {
@@ -196,7 +206,7 @@ pub async fn run(config: &Config, args: RunArgs) -> Result<Exit> {
         skill_placement: args.style.placement,
         history: args.style.history,
         transcript_dir: (!args.no_transcript).then(|| config.runs_dir.value.clone()),
-        redact: std::env::var("SKD_STUDENT_API_KEY").into_iter().collect(),
+        redact: secrets,
         tool_timeouts: config
             .tool_timeouts
             .value
@@ -225,6 +235,7 @@ pub async fn run(config: &Config, args: RunArgs) -> Result<Exit> {
     if let Some(t) = &outcome.transcript {
         for server in &servers {
             let log = server.stderr_tail();
+            let log = redactor.redact(&log);
             if !log.is_empty() {
                 let path = t.with_extension(format!("mcp-{}.stderr", server.name()));
                 if let Err(e) = skill_core::fsutil::atomic_write(&path, log.as_bytes()) {
@@ -245,20 +256,20 @@ pub async fn run(config: &Config, args: RunArgs) -> Result<Exit> {
 }
 
 /// The shell tool's settings: skd itself confines each command with Landlock; where the
-/// kernel cannot, the user is told once.
-async fn shell_config(config: &Config, quiet: bool) -> ShellConfig {
+/// kernel cannot, the user is told once, on stderr, with `--json` too (it is about safety,
+/// and stdout stays JSON).
+async fn shell_config(config: &Config) -> ShellConfig {
     let program = std::env::current_exe().ok();
     if let Some(p) = &program {
         match agent_loop::sandbox::probe(p).await {
             Ok(Confinement::Full) => {}
-            Ok(Confinement::Partial) if !quiet => {
+            Ok(Confinement::Partial) => {
                 eprintln!("warning: this kernel's Landlock confines shell commands only in part")
             }
-            Ok(_) if !quiet => eprintln!(
+            Ok(_) => eprintln!(
                 "warning: this kernel does not enforce Landlock: shell commands are not confined to the workspace"
             ),
-            Err(e) if !quiet => eprintln!("warning: cannot check the shell sandbox: {e}"),
-            _ => {}
+            Err(e) => eprintln!("warning: cannot check the shell sandbox: {e}"),
         }
     }
     ShellConfig { env_allow: config.shell_env.value.clone(), sandbox_program: program, ..ShellConfig::default() }

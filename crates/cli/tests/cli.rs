@@ -368,3 +368,40 @@ fn shell_commands_cannot_write_outside_the_workspace() {
     let reads = run(false, "cat inside.txt && echo t > \"$TMPDIR/t\" && cat \"$TMPDIR/t\"".into());
     assert!(!reads.is_error && reads.content.contains("hi\nt"), "{}", reads.content);
 }
+
+#[test]
+fn run_keeps_mcp_secrets_out_of_warnings_and_logs_and_honours_workspace_write() {
+    let env = Env::new();
+    let token = "tok-9f8e7d6c5b4a39281706";
+    let cfg = env.path("config/skd/config.toml");
+    fs::create_dir_all(cfg.parent().expect("parent")).expect("mkdir");
+    // Two servers that log their token to stderr: one never speaks MCP, one is `skd mcp`.
+    fs::write(
+        &cfg,
+        format!(
+            "workspace_write = true\n\n[[mcp_servers]]\nname = \"leaky\"\ncommand = \"sh\"\n\
+             args = [\"-c\", \"echo using $LEAKY_API_TOKEN >&2; sleep 30\"]\nstartup_timeout_secs = 1.0\n\
+             [mcp_servers.env]\nLEAKY_API_TOKEN = \"{token}\"\n\n\
+             [[mcp_servers]]\nname = \"wrapped\"\ncommand = \"sh\"\n\
+             args = [\"-c\", \"echo using $LEAKY_API_TOKEN >&2; exec {skd} mcp\"]\n\
+             [mcp_servers.env]\nLEAKY_API_TOKEN = \"{token}\"\n",
+            skd = env!("CARGO_BIN_EXE_skd"),
+        ),
+    )
+    .expect("config");
+    // No student answers on port 9: the run ends with a model error after its start event.
+    let out = env.run(&["run", "--json", "--no-transcript", "--student", "http://127.0.0.1:9/v1#m", "t"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(stderr.contains("MCP server `leaky`") && stderr.contains("using [REDACTED]"), "{stderr}");
+    assert!(!stderr.contains(token) && !stdout.contains(token), "{stderr}\n{stdout}");
+    let start: serde_json::Value = serde_json::from_str(stdout.lines().next().expect("a start event")).expect("json");
+    assert_eq!(start["event"], "start", "{stdout}");
+    assert!(start["tools"].as_array().expect("tools").iter().any(|t| t == "write_file"), "{start}");
+    // The stderr a connected server wrote is kept beside the transcript, redacted too.
+    let out = env.run(&["run", "--student", "http://127.0.0.1:9/v1#m", "t"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let transcript = stderr.lines().find_map(|l| l.strip_prefix("transcript: ")).expect("a transcript");
+    let log = std::path::Path::new(transcript).with_extension("mcp-wrapped.stderr");
+    let log = fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}\n{stderr}", log.display()));
+    assert!(log.contains("using [REDACTED]") && !log.contains(token), "{log}");
+}

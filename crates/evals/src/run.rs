@@ -381,6 +381,7 @@ impl CaseContext<'_> {
         for (&i, result) in agents.iter().zip(agent_results) {
             results[i] = Some(result?);
         }
+        let redactor = skill_core::redact::Redactor::from_env();
         let mut out = Vec::with_capacity(chunk.len());
         for ((case, path), result) in chunk.iter().zip(&cache_paths).zip(results) {
             let result = result.expect("every case of the chunk has a result");
@@ -393,11 +394,14 @@ impl CaseContext<'_> {
             }
             // Every run keeps a transcript of every case, from the cache or not.
             if let Some(dir) = self.transcript_dir {
-                let transcript = serde_json::json!({
+                let mut transcript = serde_json::json!({
                     "case": case,
                     "system": self.system,
                     "result": result,
                 });
+                // As clean as an agent run's transcript: no secret-named variable's value and
+                // no key shape, in the case, the prompt or the student's output.
+                redactor.redact_json(&mut transcript);
                 write_json(&dir.join(format!("{}.json", sanitize(&case.id.to_string()))), &transcript)?;
             }
             out.push(result);

@@ -405,3 +405,27 @@ async fn answer_cases_reach_llama_cpp_as_one_batch() {
     assert!(run.results.iter().all(|r| r.error.is_none() && r.usage.completion_tokens > 0), "{:#?}", run.results);
     assert_eq!(engine.counters().peak_sequences, 4, "the cases were decoded together, four at a time");
 }
+
+#[tokio::test]
+async fn an_answer_case_transcript_holds_no_key() {
+    // A key in the case's prompt, and a student that repeats it.
+    let key = "ghp_abcdefghijklmnopqrstuvwxyz0123456789";
+    let (dir, suite) = suite_on_disk(&format!(
+        r#"{{"skill_name": "t", "evals": [{{"id": 1, "prompt": "Is {key} a token?", "expected_output": "yes"}}]}}"#
+    ));
+    let cases: Vec<&evals::EvalCase> = suite.evals.iter().collect();
+    let transcripts = dir.path().join("runs");
+    let config = RunnerConfig { transcript_dir: Some(transcripts.clone()), ..RunnerConfig::default() };
+    let student: Arc<dyn Student> =
+        Arc::new(Scripted(Mutex::new(vec!["ghp_abcdefghijklmnopqrstuvwxyz0123456789 is one. yes"])));
+    let run = Evaluator { student, judge: None, suite: &suite, config: &config }
+        .run(&cases, None, "no skill", &mut |_| {})
+        .await
+        .expect("run");
+    assert_eq!(run.results.len(), 1);
+    let written = walk_json(&transcripts);
+    assert_eq!(written.len(), 1, "{written:?}");
+    let text = std::fs::read_to_string(&written[0]).expect("read");
+    assert!(!text.contains(key), "{text}");
+    assert!(text.contains("Is [REDACTED] a token?") && text.contains("[REDACTED] is one. yes"), "{text}");
+}
