@@ -13,6 +13,7 @@
 //! redacted where it is made and goes to a JSONL transcript ([`transcript`]).
 
 mod agent;
+pub mod arith;
 pub mod mcp;
 pub mod permissions;
 pub mod protocol;

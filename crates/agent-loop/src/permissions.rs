@@ -3,7 +3,8 @@
 //!
 //! - a tool name allows the tool: `read_file`, or Claude Code's `Read`, `Write`, `Edit`,
 //!   `MultiEdit`, `Bash`, `Grep`, `Glob`, `LS` (mapped to `read_file`, `write_file`,
-//!   `write_file`, `write_file`, `shell`, `shell` limited to `grep`, `list_dir`, `list_dir`);
+//!   `write_file`, `write_file`, `shell`, `find_lines` and `shell` limited to `grep`,
+//!   `list_dir`, `list_dir`);
 //! - `Bash(git:*)` allows shell commands that are `git` or start with `git `; `Bash(npm run
 //!   test)` allows that command exactly; `Bash(git log *)` allows what the `*` pattern
 //!   matches. A restricted command must be a simple command: `;`, `&`, `|`, backquotes,
@@ -158,8 +159,8 @@ fn parse_entry(entry: &str) -> Result<Vec<Rule>, String> {
         "Write" | "Edit" | "MultiEdit" => vec![rule("write_file", file_limit(inner))],
         "LS" | "Glob" => vec![rule("list_dir", file_limit(inner))],
         "Bash" | "shell" => vec![rule("shell", inner.map(|c| command_limit(c, entry)))],
-        "Grep" => vec![rule("shell", Some(command_limit("grep:*", entry)))],
-        "read_file" | "write_file" | "list_dir" => vec![rule(name, file_limit(inner))],
+        "Grep" => vec![rule("find_lines", file_limit(inner)), rule("shell", Some(command_limit("grep:*", entry)))],
+        "read_file" | "write_file" | "list_dir" | "find_lines" | "count_words" => vec![rule(name, file_limit(inner))],
         other if inner.is_none() && !other.is_empty() => vec![rule(other, None)],
         _ => return Err(format!("allowed-tools entry `{entry}` is not a tool name or a known pattern")),
     })
@@ -244,7 +245,7 @@ mod tests {
     #[test]
     fn claude_code_names_map_to_ours() {
         let p = perms(&["Read", "Write", "LS", "Grep"]);
-        for tool in ["read_file", "write_file", "list_dir", "shell"] {
+        for tool in ["read_file", "write_file", "list_dir", "find_lines", "shell"] {
             assert!(p.allows_tool(tool), "{tool}");
         }
         assert_eq!(p.check("shell", &json!({"command": "grep -n todo notes.md"})), Ok(()));
@@ -254,8 +255,10 @@ mod tests {
 
     #[test]
     fn path_patterns_limit_file_tools() {
-        let p = perms(&["Read(docs/**)", "Write(out/*.md)"]);
+        let p = perms(&["Read(docs/**)", "Write(out/*.md)", "Grep(docs/**)"]);
         assert_eq!(p.check("read_file", &json!({"path": "docs/a/b.txt"})), Ok(()));
+        assert_eq!(p.check("find_lines", &json!({"path": "docs/a/b.txt", "text": "x"})), Ok(()));
+        assert!(p.check("find_lines", &json!({"path": "secrets.txt", "text": "key"})).is_err());
         assert_eq!(p.check("read_file", &json!({"path": "./docs/c.md"})), Ok(()));
         assert!(p.check("read_file", &json!({"path": "secrets.txt"})).is_err());
         assert_eq!(p.check("write_file", &json!({"path": "out/report.md"})), Ok(()));

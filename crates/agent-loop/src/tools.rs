@@ -411,6 +411,143 @@ impl Tool for ListDir {
     }
 }
 
+/// `calculate`: the value of an arithmetic expression ([`crate::arith`]). The argument's
+/// schema admits only numbers, operators, parentheses and spaces, so with a grammar the
+/// student cannot write a word or an `=` into it.
+pub struct Calculate;
+
+#[async_trait]
+impl Tool for Calculate {
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: "calculate".into(),
+            description:
+                "Work out an arithmetic expression (numbers, + - * / ^ and parentheses) and return the number.".into(),
+            parameters: json!({"type": "object", "properties": {"expression": {"type": "string", "pattern": "^[0-9.+*/%^() -]+$"}}, "required": ["expression"], "additionalProperties": false}),
+        }
+    }
+
+    async fn call(&self, args: Value) -> skill_core::Result<ToolOutput> {
+        let expression = match arg_str(&args, "expression") {
+            Ok(e) => e,
+            Err(e) => return Ok(fail(e)),
+        };
+        Ok(match crate::arith::evaluate(expression) {
+            Ok(value) => ok(crate::arith::format_number(value)),
+            Err(e) => fail(format!("cannot calculate {expression:?}: {e}")),
+        })
+    }
+}
+
+/// The text of a workspace file for the counting tools, and a note when only its first
+/// `limit` bytes were read.
+async fn read_text(workspace: &Workspace, path: &str, limit: usize) -> std::result::Result<(String, String), String> {
+    let (workspace, path) = (workspace.clone(), path.to_string());
+    let (bytes, more) = blocking(move || workspace.read(&path, limit)).await?;
+    let note = if more { format!(" (in the first {limit} bytes; the file goes on)") } else { String::new() };
+    Ok((String::from_utf8_lossy(&bytes).into_owned(), note))
+}
+
+/// `count_words`: how many words a workspace file has (words are what whitespace
+/// separates, as `wc -w` counts them).
+pub struct CountWords {
+    workspace: Workspace,
+    max_bytes: usize,
+}
+
+impl CountWords {
+    /// Counts in files under `root`, at most 1 MiB of each.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        CountWords { workspace: Workspace::new(root), max_bytes: 1024 * 1024 }
+    }
+}
+
+#[async_trait]
+impl Tool for CountWords {
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: "count_words".into(),
+            description: "Count the words of a text file in the workspace.".into(),
+            parameters: json!({"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"], "additionalProperties": false}),
+        }
+    }
+
+    async fn call(&self, args: Value) -> skill_core::Result<ToolOutput> {
+        let path = match arg_str(&args, "path") {
+            Ok(p) => p.to_string(),
+            Err(e) => return Ok(fail(e)),
+        };
+        Ok(match read_text(&self.workspace, &path, self.max_bytes).await {
+            Ok((text, note)) => {
+                let n = text.split_whitespace().count();
+                ok(format!("{path} has {n} word{}{note}", if n == 1 { "" } else { "s" }))
+            }
+            Err(e) => fail(e),
+        })
+    }
+}
+
+/// `find_lines`: the lines of a workspace file that contain a text, numbered, with their
+/// count first (`grep -n -F`, and `grep -c` in the same answer).
+pub struct FindLines {
+    workspace: Workspace,
+    max_bytes: usize,
+    max_lines_shown: usize,
+}
+
+impl FindLines {
+    /// Searches files under `root`, at most 1 MiB of each, showing at most 50 lines.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        FindLines { workspace: Workspace::new(root), max_bytes: 1024 * 1024, max_lines_shown: 50 }
+    }
+}
+
+#[async_trait]
+impl Tool for FindLines {
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: "find_lines".into(),
+            description:
+                "Find the lines of a workspace file that contain a text; returns how many there are and the lines."
+                    .into(),
+            parameters: json!({"type": "object", "properties": {"path": {"type": "string"}, "text": {"type": "string"}}, "required": ["path", "text"], "additionalProperties": false}),
+        }
+    }
+
+    async fn call(&self, args: Value) -> skill_core::Result<ToolOutput> {
+        let (path, needle) = match arg_str(&args, "path").and_then(|p| Ok((p.to_string(), arg_str(&args, "text")?))) {
+            Ok((p, t)) if !t.is_empty() => (p, t.to_string()),
+            Ok(_) => return Ok(fail("`text` is empty: give the text the lines must contain")),
+            Err(e) => return Ok(fail(e)),
+        };
+        Ok(match read_text(&self.workspace, &path, self.max_bytes).await {
+            Ok((text, note)) => {
+                let found: Vec<String> = text
+                    .lines()
+                    .enumerate()
+                    .filter(|(_, line)| line.contains(&needle))
+                    .map(|(i, line)| format!("{}: {line}", i + 1))
+                    .collect();
+                let n = found.len();
+                let mut out = format!(
+                    "{n} line{} of {path} contain{} {needle:?}{note}",
+                    if n == 1 { "" } else { "s" },
+                    if n == 1 { "s" } else { "" }
+                );
+                for line in found.iter().take(self.max_lines_shown) {
+                    out.push('\n');
+                    out.push_str(line);
+                }
+                if n > self.max_lines_shown {
+                    out.push_str(&format!("\n[... {} more lines]", n - self.max_lines_shown));
+                }
+                ok(out)
+            }
+            Err(e) => fail(e),
+        })
+    }
+}
+
 /// `search_notes`: the knowledge base, through any [`Retriever`].
 pub struct SearchNotes {
     retriever: Arc<dyn Retriever>,
@@ -478,15 +615,21 @@ impl WorkspaceAccess {
     }
 }
 
-/// The built-in tools for a workspace: `read_file` and `list_dir`, `write_file` when
-/// writing is allowed, `search_notes` when a retriever is given, and `shell` when
+/// The built-in tools for a workspace: `read_file`, `list_dir`, `find_lines`,
+/// `count_words` and `calculate`, `write_file` when writing is allowed, `search_notes` when a retriever is given, and `shell` when
 /// configured.
 pub fn builtin_tools(
     workspace: &Path,
     retriever: Option<Arc<dyn Retriever>>,
     access: &WorkspaceAccess,
 ) -> Vec<Arc<dyn Tool>> {
-    let mut tools: Vec<Arc<dyn Tool>> = vec![Arc::new(ReadFile::new(workspace)), Arc::new(ListDir::new(workspace))];
+    let mut tools: Vec<Arc<dyn Tool>> = vec![
+        Arc::new(ReadFile::new(workspace)),
+        Arc::new(ListDir::new(workspace)),
+        Arc::new(FindLines::new(workspace)),
+        Arc::new(CountWords::new(workspace)),
+        Arc::new(Calculate),
+    ];
     if access.write {
         tools.push(Arc::new(WriteFile::new(workspace)));
     }
@@ -541,6 +684,29 @@ mod tests {
         let abs = root.canonicalize().expect("canon").join("a/b.txt");
         assert_eq!(ws.read(&abs.to_string_lossy(), 10).expect("absolute inside").0, b"42");
         assert_eq!(ws.list(".").expect("list"), ["a/", "link.txt", "sub/"].map(String::from).to_vec());
+    }
+
+    #[tokio::test]
+    async fn calculate_counts_and_finds() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        std::fs::write(tmp.path().join("todo.md"), "# Home\n- [ ] wash the car\n- [x] buy milk\n- [ ] call mum\n")
+            .expect("write");
+        std::fs::write(tmp.path().join("note.txt"), "Thanks everyone, see you  on\nMonday.\n").expect("write");
+        let call = |tool: Arc<dyn Tool>, args: Value| async move { tool.call(args).await.expect("call") };
+        let out = call(Arc::new(Calculate), json!({"expression": "20 * 9 / 5 + 32"})).await;
+        assert_eq!((out.content.as_str(), out.is_error), ("68", false));
+        let out = call(Arc::new(Calculate), json!({"expression": "17 + apples"})).await;
+        assert!(out.is_error && out.content.contains("unexpected `a` at character 6"), "{}", out.content);
+        let out = call(Arc::new(CountWords::new(tmp.path())), json!({"path": "note.txt"})).await;
+        assert_eq!(out.content, "note.txt has 6 words");
+        let out = call(Arc::new(FindLines::new(tmp.path())), json!({"path": "todo.md", "text": "- [ ]"})).await;
+        assert_eq!(out.content, "2 lines of todo.md contain \"- [ ]\"\n2: - [ ] wash the car\n4: - [ ] call mum");
+        let out = call(Arc::new(FindLines::new(tmp.path())), json!({"path": "../todo.md", "text": "x"})).await;
+        assert!(out.is_error && out.content.contains("outside the workspace"), "{}", out.content);
+        // The schema admits arithmetic only, so a grammar keeps words and `=` out.
+        let pattern = Calculate.spec().parameters["properties"]["expression"]["pattern"].as_str().map(String::from);
+        let re = regex::Regex::new(&pattern.expect("pattern")).expect("regex");
+        assert!(re.is_match("(50 - 32) * 5 / 9") && !re.is_match("17 + 25 = 42") && !re.is_match("ten + 2"));
     }
 
     #[test]
