@@ -3,9 +3,9 @@
 
 use crate::permissions::Permissions;
 use crate::protocol::{
-    ACTIVATE_SKILL, Action, ActiveSkill, CHARS_PER_REASONING_TOKEN, CatalogEntry, NoteExcerpt, SkillPlacement,
-    activate_skill_spec, correction_message, parse_reply, parse_reply_other_than, reply_grammar, system_prompt,
-    task_message,
+    ACTIVATE_SKILL, Action, ActiveSkill, CHARS_PER_REASONING_TOKEN, CatalogEntry, NoteExcerpt, Reply, SkillPlacement,
+    activate_skill_spec, correction_message, parse_first_call, parse_reply, parse_reply_other_than, reply_grammar,
+    system_prompt, task_message,
 };
 use crate::tools::ToolRegistry;
 use crate::transcript::{Event, Outcome, RetrievedNote, RetrievedSkill, TRANSCRIPT_SCHEMA_VERSION, TranscriptWriter};
@@ -44,6 +44,11 @@ pub struct AgentConfig {
     pub action_tokens: u32,
     /// The words a constrained reply with room for reasoning starts with ("": none).
     pub reasoning_opener: String,
+    /// While the active skill names tools in `allowed-tools` and none has been called yet,
+    /// no answer is taken: the grammar leaves the answer out, and a free-text answer is sent
+    /// back. The default student otherwise copies the steps as its reasoning and answers
+    /// without doing the first one ("Answer: Priya" with contacts.csv unread).
+    pub act_before_answer: bool,
     /// Wall-clock limit of each model call.
     pub model_timeout: Duration,
     /// Wall-clock limit of each tool call.
@@ -83,6 +88,7 @@ impl Default for AgentConfig {
             reasoning_tokens: 256,
             action_tokens: 160,
             reasoning_opener: crate::protocol::DEFAULT_REASONING_OPENER.to_string(),
+            act_before_answer: true,
             model_timeout: Duration::from_secs(180),
             tool_timeout: Duration::from_secs(30),
             tool_timeouts: std::collections::BTreeMap::new(),
@@ -149,7 +155,7 @@ struct RunState<'a> {
 
 impl RunState<'_> {
     fn emit(&mut self, event: Event) -> Result<()> {
-        let event = redact_event(&self.redactor, event);
+        let event = event.redacted(&self.redactor);
         (self.on_event)(&event);
         if let Some(t) = &mut self.transcript {
             t.write(&event)?;
@@ -158,12 +164,9 @@ impl RunState<'_> {
     }
 }
 
-/// Every string of an event with its secrets replaced.
-fn redact_event(redactor: &Redactor, event: Event) -> Event {
-    let Ok(mut value) = serde_json::to_value(&event) else { return event };
-    redactor.redact_json(&mut value);
-    serde_json::from_value(value).unwrap_or(event)
-}
+/// Answers refused before the active skill's first tool call (free-text replies; a grammar
+/// offers no answer then) before the loop takes the next one.
+const MAX_EARLY_ANSWERS: usize = 2;
 
 /// How earlier steps are shown to the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -308,15 +311,34 @@ impl Agent {
         self.config.constraint == ReplyConstraint::Grammar && self.student.supports_grammar()
     }
 
-    fn request(&self, messages: &[ChatMessage], offered: &[ToolSpec], reasoning_tokens: u32) -> CompletionRequest {
+    /// Whether an answer may be given now (see [`AgentConfig::act_before_answer`]): not while
+    /// the active skill names tools, one of them is offered, and none has been called.
+    fn answer_allowed(&self, skills: &SkillState, offered: &[ToolSpec], acted: bool) -> bool {
+        let skill_names_tools =
+            skills.active.as_ref().is_some_and(|a| a.allowed_tools.as_ref().is_some_and(|t| !t.is_empty()));
+        let a_tool_is_offered = offered.iter().any(|s| s.name != ACTIVATE_SKILL);
+        !(self.config.act_before_answer && skill_names_tools && a_tool_is_offered && !acted)
+    }
+
+    fn request(
+        &self,
+        messages: &[ChatMessage],
+        offered: &[ToolSpec],
+        reasoning_tokens: u32,
+        answer_allowed: bool,
+    ) -> CompletionRequest {
         let reasoning_chars = reasoning_tokens as usize * CHARS_PER_REASONING_TOKEN;
+        // With no tool left to call, an answer is the only way on.
+        let answer_allowed = answer_allowed || offered.is_empty();
         CompletionRequest {
             messages: messages.to_vec(),
             max_tokens: reasoning_tokens + self.config.action_tokens,
             temperature: None,
             stop: Vec::new(),
             json_schema: None,
-            grammar: self.constrained().then(|| reply_grammar(offered, reasoning_chars, &self.config.reasoning_opener)),
+            grammar: self
+                .constrained()
+                .then(|| reply_grammar(offered, reasoning_chars, &self.config.reasoning_opener, answer_allowed)),
             timeout: self.config.model_timeout,
         }
     }
@@ -429,6 +451,12 @@ impl Agent {
         // The last call made: small models given greedy decoding tend to repeat their previous
         // call once its result comes back.
         let mut last_call: Option<(String, serde_json::Value)> = None;
+        // Whether a tool other than activate_skill has been called since the skill became
+        // active (see `AgentConfig::act_before_answer`).
+        let mut acted = false;
+        // Answers refused for coming before that call: after MAX_EARLY_ANSWERS the gate gives
+        // way, so a model that will not call a tool still ends with its answer.
+        let mut early_answers = 0usize;
         // Model call `$step`, whose failure ends the run (a model error after `$steps` steps).
         macro_rules! call_or_finish {
             ($step:expr, $retry:expr, $request:expr, $steps:expr) => {
@@ -454,9 +482,16 @@ impl Agent {
             // activate_skill result.
             let shown = if activated_at_start { skills.active.as_ref() } else { None };
             let messages = conversation.messages(shown, self.config.skill_placement, &offered);
-            let request = self.request(&messages, &offered, self.config.reasoning_tokens);
+            let answer_allowed = self.answer_allowed(&skills, &offered, acted || early_answers >= MAX_EARLY_ANSWERS);
+            let request = self.request(&messages, &offered, self.config.reasoning_tokens, answer_allowed);
             let completion = call_or_finish!(step, false, &request, step - 1);
             let mut parsed = parse_reply(&completion.text);
+            if !answer_allowed && matches!(&parsed, Ok(Reply { action: Action::Final(_), .. })) {
+                parsed = parse_first_call(&completion.text).ok_or_else(|| {
+                    "the reply has no `Action:` line, and no answer is taken before the skill's first tool call"
+                        .to_string()
+                });
+            }
             let mut reply_text = completion.text.clone();
             if let Err(error) = &parsed {
                 // One correction turn: the action alone, with no room for more reasoning.
@@ -469,12 +504,18 @@ impl Agent {
                 retry.push(ChatMessage::new(Role::Assistant, completion.text.clone()));
                 retry.push(ChatMessage::new(
                     Role::User,
-                    correction_message(&format!("{error}{cut}"), !offered.is_empty()),
+                    correction_message(&format!("{error}{cut}"), !offered.is_empty(), answer_allowed),
                 ));
-                let request = self.request(&retry, &offered, 0);
+                let request = self.request(&retry, &offered, 0, answer_allowed);
                 let correction = call_or_finish!(step, true, &request, step);
                 parsed =
                     parse_reply(&correction.text).map_err(|e| format!("{error}{cut}; after a correction request: {e}"));
+                if !answer_allowed
+                    && matches!(&parsed, Ok(Reply { action: Action::Final(_), .. }))
+                    && let Some(call) = parse_first_call(&correction.text)
+                {
+                    parsed = Ok(call);
+                }
                 reply_text = format!("{}\n{}", completion.text.trim_end(), correction.text.trim());
             }
             // A repeat of the call before: small models restate it and go on in the same reply.
@@ -487,7 +528,7 @@ impl Agent {
                     parsed = Ok(next);
                 } else if self.constrained() {
                     let narrowed: Vec<ToolSpec> = offered.iter().filter(|s| &s.name != tool).cloned().collect();
-                    let request = self.request(&messages, &narrowed, self.config.reasoning_tokens);
+                    let request = self.request(&messages, &narrowed, self.config.reasoning_tokens, answer_allowed);
                     let again = call_or_finish!(step, true, &request, step);
                     if let Some(next) = parse_reply_other_than(&again.text, &reply.action) {
                         parsed = Ok(next);
@@ -507,6 +548,23 @@ impl Agent {
                     )
                 }
                 Ok(reply) => match reply.action {
+                    // A free-text backend answered before the skill's first tool call.
+                    Action::Final(_) if !answer_allowed => {
+                        early_answers += 1;
+                        let tools: Vec<&str> =
+                            offered.iter().filter(|s| s.name != ACTIVATE_SKILL).map(|s| s.name.as_str()).collect();
+                        let error =
+                            format!("an answer before any tool the skill names was called ({})", tools.join(", "));
+                        state.emit(Event::InvalidReply { step, error })?;
+                        (
+                            None,
+                            format!(
+                                "Do not answer yet: follow the steps and call the tool the first step names (one of: \
+                                 {}), with an `Action:` line. Answer when its result is back.",
+                                tools.join(", ")
+                            ),
+                        )
+                    }
                     Action::Final(answer) => {
                         let answer = state.redactor.redact(&answer).into_owned();
                         state.emit(Event::Finish {
@@ -540,6 +598,12 @@ impl Agent {
                             )
                         } else {
                             last_call = Some(call);
+                            if tool != ACTIVATE_SKILL
+                                && skills.active.is_some()
+                                && skills.permissions.allows_tool(&tool)
+                            {
+                                acted = true;
+                            }
                             self.call_tool(step, &tool, args, &hits, &catalog, &mut skills, &mut state).await?
                         };
                         (Some(line), observation)

@@ -24,8 +24,10 @@ use std::sync::OnceLock;
 
 /// Version of the reply protocol: results cached under one version do not stand for another
 /// (1 was one JSON object per reply; 2 is free reasoning and an action line; 3 opens the
-/// reasoning with a fixed sentence).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// reasoning with a fixed sentence; 4 adds the calculating and counting tools, takes no
+/// answer before a skill's first tool call, and words the reply instruction apart from the
+/// opener).
+pub const PROTOCOL_VERSION: u32 = 4;
 /// The words every constrained reply starts with. Zero-shot chain of thought works when the
 /// trigger opens the model's own answer (Kojima et al. 2022), not only when the prompt asks
 /// for it: asked in the prompt alone, the default student began 42 of 47 replies with its
@@ -186,22 +188,32 @@ pub fn task_message(
     parts.join("\n\n")
 }
 
-/// How to reply, with an example call of the first tool: `Think step by step. To use a
-/// tool, end with a line like ...`.
+/// How to reply, with an example call of the first tool: `Work through it step by step. To
+/// use a tool, end with a line like ...`. It does not begin with the reasoning opener: a
+/// reply that opens with the prompt's own words makes a small model copy on from there (the
+/// default student began every reply by repeating this instruction and the whole "Done so
+/// far" list after it).
 pub fn reply_instruction(tools: &[ToolSpec]) -> String {
     match tools.first() {
-        None => "Let's think step by step, then end with a line `Answer: ` followed by the answer alone.".to_string(),
+        None => "Work it out step by step, then end with a line `Answer: ` followed by the answer alone.".to_string(),
         Some(tool) => format!(
-            "Let's think step by step. To use a tool, end with a line like `Action: {} {}` and stop: its result comes \
-             back to you. When you know the answer, end with a line `Answer: ` followed by the answer alone.",
+            "Work through it step by step. To use a tool, end with a line like `Action: {} {}` and stop: its result \
+             comes back to you. When you know the answer, end with a line `Answer: ` followed by the answer alone.",
             tool.name,
             args_example(tool)
         ),
     }
 }
 
-/// The message that asks for the action alone, after a reply without a usable action line.
-pub fn correction_message(error: &str, tools_offered: bool) -> String {
+/// The message that asks for the action alone, after a reply without a usable action line
+/// (only for a call while `answer_allowed` is off).
+pub fn correction_message(error: &str, tools_offered: bool, answer_allowed: bool) -> String {
+    if tools_offered && !answer_allowed {
+        return format!(
+            "Your reply could not be used: {error}. Reply now with only the last line: `Action: ` followed by a tool \
+             name and its JSON arguments."
+        );
+    }
     let action = if tools_offered { ", or `Action: ` followed by a tool name and its JSON arguments" } else { "" };
     format!(
         "Your reply could not be used: {error}. Reply now with only the last line: `Answer: ` followed by the answer \
@@ -266,8 +278,9 @@ pub fn args_schema(spec: &ToolSpec) -> Value {
 /// left out of `tools` are free text; when the cap is reached the only way on is an action,
 /// so a budget that runs out leads to one, not to a cut-off reply. With reasoning allowed,
 /// the reply begins with `opener` (none when it is empty); `reasoning_chars = 0` asks for the
-/// action at once.
-pub fn reply_grammar(tools: &[ToolSpec], reasoning_chars: usize, opener: &str) -> String {
+/// action at once. Without `answer` only the calls are offered (a skill whose first step is
+/// a tool call, not done yet); the caller keeps `answer` on when `tools` is empty.
+pub fn reply_grammar(tools: &[ToolSpec], reasoning_chars: usize, opener: &str, answer: bool) -> String {
     let (line_lead, any_lead) = if reasoning_chars == 0 {
         (String::new(), String::new())
     } else {
@@ -275,19 +288,26 @@ pub fn reply_grammar(tools: &[ToolSpec], reasoning_chars: usize, opener: &str) -
     };
     let calls: Vec<String> = (0..tools.len()).map(|i| format!("call_{i}")).collect();
     let mut g = String::from("%llguidance {}\n");
-    let branches = format!("answer{}", calls.iter().map(|c| format!(" | {c}")).collect::<String>());
+    let answer = answer || calls.is_empty();
+    let mut alternatives: Vec<&str> = calls.iter().map(String::as_str).collect();
+    if answer {
+        alternatives.insert(0, "answer");
+    }
+    let branches = alternatives.join(" | ");
     if reasoning_chars > 0 && !opener.is_empty() {
         // A JSON string literal is a Lark string literal too.
         g.push_str(&format!("start: {} ({branches})\n", Value::String(opener.to_string())));
     } else {
         g.push_str(&format!("start: {branches}\n"));
     }
-    // The answer is one line; a newline after it ends the reply.
-    g.push_str("answer: answer_head ANSWER_TEXT \"\\n\"?\n");
-    g.push_str(&format!(
-        "answer_head[lazy]: /{line_lead}(\\*\\*)?(Final )?[Aa]nswer:|{any_lead}[Tt]he final answer is:?/\n"
-    ));
-    g.push_str(&format!("ANSWER_TEXT: /[^\\n]{{1,{MAX_ANSWER_CHARS}}}/\n"));
+    if answer {
+        // The answer is one line; a newline after it ends the reply.
+        g.push_str("answer: answer_head ANSWER_TEXT \"\\n\"?\n");
+        g.push_str(&format!(
+            "answer_head[lazy]: /{line_lead}(\\*\\*)?(Final )?[Aa]nswer:|{any_lead}[Tt]he final answer is:?/\n"
+        ));
+        g.push_str(&format!("ANSWER_TEXT: /[^\\n]{{1,{MAX_ANSWER_CHARS}}}/\n"));
+    }
     for (i, tool) in tools.iter().enumerate() {
         let name = lark_regex_escape(&tool.name);
         g.push_str(&format!("call_{i}: call_head_{i} %json {}\n", args_schema(tool)));
@@ -362,11 +382,21 @@ pub fn parse_reply(text: &str) -> Result<Reply, String> {
 /// in the step before (`Action: read_file {...}`) and then go on to the next step in the same
 /// reply; that restatement is not a new call.
 pub fn parse_reply_other_than(text: &str, skip: &Action) -> Option<Reply> {
+    first_reply_where(text, |r| &r.action != skip)
+}
+
+/// The first call of the reply, passing over answer lines: what counts while no answer is
+/// taken yet (under a grammar without the answer branch, `Answer:` lines are reasoning).
+pub fn parse_first_call(text: &str) -> Option<Reply> {
+    first_reply_where(text, |r| matches!(r.action, Action::Call { .. }))
+}
+
+fn first_reply_where(text: &str, wanted: impl Fn(&Reply) -> bool) -> Option<Reply> {
     marker_regex().find_iter(text).find_map(|m| {
         let start = text[..m.start()].rfind('\n').map_or(0, |i| i + 1);
         parse_reply(&text[start..])
             .ok()
-            .filter(|r| &r.action != skip)
+            .filter(&wanted)
             .map(|r| Reply { reasoning: format!("{}{}", &text[..start], r.reasoning).trim_end().to_string(), ..r })
     })
 }
@@ -507,6 +537,15 @@ mod tests {
     }
 
     #[test]
+    fn before_the_first_call_answer_lines_are_reasoning() {
+        let text = "Answer: 180 probably.\nLet me check.\nAction: read_file {\"path\": \"expenses.csv\"}";
+        let reply = parse_first_call(text).expect("a call");
+        assert_eq!(reply.action, call("read_file", json!({"path": "expenses.csv"})));
+        assert!(reply.reasoning.starts_with("Answer: 180 probably."), "{}", reply.reasoning);
+        assert!(parse_first_call("Answer: 180").is_none());
+    }
+
+    #[test]
     fn a_restated_call_is_passed_over_for_the_next_action() {
         let previous = call("read_file", json!({"path": "todo.md"}));
         let text = "Action: read_file {\"path\": \"todo.md\"}\nThe open lines are book dentist and call the plumber.\nAnswer: 2";
@@ -587,9 +626,9 @@ mod tests {
             ),
             spec("odd", json!({"oneOf": []})),
         ];
-        let g = reply_grammar(&tools, 600, "");
+        let g = reply_grammar(&tools, 600, "", true);
         assert!(g.starts_with("%llguidance {}\nstart: answer | call_0 | call_1\n"), "{g}");
-        let opened = reply_grammar(&tools, 600, DEFAULT_REASONING_OPENER);
+        let opened = reply_grammar(&tools, 600, DEFAULT_REASONING_OPENER, true);
         assert!(
             opened.starts_with("%llguidance {}\nstart: \"Let's think step by step.\\n\" (answer | call_0 | call_1)\n"),
             "{opened}"
@@ -603,11 +642,18 @@ mod tests {
         assert!(g.contains("call_0: call_head_0 %json {"), "{g}");
         assert!(g.contains(r#""required":["path"]"#), "{g}");
         assert!(g.contains("call_1: call_head_1 %json {\"type\":\"object\""), "{g}");
-        let bare = reply_grammar(&[], 0, DEFAULT_REASONING_OPENER);
+        let bare = reply_grammar(&[], 0, DEFAULT_REASONING_OPENER, false);
         assert!(bare.contains("start: answer\n") && !bare.contains("call"), "{bare}");
         assert!(bare.contains(r"answer_head[lazy]: /(\*\*)?(Final )?[Aa]nswer:|[Tt]he final answer is:?/"), "{bare}");
-        let odd = reply_grammar(&[spec("mcp.fs/read", json!({"type": "object"}))], 10, "");
+        let odd = reply_grammar(&[spec("mcp.fs/read", json!({"type": "object"}))], 10, "", true);
         assert!(odd.contains(r"Action: mcp\.fs\/read /"), "{odd}");
+        // Before the skill's first tool call: the calls only, no answer rules.
+        let act = reply_grammar(&tools, 600, DEFAULT_REASONING_OPENER, false);
+        assert!(
+            act.starts_with("%llguidance {}\nstart: \"Let's think step by step.\\n\" (call_0 | call_1)\n"),
+            "{act}"
+        );
+        assert!(!act.contains("answer"), "{act}");
     }
 
     #[test]
@@ -631,7 +677,7 @@ mod tests {
         assert_eq!(first, format!("Read it.\n\nFollow these steps:\n1. Do it.\n\n{how}"));
         assert_eq!(
             task_message("Read it.", Some(&active), SkillPlacement::User, &[], &[]),
-            "Read it.\n\nFollow these steps:\n1. Do it.\n\nLet's think step by step, then end with a line `Answer: ` followed by the answer alone.",
+            "Read it.\n\nFollow these steps:\n1. Do it.\n\nWork it out step by step, then end with a line `Answer: ` followed by the answer alone.",
             "no tool advice when there are no tools"
         );
         assert_eq!(

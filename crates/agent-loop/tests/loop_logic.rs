@@ -241,6 +241,94 @@ async fn a_grammar_backend_gets_the_reply_grammar_with_the_offered_tools_and_the
 }
 
 #[tokio::test]
+async fn a_skill_that_names_tools_takes_no_answer_before_one_is_called() {
+    let s = setup();
+    write_skill(
+        &s,
+        "lookup",
+        "allowed-tools: read_file\n",
+        "1. Call read_file on notes.txt.\n2. Answer with the word.",
+    );
+    let options = || RunOptions { skill: Some("lookup".into()), ..RunOptions::default() };
+    // A grammar backend is offered no answer until the first call is made.
+    let cassette = Cassette::constrained(&["Action: read_file {\"path\": \"notes.txt\"}", "Answer: heliotrope"]);
+    let a = agent(&s, cassette.clone(), vec![], vec![]);
+    let (outcome, _) = run(&a, "What is the secret word?", options()).await;
+    assert_eq!(outcome.answer.as_deref(), Some("heliotrope"));
+    let grammars: Vec<String> = cassette.seen().iter().map(|r| r.grammar.clone().expect("grammar")).collect();
+    assert!(!grammars[0].contains("answer") && grammars[0].contains("Action: read_file /"), "{}", grammars[0]);
+    assert!(grammars[1].contains("answer_head"), "{}", grammars[1]);
+
+    // A free-text backend's early answer gets a correction request for a call; answered
+    // again, it is sent back as an observation, and the run goes on.
+    let cassette = Cassette::new(&[
+        "The steps say read the file.\nAnswer: Priya",
+        "Answer: Priya",
+        "Action: read_file {\"path\": \"notes.txt\"}",
+        "Answer: heliotrope",
+    ]);
+    let a = agent(&s, cassette.clone(), vec![], vec![]);
+    let (outcome, events) = run(&a, "What is the secret word?", options()).await;
+    assert_eq!((outcome.answer.as_deref(), outcome.steps), (Some("heliotrope"), 3));
+    let seen = cassette.seen();
+    let correction = &seen[1].messages.last().expect("correction").content;
+    assert!(
+        correction.contains("only the last line: `Action: `") && !correction.contains("`Answer: `"),
+        "{correction}"
+    );
+    assert!(events.iter().any(
+        |e| matches!(e, Event::InvalidReply { step: 1, error } if error.contains("before any tool the skill names"))
+    ));
+    assert!(seen[2].messages[1].content.contains("Do not answer yet"), "{:?}", seen[2]);
+    // An answer line in the reasoning before the call is reasoning.
+    let cassette = Cassette::new(&[
+        "Answer: Priya?\nNo, read first.\nAction: read_file {\"path\": \"notes.txt\"}",
+        "Answer: heliotrope",
+    ]);
+    let a = agent(&s, cassette, vec![], vec![]);
+    let (outcome, events) = run(&a, "What is the secret word?", options()).await;
+    assert_eq!((outcome.answer.as_deref(), outcome.steps), (Some("heliotrope"), 2));
+    assert!(!events.iter().any(|e| matches!(e, Event::InvalidReply { .. })));
+
+    // A correction that answers and then calls goes on with the call.
+    let cassette = Cassette::new(&[
+        "Answer: Priya",
+        "Answer: Priya\nAction: read_file {\"path\": \"notes.txt\"}",
+        "Answer: heliotrope",
+    ]);
+    let a = agent(&s, cassette, vec![], vec![]);
+    let (outcome, _) = run(&a, "What is the secret word?", options()).await;
+    assert_eq!((outcome.answer.as_deref(), outcome.steps), (Some("heliotrope"), 2));
+    // A model that will not call a tool: after two refused answers the third is taken.
+    let cassette = Cassette::new(&["Answer: Priya"; 5]);
+    let a = agent(&s, cassette.clone(), vec![], vec![]);
+    let (outcome, events) = run(&a, "What is the secret word?", options()).await;
+    assert_eq!((outcome.answer.as_deref(), outcome.steps), (Some("Priya"), 3));
+    assert_eq!(cassette.seen().len(), 5, "two steps of reply and correction, then the answer");
+    let refused = events
+        .iter()
+        .filter(|e| matches!(e, Event::InvalidReply { error, .. } if error.contains("before any tool")))
+        .count();
+    assert_eq!(refused, 2);
+
+    // Turned off, the early answer stands; a skill that names no tools is answered at once.
+    let config = AgentConfig { act_before_answer: false, ..config(&s) };
+    let cassette = Cassette::new(&["Answer: Priya"]);
+    let a = Agent::new(cassette, config).with_library(s.library.clone()).with_tools(registry(
+        &s,
+        &WorkspaceAccess::read_write(),
+        vec![],
+    ));
+    let (outcome, _) = run(&a, "What is the secret word?", options()).await;
+    assert_eq!((outcome.answer.as_deref(), outcome.steps), (Some("Priya"), 1));
+    let cassette = Cassette::new(&["Answer: heliotrope"]);
+    let a = agent(&s, cassette, vec![], vec![]);
+    let (outcome, _) =
+        run(&a, "secret?", RunOptions { skill: Some("read-secret".into()), ..RunOptions::default() }).await;
+    assert_eq!((outcome.answer.as_deref(), outcome.steps), (Some("heliotrope"), 1));
+}
+
+#[tokio::test]
 async fn a_reply_cut_off_before_its_action_gets_one_correction_request() {
     let s = setup();
     let cassette = Cassette::constrained(&[

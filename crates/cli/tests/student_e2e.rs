@@ -77,14 +77,14 @@ fn run_streams_steps_and_writes_a_transcript() {
     assert!(output.starts_with(agent_loop::protocol::DEFAULT_REASONING_OPENER), "{output:?}");
     let last_line = output.trim_end().lines().last().unwrap_or_default();
     assert!(
-        last_line.to_lowercase().starts_with("**answer: ") && last_line.contains("Paris"),
+        last_line.trim_start_matches('*').to_lowercase().starts_with("answer: ") && last_line.contains("Paris"),
         "the reply ends at its answer line: {output:?}"
     );
     // Read-only unless asked: no write_file without --write.
     let tools = |events: &[Value]| -> Vec<String> {
         events[0]["tools"].as_array().expect("tools").iter().map(|t| t.as_str().expect("name").to_string()).collect()
     };
-    assert_eq!(tools(&events), ["list_dir", "read_file", "search_notes"]);
+    assert_eq!(tools(&events), ["calculate", "count_words", "find_lines", "list_dir", "read_file", "search_notes"]);
     // The transcript on disk holds the same events.
     let runs = env.path("data/skd/runs");
     let files: Vec<_> = std::fs::read_dir(&runs).expect("runs dir").collect();
@@ -107,6 +107,31 @@ fn run_streams_steps_and_writes_a_transcript() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let first: Value = serde_json::from_str(stdout.lines().next().expect("start")).expect("json");
     assert!(tools(&[first]).contains(&"write_file".to_string()), "{stdout}");
+}
+
+#[test]
+fn bench_reports_llama_cpp_counters_in_its_json() {
+    let env = Env::new();
+    env.pull_smollm2();
+    let args = ["bench", "student", "--model", "smollm2-135m", "--prompts", "4", "--prefix-tokens", "200"];
+    let args = [&args[..], &["--max-tokens", "4", "--modes", "llama-batched", "--json"]].concat();
+    let out = env.run(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let batched = &report["results"][0];
+    let counters = &batched["llama_cpp"];
+    // One batch: the ~200-token prefix is prefilled once (into sequence 0) and copied into
+    // each request's sequence, so fewer tokens are prefilled than the prompts hold.
+    let shared = counters["shared_prompt_tokens"].as_u64().expect("shared_prompt_tokens");
+    let prefilled = counters["prefill_tokens"].as_u64().expect("prefill_tokens");
+    let prompt_tokens = batched["prompt_tokens"].as_u64().expect("prompt_tokens");
+    assert!(shared >= 4 * 150, "{counters}");
+    assert!(prefilled < prompt_tokens - 2 * 150, "{batched}");
+    assert_eq!(counters["loaded_prompt_tokens"], 0, "no prefix cache on disk in the benchmark");
+    // With --json the counters are in the report, not printed beside it.
+    assert!(!stderr.contains("outside llama_decode"), "{stderr}");
 }
 
 #[test]
