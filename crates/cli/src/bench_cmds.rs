@@ -69,6 +69,24 @@ struct ModeResult {
     completion_tokens: u64,
     prefill_tok_s: Option<f64>,
     decode_tok_s: Option<f64>,
+    /// llama.cpp's own counters for the run (the in-process llama.cpp modes only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    llama_cpp: Option<LlamaRunCounters>,
+}
+
+/// Where a llama.cpp run's wall time and tokens went.
+#[derive(Debug, Default, Serialize)]
+struct LlamaRunCounters {
+    prefill_tokens: u64,
+    prefill_s: f64,
+    decode_tokens: u64,
+    decode_s: f64,
+    /// Prompt tokens whose KV state was copied from another sequence, not prefilled.
+    shared_prompt_tokens: u64,
+    /// Prompt tokens whose KV state was read back from the model cache on disk.
+    loaded_prompt_tokens: u64,
+    /// Wall time outside llama_decode: templating, tokenizing, sampling, scheduling.
+    outside_decode_s: f64,
 }
 
 fn workload(prompts: usize, prefix_tokens: usize) -> (String, Vec<String>) {
@@ -191,20 +209,21 @@ async fn run_llama(
         result.completion_tokens += u64::from(completion.usage.completion_tokens);
     }
     let after = student.counters();
-    let prefill_s = after.prefill_seconds - before.prefill_seconds;
-    let decode_s = after.decode_seconds - before.decode_seconds;
-    // Where the wall time went: what is neither prefill nor decode is the engine's own
-    // overhead (templating, tokenizing, sampling, scheduling).
-    eprintln!(
-        "    prefill {} tokens in {prefill_s:.2} s, decode {} tokens in {decode_s:.2} s, {} prompt tokens shared, {} read from disk; {:.2} s outside llama_decode",
-        after.prefill_tokens - before.prefill_tokens,
-        after.decode_tokens - before.decode_tokens,
-        after.shared_tokens - before.shared_tokens,
-        after.loaded_tokens - before.loaded_tokens,
-        result.wall_s - prefill_s - decode_s
-    );
-    result.prefill_tok_s = (prefill_s > 0.0).then(|| (after.prefill_tokens - before.prefill_tokens) as f64 / prefill_s);
-    result.decode_tok_s = (decode_s > 0.0).then(|| (after.decode_tokens - before.decode_tokens) as f64 / decode_s);
+    let (prefill_s, decode_s) =
+        (after.prefill_seconds - before.prefill_seconds, after.decode_seconds - before.decode_seconds);
+    let counters = LlamaRunCounters {
+        prefill_tokens: after.prefill_tokens - before.prefill_tokens,
+        prefill_s,
+        decode_tokens: after.decode_tokens - before.decode_tokens,
+        decode_s,
+        shared_prompt_tokens: after.shared_tokens - before.shared_tokens,
+        loaded_prompt_tokens: after.loaded_tokens - before.loaded_tokens,
+        outside_decode_s: result.wall_s - prefill_s - decode_s,
+    };
+    let rate = |tokens: u64, secs: f64| (secs > 0.0).then(|| tokens as f64 / secs);
+    result.prefill_tok_s = rate(counters.prefill_tokens, counters.prefill_s);
+    result.decode_tok_s = rate(counters.decode_tokens, counters.decode_s);
+    result.llama_cpp = Some(counters);
     Ok(result)
 }
 
@@ -249,6 +268,7 @@ fn run_llama_cpp(
             completion_tokens: v[k]["completion_tokens"].as_u64().unwrap_or(0),
             prefill_tok_s: None,
             decode_tok_s: None,
+            llama_cpp: None,
         })
         .collect())
 }
@@ -286,6 +306,19 @@ pub async fn bench_student(config: &Config, args: BenchArgs) -> Result<Exit> {
                 "  {:.2} s wall, {} prompt + {} completion tokens",
                 r.wall_s, r.prompt_tokens, r.completion_tokens
             );
+            if let Some(c) = &r.llama_cpp {
+                eprintln!(
+                    "  prefill {} tokens in {:.2} s, decode {} tokens in {:.2} s, {} prompt tokens shared, {} read \
+                     from disk; {:.2} s outside llama_decode",
+                    c.prefill_tokens,
+                    c.prefill_s,
+                    c.decode_tokens,
+                    c.decode_s,
+                    c.shared_prompt_tokens,
+                    c.loaded_prompt_tokens,
+                    c.outside_decode_s
+                );
+            }
         }
         results.push(r);
     }
