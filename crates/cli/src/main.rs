@@ -696,7 +696,10 @@ fn init_logging(verbose: u8) {
     // mistral.rs 0.8.1 warns "Device mapping contains a mix of GPU and CPU" on every load of a
     // GGUF onto the CPU, where nothing is mixed: that one module's warnings are not shown by
     // default (RUST_LOG still can).
-    let default = format!("{default},mistralrs_core::pipeline::gguf=error");
+    // llama.cpp warns about quirks of the model file on every load ("control-looking token
+    // ... was not control-type" for Qwen2.5's GGUFs), which a user cannot act on; its errors
+    // reach skd as errors of the call anyway. Also shown with RUST_LOG (target llama-cpp-2).
+    let default = format!("{default},mistralrs_core::pipeline::gguf=error,llama-cpp-2=error");
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ =

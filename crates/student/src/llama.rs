@@ -108,6 +108,9 @@ pub struct LlamaCppCounters {
 pub struct LlamaCppStudent {
     jobs: mpsc::Sender<Vec<Job>>,
     counters: std::sync::Arc<std::sync::Mutex<LlamaCppCounters>>,
+    /// Goes up at every turn of the worker's loop: a caller whose answer is late tells a
+    /// long queue (it moves) from a worker stuck inside llama.cpp (it does not).
+    heartbeat: std::sync::Arc<std::sync::atomic::AtomicU64>,
     model_id: String,
     info: GgufInfo,
     max_sequences: usize,
@@ -167,17 +170,22 @@ impl LlamaCppStudent {
         let architecture = info.architecture.clone();
         let counters = std::sync::Arc::new(std::sync::Mutex::new(LlamaCppCounters::default()));
         let worker_counters = counters.clone();
+        let heartbeat = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let worker_heartbeat = heartbeat.clone();
         let max_sequences = options.max_sequences;
         let worker_id = model_id.clone();
         std::thread::Builder::new()
             .name("llama.cpp".into())
-            .spawn(move || worker(&worker_path, &worker_id, &architecture, options, worker_counters, ready_tx, queue))
+            .spawn(move || {
+                let shared = WorkerShared { counters: worker_counters, heartbeat: worker_heartbeat };
+                worker(&worker_path, &worker_id, &architecture, options, shared, ready_tx, queue)
+            })
             .map_err(|e| Error::io(&path, e))?;
         ready_rx.await.map_err(|_| Error::Load {
             path: path.clone(),
             message: "the llama.cpp worker stopped while loading".into(),
         })??;
-        Ok(LlamaCppStudent { jobs, counters, model_id, info, max_sequences })
+        Ok(LlamaCppStudent { jobs, counters, heartbeat, model_id, info, max_sequences })
     }
 
     /// What the GGUF header said.
@@ -223,12 +231,14 @@ impl Student for LlamaCppStudent {
             return requests.iter().map(|_| Err(stopped())).collect();
         }
         // The worker enforces each request's deadline from the moment it starts decoding,
-        // and answers every request it takes; a dropped reply means the worker is gone.
+        // and answers every request it takes; a dropped reply means the worker is gone. A
+        // request may wait long for a sequence behind a big batch, so the wait has no
+        // deadline of its own, only a watchdog: a worker that makes no progress for a whole
+        // request timeout is stuck (inside llama.cpp, where nothing can interrupt it), and
+        // its callers get an error instead of waiting forever.
         let mut out = Vec::with_capacity(answers.len());
-        for answer in answers {
-            out.push(answer.await.unwrap_or_else(|_| {
-                Err(backend_error(format!("{}: the worker stopped before answering", self.model_id)))
-            }));
+        for (answer, request) in answers.into_iter().zip(requests) {
+            out.push(self.await_answer(answer, request.timeout.max(MIN_STALL)).await);
         }
         out
     }
@@ -242,18 +252,74 @@ impl Student for LlamaCppStudent {
     }
 }
 
+/// The shortest time without progress taken as a stuck worker (one prefill batch of a big
+/// model on a slow CPU takes seconds).
+const MIN_STALL: Duration = Duration::from_secs(10);
+
+impl LlamaCppStudent {
+    async fn await_answer(
+        &self,
+        answer: tokio::sync::oneshot::Receiver<skill_core::Result<Completion>>,
+        stall: Duration,
+    ) -> skill_core::Result<Completion> {
+        await_with_watchdog(answer, &self.heartbeat, stall, &self.model_id).await
+    }
+}
+
+/// The worker's answer, or an error once `heartbeat` has not moved for `stall`.
+async fn await_with_watchdog(
+    mut answer: tokio::sync::oneshot::Receiver<skill_core::Result<Completion>>,
+    heartbeat: &std::sync::atomic::AtomicU64,
+    stall: Duration,
+    model_id: &str,
+) -> skill_core::Result<Completion> {
+    use std::sync::atomic::Ordering;
+    let check_every = (stall / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));
+    let mut beat = heartbeat.load(Ordering::Relaxed);
+    let mut quiet_since = Instant::now();
+    loop {
+        match tokio::time::timeout(check_every, &mut answer).await {
+            Ok(answered) => {
+                return answered.unwrap_or_else(|_| {
+                    Err(backend_error(format!("{model_id}: the worker stopped before answering")))
+                });
+            }
+            Err(_) => {
+                let now = heartbeat.load(Ordering::Relaxed);
+                if now != beat {
+                    (beat, quiet_since) = (now, Instant::now());
+                } else if quiet_since.elapsed() >= stall {
+                    // Dropping `answer` tells the worker, should it ever move again.
+                    return Err(backend_error(format!(
+                        "{model_id}: the llama.cpp worker has made no progress for {:.0?} (stuck inside \
+                         llama.cpp?)",
+                        quiet_since.elapsed()
+                    )));
+                }
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // The worker thread.
+
+/// What the worker shares with the student's handles.
+struct WorkerShared {
+    counters: std::sync::Arc<std::sync::Mutex<LlamaCppCounters>>,
+    heartbeat: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
 
 fn worker(
     path: &Path,
     model_id: &str,
     architecture: &str,
     options: LlamaCppOptions,
-    counters: std::sync::Arc<std::sync::Mutex<LlamaCppCounters>>,
+    shared: WorkerShared,
     ready: tokio::sync::oneshot::Sender<Result<()>>,
     queue: mpsc::Receiver<Vec<Job>>,
 ) {
+    let WorkerShared { counters, heartbeat } = shared;
     let load_error = |message: String| Error::Load { path: path.to_path_buf(), message };
     let backend = match backend() {
         Ok(b) => b,
@@ -313,6 +379,7 @@ fn worker(
         pending: std::collections::VecDeque::new(),
         parked: Vec::new(),
         counters,
+        heartbeat: heartbeat.clone(),
         prefix_store: options.prefix_cache_dir.clone().map(|dir| PrefixStore::new(dir, model_id, &options)),
     };
     if ready.send(Ok(())).is_err() {
@@ -341,10 +408,12 @@ fn worker(
         // A panic in this code must not leave callers waiting forever: answer them all
         // with the cause and forget the KV cache, whose state is then unknown.
         // (A job lost to a panic here drops its reply channel: its caller gets an error.)
+        heartbeat.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             state.accept(inbox);
             state.step(&mut ctx);
         }));
+        heartbeat.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Err(panic) = outcome {
             let text = panic
                 .downcast_ref::<String>()
@@ -381,6 +450,9 @@ struct Worker<'m> {
     /// them, oldest first; evicted when their id or their cells are needed.
     parked: Vec<Parked>,
     counters: std::sync::Arc<std::sync::Mutex<LlamaCppCounters>>,
+    /// Bumped at each turn of the loop and after each `llama_decode`, so a long prefill of
+    /// many batches in one turn still shows as progress to waiting callers.
+    heartbeat: std::sync::Arc<std::sync::atomic::AtomicU64>,
     prefix_store: Option<PrefixStore>,
 }
 
@@ -503,6 +575,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// The bindings' version: a saved KV state is only read back by the build that wrote it.
+/// (A test holds it to the version in Cargo.lock, so a new pin cannot forget it.)
 const LLAMA_CPP_2_VERSION: &str = "0.1.160";
 
 /// A finished request's sequence, kept.
@@ -774,8 +847,10 @@ impl Worker<'_> {
         evicted.id
     }
 
+    /// Updates the counters (after a decode, a copy or a load), which is progress callers see.
     fn count(&self, update: impl FnOnce(&mut LlamaCppCounters)) {
         update(&mut self.counters.lock().unwrap_or_else(|e| e.into_inner()));
+        self.heartbeat.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Puts the next token of every generating sequence in the batch, then as many prompt
@@ -1036,4 +1111,56 @@ fn reply(s: Sequence) {
         }),
     };
     let _ = s.job.reply.send(result);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[tokio::test]
+    async fn a_worker_that_stops_moving_fails_its_callers_and_a_moving_queue_does_not() {
+        let still = AtomicU64::new(0);
+        let (_keep_open, never) = tokio::sync::oneshot::channel();
+        let started = Instant::now();
+        let err = await_with_watchdog(never, &still, Duration::from_millis(200), "m").await.expect_err("stuck");
+        assert!(err.to_string().contains("has made no progress"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+
+        // A worker that keeps moving is waited for well past the stall time.
+        let beat = Arc::new(AtomicU64::new(0));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let ticking = beat.clone();
+        tokio::spawn(async move {
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                ticking.fetch_add(1, Ordering::Relaxed);
+            }
+            let answer = Completion {
+                text: "ok".into(),
+                usage: Usage::default(),
+                elapsed: Duration::ZERO,
+                finish_reason: "stop".into(),
+            };
+            let _ = tx.send(Ok(answer));
+        });
+        let started = Instant::now();
+        let answer = await_with_watchdog(rx, &beat, Duration::from_millis(200), "m").await.expect("answered");
+        assert_eq!(answer.text, "ok");
+        assert!(started.elapsed() >= Duration::from_millis(900), "it waited for the whole queue");
+    }
+
+    #[test]
+    fn the_kv_state_salt_names_the_locked_llama_cpp_2_version() {
+        let lock_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.lock");
+        let lock = std::fs::read_to_string(&lock_path).expect("the workspace's Cargo.lock");
+        let locked = lock
+            .split("[[package]]")
+            .find(|entry| entry.contains("name = \"llama-cpp-2\"\n"))
+            .and_then(|entry| entry.lines().find_map(|l| l.strip_prefix("version = \"")))
+            .map(|v| v.trim_end_matches('"'))
+            .expect("llama-cpp-2 in Cargo.lock");
+        assert_eq!(LLAMA_CPP_2_VERSION, locked);
+    }
 }
