@@ -47,6 +47,10 @@ pub struct FileConfig {
     pub mcp_servers: Option<Vec<agent_loop::mcp::McpServerConfig>>,
     /// Seconds a named tool may run, replacing the 30 s default for it.
     pub tool_timeouts: Option<std::collections::BTreeMap<String, f64>>,
+    /// The search score a retrieved skill needs before `skd run` activates it unasked.
+    pub confident_min_score: Option<f32>,
+    /// How many times the runner-up's score that skill's must also be.
+    pub confident_ratio: Option<f32>,
 }
 
 /// Where a setting's value came from.
@@ -109,6 +113,10 @@ pub struct Config {
     pub mcp_servers: Setting<Vec<agent_loop::mcp::McpServerConfig>>,
     /// Per-tool time limits in seconds.
     pub tool_timeouts: Setting<std::collections::BTreeMap<String, f64>>,
+    /// The least score of a skill activated from retrieval alone.
+    pub confident_min_score: Setting<f32>,
+    /// The least ratio of its score to the runner-up's.
+    pub confident_ratio: Setting<f32>,
 }
 
 /// The environment variables `skd` reads, documented in `skd config show` and the README.
@@ -326,6 +334,18 @@ impl Config {
             }
             None => Setting { value: Default::default(), origin: Origin::Default },
         };
+        let defaults = agent_loop::AgentConfig::default();
+        let bounded = |key: &str, value: Option<f32>, least: f32, default: f32| match value {
+            Some(v) if v.is_finite() && v >= least => Ok(Setting { value: v, origin: Origin::File }),
+            Some(v) => Err(ConfigError(format!(
+                "config file {}: {key} must be a number of at least {least}, got {v}",
+                config_file.display()
+            ))),
+            None => Ok(Setting { value: default, origin: Origin::Default }),
+        };
+        let confident_min_score =
+            bounded("confident_min_score", file.confident_min_score, 0.0, defaults.confident_min_score)?;
+        let confident_ratio = bounded("confident_ratio", file.confident_ratio, 1.0, defaults.confident_ratio)?;
         Ok(Config {
             config_file,
             config_file_exists: exists,
@@ -345,6 +365,8 @@ impl Config {
             shell_env,
             mcp_servers,
             tool_timeouts,
+            confident_min_score,
+            confident_ratio,
         })
     }
 
@@ -417,6 +439,11 @@ allow_shell = false
 
 # `skd run` is read-only unless run with --write; this makes writing the default:
 # workspace_write = true
+
+# `skd run` activates a retrieved skill without asking the model when its search score is
+# at least confident_min_score and at least confident_ratio times the runner-up's:
+# confident_min_score = 4.0
+# confident_ratio = 1.5
 
 # Seconds a tool may run before the agent is told it timed out (default 30 for every tool):
 # [tool_timeouts]

@@ -207,6 +207,8 @@ pub async fn run(config: &Config, args: RunArgs) -> Result<Exit> {
         history: args.style.history,
         transcript_dir: (!args.no_transcript).then(|| config.runs_dir.value.clone()),
         redact: secrets,
+        confident_min_score: config.confident_min_score.value,
+        confident_ratio: config.confident_ratio.value,
         tool_timeouts: config
             .tool_timeouts
             .value

@@ -405,3 +405,38 @@ fn run_keeps_mcp_secrets_out_of_warnings_and_logs_and_honours_workspace_write() 
     let log = fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}\n{stderr}", log.display()));
     assert!(log.contains("using [REDACTED]") && !log.contains(token), "{log}");
 }
+
+#[test]
+fn the_confidence_that_activates_a_retrieved_skill_comes_from_the_config() {
+    let env = Env::new();
+    let skill = env.skills_dir().join("receipt-totals");
+    fs::create_dir_all(&skill).expect("mkdir");
+    fs::write(
+        skill.join("SKILL.md"),
+        "---\nname: receipt-totals\ndescription: Total the receipts in an expense file by adding up its amounts.\n---\n\n\
+         1. Add the amounts.\n2. Answer with the total alone.\n",
+    )
+    .expect("skill");
+    let student = common::Replay::start(vec![("receipts", "Let's think step by step. 4 + 5 = 9.\nAnswer: 9".into())]);
+    let spec = format!("{}#replay", student.url);
+    let cfg = env.path("config/skd/config.toml");
+    fs::create_dir_all(cfg.parent().expect("parent")).expect("mkdir");
+    let activations = |config: &str| -> Vec<Value> {
+        fs::write(&cfg, config).expect("config");
+        let out = env.run(&["run", "--json", "--no-transcript", "--student", &spec, "Total the receipts: 4 and 5."]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        let events: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+        assert_eq!(events.last().expect("events")["answer"], "9", "{stdout}");
+        events.into_iter().filter(|e| e["event"] == "skill_activated").collect()
+    };
+    // The only hit, and a threshold it clears: activated without asking the model.
+    let low = activations("confident_min_score = 0.01\n");
+    assert_eq!(low.len(), 1, "{low:?}");
+    assert_eq!((low[0]["name"].as_str(), low[0]["reason"].as_str()), (Some("receipt-totals"), Some("confident")));
+    // The same hit under a threshold no score reaches: left to the model, which answered.
+    assert_eq!(activations("confident_min_score = 1000\n"), Vec::<Value>::new());
+    fs::write(&cfg, "confident_ratio = 0.5\n").expect("config");
+    let err = env.stderr(&["config", "show"], 4);
+    assert!(err.contains("confident_ratio must be a number of at least 1"), "{err}");
+}
