@@ -207,13 +207,11 @@ fn the_local_model_is_a_teacher_over_http() {
     assert_eq!(totals.prompt_tokens, u64::from(answer.usage.prompt_tokens));
 }
 
-/// `skd recall` with the real local teacher over HTTP: SmolLM2-135M writes the queries (or
-/// fails to, which must be said), search ranks them against the other skills, and the skill
-/// changes only as a new version.
+/// `skd recall` against a teacher over HTTP: the queries it writes are ranked against the
+/// other skills of the library, and a skill whose queries all rank right is left as it is.
 #[test]
-fn recall_checks_a_skill_with_the_local_teacher() {
+fn recall_checks_a_skill_against_a_teacher_over_http() {
     let env = Env::new();
-    env.pull_smollm2();
     let data = bbh_data();
     env.ok(
         &[
@@ -238,60 +236,55 @@ fn recall_checks_a_skill_with_the_local_teacher() {
     assert!(err.contains("bbh-no-such-skill"), "{err}");
     let err = env.stderr(&["recall", "bbh-navigate"], 5);
     assert!(err.contains("needs a teacher"), "{err}");
-    let server = env.serve("smollm2-135m");
-    let teacher = format!("{}#default", server.url);
+    // The teacher's answer is recorded (a 135M teacher's queries differ from one CPU to the
+    // next): served over real HTTP, so the client, its JSON handling and the ranking are the
+    // real ones, and the outcome is one: both queries find the skill, both near-misses find
+    // the word-sorting skill, nothing is rewritten.
+    let queries = serde_json::json!({
+        "should_find": ["Given these navigation instructions, would I end up back at the starting point?",
+                        "Do these navigation instructions bring me back to the starting point?"],
+        "should_not_find": ["Sort this list of words alphabetically for me", "Put these words into alphabetical order"],
+    });
+    let teacher = common::Replay::start(vec![("search queries a user with this job would type", queries.to_string())]);
     let out = env.run(&[
         "recall",
         "bbh-navigate",
         "--teacher",
-        &teacher,
+        &format!("{}#recorded", teacher.url),
         "--queries",
         "2",
-        // SmolLM2 answers each request in seconds: a hung server fails the test in minutes,
-        // not after the default's two waits of 900 s, and its log says why.
-        "--teacher-timeout",
-        "240",
         "--json",
     ]);
-    let serve_log = server.log();
-    drop(server);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}), exit {:?}: {stdout}\nstderr:\n{}\nskd serve's log:\n{serve_log}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
     let report = &v["report"];
-    eprintln!("exit {:?}: {report}", out.status.code());
-    // Passed (0), failed (1) or not checked (5, the teacher's queries unusable); never a crash.
-    let expected = match (report["not_checked"].is_string(), report["passed"] == true) {
-        (true, _) => 5,
-        (false, true) => 0,
-        (false, false) => 1,
-    };
-    assert_eq!(out.status.code(), Some(expected), "{stdout}");
-    if let Some(why) = report["not_checked"].as_str() {
-        assert!(why.contains("the teacher's recall queries"), "{why}");
-        assert_eq!(report["positive"].as_array().map(Vec::len), Some(0));
-    } else {
-        let queries = report["positive"].as_array().expect("positive");
-        assert!(queries.len() >= 2, "{report}");
-        for q in queries {
-            let text = q[0].as_str().expect("query").to_lowercase();
-            assert!(!text.contains("bbh-navigate"), "the skill's name is not a query: {report}");
-        }
-    }
-    let history = env.ok(&["skill", "history", "bbh-navigate"], 0);
-    match v["saved_version"].as_u64() {
-        Some(version) => {
-            assert!(history.contains("recall: description rewritten"), "{history}");
-            assert_ne!(std::fs::read_to_string(&skill_md).expect("skill"), before);
-            assert!(version >= 2);
-        }
-        None => assert_eq!(std::fs::read_to_string(&skill_md).expect("skill"), before, "unchanged unless saved"),
-    }
+    assert_eq!(report["passed"], true, "{report}");
+    assert_eq!(report["rewrites"], 0, "{report}");
+    let found: Vec<(&str, bool)> = report["positive"]
+        .as_array()
+        .expect("positive")
+        .iter()
+        .map(|q| (q[0].as_str().expect("query"), q[1] == true))
+        .collect();
+    assert_eq!(found.len(), 2, "{report}");
+    assert!(found.iter().all(|(_, ok)| *ok), "{report}");
+    assert!(report["negative"].as_array().expect("negative").iter().all(|q| q[1] == true), "{report}");
+    assert!(v["saved_version"].is_null(), "{v}");
+    let requests = teacher.requests.lock().expect("lock").clone();
+    assert_eq!(requests.len(), 1, "one request: the queries were usable");
+    let asked = requests[0]["messages"].to_string();
+    // The teacher is shown what the skill is for, and not its name (a small teacher writes
+    // the name as every query).
+    let description = skill_core::Skill::parse(&before, None).expect("skill").description().to_string();
+    let user_turn = requests[0]["messages"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_str())
+        .expect("a user turn");
+    assert!(user_turn.contains(&description), "{user_turn}");
+    assert!(!asked.contains("bbh-navigate"), "the teacher is not shown the name: {asked}");
+    assert_eq!(std::fs::read_to_string(&skill_md).expect("skill"), before, "unchanged");
     env.ok(&["skill", "validate", "bbh-navigate"], 0);
 }
 

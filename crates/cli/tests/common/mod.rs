@@ -123,3 +123,59 @@ impl Env {
         self.path("data/skd/skills")
     }
 }
+
+/// An OpenAI-compatible server on loopback that answers `/v1/chat/completions` with recorded
+/// replies: the first route whose key is part of the request's last user message gives the
+/// reply. Real HTTP for the client under test, fixed answers for outcomes a small live model
+/// would make vary from one CPU to the next. Requests no route knows get a 500 naming them.
+pub struct Replay {
+    pub url: String,
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Replay {
+    pub fn start(routes: Vec<(&'static str, String)>) -> Replay {
+        use axum::{Json, Router, extract::State, http::StatusCode, routing::post};
+        type Shared = (std::sync::Arc<Vec<(&'static str, String)>>, std::sync::Arc<std::sync::Mutex<Vec<Value>>>);
+        async fn complete(
+            State((routes, seen)): State<Shared>,
+            Json(request): Json<Value>,
+        ) -> Result<Json<Value>, (StatusCode, String)> {
+            seen.lock().expect("lock").push(request.clone());
+            let last_user = request["messages"]
+                .as_array()
+                .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+                .and_then(|m| m["content"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            let Some((_, reply)) = routes.iter().find(|(key, _)| last_user.contains(key)) else {
+                return Err((StatusCode::INTERNAL_SERVER_ERROR, format!("no recorded reply for: {last_user}")));
+            };
+            Ok(Json(serde_json::json!({
+                "id": "replay-1", "object": "chat.completion", "created": 0, "model": "replay",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
+            })))
+        }
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let state: Shared = (std::sync::Arc::new(routes), requests.clone());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("http://{}/v1", listener.local_addr().expect("addr"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+            rt.block_on(async move {
+                let app = Router::new().route("/v1/chat/completions", post(complete)).with_state(state);
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = rx.await;
+                    })
+                    .await;
+            });
+        });
+        Replay { url, requests, _shutdown: tx }
+    }
+}
