@@ -601,6 +601,7 @@ impl Agent {
                             if tool != ACTIVATE_SKILL
                                 && skills.active.is_some()
                                 && skills.permissions.allows_tool(&tool)
+                                && placeholder_argument(&args).is_none()
                             {
                                 acted = true;
                             }
@@ -783,6 +784,18 @@ impl Agent {
             let skill = skills.active.as_ref().map(|s| s.name.as_str()).unwrap_or("active");
             return record(state, false, true, format!("the skill `{skill}` does not allow this: {reason}"));
         }
+        if let Some(key) = placeholder_argument(&args) {
+            let value = args[key.as_str()].as_str().unwrap_or_default().to_string();
+            return record(
+                state,
+                false,
+                false,
+                format!(
+                    "`{key}` is `{value}`, a placeholder, so {tool} was not called: call it again with the real \
+                     value (from the task or the steps)"
+                ),
+            );
+        }
         let Some(handle) = self.tools.get(tool) else {
             return record(
                 state,
@@ -798,6 +811,20 @@ impl Agent {
             Ok(Ok(out)) => record(state, !out.is_error, false, out.content),
         }
     }
+}
+
+/// The first argument whose value is a placeholder copied from the prompt's examples
+/// (`{"path": "..."}`, `<file>`) rather than a value: the small student copies them.
+fn placeholder_argument(args: &serde_json::Value) -> Option<String> {
+    let fields = args.as_object()?;
+    fields.iter().find_map(|(key, value)| {
+        let text = value.as_str()?.trim();
+        let named = text.strip_prefix('<').and_then(|t| t.strip_suffix('>')).is_some_and(|inner| {
+            !inner.is_empty() && inner.len() <= 40 && inner.chars().all(|c| c.is_alphabetic() || " _-".contains(c))
+        });
+        let placeholder = matches!(text, "..." | "…") || named;
+        placeholder.then(|| key.clone())
+    })
 }
 
 fn truncate(text: &str, max_chars: usize) -> String {

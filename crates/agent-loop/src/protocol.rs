@@ -26,8 +26,9 @@ use std::sync::OnceLock;
 /// (1 was one JSON object per reply; 2 is free reasoning and an action line; 3 opens the
 /// reasoning with a fixed sentence; 4 adds the calculating and counting tools, takes no
 /// answer before a skill's first tool call, and words the reply instruction apart from the
-/// opener).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// opener; 5 takes answer and action lines written as list items, `   - Answer: 16.09`, and
+/// no longer reads "the final answer isolated" as the answer "olated").
+pub const PROTOCOL_VERSION: u32 = 5;
 /// The words every constrained reply starts with. Zero-shot chain of thought works when the
 /// trigger opens the model's own answer (Kojima et al. 2022), not only when the prompt asks
 /// for it: asked in the prompt alone, the default student began 42 of 47 replies with its
@@ -304,17 +305,22 @@ pub fn reply_grammar(tools: &[ToolSpec], reasoning_chars: usize, opener: &str, a
         // The answer is one line; a newline after it ends the reply.
         g.push_str("answer: answer_head ANSWER_TEXT \"\\n\"?\n");
         g.push_str(&format!(
-            "answer_head[lazy]: /{line_lead}(\\*\\*)?(Final )?[Aa]nswer:|{any_lead}[Tt]he final answer is:?/\n"
+            "answer_head[lazy]: /{line_lead}{LIST_ITEM}(\\*\\*)?(Final )?[Aa]nswer:|{any_lead}[Tt]he final answer is:? /\n"
         ));
         g.push_str(&format!("ANSWER_TEXT: /[^\\n]{{1,{MAX_ANSWER_CHARS}}}/\n"));
     }
     for (i, tool) in tools.iter().enumerate() {
         let name = lark_regex_escape(&tool.name);
         g.push_str(&format!("call_{i}: call_head_{i} %json {}\n", args_schema(tool)));
-        g.push_str(&format!("call_head_{i}[lazy]: /{line_lead}(\\*\\*)?Action: {name} /\n"));
+        g.push_str(&format!("call_head_{i}[lazy]: /{line_lead}{LIST_ITEM}(\\*\\*)?Action: {name} /\n"));
     }
     g
 }
+
+/// What may come before an answer or action line's marker: indentation and a list bullet.
+/// The default student writes its steps as a list and its answer as one of the items
+/// (`   - Answer: 16.09`); a marker only at the start of a line let it run on past it.
+const LIST_ITEM: &str = "[ \\t]*([-*] )?";
 
 /// A literal for a Lark `/.../` regex (tool names are letters, digits and `_ - . : /`).
 fn lark_regex_escape(text: &str) -> String {
@@ -331,9 +337,9 @@ fn marker_regex() -> &'static regex::Regex {
     static RE: OnceLock<regex::Regex> = OnceLock::new();
     RE.get_or_init(|| {
         regex::Regex::new(concat!(
-            r"(?im)^[ \t>]*(?:\*\*)?(?P<kind>(?:final )?answer|action)[ \t]*(?:\*\*)?[ \t]*:(?:\*\*)?[ \t]*(?P<rest>.*)$",
+            r"(?im)^[ \t>]*(?:[-*][ \t]+)?(?:\*\*)?(?P<kind>(?:final )?answer|action)[ \t]*(?:\*\*)?[ \t]*:(?:\*\*)?[ \t]*(?P<rest>.*)$",
             // Small models often close their reasoning with "...so the final answer is 42."
-            r"|(?P<final>the final answer is)[:\s]*(?P<after>.*)$",
+            r"|(?P<final>the final answer is)(?::|\s)[:\s]*(?P<after>.*)$",
         ))
         .expect("valid regex")
     })
@@ -560,6 +566,12 @@ mod tests {
     }
 
     #[test]
+    fn a_word_that_starts_with_is_after_the_final_answer_is_no_answer() {
+        let text = "When you know it, end with a line followed by the final answer isolated.";
+        assert!(parse_reply(text).is_err(), "{:?}", parse_reply(text));
+    }
+
+    #[test]
     fn only_the_first_action_line_counts() {
         let text = "Action: list_dir {}\nObservation: a.txt\nAnswer: a.txt";
         assert_eq!(parse_reply(text).expect("call").action, call("list_dir", json!({})));
@@ -579,6 +591,9 @@ mod tests {
                 Action::Final("True".into()),
             ),
             ("Final answer: \"heliotrope\"", Action::Final("heliotrope".into())),
+            ("4. Answer with it.\n   - Answer: 16.09\n\nDone so far:", Action::Final("16.09".into())),
+            ("* **Answer:** 42", Action::Final("42".into())),
+            ("   - Action: calculate {\"expression\": \"6 * 4\"}", call("calculate", json!({"expression": "6 * 4"}))),
             ("Answer:\n  False\n", Action::Final("False".into())),
             ("Action: read_file({\"path\": \"a.txt\"})", call("read_file", json!({"path": "a.txt"}))),
             ("Action: list_dir", call("list_dir", json!({}))),
@@ -634,17 +649,20 @@ mod tests {
             "{opened}"
         );
         assert!(
-            g.contains(r"answer_head[lazy]: /((.|\n){0,600}\n)?(\*\*)?(Final )?[Aa]nswer:|(.|\n){0,600}[Tt]he final answer is:?/"),
+            g.contains(r"answer_head[lazy]: /((.|\n){0,600}\n)?[ \t]*([-*] )?(\*\*)?(Final )?[Aa]nswer:|(.|\n){0,600}[Tt]he final answer is:? /"),
             "{g}"
         );
         assert!(g.contains("answer: answer_head ANSWER_TEXT \"\\n\"?\n"), "{g}");
-        assert!(g.contains(r"call_head_0[lazy]: /((.|\n){0,600}\n)?(\*\*)?Action: read_file /"), "{g}");
+        assert!(g.contains(r"call_head_0[lazy]: /((.|\n){0,600}\n)?[ \t]*([-*] )?(\*\*)?Action: read_file /"), "{g}");
         assert!(g.contains("call_0: call_head_0 %json {"), "{g}");
         assert!(g.contains(r#""required":["path"]"#), "{g}");
         assert!(g.contains("call_1: call_head_1 %json {\"type\":\"object\""), "{g}");
         let bare = reply_grammar(&[], 0, DEFAULT_REASONING_OPENER, false);
         assert!(bare.contains("start: answer\n") && !bare.contains("call"), "{bare}");
-        assert!(bare.contains(r"answer_head[lazy]: /(\*\*)?(Final )?[Aa]nswer:|[Tt]he final answer is:?/"), "{bare}");
+        assert!(
+            bare.contains(r"answer_head[lazy]: /[ \t]*([-*] )?(\*\*)?(Final )?[Aa]nswer:|[Tt]he final answer is:? /"),
+            "{bare}"
+        );
         let odd = reply_grammar(&[spec("mcp.fs/read", json!({"type": "object"}))], 10, "", true);
         assert!(odd.contains(r"Action: mcp\.fs\/read /"), "{odd}");
         // Before the skill's first tool call: the calls only, no answer rules.

@@ -259,6 +259,23 @@ async fn a_skill_that_names_tools_takes_no_answer_before_one_is_called() {
     assert!(!grammars[0].contains("answer") && grammars[0].contains("Action: read_file /"), "{}", grammars[0]);
     assert!(grammars[1].contains("answer_head"), "{}", grammars[1]);
 
+    // A call with a placeholder copied from the prompt is not made and is not the first call.
+    let cassette = Cassette::constrained(&[
+        "Action: read_file {\"path\": \"...\"}",
+        "Action: read_file {\"path\": \"notes.txt\"}",
+        "Answer: heliotrope",
+    ]);
+    let a = agent(&s, cassette.clone(), vec![], vec![]);
+    let (outcome, events) = run(&a, "What is the secret word?", options()).await;
+    assert_eq!((outcome.answer.as_deref(), outcome.steps), (Some("heliotrope"), 3));
+    assert!(
+        events.iter().any(
+            |e| matches!(e, Event::ToolCall { step: 1, ok: false, output, .. } if output.contains("a placeholder"))
+        )
+    );
+    let grammars: Vec<String> = cassette.seen().iter().map(|r| r.grammar.clone().expect("grammar")).collect();
+    assert!(!grammars[1].contains("answer"), "still no answer after the placeholder call: {}", grammars[1]);
+
     // A free-text backend's early answer gets a correction request for a call; answered
     // again, it is sent back as an observation, and the run goes on.
     let cassette = Cassette::new(&[
