@@ -317,7 +317,7 @@ impl Tool for ReadFile {
         ToolSpec {
             name: "read_file".into(),
             description: "Read a text file in the workspace.".into(),
-            parameters: json!({"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"], "additionalProperties": false}),
+            parameters: path_only_parameters(),
         }
     }
 
@@ -338,6 +338,11 @@ impl Tool for ReadFile {
             Err(e) => fail(e),
         })
     }
+}
+
+/// The arguments of a tool that takes one workspace path and nothing else.
+fn path_only_parameters() -> Value {
+    json!({"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"], "additionalProperties": false})
 }
 
 /// `write_file`: creates or replaces a file of the workspace, atomically.
@@ -468,7 +473,7 @@ impl Tool for CountWords {
         ToolSpec {
             name: "count_words".into(),
             description: "Count the words of a text file in the workspace.".into(),
-            parameters: json!({"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"], "additionalProperties": false}),
+            parameters: path_only_parameters(),
         }
     }
 
