@@ -91,15 +91,16 @@ fn teacher_api_key() -> Option<String> {
 /// Whether a key sent to `url` would cross the network unencrypted: plain http to a host
 /// other than this machine.
 fn sends_key_in_clear(url: &str) -> bool {
-    let lower = url.to_ascii_lowercase();
-    let Some(rest) = lower.strip_prefix("http://") else { return false };
-    let authority = rest.split('/').next().unwrap_or("");
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.split(':').next().unwrap_or(""),
-    };
-    !(host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()))
+    let Ok(url) = url::Url::parse(url) else { return false };
+    if url.scheme() != "http" {
+        return false;
+    }
+    match url.host() {
+        Some(url::Host::Domain(name)) => !name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => !ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => !ip.is_loopback(),
+        None => false,
+    }
 }
 
 /// Runner settings for a skill's suite: per-case transcripts under
@@ -156,6 +157,24 @@ pub async fn eval(config: &Config, args: EvalArgs) -> Result<Exit> {
         }
     };
 
+    // The sealed test split is run only when asked for: a look at it while a skill is being
+    // worked on would unseal it.
+    let sealed = suite.split(evals::Split::Test).len();
+    let cases: Vec<&evals::EvalCase> = match args.split {
+        Some(split) => suite.split(split),
+        None => suite.evals.iter().filter(|c| c.split != evals::Split::Test).collect(),
+    };
+    if cases.is_empty() {
+        match args.split {
+            None if sealed > 0 => {
+                bail!("{} has only sealed test cases ({sealed}); `--split test` runs them", suite_path.display())
+            }
+            _ => bail!("no cases to run in {}", suite_path.display()),
+        }
+    }
+    if args.split.is_none() && sealed > 0 && !args.json {
+        eprintln!("the sealed test split ({sealed} cases) is left out; `--split test` runs it");
+    }
     let student_spec = args.student.clone().unwrap_or_else(|| config.student.value.clone());
     let student: Arc<dyn Student> = crate::run_cmds::load_student(config, &student_spec, args.json).await?;
     let teacher = load_teacher(config, args.teacher.as_deref(), args.json).await?;
@@ -166,13 +185,6 @@ pub async fn eval(config: &Config, args: EvalArgs) -> Result<Exit> {
         agent_history: args.style.history,
         ..suite_runner(&entry.dir, args.max_tokens, args.parallel, !args.no_cache)
     };
-    let cases: Vec<&evals::EvalCase> = match args.split {
-        Some(split) => suite.split(split),
-        None => suite.evals.iter().collect(),
-    };
-    if cases.is_empty() {
-        bail!("no cases to run in {}", suite_path.display());
-    }
     let evaluator = Evaluator { student: student.clone(), judge: teacher.as_deref(), suite: &suite, config: &runner };
     let quiet = args.json;
     let progress = |label: &str| {
@@ -518,7 +530,15 @@ pub fn bbh_report(config: &Config, tasks: &[String], test_cases: Option<CaseRang
         let versus = row
             .distilled_vs_human
             .as_ref()
-            .map(|l| format!("{:+.1} ({:+.1} to {:+.1})", l.delta * 100.0, l.low * 100.0, l.high * 100.0))
+            .map(|l| {
+                format!(
+                    "{:+.1} ({:+.1} to {:+.1}; P {})",
+                    l.delta * 100.0,
+                    l.low * 100.0,
+                    l.high * 100.0,
+                    evals::format_p(l.p_value)
+                )
+            })
             .unwrap_or_else(|| "-".into());
         let task = row.skill.trim_start_matches("bbh-").replace('-', "_");
         println!("| {task} | {} | {} | {distilled} | {versus} |", cell(&row.no_skill), cell(&row.human));
@@ -979,24 +999,21 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
                 recall.discarded_near_misses.len()
             );
         }
-        // A version that is not beneficial is still the SKILL.md on disk (it is what was
-        // measured last); say how to go back to the skill the run started from.
-        let start_hash = state.candidates.first().map(|c| skill_core::skill::content_hash(&c.markdown));
-        let started_from = VersionStore::new(&skill_dir)
-            .history()
-            .unwrap_or_default()
-            .into_iter()
-            .rev()
-            .find(|v| v.version < report.version && Some(&v.hash) == start_hash.as_ref())
-            .map(|v| v.version);
-        match (report.beneficial, started_from) {
-            (true, _) => println!("beneficial       yes"),
-            (false, Some(start)) => println!(
-                "beneficial       no (SKILL.md is now v{}; `skd skill restore {} {start}` brings back the skill the \
-                 run started from)",
-                report.version, args.skill
+        // A result that is not beneficial waits in the history; say which version SKILL.md
+        // stayed on and how to adopt the new one.
+        let kept = VersionStore::new(&skill_dir).working_copy().ok().and_then(|w| match w {
+            WorkingCopy::Recorded { version } => Some(version),
+            _ => None,
+        });
+        match (report.beneficial, report.adopted, kept) {
+            (true, _, _) => println!("beneficial       yes (SKILL.md is now v{})", report.version),
+            (false, false, Some(kept)) => println!(
+                "beneficial       no (saved as v{v}; SKILL.md stays v{kept}; `skd skill restore {name} {v}` adopts \
+                 it)",
+                v = report.version,
+                name = args.skill
             ),
-            (false, None) => println!("beneficial       no"),
+            (false, _, _) => println!("beneficial       no (SKILL.md is v{}: there was none to keep)", report.version),
         }
     }
     Ok(if report.beneficial { Exit::Ok } else { Exit::Negative })
@@ -1015,6 +1032,8 @@ mod tests {
             assert!(!super::sends_key_in_clear(local), "{local}");
         }
         assert!(!super::sends_key_in_clear("http://user:pw@127.0.0.1:8089/v1"));
+        // The userinfo is not the host: this one goes to evil.example.
+        assert!(super::sends_key_in_clear("http://localhost@evil.example/v1"));
         for remote in ["http://10.0.0.5:8000/v1", "http://gpu-box/v1", "http://[fe80::1]/v1", "HTTP://Gpu-Box/v1"] {
             assert!(super::sends_key_in_clear(remote), "{remote}");
         }

@@ -732,7 +732,10 @@ fn exit_for(err: &anyhow::Error) -> Exit {
 }
 
 fn run(cli: Cli) -> Result<Exit> {
-    let config = config::Config::load(cli.config.as_deref())?;
+    let config = match cli.command {
+        Command::Init { force } => config::Config::load_for_init(cli.config.as_deref(), force)?,
+        _ => config::Config::load(cli.config.as_deref())?,
+    };
     match cli.command {
         Command::Init { force } => skill_cmds::init(&config, force),
         Command::Index(a) => search_cmds::index(&config, a.full, a.json, a.quiet),

@@ -158,6 +158,10 @@ fn open_retriever(config: &Config) -> Result<Arc<SearchIndex>> {
 }
 
 pub async fn run(config: &Config, args: RunArgs) -> Result<Exit> {
+    // A skill named on the command line must exist before a model is loaded for it (exit 3).
+    if let Some(name) = &args.skill {
+        config.library().find(name)?;
+    }
     let spec = args.student.clone().unwrap_or_else(|| config.student.value.clone());
     let student = load_student(config, &spec, args.json).await?;
     let workspace = match &args.workspace {

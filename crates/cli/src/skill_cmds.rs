@@ -231,7 +231,7 @@ pub fn history(config: &Config, name: &str, as_json: bool) -> Result<Exit> {
                 format!("  [{}]", v.scores.iter().map(|(k, s)| format!("{k}={s:.3}")).collect::<Vec<_>>().join(" "))
             };
             let current = if working == (WorkingCopy::Recorded { version: v.version }) { " (current)" } else { "" };
-            println!("v{:<4} {}  {}  {}{scores}{current}", v.version, v.created, &v.hash[..12], v.message);
+            println!("v{:<4} {}  {}  {}{scores}{current}", v.version, v.created, short_hash(&v.hash), v.message);
         }
         if working == WorkingCopy::Unrecorded {
             println!("working copy: edited since the last recorded version (`skd skill diff {name}` shows how)");
@@ -381,4 +381,10 @@ pub fn config_show(config: &Config, as_json: bool) -> Result<Exit> {
         println!("  {k:<22} {d}");
     }
     Ok(Exit::Ok)
+}
+
+/// The first 12 characters of a content hash, or all of it when a hand-edited record holds
+/// a shorter one (a byte index would panic there, or inside a multi-byte character).
+fn short_hash(hash: &str) -> &str {
+    hash.char_indices().nth(12).map_or(hash, |(end, _)| &hash[..end])
 }

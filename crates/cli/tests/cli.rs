@@ -60,6 +60,20 @@ fn init_writes_config_and_folders_once() {
     assert_eq!(shown["config"]["notes"]["origin"], "file");
     assert_eq!(shown["config"]["import_skill_dirs"]["origin"], "env");
     assert!(shown["environment"]["SKD_NOTES"].is_string());
+    // A config with an error: every command names the file and the line; `init --force`
+    // replaces it.
+    fs::write(&cfg, "notes = [\"a\"]\nmax_file_mb = \"lots\"\n").expect("edit");
+    let err = env.stderr(&["config", "show"], 4);
+    assert!(err.contains("config.toml") && err.contains("line 2"), "{err}");
+    let forced = env.ok(&["init", "--force"], 0);
+    assert!(forced.contains("wrote"), "{forced}");
+    env.ok(&["config", "show"], 0);
+    // `skd init` writes the file SKD_CONFIG names when it does not exist yet.
+    let named = env.path("elsewhere/skd.toml");
+    fs::create_dir_all(named.parent().expect("parent")).expect("mkdir");
+    let out = env.cmd(&["init"]).env("SKD_CONFIG", &named).output().expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(named.is_file());
 }
 
 #[test]
@@ -84,6 +98,8 @@ fn skill_lifecycle_new_list_show_history_diff_restore() {
     assert_eq!(shown["frontmatter"]["description"], "Extract text from PDF files.");
     assert_eq!(shown["working_copy"]["state"], "recorded");
     env.stderr(&["skill", "show", "nope"], 3);
+    let err = env.stderr(&["run", "--skill", "nope", "--student", "no-such-model", "do it"], 3);
+    assert!(err.contains("nope"), "{err}");
 
     // a hand edit shows up in history and diff, and is kept when restoring
     let original = fs::read_to_string(&md).expect("read");
@@ -107,6 +123,13 @@ fn skill_lifecycle_new_list_show_history_diff_restore() {
     env.stderr(&["skill", "restore", "pdf-extract", "latest"], 5);
     let human = env.ok(&["skill", "history", "pdf-extract"], 0);
     assert!(human.contains("v3") && human.contains("(current)"), "{human}");
+    // A record edited by hand with a short hash is listed as it is, not a panic.
+    let record = env.skills_dir().join("pdf-extract/.history/v0002.json");
+    let mut info: Value = serde_json::from_str(&fs::read_to_string(&record).expect("read")).expect("json");
+    info["hash"] = Value::from("ab\u{e9}");
+    fs::write(&record, info.to_string()).expect("write");
+    let human = env.ok(&["skill", "history", "pdf-extract"], 0);
+    assert!(human.lines().any(|l| l.starts_with("v2") && l.contains(" ab\u{e9} ")), "{human}");
 }
 
 #[test]
@@ -180,10 +203,16 @@ fn index_search_get_end_to_end() {
     let human = env.ok(&["search", "boil", "pasta", "-n", "1"], 0);
     assert!(human.contains("cooking.md:1-3"), "{human}");
 
+    // Query syntax is never an error: each of these is searched as words, and none is in
+    // the notes (exit 1: no hits).
     for q in ["\"unbalanced", "a:b (c", "[]{}^~*?\\", "日本語"] {
-        let out = env.run(&["search", q]);
-        assert!(matches!(out.status.code(), Some(0 | 1)), "{q}: {:?}", out);
+        let out = env.run(&["search", q, "--json"]);
+        assert_eq!(out.status.code(), Some(1), "{q}: {:?}", out);
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(v["hits"].as_array().map(Vec::len), Some(0), "{q}: {v}");
     }
+    let found = env.json(&["search", "rollout (", "--json"], 0);
+    assert!(!found["hits"].as_array().expect("hits").is_empty(), "a stray parenthesis still finds words: {found}");
 
     // get: whole file, the section around a line, a range, JSON, and errors
     let section = env.ok(&["get", "ops/deploy.md:6"], 0);

@@ -179,6 +179,39 @@ fn eval_errors_name_the_problem() {
     assert!(err.contains("evals.json") && err.contains("case 1") && err.contains("regex"), "{err}");
     let err = env.stderr(&["distill", "brand-new"], 5);
     assert!(err.contains("--job"), "{err}");
+    // A suite of sealed test cases only: `skd eval` alone runs none of them (before any
+    // model is loaded), `--split test` is named as the way to.
+    std::fs::write(
+        &suite,
+        "{\"skill_name\": \"no-suite\", \"evals\": [{\"id\": 1, \"prompt\": \"p\", \"expected_output\": \"a\", \"split\": \"test\"}]}",
+    )
+    .expect("write");
+    let err = env.stderr(&["eval", "no-suite", "--student", "no-such-model"], 5);
+    assert!(err.contains("only sealed test cases (1)") && err.contains("--split test"), "{err}");
+}
+
+/// `skd eval` without `--split` leaves the sealed test split out; `--split test` runs it.
+#[test]
+fn eval_runs_the_sealed_test_split_only_when_asked() {
+    let env = Env::new();
+    env.pull_smollm2();
+    let data = bbh_data();
+    env.ok(&["bbh", "import", "navigate", "--data", &data, "--train", "1", "--validation", "1", "--test", "2"], 0);
+    let splits = |report: &serde_json::Value| -> Vec<String> {
+        let cases = report["entry"]["cases"].as_array().expect("cases").clone();
+        let mut splits: Vec<String> = cases.iter().map(|c| c["split"].as_str().expect("split").to_string()).collect();
+        splits.sort();
+        splits
+    };
+    let args = ["eval", "bbh-navigate", "--student", "smollm2-135m", "--baseline", "skip", "--max-tokens", "4"];
+    let out = env.run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the sealed test split (2 cases) is left out"), "{stderr}");
+    let report = env.json(&[&args[..], &["--json"]].concat(), 0);
+    assert_eq!(splits(&report), ["train", "validation"]);
+    let sealed = env.json(&[&args[..], &["--json", "--split", "test"]].concat(), 0);
+    assert_eq!(splits(&sealed), ["test", "test"]);
 }
 
 #[test]

@@ -138,8 +138,11 @@ pub fn import(data_dir: &Path, task: &str, sizes: SplitSizes, seed: u64) -> Resu
     let description_line = procedure.lines().next().unwrap_or(task).trim();
     let skill_name = format!("bbh-{}", task.replace('_', "-"));
     let skill_markdown = format!(
-        "---\nname: {skill_name}\ndescription: {} Human-written step-by-step procedure from BIG-Bench Hard ({task}).\nlicense: MIT\nmetadata:\n  source: BIG-Bench Hard cot-prompts/{task}.txt\n---\n{procedure}\n",
-        yaml_safe(description_line)
+        "---\nname: {skill_name}\ndescription: {}\nlicense: MIT\nmetadata:\n  source: BIG-Bench Hard cot-prompts/{task}.txt\n---\n{procedure}\n",
+        // One scalar for the whole value: a quoted line with text after it is not YAML.
+        skill_core::skill::yaml_scalar(&format!(
+            "{description_line} Human-written step-by-step procedure from BIG-Bench Hard ({task})."
+        ))
     );
 
     let total = sizes.train + sizes.validation + sizes.test;
@@ -235,15 +238,6 @@ pub fn selection_cases_kept(stored: &EvalSuite, imported: &EvalSuite) -> bool {
     [Split::Train, Split::Validation].into_iter().all(|split| ids(stored, split) == ids(imported, split))
 }
 
-fn yaml_safe(text: &str) -> String {
-    // Quote when YAML would read the line as something other than a plain string.
-    if text.contains(": ") || text.starts_with(['"', '\'', '[', '{', '-', '#', '&', '*', '!', '|', '>', '%', '@']) {
-        format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
-    } else {
-        text.to_string()
-    }
-}
-
 /// Fisher-Yates with a small seeded generator (splitmix64): the same seed gives the same
 /// split on every machine, so a sealed test set stays sealed across runs.
 fn shuffle(items: &mut [usize], seed: u64) {
@@ -279,12 +273,12 @@ mod tests {
             paired_cases,
         };
         assert_eq!(pooled_distilled_vs_human(&[row(None, 0)]), None);
-        let a = crate::Lift::from_counts(6, 2, 30);
-        let b = crate::Lift::from_counts(1, 3, 30);
+        let a = crate::Lift::from_counts(crate::PairedCounts { both: 10, gained: 6, lost: 2, neither: 12 });
+        let b = crate::Lift::from_counts(crate::PairedCounts { both: 20, gained: 1, lost: 3, neither: 6 });
         let (pooled, cases) =
             pooled_distilled_vs_human(&[row(Some(a), 30), row(None, 0), row(Some(b), 30)]).expect("pooled");
         assert_eq!(cases, 60);
-        assert_eq!((pooled.gained, pooled.lost), (7, 5));
+        assert_eq!(pooled.counts(), crate::PairedCounts { both: 30, gained: 7, lost: 5, neither: 18 });
         assert!((pooled.delta - 2.0 / 60.0).abs() < 1e-12);
         // More cases, a narrower interval than either task's alone.
         assert!(pooled.high - pooled.low < a.high - a.low);
@@ -579,7 +573,7 @@ mod tests {
             model: "m".into(),
             with_skill: summary("v1", 4, 6),
             baseline: Some(summary("no skill", 3, 6)),
-            lift: Some(crate::Lift::from_counts(3, 2, 6)),
+            lift: Some(crate::Lift::from_counts(crate::PairedCounts { both: 1, gained: 3, lost: 2, neither: 0 })),
             cases,
         };
         let results = dir.join("evals/results");
@@ -652,9 +646,8 @@ pub fn pooled_distilled_vs_human(rows: &[ProofRow]) -> Option<(crate::Lift, usiz
     if paired.is_empty() {
         return None;
     }
-    let (gained, lost, n) =
-        paired.iter().fold((0, 0, 0), |(g, l, n), (lift, cases)| (g + lift.gained, l + lift.lost, n + cases));
-    Some((crate::Lift::from_counts(gained, lost, n), n))
+    let counts = paired.iter().fold(crate::PairedCounts::default(), |sum, (lift, _)| sum + lift.counts());
+    Some((crate::Lift::from_counts(counts), paired.iter().map(|(_, cases)| cases).sum()))
 }
 
 /// Which text a measurement's distilled configuration was.

@@ -266,8 +266,18 @@ pub struct FinalReport {
     pub teacher_tokens: u64,
     /// The version saved.
     pub version: u32,
-    /// More than 5 points of lift, or no loss with over 20% fewer tokens than the start.
+    /// More than 5 points of lift that is not chance (exact McNemar P < 0.05), or no loss
+    /// with over 20% fewer tokens than the start.
     pub beneficial: bool,
+    /// `version` became the skill's SKILL.md: it was beneficial, or there was no SKILL.md to
+    /// stay on. Otherwise it waits in the history (`skd skill restore NAME VERSION`).
+    #[serde(default = "adopted_before_it_was_recorded")]
+    pub adopted: bool,
+}
+
+/// Reports written before [`FinalReport::adopted`] was kept: every result became SKILL.md.
+fn adopted_before_it_was_recorded() -> bool {
+    true
 }
 
 /// Everything a run knows; written after every step.
@@ -401,7 +411,7 @@ pub fn latest_finished_state(skill_dir: &Path) -> Option<DistillState> {
     archived.sort();
     archived.iter().rev().find_map(|p| {
         let text = std::fs::read_to_string(p).ok()?;
-        serde_json::from_str::<DistillState>(&text).ok().filter(|s| s.stage == Stage::Finished)
+        serde_json::from_str::<DistillState>(&text).ok().filter(|s| s.stage == Stage::Finished && s.check().is_ok())
     })
 }
 
@@ -411,7 +421,16 @@ pub fn load_state(skill_dir: &Path) -> Result<DistillState> {
     let text = std::fs::read_to_string(&path).map_err(|e| {
         Error::other(format!("no distillation to resume at {} ({e}); start one without --resume", path.display()))
     })?;
-    serde_json::from_str(&text).map_err(|e| Error::Suite { path, line: e.line(), message: e.to_string() })
+    let state: DistillState = serde_json::from_str(&text).map_err(|e| Error::Suite {
+        path: path.clone(),
+        line: e.line(),
+        message: e.to_string(),
+    })?;
+    state.check().map_err(|problems| Error::InvalidSuite {
+        path,
+        problems: problems.into_iter().map(|p| format!("corrupt distillation state: {p}")).collect(),
+    })?;
+    Ok(state)
 }
 
 impl DistillState {
@@ -435,6 +454,36 @@ impl DistillState {
             report: None,
             student: None,
         }
+    }
+
+    /// What in a state read back from disk would send the run off its rails: numbers that
+    /// point at candidates it does not have, candidates out of order. `Ok` when it is usable.
+    pub fn check(&self) -> std::result::Result<(), Vec<String>> {
+        let n = self.candidates.len();
+        let mut problems = Vec::new();
+        if n == 0 && self.stage != Stage::Start {
+            problems.push(format!("stage {:?} with no candidate", self.stage));
+        }
+        if n > 0 && self.best >= n {
+            problems.push(format!("best candidate {} of {n}", self.best));
+        }
+        for (i, c) in self.candidates.iter().enumerate() {
+            if c.id != i {
+                problems.push(format!("candidate {i} has id {}", c.id));
+            }
+            if let Some(parent) = c.parent.filter(|p| *p >= i) {
+                problems.push(format!("candidate {i} has parent {parent}, not an earlier candidate"));
+            }
+        }
+        for entry in &self.log {
+            if entry.parent >= n {
+                problems.push(format!("round {} names parent {} of {n} candidates", entry.round, entry.parent));
+            }
+            if let Some(c) = entry.candidate.filter(|c| *c >= n) {
+                problems.push(format!("round {} names candidate {c} of {n}", entry.round));
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
 
     /// Whether the rewrite rounds are over (the stop limits no longer apply).
@@ -612,6 +661,7 @@ mod tests {
             let mut state = DistillState::new(job, DistillConfig::default());
             state.stage = stage;
             state.rounds = rounds;
+            state.candidates.push(start_candidate());
             std::fs::create_dir_all(state_path(skill).parent().expect("parent")).expect("mkdir");
             std::fs::write(state_path(skill), serde_json::to_vec(&state).expect("json")).expect("write");
         };
@@ -635,6 +685,49 @@ mod tests {
         assert_eq!(latest_finished_state(skill).expect("newest archived").rounds, 5, "{first:?} {second:?} {third:?}");
         write(Stage::Finished, 4);
         assert_eq!(latest_finished_state(skill).expect("current run").rounds, 4, "the current finished run wins");
+    }
+
+    fn start_candidate() -> super::Candidate {
+        super::Candidate {
+            id: 0,
+            parent: None,
+            round: 0,
+            markdown: "---\nname: x\ndescription: d\n---\nDo it.\n".into(),
+            rationale: String::new(),
+            validation: Vec::new(),
+            tokens_per_case: 0.0,
+            worked_examples: None,
+        }
+    }
+
+    #[test]
+    fn a_corrupt_state_file_is_an_error_naming_the_file_and_the_problem() {
+        use super::{DistillConfig, DistillJob, DistillState, Stage, latest_finished_state, load_state, state_path};
+        let dir = tempfile::tempdir().expect("tmp");
+        let skill = dir.path();
+        let job = DistillJob {
+            skill_name: "x".into(),
+            description: "d".into(),
+            transcripts: Vec::new(),
+            examples: Vec::new(),
+        };
+        let mut state = DistillState::new(job, DistillConfig::default());
+        state.stage = Stage::Finished;
+        state.candidates.push(start_candidate());
+        state.best = 3;
+        let mut second = start_candidate();
+        second.id = 1;
+        second.parent = Some(1);
+        state.candidates.push(second);
+        std::fs::create_dir_all(state_path(skill).parent().expect("parent")).expect("mkdir");
+        std::fs::write(state_path(skill), serde_json::to_vec(&state).expect("json")).expect("write");
+        let err = load_state(skill).expect_err("corrupt").to_string();
+        assert!(err.contains("state.json") && err.contains("best candidate 3 of 2"), "{err}");
+        assert!(err.contains("candidate 1 has parent 1"), "{err}");
+        assert!(latest_finished_state(skill).is_none(), "a corrupt finished state is not read as a result");
+        std::fs::write(state_path(skill), "{\"stage\": ").expect("write");
+        let err = load_state(skill).expect_err("torn").to_string();
+        assert!(err.contains("state.json:1"), "{err}");
     }
 
     #[test]
@@ -1128,8 +1221,10 @@ mod tests {
                 })
                 .collect(),
         };
-        // More than 5 points over no skill.
-        assert!(is_beneficial(&run(6, 500), &run(5, 100), None));
+        // More than 5 points over no skill, and not chance: 7 of 7 differing cases gained.
+        assert!(is_beneficial(&run(10, 500), &run(3, 100), None));
+        // 10 points, but one differing case (exact McNemar P 1) is no evidence.
+        assert!(!is_beneficial(&run(6, 500), &run(5, 100), None));
         assert!(!is_beneficial(&run(5, 500), &run(5, 100), None));
         // Cheaper than the starting skill and no worse than it or than no skill.
         assert!(is_beneficial(&run(5, 100), &run(5, 100), Some(&run(4, 700))));
@@ -1362,10 +1457,14 @@ impl Distiller<'_> {
             let lift = Lift::paired(&with.passed_flags(), &none.passed_flags());
             let beneficial = is_beneficial(&with, &none, started_from.as_ref());
             let store = VersionStore::new(&self.skill_dir);
-            let info = store.save(
-                &best.markdown,
-                &format!("distilled: round {}, validation {:.0}%", best.round, best.validation_rate().rate * 100.0),
-            )?;
+            let message =
+                format!("distilled: round {}, validation {:.0}%", best.round, best.validation_rate().rate * 100.0);
+            // Only a beneficial result becomes the SKILL.md retrieval loads; otherwise it is
+            // kept as a version to adopt, and the skill stays on the one the run started
+            // from (when there is one on disk to stay on).
+            let adopted = beneficial || !self.skill_dir.join(skill_core::library::SKILL_FILE).exists();
+            let info =
+                if adopted { store.save(&best.markdown, &message)? } else { store.record(&best.markdown, &message)? };
             let mut scores = std::collections::BTreeMap::new();
             scores.insert("test_pass_rate".into(), with.rate().rate);
             scores.insert("test_pass_rate_no_skill".into(), none.rate().rate);
@@ -1388,6 +1487,7 @@ impl Distiller<'_> {
                 teacher_tokens: state.teacher_tokens,
                 version: info.version,
                 beneficial,
+                adopted,
             });
             state.stage = Stage::Finished;
             self.save(&state)?;
@@ -2033,7 +2133,8 @@ pub fn without_worked_examples(markdown: &str) -> String {
     format!("{}\n", kept.trim_end())
 }
 
-/// Whether the distilled skill is worth loading: more than 5 points of lift over no skill, or,
+/// Whether the distilled skill is worth loading: more than 5 points of lift over no skill that
+/// the exact McNemar test says is not chance (P < 0.05), or,
 /// when it replaced the starting skill, no loss against that skill and against no skill with
 /// over 20% fewer tokens than the starting skill.
 fn is_beneficial(with: &SuiteRun, none: &SuiteRun, started_from: Option<&SuiteRun>) -> bool {
@@ -2043,7 +2144,7 @@ fn is_beneficial(with: &SuiteRun, none: &SuiteRun, started_from: Option<&SuiteRu
             && with.rate().rate >= start.rate().rate
             && with.rate().rate >= none.rate().rate
     });
-    lift.delta > 0.05 || cheaper_and_no_worse
+    (lift.delta > 0.05 && lift.is_significant()) || cheaper_and_no_worse
 }
 
 /// The shortest body a teacher's skill draft may have: anything shorter is an empty or

@@ -347,7 +347,7 @@ impl CaseContext<'_> {
                 h.update(std::fs::read(abs).unwrap_or_default());
             }
         }
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(h.finalize())
     }
 
     /// Runs a chunk of cases: cached results are graded again, the answer cases left go

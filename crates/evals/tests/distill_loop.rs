@@ -186,6 +186,11 @@ async fn distill_rewrites_measures_and_resumes_after_a_crash() {
     let last = history.last().expect("a version");
     assert_eq!(last.version, report.version);
     assert!(last.scores.contains_key("test_pass_rate") && last.scores.contains_key("beneficial"), "{:?}", last.scores);
+    // Only a beneficial result replaces SKILL.md; otherwise the skill stays where it started.
+    let on_disk = std::fs::read_to_string(dir.join("SKILL.md")).expect("SKILL.md");
+    let expected = if report.beneficial { &done.candidates[done.best] } else { &done.candidates[0] };
+    assert_eq!(on_disk, expected.markdown, "beneficial: {}", report.beneficial);
+    assert_eq!(report.adopted, report.beneficial);
     assert!(dir.join("evals/results/benchmark.html").is_file());
     // The proof table's row comes from the stored results.
     let row = evals::bbh::proof_row(&dir, &task.skill_name, None).expect("row");

@@ -1,34 +1,28 @@
 //! Crash-safe file writes.
 //!
 //! A write either fully happens or not at all: content goes to a temporary file in the same
-//! folder, is flushed to disk, and is then renamed (or hard-linked) over the destination.
+//! folder (`tempfile`), is flushed to disk, and is then renamed over the destination, or
+//! linked to it where the name must not exist yet.
 
 use crate::{Error, Result};
 use std::fs::{self, File};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-fn temp_path(dest: &Path) -> PathBuf {
-    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let unique = format!(
-        ".{name}.tmp.{}.{}",
-        std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
-    );
-    dest.with_file_name(unique)
-}
-
-fn write_temp(dest: &Path, contents: &[u8]) -> Result<PathBuf> {
-    if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    }
-    let tmp = temp_path(dest);
-    let mut file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let written = file.write_all(contents).and_then(|()| file.sync_all());
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(Error::io(&tmp, e));
-    }
+/// `contents` in a flushed temporary file beside `dest` (same folder, so the final rename
+/// or link never crosses file systems); removed when dropped unpersisted.
+fn write_temp(dest: &Path, contents: &[u8]) -> Result<tempfile::NamedTempFile> {
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".skd-")
+        .suffix(".tmp")
+        .tempfile_in(parent)
+        .map_err(|e| Error::io(parent, e))?;
+    tmp.write_all(contents).and_then(|()| tmp.as_file().sync_all()).map_err(|e| Error::io(tmp.path(), e))?;
     Ok(tmp)
 }
 
@@ -43,32 +37,25 @@ fn sync_parent(dest: &Path) {
 
 /// Replaces `dest` with `contents` atomically: readers see the old file or the new one.
 pub fn atomic_write(dest: &Path, contents: &[u8]) -> Result<()> {
-    let tmp = write_temp(dest, contents)?;
-    if let Err(e) = fs::rename(&tmp, dest) {
-        let _ = fs::remove_file(&tmp);
-        return Err(Error::io(dest, e));
-    }
+    write_temp(dest, contents)?.persist(dest).map_err(|e| Error::io(dest, e.error))?;
     sync_parent(dest);
     Ok(())
 }
 
 /// Creates `dest` atomically, failing with [`Error::Conflict`] if it already exists.
 ///
-/// Uses a hard link, which the kernel refuses when the name is taken, so two processes can
-/// never both "create" the same version file.
+/// The kernel refuses the final link or no-replace rename when the name is taken, so two
+/// processes can never both "create" the same version file.
 pub fn atomic_create_new(dest: &Path, contents: &[u8]) -> Result<()> {
-    let tmp = write_temp(dest, contents)?;
-    let linked = fs::hard_link(&tmp, dest);
-    let _ = fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => {
+    match write_temp(dest, contents)?.persist_noclobber(dest) {
+        Ok(_) => {
             sync_parent(dest);
             Ok(())
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
             Err(Error::Conflict(format!("{} already exists", dest.display())))
         }
-        Err(e) => Err(Error::io(dest, e)),
+        Err(e) => Err(Error::io(dest, e.error)),
     }
 }
 

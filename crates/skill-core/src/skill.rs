@@ -372,21 +372,23 @@ pub fn pod_get<'a>(data: &'a Pod, key: &str) -> &'a Pod {
 }
 
 /// Renders a string as a YAML scalar: plain when that reads back as the same string,
-/// double-quoted with escapes otherwise.
+/// double-quoted with escapes otherwise. "Reads back" is decided by the YAML parser that
+/// reads frontmatter, so `0x10`, `.inf`, `1e3` or `null` (a number or null there) are quoted;
+/// YAML 1.1's booleans (`yes`, `on`, ...) are quoted too, for the other agents' parsers.
 pub fn yaml_scalar(s: &str) -> String {
+    let reads_back_plain = || {
+        yaml_rust2::YamlLoader::load_from_str(&format!("k: {s}\n"))
+            .is_ok_and(|docs| docs.first().is_some_and(|doc| doc["k"].as_str() == Some(s)))
+    };
     let plain_ok = !s.is_empty()
         && s.trim() == s
-        && !s.contains(['\n', '\r', '\t', '"', '\\'])
-        && !s.contains(": ")
-        && !s.contains(" #")
-        && !s.ends_with(':')
-        && !s.starts_with(['-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '%', '@', '`'])
+        && !s.chars().any(char::is_control)
+        && !s.contains(['"', '\\'])
         && !matches!(
             s.to_ascii_lowercase().as_str(),
             "true" | "false" | "yes" | "no" | "on" | "off" | "null" | "~" | "y" | "n"
         )
-        && s.parse::<f64>().is_err()
-        && !s.chars().any(char::is_control);
+        && reads_back_plain();
     if plain_ok {
         return s.to_string();
     }
@@ -410,6 +412,54 @@ pub fn yaml_scalar(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn yaml_scalars_read_back_as_the_same_string() {
+        for text in [
+            "0x10",
+            ".inf",
+            "-.inf",
+            ".nan",
+            "1e3",
+            "0o17",
+            "12",
+            "null",
+            "~",
+            "yes",
+            "On",
+            "",
+            " lead",
+            "a: b",
+            "a #b",
+            "- item",
+            "[x]",
+            "{x}",
+            "*ref",
+            "&anchor",
+            "!tag",
+            "|",
+            ">",
+            "%x",
+            "@x",
+            "`x",
+            "'q'",
+            "\"q\"",
+            "back\\slash",
+            "tab\there",
+            "line\nbreak",
+            "ends:",
+            "Extract text from PDF files.",
+            "plain words",
+            "日本語",
+            "version 1.0",
+        ] {
+            let rendered = yaml_scalar(text);
+            let docs = yaml_rust2::YamlLoader::load_from_str(&format!("k: {rendered}\n")).expect(&rendered);
+            assert_eq!(docs[0]["k"].as_str(), Some(text), "{text:?} written as {rendered}");
+        }
+        assert_eq!(yaml_scalar("plain words"), "plain words");
+        assert_eq!(yaml_scalar("0x10"), "\"0x10\"");
+    }
 
     const SAMPLE: &str = "---\n# a comment that must survive\nname: pdf-extract\ndescription: >\n  Extract text from PDF files.\n  Use when a PDF is mentioned.\nmetadata:\n  author: me\n  version: \"1.0\"\n---\n\n# PDF extraction\n\n1. Open the file.\n\n---\n\nMore after a rule.\n";
 

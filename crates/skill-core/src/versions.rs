@@ -170,9 +170,11 @@ impl VersionStore {
             return Ok(WorkingCopy::Missing);
         }
         let hash = content_hash(&read_utf8(&path)?);
-        Ok(match self.history()?.last() {
-            Some(last) if last.hash == hash => WorkingCopy::Recorded { version: last.version },
-            _ => WorkingCopy::Unrecorded,
+        // Not only the newest: a distillation that was not beneficial records its result as
+        // a later version and leaves SKILL.md on an earlier one.
+        Ok(match self.history()?.into_iter().rev().find(|v| v.hash == hash) {
+            Some(v) => WorkingCopy::Recorded { version: v.version },
+            None => WorkingCopy::Unrecorded,
         })
     }
 
@@ -196,6 +198,20 @@ impl VersionStore {
         let info = self.record_locked(markdown, message, latest.take())?;
         atomic_write(&self.skill_md(), markdown.as_bytes())?;
         Ok(info)
+    }
+
+    /// Records `markdown` as a new version and leaves the `SKILL.md` on disk as it is (a
+    /// result to adopt later with [`VersionStore::restore`]). A `SKILL.md` not yet recorded
+    /// is recorded first, so the history holds both. Returns the version that holds
+    /// `markdown`: an existing one when some version already has this content.
+    pub fn record(&self, markdown: &str, message: &str) -> Result<VersionInfo> {
+        let _lock = self.lock()?;
+        let latest = self.snapshot_unrecorded_locked()?;
+        let hash = content_hash(markdown);
+        if let Some(existing) = self.history()?.into_iter().rev().find(|v| v.hash == hash) {
+            return Ok(existing);
+        }
+        self.record_locked(markdown, message, latest)
     }
 
     /// Makes version `v` current again, as a new version (history only grows).
@@ -240,6 +256,8 @@ impl VersionStore {
         let hash = content_hash(&on_disk);
         match latest {
             Some(info) if info.hash == hash => Ok(Some(info)),
+            // An earlier version, kept on disk while a later one waits to be adopted.
+            Some(info) if self.history()?.iter().any(|v| v.hash == hash) => Ok(Some(info)),
             prev => {
                 let message = if prev.is_some() {
                     "edited outside skd (recorded before the next save)"

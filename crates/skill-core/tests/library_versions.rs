@@ -178,3 +178,25 @@ fn import_copies_the_whole_skill_folder() {
     assert_eq!(fs::read_to_string(copied.dir.join("scripts/run.sh")).expect("read"), "echo hi\n");
     assert_eq!(lib.find("tool-x").expect("find").dir, copied.dir, "the library copy now wins");
 }
+
+#[test]
+fn a_recorded_version_waits_without_replacing_the_skill_on_disk() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lib = SkillLibrary::new(tmp.path().join("lib"));
+    let (entry, _) = lib.create("a", "d", "\noriginal\n").expect("create");
+    let original = fs::read_to_string(entry.skill_md()).expect("read");
+    let store = VersionStore::new(&entry.dir);
+    let waiting = skill_md("a", "distilled, not beneficial");
+    let v2 = store.record(&waiting, "distilled").expect("record");
+    assert_eq!(v2.version, 2);
+    assert_eq!(fs::read_to_string(entry.skill_md()).expect("read"), original, "SKILL.md is untouched");
+    // The file on disk is still known as v1, not as a hand edit to be recorded again.
+    assert_eq!(store.working_copy().expect("wc"), WorkingCopy::Recorded { version: 1 });
+    assert_eq!(store.record(&waiting, "again").expect("same content").version, 2);
+    let other = skill_md("a", "another draft");
+    assert_eq!(store.record(&other, "distilled").expect("record").version, 3);
+    // Adopting it is a restore.
+    store.restore(2).expect("adopt");
+    assert_eq!(fs::read_to_string(entry.skill_md()).expect("read"), waiting);
+    assert_eq!(store.history().expect("history").len(), 4);
+}

@@ -482,7 +482,7 @@ impl PrefixStore {
         for t in prefix {
             h.update(t.0.to_le_bytes());
         }
-        let digest: String = h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
+        let digest = hex::encode(&h.finalize()[..16]);
         self.dir.join(format!("{digest}.kv"))
     }
 
@@ -571,7 +571,7 @@ fn digest_path(state: &Path) -> std::path::PathBuf {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// The bindings' version: a saved KV state is only read back by the build that wrote it.

@@ -130,7 +130,7 @@ fn cached_name(path: &Path) -> Result<String> {
     hasher.update(meta.len().to_le_bytes());
     hasher.update(modified.map(|d| d.as_nanos()).unwrap_or(0).to_le_bytes());
     hasher.update(format!("{TARGET_TYPE:?}").as_bytes());
-    let key: String = hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let key = hex::encode(&hasher.finalize()[..8]);
     Ok(format!("{}.{key}.cpu.gguf", stem(path)))
 }
 

@@ -79,7 +79,7 @@ async fn resolve(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hub_models_download_verify_cache_and_fail_clearly() {
     let gguf = tiny_gguf();
-    let sha256: String = Sha256::digest(&gguf).iter().map(|b| format!("{b:02x}")).collect();
+    let sha256 = hex::encode(Sha256::digest(&gguf));
     let hub = Arc::new(Hub { gguf, sha256, file_requests: AtomicUsize::new(0) });
     let app = Router::new()
         .route("/api/models/{owner}/{repo}/revision/{rev}", get(listing))
