@@ -5,8 +5,8 @@
 # skill and once with the skill retrieval picks, and a closing table shows what the skill
 # changed. Everything it writes goes to a temporary folder.
 #
-#   scripts/demo.sh                 # default student (qwen2.5-coder-0.5b)
-#   SKD_STUDENT=qwen2.5-coder-1.5b scripts/demo.sh
+#   scripts/demo.sh                 # default student (qwen2.5-coder-1.5b)
+#   SKD_STUDENT=qwen2.5-coder-0.5b scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +29,7 @@ for q in "how many to-dos are left" "when is the weekly update due"; do
   "$skd" search -n 3 "$q" || true
 done
 
-student="${SKD_STUDENT:-qwen2.5-coder-0.5b}"
+student="${SKD_STUDENT:-qwen2.5-coder-1.5b}"
 "$skd" models pull "$student"
 
 # Each task: the skill whose eval workspace it runs in (empty: no files), the task, the

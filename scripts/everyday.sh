@@ -4,13 +4,13 @@
 # one student, through the agent loop. Prints one row per skill and the totals, and writes
 # the per-skill JSON to $OUT (default: a temporary folder, printed at the end).
 #
-#   scripts/everyday.sh [STUDENT]            # default qwen2.5-coder-0.5b
+#   scripts/everyday.sh [STUDENT]            # default qwen2.5-coder-1.5b (the default student)
 #   SKD=/path/to/skd scripts/everyday.sh     # another skd binary (default: this checkout's)
 #   SKILLS="open-todos word-count" ...       # only these skills
 #   EVAL_ARGS="--reply free-text" ...         # other agent settings (skd eval --help)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-student="${1:-qwen2.5-coder-0.5b}"
+student="${1:-qwen2.5-coder-1.5b}"
 if [ -z "${SKD:-}" ]; then
   bash scripts/install-build-deps.sh
   cargo build --locked -q -p skd-cli

@@ -46,7 +46,7 @@ pub struct AgentConfig {
     pub reasoning_opener: String,
     /// While the active skill names tools in `allowed-tools` and none has been called yet,
     /// no answer is taken: the grammar leaves the answer out, and a free-text answer is sent
-    /// back. The default student otherwise copies the steps as its reasoning and answers
+    /// back. Qwen2.5-Coder-0.5B otherwise copies the steps as its reasoning and answers
     /// without doing the first one ("Answer: Priya" with contacts.csv unread).
     pub act_before_answer: bool,
     /// Wall-clock limit of each model call.
@@ -174,7 +174,7 @@ const MAX_EARLY_ANSWERS: usize = 2;
 pub enum History {
     /// One user turn that grows: the task, then a numbered list of the actions taken and
     /// their results. The model never sees its own earlier replies, which small models given
-    /// greedy decoding otherwise copy word for word (the default student repeated its first
+    /// greedy decoding otherwise copy word for word (Qwen2.5-Coder-0.5B repeated its first
     /// tool call until the step budget ran out).
     #[default]
     Folded,

@@ -1,7 +1,7 @@
 //! Arithmetic for the `calculate` tool: `+ - * / %`, `^` (power), parentheses, unary minus
 //! and decimal numbers, in `f64`.
 //!
-//! Small students get sums wrong when they work them out in text (the default student wrote
+//! Small students get sums wrong when they work them out in text (Qwen2.5-Coder-0.5B wrote
 //! 20 × 9 / 5 + 32 = 80); a skill can name this tool for the step that computes. The crates
 //! that evaluate expressions either treat `7 / 2` as integer division (evalexpr) or bring a
 //! language of their own; a word problem needs school arithmetic and nothing more, so this

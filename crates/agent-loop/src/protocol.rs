@@ -14,7 +14,7 @@
 //! or a valid call of an offered tool, with JSON arguments that match that tool's schema.
 //! Constraining the reasoning itself costs small models accuracy (Tam et al. 2024, "Let Me
 //! Speak Freely?"); an earlier version of this protocol made every reply one JSON object with
-//! a 200-character `thought` and the default student answered all its demo tasks wrong.
+//! a 200-character `thought` and Qwen2.5-Coder-0.5B answered all its demo tasks wrong.
 //! Backends without grammars get the same instructions, and [`parse_reply`] reads their free
 //! text.
 
@@ -31,7 +31,7 @@ use std::sync::OnceLock;
 pub const PROTOCOL_VERSION: u32 = 5;
 /// The words every constrained reply starts with. Zero-shot chain of thought works when the
 /// trigger opens the model's own answer (Kojima et al. 2022), not only when the prompt asks
-/// for it: asked in the prompt alone, the default student began 42 of 47 replies with its
+/// for it: asked in the prompt alone, Qwen2.5-Coder-0.5B began 42 of 47 replies with its
 /// action and skipped the steps (README, "The agent loop on everyday tasks").
 pub const DEFAULT_REASONING_OPENER: &str = "Let's think step by step.\n";
 /// The pseudo-tool that loads a skill's instructions.
@@ -318,7 +318,7 @@ pub fn reply_grammar(tools: &[ToolSpec], reasoning_chars: usize, opener: &str, a
 }
 
 /// What may come before an answer or action line's marker: indentation and a list bullet.
-/// The default student writes its steps as a list and its answer as one of the items
+/// Qwen2.5-Coder-0.5B writes its steps as a list and its answer as one of the items
 /// (`   - Answer: 16.09`); a marker only at the start of a line let it run on past it.
 const LIST_ITEM: &str = "[ \\t]*([-*] )?";
 

