@@ -646,24 +646,15 @@ mod tests {
 
     #[test]
     fn a_restart_archives_the_previous_run_and_finished_runs_stay_readable() {
-        use super::{DistillConfig, DistillJob, DistillState, Stage, archive_state, latest_finished_state, state_path};
+        use super::{Stage, archive_state, latest_finished_state, state_path};
         let dir = tempfile::tempdir().expect("tmp");
         let skill = dir.path();
         assert_eq!(archive_state(skill).expect("nothing to archive"), None);
         assert!(latest_finished_state(skill).is_none());
         let write = |stage: Stage, rounds: usize| {
-            let job = DistillJob {
-                skill_name: "x".into(),
-                description: "d".into(),
-                transcripts: Vec::new(),
-                examples: Vec::new(),
-            };
-            let mut state = DistillState::new(job, DistillConfig::default());
-            state.stage = stage;
+            let mut state = state_at(stage);
             state.rounds = rounds;
-            state.candidates.push(start_candidate());
-            std::fs::create_dir_all(state_path(skill).parent().expect("parent")).expect("mkdir");
-            std::fs::write(state_path(skill), serde_json::to_vec(&state).expect("json")).expect("write");
+            write_state(skill, &state);
         };
         write(Stage::Finished, 3);
         assert_eq!(latest_finished_state(skill).expect("current finished run").rounds, 3);
@@ -687,6 +678,26 @@ mod tests {
         assert_eq!(latest_finished_state(skill).expect("current run").rounds, 4, "the current finished run wins");
     }
 
+    /// A state at `stage` with the starting skill as its one candidate.
+    fn state_at(stage: super::Stage) -> super::DistillState {
+        let job = super::DistillJob {
+            skill_name: "x".into(),
+            description: "d".into(),
+            transcripts: Vec::new(),
+            examples: Vec::new(),
+        };
+        let mut state = super::DistillState::new(job, super::DistillConfig::default());
+        state.stage = stage;
+        state.candidates.push(start_candidate());
+        state
+    }
+
+    fn write_state(skill: &std::path::Path, state: &super::DistillState) {
+        let path = super::state_path(skill);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, serde_json::to_vec(state).expect("json")).expect("write");
+    }
+
     fn start_candidate() -> super::Candidate {
         super::Candidate {
             id: 0,
@@ -702,25 +713,16 @@ mod tests {
 
     #[test]
     fn a_corrupt_state_file_is_an_error_naming_the_file_and_the_problem() {
-        use super::{DistillConfig, DistillJob, DistillState, Stage, latest_finished_state, load_state, state_path};
+        use super::{Stage, latest_finished_state, load_state, state_path};
         let dir = tempfile::tempdir().expect("tmp");
         let skill = dir.path();
-        let job = DistillJob {
-            skill_name: "x".into(),
-            description: "d".into(),
-            transcripts: Vec::new(),
-            examples: Vec::new(),
-        };
-        let mut state = DistillState::new(job, DistillConfig::default());
-        state.stage = Stage::Finished;
-        state.candidates.push(start_candidate());
+        let mut state = state_at(Stage::Finished);
         state.best = 3;
         let mut second = start_candidate();
         second.id = 1;
         second.parent = Some(1);
         state.candidates.push(second);
-        std::fs::create_dir_all(state_path(skill).parent().expect("parent")).expect("mkdir");
-        std::fs::write(state_path(skill), serde_json::to_vec(&state).expect("json")).expect("write");
+        write_state(skill, &state);
         let err = load_state(skill).expect_err("corrupt").to_string();
         assert!(err.contains("state.json") && err.contains("best candidate 3 of 2"), "{err}");
         assert!(err.contains("candidate 1 has parent 1"), "{err}");
