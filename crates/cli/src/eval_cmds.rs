@@ -1013,7 +1013,14 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
                 v = report.version,
                 name = args.skill
             ),
-            (false, _, _) => println!("beneficial       no (SKILL.md is v{}: there was none to keep)", report.version),
+            (false, false, None) => println!(
+                "beneficial       no (saved as v{v}; SKILL.md left as it was; `skd skill restore {name} {v}` adopts it)",
+                v = report.version,
+                name = args.skill
+            ),
+            (false, true, _) => {
+                println!("beneficial       no (SKILL.md is v{}: there was none to keep)", report.version)
+            }
         }
     }
     Ok(if report.beneficial { Exit::Ok } else { Exit::Negative })
