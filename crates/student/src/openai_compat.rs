@@ -1,5 +1,11 @@
 //! [`OpenAiCompatStudent`]: any server that speaks OpenAI's `/v1/chat/completions`.
 
+use async_openai::error::OpenAIError;
+use async_openai::types::chat::{
+    ChatCompletionRequestAssistantMessageArgs, ChatCompletionRequestMessage, ChatCompletionRequestSystemMessageArgs,
+    ChatCompletionRequestUserMessageArgs, CreateChatCompletionRequest, CreateChatCompletionResponse, FinishReason,
+    ResponseFormat, ResponseFormatJsonSchema, StopConfiguration,
+};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use skill_core::{Completion, CompletionRequest, Role, Student, Usage};
@@ -46,39 +52,60 @@ impl OpenAiCompatStudent {
         }
     }
 
-    fn body(&self, request: &CompletionRequest, with_grammar: bool) -> Value {
-        let messages: Vec<Value> = request
-            .messages
-            .iter()
-            .map(|m| {
-                let role = match m.role {
-                    Role::System => "system",
-                    Role::User => "user",
-                    Role::Assistant => "assistant",
-                    // A tool result without a tool_call_id is rejected by strict servers;
-                    // the loop's observations are plain user turns.
-                    Role::Tool => "user",
-                };
-                json!({"role": role, "content": m.content})
-            })
-            .collect();
-        let mut body = json!({
-            "model": self.model,
-            "messages": messages,
-            "max_tokens": request.max_tokens,
-            "temperature": request.temperature.unwrap_or(0.0),
-            "stream": false,
-        });
-        if !request.stop.is_empty() {
-            body["stop"] = json!(request.stop);
+    /// The request body: async-openai's request type, plus mistral.rs's `grammar` field,
+    /// which OpenAI's schema does not have.
+    fn body(&self, request: &CompletionRequest, with_grammar: bool) -> skill_core::Result<Value> {
+        let invalid = |e: OpenAIError| err(format!("building the request: {e}"));
+        let mut messages: Vec<ChatCompletionRequestMessage> = Vec::with_capacity(request.messages.len());
+        for m in &request.messages {
+            messages.push(match m.role {
+                Role::System => ChatCompletionRequestSystemMessageArgs::default()
+                    .content(m.content.as_str())
+                    .build()
+                    .map_err(invalid)?
+                    .into(),
+                Role::Assistant => ChatCompletionRequestAssistantMessageArgs::default()
+                    .content(m.content.as_str())
+                    .build()
+                    .map_err(invalid)?
+                    .into(),
+                // A tool result without a tool_call_id is rejected by strict servers; the
+                // loop's observations are plain user turns.
+                Role::User | Role::Tool => ChatCompletionRequestUserMessageArgs::default()
+                    .content(m.content.as_str())
+                    .build()
+                    .map_err(invalid)?
+                    .into(),
+            });
         }
-        if with_grammar && let Some(grammar) = &request.grammar {
+        #[allow(deprecated)] // `max_tokens`: the field compatible servers know.
+        let mut body = CreateChatCompletionRequest {
+            model: self.model.clone(),
+            messages,
+            max_tokens: Some(request.max_tokens),
+            temperature: Some(request.temperature.unwrap_or(0.0)),
+            stream: Some(false),
+            stop: (!request.stop.is_empty()).then(|| StopConfiguration::StringArray(request.stop.clone())),
+            ..Default::default()
+        };
+        let grammar = request.grammar.as_ref().filter(|_| with_grammar);
+        if grammar.is_none()
+            && let Some(schema) = &request.json_schema
+        {
+            body.response_format = Some(ResponseFormat::JsonSchema {
+                json_schema: ResponseFormatJsonSchema {
+                    name: "response".into(),
+                    description: None,
+                    schema: schema.clone(),
+                    strict: Some(true),
+                },
+            });
+        }
+        let mut body = serde_json::to_value(&body).map_err(|e| err(format!("building the request: {e}")))?;
+        if let Some(grammar) = grammar {
             body["grammar"] = json!({"type": "lark", "value": grammar});
-        } else if let Some(schema) = &request.json_schema {
-            body["response_format"] =
-                json!({"type": "json_schema", "json_schema": {"name": "response", "schema": schema, "strict": true}});
         }
-        body
+        Ok(body)
     }
 }
 
@@ -89,7 +116,7 @@ impl OpenAiCompatStudent {
         request: &CompletionRequest,
         with_grammar: bool,
     ) -> skill_core::Result<(reqwest::StatusCode, String)> {
-        let mut call = self.client.post(url).timeout(request.timeout).json(&self.body(request, with_grammar));
+        let mut call = self.client.post(url).timeout(request.timeout).json(&self.body(request, with_grammar)?);
         if let Some(key) = &self.api_key {
             call = call.bearer_auth(key);
         }
@@ -137,18 +164,24 @@ impl Student for OpenAiCompatStudent {
             let excerpt: String = text.chars().take(300).collect();
             return Err(err(format!("{url}: HTTP {status}: {excerpt}")));
         }
-        let value: Value =
-            serde_json::from_str(&text).map_err(|e| err(format!("{url}: the response is not JSON ({e})")))?;
-        let choice = value["choices"].get(0).ok_or_else(|| err(format!("{url}: the response has no choices")))?;
-        let usage = &value["usage"];
+        let reply: CreateChatCompletionResponse =
+            serde_json::from_str(&text).map_err(|e| err(format!("{url}: not a chat completion ({e})")))?;
+        let choice =
+            reply.choices.into_iter().next().ok_or_else(|| err(format!("{url}: the response has no choices")))?;
+        let usage = reply.usage.unwrap_or_default();
+        let finish_reason = match choice.finish_reason {
+            Some(FinishReason::Stop) => "stop",
+            Some(FinishReason::Length) => "length",
+            Some(FinishReason::ToolCalls) => "tool_calls",
+            Some(FinishReason::ContentFilter) => "content_filter",
+            Some(FinishReason::FunctionCall) => "function_call",
+            None => "unknown",
+        };
         Ok(Completion {
-            text: choice["message"]["content"].as_str().unwrap_or_default().to_string(),
-            usage: Usage {
-                prompt_tokens: usage["prompt_tokens"].as_u64().unwrap_or(0) as u32,
-                completion_tokens: usage["completion_tokens"].as_u64().unwrap_or(0) as u32,
-            },
+            text: choice.message.content.unwrap_or_default(),
+            usage: Usage { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens },
             elapsed: started.elapsed(),
-            finish_reason: choice["finish_reason"].as_str().unwrap_or("unknown").to_string(),
+            finish_reason: finish_reason.to_string(),
         })
     }
 

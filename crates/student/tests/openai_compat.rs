@@ -26,8 +26,9 @@ async fn completions(State(server): State<Arc<Server>>, body: axum::Json<Value>)
         return (StatusCode::BAD_REQUEST, "Unrecognized request argument supplied: grammar").into_response();
     }
     axum::Json(json!({
-        "choices": [{"message": {"role": "assistant", "content": "Answer: 42"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 12, "completion_tokens": 3}
+        "id": "c-1", "object": "chat.completion", "created": 0, "model": "default",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Answer: 42"}, "finish_reason": "length"}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
     }))
     .into_response()
 }
@@ -72,4 +73,35 @@ async fn a_server_that_refuses_the_grammar_is_asked_again_without_it() {
     let bodies = server.bodies.lock().expect("lock");
     let with_grammar: Vec<bool> = bodies.iter().map(|b| b.get("grammar").is_some()).collect();
     assert_eq!(with_grammar, [true, false, false], "one refusal, then never again");
+}
+
+#[tokio::test]
+async fn a_request_goes_out_in_openai_s_shape_and_the_reply_is_read_from_it() {
+    let (url, server) = serve(false).await;
+    let student = OpenAiCompatStudent::new(&url, "small", None);
+    let mut r = CompletionRequest::new(vec![
+        ChatMessage::new(Role::System, "Be brief."),
+        ChatMessage::new(Role::User, "6 times 7?"),
+        ChatMessage::new(Role::Assistant, "Let me see."),
+        ChatMessage::new(Role::Tool, "Result: 42"),
+    ]);
+    r.max_tokens = 7;
+    r.stop = vec!["Action:".into()];
+    r.json_schema = Some(json!({"type": "object"}));
+    let done = student.complete(&r).await.expect("completion");
+    assert_eq!((done.text.as_str(), done.finish_reason.as_str()), ("Answer: 42", "length"));
+    assert_eq!((done.usage.prompt_tokens, done.usage.completion_tokens), (12, 3));
+    let body = server.bodies.lock().expect("lock")[0].clone();
+    let roles: Vec<&str> =
+        body["messages"].as_array().expect("messages").iter().map(|m| m["role"].as_str().unwrap_or("")).collect();
+    assert_eq!(roles, ["system", "user", "assistant", "user"], "a tool result goes as a user turn");
+    assert_eq!(body["messages"][3]["content"], "Result: 42");
+    assert_eq!(
+        (body["model"].as_str(), body["max_tokens"].as_u64(), body["stream"].as_bool()),
+        (Some("small"), Some(7), Some(false))
+    );
+    assert_eq!(body["stop"], json!(["Action:"]));
+    assert_eq!(body["response_format"]["type"], "json_schema");
+    assert_eq!(body["response_format"]["json_schema"]["schema"], json!({"type": "object"}));
+    assert!(body.get("grammar").is_none());
 }
