@@ -18,6 +18,7 @@ struct Cassette {
     replies: Mutex<Vec<String>>,
     seen: Mutex<Vec<CompletionRequest>>,
     grammar: bool,
+    continues: bool,
 }
 
 impl Cassette {
@@ -30,11 +31,20 @@ impl Cassette {
         Self::build(replies, true)
     }
 
+    /// A cassette standing in for a backend that enforces grammars and continues a reply
+    /// (llama.cpp).
+    fn continuing(replies: &[&str]) -> Arc<Cassette> {
+        let mut c = Self::build(replies, true);
+        Arc::get_mut(&mut c).expect("not shared yet").continues = true;
+        c
+    }
+
     fn build(replies: &[&str], grammar: bool) -> Arc<Cassette> {
         Arc::new(Cassette {
             replies: Mutex::new(replies.iter().rev().map(|s| s.to_string()).collect()),
             seen: Mutex::new(Vec::new()),
             grammar,
+            continues: false,
         })
     }
 
@@ -50,6 +60,9 @@ impl Student for Cassette {
     }
     fn supports_grammar(&self) -> bool {
         self.grammar
+    }
+    fn continues_reply(&self) -> bool {
+        self.continues
     }
     async fn complete(&self, request: &CompletionRequest) -> skill_core::Result<Completion> {
         self.seen.lock().expect("lock").push(request.clone());
@@ -238,6 +251,70 @@ async fn a_grammar_backend_gets_the_reply_grammar_with_the_offered_tools_and_the
         assert!(!grammar.contains(absent), "{absent} offered: {grammar}");
     }
     assert!(!seen[0].messages[0].content.contains("read_file"), "the prompt lists only the allowed tools");
+}
+
+#[tokio::test]
+async fn two_requests_reason_unconstrained_then_continue_the_reply_under_the_action_grammar() {
+    let s = setup();
+    // Step 1: reasoning stopped at its `Action:` marker, then the action. Step 2: reasoning
+    // that runs out of budget mid-line, then the answer.
+    let cassette = Cassette::continuing(&[
+        "The word is in notes.txt; {\"a\": 1} is not an action.\n",
+        "Action: read_file {\"path\": \"notes.txt\"}",
+        "[length]The file says heliotrope, so the word is",
+        "\nAnswer: heliotrope",
+    ]);
+    let config = AgentConfig {
+        constraint: agent_loop::ReplyConstraint::TwoRequests,
+        reasoning_tokens: 100,
+        action_tokens: 50,
+        ..config(&s)
+    };
+    let a = Agent::new(cassette.clone(), config).with_tools(registry(&s, &WorkspaceAccess::read_write(), vec![]));
+    let (outcome, events) = run(&a, "What is the secret word?", RunOptions::default()).await;
+    assert_eq!((outcome.outcome, outcome.answer.as_deref(), outcome.steps), (Outcome::Answered, Some("heliotrope"), 2));
+    assert_eq!(tool_outputs(&events, true), ["The secret word is heliotrope.\n"]);
+    let seen = cassette.seen();
+    assert_eq!(seen.len(), 4, "two requests a step");
+    let opener = agent_loop::protocol::DEFAULT_REASONING_OPENER;
+    for (i, reasoning) in [(0, &seen[0]), (2, &seen[2])] {
+        assert!(reasoning.grammar.is_none(), "request {i}: the reasoning is not constrained");
+        assert_eq!(reasoning.max_tokens, 100, "request {i}: the reasoning budget");
+        assert!(reasoning.stop.iter().any(|s| s == "Action:") && reasoning.stop.iter().any(|s| s == "Answer:"));
+        let last = reasoning.messages.last().expect("messages");
+        assert_eq!((last.role, last.content.as_str()), (skill_core::Role::Assistant, opener), "request {i}");
+    }
+    // Each action request continues the reply so far, under a grammar with no room for
+    // reasoning; a budget that ran out gets a line break before the action.
+    let continued: Vec<&str> =
+        [&seen[1], &seen[3]].iter().map(|r| r.messages.last().expect("m").content.as_str()).collect();
+    assert_eq!(
+        continued,
+        [
+            format!("{opener}The word is in notes.txt; {{\"a\": 1}} is not an action.\n"),
+            format!("{opener}The file says heliotrope, so the word is\n")
+        ]
+    );
+    for (reasoning, action) in [(&seen[0], &seen[1]), (&seen[2], &seen[3])] {
+        let grammar = action.grammar.as_deref().expect("the action is constrained");
+        assert!(grammar.contains("Action: read_file /") && !grammar.contains("{0,300}"), "{grammar}");
+        assert_eq!(action.max_tokens, 50);
+        // The prompt before the reply is the reasoning request's: a prefix cache keeps it.
+        assert_eq!(action.messages[..action.messages.len() - 1], reasoning.messages[..reasoning.messages.len() - 1]);
+    }
+}
+
+#[tokio::test]
+async fn two_requests_fall_back_to_one_on_a_backend_that_does_not_continue_replies() {
+    let s = setup();
+    let cassette = Cassette::constrained(&["Answer: heliotrope"]);
+    let config = AgentConfig { constraint: agent_loop::ReplyConstraint::TwoRequests, ..config(&s) };
+    let a = Agent::new(cassette.clone(), config);
+    let (outcome, _) = run(&a, "What is the secret word?", RunOptions::default()).await;
+    assert_eq!(outcome.answer.as_deref(), Some("heliotrope"));
+    let seen = cassette.seen();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].grammar.as_deref().is_some_and(|g| g.contains("{0,768}")), "the one-request grammar");
 }
 
 #[tokio::test]

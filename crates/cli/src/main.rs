@@ -204,6 +204,7 @@ struct RunArgs {
 enum ReplyArg {
     Grammar,
     FreeText,
+    TwoRequests,
 }
 
 /// `--skill-placement`.
@@ -224,8 +225,10 @@ enum HistoryArg {
 #[derive(Args, Debug, Clone, Copy)]
 struct AgentStyleArgs {
     /// How replies are constrained: `grammar` (free reasoning, then a grammar-checked action,
-    /// where the student enforces grammars) or `free-text` (read from plain text).
-    #[arg(long, value_enum, default_value = "grammar")]
+    /// where the student enforces grammars), `two-requests` (the reasoning unconstrained, then
+    /// the action in a second, grammar-checked request continuing the reply; llama.cpp
+    /// students; elsewhere `grammar`) or `free-text` (read from plain text).
+    #[arg(long, value_enum, default_value = "two-requests")]
     reply: ReplyArg,
     /// Where an active skill's steps go: `user` (with the task) or `system` (the system prompt).
     #[arg(long, value_enum, default_value = "user")]
@@ -242,6 +245,7 @@ impl AgentStyleArgs {
             constraint: match self.reply {
                 ReplyArg::Grammar => agent_loop::ReplyConstraint::Grammar,
                 ReplyArg::FreeText => agent_loop::ReplyConstraint::FreeText,
+                ReplyArg::TwoRequests => agent_loop::ReplyConstraint::TwoRequests,
             },
             placement: match self.skill_placement {
                 PlacementArg::User => agent_loop::protocol::SkillPlacement::User,

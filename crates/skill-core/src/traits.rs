@@ -43,7 +43,8 @@ impl ChatMessage {
 /// A request for one completion.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CompletionRequest {
-    /// The conversation so far.
+    /// The conversation so far. A last message from the assistant is continued by backends
+    /// whose [`Student::continues_reply`] is true.
     pub messages: Vec<ChatMessage>,
     /// Upper bound on generated tokens.
     pub max_tokens: u32,
@@ -110,6 +111,13 @@ pub trait Student: Send + Sync {
     /// True when [`CompletionRequest::grammar`] is enforced during decoding (the agent loop
     /// then relies on it; otherwise it reads free text and asks once for a correction).
     fn supports_grammar(&self) -> bool {
+        false
+    }
+    /// True when a request whose last message is the assistant's is answered by continuing
+    /// that message (the reply starts where it ends) rather than by a new reply after it. The
+    /// agent loop's two-request protocol needs it to hand the model's reasoning to a second,
+    /// constrained request; backends that cannot say so keep the one-request protocol.
+    fn continues_reply(&self) -> bool {
         false
     }
     /// How many requests this backend decodes together when they are in flight at once

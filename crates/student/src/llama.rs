@@ -39,7 +39,7 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
-use skill_core::{Completion, CompletionRequest, Role, Student, Usage};
+use skill_core::{ChatMessage, Completion, CompletionRequest, Role, Student, Usage};
 use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -254,6 +254,10 @@ impl Student for LlamaCppStudent {
     }
 
     fn supports_grammar(&self) -> bool {
+        true
+    }
+
+    fn continues_reply(&self) -> bool {
         true
     }
 
@@ -962,9 +966,22 @@ impl Worker<'_> {
         Ok((tokens, sampler))
     }
 
+    /// The prompt text: the chat template applied to the messages, with the assistant's turn
+    /// opened. A last assistant message is continued (see [`Student::continues_reply`]): the
+    /// template opens the turn after the messages before it and the message's text follows,
+    /// unclosed, so the reply starts where that text ends.
     fn render(&self, request: &CompletionRequest) -> skill_core::Result<String> {
-        let messages = request
-            .messages
+        let (before, partial) = match request.messages.split_last() {
+            Some((last, before)) if last.role == Role::Assistant => (before, Some(last.content.as_str())),
+            _ => (request.messages.as_slice(), None),
+        };
+        let mut prompt = self.render_messages(before)?;
+        prompt.push_str(partial.unwrap_or(""));
+        Ok(prompt)
+    }
+
+    fn render_messages(&self, messages: &[ChatMessage]) -> skill_core::Result<String> {
+        let messages = messages
             .iter()
             .map(|m| {
                 let role = match m.role {

@@ -333,3 +333,24 @@ fn the_next_turn_of_a_conversation_continues_its_kept_sequence() {
         assert_agrees(&together, &alone);
     })
 }
+
+/// A request whose last message is the assistant's continues that message: greedy decoding
+/// from the first words of an answer goes on as the whole answer did, instead of opening a
+/// new reply after it (the agent loop's two-request protocol hands its reasoning on so).
+#[test]
+fn a_last_assistant_message_is_continued_not_answered_again() {
+    RUNTIME.block_on(async {
+        let s = student().await;
+        assert!(s.continues_reply());
+        let whole = s.complete(&ask("Name three colors.", 16)).await.expect("complete").text;
+        let words: Vec<&str> = whole.split_whitespace().collect();
+        assert!(words.len() >= 6, "a long enough answer to cut: {whole:?}");
+        let start = words[..3].join(" ");
+        let mut request = ask("Name three colors.", 8);
+        request.messages.push(ChatMessage::new(Role::Assistant, start.clone()));
+        let rest = s.complete(&request).await.expect("continue").text;
+        let continued = format!("{start}{rest}");
+        let continued_words: Vec<&str> = continued.split_whitespace().take(5).collect();
+        assert_eq!(continued_words, words[..5], "{start:?} went on as {rest:?}; the whole answer was {whole:?}");
+    })
+}
