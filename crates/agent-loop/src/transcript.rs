@@ -43,6 +43,16 @@ pub enum Outcome {
     ModelError,
 }
 
+/// A user's verdict on a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The run did what was asked.
+    Good,
+    /// It did not.
+    Bad,
+}
+
 /// One line of the transcript.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -136,6 +146,16 @@ pub enum Event {
         /// Wall-clock milliseconds.
         elapsed_ms: u64,
     },
+    /// The user's verdict on the run, appended later by `skd feedback`.
+    Feedback {
+        /// RFC 3339 UTC time it was given.
+        time: String,
+        /// `good` or `bad`.
+        verdict: Verdict,
+        /// What the user said (for a bad run: what the answer should have been).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
     /// The run ended.
     Finish {
         /// How.
@@ -195,6 +215,10 @@ impl Event {
                 [tool, output].into_iter().for_each(clean);
                 redactor.redact_json(arguments);
             }
+            Event::Feedback { time, verdict: _, note } => {
+                clean(time);
+                note.iter_mut().for_each(clean);
+            }
             Event::Finish {
                 outcome: _,
                 answer,
@@ -243,6 +267,36 @@ impl TranscriptWriter {
         self.file.write_all(line.as_bytes()).map_err(|e| Error::io(&self.path, e))?;
         self.file.flush().map_err(|e| Error::io(&self.path, e))
     }
+}
+
+/// Appends the user's verdict to a finished run's transcript (`skd feedback`), redacted
+/// like every other event. The file must be a transcript (it is read first); a last line cut
+/// short by a crash, which no reader can use, is cut off so the verdict starts a line of its
+/// own.
+pub fn append_feedback(
+    path: &Path,
+    verdict: Verdict,
+    note: Option<String>,
+    redactor: &skill_core::redact::Redactor,
+) -> Result<()> {
+    let events = read_transcript(path)?;
+    if !matches!(events.first(), Some(Event::Start { .. })) {
+        return Err(Error::Config(format!("{}: not a run transcript (no `start` event)", path.display())));
+    }
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let mut file = OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
+    if keep < bytes.len() {
+        file.set_len(keep as u64).map_err(|e| Error::io(path, e))?;
+    }
+    let event = Event::Feedback { time: skill_core::time::rfc3339(skill_core::time::now_unix()), verdict, note }
+        .redacted(redactor);
+    let mut line = serde_json::to_string(&event).map_err(|e| Error::Config(format!("transcript: {e}")))?;
+    line.push('\n');
+    use std::io::{Seek, SeekFrom};
+    file.seek(SeekFrom::End(0)).map_err(|e| Error::io(path, e))?;
+    file.write_all(line.as_bytes()).map_err(|e| Error::io(path, e))?;
+    file.sync_all().map_err(|e| Error::io(path, e))
 }
 
 /// Reads a transcript back (for tests and the mining job). A last line without its newline
@@ -302,6 +356,11 @@ pub fn summarize(events: &[Event], max_output: usize) -> String {
                 };
                 out.push(format!("Outcome: {how} after {steps} steps"));
             }
+            Event::Feedback { verdict, note, .. } => out.push(format!(
+                "The user's verdict: {}{}",
+                if *verdict == Verdict::Good { "good" } else { "bad" },
+                note.as_deref().map(|n| format!(" ({})", clip(n))).unwrap_or_default()
+            )),
             Event::Retrieved { .. } | Event::Prompt { .. } | Event::ModelCall { .. } => {}
         }
     }
@@ -361,6 +420,7 @@ mod tests {
                 elapsed_ms: 1,
                 error: Some(x()),
             },
+            Event::Feedback { time: x(), verdict: Verdict::Bad, note: Some(x()) },
         ];
         for event in events {
             let line = serde_json::to_string(&event.redacted(&r)).expect("json");
@@ -383,6 +443,27 @@ mod tests {
         let bad_end = dir.path().join("bad_end.jsonl");
         std::fs::write(&bad_end, format!("{good}\nnot json\n")).expect("write");
         assert!(super::read_transcript(&bad_end).is_err(), "a whole bad last line is not a torn write");
+    }
+
+    #[test]
+    fn feedback_is_appended_after_the_run_and_a_torn_tail_is_cut_first() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let start = r#"{"event":"start","schema_version":1,"run_id":"r","time":"t","task":"Sum it","student":"m","max_steps":8,"tools":[]}"#;
+        let path = dir.path().join("r.jsonl");
+        std::fs::write(&path, format!("{start}\n{{\"event\":\"fini")).expect("write");
+        let r = skill_core::redact::Redactor::new().with_values(["sk-live-secret-value".to_string()]);
+        super::append_feedback(&path, Verdict::Bad, Some("it is 42, key sk-live-secret-value".into()), &r)
+            .expect("append");
+        let events = super::read_transcript(&path).expect("still a transcript");
+        assert_eq!(events.len(), 2);
+        assert!(
+            matches!(&events[1], Event::Feedback { verdict: Verdict::Bad, note: Some(n), .. } if n == "it is 42, key [REDACTED]"),
+            "{:?}",
+            events[1]
+        );
+        let not_a_run = dir.path().join("x.jsonl");
+        std::fs::write(&not_a_run, "{\"event\":\"invalid_reply\",\"step\":1,\"error\":\"x\"}\n").expect("write");
+        assert!(super::append_feedback(&not_a_run, Verdict::Good, None, &r).is_err());
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct FileConfig {
     pub models_dir: Option<String>,
     /// Where run transcripts are written.
     pub runs_dir: Option<String>,
+    /// Where skd keeps what it learned from agents' logs (the episode store).
+    pub state_dir: Option<String>,
     /// Offer the `shell` tool to the agent.
     pub allow_shell: Option<bool>,
     /// Let `skd run` write in its workspace (`write_file`, and shell writes there) without
@@ -103,6 +105,8 @@ pub struct Config {
     pub models_dir: Setting<PathBuf>,
     /// Transcript folder.
     pub runs_dir: Setting<PathBuf>,
+    /// State folder (episodes read from agents' logs, with their watermarks).
+    pub state_dir: Setting<PathBuf>,
     /// Whether the agent gets a shell.
     pub allow_shell: Setting<bool>,
     /// Whether `skd run` may write in its workspace without `--write`.
@@ -136,6 +140,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("OPENAI_API_KEY", "the teacher endpoint's key when SKD_TEACHER_API_KEY is unset (never logged or written)"),
     ("SKD_MODELS_DIR", "where pulled models are cached"),
     ("SKD_RUNS_DIR", "where run transcripts are written"),
+    ("SKD_STATE_DIR", "where episodes read from agents' logs are kept"),
 ];
 
 fn home() -> Option<PathBuf> {
@@ -326,6 +331,11 @@ impl Config {
             &file.runs_dir,
             dirs::data_dir().unwrap_or_else(|| PathBuf::from(".local/share")).join("skd").join("runs"),
         );
+        let state_dir = dir_setting(
+            "SKD_STATE_DIR",
+            &file.state_dir,
+            dirs::state_dir().unwrap_or_else(|| PathBuf::from(".local/state")).join("skd"),
+        );
         let allow_shell = match file.allow_shell {
             Some(b) => Setting { value: b, origin: Origin::File },
             None => Setting { value: false, origin: Origin::Default },
@@ -381,6 +391,7 @@ impl Config {
             teacher_prices,
             models_dir,
             runs_dir,
+            state_dir,
             allow_shell,
             workspace_write,
             shell_env,

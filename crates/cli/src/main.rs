@@ -4,6 +4,7 @@
 mod bench_cmds;
 mod config;
 mod eval_cmds;
+mod logs_cmds;
 mod mcp_server;
 mod openai_server;
 mod output;
@@ -100,6 +101,22 @@ enum Command {
     /// BIG-Bench Hard tasks as skills and eval suites (the benchmark the README reports).
     #[command(subcommand)]
     Bbh(BbhCommand),
+    /// Read the session logs of skd and of the agents beside it (Pi, Claude Code, Codex) and
+    /// list the episodes found: one per user task, with its outcome and the evidence for it.
+    /// What was read is kept (with a watermark per file), so each run reads only what is new.
+    Logs(LogsCliArgs),
+    /// Record your verdict on a run (`good` or `bad`, with what the answer should have been
+    /// in --note): appended to its transcript, it is the run's outcome for `skd logs`.
+    Feedback {
+        /// The run id (`skd run` prints it; the transcript's file name) or the transcript's path.
+        run: String,
+        /// `good` or `bad`.
+        #[arg(value_parser = ["good", "bad"])]
+        verdict: String,
+        /// What was wrong, or what the answer should have been.
+        #[arg(long)]
+        note: Option<String>,
+    },
     /// Serve the local model as an OpenAI-compatible endpoint on 127.0.0.1.
     Serve {
         /// Model id (`skd models list`) or .gguf path (default: the configured student).
@@ -564,6 +581,23 @@ struct SearchArgs {
 }
 
 #[derive(Args, Debug)]
+struct LogsCliArgs {
+    /// Only this source (repeatable).
+    #[arg(long = "source", value_parser = clap::builder::PossibleValuesParser::new(agent_logs::SOURCE_NAMES))]
+    sources: Vec<String>,
+    /// Only episodes asked on or after this date (2026-12-01) or RFC 3339 time.
+    #[arg(long)]
+    since: Option<String>,
+    /// Session files modified in the last this many minutes are still being written: they
+    /// wait for the next run.
+    #[arg(long, default_value_t = 15)]
+    wait_minutes: u64,
+    /// Print the episodes as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
 struct GetArgs {
     /// PATH, PATH:LINE (the section containing LINE) or PATH:START-END. Relative paths are
     /// also looked up in the notes folders and the skill library.
@@ -754,6 +788,11 @@ fn run(cli: Cli) -> Result<Exit> {
             search_cmds::search(&config, &a.query.join(" "), scope, a.limit, a.json)
         }
         Command::Get(a) => search_cmds::get(&config, &a.target, a.json),
+        Command::Feedback { run, verdict, note } => logs_cmds::feedback(&config, &run, verdict == "good", note),
+        Command::Logs(a) => logs_cmds::logs(
+            &config,
+            logs_cmds::LogsArgs { sources: a.sources, since: a.since, wait_minutes: a.wait_minutes, json: a.json },
+        ),
         Command::Skill(cmd) => match cmd {
             SkillCommand::New { name, description, body_file, json } => {
                 skill_cmds::new(&config, &name, &description, body_file.as_deref(), json)

@@ -329,7 +329,7 @@ fn print_event(event: &Event, tty: bool) {
                 }
             }
         }
-        Event::Prompt { .. } => {}
+        Event::Prompt { .. } | Event::Feedback { .. } => {}
         Event::InvalidReply { error, .. } => println!("  ! unusable reply: {error}"),
         Event::ToolCall { tool, ok, denied, output, .. } => {
             let status = if *denied {

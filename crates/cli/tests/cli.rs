@@ -469,3 +469,97 @@ fn the_confidence_that_activates_a_retrieved_skill_comes_from_the_config() {
     let err = env.stderr(&["config", "show"], 4);
     assert!(err.contains("confident_ratio must be a number of at least 1"), "{err}");
 }
+
+/// Writes a session file as if its agent finished with it an hour ago (newer files are
+/// sessions still being written, which `skd logs` leaves for later).
+fn write_old_session(path: &std::path::Path, lines: &[serde_json::Value]) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(path, text).expect("write");
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options().write(true).open(path).expect("open").set_modified(an_hour_ago).expect("mtime");
+}
+
+#[test]
+fn logs_lists_the_episodes_of_each_agent_and_reads_only_what_is_new() {
+    use serde_json::json;
+    let env = Env::new();
+    write_old_session(
+        &env.path("home/.claude/projects/-home-ana/s-1.jsonl"),
+        &[
+            json!({"type": "user", "sessionId": "s-1", "cwd": "/home/ana", "timestamp": "2026-11-30T09:00:00Z", "message": {"role": "user", "content": "Total the amounts in expenses.csv"}}),
+            json!({"type": "assistant", "sessionId": "s-1", "timestamp": "2026-11-30T09:00:05Z", "message": {"id": "m1", "role": "assistant", "content": [{"type": "text", "text": "The total is 40."}]}}),
+            json!({"type": "user", "sessionId": "s-1", "timestamp": "2026-11-30T09:01:00Z", "message": {"role": "user", "content": "no, it is 42"}}),
+        ],
+    );
+    write_old_session(
+        &env.path("home/.codex/sessions/2026/12/02/rollout-2026-12-02T10-00-00-c-9.jsonl"),
+        &[
+            json!({"timestamp": "2026-12-02T10:00:00Z", "type": "session_meta", "payload": {"id": "c-9", "cwd": "/home/ana/site"}}),
+            json!({"timestamp": "2026-12-02T10:00:00Z", "type": "event_msg", "payload": {"type": "user_message", "message": "Draft the weekly update"}}),
+            json!({"timestamp": "2026-12-02T10:00:09Z", "type": "response_item", "payload": {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Done."}]}}),
+            json!({"timestamp": "2026-12-02T10:01:00Z", "type": "event_msg", "payload": {"type": "user_message", "message": "thanks!"}}),
+        ],
+    );
+    let v = env.json(&["logs", "--json"], 0);
+    let found: Vec<(&str, &str, &str)> = v["episodes"]
+        .as_array()
+        .expect("episodes")
+        .iter()
+        .map(|e| {
+            (
+                e["source"].as_str().unwrap_or(""),
+                e["task"].as_str().unwrap_or(""),
+                e["outcome"]["kind"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("claude-code", "Total the amounts in expenses.csv", "failure"),
+            ("codex", "Draft the weekly update", "success")
+        ]
+    );
+    assert_eq!(v["episodes"][0]["outcome"]["correction"], "no, it is 42");
+    assert_eq!(v["scan"]["read"], json!({"claude-code": 1, "codex": 1}));
+
+    // A second run reads nothing again, and still lists both.
+    let again = env.json(&["logs", "--json"], 0);
+    assert_eq!(again["scan"]["read"], json!({}));
+    assert_eq!(again["scan"]["unchanged"], json!({"claude-code": 1, "codex": 1}));
+    assert_eq!(again["episodes"].as_array().map(Vec::len), Some(2));
+
+    // Filters, and the text listing.
+    let codex = env.json(&["logs", "--json", "--source", "codex", "--since", "2026-12-01"], 0);
+    assert_eq!(codex["episodes"].as_array().map(Vec::len), Some(1));
+    assert_eq!(env.json(&["logs", "--json", "--since", "2026-12-03"], 0)["episodes"], json!([]));
+    let text = env.ok(&["logs"], 0);
+    assert!(text.contains("claude-code  failure  Total the amounts in expenses.csv"), "{text}");
+    assert!(env.stderr(&["logs", "--source", "emacs"], 2).contains("emacs"));
+    assert!(env.stderr(&["logs", "--since", "last tuesday"], 2).contains("not a date"));
+}
+
+#[test]
+fn feedback_on_a_run_becomes_its_outcome_in_logs() {
+    use serde_json::json;
+    let env = Env::new();
+    write_old_session(
+        &env.path("data/skd/runs/20261203T070000-ab.jsonl"),
+        &[
+            json!({"event": "start", "schema_version": 1, "run_id": "20261203T070000-ab", "time": "2026-12-03T07:00:00Z", "task": "Total expenses.csv", "student": "m", "max_steps": 8, "tools": []}),
+            json!({"event": "finish", "outcome": "answered", "answer": "40", "steps": 1, "prompt_tokens": 1, "completion_tokens": 1, "elapsed_ms": 1, "error": null}),
+        ],
+    );
+    let before = env.json(&["logs", "--json", "--wait-minutes", "0"], 0);
+    assert_eq!(before["episodes"][0]["outcome"]["kind"], "success", "skd answered: {before}");
+    assert!(
+        env.ok(&["feedback", "20261203T070000-ab", "bad", "--note", "the total is 42"], 0).contains("recorded: bad")
+    );
+    // The transcript changed, so it is read again (nothing waits: --wait-minutes 0).
+    let after = env.json(&["logs", "--json", "--wait-minutes", "0"], 0);
+    assert_eq!(after["episodes"][0]["outcome"]["kind"], "failure");
+    assert_eq!(after["episodes"][0]["outcome"]["correction"], "the total is 42");
+    assert!(env.stderr(&["feedback", "no-such-run", "good"], 3).contains("no run `no-such-run`"));
+    assert_eq!(env.run(&["feedback", "20261203T070000-ab", "meh"]).status.code(), Some(2));
+}

@@ -1,0 +1,133 @@
+//! Claude Code: `~/.claude/projects/<project slug>/<session id>.jsonl` (`$CLAUDE_CONFIG_DIR`
+//! instead of `~/.claude`).
+//!
+//! Each line is one entry: `type` `user` or `assistant` (others, such as `summary`,
+//! `system` and `file-history-snapshot`, are skipped) with `sessionId`, `cwd`, `timestamp`
+//! and a `message` in the Messages API's shape: `content` a string or a list of blocks
+//! (`text`, `tool_use` with `id` and `name`, `tool_result` with `tool_use_id` and
+//! `is_error`). One assistant message is often split over several lines that share
+//! `message.id`, one block each; their text is joined. Lines with `isMeta` are harness text;
+//! lines with `isSidechain` are a subagent's conversation, whose "user" is the main agent,
+//! so they hold no user task (neither do the transcripts under `<session>/subagents/`).
+
+use crate::harness::user_text;
+use crate::jsonl::{read_jsonl, text_of};
+use crate::{LogSource, Result, Session, Turn};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Claude Code's projects folder.
+#[derive(Debug, Clone)]
+pub struct ClaudeCode {
+    root: PathBuf,
+}
+
+impl ClaudeCode {
+    /// Sessions under `config_dir/projects`.
+    pub fn new(config_dir: PathBuf) -> Self {
+        ClaudeCode { root: config_dir.join("projects") }
+    }
+
+    /// `$CLAUDE_CONFIG_DIR`, else `~/.claude`.
+    pub fn from_env() -> Self {
+        Self::new(crate::env_dir("CLAUDE_CONFIG_DIR").unwrap_or_else(|| crate::home().join(".claude")))
+    }
+}
+
+/// What Claude Code writes as the user's message when the user stops it.
+const INTERRUPTED: &str = "[Request interrupted by user";
+/// The start of the tool result Claude Code records when the user refuses a call.
+const REFUSED: &str = "The user doesn't want to proceed with this tool use";
+
+impl LogSource for ClaudeCode {
+    fn name(&self) -> &'static str {
+        "claude-code"
+    }
+
+    fn roots(&self) -> Vec<PathBuf> {
+        vec![self.root.clone()]
+    }
+
+    fn is_session_file(&self, path: &Path) -> bool {
+        // Subagent transcripts: `<session>/subagents/*.jsonl`, and `agent-*.jsonl` beside the
+        // sessions in older versions.
+        path.extension().is_some_and(|e| e == "jsonl")
+            && !path.components().any(|c| c.as_os_str() == "subagents")
+            && !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("agent-"))
+    }
+
+    fn read(&self, path: &Path) -> Result<Session> {
+        let mut session = Session {
+            id: path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            ..Session::default()
+        };
+        // tool_use id -> index of its Turn::Tool, to mark it when its result comes back.
+        let mut calls: HashMap<String, usize> = HashMap::new();
+        // The message id of the last assistant line, to join a message split over lines.
+        let mut last_message: Option<String> = None;
+        for line in read_jsonl(path)? {
+            let v = &line.value;
+            let kind = v["type"].as_str().unwrap_or("");
+            if !matches!(kind, "user" | "assistant") || v["isSidechain"].as_bool() == Some(true) {
+                continue;
+            }
+            if let Some(id) = v["sessionId"].as_str() {
+                session.id = id.to_string();
+            }
+            if session.project.is_none()
+                && let Some(cwd) = v["cwd"].as_str()
+            {
+                session.project = Some(PathBuf::from(cwd));
+            }
+            let content = &v["message"]["content"];
+            if kind == "assistant" {
+                let id = v["message"]["id"].as_str().map(str::to_string);
+                let text = text_of(content, &["text"]);
+                let same_message = id.is_some() && id == last_message;
+                if !text.trim().is_empty() {
+                    match session.turns.last_mut() {
+                        Some(Turn::Assistant { text: before }) if same_message => {
+                            before.push('\n');
+                            before.push_str(&text);
+                        }
+                        _ => session.turns.push(Turn::Assistant { text }),
+                    }
+                }
+                for block in content.as_array().into_iter().flatten() {
+                    if block["type"] == "tool_use" {
+                        let name = block["name"].as_str().unwrap_or("?").to_string();
+                        calls.insert(block["id"].as_str().unwrap_or("").to_string(), session.turns.len());
+                        session.turns.push(Turn::Tool { name, error: false, rejected: false });
+                    }
+                }
+                last_message = id;
+                continue;
+            }
+            last_message = None;
+            // A user line: the user's words, or tool results (the API sends those as user turns).
+            for block in content.as_array().into_iter().flatten().filter(|b| b["type"] == "tool_result") {
+                let result = text_of(&block["content"], &["text"]);
+                let at = block["tool_use_id"].as_str().and_then(|id| calls.get(id)).copied();
+                if let Some(Turn::Tool { error, rejected, .. }) = at.and_then(|i| session.turns.get_mut(i)) {
+                    *error = block["is_error"].as_bool() == Some(true);
+                    *rejected = result.starts_with(REFUSED);
+                }
+            }
+            if v["isMeta"].as_bool() == Some(true) || v["isCompactSummary"].as_bool() == Some(true) {
+                continue;
+            }
+            let text = text_of(content, &["text"]);
+            if text.trim_start().starts_with(INTERRUPTED) {
+                session.turns.push(Turn::Interrupted);
+            } else if let Some(text) = user_text(&text) {
+                session.turns.push(Turn::User { text, time: timestamp(v) });
+            }
+        }
+        Ok(session)
+    }
+}
+
+fn timestamp(v: &Value) -> Option<String> {
+    v["timestamp"].as_str().map(str::to_string)
+}

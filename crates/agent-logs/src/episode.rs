@@ -1,0 +1,262 @@
+//! Episodes: one per user task, cut from a [`Session`], each with its outcome.
+
+use crate::outcome::{Verdict, is_reask, verdict};
+use crate::{Session, Turn};
+use serde::{Deserialize, Serialize};
+use skill_core::redact::Redactor;
+use std::path::{Path, PathBuf};
+
+/// The longest answer kept (characters); agents' replies can be pages long.
+const MAX_ANSWER_CHARS: usize = 2_000;
+
+/// One user task and what came of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Episode {
+    /// The log source (`skd`, `pi`, `claude-code`, `codex`).
+    pub source: String,
+    /// The session file it was read from.
+    pub file: PathBuf,
+    /// The session's id.
+    pub session: String,
+    /// When the task was asked (RFC 3339), where the log says.
+    pub time: Option<String>,
+    /// The project folder the agent ran in.
+    pub project: Option<PathBuf>,
+    /// The task, in the user's words.
+    pub task: String,
+    /// What the user said next about it (corrections, thanks, re-asks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub follow_ups: Vec<String>,
+    /// The tools called, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolUse>,
+    /// The skill used (skd's runs: the activated skill and its content hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skill: Option<SkillUse>,
+    /// The agent's last answer to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    /// How it went, and why we think so.
+    pub outcome: Outcome,
+}
+
+/// A tool call of an episode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolUse {
+    /// The agent's tool name.
+    pub name: String,
+    /// Its result was an error.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub error: bool,
+}
+
+/// A skill an episode used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkillUse {
+    /// Skill name.
+    pub name: String,
+    /// blake3 of the SKILL.md used.
+    pub content_hash: String,
+}
+
+/// How an episode went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeKind {
+    /// The user accepted the result, or skd answered and no one objected.
+    Success,
+    /// The user corrected, interrupted, refused a tool call or asked again; or skd's run
+    /// ended without an answer.
+    Failure,
+    /// Nothing said either way.
+    Unknown,
+}
+
+/// An outcome and its evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Which way it went.
+    pub kind: OutcomeKind,
+    /// What shows it (`the user: "no, the total is 412"`, `interrupted by the user`, ...).
+    pub evidence: String,
+    /// The user's correction, word for word: the best reference a failed case has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correction: Option<String>,
+}
+
+impl Episode {
+    /// When it was asked, where the log says and the time reads as RFC 3339.
+    pub fn timestamp(&self) -> Option<jiff::Timestamp> {
+        self.time.as_deref().and_then(|t| t.parse().ok())
+    }
+}
+
+/// Which episodes a listing shows.
+#[derive(Debug, Clone, Default)]
+pub struct EpisodeFilter {
+    /// Only these sources (empty: all).
+    pub sources: Vec<String>,
+    /// Only episodes asked at or after this time (episodes without a time are left out).
+    pub since: Option<jiff::Timestamp>,
+}
+
+impl EpisodeFilter {
+    /// Whether `episode` passes.
+    pub fn matches(&self, episode: &Episode) -> bool {
+        (self.sources.is_empty() || self.sources.contains(&episode.source))
+            && self.since.is_none_or(|since| episode.timestamp().is_some_and(|t| t >= since))
+    }
+}
+
+/// Reads `--since`: an RFC 3339 time, or a date (midnight UTC).
+pub fn parse_since(text: &str) -> Option<jiff::Timestamp> {
+    text.parse::<jiff::Timestamp>().ok().or_else(|| {
+        let date: jiff::civil::Date = text.parse().ok()?;
+        jiff::tz::Offset::UTC.to_timestamp(date.at(0, 0, 0, 0)).ok()
+    })
+}
+
+impl Outcome {
+    fn unknown() -> Self {
+        Outcome { kind: OutcomeKind::Unknown, evidence: String::new(), correction: None }
+    }
+}
+
+/// An episode being built.
+struct Open {
+    episode: Episode,
+    /// A failure is final: later thanks (after the fix) do not undo the need for one.
+    failed: bool,
+}
+
+impl Open {
+    fn fail(&mut self, evidence: String, correction: Option<String>) {
+        if !self.failed {
+            self.failed = true;
+            self.episode.outcome = Outcome { kind: OutcomeKind::Failure, evidence, correction };
+        } else if self.episode.outcome.correction.is_none() {
+            // The first failure is the evidence; a correction given later is still the reference.
+            self.episode.outcome.correction = correction;
+        }
+    }
+    fn succeed(&mut self, evidence: String) {
+        if !self.failed {
+            self.episode.outcome = Outcome { kind: OutcomeKind::Success, evidence, correction: None };
+        }
+    }
+}
+
+/// Cuts a session into episodes. A user message starts a new episode unless it is a verdict
+/// on the open one (a correction, thanks) or asks for the same thing again; interruptions
+/// and refused tool calls fail the open episode; a tool error the agent recovered from does
+/// not. Every string is passed through `redactor` (other agents' logs hold keys and tokens).
+pub fn episodes(source: &str, file: &Path, session: &Session, redactor: &Redactor) -> Vec<Episode> {
+    let mut done = Vec::new();
+    let mut open: Option<Open> = None;
+    let clean = |s: &str| redactor.redact(s).into_owned();
+    for turn in &session.turns {
+        match turn {
+            Turn::User { text, time } => {
+                let text = clean(text);
+                if let Some(o) = &mut open {
+                    match verdict(&text) {
+                        Verdict::Correction => {
+                            o.fail(format!("the user: {}", quote(&text)), Some(text.clone()));
+                            o.episode.follow_ups.push(text);
+                            continue;
+                        }
+                        Verdict::Acceptance => {
+                            o.succeed(format!("the user: {}", quote(&text)));
+                            o.episode.follow_ups.push(text);
+                            continue;
+                        }
+                        Verdict::None if is_reask(&o.episode.task, &text) => {
+                            o.fail(format!("asked again: {}", quote(&text)), None);
+                            o.episode.follow_ups.push(text);
+                            continue;
+                        }
+                        Verdict::None => {}
+                    }
+                }
+                done.extend(open.take().map(|o| o.episode));
+                open = Some(Open {
+                    episode: Episode {
+                        source: source.to_string(),
+                        file: file.to_path_buf(),
+                        session: session.id.clone(),
+                        time: time.clone(),
+                        project: session.project.clone(),
+                        task: text,
+                        follow_ups: Vec::new(),
+                        tools: Vec::new(),
+                        skill: None,
+                        answer: None,
+                        outcome: Outcome::unknown(),
+                    },
+                    failed: false,
+                });
+            }
+            // Before the first task (a harness preamble) nothing is recorded.
+            _ if open.is_none() => {}
+            Turn::Assistant { text } => {
+                if let Some(o) = &mut open
+                    && !text.trim().is_empty()
+                {
+                    o.episode.answer = Some(clip(&clean(text)));
+                }
+            }
+            Turn::Tool { name, error, rejected } => {
+                if let Some(o) = &mut open {
+                    o.episode.tools.push(ToolUse { name: name.clone(), error: *error });
+                    if *rejected {
+                        o.fail(format!("the user refused a {name} call"), None);
+                    }
+                }
+            }
+            Turn::Interrupted => {
+                if let Some(o) = &mut open {
+                    o.fail("interrupted by the user".into(), None);
+                }
+            }
+            Turn::Feedback { good, note } => {
+                if let Some(o) = &mut open {
+                    let note = note.as_deref().map(clean);
+                    let said = note.as_deref().map(|n| format!(": {}", quote(n))).unwrap_or_default();
+                    if *good {
+                        o.succeed(format!("skd feedback: good{said}"));
+                    } else {
+                        o.fail(format!("skd feedback: bad{said}"), note.clone());
+                    }
+                    o.episode.follow_ups.extend(note);
+                }
+            }
+            Turn::SkdRun { skill, answer, outcome, steps } => {
+                if let Some(o) = &mut open {
+                    o.episode.skill = skill.clone();
+                    o.episode.answer = answer.as_deref().map(|a| clip(&clean(a)));
+                    if outcome == "answered" {
+                        o.succeed(format!("skd: answered in {steps} steps"));
+                    } else {
+                        o.fail(format!("skd: {}", outcome.replace('_', " ")), None);
+                    }
+                }
+            }
+        }
+    }
+    done.extend(open.map(|o| o.episode));
+    done
+}
+
+fn clip(text: &str) -> String {
+    if text.chars().count() <= MAX_ANSWER_CHARS {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(MAX_ANSWER_CHARS).collect::<String>())
+    }
+}
+
+fn quote(text: &str) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let short: String = flat.chars().take(120).collect();
+    if short.len() < flat.len() { format!("\"{short}…\"") } else { format!("\"{short}\"") }
+}

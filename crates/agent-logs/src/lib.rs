@@ -1,0 +1,143 @@
+//! Agents' session logs as episodes.
+//!
+//! Each agent writes its sessions in its own format; a [`LogSource`] finds one agent's files
+//! and reads one file into a [`Session`]: the user's messages (with the harness text agents
+//! put in them removed), the assistant's replies, and the tool calls with their results.
+//! [`episodes`] then cuts a session into [`Episode`]s, one per user task, and judges each
+//! one's [`Outcome`] from what the user did next (a correction, an interruption, a rejected
+//! tool call, a re-ask, thanks). [`EpisodeStore`] keeps what was read, with a watermark per
+//! file, so a night reads only files that changed, and episodes outlive the logs they came
+//! from (Claude Code deletes transcripts after 30 days by default).
+//!
+//! A new agent's format is one module: a type that implements [`LogSource`], added to
+//! [`default_sources`].
+
+mod claude;
+mod codex;
+mod episode;
+mod error;
+pub mod harness;
+mod jsonl;
+pub mod outcome;
+mod pi;
+mod skd;
+mod store;
+
+pub use claude::ClaudeCode;
+pub use codex::Codex;
+pub use episode::{Episode, EpisodeFilter, Outcome, OutcomeKind, SkillUse, ToolUse, episodes, parse_since};
+pub use error::{Error, Result};
+pub use jsonl::{Line, read_jsonl};
+pub use pi::Pi;
+pub use skd::SkdRuns;
+pub use store::{EpisodeStore, Problem, ScanOptions, ScanReport};
+
+use std::path::{Path, PathBuf};
+
+/// One agent's logs: where its session files are and how to read one.
+pub trait LogSource: Send + Sync {
+    /// Short name, as episodes and `skd logs --source` spell it (`skd`, `pi`, `claude-code`,
+    /// `codex`).
+    fn name(&self) -> &'static str;
+    /// The folders searched (shown to the user; they need not exist).
+    fn roots(&self) -> Vec<PathBuf>;
+    /// The session files under [`LogSource::roots`].
+    fn files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for root in self.roots() {
+            for entry in walkdir::WalkDir::new(&root).follow_links(false).into_iter().filter_map(|e| e.ok()) {
+                if entry.file_type().is_file() && self.is_session_file(entry.path()) {
+                    files.push(entry.into_path());
+                }
+            }
+        }
+        files.sort();
+        files
+    }
+    /// Whether a file under a root is one of this agent's session files.
+    fn is_session_file(&self, path: &Path) -> bool;
+    /// Reads one session file. A torn last line is ignored; any other unreadable line is an
+    /// error naming the file and line.
+    fn read(&self, path: &Path) -> Result<Session>;
+}
+
+/// One session, in the terms every format shares.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Session {
+    /// The agent's id of the session (the file stem where it has none).
+    pub id: String,
+    /// The project folder the agent ran in.
+    pub project: Option<PathBuf>,
+    /// What happened, in order.
+    pub turns: Vec<Turn>,
+}
+
+/// One thing that happened in a session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Turn {
+    /// A message the user typed (harness text already removed; never empty).
+    User {
+        /// The text.
+        text: String,
+        /// RFC 3339 time, where the log has one.
+        time: Option<String>,
+    },
+    /// Text the assistant wrote to the user.
+    Assistant {
+        /// The text.
+        text: String,
+    },
+    /// A tool call and, when it came back, its result.
+    Tool {
+        /// The agent's tool name.
+        name: String,
+        /// True when the result was an error.
+        error: bool,
+        /// True when the user refused the call.
+        rejected: bool,
+    },
+    /// The user stopped the agent mid-turn.
+    Interrupted,
+    /// The user's verdict given afterwards (`skd feedback`).
+    Feedback {
+        /// True for `good`.
+        good: bool,
+        /// What the user said.
+        note: Option<String>,
+    },
+    /// skd's own record of a run: its skill and how it ended (skd's transcripts only).
+    SkdRun {
+        /// The skill used.
+        skill: Option<SkillUse>,
+        /// The final answer.
+        answer: Option<String>,
+        /// skd's outcome (`answered`, `step_budget_exhausted`, `model_error`).
+        outcome: String,
+        /// Model calls made.
+        steps: usize,
+    },
+}
+
+/// The names of the sources [`default_sources`] makes.
+pub const SOURCE_NAMES: &[&str] = &["skd", "pi", "claude-code", "codex"];
+
+/// The sources found at each agent's default place (with the agent's own override of that
+/// place honoured), plus skd's runs in `skd_runs`.
+pub fn default_sources(skd_runs: PathBuf) -> Vec<Box<dyn LogSource>> {
+    vec![
+        Box::new(SkdRuns::new(skd_runs)),
+        Box::new(Pi::from_env()),
+        Box::new(ClaudeCode::from_env()),
+        Box::new(Codex::from_env()),
+    ]
+}
+
+/// An environment variable naming a folder, when it is set and not empty.
+pub(crate) fn env_dir(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// The home folder (`.` where there is none, so roots stay relative and simply do not exist).
+pub(crate) fn home() -> PathBuf {
+    dirs::home_dir().unwrap_or_else(|| PathBuf::from("."))
+}

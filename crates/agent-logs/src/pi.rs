@@ -1,0 +1,148 @@
+//! Pi (the pi coding agent): `~/.pi/agent/sessions/--<cwd with / as ->--/<time>_<id>.jsonl`
+//! (`$PI_CODING_AGENT_DIR` instead of `~/.pi/agent`).
+//!
+//! The first line is the header, `{"type": "session", "version", "id", "timestamp",
+//! "cwd"}` (with `parentSession`, the file it was forked from, in a fork). Then entries:
+//! `message` entries hold an agent message (`role` `user`, `assistant` with `text`,
+//! `thinking` and `toolCall` blocks and a `stopReason`, `toolResult` with `toolCallId` and
+//! `isError`); other entry types (model and thinking-level changes, compactions, branch
+//! summaries, labels, extensions' entries) are skipped. From version 2 every entry has an
+//! `id` and a `parentId`: the session is a tree, and the branch that counts is the path from
+//! the last entry written back to the root (version 1 files are one linear branch). A fork
+//! starts with a copy of its parent's branch; entries whose id the parent file holds are
+//! the parent's and are left to it.
+
+use crate::harness::user_text;
+use crate::jsonl::{Line, read_jsonl, text_of};
+use crate::{LogSource, Result, Session, Turn};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// Pi's sessions folder.
+#[derive(Debug, Clone)]
+pub struct Pi {
+    root: PathBuf,
+}
+
+impl Pi {
+    /// Sessions under `agent_dir/sessions`.
+    pub fn new(agent_dir: PathBuf) -> Self {
+        Pi { root: agent_dir.join("sessions") }
+    }
+
+    /// `$PI_CODING_AGENT_DIR`, else `~/.pi/agent`.
+    pub fn from_env() -> Self {
+        Self::new(crate::env_dir("PI_CODING_AGENT_DIR").unwrap_or_else(|| crate::home().join(".pi").join("agent")))
+    }
+}
+
+impl LogSource for Pi {
+    fn name(&self) -> &'static str {
+        "pi"
+    }
+
+    fn roots(&self) -> Vec<PathBuf> {
+        vec![self.root.clone()]
+    }
+
+    fn is_session_file(&self, path: &Path) -> bool {
+        path.extension().is_some_and(|e| e == "jsonl")
+    }
+
+    fn read(&self, path: &Path) -> Result<Session> {
+        let lines = read_jsonl(path)?;
+        let mut session = Session {
+            id: path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            ..Session::default()
+        };
+        let header = lines.iter().find(|l| l.value["type"] == "session");
+        let mut inherited = HashSet::new();
+        if let Some(h) = header {
+            if let Some(id) = h.value["id"].as_str() {
+                session.id = id.to_string();
+            }
+            session.project = h.value["cwd"].as_str().map(PathBuf::from);
+            if let Some(parent) = h.value["parentSession"].as_str() {
+                // The parent's entries are counted once, in the parent's file (a parent that
+                // is gone leaves the copy to stand for it).
+                let parent = resolve(path, parent);
+                if let Ok(parent_lines) = read_jsonl(&parent) {
+                    inherited = parent_lines.iter().filter_map(|l| entry_id(&l.value)).map(str::to_string).collect();
+                }
+            }
+        }
+        let entries: Vec<&Line> = lines.iter().filter(|l| l.value["type"] != "session").collect();
+        let branch = active_branch(&entries);
+        let mut calls: HashMap<String, usize> = HashMap::new();
+        for line in entries
+            .iter()
+            .filter(|l| branch.as_ref().is_none_or(|b| entry_id(&l.value).is_some_and(|id| b.contains(id))))
+        {
+            let v = &line.value;
+            if entry_id(v).is_some_and(|id| inherited.contains(id)) || v["type"] != "message" {
+                continue;
+            }
+            let message = &v["message"];
+            let time = v["timestamp"].as_str().map(str::to_string);
+            match message["role"].as_str().unwrap_or("") {
+                "user" => {
+                    if let Some(text) = user_text(&text_of(&message["content"], &["text"])) {
+                        session.turns.push(Turn::User { text, time });
+                    }
+                }
+                "assistant" => {
+                    let text = text_of(&message["content"], &["text"]);
+                    if !text.trim().is_empty() {
+                        session.turns.push(Turn::Assistant { text });
+                    }
+                    for block in message["content"].as_array().into_iter().flatten().filter(|b| b["type"] == "toolCall")
+                    {
+                        calls.insert(block["id"].as_str().unwrap_or("").to_string(), session.turns.len());
+                        let name = block["name"].as_str().unwrap_or("?").to_string();
+                        session.turns.push(Turn::Tool { name, error: false, rejected: false });
+                    }
+                    if message["stopReason"] == "aborted" {
+                        session.turns.push(Turn::Interrupted);
+                    }
+                }
+                "toolResult" => {
+                    let at = message["toolCallId"].as_str().and_then(|id| calls.get(id)).copied();
+                    if let Some(Turn::Tool { error, .. }) = at.and_then(|i| session.turns.get_mut(i)) {
+                        *error = message["isError"].as_bool() == Some(true);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(session)
+    }
+}
+
+fn entry_id(v: &Value) -> Option<&str> {
+    v["id"].as_str()
+}
+
+/// The ids on the path from the last entry with an id back to the root; `None` for a
+/// file without ids (format version 1: one linear branch).
+fn active_branch(entries: &[&Line]) -> Option<HashSet<String>> {
+    let parents: HashMap<&str, Option<&str>> =
+        entries.iter().filter_map(|l| Some((entry_id(&l.value)?, l.value["parentId"].as_str()))).collect();
+    let leaf = entries.iter().rev().find_map(|l| entry_id(&l.value))?;
+    let mut branch = HashSet::new();
+    let mut at = Some(leaf);
+    // Bounded by the number of entries, so a cycle in an edited file cannot loop forever.
+    while let Some(id) = at {
+        if !branch.insert(id.to_string()) {
+            break;
+        }
+        at = parents.get(id).copied().flatten();
+    }
+    Some(branch)
+}
+
+/// A `parentSession` path, relative ones taken from the fork's folder.
+fn resolve(fork: &Path, parent: &str) -> PathBuf {
+    let p = PathBuf::from(parent);
+    if p.is_absolute() { p } else { fork.parent().map(|d| d.join(&p)).unwrap_or(p) }
+}

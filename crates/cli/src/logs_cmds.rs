@@ -1,0 +1,105 @@
+//! `skd logs`: what skd would learn from, read from the agents' session logs.
+
+use crate::Exit;
+use crate::config::Config;
+use crate::output::{JSON_SCHEMA_VERSION, one_line, print_json};
+use agent_logs::{EpisodeFilter, EpisodeStore, OutcomeKind, ScanOptions, default_sources, parse_since};
+use anyhow::Result;
+use serde_json::json;
+use skill_core::redact::Redactor;
+use std::time::Duration;
+
+/// Options of `skd logs`.
+pub struct LogsArgs {
+    /// Names checked by clap against `agent_logs::SOURCE_NAMES`.
+    pub sources: Vec<String>,
+    pub since: Option<String>,
+    pub wait_minutes: u64,
+    pub json: bool,
+}
+
+/// Reads what is new in the logs into the episode store, then lists the episodes.
+pub fn logs(config: &Config, args: LogsArgs) -> Result<Exit> {
+    let since = match args.since.as_deref() {
+        Some(text) => match parse_since(text) {
+            Some(t) => Some(t),
+            None => {
+                eprintln!("error: --since {text}: not a date (2026-12-01) or an RFC 3339 time");
+                return Ok(Exit::Usage);
+            }
+        },
+        None => None,
+    };
+    let sources: Vec<_> = default_sources(config.runs_dir.value.clone())
+        .into_iter()
+        .filter(|s| args.sources.is_empty() || args.sources.iter().any(|n| n == s.name()))
+        .collect();
+    let mut store = EpisodeStore::open(&config.state_dir.value.join("logs"))?;
+    let options = ScanOptions { quiet: Duration::from_secs(args.wait_minutes * 60), ..ScanOptions::default() };
+    let report = store.scan(&sources, &options, &Redactor::from_env())?;
+    for p in &report.problems {
+        eprintln!("warning: skipped {}", p.message);
+    }
+    let filter = EpisodeFilter { sources: args.sources.clone(), since };
+    let episodes: Vec<_> = store.episodes().into_iter().filter(|e| filter.matches(e)).collect();
+    if args.json {
+        print_json(&json!({
+            "schema_version": JSON_SCHEMA_VERSION,
+            "scan": report,
+            "episodes": episodes,
+        }))?;
+        return Ok(Exit::Ok);
+    }
+    let count = |m: &std::collections::BTreeMap<String, usize>| m.values().sum::<usize>();
+    eprintln!(
+        "read {} new or changed session files ({} episodes), {} unchanged, {} still being written",
+        count(&report.read),
+        count(&report.episodes),
+        count(&report.unchanged),
+        count(&report.waiting)
+    );
+    for source in &sources {
+        let roots: Vec<String> = source.roots().iter().map(|r| r.display().to_string()).collect();
+        eprintln!("  {:<12} {}", source.name(), roots.join(", "));
+    }
+    for e in &episodes {
+        let time = e.time.as_deref().map(|t| t.get(..16).unwrap_or(t).replace('T', " ")).unwrap_or_else(|| "-".into());
+        let outcome = match e.outcome.kind {
+            OutcomeKind::Success => "success",
+            OutcomeKind::Failure => "failure",
+            OutcomeKind::Unknown => "unknown",
+        };
+        let skill = e.skill.as_ref().map(|s| format!("  [{}]", s.name)).unwrap_or_default();
+        let task: String = one_line(&e.task).chars().take(100).collect();
+        println!("{time:<16}  {:<11}  {outcome:<7}  {task}{skill}", e.source);
+        let evidence =
+            if e.outcome.evidence.is_empty() { String::new() } else { format!("  ({})", e.outcome.evidence) };
+        println!("{:<16}  {}{evidence}", "", e.file.display());
+    }
+    if episodes.is_empty() {
+        eprintln!("no episodes");
+    }
+    Ok(Exit::Ok)
+}
+
+/// `skd feedback RUN good|bad [--note TEXT]`: appends the user's verdict to a run's
+/// transcript, where `skd logs` (and the nightly miner) read it as the run's outcome.
+pub fn feedback(config: &Config, run: &str, good: bool, note: Option<String>) -> Result<Exit> {
+    let as_path = std::path::Path::new(run);
+    let path = if as_path.extension().is_some_and(|e| e == "jsonl") && as_path.is_file() {
+        as_path.to_path_buf()
+    } else {
+        config.runs_dir.value.join(format!("{run}.jsonl"))
+    };
+    if !path.is_file() {
+        return Err(crate::output::NotFound(format!(
+            "no run `{run}`: {} does not exist (run ids are printed by `skd run` and listed by `skd logs --source skd`)",
+            path.display()
+        ))
+        .into());
+    }
+    let verdict = if good { agent_loop::transcript::Verdict::Good } else { agent_loop::transcript::Verdict::Bad };
+    agent_loop::transcript::append_feedback(&path, verdict, note, &Redactor::from_env())?;
+    println!("recorded: {} for {}", if good { "good" } else { "bad" }, path.display());
+    Ok(Exit::Ok)
+}
