@@ -647,7 +647,10 @@ pub async fn recall(config: &Config, args: RecallArgs) -> Result<Exit> {
         let (now, after, _) = counts.unwrap_or_default();
         let rewritten = skill_core::Skill::parse(&outcome.markdown, Some(&skill_md))?;
         let message = format!("recall: description rewritten ({now} -> {after} of {total} queries right)");
-        saved = Some(library.save(&entry, &rewritten, &message)?.version);
+        // The save takes the skill's file lock, which blocks: off the runtime.
+        let (library, entry) = (library.clone(), entry.clone());
+        let info = tokio::task::spawn_blocking(move || library.save(&entry, &rewritten, &message)).await??;
+        saved = Some(info.version);
     } else if let Some((positive, negative)) = outcome.given_ranking {
         // Not saved: the results shown are those of the description on disk.
         report.passed = held_out_passed(&positive, &negative);

@@ -572,6 +572,19 @@ pub struct SkillDraft {
 
 /// How the teacher is asked to return a skill: markdown in a fence, not a JSON string (small
 /// teachers do not escape the quotes of a whole markdown file inside JSON).
+/// Runs `f` on the skill's version store off the async runtime: saves take a file lock that
+/// blocks while another process (a `skd skill restore`, a second distillation) holds it.
+async fn with_versions<T: Send + 'static>(
+    skill_dir: &Path,
+    f: impl FnOnce(&VersionStore) -> skill_core::Result<T> + Send + 'static,
+) -> Result<T> {
+    let dir = skill_dir.to_path_buf();
+    tokio::task::spawn_blocking(move || f(&VersionStore::new(&dir)))
+        .await
+        .map_err(|e| Error::other(format!("the version store's task failed: {e}")))?
+        .map_err(Error::from)
+}
+
 const SKILL_REPLY_FORMAT: &str = "Reply with the whole SKILL.md in one ```markdown fenced block, then one line \
 starting with `Rationale:` saying what you changed and why.";
 
@@ -1458,15 +1471,17 @@ impl Distiller<'_> {
             };
             let lift = Lift::paired(&with.passed_flags(), &none.passed_flags());
             let beneficial = is_beneficial(&with, &none, started_from.as_ref());
-            let store = VersionStore::new(&self.skill_dir);
             let message =
                 format!("distilled: round {}, validation {:.0}%", best.round, best.validation_rate().rate * 100.0);
             // Only a beneficial result becomes the SKILL.md retrieval loads; otherwise it is
             // kept as a version to adopt, and the skill stays on the one the run started
             // from (when there is one on disk to stay on).
             let adopted = beneficial || !self.skill_dir.join(skill_core::library::SKILL_FILE).exists();
-            let info =
-                if adopted { store.save(&best.markdown, &message)? } else { store.record(&best.markdown, &message)? };
+            let markdown = best.markdown.clone();
+            let info = with_versions(&self.skill_dir, move |store| {
+                if adopted { store.save(&markdown, &message) } else { store.record(&markdown, &message) }
+            })
+            .await?;
             let mut scores = std::collections::BTreeMap::new();
             scores.insert("test_pass_rate".into(), with.rate().rate);
             scores.insert("test_pass_rate_no_skill".into(), none.rate().rate);
@@ -1475,7 +1490,8 @@ impl Distiller<'_> {
             scores.insert("tokens_per_case".into(), with.tokens_per_case());
             scores.insert("teacher_tokens".into(), state.teacher_tokens as f64);
             scores.insert("beneficial".into(), if beneficial { 1.0 } else { 0.0 });
-            store.record_scores(info.version, &scores)?;
+            let version = info.version;
+            with_versions(&self.skill_dir, move |store| store.record_scores(version, &scores)).await?;
             let mut benchmark =
                 crate::report::Benchmark::load(&self.skill_dir.join("evals/results"), &state.job.skill_name)?;
             benchmark.push(crate::report::BenchmarkEntry::new(&with, Some(&none), Some(info.version)));
@@ -1707,7 +1723,8 @@ impl Distiller<'_> {
             user.push_str(SKILL_REPLY_FORMAT);
             let draft = self.ask_skill(state, user, 1200, "skill draft", &name).await?;
             std::fs::create_dir_all(&self.skill_dir).map_err(|e| skill_core::Error::io(&self.skill_dir, e))?;
-            VersionStore::new(&self.skill_dir).save(&draft.skill_md, "drafted by the teacher")?;
+            let markdown = draft.skill_md.clone();
+            with_versions(&self.skill_dir, move |store| store.save(&markdown, "drafted by the teacher")).await?;
             draft.skill_md
         };
         state.candidates = vec![Candidate {

@@ -184,7 +184,7 @@ impl VersionStore {
     /// by hand since the last save is recorded first, so it stays restorable.
     pub fn save(&self, markdown: &str, message: &str) -> Result<VersionInfo> {
         let _lock = self.lock()?;
-        let mut latest = self.snapshot_unrecorded_locked()?;
+        let (mut latest, _) = self.snapshot_unrecorded_locked()?;
         let hash = content_hash(markdown);
         if let Some(info) = &latest
             && info.hash == hash
@@ -206,9 +206,9 @@ impl VersionStore {
     /// `markdown`: an existing one when some version already has this content.
     pub fn record(&self, markdown: &str, message: &str) -> Result<VersionInfo> {
         let _lock = self.lock()?;
-        let latest = self.snapshot_unrecorded_locked()?;
+        let (latest, history) = self.snapshot_unrecorded_locked()?;
         let hash = content_hash(markdown);
-        if let Some(existing) = self.history()?.into_iter().rev().find(|v| v.hash == hash) {
+        if let Some(existing) = history.into_iter().rev().find(|v| v.hash == hash) {
             return Ok(existing);
         }
         self.record_locked(markdown, message, latest)
@@ -245,28 +245,26 @@ impl VersionStore {
             .to_string())
     }
 
-    /// Records the on-disk `SKILL.md` if it is not the latest version; returns the latest.
-    fn snapshot_unrecorded_locked(&self) -> Result<Option<VersionInfo>> {
-        let latest = self.history()?.pop();
+    /// Records the on-disk `SKILL.md` if no version holds it; returns the latest version and
+    /// the whole history (read once, with that record in it).
+    fn snapshot_unrecorded_locked(&self) -> Result<(Option<VersionInfo>, Vec<VersionInfo>)> {
+        let mut history = self.history()?;
+        let latest = history.last().cloned();
         let path = self.skill_md();
         if !path.exists() {
-            return Ok(latest);
+            return Ok((latest, history));
         }
         let on_disk = read_utf8(&path)?;
         let hash = content_hash(&on_disk);
-        match latest {
-            Some(info) if info.hash == hash => Ok(Some(info)),
-            // An earlier version, kept on disk while a later one waits to be adopted.
-            Some(info) if self.history()?.iter().any(|v| v.hash == hash) => Ok(Some(info)),
-            prev => {
-                let message = if prev.is_some() {
-                    "edited outside skd (recorded before the next save)"
-                } else {
-                    "first recorded"
-                };
-                Ok(Some(self.record_locked(&on_disk, message, prev)?))
-            }
+        // The latest, or an earlier version kept on disk while a later one waits to be adopted.
+        if history.iter().rev().any(|v| v.hash == hash) {
+            return Ok((latest, history));
         }
+        let message =
+            if latest.is_some() { "edited outside skd (recorded before the next save)" } else { "first recorded" };
+        let recorded = self.record_locked(&on_disk, message, latest)?;
+        history.push(recorded.clone());
+        Ok((Some(recorded), history))
     }
 
     fn record_locked(&self, markdown: &str, message: &str, latest: Option<VersionInfo>) -> Result<VersionInfo> {
