@@ -321,16 +321,15 @@ fn recall_checks_a_skill_against_a_teacher_over_http() {
     env.ok(&["skill", "validate", "bbh-navigate"], 0);
 }
 
-/// `skd distill` against a real teacher over HTTP (SmolLM2-135M served by `skd serve`),
-/// killed with SIGKILL mid-run and resumed with `--resume`. A
-/// 135M teacher writes poor skills: an unusable rewrite costs its round and unusable recall
-/// queries leave retrieval unchecked, so the loop still finishes with a scored version (what
-/// it does today), or stops with a clear error about the teacher's output; either way
-/// nothing stored is lost or corrupted and the state file records the last finished step.
+/// `skd distill` over real HTTP with recorded answers for both models (a live 135M model's
+/// answers differ from one CPU to the next, and so would the outcome), killed with SIGKILL
+/// while the teacher is writing its rewrite and resumed with `--resume`: it goes on from the
+/// last finished step, finishes, finds the rewrite no better (the student answers every case
+/// the same way, with the skill and without), keeps it as a version and leaves SKILL.md as it
+/// was (exit 1).
 #[test]
-fn distill_runs_against_the_local_teacher_over_http() {
+fn distill_is_killed_mid_rewrite_resumed_and_keeps_an_unhelpful_rewrite_as_a_version() {
     let env = Env::new();
-    env.pull_smollm2();
     let data = bbh_data();
     env.ok(
         &["bbh", "import", "boolean_expressions", "--data", &data, "--train", "1", "--validation", "1", "--test", "2"],
@@ -338,15 +337,33 @@ fn distill_runs_against_the_local_teacher_over_http() {
     );
     let skill_md = env.skills_dir().join("bbh-boolean-expressions/SKILL.md");
     let human = std::fs::read_to_string(&skill_md).expect("imported skill");
-    let server = env.serve("smollm2-135m");
-    let teacher = format!("{}#default", server.url);
+    // Every case answered wrong, so every round has failures to show the teacher.
+    let student = common::Replay::start(vec![("", "So the answer is maybe.".into())]);
+    let rewrite = "```markdown\n---\nname: bbh-boolean-expressions\ndescription: Evaluate a Boolean expression of True, \
+                   False, not, and, or and brackets.\n---\n1. Evaluate the innermost brackets first.\n2. Apply not, \
+                   then and, then or.\n3. End with: So the answer is True. (or False.)\n```\nRationale: the order of \
+                   operations was missing.";
+    let queries = serde_json::json!({
+        "should_find": ["What does not ( True and False ) or True evaluate to?", "Is True and not False true or false?"],
+        "should_not_find": ["Sort these words alphabetically: pear apple", "Convert 5 miles to kilometres"],
+    });
+    // Slow enough answers that the kill lands while the rewrite is being written.
+    let teacher = common::Replay::start_slow(
+        vec![
+            ("Rewrite the skill so it handles", rewrite.to_string()),
+            ("search queries a user with this job would type", queries.to_string()),
+        ],
+        std::time::Duration::from_secs(3),
+    );
+    let teacher_spec = format!("{}#teacher", teacher.url);
+    let student_spec = format!("{}#student", student.url);
     let args = [
         "distill",
         "bbh-boolean-expressions",
         "--teacher",
-        &teacher,
+        &teacher_spec,
         "--student",
-        "smollm2-135m",
+        &student_spec,
         "--rounds",
         "1",
         "--minibatch",
@@ -361,8 +378,6 @@ fn distill_runs_against_the_local_teacher_over_http() {
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|v| v["stage"].as_str().map(str::to_string))
     };
-    // First run: killed (SIGKILL, no cleanup) once the baseline is measured, while the
-    // teacher is writing its rewrite.
     let mut first_run = env.cmd(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn distill");
     let started = std::time::Instant::now();
     let killed_at = loop {
@@ -370,28 +385,34 @@ fn distill_runs_against_the_local_teacher_over_http() {
             first_run.kill().expect("kill");
             break Some(s);
         }
-        if first_run.try_wait().expect("wait").is_some() || started.elapsed() > std::time::Duration::from_secs(300) {
+        if first_run.try_wait().expect("wait").is_some() || started.elapsed() > std::time::Duration::from_secs(120) {
             break None;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     let _ = first_run.wait();
-    let killed_at = killed_at.expect("the run was killed after measuring the baseline");
+    assert_eq!(killed_at.as_deref(), Some("measured"), "killed after the baseline, during the rewrite");
+    let asked = |key: &str| {
+        teacher.requests.lock().expect("lock").iter().filter(|r| r["messages"].to_string().contains(key)).count()
+    };
+    assert_eq!(asked("Rewrite the skill so it handles"), 1, "the rewrite was asked for when the run was killed");
     // Resumed: it goes on from the last finished step, with the settings and the student it
     // began with (`--minibatch` may not be given again; the stop limits and the teacher
     // timeout may). Another token limit would make its scores incomparable: refused.
     let resume = |extra: &[&str]| {
-        let args = [&["distill", "bbh-boolean-expressions", "--resume", "--teacher", &teacher][..], extra].concat();
+        let args =
+            [&["distill", "bbh-boolean-expressions", "--resume", "--teacher", &teacher_spec][..], extra].concat();
         env.cmd(&args).output().expect("run")
     };
     let refused = resume(&["--max-tokens", "64"]);
     assert_eq!(refused.status.code(), Some(5), "{refused:?}");
     assert!(String::from_utf8_lossy(&refused.stderr).contains("measures with --max-tokens 32, not 64"), "{refused:?}");
+    let student_calls_before = student.requests.lock().expect("lock").len();
     let out = resume(&["--rounds", "1", "--teacher-timeout", "901"]);
-    drop(server);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "finished, not beneficial: {stderr}");
     assert!(stderr.contains("resuming with --teacher-timeout 901 (was 900)"), "{stderr}");
-    assert!(!stderr.contains("measuring the baseline"), "the baseline was not measured again ({killed_at}): {stderr}");
+    assert!(!stderr.contains("measuring the baseline"), "the baseline was not measured again: {stderr}");
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&state_path).expect("state file")).expect("state json");
     assert_eq!(
@@ -399,32 +420,22 @@ fn distill_runs_against_the_local_teacher_over_http() {
         (&serde_json::json!(1), &serde_json::json!(901)),
         "the run's own minibatch, the new teacher timeout"
     );
-    assert_eq!(state["student"], serde_json::json!({"spec": "smollm2-135m", "max_tokens": 32}));
-    eprintln!(
-        "distill exit {:?}, stage {}; {}",
-        out.status.code(),
-        state["stage"],
-        stderr.lines().find(|l| l.starts_with("error")).unwrap_or("")
-    );
-    match out.status.code() {
-        // Finished: beneficial (0) or not (1); a scored version was saved.
-        Some(0 | 1) => {
-            assert_eq!(state["stage"], "finished", "{stderr}");
-            assert!(state["recall"].is_object(), "checked, or recorded as not checked: {state}");
-            assert_eq!(state["report"]["with_skill"]["total"], 2, "the sealed test split");
-            let history = env.ok(&["skill", "history", "bbh-boolean-expressions"], 0);
-            assert!(history.contains("test_pass_rate"), "{history}");
-        }
-        // Stopped on the teacher's output: said so, and the skill is as it was.
-        Some(5) => {
-            // e.g. "the teacher's skill rewrite was invalid after one repair request: the
-            // answer contains no SKILL.md" (what SmolLM2 does today).
-            assert!(stderr.contains("error: the teacher's"), "{stderr}");
-            assert_ne!(state["stage"], "start", "the baseline was kept: {state}");
-            assert_eq!(std::fs::read_to_string(&skill_md).expect("skill"), human);
-        }
-        other => panic!("exit {other:?}: {stderr}"),
-    }
-    // Whatever happened, the library still validates.
+    assert_eq!(state["student"], serde_json::json!({"spec": student_spec, "max_tokens": 32}));
+    assert_eq!(state["stage"], "finished");
+    // The human skill, the job sentence alone (measured before the rounds) and the rewrite.
+    let candidates = state["candidates"].as_array().expect("candidates");
+    assert_eq!(candidates.len(), 3, "{candidates:?}");
+    assert!(candidates[2]["markdown"].as_str().is_some_and(|m| m.contains("Evaluate the innermost brackets first")));
+    assert_eq!(candidates[2]["rationale"], "the order of operations was missing.");
+    assert_eq!(state["report"]["with_skill"]["total"], 2, "the sealed test split");
+    assert_eq!(state["report"]["beneficial"], false);
+    assert_eq!(state["recall"]["passed"], true, "{}", state["recall"]);
+    // The resumed run asked the student only for what was not measured before the kill.
+    assert!(student.requests.lock().expect("lock").len() > student_calls_before);
+    assert_eq!(asked("Rewrite the skill so it handles"), 2, "asked again after the kill, once");
+    // Not beneficial: SKILL.md is the human one still; the rewrite is a version to restore.
+    assert_eq!(std::fs::read_to_string(&skill_md).expect("skill"), human);
+    let history = env.ok(&["skill", "history", "bbh-boolean-expressions"], 0);
+    assert!(history.contains("test_pass_rate"), "{history}");
     env.ok(&["skill", "validate", "bbh-boolean-expressions"], 0);
 }

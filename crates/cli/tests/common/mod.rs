@@ -136,13 +136,23 @@ pub struct Replay {
 
 impl Replay {
     pub fn start(routes: Vec<(&'static str, String)>) -> Replay {
+        Self::start_slow(routes, std::time::Duration::ZERO)
+    }
+
+    /// A replay server that waits `delay` before each answer (a teacher busy writing).
+    pub fn start_slow(routes: Vec<(&'static str, String)>, delay: std::time::Duration) -> Replay {
         use axum::{Json, Router, extract::State, http::StatusCode, routing::post};
-        type Shared = (std::sync::Arc<Vec<(&'static str, String)>>, std::sync::Arc<std::sync::Mutex<Vec<Value>>>);
+        type Shared = (
+            std::sync::Arc<Vec<(&'static str, String)>>,
+            std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+            std::time::Duration,
+        );
         async fn complete(
-            State((routes, seen)): State<Shared>,
+            State((routes, seen, delay)): State<Shared>,
             Json(request): Json<Value>,
         ) -> Result<Json<Value>, (StatusCode, String)> {
             seen.lock().expect("lock").push(request.clone());
+            tokio::time::sleep(delay).await;
             let last_user = request["messages"]
                 .as_array()
                 .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
@@ -159,7 +169,7 @@ impl Replay {
             })))
         }
         let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let state: Shared = (std::sync::Arc::new(routes), requests.clone());
+        let state: Shared = (std::sync::Arc::new(routes), requests.clone(), delay);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let url = format!("http://{}/v1", listener.local_addr().expect("addr"));
