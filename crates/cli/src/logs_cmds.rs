@@ -82,6 +82,105 @@ pub fn logs(config: &Config, args: LogsArgs) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
+/// Options of `skd mine`.
+pub struct MineArgs {
+    pub since: Option<String>,
+    pub min_episodes: usize,
+    pub wait_minutes: u64,
+    pub json: bool,
+}
+
+/// Reads what is new in the logs, then proposes the skills that should exist from every
+/// episode kept (or those since `--since`).
+pub fn mine(config: &Config, args: MineArgs) -> Result<Exit> {
+    let since = match args.since.as_deref() {
+        Some(text) => match parse_since(text) {
+            Some(t) => Some(t),
+            None => {
+                eprintln!("error: --since {text}: not a date (2026-12-01) or an RFC 3339 time");
+                return Ok(Exit::Usage);
+            }
+        },
+        None => None,
+    };
+    let sources = default_sources(config.runs_dir.value.clone());
+    let mut store = EpisodeStore::open(&config.state_dir.value.join("logs"))?;
+    let options = ScanOptions { quiet: Duration::from_secs(args.wait_minutes * 60), ..ScanOptions::default() };
+    let report = store.scan(&sources, &options, &Redactor::from_env())?;
+    for p in &report.problems {
+        eprintln!("warning: skipped {}", p.message);
+    }
+    let filter = EpisodeFilter { sources: Vec::new(), since };
+    let episodes: Vec<_> = store.episodes().into_iter().filter(|e| filter.matches(e)).collect();
+    let library: Vec<optimizer::LibrarySkill> = config
+        .library()
+        .discover()
+        .skills
+        .iter()
+        .filter_map(|entry| {
+            let (skill, _) = skill_core::validate_file(&entry.skill_md(), skill_core::ValidationMode::Lenient);
+            skill
+                .map(|s| optimizer::LibrarySkill { name: entry.name.clone(), description: s.description().to_string() })
+        })
+        .collect();
+    let embedder = load_embedder(config, args.json)?;
+    let mine_config = optimizer::MineConfig { min_episodes: args.min_episodes, ..optimizer::MineConfig::default() };
+    let mined = optimizer::mine(&episodes, &library, &embedder, &mine_config)?;
+    if args.json {
+        print_json(&json!({
+            "schema_version": JSON_SCHEMA_VERSION,
+            "episodes": mined.episodes,
+            "jobs": mined.jobs,
+            "proposals": mined.proposals,
+        }))?;
+        return Ok(Exit::Ok);
+    }
+    eprintln!(
+        "{} episodes, {} jobs, {} proposals (a job needs {} episodes)",
+        mined.episodes,
+        mined.jobs,
+        mined.proposals.len(),
+        args.min_episodes
+    );
+    for p in &mined.proposals {
+        let what = match (p.kind, &p.skill) {
+            (optimizer::ProposalKind::Refine, Some(s)) => format!("refine {s}"),
+            _ => "new".to_string(),
+        };
+        let sources: Vec<String> = p.sources.iter().map(|(s, n)| format!("{s} {n}")).collect();
+        println!(
+            "{what:<22} {}  ({} episodes, {} failed; {})",
+            one_line(&p.job),
+            p.episodes,
+            p.failures,
+            sources.join(", ")
+        );
+        for e in &p.evidence {
+            let outcome = match e.outcome {
+                OutcomeKind::Success => "success",
+                OutcomeKind::Failure => "failure",
+                OutcomeKind::Unknown => "unknown",
+            };
+            let task: String = one_line(&e.task).chars().take(90).collect();
+            println!("{:<22}   {outcome:<7} {task}  [{}]", "", e.source);
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+/// The sentence-embedding model, pulled into the model cache on first use.
+fn load_embedder(config: &Config, quiet: bool) -> Result<embed::MiniLm> {
+    use student::models::{ALL_MINILM_L6_V2, ModelStore, find_known};
+    let known = find_known(ALL_MINILM_L6_V2).expect("a known model");
+    let store = ModelStore::new(&config.models_dir.value);
+    if !store.is_verified(&known) && !quiet {
+        eprintln!("pulling {} (the embedding model, {} MB)...", known.display_name, 91);
+    }
+    let weights = store.pull(&known, &mut |_| {})?;
+    let [tokenizer, model_config] = [0, 1].map(|i| store.companion_path(&known.companions[i]));
+    Ok(embed::MiniLm::load(&weights, &tokenizer, &model_config)?)
+}
+
 /// `skd feedback RUN good|bad [--note TEXT]`: appends the user's verdict to a run's
 /// transcript, where `skd logs` (and the nightly miner) read it as the run's outcome.
 pub fn feedback(config: &Config, run: &str, good: bool, note: Option<String>) -> Result<Exit> {

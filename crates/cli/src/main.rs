@@ -105,6 +105,23 @@ enum Command {
     /// list the episodes found: one per user task, with its outcome and the evidence for it.
     /// What was read is kept (with a watermark per file), so each run reads only what is new.
     Logs(LogsCliArgs),
+    /// Propose the skills that should exist: the episodes of `skd logs` grouped by the job
+    /// they ask for (an embedding model, offline), each job that recurs with no skill
+    /// covering it (`new`) or whose skill's episodes fail (`refine`), best first.
+    Mine {
+        /// Only episodes asked on or after this date (2026-12-01) or RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Episodes a job needs to be proposed.
+        #[arg(long, default_value_t = 3)]
+        min_episodes: usize,
+        /// Session files modified in the last this many minutes wait for the next run.
+        #[arg(long, default_value_t = 15)]
+        wait_minutes: u64,
+        /// Print the proposals as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Record your verdict on a run (`good` or `bad`, with what the answer should have been
     /// in --note): appended to its transcript, it is the run's outcome for `skd logs`.
     Feedback {
@@ -788,6 +805,9 @@ fn run(cli: Cli) -> Result<Exit> {
             search_cmds::search(&config, &a.query.join(" "), scope, a.limit, a.json)
         }
         Command::Get(a) => search_cmds::get(&config, &a.target, a.json),
+        Command::Mine { since, min_episodes, wait_minutes, json } => {
+            logs_cmds::mine(&config, logs_cmds::MineArgs { since, min_episodes, wait_minutes, json })
+        }
         Command::Feedback { run, verdict, note } => logs_cmds::feedback(&config, &run, verdict == "good", note),
         Command::Logs(a) => logs_cmds::logs(
             &config,

