@@ -169,7 +169,7 @@ pub fn mine(config: &Config, args: MineArgs) -> Result<Exit> {
 }
 
 /// The sentence-embedding model, pulled into the model cache on first use.
-fn load_embedder(config: &Config, quiet: bool) -> Result<embed::MiniLm> {
+pub fn load_embedder(config: &Config, quiet: bool) -> Result<embed::MiniLm> {
     use student::models::{ALL_MINILM_L6_V2, ModelStore, find_known};
     let known = find_known(ALL_MINILM_L6_V2).expect("a known model");
     let store = ModelStore::new(&config.models_dir.value);

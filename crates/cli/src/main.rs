@@ -592,6 +592,10 @@ struct SearchArgs {
     /// Number of hits.
     #[arg(short = 'n', long, default_value_t = 10)]
     limit: usize,
+    /// Rank by words and by meaning together (BM25 and all-MiniLM-L6-v2 embeddings fused by
+    /// reciprocal rank), not by words alone.
+    #[arg(long)]
+    hybrid: bool,
     /// Print hits as JSON.
     #[arg(long)]
     json: bool,
@@ -802,7 +806,7 @@ fn run(cli: Cli) -> Result<Exit> {
             } else {
                 skill_core::Scope::All
             };
-            search_cmds::search(&config, &a.query.join(" "), scope, a.limit, a.json)
+            search_cmds::search(&config, &a.query.join(" "), scope, a.limit, a.hybrid, a.json)
         }
         Command::Get(a) => search_cmds::get(&config, &a.target, a.json),
         Command::Mine { since, min_episodes, wait_minutes, json } => {

@@ -72,7 +72,7 @@ pub fn index(config: &Config, full: bool, as_json: bool, quiet: bool) -> Result<
     Ok(Exit::Ok)
 }
 
-pub fn search(config: &Config, query: &str, scope: Scope, limit: usize, as_json: bool) -> Result<Exit> {
+pub fn search(config: &Config, query: &str, scope: Scope, limit: usize, hybrid: bool, as_json: bool) -> Result<Exit> {
     let index = match SearchIndex::open(&config.index_dir.value) {
         Ok(index) => index,
         Err(retrieval::Error::NoIndex(_) | retrieval::Error::Stale(_)) => {
@@ -86,12 +86,19 @@ pub fn search(config: &Config, query: &str, scope: Scope, limit: usize, as_json:
         Err(e) => return Err(e.into()),
     };
     let opts = SearchOptions { limit, scope, ..SearchOptions::default() };
-    let hits = index.search(query, &opts)?;
+    let index = std::sync::Arc::new(index);
+    let hits = if hybrid {
+        let embedder = crate::logs_cmds::load_embedder(config, as_json)?;
+        retrieval::HybridSearch::new(index.clone(), std::sync::Arc::new(embedder)).search(query, &opts)?
+    } else {
+        index.search(query, &opts)?
+    };
     if as_json {
         print_json(&json!({
             "schema_version": JSON_SCHEMA_VERSION,
             "query": query,
             "scope": scope,
+            "mode": if hybrid { "hybrid" } else { "bm25" },
             "hits": hits,
         }))?;
     } else {

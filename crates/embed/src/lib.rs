@@ -7,6 +7,8 @@
 //! and scaled to length 1, so the dot product of two embeddings is their cosine similarity.
 //! The model files come from the model cache (`skd models pull all-minilm-l6-v2`).
 
+pub use skill_core::{Embedder, cosine};
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
@@ -34,14 +36,6 @@ pub enum Error {
 
 /// The crate's result type.
 pub type Result<T> = std::result::Result<T, Error>;
-
-/// Turns texts into vectors of length 1 whose dot products are cosine similarities.
-pub trait Embedder: Send + Sync {
-    /// A stable name of the model (for caches keyed by it).
-    fn id(&self) -> &str;
-    /// One embedding per text, in order.
-    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
-}
 
 /// Tokens kept of each text: tasks and skill descriptions are a sentence or two; the model
 /// was trained on 256-token inputs.
@@ -115,16 +109,11 @@ impl Embedder for MiniLm {
         &self.id
     }
 
-    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+    fn embed(&self, texts: &[&str]) -> skill_core::Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(texts.len());
         for chunk in texts.chunks(BATCH) {
-            out.extend(self.embed_batch(chunk)?);
+            out.extend(self.embed_batch(chunk).map_err(|e| skill_core::Error::backend(&self.id, e))?);
         }
         Ok(out)
     }
-}
-
-/// The cosine similarity of two embeddings of length 1 (their dot product).
-pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }

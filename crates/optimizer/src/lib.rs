@@ -13,7 +13,7 @@ pub use mine::{Evidence, LibrarySkill, MineConfig, MineReport, Proposal, Proposa
 pub enum Error {
     /// The embedding model failed.
     #[error(transparent)]
-    Embed(#[from] embed::Error),
+    Embed(#[from] skill_core::Error),
 }
 
 /// The crate's result type.

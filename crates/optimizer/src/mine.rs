@@ -13,8 +13,8 @@
 //! alone. One-off tasks never become proposals.
 
 use agent_logs::{Episode, OutcomeKind};
-use embed::{Embedder, cosine};
 use serde::Serialize;
+use skill_core::{Embedder, cosine};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

@@ -577,6 +577,68 @@ impl SearchIndex {
         Ok(hits)
     }
 
+    /// Every document of the scope, as hits without a score: the snippet is the start of the
+    /// note section's text or the skill's description, and `text` what a meaning-based
+    /// ranking compares (a note's title, headings and text; a skill's name and description).
+    pub fn documents(&self, scope: Scope, text_chars: usize) -> Result<Vec<(SearchHit, String)>> {
+        let searcher = self.reader.searcher();
+        let mut out = Vec::new();
+        for segment in searcher.segment_readers() {
+            let store = segment.get_store_reader(64).map_err(|e| Error::tantivy(&self.dir, e))?;
+            for doc_id in 0..segment.max_doc() {
+                if segment.is_deleted(doc_id) {
+                    continue;
+                }
+                let doc: TantivyDocument = store.get(doc_id).map_err(|e| Error::tantivy(&self.dir, e))?;
+                let text_of = |field: Field| doc.get_first(field).and_then(|v| v.as_str()).unwrap_or("").to_string();
+                let u64_of = |field: Field| doc.get_first(field).and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+                let kind = match text_of(self.fields.kind).as_str() {
+                    "skill" => HitKind::Skill,
+                    _ => HitKind::Note,
+                };
+                let wanted = match scope {
+                    Scope::All => true,
+                    Scope::Skills => kind == HitKind::Skill,
+                    Scope::Notes => kind == HitKind::Note,
+                };
+                if !wanted {
+                    continue;
+                }
+                let headings: Vec<String> =
+                    doc.get_all(self.fields.headings).filter_map(|v| v.as_str().map(String::from)).collect();
+                let (title, compared, snippet) = match kind {
+                    HitKind::Skill => {
+                        let (name, description) = (text_of(self.fields.name), text_of(self.fields.description));
+                        let compared = format!("{}: {description}", name.replace('-', " "));
+                        (name, compared, description)
+                    }
+                    HitKind::Note => {
+                        let (title, body) = (text_of(self.fields.title), text_of(self.fields.note_body));
+                        let compared = format!("{title}. {}\n{body}", headings.join(" > "));
+                        (title, compared, body)
+                    }
+                };
+                out.push((
+                    SearchHit {
+                        kind,
+                        score: 0.0,
+                        path: PathBuf::from(text_of(self.fields.path)),
+                        title,
+                        name: (kind == HitKind::Skill).then(|| text_of(self.fields.name)),
+                        description: (kind == HitKind::Skill).then(|| text_of(self.fields.description)),
+                        heading_path: headings,
+                        line_start: u64_of(self.fields.line_start),
+                        line_end: u64_of(self.fields.line_end),
+                        snippet: truncate_chars(&snippet, 160),
+                        highlights: Vec::new(),
+                    },
+                    truncate_chars(&compared, text_chars),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     /// The query for one kind of document, over that kind's fields with their weights.
     fn build_query(&self, text: &str, kind: HitKind) -> Option<Box<dyn Query>> {
         let (phrases, words) = split_phrases(text);
@@ -662,26 +724,28 @@ impl Retriever for SearchIndex {
     async fn retrieve(&self, query: &RetrievalQuery) -> skill_core::Result<Vec<Hit>> {
         let opts = SearchOptions { limit: query.limit, scope: query.scope, ..SearchOptions::default() };
         let hits = self.search(&query.text, &opts).map_err(|e| skill_core::Error::backend("tantivy", e))?;
-        Ok(hits
-            .into_iter()
-            .map(|h| match h.kind {
-                HitKind::Skill => Hit::Skill(SkillHit {
-                    name: h.name.unwrap_or_default(),
-                    description: h.description.unwrap_or_default(),
-                    path: h.path,
-                    score: h.score,
-                }),
-                HitKind::Note => Hit::Note(NoteHit {
-                    path: h.path,
-                    title: h.title,
-                    heading_path: h.heading_path,
-                    line_start: h.line_start,
-                    line_end: h.line_end,
-                    snippet: h.snippet,
-                    score: h.score,
-                }),
-            })
-            .collect())
+        Ok(hits.into_iter().map(to_hit).collect())
+    }
+}
+
+/// A hit as the agent loop takes it.
+pub(crate) fn to_hit(h: SearchHit) -> Hit {
+    match h.kind {
+        HitKind::Skill => Hit::Skill(SkillHit {
+            name: h.name.unwrap_or_default(),
+            description: h.description.unwrap_or_default(),
+            path: h.path,
+            score: h.score,
+        }),
+        HitKind::Note => Hit::Note(NoteHit {
+            path: h.path,
+            title: h.title,
+            heading_path: h.heading_path,
+            line_start: h.line_start,
+            line_end: h.line_end,
+            snippet: h.snippet,
+            score: h.score,
+        }),
     }
 }
 

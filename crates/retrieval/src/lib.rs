@@ -12,7 +12,10 @@
 //! implements [`skill_core::Retriever`] for the agent loop and the recall checks.
 
 pub mod chunk;
+mod hybrid;
 mod index;
+
+pub use hybrid::HybridSearch;
 
 pub use index::{
     BOOST_NOTE_HEADINGS, BOOST_NOTE_TITLE, BOOST_SKILL_DESCRIPTION, BOOST_SKILL_NAME, DEFAULT_MAX_FILE_BYTES, HitKind,

@@ -29,8 +29,8 @@ pub use error::{Error, Result};
 pub use library::{Discovery, SkillEntry, SkillLibrary, SkippedPath};
 pub use skill::{Skill, SkillMeta};
 pub use traits::{
-    ChatMessage, Completion, CompletionRequest, Hit, NoteHit, RetrievalQuery, Retriever, Role, Scope, SkillHit,
-    Student, Teacher, Tool, ToolOutput, ToolSpec, Usage,
+    ChatMessage, Completion, CompletionRequest, Embedder, Hit, NoteHit, RetrievalQuery, Retriever, Role, Scope,
+    SkillHit, Student, Teacher, Tool, ToolOutput, ToolSpec, Usage, cosine,
 };
 pub use validate::{Diagnostic, Severity, ValidationMode, validate_file, validate_skill};
 pub use versions::{VersionInfo, VersionStore};

@@ -225,6 +225,20 @@ impl Hit {
     }
 }
 
+/// Turns texts into vectors of length 1 whose dot products are their cosine similarities
+/// (a sentence-embedding model): what hybrid search and the task miner compare by meaning.
+pub trait Embedder: Send + Sync {
+    /// A stable name of the model (vectors cached under one name do not stand for another).
+    fn id(&self) -> &str;
+    /// One vector per text, in order.
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
+}
+
+/// The cosine similarity of two vectors of length 1 (their dot product).
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
 /// Finds the skills and notes that fit a task.
 #[async_trait]
 pub trait Retriever: Send + Sync {

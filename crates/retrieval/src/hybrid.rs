@@ -1,0 +1,131 @@
+//! Hybrid search: the BM25 ranking of [`SearchIndex`] and a ranking by meaning (the cosine
+//! similarity of sentence embeddings) fused by reciprocal rank, so a question in other words
+//! than its note's still finds it, and an exact term still counts.
+//!
+//! Each document's embedding is computed once and kept beside the index
+//! (`vectors-<model>.json`, keyed by the hash of the text embedded), so a search embeds only
+//! the query and documents that changed since.
+
+use crate::index::{SearchHit, SearchIndex, SearchOptions};
+use crate::{Error, Result};
+use skill_core::{Embedder, Hit, RetrievalQuery, Retriever, cosine};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// The constant of reciprocal rank fusion (Cormack et al. 2009): a document's fused score is
+/// the sum over rankings of 1 / (K + its rank).
+const RRF_K: f64 = 60.0;
+/// How far down each ranking the fusion looks.
+const DEPTH: usize = 50;
+/// Characters of a document embedded (the model reads 256 tokens at most).
+const EMBED_CHARS: usize = 1000;
+
+/// [`SearchIndex`] with meaning-based ranking fused in.
+pub struct HybridSearch {
+    index: Arc<SearchIndex>,
+    embedder: Arc<dyn Embedder>,
+    vectors: Mutex<VectorCache>,
+}
+
+impl std::fmt::Debug for HybridSearch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HybridSearch").field("index", &self.index).field("embedder", &self.embedder.id()).finish()
+    }
+}
+
+/// Document vectors by the hash of the text embedded, on disk beside the index.
+struct VectorCache {
+    path: PathBuf,
+    vectors: HashMap<String, Vec<f32>>,
+    dirty: bool,
+}
+
+impl VectorCache {
+    fn load(path: PathBuf) -> Self {
+        // A cache that cannot be read is rebuilt: it only saves time.
+        let vectors = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        VectorCache { path, vectors, dirty: false }
+    }
+
+    fn save(&mut self) -> Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec(&self.vectors).map_err(|e| Error::Corrupt(self.path.clone(), e.to_string()))?;
+        skill_core::fsutil::atomic_write(&self.path, &bytes)?;
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+impl HybridSearch {
+    /// Hybrid search over `index` with `embedder`'s vectors.
+    pub fn new(index: Arc<SearchIndex>, embedder: Arc<dyn Embedder>) -> Self {
+        let name: String = embedder.id().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        let vectors = VectorCache::load(index.dir().join(format!("vectors-{name}.json")));
+        HybridSearch { index, embedder, vectors: Mutex::new(vectors) }
+    }
+
+    /// The BM25 hits and the nearest documents by meaning, fused by reciprocal rank; a hit's
+    /// score is its fused score (comparable within one query only).
+    pub fn search(&self, text: &str, opts: &SearchOptions) -> Result<Vec<SearchHit>> {
+        let limit = opts.limit.max(1);
+        let lexical = self.index.search(text, &SearchOptions { limit: DEPTH.max(limit), ..*opts })?;
+        let documents = self.index.documents(opts.scope, EMBED_CHARS)?;
+        let vectors = self.vectors_of(&documents)?;
+        let query = self.embedder.embed(&[text])?.pop().unwrap_or_default();
+        let mut by_meaning: Vec<(usize, f32)> =
+            vectors.iter().enumerate().map(|(i, v)| (i, cosine(v, &query))).collect();
+        by_meaning.sort_by(|a, b| b.1.total_cmp(&a.1));
+        by_meaning.truncate(DEPTH);
+
+        let key = |h: &SearchHit| (h.path.clone(), h.line_start);
+        let mut fused: HashMap<(PathBuf, usize), (f64, SearchHit)> = HashMap::new();
+        for (rank, hit) in lexical.into_iter().enumerate() {
+            fused.entry(key(&hit)).or_insert((0.0, hit)).0 += 1.0 / (RRF_K + rank as f64 + 1.0);
+        }
+        for (rank, (i, _)) in by_meaning.into_iter().enumerate() {
+            let hit = &documents[i].0;
+            // A BM25 hit keeps its highlighted snippet.
+            fused.entry(key(hit)).or_insert_with(|| (0.0, hit.clone())).0 += 1.0 / (RRF_K + rank as f64 + 1.0);
+        }
+        let mut hits: Vec<(f64, SearchHit)> = fused.into_values().collect();
+        hits.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.path.cmp(&b.1.path)));
+        Ok(hits
+            .into_iter()
+            .take(limit)
+            .map(|(score, mut hit)| {
+                hit.score = score as f32;
+                hit
+            })
+            .collect())
+    }
+
+    /// Each document's vector, from the cache or embedded now (and cached).
+    fn vectors_of(&self, documents: &[(SearchHit, String)]) -> Result<Vec<Vec<f32>>> {
+        let mut cache = self.vectors.lock().unwrap_or_else(|e| e.into_inner());
+        let keys: Vec<String> =
+            documents.iter().map(|(_, text)| blake3::hash(text.as_bytes()).to_hex().to_string()).collect();
+        let missing: Vec<usize> = (0..documents.len()).filter(|&i| !cache.vectors.contains_key(&keys[i])).collect();
+        if !missing.is_empty() {
+            let texts: Vec<&str> = missing.iter().map(|&i| documents[i].1.as_str()).collect();
+            let fresh = self.embedder.embed(&texts)?;
+            for (&i, v) in missing.iter().zip(fresh) {
+                cache.vectors.insert(keys[i].clone(), v);
+            }
+            cache.dirty = true;
+            cache.save()?;
+        }
+        Ok(keys.iter().map(|k| cache.vectors.get(k).cloned().unwrap_or_default()).collect())
+    }
+}
+
+#[async_trait::async_trait]
+impl Retriever for HybridSearch {
+    async fn retrieve(&self, query: &RetrievalQuery) -> skill_core::Result<Vec<Hit>> {
+        let opts = SearchOptions { limit: query.limit, scope: query.scope, ..SearchOptions::default() };
+        let hits = self.search(&query.text, &opts).map_err(|e| skill_core::Error::backend("hybrid search", e))?;
+        Ok(hits.into_iter().map(crate::index::to_hit).collect())
+    }
+}
