@@ -14,7 +14,7 @@ fn models_list_and_path() {
     let list = env.json(&["models", "list", "--json"], 0);
     let ids: Vec<&str> =
         list["models"].as_array().expect("models").iter().map(|m| m["id"].as_str().expect("id")).collect();
-    assert_eq!(ids, ["smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"]);
+    assert_eq!(ids, ["smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "all-minilm-l6-v2"]);
     env.pull_smollm2();
     let path = env.ok(&["models", "path", "smollm2-135m"], 0);
     assert!(path.trim().ends_with("SmolLM2-135M-Instruct.Q4_1.gguf"), "{path}");
