@@ -76,6 +76,7 @@ impl LogSource for SkdRuns {
                 Event::ToolCall { tool, ok, .. } => {
                     session.turns.push(Turn::Tool { name: tool, error: !ok, rejected: false })
                 }
+                Event::Aborted { .. } => session.turns.push(Turn::Interrupted),
                 Event::Feedback { verdict, note, .. } => {
                     session.turns.push(Turn::Feedback { good: verdict == Verdict::Good, note })
                 }

@@ -146,6 +146,13 @@ pub enum Event {
         /// Wall-clock milliseconds.
         elapsed_ms: u64,
     },
+    /// The run was stopped before it finished (Ctrl-C), appended by the frontend.
+    Aborted {
+        /// RFC 3339 UTC time it was stopped.
+        time: String,
+        /// Why (`interrupted`).
+        reason: String,
+    },
     /// The user's verdict on the run, appended later by `skd feedback`.
     Feedback {
         /// RFC 3339 UTC time it was given.
@@ -215,6 +222,7 @@ impl Event {
                 [tool, output].into_iter().for_each(clean);
                 redactor.redact_json(arguments);
             }
+            Event::Aborted { time, reason } => [time, reason].into_iter().for_each(clean),
             Event::Feedback { time, verdict: _, note } => {
                 clean(time);
                 note.iter_mut().for_each(clean);
@@ -260,25 +268,36 @@ impl TranscriptWriter {
         &self.path
     }
 
-    /// Writes one event as one line and flushes it.
+    /// Writes one event as one line, with the time it was written (`time`, RFC 3339 UTC,
+    /// where the event has none of its own), and flushes it.
     pub fn write(&mut self, event: &Event) -> Result<()> {
-        let mut line = serde_json::to_string(event).map_err(|e| Error::Config(format!("transcript: {e}")))?;
+        let mut value = serde_json::to_value(event).map_err(|e| Error::Config(format!("transcript: {e}")))?;
+        if let Some(fields) = value.as_object_mut() {
+            fields.entry("time").or_insert_with(|| skill_core::time::rfc3339(skill_core::time::now_unix()).into());
+        }
+        let mut line = serde_json::to_string(&value).map_err(|e| Error::Config(format!("transcript: {e}")))?;
         line.push('\n');
         self.file.write_all(line.as_bytes()).map_err(|e| Error::io(&self.path, e))?;
         self.file.flush().map_err(|e| Error::io(&self.path, e))
     }
 }
 
-/// Appends the user's verdict to a finished run's transcript (`skd feedback`), redacted
-/// like every other event. The file must be a transcript (it is read first); a last line cut
-/// short by a crash, which no reader can use, is cut off so the verdict starts a line of its
-/// own.
+/// Appends the user's verdict to a run's transcript (`skd feedback`).
 pub fn append_feedback(
     path: &Path,
     verdict: Verdict,
     note: Option<String>,
     redactor: &skill_core::redact::Redactor,
 ) -> Result<()> {
+    let time = skill_core::time::rfc3339(skill_core::time::now_unix());
+    append_event(path, Event::Feedback { time, verdict, note }, redactor)
+}
+
+/// Appends an event to a run's transcript after the run (a verdict, an interruption),
+/// redacted like every other event. The file must be a transcript (it is read first); a
+/// last line cut short by a crash, which no reader can use, is cut off so the event starts
+/// a line of its own.
+pub fn append_event(path: &Path, event: Event, redactor: &skill_core::redact::Redactor) -> Result<()> {
     let events = read_transcript(path)?;
     if !matches!(events.first(), Some(Event::Start { .. })) {
         return Err(Error::Config(format!("{}: not a run transcript (no `start` event)", path.display())));
@@ -289,9 +308,8 @@ pub fn append_feedback(
     if keep < bytes.len() {
         file.set_len(keep as u64).map_err(|e| Error::io(path, e))?;
     }
-    let event = Event::Feedback { time: skill_core::time::rfc3339(skill_core::time::now_unix()), verdict, note }
-        .redacted(redactor);
-    let mut line = serde_json::to_string(&event).map_err(|e| Error::Config(format!("transcript: {e}")))?;
+    let mut line =
+        serde_json::to_string(&event.redacted(redactor)).map_err(|e| Error::Config(format!("transcript: {e}")))?;
     line.push('\n');
     use std::io::{Seek, SeekFrom};
     file.seek(SeekFrom::End(0)).map_err(|e| Error::io(path, e))?;
@@ -356,6 +374,7 @@ pub fn summarize(events: &[Event], max_output: usize) -> String {
                 };
                 out.push(format!("Outcome: {how} after {steps} steps"));
             }
+            Event::Aborted { reason, .. } => out.push(format!("Aborted: {reason}")),
             Event::Feedback { verdict, note, .. } => out.push(format!(
                 "The user's verdict: {}{}",
                 if *verdict == Verdict::Good { "good" } else { "bad" },

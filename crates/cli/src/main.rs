@@ -33,6 +33,8 @@ pub enum Exit {
     Config = 4,
     /// Any other failure (I/O, index).
     Failure = 5,
+    /// Stopped by Ctrl-C (128 + SIGINT, as shells report it).
+    Interrupted = 130,
 }
 
 impl From<Exit> for ExitCode {

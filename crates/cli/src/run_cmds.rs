@@ -235,7 +235,13 @@ pub async fn run(config: &Config, args: RunArgs) -> Result<Exit> {
         Agent::new(student, agent_config).with_retriever(retriever).with_library(config.library()).with_tools(tools);
     let as_json = args.json;
     let tty = std::io::stdout().is_terminal();
+    // The run's id, for the `aborted` event a Ctrl-C appends to its transcript.
+    let run_id = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let seen_id = run_id.clone();
     let mut on_event = move |event: &Event| {
+        if let Event::Start { run_id, .. } = event {
+            *seen_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(run_id.clone());
+        }
         if as_json {
             if let Ok(line) = serde_json::to_string(event) {
                 println!("{line}");
@@ -246,7 +252,23 @@ pub async fn run(config: &Config, args: RunArgs) -> Result<Exit> {
         let _ = std::io::stdout().flush();
     };
     let options = RunOptions { skill: args.skill.clone(), no_skills: args.no_skill };
-    let outcome = agent.run(&args.task, &options, &mut on_event).await?;
+    let outcome = tokio::select! {
+        outcome = agent.run(&args.task, &options, &mut on_event) => outcome?,
+        _ = tokio::signal::ctrl_c() => {
+            // Recorded as interrupted, so the miner counts it as the user stopping the run.
+            let id = run_id.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if let (Some(id), false) = (id, args.no_transcript) {
+                let path = config.runs_dir.value.join(format!("{id}.jsonl"));
+                let time = skill_core::time::rfc3339(skill_core::time::now_unix());
+                let event = Event::Aborted { time, reason: "interrupted".into() };
+                if let Err(e) = agent_loop::transcript::append_event(&path, event, &redactor) {
+                    eprintln!("warning: cannot record the interruption in {}: {e}", path.display());
+                }
+            }
+            eprintln!("interrupted");
+            return Ok(Exit::Interrupted);
+        }
+    };
     // What the MCP servers wrote to stderr is kept beside the transcript (bounded).
     if let Some(t) = &outcome.transcript {
         for server in &servers {
@@ -329,7 +351,7 @@ fn print_event(event: &Event, tty: bool) {
                 }
             }
         }
-        Event::Prompt { .. } | Event::Feedback { .. } => {}
+        Event::Prompt { .. } | Event::Feedback { .. } | Event::Aborted { .. } => {}
         Event::InvalidReply { error, .. } => println!("  ! unusable reply: {error}"),
         Event::ToolCall { tool, ok, denied, output, .. } => {
             let status = if *denied {

@@ -597,3 +597,38 @@ fn mine_proposes_a_job_that_recurs_across_agents_and_not_a_one_off() {
     assert!(files.iter().all(|f| std::path::Path::new(f).is_absolute()) && files.len() == 3, "{files:?}");
     assert_eq!(proposals[0]["sources"], json!({"claude-code": 2, "codex": 1}));
 }
+
+#[test]
+fn a_run_stopped_with_ctrl_c_is_recorded_as_interrupted() {
+    let env = Env::new();
+    // A student that takes its time, so the run is still going when it is stopped.
+    let student = common::Replay::start_slow(vec![("", "Answer: 9".into())], std::time::Duration::from_secs(20));
+    let spec = format!("{}#slow", student.url);
+    let child = env
+        .cmd(&["run", "--student", &spec, "--no-skill", "Add 4 and 5"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn skd run");
+    let runs = env.path("data/skd/runs");
+    let started = std::time::Instant::now();
+    let transcript = loop {
+        let found = std::fs::read_dir(&runs).ok().and_then(|mut d| d.next()).and_then(|e| e.ok()).map(|e| e.path());
+        if let Some(path) = found.filter(|_| !student.requests.lock().expect("lock").is_empty()) {
+            break path;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "the run never reached the model");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let kill = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    assert!(kill.success());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&transcript).expect("transcript");
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().expect("a line")).expect("json");
+    assert_eq!((last["event"].as_str(), last["reason"].as_str()), (Some("aborted"), Some("interrupted")), "{text}");
+    // Every line carries its time.
+    assert!(text.lines().all(|l| l.contains("\"time\":\"20")), "{text}");
+    let logs = env.json(&["logs", "--json", "--source", "skd", "--wait-minutes", "0"], 0);
+    assert_eq!(logs["episodes"][0]["outcome"]["evidence"], "interrupted by the user", "{logs}");
+}
