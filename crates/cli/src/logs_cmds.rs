@@ -124,8 +124,10 @@ pub fn mine(config: &Config, args: MineArgs) -> Result<Exit> {
         })
         .collect();
     let embedder = load_embedder(config, args.json)?;
+    // Each task is embedded once: the vectors are kept beside the episodes.
+    let cached = skill_core::embed_cache::CachedEmbedder::new(&embedder, &config.state_dir.value.join("logs"));
     let mine_config = optimizer::MineConfig { min_episodes: args.min_episodes, ..optimizer::MineConfig::default() };
-    let mined = optimizer::mine(&episodes, &library, &embedder, &mine_config)?;
+    let mined = optimizer::mine(&episodes, &library, &cached, &mine_config)?;
     if args.json {
         print_json(&json!({
             "schema_version": JSON_SCHEMA_VERSION,

@@ -6,12 +6,13 @@
 //! (`vectors-<model>.json`, keyed by the hash of the text embedded), so a search embeds only
 //! the query and documents that changed since.
 
+use crate::Result;
 use crate::index::{SearchHit, SearchIndex, SearchOptions};
-use crate::{Error, Result};
+use skill_core::embed_cache::CachedEmbedder;
 use skill_core::{Embedder, Hit, RetrievalQuery, Retriever, cosine};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// The constant of reciprocal rank fusion (Cormack et al. 2009): a document's fused score is
 /// the sum over rankings of 1 / (K + its rank).
@@ -25,7 +26,6 @@ const EMBED_CHARS: usize = 1000;
 pub struct HybridSearch {
     index: Arc<SearchIndex>,
     embedder: Arc<dyn Embedder>,
-    vectors: Mutex<VectorCache>,
 }
 
 impl std::fmt::Debug for HybridSearch {
@@ -34,37 +34,10 @@ impl std::fmt::Debug for HybridSearch {
     }
 }
 
-/// Document vectors by the hash of the text embedded, on disk beside the index.
-struct VectorCache {
-    path: PathBuf,
-    vectors: HashMap<String, Vec<f32>>,
-    dirty: bool,
-}
-
-impl VectorCache {
-    fn load(path: PathBuf) -> Self {
-        // A cache that cannot be read is rebuilt: it only saves time.
-        let vectors = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-        VectorCache { path, vectors, dirty: false }
-    }
-
-    fn save(&mut self) -> Result<()> {
-        if !self.dirty {
-            return Ok(());
-        }
-        let bytes = serde_json::to_vec(&self.vectors).map_err(|e| Error::Corrupt(self.path.clone(), e.to_string()))?;
-        skill_core::fsutil::atomic_write(&self.path, &bytes)?;
-        self.dirty = false;
-        Ok(())
-    }
-}
-
 impl HybridSearch {
     /// Hybrid search over `index` with `embedder`'s vectors.
     pub fn new(index: Arc<SearchIndex>, embedder: Arc<dyn Embedder>) -> Self {
-        let name: String = embedder.id().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
-        let vectors = VectorCache::load(index.dir().join(format!("vectors-{name}.json")));
-        HybridSearch { index, embedder, vectors: Mutex::new(vectors) }
+        HybridSearch { index, embedder }
     }
 
     /// The BM25 hits and the nearest documents by meaning, fused by reciprocal rank; a hit's
@@ -73,7 +46,8 @@ impl HybridSearch {
         let limit = opts.limit.max(1);
         let lexical = self.index.search(text, &SearchOptions { limit: DEPTH.max(limit), ..*opts })?;
         let documents = self.index.documents(opts.scope, EMBED_CHARS)?;
-        let vectors = self.vectors_of(&documents)?;
+        let texts: Vec<&str> = documents.iter().map(|(_, text)| text.as_str()).collect();
+        let vectors = CachedEmbedder::new(&*self.embedder, self.index.dir()).embed(&texts)?;
         let query = self.embedder.embed(&[text])?.pop().unwrap_or_default();
         let mut by_meaning: Vec<(usize, f32)> =
             vectors.iter().enumerate().map(|(i, v)| (i, cosine(v, &query))).collect();
@@ -100,24 +74,6 @@ impl HybridSearch {
                 hit
             })
             .collect())
-    }
-
-    /// Each document's vector, from the cache or embedded now (and cached).
-    fn vectors_of(&self, documents: &[(SearchHit, String)]) -> Result<Vec<Vec<f32>>> {
-        let mut cache = self.vectors.lock().unwrap_or_else(|e| e.into_inner());
-        let keys: Vec<String> =
-            documents.iter().map(|(_, text)| blake3::hash(text.as_bytes()).to_hex().to_string()).collect();
-        let missing: Vec<usize> = (0..documents.len()).filter(|&i| !cache.vectors.contains_key(&keys[i])).collect();
-        if !missing.is_empty() {
-            let texts: Vec<&str> = missing.iter().map(|&i| documents[i].1.as_str()).collect();
-            let fresh = self.embedder.embed(&texts)?;
-            for (&i, v) in missing.iter().zip(fresh) {
-                cache.vectors.insert(keys[i].clone(), v);
-            }
-            cache.dirty = true;
-            cache.save()?;
-        }
-        Ok(keys.iter().map(|k| cache.vectors.get(k).cloned().unwrap_or_default()).collect())
     }
 }
 

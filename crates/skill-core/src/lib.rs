@@ -15,6 +15,7 @@
 //! Nothing here talks to a model or an index: those live in the `teacher`, `student` and
 //! `retrieval` crates, which implement these traits.
 
+pub mod embed_cache;
 pub mod error;
 pub mod fsutil;
 pub mod library;
