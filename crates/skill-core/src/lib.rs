@@ -19,6 +19,8 @@ pub mod embed_cache;
 pub mod error;
 pub mod fsutil;
 pub mod library;
+#[cfg(feature = "openai")]
+pub mod openai;
 pub mod redact;
 pub mod skill;
 pub mod time;

@@ -1,14 +1,12 @@
 //! [`OpenAiCompatStudent`]: any server that speaks OpenAI's `/v1/chat/completions`.
 
-use async_openai::error::OpenAIError;
 use async_openai::types::chat::{
-    ChatCompletionRequestAssistantMessageArgs, ChatCompletionRequestMessage, ChatCompletionRequestSystemMessageArgs,
-    ChatCompletionRequestUserMessageArgs, CreateChatCompletionRequest, CreateChatCompletionResponse, FinishReason,
-    ResponseFormat, ResponseFormatJsonSchema, StopConfiguration,
+    CreateChatCompletionRequest, CreateChatCompletionResponse, FinishReason, ResponseFormat, ResponseFormatJsonSchema,
+    StopConfiguration,
 };
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use skill_core::{Completion, CompletionRequest, Role, Student, Usage};
+use skill_core::{Completion, CompletionRequest, Student, Usage};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -55,29 +53,7 @@ impl OpenAiCompatStudent {
     /// The request body: async-openai's request type, plus mistral.rs's `grammar` field,
     /// which OpenAI's schema does not have.
     fn body(&self, request: &CompletionRequest, with_grammar: bool) -> skill_core::Result<Value> {
-        let invalid = |e: OpenAIError| err(format!("building the request: {e}"));
-        let mut messages: Vec<ChatCompletionRequestMessage> = Vec::with_capacity(request.messages.len());
-        for m in &request.messages {
-            messages.push(match m.role {
-                Role::System => ChatCompletionRequestSystemMessageArgs::default()
-                    .content(m.content.as_str())
-                    .build()
-                    .map_err(invalid)?
-                    .into(),
-                Role::Assistant => ChatCompletionRequestAssistantMessageArgs::default()
-                    .content(m.content.as_str())
-                    .build()
-                    .map_err(invalid)?
-                    .into(),
-                // A tool result without a tool_call_id is rejected by strict servers; the
-                // loop's observations are plain user turns.
-                Role::User | Role::Tool => ChatCompletionRequestUserMessageArgs::default()
-                    .content(m.content.as_str())
-                    .build()
-                    .map_err(invalid)?
-                    .into(),
-            });
-        }
+        let messages = skill_core::openai::chat_messages(&request.messages)?;
         #[allow(deprecated)] // `max_tokens`: the field compatible servers know.
         let mut body = CreateChatCompletionRequest {
             model: self.model.clone(),

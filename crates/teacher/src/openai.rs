@@ -5,12 +5,10 @@ use async_openai::Client;
 use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
 use async_openai::types::chat::{
-    ChatCompletionRequestAssistantMessageArgs, ChatCompletionRequestMessage, ChatCompletionRequestSystemMessageArgs,
-    ChatCompletionRequestUserMessageArgs, CreateChatCompletionRequest, CreateChatCompletionResponse, FinishReason,
-    StopConfiguration,
+    CreateChatCompletionRequest, CreateChatCompletionResponse, FinishReason, StopConfiguration,
 };
 use async_trait::async_trait;
-use skill_core::{Completion, CompletionRequest, Role, Teacher, Usage};
+use skill_core::{Completion, CompletionRequest, Teacher, Usage};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -160,29 +158,8 @@ impl OpenAiTeacher {
     }
 
     fn build_request(&self, request: &CompletionRequest) -> Result<CreateChatCompletionRequest> {
-        let invalid = |e: OpenAIError| Error::Config(format!("building the request: {e}"));
-        let mut messages: Vec<ChatCompletionRequestMessage> = Vec::with_capacity(request.messages.len());
-        for m in &request.messages {
-            let msg = match m.role {
-                Role::System => ChatCompletionRequestSystemMessageArgs::default()
-                    .content(m.content.as_str())
-                    .build()
-                    .map_err(invalid)?
-                    .into(),
-                Role::Assistant => ChatCompletionRequestAssistantMessageArgs::default()
-                    .content(m.content.as_str())
-                    .build()
-                    .map_err(invalid)?
-                    .into(),
-                // The teacher has no tools; a tool result is shown to it as user text.
-                Role::User | Role::Tool => ChatCompletionRequestUserMessageArgs::default()
-                    .content(m.content.as_str())
-                    .build()
-                    .map_err(invalid)?
-                    .into(),
-            };
-            messages.push(msg);
-        }
+        let messages = skill_core::openai::chat_messages(&request.messages)
+            .map_err(|e| Error::Config(format!("building the request: {e}")))?;
         let mut body = CreateChatCompletionRequest {
             model: self.config.model.clone(),
             messages,
