@@ -20,28 +20,12 @@ pub struct LogsArgs {
 
 /// Reads what is new in the logs into the episode store, then lists the episodes.
 pub fn logs(config: &Config, args: LogsArgs) -> Result<Exit> {
-    let since = match args.since.as_deref() {
-        Some(text) => match parse_since(text) {
-            Some(t) => Some(t),
-            None => {
-                eprintln!("error: --since {text}: not a date (2026-12-01) or an RFC 3339 time");
-                return Ok(Exit::Usage);
-            }
-        },
-        None => None,
+    let read = match read_episodes(config, &args.sources, args.since.as_deref(), args.wait_minutes)? {
+        Ok(read) => read,
+        Err(code) => return Ok(code),
     };
-    let sources: Vec<_> = default_sources(config.runs_dir.value.clone())
-        .into_iter()
-        .filter(|s| args.sources.is_empty() || args.sources.iter().any(|n| n == s.name()))
-        .collect();
-    let mut store = EpisodeStore::open(&config.state_dir.value.join("logs"))?;
-    let options = ScanOptions { quiet: Duration::from_secs(args.wait_minutes * 60), ..ScanOptions::default() };
-    let report = store.scan(&sources, &options, &Redactor::from_env())?;
-    for p in &report.problems {
-        eprintln!("warning: skipped {}", p.message);
-    }
-    let filter = EpisodeFilter { sources: args.sources.clone(), since };
-    let episodes: Vec<_> = store.episodes().into_iter().filter(|e| filter.matches(e)).collect();
+    let (report, sources) = (&read.report, &read.sources);
+    let episodes: Vec<_> = read.store.episodes().into_iter().filter(|e| read.filter.matches(e)).collect();
     if args.json {
         print_json(&json!({
             "schema_version": JSON_SCHEMA_VERSION,
@@ -58,7 +42,7 @@ pub fn logs(config: &Config, args: LogsArgs) -> Result<Exit> {
         count(&report.unchanged),
         count(&report.waiting)
     );
-    for source in &sources {
+    for source in sources {
         let roots: Vec<String> = source.roots().iter().map(|r| r.display().to_string()).collect();
         eprintln!("  {:<12} {}", source.name(), roots.join(", "));
     }
@@ -82,6 +66,46 @@ pub fn logs(config: &Config, args: LogsArgs) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
+/// The episode store after reading what is new in the logs, and which of its episodes a
+/// command shows.
+struct Read {
+    store: EpisodeStore,
+    report: agent_logs::ScanReport,
+    sources: Vec<Box<dyn agent_logs::LogSource>>,
+    filter: EpisodeFilter,
+}
+
+/// Reads what is new in `sources` (all when empty) into the episode store, telling of files
+/// skipped; `Err` with the exit code after a usage error (a `--since` that is not a time).
+fn read_episodes(
+    config: &Config,
+    sources: &[String],
+    since: Option<&str>,
+    wait_minutes: u64,
+) -> Result<std::result::Result<Read, Exit>> {
+    let since = match since {
+        Some(text) => match parse_since(text) {
+            Some(t) => Some(t),
+            None => {
+                eprintln!("error: --since {text}: not a date (2026-12-01) or an RFC 3339 time");
+                return Ok(Err(Exit::Usage));
+            }
+        },
+        None => None,
+    };
+    let chosen: Vec<_> = default_sources(config.runs_dir.value.clone())
+        .into_iter()
+        .filter(|s| sources.is_empty() || sources.iter().any(|n| n == s.name()))
+        .collect();
+    let mut store = EpisodeStore::open(&config.state_dir.value.join("logs"))?;
+    let options = ScanOptions { quiet: Duration::from_secs(wait_minutes * 60), ..ScanOptions::default() };
+    let report = store.scan(&chosen, &options, &Redactor::from_env())?;
+    for p in &report.problems {
+        eprintln!("warning: skipped {}", p.message);
+    }
+    Ok(Ok(Read { store, report, sources: chosen, filter: EpisodeFilter { sources: sources.to_vec(), since } }))
+}
+
 /// Options of `skd mine`.
 pub struct MineArgs {
     pub since: Option<String>,
@@ -93,25 +117,11 @@ pub struct MineArgs {
 /// Reads what is new in the logs, then proposes the skills that should exist from every
 /// episode kept (or those since `--since`).
 pub fn mine(config: &Config, args: MineArgs) -> Result<Exit> {
-    let since = match args.since.as_deref() {
-        Some(text) => match parse_since(text) {
-            Some(t) => Some(t),
-            None => {
-                eprintln!("error: --since {text}: not a date (2026-12-01) or an RFC 3339 time");
-                return Ok(Exit::Usage);
-            }
-        },
-        None => None,
+    let read = match read_episodes(config, &[], args.since.as_deref(), args.wait_minutes)? {
+        Ok(read) => read,
+        Err(code) => return Ok(code),
     };
-    let sources = default_sources(config.runs_dir.value.clone());
-    let mut store = EpisodeStore::open(&config.state_dir.value.join("logs"))?;
-    let options = ScanOptions { quiet: Duration::from_secs(args.wait_minutes * 60), ..ScanOptions::default() };
-    let report = store.scan(&sources, &options, &Redactor::from_env())?;
-    for p in &report.problems {
-        eprintln!("warning: skipped {}", p.message);
-    }
-    let filter = EpisodeFilter { sources: Vec::new(), since };
-    let episodes: Vec<_> = store.episodes().into_iter().filter(|e| filter.matches(e)).collect();
+    let episodes: Vec<_> = read.store.episodes().into_iter().filter(|e| read.filter.matches(e)).collect();
     let library: Vec<optimizer::LibrarySkill> = config
         .library()
         .discover()
