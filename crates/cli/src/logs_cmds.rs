@@ -133,9 +133,14 @@ pub fn mine(config: &Config, args: MineArgs) -> Result<Exit> {
                 .map(|s| optimizer::LibrarySkill { name: entry.name.clone(), description: s.description().to_string() })
         })
         .collect();
-    let embedder = load_embedder(config, args.json)?;
-    // Each task is embedded once: the vectors are kept beside the episodes.
-    let cached = skill_core::embed_cache::CachedEmbedder::new(&embedder, &config.state_dir.value.join("logs"));
+    // Each task is embedded once: the vectors are kept beside the episodes, and the model is
+    // loaded only when some task or skill is new.
+    let cached =
+        skill_core::embed_cache::CachedEmbedder::lazy(EMBEDDING_MODEL_ID, &config.state_dir.value.join("logs"), || {
+            load_embedder(config, args.json)
+                .map(|m| Box::new(m) as Box<dyn skill_core::Embedder>)
+                .map_err(|e| skill_core::Error::backend("all-MiniLM-L6-v2", format!("{e:#}")))
+        });
     let mine_config = optimizer::MineConfig { min_episodes: args.min_episodes, ..optimizer::MineConfig::default() };
     let mined = optimizer::mine(&episodes, &library, &cached, &mine_config)?;
     if args.json {
@@ -179,6 +184,9 @@ pub fn mine(config: &Config, args: MineArgs) -> Result<Exit> {
     }
     Ok(Exit::Ok)
 }
+
+/// The name the embedding model's vectors are cached under (the model file's stem).
+const EMBEDDING_MODEL_ID: &str = "all-MiniLM-L6-v2";
 
 /// The sentence-embedding model, pulled into the model cache on first use.
 pub fn load_embedder(config: &Config, quiet: bool) -> Result<embed::MiniLm> {

@@ -3,7 +3,7 @@
 //! than its note's still finds it, and an exact term still counts.
 //!
 //! Each document's embedding is computed once and kept beside the index
-//! (`vectors-<model>.json`, keyed by the hash of the text embedded), so a search embeds only
+//! (`vectors-<model>.bin`, keyed by the hash of the text embedded), so a search embeds only
 //! the query and documents that changed since.
 
 use crate::Result;
