@@ -700,6 +700,18 @@ enum SkillCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Copy a skill to another agent's skill folder (`~/.claude/skills`, `~/.pi/agent/skills`,
+    /// `.agents/skills`): SKILL.md and its resources, without skd's history and evals.
+    Export {
+        /// The skill's name.
+        name: String,
+        /// The folder to copy it into (the skill lands in DIR/NAME).
+        #[arg(long)]
+        to: PathBuf,
+        /// Replace a different skill of that name already there.
+        #[arg(long)]
+        force: bool,
+    },
     /// Copy a skill from an import folder (or any folder) into the library.
     Import {
         /// A skill name found in an import folder, or a path to a skill folder.
@@ -830,6 +842,7 @@ fn run(cli: Cli) -> Result<Exit> {
             SkillCommand::Diff { name, from, to } => skill_cmds::diff(&config, &name, from.as_deref(), to.as_deref()),
             SkillCommand::Restore { name, version, json } => skill_cmds::restore(&config, &name, &version, json),
             SkillCommand::Import { source, json } => skill_cmds::import(&config, &source, json),
+            SkillCommand::Export { name, to, force } => skill_cmds::export(&config, &name, &to, force),
         },
         Command::Config(ConfigCommand::Show { json }) => skill_cmds::config_show(&config, json),
         Command::Config(ConfigCommand::Path) => {

@@ -296,6 +296,22 @@ pub fn restore(config: &Config, name: &str, version: &str, as_json: bool) -> Res
     Ok(Exit::Ok)
 }
 
+pub fn export(config: &Config, name: &str, to: &Path, force: bool) -> Result<Exit> {
+    let library = config.library();
+    let entry = library.find(name)?;
+    let (_, diags) = validate_file(&entry.skill_md(), ValidationMode::Lenient);
+    if !is_valid(&diags) {
+        return Err(skill_core::Error::Invalid { path: entry.skill_md(), diagnostics: diags }.into());
+    }
+    let (dest, written) = library.export(&entry, to, force)?;
+    if written {
+        println!("exported {name} -> {}", dest.display());
+    } else {
+        println!("{} already holds this version of {name}", dest.display());
+    }
+    Ok(Exit::Ok)
+}
+
 pub fn import(config: &Config, source: &str, as_json: bool) -> Result<Exit> {
     let library = config.library();
     let path = PathBuf::from(source);

@@ -632,3 +632,33 @@ fn a_run_stopped_with_ctrl_c_is_recorded_as_interrupted() {
     let logs = env.json(&["logs", "--json", "--source", "skd", "--wait-minutes", "0"], 0);
     assert_eq!(logs["episodes"][0]["outcome"]["evidence"], "interrupted by the user", "{logs}");
 }
+
+#[test]
+fn skill_export_copies_a_skill_to_another_agents_folder_and_keeps_a_different_one() {
+    let env = Env::new();
+    env.ok(&["skill", "new", "weekly-update", "-d", "Draft the weekly update. Use on Fridays."], 0);
+    let skill_dir = env.skills_dir().join("weekly-update");
+    std::fs::create_dir_all(skill_dir.join("evals")).expect("mkdir");
+    std::fs::write(skill_dir.join("evals/evals.json"), "{}").expect("write");
+    std::fs::create_dir_all(skill_dir.join("references")).expect("mkdir");
+    std::fs::write(skill_dir.join("references/template.md"), "# Template\n").expect("write");
+    let to = env.path("home/.claude/skills");
+    let to_arg = to.to_str().expect("utf8");
+    assert!(env.ok(&["skill", "export", "weekly-update", "--to", to_arg], 0).contains("exported weekly-update"));
+    let exported = to.join("weekly-update");
+    assert_eq!(
+        std::fs::read_to_string(exported.join("SKILL.md")).expect("SKILL.md"),
+        std::fs::read_to_string(skill_dir.join("SKILL.md")).expect("ours")
+    );
+    assert!(exported.join("references/template.md").is_file());
+    assert!(!exported.join(".history").exists() && !exported.join("evals").exists(), "skd's own files stay home");
+    assert!(env.ok(&["skill", "export", "weekly-update", "--to", to_arg], 0).contains("already holds"));
+    // Another agent's own skill of that name is not overwritten unless asked.
+    std::fs::write(exported.join("SKILL.md"), "---\nname: weekly-update\ndescription: Theirs.\n---\nTheirs.\n")
+        .expect("write");
+    assert!(env.stderr(&["skill", "export", "weekly-update", "--to", to_arg], 5).contains("--force"));
+    assert!(std::fs::read_to_string(exported.join("SKILL.md")).expect("kept").contains("Theirs."));
+    env.ok(&["skill", "export", "weekly-update", "--to", to_arg, "--force"], 0);
+    assert!(!std::fs::read_to_string(exported.join("SKILL.md")).expect("replaced").contains("Theirs."));
+    env.stderr(&["skill", "export", "no-such-skill", "--to", to_arg], 3);
+}

@@ -217,7 +217,7 @@ impl SkillLibrary {
         if dest.join(SKILL_FILE).exists() {
             return Err(Error::Conflict(format!("skill `{}` already exists at {}", entry.name, dest.display())));
         }
-        copy_tree(&entry.dir, &dest)?;
+        copy_tree(&entry.dir, &dest, &[".history"])?;
         let markdown = crate::fsutil::read_utf8(&entry.skill_md())?;
         let new_entry = SkillEntry { name: entry.name.clone(), dir: dest, root: self.root.clone(), writable: true };
         // The copied SKILL.md is on disk already; recording it makes it version 1.
@@ -225,13 +225,38 @@ impl SkillLibrary {
             VersionStore::new(&new_entry.dir).save(&markdown, &format!("imported from {}", entry.dir.display()))?;
         Ok((new_entry, info))
     }
+
+    /// Copies a skill to another agent's skill folder (`~/.claude/skills`,
+    /// `~/.pi/agent/skills`, `.agents/skills`): `SKILL.md` and its resources, without skd's
+    /// own `.history` and `evals`. A skill of that name already there with other content is
+    /// left alone unless `replace`; the same content is no change. Returns the folder and
+    /// whether anything was written.
+    pub fn export(&self, entry: &SkillEntry, to: &Path, replace: bool) -> Result<(PathBuf, bool)> {
+        let dest = to.join(&entry.name);
+        let ours = crate::fsutil::read_utf8(&entry.skill_md())?;
+        if let Ok(theirs) = crate::fsutil::read_utf8(&dest.join(SKILL_FILE)) {
+            if theirs == ours {
+                return Ok((dest, false));
+            }
+            if !replace {
+                return Err(Error::Conflict(format!(
+                    "{} holds another `{}` (pass --force to replace it)",
+                    dest.display(),
+                    entry.name
+                )));
+            }
+        }
+        copy_tree(&entry.dir, &dest, &[".history", "evals"])?;
+        Ok((dest, true))
+    }
 }
 
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+/// Copies a folder tree, leaving out every entry under a folder named in `skip`.
+fn copy_tree(from: &Path, to: &Path, skip: &[&str]) -> Result<()> {
     for entry in walkdir::WalkDir::new(from).follow_links(false) {
         let entry = entry.map_err(|e| Error::io(e.path().unwrap_or(from), std::io::Error::other(e.to_string())))?;
         let rel = entry.path().strip_prefix(from).unwrap_or(entry.path());
-        if rel.components().any(|c| c.as_os_str() == ".history") {
+        if rel.components().any(|c| skip.iter().any(|s| c.as_os_str() == *s)) {
             continue;
         }
         let dest = to.join(rel);
