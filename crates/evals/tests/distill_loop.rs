@@ -156,7 +156,11 @@ async fn distill_rewrites_measures_and_resumes_after_a_crash() {
         }
     }
     assert!(done.candidates.len() >= kept_candidates);
-    assert!(done.rounds >= 1 && done.rounds <= 2, "rounds {}", done.rounds);
+    // Both rounds run: neither rewrite takes SmolLM2 to a perfect validation score (greedy
+    // decoding on mistral.rs, whose CPU kernels are the same AVX2 code on every x86
+    // machine, so the scores are the recorded run's).
+    assert_eq!(done.rounds, 2, "rounds");
+    assert_eq!(done.log.len(), 2, "one log entry a round: {:?}", done.log);
     assert!(done.log.iter().all(|r| r.parent < done.candidates.len()));
     let report = done.report.as_ref().expect("report");
     assert_eq!(report.with_skill.total, 4, "the sealed test split");
