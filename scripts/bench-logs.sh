@@ -8,11 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n="${1:-10000}"
-if [ -z "${SKD:-}" ]; then
-  bash scripts/install-build-deps.sh
-  cargo build --locked -q -p skd-cli
-  SKD="${CARGO_TARGET_DIR:-target}/debug/skd"
-fi
+# shellcheck source=scripts/skd-binary.sh
+source scripts/skd-binary.sh
 [ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

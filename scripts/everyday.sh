@@ -11,11 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 student="${1:-qwen2.5-coder-1.5b}"
-if [ -z "${SKD:-}" ]; then
-  bash scripts/install-build-deps.sh
-  cargo build --locked -q -p skd-cli
-  SKD="${CARGO_TARGET_DIR:-target}/debug/skd"
-fi
+# shellcheck source=scripts/skd-binary.sh
+source scripts/skd-binary.sh
 out="${OUT:-$(mktemp -d)}"
 mkdir -p "$out"
 work="$(mktemp -d)"

@@ -7,11 +7,8 @@
 #   SKD=/path/to/skd scripts/notes-recall.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -z "${SKD:-}" ]; then
-  bash scripts/install-build-deps.sh
-  cargo build --locked -q -p skd-cli
-  SKD="${CARGO_TARGET_DIR:-target}/debug/skd"
-fi
+# shellcheck source=scripts/skd-binary.sh
+source scripts/skd-binary.sh
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 export SKD_CONFIG="$work/config.toml" SKD_SKILLS_DIR="$work/skills" SKD_IMPORT_SKILL_DIRS="" \
