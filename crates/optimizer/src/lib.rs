@@ -4,8 +4,10 @@
 //! episodes fail). The distillation loop and the recall check, which live in `evals` for
 //! now, are to move here, with the nightly cycle that runs them on the proposals.
 
+mod cases;
 mod mine;
 
+pub use cases::suite_from_episodes;
 pub use mine::{Evidence, LibrarySkill, MineConfig, MineReport, Proposal, ProposalKind, mine};
 
 /// What can go wrong.

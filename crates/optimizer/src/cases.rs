@@ -1,0 +1,107 @@
+//! Eval cases from episodes: the user's own tasks, graded against what the user settled.
+//!
+//! A task the user accepted becomes a case whose reference is the accepted answer (compared
+//! after normalizing when it is one short line, else judged against it by the teacher's
+//! rubric). A task the user corrected becomes a case judged by the rubric against the
+//! correction, word for word: the best reference a failed case has. A task with no verdict
+//! has nothing to grade against and is left out. Each case's split comes from a hash of its
+//! episode, so a case keeps its split from one night to the next, and the sealed test split
+//! holds real tasks only.
+
+use agent_logs::{Episode, OutcomeKind};
+use evals::{EvalCase, EvalSuite, Grader, Split};
+
+/// Longest accepted answer graded by comparison rather than by the rubric (characters).
+const SHORT_ANSWER_CHARS: usize = 60;
+
+/// The suite of a mined job: one case per episode with a settled outcome.
+pub fn suite_from_episodes(skill_name: &str, episodes: &[&Episode]) -> EvalSuite {
+    let mut suite = EvalSuite::new(skill_name);
+    for e in episodes {
+        let key = format!("{}\n{}\n{}\n{}", e.source, e.file.display(), e.session, e.task);
+        let hash = blake3::hash(key.as_bytes());
+        let id = format!("{}-{}", e.source, &hash.to_hex()[..10]);
+        let mut case = EvalCase::new(id, e.task.clone(), String::new());
+        case.expected_output = None;
+        match (e.outcome.kind, &e.outcome.correction, &e.answer) {
+            (OutcomeKind::Failure, Some(correction), _) => {
+                case.expectations = vec![format!(
+                    "The answer does what the user asked for when they corrected an earlier answer: \"{}\"",
+                    correction.trim()
+                )];
+            }
+            (OutcomeKind::Success, _, Some(answer)) => {
+                let answer = answer.trim();
+                if answer.chars().count() <= SHORT_ANSWER_CHARS && !answer.contains('\n') {
+                    case.expected_output = Some(answer.to_string());
+                    case.graders = vec![Grader::Normalized { expected: None }];
+                } else {
+                    case.expectations = vec![format!(
+                        "The answer covers what this answer, which the user accepted, covers: \"{answer}\""
+                    )];
+                }
+            }
+            _ => continue,
+        }
+        // 6 in 10 train, 2 validation, 2 test, fixed by the episode.
+        case.split = match hash.as_bytes()[0] % 10 {
+            0..=5 => Split::Train,
+            6 | 7 => Split::Validation,
+            _ => Split::Test,
+        };
+        suite.evals.push(case);
+    }
+    suite
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agent_logs::Outcome;
+
+    fn episode(task: &str, kind: OutcomeKind, answer: Option<&str>, correction: Option<&str>) -> Episode {
+        Episode {
+            source: "pi".into(),
+            file: "/logs/s.jsonl".into(),
+            session: "s".into(),
+            time: None,
+            project: None,
+            task: task.into(),
+            follow_ups: Vec::new(),
+            tools: Vec::new(),
+            skill: None,
+            answer: answer.map(str::to_string),
+            outcome: Outcome { kind, evidence: String::new(), correction: correction.map(str::to_string) },
+        }
+    }
+
+    #[test]
+    fn settled_episodes_become_cases_with_their_reference_and_a_stable_split() {
+        let episodes = [
+            episode("Total the amounts in expenses.csv", OutcomeKind::Success, Some("412.50 EUR"), None),
+            episode(
+                "Draft the weekly update",
+                OutcomeKind::Success,
+                Some("Shipped: the new login.\nNext: billing."),
+                None,
+            ),
+            episode("Count the open to-dos", OutcomeKind::Failure, Some("5"), Some("no, there are 3")),
+            episode("Rename the branch", OutcomeKind::Unknown, Some("Done."), None),
+            episode("Sort the names", OutcomeKind::Failure, None, None),
+        ];
+        let refs: Vec<&Episode> = episodes.iter().collect();
+        let suite = suite_from_episodes("mined-job", &refs);
+        let prompts: Vec<&str> = suite.evals.iter().map(|c| c.prompt.as_str()).collect();
+        assert_eq!(prompts, ["Total the amounts in expenses.csv", "Draft the weekly update", "Count the open to-dos"]);
+        assert_eq!(suite.evals[0].expected_output.as_deref(), Some("412.50 EUR"));
+        assert_eq!(suite.evals[0].graders, [Grader::Normalized { expected: None }]);
+        assert!(suite.evals[1].expectations[0].contains("Shipped: the new login."), "{:?}", suite.evals[1]);
+        assert!(suite.evals[2].expectations[0].contains("no, there are 3"), "{:?}", suite.evals[2]);
+        let text = serde_json::to_string_pretty(&suite).expect("json");
+        assert!(suite.problems(&text).is_empty(), "{:?}", suite.problems(&text));
+        // The same episodes give the same ids and splits.
+        let again = suite_from_episodes("mined-job", &refs);
+        let key = |s: &EvalSuite| s.evals.iter().map(|c| (c.id.clone(), c.split)).collect::<Vec<_>>();
+        assert_eq!(key(&suite), key(&again));
+    }
+}
