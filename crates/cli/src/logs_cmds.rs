@@ -111,6 +111,7 @@ pub struct MineArgs {
     pub since: Option<String>,
     pub min_episodes: usize,
     pub wait_minutes: u64,
+    pub write_suites: Option<std::path::PathBuf>,
     pub json: bool,
 }
 
@@ -143,12 +144,30 @@ pub fn mine(config: &Config, args: MineArgs) -> Result<Exit> {
         });
     let mine_config = optimizer::MineConfig { min_episodes: args.min_episodes, ..optimizer::MineConfig::default() };
     let mined = optimizer::mine(&episodes, &library, &cached, &mine_config)?;
+    let mut suites = Vec::new();
+    if let Some(dir) = &args.write_suites {
+        for p in &mined.proposals {
+            let name = match (p.kind, &p.skill) {
+                (optimizer::ProposalKind::Refine, Some(skill)) => skill.clone(),
+                _ => mined_name(&p.job),
+            };
+            let members: Vec<&agent_logs::Episode> = p.members.iter().map(|&i| episodes[i]).collect();
+            let suite = optimizer::suite_from_episodes(&name, &members);
+            if suite.evals.is_empty() {
+                continue;
+            }
+            let path = evals::EvalSuite::path_in(&dir.join(&name));
+            suite.save(&path)?;
+            suites.push(json!({"job": p.job, "skill": name, "path": path, "cases": suite.evals.len()}));
+        }
+    }
     if args.json {
         print_json(&json!({
             "schema_version": JSON_SCHEMA_VERSION,
             "episodes": mined.episodes,
             "jobs": mined.jobs,
             "proposals": mined.proposals,
+            "suites": suites,
         }))?;
         return Ok(Exit::Ok);
     }
@@ -182,7 +201,21 @@ pub fn mine(config: &Config, args: MineArgs) -> Result<Exit> {
             println!("{:<22}   {outcome:<7} {task}  [{}]", "", e.source);
         }
     }
+    for s in &suites {
+        println!("suite: {} ({} cases)", s["path"].as_str().unwrap_or(""), s["cases"]);
+    }
     Ok(Exit::Ok)
+}
+
+/// A skill name for a mined job: `mined-` and the first words of its central task.
+fn mined_name(job: &str) -> String {
+    let words: Vec<String> = job
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(4)
+        .map(str::to_ascii_lowercase)
+        .collect();
+    format!("mined-{}", words.join("-"))
 }
 
 /// The name the embedding model's vectors are cached under (the model file's stem).

@@ -120,6 +120,11 @@ enum Command {
         /// Session files modified in the last this many minutes wait for the next run.
         #[arg(long, default_value_t = 15)]
         wait_minutes: u64,
+        /// Write each proposal's eval suite, made from its episodes the user settled, to
+        /// DIR/NAME/evals/evals.json (NAME: the skill to refine, or `mined-` and the job's
+        /// first words).
+        #[arg(long, value_name = "DIR")]
+        write_suites: Option<PathBuf>,
         /// Print the proposals as JSON.
         #[arg(long)]
         json: bool,
@@ -823,8 +828,8 @@ fn run(cli: Cli) -> Result<Exit> {
             search_cmds::search(&config, &a.query.join(" "), scope, a.limit, a.hybrid, a.json)
         }
         Command::Get(a) => search_cmds::get(&config, &a.target, a.json),
-        Command::Mine { since, min_episodes, wait_minutes, json } => {
-            logs_cmds::mine(&config, logs_cmds::MineArgs { since, min_episodes, wait_minutes, json })
+        Command::Mine { since, min_episodes, wait_minutes, write_suites, json } => {
+            logs_cmds::mine(&config, logs_cmds::MineArgs { since, min_episodes, wait_minutes, write_suites, json })
         }
         Command::Feedback { run, verdict, note } => logs_cmds::feedback(&config, &run, verdict == "good", note),
         Command::Logs(a) => logs_cmds::logs(

@@ -576,7 +576,14 @@ fn mine_proposes_a_job_that_recurs_across_agents_and_not_a_one_off() {
             ],
         )
     };
-    claude("a", "Draft the weekly status update for the team");
+    write_old_session(
+        &env.path("home/.claude/projects/-home-ana/a.jsonl"),
+        &[
+            json!({"type": "user", "sessionId": "a", "timestamp": "2026-11-30T09:00:00Z", "message": {"role": "user", "content": "Draft the weekly status update for the team"}}),
+            json!({"type": "assistant", "sessionId": "a", "timestamp": "2026-11-30T09:00:09Z", "message": {"id": "m", "role": "assistant", "content": [{"type": "text", "text": "Shipped: login. Next: billing."}]}}),
+            json!({"type": "user", "sessionId": "a", "timestamp": "2026-11-30T09:01:00Z", "message": {"role": "user", "content": "thanks!"}}),
+        ],
+    );
     claude("b", "Put together my weekly status update");
     claude("c", "Write a haiku about autumn");
     write_old_session(
@@ -586,8 +593,18 @@ fn mine_proposes_a_job_that_recurs_across_agents_and_not_a_one_off() {
             json!({"timestamp": "2026-12-02T10:00:00Z", "type": "event_msg", "payload": {"type": "user_message", "message": "Write this week's status update for my manager"}}),
         ],
     );
-    let v = env.json(&["mine", "--json"], 0);
+    let suites = env.path("mined");
+    let v = env.json(&["mine", "--json", "--write-suites", suites.to_str().expect("utf8")], 0);
     assert_eq!(v["episodes"], 4, "{v}");
+    // The one settled episode (accepted) is the suite's one case, its answer the reference.
+    assert_eq!(v["suites"].as_array().map(Vec::len), Some(1), "{v}");
+    let suite_path = v["suites"][0]["path"].as_str().expect("path");
+    assert!(suite_path.contains("/mined/mined-"), "{suite_path}");
+    let suite: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(suite_path).expect("suite")).expect("json");
+    assert_eq!(suite["evals"].as_array().map(Vec::len), Some(1), "{suite}");
+    assert_eq!(suite["evals"][0]["prompt"], "Draft the weekly status update for the team");
+    assert_eq!(suite["evals"][0]["expected_output"], "Shipped: login. Next: billing.");
     let proposals = v["proposals"].as_array().expect("proposals");
     assert_eq!(proposals.len(), 1, "{v}");
     assert_eq!((proposals[0]["kind"].as_str(), proposals[0]["episodes"].as_u64()), (Some("new"), Some(3)));

@@ -94,6 +94,9 @@ pub struct Proposal {
     pub score: f64,
     /// Some of the episodes, the failures first.
     pub evidence: Vec<Evidence>,
+    /// Every episode of the job, as indices into the episodes given to [`mine`].
+    #[serde(skip)]
+    pub members: Vec<usize>,
 }
 
 /// The result of a mining run.
@@ -181,6 +184,7 @@ pub fn mine(
             sources,
             score: n as f64 * (1.0 + failures as f64 / n as f64),
             evidence,
+            members: members.clone(),
         });
     }
     proposals.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.job.cmp(&b.job)));
