@@ -112,7 +112,7 @@ impl EpisodeStore {
     /// Reads what is new in each source: files not seen before or changed since (a changed
     /// file is read again whole and its episodes replaced), except those still being
     /// written. A file that cannot be read is reported and its earlier episodes kept; files
-    /// that are gone keep theirs. Saves the store.
+    /// that are gone keep theirs. Saves the store when a file was read.
     pub fn scan(
         &mut self,
         sources: &[Box<dyn LogSource>],
@@ -148,7 +148,10 @@ impl EpisodeStore {
                 }
             }
         }
-        self.save()?;
+        // A night with nothing new writes nothing (the store is the largest file it keeps).
+        if !report.read.is_empty() {
+            self.save()?;
+        }
         Ok(report)
     }
 
