@@ -358,12 +358,10 @@ impl Agent {
             return self.model_call(step, correction, &request, totals, state).await;
         }
         let opener = &self.config.reasoning_opener;
-        let mut reasoning_request = self.request(messages, offered, 0, answer_allowed);
+        let mut reasoning_request = self.plain_request(messages, reasoning_tokens);
         if !opener.is_empty() {
             reasoning_request.messages.push(ChatMessage::new(Role::Assistant, opener.clone()));
         }
-        reasoning_request.grammar = None;
-        reasoning_request.max_tokens = reasoning_tokens;
         reasoning_request.stop = REASONING_STOPS.iter().map(|s| s.to_string()).collect();
         let reasoning = match self.model_call(step, correction, &reasoning_request, totals, state).await? {
             Ok(c) => c,
@@ -374,7 +372,7 @@ impl Agent {
         if reasoning.finish_reason == "length" && !so_far.ends_with('\n') {
             so_far.push('\n');
         }
-        let mut action_request = self.request(messages, offered, 0, answer_allowed);
+        let mut action_request = self.plain_request(messages, self.config.action_tokens);
         action_request.messages.push(ChatMessage::new(Role::Assistant, so_far.clone()));
         // Room for a line break before the marker, as after a reply that ended with no marker.
         action_request.grammar =
@@ -413,15 +411,22 @@ impl Agent {
         let reasoning_chars = reasoning_tokens as usize * CHARS_PER_REASONING_TOKEN;
         // With no tool left to call, an answer is the only way on.
         let answer_allowed = answer_allowed || offered.is_empty();
+        let mut request = self.plain_request(messages, reasoning_tokens + self.config.action_tokens);
+        request.grammar = self
+            .constrained()
+            .then(|| reply_grammar(offered, reasoning_chars, &self.config.reasoning_opener, answer_allowed));
+        request
+    }
+
+    /// A greedy request of `messages` with no constraint.
+    fn plain_request(&self, messages: &[ChatMessage], max_tokens: u32) -> CompletionRequest {
         CompletionRequest {
             messages: messages.to_vec(),
-            max_tokens: reasoning_tokens + self.config.action_tokens,
+            max_tokens,
             temperature: None,
             stop: Vec::new(),
             json_schema: None,
-            grammar: self
-                .constrained()
-                .then(|| reply_grammar(offered, reasoning_chars, &self.config.reasoning_opener, answer_allowed)),
+            grammar: None,
             timeout: self.config.model_timeout,
         }
     }
