@@ -26,6 +26,8 @@ const EMBED_CHARS: usize = 1000;
 pub struct HybridSearch {
     index: Arc<SearchIndex>,
     embedder: Arc<dyn Embedder>,
+    /// The documents' vectors, read from beside the index once and kept for every query.
+    vectors: CachedEmbedder<'static>,
 }
 
 impl std::fmt::Debug for HybridSearch {
@@ -37,7 +39,10 @@ impl std::fmt::Debug for HybridSearch {
 impl HybridSearch {
     /// Hybrid search over `index` with `embedder`'s vectors.
     pub fn new(index: Arc<SearchIndex>, embedder: Arc<dyn Embedder>) -> Self {
-        HybridSearch { index, embedder }
+        let model = embedder.clone();
+        let vectors =
+            CachedEmbedder::lazy(embedder.id(), index.dir(), move || Ok(Box::new(model.clone()) as Box<dyn Embedder>));
+        HybridSearch { index, embedder, vectors }
     }
 
     /// The BM25 hits and the nearest documents by meaning, fused by reciprocal rank; a hit's
@@ -47,7 +52,7 @@ impl HybridSearch {
         let lexical = self.index.search(text, &SearchOptions { limit: DEPTH.max(limit), ..*opts })?;
         let documents = self.index.documents(opts.scope, EMBED_CHARS)?;
         let texts: Vec<&str> = documents.iter().map(|(_, text)| text.as_str()).collect();
-        let vectors = CachedEmbedder::new(&*self.embedder, self.index.dir()).embed(&texts)?;
+        let vectors = self.vectors.embed(&texts)?;
         let query = self.embedder.embed(&[text])?.pop().unwrap_or_default();
         let mut by_meaning: Vec<(usize, f32)> =
             vectors.iter().enumerate().map(|(i, v)| (i, cosine(v, &query))).collect();

@@ -234,6 +234,16 @@ pub trait Embedder: Send + Sync {
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
 }
 
+/// A shared embedder is an embedder (a cache or a search can hold the model its owner holds).
+impl<T: Embedder + ?Sized> Embedder for std::sync::Arc<T> {
+    fn id(&self) -> &str {
+        (**self).id()
+    }
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        (**self).embed(texts)
+    }
+}
+
 /// The cosine similarity of two vectors of length 1 (their dot product).
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
