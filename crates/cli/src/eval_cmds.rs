@@ -256,14 +256,14 @@ pub fn bbh_import(
     config: &Config,
     tasks: &[String],
     data: Option<PathBuf>,
-    sizes: evals::bbh::SplitSizes,
+    sizes: optimizer::bbh::SplitSizes,
     seed: u64,
     force: bool,
 ) -> Result<Exit> {
-    let data = data.unwrap_or_else(evals::bbh::default_data_dir);
-    let tasks: Vec<String> = if tasks.is_empty() { evals::bbh::list_tasks(&data)? } else { tasks.to_vec() };
+    let data = data.unwrap_or_else(optimizer::bbh::default_data_dir);
+    let tasks: Vec<String> = if tasks.is_empty() { optimizer::bbh::list_tasks(&data)? } else { tasks.to_vec() };
     for task in &tasks {
-        let imported = evals::bbh::import(&data, task, sizes, seed)?;
+        let imported = optimizer::bbh::import(&data, task, sizes, seed)?;
         let dir = config.skills_dir.value.join(&imported.skill_name);
         let suite_path = EvalSuite::path_in(&dir);
         if suite_path.exists() && !force {
@@ -271,8 +271,8 @@ pub fn bbh_import(
             // a grown validation split, or a test split grown from cases no run has seen) may
             // replace the suite; the skill and its versions stay as they are.
             let existing = EvalSuite::load(&suite_path)?;
-            let change = evals::bbh::test_split_change(&existing, &imported.suite);
-            if let evals::bbh::TestSplitChange::Changed(why) = &change {
+            let change = optimizer::bbh::test_split_change(&existing, &imported.suite);
+            if let optimizer::bbh::TestSplitChange::Changed(why) = &change {
                 bail!(
                     "{} exists and a re-split may only add cases (so the sealed test split, and the cases runs \
                      trained and selected on, stay as they are), but here {why}, so it is not replaced (pass \
@@ -284,9 +284,9 @@ pub fn bbh_import(
                 println!("{}: suite unchanged -> {}", imported.skill_name, dir.display());
                 continue;
             }
-            let state = evals::distill::state_path(&dir);
-            if !evals::bbh::selection_cases_kept(&existing, &imported.suite)
-                && evals::distill::load_state(&dir).is_ok_and(|s| s.report.is_none())
+            let state = optimizer::distill::state_path(&dir);
+            if !optimizer::bbh::selection_cases_kept(&existing, &imported.suite)
+                && optimizer::distill::load_state(&dir).is_ok_and(|s| s.report.is_none())
             {
                 bail!(
                     "an unfinished distillation ({}) measured its candidates on the current validation split; \
@@ -297,7 +297,7 @@ pub fn bbh_import(
             }
             imported.suite.save(&suite_path)?;
             let test = match change {
-                evals::bbh::TestSplitChange::Grown { added } => format!(
+                optimizer::bbh::TestSplitChange::Grown { added } => format!(
                     "{} test cases ({} kept, {added} new: run `skd bbh measure {}`)",
                     imported.suite.split(Split::Test).len(),
                     existing.split(Split::Test).len(),
@@ -376,7 +376,7 @@ pub async fn bbh_measure(config: &Config, args: BbhMeasureArgs) -> Result<Exit> 
         let entry = library.find(skill)?;
         let suite = EvalSuite::load(&EvalSuite::path_in(&entry.dir))?;
         let only_cases = match args.test_cases {
-            Some(range) => Some(evals::bbh::test_cases_at(&suite, range.first, range.last)?),
+            Some(range) => Some(optimizer::bbh::test_cases_at(&suite, range.first, range.last)?),
             None => None,
         };
         let runner = suite_runner(&entry.dir, args.max_tokens, args.parallel, true);
@@ -388,7 +388,7 @@ pub async fn bbh_measure(config: &Config, args: BbhMeasureArgs) -> Result<Exit> 
         eprintln!("{skill}: {cases}, student {}", student.model_id());
         let (mut fresh, mut cached) = (0usize, 0usize);
         let measured =
-            evals::bbh::measure_test_split(&evaluator, &entry.dir, only_cases.as_deref(), &mut |label, r| {
+            optimizer::bbh::measure_test_split(&evaluator, &entry.dir, only_cases.as_deref(), &mut |label, r| {
                 if r.cached {
                     cached += 1;
                 } else {
@@ -481,20 +481,20 @@ pub fn bbh_report(config: &Config, tasks: &[String], test_cases: Option<CaseRang
                 let suite = EvalSuite::load(&EvalSuite::path_in(&entry.dir))?;
                 // A task whose split is too short for the range is a row with nothing
                 // measured, so one task not grown yet does not hide the others.
-                Some(evals::bbh::test_cases_at(&suite, range.first, range.last).unwrap_or_else(|e| {
+                Some(optimizer::bbh::test_cases_at(&suite, range.first, range.last).unwrap_or_else(|e| {
                     eprintln!("{skill}: {e}");
                     Vec::new()
                 }))
             }
             None => None,
         };
-        rows.push(evals::bbh::proof_row(&entry.dir, skill, only_cases.as_deref())?);
+        rows.push(optimizer::bbh::proof_row(&entry.dir, skill, only_cases.as_deref())?);
     }
-    let pooled = evals::bbh::pooled_distilled_vs_human(&rows);
+    let pooled = optimizer::bbh::pooled_distilled_vs_human(&rows);
     // The tasks where the distillation replaced the procedure (chosen on validation, so the
     // test split does not select them); elsewhere distilled and human are the same skill.
-    let replaced: Vec<evals::bbh::ProofRow> = rows.iter().filter(|r| !r.kept_human).cloned().collect();
-    let pooled_replaced = evals::bbh::pooled_distilled_vs_human(&replaced);
+    let replaced: Vec<optimizer::bbh::ProofRow> = rows.iter().filter(|r| !r.kept_human).cloned().collect();
+    let pooled_replaced = optimizer::bbh::pooled_distilled_vs_human(&replaced);
     if as_json {
         let pool =
             |p: Option<(evals::Lift, usize)>| p.map(|(lift, cases)| json!({"lift": lift, "paired_cases": cases}));
@@ -583,7 +583,7 @@ pub struct RecallArgs {
 
 /// `skd recall`: the distillation's recall check on a skill as it is now.
 pub async fn recall(config: &Config, args: RecallArgs) -> Result<Exit> {
-    use evals::recall::{RecallChecker, RecallOutcome, RecallReport, held_out_passed};
+    use optimizer::recall::{RecallChecker, RecallOutcome, RecallReport, held_out_passed};
     let library = config.library();
     let entry = library.find(&args.skill)?;
     let skill_md = entry.skill_md();
@@ -617,7 +617,7 @@ pub async fn recall(config: &Config, args: RecallArgs) -> Result<Exit> {
         .await
     {
         Ok(outcome) => outcome,
-        Err(evals::Error::TeacherOutput(why)) => {
+        Err(optimizer::Error::TeacherOutput(why)) => {
             RecallOutcome { report: RecallReport::not_checked(why), markdown: markdown.clone(), given_ranking: None }
         }
         Err(e) => return Err(e.into()),
@@ -720,7 +720,7 @@ pub struct DistillArgs {
     pub student: Option<String>,
     pub teacher: Option<String>,
     /// A new run's settings (a resumed run keeps its own, but for `resume_limits`).
-    pub config: evals::distill::DistillConfig,
+    pub config: optimizer::distill::DistillConfig,
     /// The stop limits given on the command line, which a resumed run takes over its own.
     pub resume_limits: ResumeLimits,
     pub transcripts: Vec<PathBuf>,
@@ -752,7 +752,7 @@ pub struct ResumeLimits {
 impl ResumeLimits {
     /// Sets the given limits on `config`; returns a clause per change (`--rounds 6 (was 4)`).
     /// Once the rounds are over, the round limits no longer apply and are only reported.
-    pub fn apply(&self, config: &mut evals::distill::DistillConfig, rounds_over: bool) -> Vec<String> {
+    pub fn apply(&self, config: &mut optimizer::distill::DistillConfig, rounds_over: bool) -> Vec<String> {
         fn set<T: PartialEq + Copy>(
             changes: &mut Vec<String>,
             flag: &str,
@@ -799,7 +799,7 @@ impl ResumeLimits {
 }
 
 pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
-    use evals::distill::{DistillEvent, DistillJob, DistillState, Distiller, Stage, load_state, state_path};
+    use optimizer::distill::{DistillEvent, DistillJob, DistillState, Distiller, Stage, load_state, state_path};
     let skill_dir = match config.library().find(&args.skill) {
         Ok(entry) => entry.dir,
         Err(_) => config.skills_dir.value.join(&args.skill),
@@ -864,7 +864,7 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
             transcripts.push(text);
         }
         let examples = match &args.examples {
-            Some(path) => evals::distill::read_examples(path)?,
+            Some(path) => optimizer::distill::read_examples(path)?,
             None => Vec::new(),
         };
         if !examples.is_empty() && evals::EvalSuite::path_in(&skill_dir).exists() {
@@ -881,7 +881,7 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
     };
     let settings = state
         .student
-        .get_or_insert_with(|| evals::distill::StudentSettings {
+        .get_or_insert_with(|| optimizer::distill::StudentSettings {
             spec: args.student.clone().unwrap_or_else(|| config.student.value.clone()),
             max_tokens: args.max_tokens.unwrap_or(DISTILL_MAX_TOKENS),
         })
@@ -900,7 +900,7 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
     };
     // Only now, with the teacher and student loaded, does a new run set the old one aside.
     if !args.resume
-        && let Some(kept) = evals::distill::archive_state(&skill_dir)?
+        && let Some(kept) = optimizer::distill::archive_state(&skill_dir)?
         && !args.json
     {
         eprintln!("the previous run is kept at {}", kept.display());
@@ -1032,7 +1032,7 @@ pub async fn distill(config: &Config, args: DistillArgs) -> Result<Exit> {
 #[cfg(test)]
 mod tests {
     use super::{CaseRange, ResumeLimits, parse_case_range};
-    use evals::distill::DistillConfig;
+    use optimizer::distill::DistillConfig;
 
     #[test]
     fn only_plain_http_to_another_host_sends_a_key_in_clear() {

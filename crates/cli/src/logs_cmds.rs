@@ -68,16 +68,16 @@ pub fn logs(config: &Config, args: LogsArgs) -> Result<Exit> {
 
 /// The episode store after reading what is new in the logs, and which of its episodes a
 /// command shows.
-struct Read {
-    store: EpisodeStore,
+pub(crate) struct Read {
+    pub(crate) store: EpisodeStore,
     report: agent_logs::ScanReport,
     sources: Vec<Box<dyn agent_logs::LogSource>>,
-    filter: EpisodeFilter,
+    pub(crate) filter: EpisodeFilter,
 }
 
 /// Reads what is new in `sources` (all when empty) into the episode store, telling of files
 /// skipped; `Err` with the exit code after a usage error (a `--since` that is not a time).
-fn read_episodes(
+pub(crate) fn read_episodes(
     config: &Config,
     sources: &[String],
     since: Option<&str>,
@@ -123,25 +123,8 @@ pub fn mine(config: &Config, args: MineArgs) -> Result<Exit> {
         Err(code) => return Ok(code),
     };
     let episodes: Vec<_> = read.store.episodes().into_iter().filter(|e| read.filter.matches(e)).collect();
-    let library: Vec<optimizer::LibrarySkill> = config
-        .library()
-        .discover()
-        .skills
-        .iter()
-        .filter_map(|entry| {
-            let (skill, _) = skill_core::validate_file(&entry.skill_md(), skill_core::ValidationMode::Lenient);
-            skill
-                .map(|s| optimizer::LibrarySkill { name: entry.name.clone(), description: s.description().to_string() })
-        })
-        .collect();
-    // Each task is embedded once: the vectors are kept beside the episodes, and the model is
-    // loaded only when some task or skill is new.
-    let cached =
-        skill_core::embed_cache::CachedEmbedder::lazy(EMBEDDING_MODEL_ID, &config.state_dir.value.join("logs"), || {
-            load_embedder(config, args.json)
-                .map(|m| Box::new(m) as Box<dyn skill_core::Embedder>)
-                .map_err(|e| skill_core::Error::backend("all-MiniLM-L6-v2", format!("{e:#}")))
-        });
+    let library = library_skills(config);
+    let cached = episode_embedder(config, args.json);
     let mine_config = optimizer::MineConfig { min_episodes: args.min_episodes, ..optimizer::MineConfig::default() };
     let mined = optimizer::mine(&episodes, &library, &cached, &mine_config)?;
     let mut suites = Vec::new();
@@ -149,7 +132,7 @@ pub fn mine(config: &Config, args: MineArgs) -> Result<Exit> {
         for p in &mined.proposals {
             let name = match (p.kind, &p.skill) {
                 (optimizer::ProposalKind::Refine, Some(skill)) => skill.clone(),
-                _ => mined_name(&p.job),
+                _ => optimizer::nightly::mined_name(&p.job),
             };
             let members: Vec<&agent_logs::Episode> = p.members.iter().map(|&i| episodes[i]).collect();
             let suite = optimizer::suite_from_episodes(&name, &members);
@@ -207,15 +190,29 @@ pub fn mine(config: &Config, args: MineArgs) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// A skill name for a mined job: `mined-` and the first words of its central task.
-fn mined_name(job: &str) -> String {
-    let words: Vec<String> = job
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .take(4)
-        .map(str::to_ascii_lowercase)
-        .collect();
-    format!("mined-{}", words.join("-"))
+/// The library's skills as mining sees them (name and description; invalid ones left out).
+pub(crate) fn library_skills(config: &Config) -> Vec<optimizer::LibrarySkill> {
+    config
+        .library()
+        .discover()
+        .skills
+        .iter()
+        .filter_map(|entry| {
+            let (skill, _) = skill_core::validate_file(&entry.skill_md(), skill_core::ValidationMode::Lenient);
+            skill
+                .map(|s| optimizer::LibrarySkill { name: entry.name.clone(), description: s.description().to_string() })
+        })
+        .collect()
+}
+
+/// The embedder of episodes and skills. Each task is embedded once: the vectors are kept
+/// beside the episodes, and the model is loaded only when some task or skill is new.
+pub(crate) fn episode_embedder(config: &Config, quiet: bool) -> skill_core::embed_cache::CachedEmbedder<'_> {
+    skill_core::embed_cache::CachedEmbedder::lazy(EMBEDDING_MODEL_ID, &config.state_dir.value.join("logs"), move || {
+        load_embedder(config, quiet)
+            .map(|m| Box::new(m) as Box<dyn skill_core::Embedder>)
+            .map_err(|e| skill_core::Error::backend("all-MiniLM-L6-v2", format!("{e:#}")))
+    })
 }
 
 /// The name the embedding model's vectors are cached under (the model file's stem).

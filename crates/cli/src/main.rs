@@ -6,6 +6,7 @@ mod config;
 mod eval_cmds;
 mod logs_cmds;
 mod mcp_server;
+mod nightly_cmds;
 mod openai_server;
 mod output;
 mod run_cmds;
@@ -14,7 +15,8 @@ mod skill_cmds;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use evals::distill::DistillConfig;
+use optimizer::distill::DistillConfig;
+use optimizer::nightly::NightlyConfig;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -129,6 +131,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The night: read what is new in the logs, mine the proposals, distill or refine the top
+    /// ones within a teacher budget, keep a change only when it beats the library's version on
+    /// held-out real tasks (none worse), stage it with its diff, and write a report.
+    /// One at a time; an interrupted night resumes. `status`, `adopt`, `install`, `uninstall`
+    Nightly(NightlyCli),
     /// Record your verdict on a run (`good` or `bad`, with what the answer should have been
     /// in --note): appended to its transcript, it is the run's outcome for `skd logs`.
     Feedback {
@@ -353,6 +360,82 @@ struct EvalCliArgs {
 /// given from one left out), written from the default itself so the two cannot drift apart.
 fn with_default(text: &str, default: impl std::fmt::Display) -> String {
     format!("{text} [default: {default}]")
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+struct NightlyCli {
+    #[command(subcommand)]
+    command: Option<NightlyCommand>,
+    #[command(flatten)]
+    run: NightlyRunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum NightlyCommand {
+    /// The last night: what it read, proposed, distilled and staged; and a night in progress.
+    Status {
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the last night's staged change of NAME the library's skill (a new version).
+    Adopt {
+        /// The skill.
+        name: String,
+        /// Replace a hand edit made since the night began (it stays in the history).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run `skd nightly` every day: a systemd user timer, or a crontab line without systemd.
+    Install {
+        /// Time of day, HH:MM.
+        #[arg(long, default_value = "03:30")]
+        at: String,
+    },
+    /// Remove the timer or crontab line `install` wrote.
+    Uninstall,
+}
+
+#[derive(Args, Debug)]
+struct NightlyRunArgs {
+    /// Teacher: URL#model, or a local model id or .gguf path (default: config `teacher`).
+    #[arg(long)]
+    teacher: Option<String>,
+    /// Student every candidate is measured with (default: config `student`).
+    #[arg(long)]
+    student: Option<String>,
+    /// Proposals worked on, best first.
+    #[arg(long, default_value_t = NightlyConfig::default().max_skills)]
+    max_skills: usize,
+    /// Teacher tokens the whole night may use.
+    #[arg(long, default_value_t = NightlyConfig::default().teacher_tokens.unwrap_or(0))]
+    teacher_tokens: u64,
+    /// `never`: changes wait for `skd nightly adopt`; `beneficial`: a change that passed the
+    /// gate becomes active at once.
+    #[arg(long, default_value = "never", value_parser = ["never", "beneficial"])]
+    adopt: String,
+    /// Episodes a job needs to be proposed.
+    #[arg(long, default_value_t = 3)]
+    min_episodes: usize,
+    /// Exact McNemar P a change must stay under on the held-out tasks (none may get worse).
+    #[arg(long, default_value_t = NightlyConfig::default().gate_p)]
+    gate_p: f64,
+    /// Rewrite rounds per skill at most.
+    #[arg(long, default_value_t = NightlyConfig::default().distill.max_rounds)]
+    rounds: usize,
+    /// Token limit per student answer.
+    #[arg(long)]
+    max_tokens: Option<u32>,
+    /// Cases in flight at once (0: the student decides).
+    #[arg(long, default_value_t = 0)]
+    parallel: usize,
+    /// Session files modified in the last this many minutes wait for the next night.
+    #[arg(long, default_value_t = 15)]
+    wait_minutes: u64,
+    /// Print the night as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -831,6 +914,37 @@ fn run(cli: Cli) -> Result<Exit> {
         Command::Mine { since, min_episodes, wait_minutes, write_suites, json } => {
             logs_cmds::mine(&config, logs_cmds::MineArgs { since, min_episodes, wait_minutes, write_suites, json })
         }
+        Command::Nightly(n) => match n.command {
+            Some(NightlyCommand::Status { json }) => nightly_cmds::status(&config, json),
+            Some(NightlyCommand::Adopt { name, force }) => nightly_cmds::adopt(&config, &name, force),
+            Some(NightlyCommand::Install { at }) => nightly_cmds::install(&config, &at),
+            Some(NightlyCommand::Uninstall) => nightly_cmds::uninstall(),
+            None => {
+                let a = n.run;
+                let defaults = NightlyConfig::default();
+                let night = NightlyConfig {
+                    max_skills: a.max_skills,
+                    teacher_tokens: Some(a.teacher_tokens),
+                    adopt: nightly_cmds::parse_adopt(&a.adopt),
+                    min_episodes: a.min_episodes,
+                    gate_p: a.gate_p,
+                    distill: DistillConfig { max_rounds: a.rounds, ..defaults.distill },
+                    student: None,
+                };
+                runtime()?.block_on(nightly_cmds::run(
+                    &config,
+                    nightly_cmds::NightlyArgs {
+                        teacher: a.teacher,
+                        student: a.student,
+                        config: night,
+                        max_tokens: a.max_tokens,
+                        parallel: a.parallel,
+                        wait_minutes: a.wait_minutes,
+                        json: a.json,
+                    },
+                ))
+            }
+        },
         Command::Feedback { run, verdict, note } => logs_cmds::feedback(&config, &run, verdict == "good", note),
         Command::Logs(a) => logs_cmds::logs(
             &config,
@@ -896,8 +1010,8 @@ fn run(cli: Cli) -> Result<Exit> {
                 student: a.student,
                 teacher: a.teacher,
                 config: {
-                    let defaults = evals::distill::DistillConfig::default();
-                    evals::distill::DistillConfig {
+                    let defaults = optimizer::distill::DistillConfig::default();
+                    optimizer::distill::DistillConfig {
                         max_rounds: a.rounds.unwrap_or(defaults.max_rounds),
                         patience: a.patience.unwrap_or(defaults.patience),
                         target: a.target,
@@ -953,7 +1067,7 @@ fn run(cli: Cli) -> Result<Exit> {
                 &config,
                 &tasks,
                 data,
-                evals::bbh::SplitSizes { train, validation, test },
+                optimizer::bbh::SplitSizes { train, validation, test },
                 seed,
                 force,
             )

@@ -31,7 +31,7 @@ fn help_and_version() {
     }
     // Flags whose default is applied after parsing still show the default the run will use.
     let distill_help = env.ok(&["distill", "--help"], 0);
-    let defaults = evals::distill::DistillConfig::default();
+    let defaults = optimizer::distill::DistillConfig::default();
     for (flag, default) in [
         ("--rounds", defaults.max_rounds.to_string()),
         ("--patience", defaults.patience.to_string()),
@@ -678,4 +678,50 @@ fn skill_export_copies_a_skill_to_another_agents_folder_and_keeps_a_different_on
     env.ok(&["skill", "export", "weekly-update", "--to", to_arg, "--force"], 0);
     assert!(!std::fs::read_to_string(exported.join("SKILL.md")).expect("replaced").contains("Theirs."));
     env.stderr(&["skill", "export", "no-such-skill", "--to", to_arg], 3);
+}
+
+#[test]
+fn a_second_night_is_refused_while_one_runs() {
+    let env = Env::new();
+    let state = env.path("state");
+    std::fs::create_dir_all(state.join("nightly")).expect("mkdir");
+    // This test process plays the running night: it holds the lock.
+    let lock = std::fs::File::create(state.join("nightly/lock")).expect("lock file");
+    lock.try_lock().expect("lock");
+    let out = env
+        .cmd(&["nightly", "--teacher", "http://127.0.0.1:9/v1#none"])
+        .env("SKD_STATE_DIR", &state)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("another night is running"), "{stderr}");
+    let status = env.cmd(&["nightly", "status"]).env("SKD_STATE_DIR", &state).output().expect("status");
+    assert_eq!(String::from_utf8_lossy(&status.stdout).lines().next(), Some("a night is starting"));
+    drop(lock);
+    let status = env.cmd(&["nightly", "status"]).env("SKD_STATE_DIR", &state).output().expect("status");
+    assert_eq!(String::from_utf8_lossy(&status.stdout).trim(), "no night has finished yet");
+}
+
+#[test]
+fn nightly_install_without_a_scheduler_prints_the_line_to_add() {
+    let env = Env::new();
+    // No systemctl or crontab on this PATH.
+    let empty = env.path("empty-bin");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let out = env
+        .cmd(&["nightly", "install", "--at", "04:05"])
+        .env("PATH", &empty)
+        .env("SKD_STATE_DIR", env.path("state"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.lines().last().unwrap_or_default();
+    assert!(
+        line.starts_with("5 4 * * * ") && line.contains(" nightly >> ") && line.ends_with("# skd-nightly"),
+        "{stderr}"
+    );
+    let bad = env.cmd(&["nightly", "install", "--at", "25:00"]).env("PATH", &empty).output().expect("run");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--at 25:00: not a time of day"), "{bad:?}");
 }

@@ -5,18 +5,11 @@
 //!   final-file graders, and a teacher-judged rubric; each verdict carries its evidence.
 //! * [`run`]: runs cases against a [`Student`] with or without a skill, caches results by
 //!   (model, skill text, case) and keeps each case's transcript.
-//! * [`stats`]: pass rates with Wilson intervals and paired lift.
-//! * [`bbh`]: BIG-Bench Hard tasks as a skill (the human-written procedure) and a suite.
-//! * [`distill`]: the teacher-student loop with a Pareto front, convergence, a recall check,
-//!   a sealed test measurement and resume.
-//! * [`recall`]: does search rank a skill first for its users' words and not for
-//!   near-misses; the teacher writes the queries and rewrites the description.
+//! * [`stats`]: pass rates with Wilson intervals, the paired lift with Newcombe's interval
+//!   and the exact McNemar test.
 //! * [`report`]: `benchmark.json`, `benchmark.md` and a self-contained `benchmark.html`.
 
-pub mod bbh;
-pub mod distill;
 pub mod grade;
-pub mod recall;
 pub mod report;
 mod rubric;
 pub mod run;
@@ -31,17 +24,6 @@ pub use stats::{Lift, PairedCounts, Rate, format_p, mcnemar_exact};
 pub use suite::{CaseId, CaseMode, EvalCase, EvalSuite, Split};
 
 use std::path::PathBuf;
-
-/// A finished answer from a scripted test backend.
-#[cfg(test)]
-pub(crate) fn scripted_completion(text: impl Into<String>) -> skill_core::Completion {
-    skill_core::Completion {
-        text: text.into(),
-        usage: Default::default(),
-        elapsed: std::time::Duration::ZERO,
-        finish_reason: "stop".into(),
-    }
-}
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

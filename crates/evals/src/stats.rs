@@ -52,7 +52,7 @@ impl std::fmt::Display for Rate {
 
 /// The four cells of a paired comparison: how many cases each configuration passed alone
 /// or together.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct PairedCounts {
     /// Passed by both.
     pub both: usize,

@@ -14,9 +14,19 @@ use evals::{EvalCase, EvalSuite, Grader, Split};
 /// Longest accepted answer graded by comparison rather than by the rubric (characters).
 const SHORT_ANSWER_CHARS: usize = 60;
 
+/// The answer format of a mined suite with short answers: the job's answer on a line of its
+/// own, so it can be compared (the reasoning before it is free). Not BIG-Bench Hard's "So the
+/// answer is X.": the format belongs to the suite, with or without a skill.
+pub const MINED_ANSWER_INSTRUCTIONS: &str =
+    "Work it out step by step, then end with a line `Answer: ` followed by the answer alone.";
+
+/// Reads the answer back from the last `Answer:` line.
+pub const MINED_ANSWER_PATTERN: &str = r"(?im)^\s*\**answer\**:\**\s*(.+?)\s*$";
+
 /// The suite of a mined job: one case per episode with a settled outcome.
 pub fn suite_from_episodes(skill_name: &str, episodes: &[&Episode]) -> EvalSuite {
     let mut suite = EvalSuite::new(skill_name);
+    let mut short_answers = false;
     for e in episodes {
         let key = format!("{}\n{}\n{}\n{}", e.source, e.file.display(), e.session, e.task);
         let hash = blake3::hash(key.as_bytes());
@@ -34,7 +44,13 @@ pub fn suite_from_episodes(skill_name: &str, episodes: &[&Episode]) -> EvalSuite
                 let answer = answer.trim();
                 if answer.chars().count() <= SHORT_ANSWER_CHARS && !answer.contains('\n') {
                     case.expected_output = Some(answer.to_string());
-                    case.graders = vec![Grader::Normalized { expected: None }];
+                    // A number is graded as one ("42" against "42.0" or "42 marbles").
+                    let number = answer.trim_end_matches('.').trim().parse::<f64>().ok();
+                    case.graders = vec![match number {
+                        Some(n) => Grader::Numeric { expected: Some(n), tolerance: 1e-6 },
+                        None => Grader::Normalized { expected: None },
+                    }];
+                    short_answers = true;
                 } else {
                     case.expectations = vec![format!(
                         "The answer covers what this answer, which the user accepted, covers: \"{answer}\""
@@ -50,6 +66,10 @@ pub fn suite_from_episodes(skill_name: &str, episodes: &[&Episode]) -> EvalSuite
             _ => Split::Test,
         };
         suite.evals.push(case);
+    }
+    if short_answers {
+        suite.instructions = Some(MINED_ANSWER_INSTRUCTIONS.to_string());
+        suite.answer_pattern = Some(MINED_ANSWER_PATTERN.to_string());
     }
     suite
 }
@@ -103,5 +123,17 @@ mod tests {
         let again = suite_from_episodes("mined-job", &refs);
         let key = |s: &EvalSuite| s.evals.iter().map(|c| (c.id.clone(), c.split)).collect::<Vec<_>>();
         assert_eq!(key(&suite), key(&again));
+    }
+
+    #[test]
+    fn short_answers_get_the_suite_answer_format_and_numbers_a_numeric_grader() {
+        let episodes = [episode("How many marbles in all?", OutcomeKind::Success, Some("42"), None)];
+        let refs: Vec<&Episode> = episodes.iter().collect();
+        let suite = suite_from_episodes("mined-job", &refs);
+        assert_eq!(suite.evals[0].graders, [Grader::Numeric { expected: Some(42.0), tolerance: 1e-6 }]);
+        assert_eq!(suite.instructions.as_deref(), Some(MINED_ANSWER_INSTRUCTIONS));
+        let pattern = regex::Regex::new(suite.answer_pattern.as_deref().expect("a pattern")).expect("regex");
+        let reply = "17 red and 25 blue.\nAnswering: add them.\n**Answer:** 42\n";
+        assert_eq!(evals::run::extract_answer(reply, Some(&pattern)), "42");
     }
 }

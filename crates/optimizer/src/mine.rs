@@ -13,7 +13,7 @@
 //! alone. One-off tasks never become proposals.
 
 use agent_logs::{Episode, OutcomeKind};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use skill_core::{Embedder, cosine};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -50,7 +50,7 @@ pub struct LibrarySkill {
 }
 
 /// What a proposal asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProposalKind {
     /// A job with no skill: distill one.

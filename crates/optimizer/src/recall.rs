@@ -6,7 +6,8 @@
 //! each kind tunes the description (the teacher rewrites it from the misses, at most twice);
 //! the other half, held out, decides whether the check passed.
 
-use crate::distill::{counted, teacher_request, without_worked_examples};
+use crate::teacher_io::{counted, teacher_request};
+use crate::worked_examples::without_worked_examples;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use skill_core::fsutil::atomic_write;

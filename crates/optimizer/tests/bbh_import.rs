@@ -1,7 +1,7 @@
 //! Importing BIG-Bench Hard tasks from the shared data folder (read in place, never copied).
 
-use evals::bbh::{SplitSizes, import, list_tasks};
 use evals::{Grader, Split};
+use optimizer::bbh::{SplitSizes, import, list_tasks};
 use std::path::PathBuf;
 
 fn data_dir() -> PathBuf {

@@ -3,21 +3,15 @@
 //! test split. The data stays where it is (`../shared/data/bbh` by default); nothing from
 //! it is copied into this repository.
 
-use crate::grade::Grader;
-use crate::suite::{CaseId, CaseMode, EvalCase, EvalSuite, Split};
 use crate::{Error, Result};
+use evals::grade::Grader;
+use evals::suite::{CaseId, CaseMode, EvalCase, EvalSuite, Split};
 use std::path::{Path, PathBuf};
 
 /// Tasks whose answers are numbers (graded numerically).
 const NUMERIC_TASKS: &[&str] = &["multistep_arithmetic_two", "object_counting"];
 
-/// The answer format every configuration is asked for, so that with or without a skill the
-/// student is graded on the same question.
-pub const ANSWER_INSTRUCTIONS: &str = "Think step by step and write out each step of your work. Then finish with one \
-line: \"So the answer is X.\" where X is the answer alone.";
-
-/// Picks the text after the last "the answer is".
-pub const ANSWER_PATTERN: &str = r"(?im)answer is[:\s]*\**\s*(.+?)\**\s*\.?\s*$";
+pub use crate::answer_format::{ANSWER_INSTRUCTIONS, ANSWER_PATTERN};
 
 /// How many cases go to each split.
 ///
@@ -261,7 +255,7 @@ mod tests {
 
     #[test]
     fn pooled_lift_adds_the_paired_cases_of_every_task() {
-        let row = |lift: Option<crate::Lift>, paired_cases| ProofRow {
+        let row = |lift: Option<evals::Lift>, paired_cases| ProofRow {
             skill: "bbh-x".into(),
             model: None,
             no_skill: None,
@@ -273,12 +267,12 @@ mod tests {
             paired_cases,
         };
         assert_eq!(pooled_distilled_vs_human(&[row(None, 0)]), None);
-        let a = crate::Lift::from_counts(crate::PairedCounts { both: 10, gained: 6, lost: 2, neither: 12 });
-        let b = crate::Lift::from_counts(crate::PairedCounts { both: 20, gained: 1, lost: 3, neither: 6 });
+        let a = evals::Lift::from_counts(evals::PairedCounts { both: 10, gained: 6, lost: 2, neither: 12 });
+        let b = evals::Lift::from_counts(evals::PairedCounts { both: 20, gained: 1, lost: 3, neither: 6 });
         let (pooled, cases) =
             pooled_distilled_vs_human(&[row(Some(a), 30), row(None, 0), row(Some(b), 30)]).expect("pooled");
         assert_eq!(cases, 60);
-        assert_eq!(pooled.counts(), crate::PairedCounts { both: 30, gained: 7, lost: 5, neither: 18 });
+        assert_eq!(pooled.counts(), evals::PairedCounts { both: 30, gained: 7, lost: 5, neither: 18 });
         assert!((pooled.delta - 2.0 / 60.0).abs() < 1e-12);
         // More cases, a narrower interval than either task's alone.
         assert!(pooled.high - pooled.low < a.high - a.low);
@@ -435,8 +429,8 @@ mod tests {
             .expect("v1");
         let student = std::sync::Arc::new(Flaky { down: true.into() });
         let config =
-            crate::RunnerConfig { cache_dir: Some(tmp.path().join("cache")), ..crate::RunnerConfig::default() };
-        let evaluator = crate::Evaluator { student: student.clone(), judge: None, suite: &suite, config: &config };
+            evals::RunnerConfig { cache_dir: Some(tmp.path().join("cache")), ..evals::RunnerConfig::default() };
+        let evaluator = evals::Evaluator { student: student.clone(), judge: None, suite: &suite, config: &config };
         let benchmark = dir.join("evals/results/benchmark.json");
         let measured = measure_test_split(&evaluator, &dir, None, &mut |_, _| {}).await.expect("measured");
         assert!(!measured.recorded && measured.human.errors() == 2 && measured.distilled.is_none());
@@ -449,7 +443,7 @@ mod tests {
         assert_eq!(row.no_skill.map(|r| r.total), Some(2));
         assert_eq!(row.mixed_case_counts(), None);
         // A distilled cell on more cases (a test split grown since) is pointed out.
-        let grown = ProofRow { distilled: Some(crate::Rate::wilson(3, 4)), ..row };
+        let grown = ProofRow { distilled: Some(evals::Rate::wilson(3, 4)), ..row };
         assert_eq!(grown.mixed_case_counts().as_deref(), Some("no skill 2, human 2, distilled 4"));
     }
 
@@ -464,8 +458,8 @@ mod tests {
         skill_core::VersionStore::new(&dir).save(human, "imported").expect("v1");
         let student = std::sync::Arc::new(Flaky { down: false.into() });
         let config =
-            crate::RunnerConfig { cache_dir: Some(tmp.path().join("cache")), ..crate::RunnerConfig::default() };
-        let evaluator = crate::Evaluator { student, judge: None, suite: &suite, config: &config };
+            evals::RunnerConfig { cache_dir: Some(tmp.path().join("cache")), ..evals::RunnerConfig::default() };
+        let evaluator = evals::Evaluator { student, judge: None, suite: &suite, config: &config };
         let later = test_cases_at(&suite, 3, None).expect("cases 3-4");
         let mut labels = Vec::new();
         let measured = measure_test_split(&evaluator, &dir, Some(&later), &mut |label, r| {
@@ -521,7 +515,7 @@ mod tests {
 
     #[test]
     fn a_report_on_part_of_the_test_split_counts_only_those_cases() {
-        use crate::report::{Benchmark, BenchmarkEntry, CaseRow, Summary};
+        use evals::report::{Benchmark, BenchmarkEntry, CaseRow, Summary};
         // Positions 31-100 of a grown split are exactly the cases `--test 100` added, though
         // late validation cases were dealt between them and the first 30.
         let sizes = SplitSizes { train: 12, validation: 24, test: 30 };
@@ -549,7 +543,7 @@ mod tests {
         skill_core::VersionStore::new(&dir).save(human, "imported").expect("v1");
         let summary = |label: &str, passed, total| Summary {
             label: label.into(),
-            rate: crate::Rate::wilson(passed, total),
+            rate: evals::Rate::wilson(passed, total),
             tokens_per_case: 10.0,
             completion_tokens_per_case: 5.0,
             seconds_per_case: 1.0,
@@ -573,7 +567,7 @@ mod tests {
             model: "m".into(),
             with_skill: summary("v1", 4, 6),
             baseline: Some(summary("no skill", 3, 6)),
-            lift: Some(crate::Lift::from_counts(crate::PairedCounts { both: 1, gained: 3, lost: 2, neither: 0 })),
+            lift: Some(evals::Lift::from_counts(evals::PairedCounts { both: 1, gained: 3, lost: 2, neither: 0 })),
             cases,
         };
         let results = dir.join("evals/results");
@@ -594,8 +588,8 @@ mod tests {
     fn answer_pattern_takes_the_last_answer_line() {
         let re = regex::Regex::new(ANSWER_PATTERN).expect("pattern");
         let out = "A = True. So the answer is False.\nWait, recheck.\nSo the answer is **True**.";
-        assert_eq!(crate::run::extract_answer(out, Some(&re)), "True");
-        assert_eq!(crate::run::extract_answer("So the answer is (B).", Some(&re)), "(B)");
+        assert_eq!(evals::run::extract_answer(out, Some(&re)), "True");
+        assert_eq!(evals::run::extract_answer("So the answer is (B).", Some(&re)), "(B)");
     }
 }
 
@@ -608,17 +602,17 @@ pub struct ProofRow {
     /// The student model.
     pub model: Option<String>,
     /// Without a skill.
-    pub no_skill: Option<crate::Rate>,
+    pub no_skill: Option<evals::Rate>,
     /// With the human-written procedure.
-    pub human: Option<crate::Rate>,
+    pub human: Option<evals::Rate>,
     /// With the distilled skill (a finished `skd distill`).
-    pub distilled: Option<crate::Rate>,
+    pub distilled: Option<evals::Rate>,
     /// The version `skd distill` saved.
     pub distilled_version: Option<u32>,
     /// The distillation kept the human procedure (no rewrite beat it on validation).
     pub kept_human: bool,
     /// Distilled against human, paired by case.
-    pub distilled_vs_human: Option<crate::Lift>,
+    pub distilled_vs_human: Option<evals::Lift>,
     /// Test cases in that pairing.
     #[serde(default)]
     pub paired_cases: usize,
@@ -640,14 +634,14 @@ impl ProofRow {
 /// The paired lift of distilled over human across every row that has one, and the number of
 /// paired cases: each task's sealed test cases together, so small per-task differences can
 /// add up (or cancel). `None` when no row has a pairing.
-pub fn pooled_distilled_vs_human(rows: &[ProofRow]) -> Option<(crate::Lift, usize)> {
-    let paired: Vec<(&crate::Lift, usize)> =
+pub fn pooled_distilled_vs_human(rows: &[ProofRow]) -> Option<(evals::Lift, usize)> {
+    let paired: Vec<(&evals::Lift, usize)> =
         rows.iter().filter_map(|r| r.distilled_vs_human.as_ref().map(|l| (l, r.paired_cases))).collect();
     if paired.is_empty() {
         return None;
     }
-    let counts = paired.iter().fold(crate::PairedCounts::default(), |sum, (lift, _)| sum + lift.counts());
-    Some((crate::Lift::from_counts(counts), paired.iter().map(|(_, cases)| cases).sum()))
+    let counts = paired.iter().fold(evals::PairedCounts::default(), |sum, (lift, _)| sum + lift.counts());
+    Some((evals::Lift::from_counts(counts), paired.iter().map(|(_, cases)| cases).sum()))
 }
 
 /// Which text a measurement's distilled configuration was.
@@ -684,11 +678,11 @@ impl std::fmt::Display for DistilledFrom {
 #[derive(Debug, Clone)]
 pub struct TestMeasurement {
     /// Without a skill.
-    pub no_skill: crate::SuiteRun,
+    pub no_skill: evals::SuiteRun,
     /// With the human-written procedure (version 1).
-    pub human: crate::SuiteRun,
+    pub human: evals::SuiteRun,
     /// With the distilled skill, when a distillation has selected one.
-    pub distilled: Option<(DistilledFrom, crate::SuiteRun)>,
+    pub distilled: Option<(DistilledFrom, evals::SuiteRun)>,
     /// Whether the runs were recorded in `benchmark.json`. Not when a case failed to run (a
     /// timeout), which would count as a failure; such cases are not cached, so measuring
     /// again runs only them. Nor when only part of the split ran, or the distilled text is
@@ -716,12 +710,12 @@ impl TestMeasurement {
 /// skill's suite; `on_case` sees each result with its configuration's label (`no skill`,
 /// `v1`, ...).
 pub async fn measure_test_split(
-    evaluator: &crate::Evaluator<'_>,
+    evaluator: &evals::Evaluator<'_>,
     skill_dir: &Path,
     only_cases: Option<&[CaseId]>,
-    on_case: &mut (dyn FnMut(&str, &crate::CaseResult) + Send),
+    on_case: &mut (dyn FnMut(&str, &evals::CaseResult) + Send),
 ) -> Result<TestMeasurement> {
-    use crate::report::{Benchmark, BenchmarkEntry};
+    use evals::report::{Benchmark, BenchmarkEntry};
     use skill_core::versions::Revision;
     let skill = skill_dir.file_name().and_then(|n| n.to_str()).unwrap_or(&evaluator.suite.skill_name);
     let mut test = evaluator.suite.split(Split::Test);
@@ -732,7 +726,7 @@ pub async fn measure_test_split(
         return Err(Error::other(format!("{skill} has no test cases in its suite to measure")));
     }
     let store = skill_core::VersionStore::new(skill_dir);
-    let text = |markdown: String| crate::SkillText { name: skill.to_string(), markdown };
+    let text = |markdown: String| evals::SkillText { name: skill.to_string(), markdown };
     let human_skill = text(store.content(Revision::Version(1))?);
     let distilled_text = match crate::distill::latest_finished_state(skill_dir).and_then(|s| s.report) {
         Some(report) => {
@@ -801,7 +795,7 @@ pub fn test_cases_at(suite: &EvalSuite, first: usize, last: Option<usize>) -> Re
 /// made; measurements that do not hold all of them do not count, and the distillation's
 /// report (whose figures cover its whole test split) fills nothing.
 pub fn proof_row(skill_dir: &Path, skill: &str, only_cases: Option<&[CaseId]>) -> Result<ProofRow> {
-    use crate::report::{Benchmark, BenchmarkEntry};
+    use evals::report::{Benchmark, BenchmarkEntry};
     let store = skill_core::VersionStore::new(skill_dir);
     let human_hash =
         store.content(skill_core::versions::Revision::Version(1)).ok().map(|t| skill_core::skill::content_hash(&t));
@@ -845,7 +839,7 @@ pub fn proof_row(skill_dir: &Path, skill: &str, only_cases: Option<&[CaseId]>) -
                     b.push(*hp);
                 }
             }
-            (Some(crate::Lift::paired(&a, &b)), a.len())
+            (Some(evals::Lift::paired(&a, &b)), a.len())
         }
         _ => (None, 0),
     };

@@ -7,9 +7,9 @@
 //! (both cassettes are rewritten; the replay-only assertions describe the current recording).
 
 use async_trait::async_trait;
-use evals::bbh::{SplitSizes, import};
-use evals::distill::{DistillConfig, DistillJob, DistillState, Distiller, Stage, load_state};
 use evals::{EvalSuite, RunnerConfig};
+use optimizer::bbh::{SplitSizes, import};
+use optimizer::distill::{DistillConfig, DistillJob, DistillState, Distiller, Stage, load_state};
 use skill_core::{Completion, CompletionRequest, Student, Teacher, VersionStore};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -197,7 +197,7 @@ async fn distill_rewrites_measures_and_resumes_after_a_crash() {
     assert_eq!(report.adopted, report.beneficial);
     assert!(dir.join("evals/results/benchmark.html").is_file());
     // The proof table's row comes from the stored results.
-    let row = evals::bbh::proof_row(&dir, &task.skill_name, None).expect("row");
+    let row = optimizer::bbh::proof_row(&dir, &task.skill_name, None).expect("row");
     assert_eq!(row.distilled, Some(report.with_skill));
     assert_eq!(row.no_skill, Some(report.no_skill));
     assert_eq!(row.distilled_version, Some(report.version));
@@ -205,7 +205,7 @@ async fn distill_rewrites_measures_and_resumes_after_a_crash() {
     // Restricted to a case no measurement holds, the row is empty: the distillation's report,
     // whose figures cover its whole test split, stands in for no part of it.
     let nowhere = [evals::CaseId::Text("no-such-case".into())];
-    let part = evals::bbh::proof_row(&dir, &task.skill_name, Some(&nowhere)).expect("row");
+    let part = optimizer::bbh::proof_row(&dir, &task.skill_name, Some(&nowhere)).expect("row");
     assert_eq!((part.distilled, part.no_skill, part.human), (None, None, None));
     if recording.is_none() {
         assert_eq!(cassette.calls(), cassette_total(), "every recorded answer was used");
@@ -217,13 +217,13 @@ async fn distill_rewrites_measures_and_resumes_after_a_crash() {
     let suite = EvalSuite::load(&EvalSuite::path_in(&dir)).expect("suite");
     let evaluator = evals::Evaluator { student, judge: None, suite: &suite, config: &runner };
     let mut labels = Vec::new();
-    let measured = evals::bbh::measure_test_split(&evaluator, &dir, None, &mut |label, r| {
+    let measured = optimizer::bbh::measure_test_split(&evaluator, &dir, None, &mut |label, r| {
         labels.push((format!("{label} {}", r.id), r.cached))
     })
     .await
     .expect("measure");
     let (version, distilled) = measured.distilled.as_ref().expect("a finished distillation");
-    assert_eq!(*version, evals::bbh::DistilledFrom::Version(report.version));
+    assert_eq!(*version, optimizer::bbh::DistilledFrom::Version(report.version));
     assert_eq!(distilled.rate(), report.with_skill);
     assert_eq!(measured.no_skill.rate(), report.no_skill);
     assert_eq!(measured.human.rate().total, 4);
@@ -231,7 +231,7 @@ async fn distill_rewrites_measures_and_resumes_after_a_crash() {
     assert!(labels[..4].iter().all(|(label, _)| label.starts_with("v1 ")), "the human procedure first: {labels:?}");
     assert!(labels[4..8].iter().all(|(_, cached)| *cached), "the distillation measured its skill: {labels:?}");
     assert!(labels[8..].iter().all(|(_, cached)| *cached), "and no skill: {labels:?}");
-    let row = evals::bbh::proof_row(&dir, &task.skill_name, None).expect("row");
+    let row = optimizer::bbh::proof_row(&dir, &task.skill_name, None).expect("row");
     assert_eq!(row.human, Some(measured.human.rate()));
     assert_eq!(row.distilled, Some(report.with_skill));
     assert_eq!(row.paired_cases, 4);
@@ -239,8 +239,8 @@ async fn distill_rewrites_measures_and_resumes_after_a_crash() {
     let lift = row.distilled_vs_human.expect("paired");
     assert_eq!(lift.gained + lift.lost, pairs);
     // `skd bbh report --test-cases 3-`: the last two test cases alone.
-    let last_two = evals::bbh::test_cases_at(&suite, 3, None).expect("cases 3-4");
-    let part = evals::bbh::proof_row(&dir, &task.skill_name, Some(&last_two)).expect("row");
+    let last_two = optimizer::bbh::test_cases_at(&suite, 3, None).expect("cases 3-4");
+    let part = optimizer::bbh::proof_row(&dir, &task.skill_name, Some(&last_two)).expect("row");
     assert_eq!(part.paired_cases, 2);
     assert_eq!((part.human.map(|r| r.total), part.distilled.map(|r| r.total)), (Some(2), Some(2)));
 }
@@ -301,7 +301,7 @@ async fn distill_drafts_the_suite_and_the_skill_from_a_job_and_examples() {
          {\"input\": \"Convert 37 degrees Celsius to Fahrenheit.\", \"expected\": \"99\", \"numeric\": true}\n",
     )
     .expect("examples");
-    let examples = evals::distill::read_examples(&examples_file).expect("examples");
+    let examples = optimizer::distill::read_examples(&examples_file).expect("examples");
     let job = DistillJob {
         skill_name: "celsius-to-fahrenheit".into(),
         description: "Convert a temperature from degrees Celsius to degrees Fahrenheit, rounded to the nearest \
@@ -361,7 +361,8 @@ async fn distill_drafts_the_suite_and_the_skill_from_a_job_and_examples() {
     assert_eq!(state.stage, Stage::Converged, "drafted, measured, no rounds; stopped at the recall check");
     assert!(state.baseline_validation.is_some() && !state.candidates[0].validation.is_empty());
     // The job alone was measured beside the drafted skill, by the real student.
-    let bare = state.candidates.iter().find(|c| c.rationale == evals::distill::BARE_JOB_RATIONALE).expect("job alone");
+    let bare =
+        state.candidates.iter().find(|c| c.rationale == optimizer::distill::BARE_JOB_RATIONALE).expect("job alone");
     assert!(bare.markdown.ends_with("---\nConvert a temperature from degrees Celsius to degrees Fahrenheit, rounded to the nearest whole degree.\n"), "{}", bare.markdown);
     assert_eq!(bare.validation.len(), state.candidates[0].validation.len());
 

@@ -10,13 +10,20 @@
 //! student results are cached per (model, skill text, case), so a run killed at any point
 //! resumes from its last finished step without losing a candidate or a score.
 
-use crate::grade::Grader;
+use crate::answer_format::{ANSWER_INSTRUCTIONS, ANSWER_PATTERN};
 use crate::recall::RecallChecker;
 pub use crate::recall::RecallReport;
-use crate::run::{Evaluator, RunnerConfig, SkillText, SuiteRun};
-use crate::stats::{Lift, Rate};
-use crate::suite::{CaseId, CaseMode, EvalCase, EvalSuite, Split};
+use crate::teacher_io::{counted, teacher_request};
+use crate::worked_examples::as_shown;
+pub use crate::worked_examples::{
+    ExamplePairs, WORKED_EXAMPLES_END, WORKED_EXAMPLES_HEADING, with_worked_examples, without_worked_examples,
+    worked_examples_in,
+};
 use crate::{Error, Result};
+use evals::grade::Grader;
+use evals::run::{Evaluator, RunnerConfig, SkillText, SuiteRun};
+use evals::stats::{Lift, Rate};
+use evals::suite::{CaseId, CaseMode, EvalCase, EvalSuite, Split};
 use serde::{Deserialize, Serialize};
 use skill_core::fsutil::atomic_write;
 use skill_core::{ChatMessage, CompletionRequest, Role, Skill, Student, Teacher, ValidationMode, VersionStore};
@@ -193,9 +200,6 @@ pub struct Candidate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worked_examples: Option<ExamplePairs>,
 }
-
-/// The (input, solution) pairs of a worked-examples section.
-pub type ExamplePairs = Vec<(String, String)>;
 
 impl Candidate {
     /// The (input, solution) pairs it shows as worked examples.
@@ -928,7 +932,7 @@ mod tests {
             mode: CaseMode::Answer,
         };
         let mut suite = EvalSuite::new("adder");
-        suite.answer_pattern = Some(crate::bbh::ANSWER_PATTERN.into());
+        suite.answer_pattern = Some(ANSWER_PATTERN.into());
         suite.evals = vec![
             case(0, 2, 2, Split::Train),
             case(1, 3, 3, Split::Train),
@@ -1143,7 +1147,7 @@ mod tests {
             mode: CaseMode::Answer,
         };
         let mut suite = EvalSuite::new("adder");
-        suite.answer_pattern = Some(crate::bbh::ANSWER_PATTERN.into());
+        suite.answer_pattern = Some(ANSWER_PATTERN.into());
         suite.evals = (1..=3).map(easy).collect();
         let frontmatter = "---\nname: adder\ndescription: Add two small numbers.\nlicense: MIT\n---\n";
         // Copycat gets everything wrong under this procedure, and adds small numbers without it.
@@ -1220,7 +1224,7 @@ mod tests {
             model: "m".into(),
             skill_hash: None,
             results: (0..10)
-                .map(|i| crate::run::CaseResult {
+                .map(|i| evals::run::CaseResult {
                     id: CaseId::Number(i),
                     split: Split::Test,
                     passed: (i as usize) < passed,
@@ -1280,11 +1284,6 @@ mod tests {
 struct DraftCases {
     cases: Vec<ExampleCase>,
 }
-
-pub(crate) const TEACHER_SYSTEM: &str = "You write skills for a small local language model: SKILL.md files in the Agent \
-Skills format (YAML frontmatter with `name` and `description`, then markdown instructions). A skill is one \
-job, written as a short numbered procedure the small model can follow literally, with the output format \
-stated exactly. Generalize: never mention specific test inputs.";
 
 impl Distiller<'_> {
     fn save(&self, state: &DistillState) -> Result<()> {
@@ -1393,14 +1392,14 @@ impl Distiller<'_> {
         if state.stage == Stage::Drafted {
             on_event(DistillEvent::Stage("measuring the baseline and the starting skill on validation".into()));
             let base = evaluator
-                .run(&validation, None, "no skill", &mut |r: &crate::run::CaseResult| {
+                .run(&validation, None, "no skill", &mut |r: &evals::run::CaseResult| {
                     on_event(DistillEvent::Case(format!("no skill {}", r.id), r.passed))
                 })
                 .await?;
             state.baseline_validation = Some(base.rate());
             let start = state.candidates[0].clone();
             let run = evaluator
-                .run(&validation, Some(&self.text(&start.markdown)), "start", &mut |r: &crate::run::CaseResult| {
+                .run(&validation, Some(&self.text(&start.markdown)), "start", &mut |r: &evals::run::CaseResult| {
                     on_event(DistillEvent::Case(format!("start {}", r.id), r.passed))
                 })
                 .await?;
@@ -1448,12 +1447,12 @@ impl Distiller<'_> {
             on_event(DistillEvent::Stage("measuring the sealed test split".into()));
             let best = state.candidates[state.best].clone();
             let with = evaluator
-                .run(&test, Some(&self.text(&best.markdown)), "distilled", &mut |r: &crate::run::CaseResult| {
+                .run(&test, Some(&self.text(&best.markdown)), "distilled", &mut |r: &evals::run::CaseResult| {
                     on_event(DistillEvent::Case(format!("distilled {}", r.id), r.passed))
                 })
                 .await?;
             let none = evaluator
-                .run(&test, None, "no skill", &mut |r: &crate::run::CaseResult| {
+                .run(&test, None, "no skill", &mut |r: &evals::run::CaseResult| {
                     on_event(DistillEvent::Case(format!("no skill {}", r.id), r.passed))
                 })
                 .await?;
@@ -1463,7 +1462,7 @@ impl Distiller<'_> {
             } else {
                 Some(
                     evaluator
-                        .run(&test, Some(&self.text(&start.markdown)), "start", &mut |r: &crate::run::CaseResult| {
+                        .run(&test, Some(&self.text(&start.markdown)), "start", &mut |r: &evals::run::CaseResult| {
                             on_event(DistillEvent::Case(format!("start {}", r.id), r.passed))
                         })
                         .await?,
@@ -1493,8 +1492,8 @@ impl Distiller<'_> {
             let version = info.version;
             with_versions(&self.skill_dir, move |store| store.record_scores(version, &scores)).await?;
             let mut benchmark =
-                crate::report::Benchmark::load(&self.skill_dir.join("evals/results"), &state.job.skill_name)?;
-            benchmark.push(crate::report::BenchmarkEntry::new(&with, Some(&none), Some(info.version)));
+                evals::report::Benchmark::load(&self.skill_dir.join("evals/results"), &state.job.skill_name)?;
+            benchmark.push(evals::report::BenchmarkEntry::new(&with, Some(&none), Some(info.version)));
             benchmark.write(&self.skill_dir.join("evals/results"))?;
             state.report = Some(FinalReport {
                 with_skill: with.rate(),
@@ -1555,7 +1554,7 @@ impl Distiller<'_> {
             }
         };
         let run = evaluator
-            .run(validation, Some(&self.text(&markdown)), "job alone", &mut |r: &crate::run::CaseResult| {
+            .run(validation, Some(&self.text(&markdown)), "job alone", &mut |r: &evals::run::CaseResult| {
                 on_event(DistillEvent::Case(format!("job alone {}", r.id), r.passed))
             })
             .await?;
@@ -1664,11 +1663,11 @@ impl Distiller<'_> {
                 }
             }
             let mut suite = EvalSuite::new(&name);
-            suite.answer_pattern = Some(crate::bbh::ANSWER_PATTERN.to_string());
-            suite.instructions = Some(crate::bbh::ANSWER_INSTRUCTIONS.to_string());
+            suite.answer_pattern = Some(ANSWER_PATTERN.to_string());
+            suite.instructions = Some(ANSWER_INSTRUCTIONS.to_string());
             for (i, c) in cases.into_iter().enumerate() {
                 let split = drafted_split(i);
-                let numeric = c.numeric && crate::grade::last_number(&c.expected_output).is_some();
+                let numeric = c.numeric && evals::grade::last_number(&c.expected_output).is_some();
                 suite.evals.push(EvalCase {
                     id: CaseId::Text(format!("d{i:03}")),
                     prompt: c.prompt,
@@ -1745,7 +1744,7 @@ impl Distiller<'_> {
     async fn teacher_agrees(&self, state: &mut DistillState, case: &ExampleCase) -> Result<bool> {
         let mut request = CompletionRequest::new(vec![ChatMessage::new(
             Role::User,
-            format!("{}\n\n{}", case.prompt, crate::bbh::ANSWER_INSTRUCTIONS),
+            format!("{}\n\n{}", case.prompt, ANSWER_INSTRUCTIONS),
         )]);
         request.max_tokens = 1000;
         request.timeout = state.config.teacher_timeout();
@@ -1758,7 +1757,7 @@ impl Distiller<'_> {
             }
         };
         state.count_teacher_usage(&answer.usage);
-        let pattern = regex::Regex::new(crate::bbh::ANSWER_PATTERN).map_err(|e| Error::other(e.to_string()))?;
+        let pattern = regex::Regex::new(ANSWER_PATTERN).map_err(|e| Error::other(e.to_string()))?;
         let Some(got) =
             pattern.captures_iter(&answer.text).last().and_then(|c| c.get(1)).map(|m| m.as_str().to_string())
         else {
@@ -1959,7 +1958,7 @@ impl Distiller<'_> {
         let batch = round_minibatch(round, state.config.minibatch, train);
         let parent = self.text(&state.candidates[parent_id].markdown);
         let run = evaluator
-            .run(&batch, Some(&parent), "parent", &mut |r: &crate::run::CaseResult| {
+            .run(&batch, Some(&parent), "parent", &mut |r: &evals::run::CaseResult| {
                 on_event(DistillEvent::Case(format!("round {round} parent {}", r.id), r.passed))
             })
             .await?;
@@ -1981,7 +1980,7 @@ impl Distiller<'_> {
         on_event: &mut (dyn FnMut(DistillEvent) + Send),
     ) -> Result<RoundLog> {
         let round = log.round;
-        let mut report = |label: &str, r: &crate::run::CaseResult| {
+        let mut report = |label: &str, r: &evals::run::CaseResult| {
             on_event(DistillEvent::Case(format!("round {round} {label} {}", r.id), r.passed))
         };
         let candidate = state.candidates[id].clone();
@@ -2004,7 +2003,7 @@ impl Distiller<'_> {
                 .filter(|(r, c)| r.passed && gate.iter().any(|g| std::ptr::eq(*g, **c)))
                 .count();
             let mini = evaluator
-                .run(&gate, Some(&text), "candidate", &mut |r: &crate::run::CaseResult| report("minibatch", r))
+                .run(&gate, Some(&text), "candidate", &mut |r: &evals::run::CaseResult| report("minibatch", r))
                 .await?;
             if mini.rate().passed < parent_passed {
                 state.rounds_without_gain += 1;
@@ -2014,7 +2013,7 @@ impl Distiller<'_> {
             }
         }
         let run = evaluator
-            .run(validation, Some(&text), "candidate", &mut |r: &crate::run::CaseResult| report("validation", r))
+            .run(validation, Some(&text), "candidate", &mut |r: &evals::run::CaseResult| report("validation", r))
             .await?;
         record_validation(&mut state.candidates[id], &run);
         let (candidate, best) =
@@ -2069,87 +2068,21 @@ fn drafted_split(i: usize) -> Split {
     }
 }
 
-/// A request to the teacher: its system prompt, `user`, a token limit and a timeout.
-pub(crate) fn teacher_request(user: String, max_tokens: u32, timeout: std::time::Duration) -> CompletionRequest {
-    let mut request = CompletionRequest::new(vec![
-        ChatMessage::new(Role::System, TEACHER_SYSTEM),
-        ChatMessage::new(Role::User, user),
-    ]);
-    request.max_tokens = max_tokens;
-    request.timeout = timeout;
-    request
-}
-
-/// A structured teacher answer as ours, its tokens passed to `on_usage` whether or not it
-/// was usable (an unusable reply still cost both answers; nothing is known of a request that
-/// did not complete). "Answered, but unusably" stays apart from "unreachable".
-pub(crate) fn counted<T>(
-    answer: teacher::Result<teacher::JsonAnswer<T>>,
-    on_usage: &mut dyn FnMut(&skill_core::Usage),
-) -> Result<T> {
-    match answer {
-        Ok(answer) => {
-            on_usage(&answer.usage);
-            Ok(answer.value)
-        }
-        Err(invalid @ teacher::Error::InvalidOutput { usage, .. }) => {
-            on_usage(&usage);
-            Err(Error::TeacherOutput(invalid.to_string()))
-        }
-        Err(other) => Err(Error::other(other.to_string())),
-    }
-}
-
 /// Two answers agree: equal after normalizing, or the same number.
 fn same_answer(a: &str, b: &str) -> bool {
-    let (na, nb) = (crate::grade::normalize(a), crate::grade::normalize(b));
+    let (na, nb) = (evals::grade::normalize(a), evals::grade::normalize(b));
     if na == nb {
         return true;
     }
-    match (crate::grade::last_number(a), crate::grade::last_number(b)) {
+    match (evals::grade::last_number(a), evals::grade::last_number(b)) {
         // "77", "77 degrees", "77°F": the same single number in a short answer ("1/2" and
         // "12:30" hold two numbers and are compared as text).
         (Some(x), Some(y)) => {
-            let short = |t: &str| t.split_whitespace().count() <= 3 && crate::grade::count_numbers(t) == 1;
+            let short = |t: &str| t.split_whitespace().count() <= 3 && evals::grade::count_numbers(t) == 1;
             (x - y).abs() < 1e-6 && short(&na) && short(&nb)
         }
         _ => false,
     }
-}
-
-/// The heading of the section [`with_worked_examples`] writes.
-pub const WORKED_EXAMPLES_HEADING: &str = "## Worked examples";
-
-/// The line that closes the section [`with_worked_examples`] writes.
-pub const WORKED_EXAMPLES_END: &str = "<!-- end of worked examples -->";
-
-/// `markdown` without its worked-examples section (ending with one newline).
-pub fn without_worked_examples(markdown: &str) -> String {
-    // The section ends at its end marker (a student's answer may hold `## ` lines of its
-    // own), or, written by hand without one, at the next `## ` heading.
-    let has_marker = markdown.contains(WORKED_EXAMPLES_END);
-    let mut kept = String::new();
-    let mut skipping = false;
-    for line in markdown.lines() {
-        if line.trim_end() == WORKED_EXAMPLES_HEADING {
-            skipping = true;
-            continue;
-        }
-        if skipping {
-            if line.trim_end() == WORKED_EXAMPLES_END {
-                skipping = false;
-                continue;
-            }
-            if !has_marker && line.starts_with("## ") {
-                skipping = false;
-            }
-        }
-        if !skipping {
-            kept.push_str(line);
-            kept.push('\n');
-        }
-    }
-    format!("{}\n", kept.trim_end())
 }
 
 /// Whether the distilled skill is worth loading: more than 5 points of lift over no skill that
@@ -2173,58 +2106,12 @@ const MIN_DRAFT_BODY_CHARS: usize = 40;
 /// The rationale of the job-alone candidate (see [`DistillConfig::bare_job_candidate`]).
 pub const BARE_JOB_RATIONALE: &str = "the job alone, without a procedure";
 
-/// An input as [`worked_examples_in`] reads it back: trimmed, lines joined with `\n`.
-fn as_shown(input: &str) -> String {
-    input.trim().lines().collect::<Vec<_>>().join("\n")
-}
-
 /// `markdown`'s frontmatter followed by `body` alone; `None` when it has no frontmatter.
 fn with_body(markdown: &str, body: &str) -> Option<String> {
     let markdown = markdown.replace("\r\n", "\n");
     let rest = markdown.strip_prefix("---\n")?;
     let end = rest.find("\n---\n")?;
     Some(format!("---\n{}\n---\n{}\n", &rest[..end], body.trim()))
-}
-
-/// The (input, solution) pairs of the worked-examples section [`with_worked_examples`]
-/// wrote into `markdown`, trimmed; empty without one.
-pub fn worked_examples_in(markdown: &str) -> ExamplePairs {
-    let Some(start) = markdown.lines().position(|l| l.trim_end() == WORKED_EXAMPLES_HEADING) else {
-        return Vec::new();
-    };
-    // Like `without_worked_examples`: the end marker, or in a section written by hand without
-    // one, the next `## ` heading.
-    let has_marker = markdown.contains(WORKED_EXAMPLES_END);
-    let section: Vec<&str> = markdown
-        .lines()
-        .skip(start + 1)
-        .take_while(|l| l.trim_end() != WORKED_EXAMPLES_END && (has_marker || !l.starts_with("## ")))
-        .collect();
-    let section = format!("\n{}\n", section.join("\n"));
-    let example_start = regex::Regex::new(r"\n### Example \d+\n\nInput:\n").expect("a valid pattern");
-    example_start
-        .split(&section)
-        .skip(1)
-        .filter_map(|example| {
-            let (input, solution) = example.split_once("\n\nSolution:\n")?;
-            Some((input.trim().to_string(), solution.trim().to_string()))
-        })
-        .collect()
-}
-
-/// `markdown` with its worked-examples section replaced by (or, when it has none, followed
-/// by) one example per (input, verified answer) pair.
-pub fn with_worked_examples(markdown: &str, examples: &[(&str, &str)]) -> String {
-    let mut out = format!(
-        "{}\n{WORKED_EXAMPLES_HEADING}\n\nThese inputs were solved correctly with this skill.\n",
-        without_worked_examples(markdown)
-    );
-    for (i, (input, answer)) in examples.iter().enumerate() {
-        out.push_str(&format!("\n### Example {}\n\nInput:\n{}\n\nSolution:\n{}\n", i + 1, input.trim(), answer.trim()));
-    }
-    out.push_str(WORKED_EXAMPLES_END);
-    out.push('\n');
-    out
 }
 
 /// A candidate replaces the best when it passes at least `min_gain` (at least 1) more

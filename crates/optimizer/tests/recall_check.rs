@@ -4,7 +4,7 @@
 //! rewrite the teacher cannot get right.
 
 use async_trait::async_trait;
-use evals::recall::{RecallChecker, held_out_passed};
+use optimizer::recall::{RecallChecker, held_out_passed};
 use skill_core::{Completion, CompletionRequest, Teacher, Usage};
 use std::path::Path;
 use std::sync::Mutex;
@@ -163,7 +163,7 @@ async fn queries_that_are_only_the_skill_name_leave_the_check_not_run() {
         .expect_err("unusable");
     assert_eq!(tokens, 220, "both unusable answers still cost their tokens");
     let text = err.to_string();
-    assert!(matches!(err, evals::Error::TeacherOutput(_)), "{text}");
+    assert!(matches!(err, optimizer::Error::TeacherOutput(_)), "{text}");
     assert!(text.contains("should_find has 0 usable queries"), "{text}");
     // The repair request does not quote the name back: a small teacher copies it.
     let asked = teacher.asked.lock().expect("lock");

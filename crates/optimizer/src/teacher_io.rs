@@ -1,0 +1,41 @@
+//! Requests to the teacher and the accounting of its structured answers, shared by the
+//! distiller and the recall check.
+
+use crate::{Error, Result};
+use skill_core::{ChatMessage, CompletionRequest, Role};
+
+const TEACHER_SYSTEM: &str = "You write skills for a small local language model: SKILL.md files in the Agent \
+Skills format (YAML frontmatter with `name` and `description`, then markdown instructions). A skill is one \
+job, written as a short numbered procedure the small model can follow literally, with the output format \
+stated exactly. Generalize: never mention specific test inputs.";
+
+/// A request to the teacher: its system prompt, `user`, a token limit and a timeout.
+pub(crate) fn teacher_request(user: String, max_tokens: u32, timeout: std::time::Duration) -> CompletionRequest {
+    let mut request = CompletionRequest::new(vec![
+        ChatMessage::new(Role::System, TEACHER_SYSTEM),
+        ChatMessage::new(Role::User, user),
+    ]);
+    request.max_tokens = max_tokens;
+    request.timeout = timeout;
+    request
+}
+
+/// A structured teacher answer as ours, its tokens passed to `on_usage` whether or not it
+/// was usable (an unusable reply still cost both answers; nothing is known of a request that
+/// did not complete). "Answered, but unusably" stays apart from "unreachable".
+pub(crate) fn counted<T>(
+    answer: teacher::Result<teacher::JsonAnswer<T>>,
+    on_usage: &mut dyn FnMut(&skill_core::Usage),
+) -> Result<T> {
+    match answer {
+        Ok(answer) => {
+            on_usage(&answer.usage);
+            Ok(answer.value)
+        }
+        Err(invalid @ teacher::Error::InvalidOutput { usage, .. }) => {
+            on_usage(&usage);
+            Err(Error::TeacherOutput(invalid.to_string()))
+        }
+        Err(other) => Err(Error::other(other.to_string())),
+    }
+}
