@@ -44,8 +44,11 @@ pub fn suite_from_episodes(skill_name: &str, episodes: &[&Episode]) -> EvalSuite
                 let answer = answer.trim();
                 if answer.chars().count() <= SHORT_ANSWER_CHARS && !answer.contains('\n') {
                     case.expected_output = Some(answer.to_string());
-                    // A number is graded as one ("42" against "42.0" or "42 marbles").
-                    let number = answer.trim_end_matches('.').trim().parse::<f64>().ok();
+                    // An answer with one number in it ("42", "8 euros", "€7.20") is graded
+                    // as that number, so "42.0" or "42 marbles" pass too.
+                    let number = (evals::grade::count_numbers(answer) == 1)
+                        .then(|| evals::grade::last_number(answer))
+                        .flatten();
                     case.graders = vec![match number {
                         Some(n) => Grader::Numeric { expected: Some(n), tolerance: 1e-6 },
                         None => Grader::Normalized { expected: None },
@@ -114,7 +117,7 @@ mod tests {
         let prompts: Vec<&str> = suite.evals.iter().map(|c| c.prompt.as_str()).collect();
         assert_eq!(prompts, ["Total the amounts in expenses.csv", "Draft the weekly update", "Count the open to-dos"]);
         assert_eq!(suite.evals[0].expected_output.as_deref(), Some("412.50 EUR"));
-        assert_eq!(suite.evals[0].graders, [Grader::Normalized { expected: None }]);
+        assert_eq!(suite.evals[0].graders, [Grader::Numeric { expected: Some(412.5), tolerance: 1e-6 }]);
         assert!(suite.evals[1].expectations[0].contains("Shipped: the new login."), "{:?}", suite.evals[1]);
         assert!(suite.evals[2].expectations[0].contains("no, there are 3"), "{:?}", suite.evals[2]);
         let text = serde_json::to_string_pretty(&suite).expect("json");
@@ -127,10 +130,16 @@ mod tests {
 
     #[test]
     fn short_answers_get_the_suite_answer_format_and_numbers_a_numeric_grader() {
-        let episodes = [episode("How many marbles in all?", OutcomeKind::Success, Some("42"), None)];
+        let episodes = [
+            episode("How many marbles in all?", OutcomeKind::Success, Some("42"), None),
+            episode("Tip on a 48 euro bill?", OutcomeKind::Success, Some("8 euros"), None),
+            episode("Due date?", OutcomeKind::Success, Some("3 March 2027"), None),
+        ];
         let refs: Vec<&Episode> = episodes.iter().collect();
         let suite = suite_from_episodes("mined-job", &refs);
         assert_eq!(suite.evals[0].graders, [Grader::Numeric { expected: Some(42.0), tolerance: 1e-6 }]);
+        assert_eq!(suite.evals[1].graders, [Grader::Numeric { expected: Some(8.0), tolerance: 1e-6 }]);
+        assert_eq!(suite.evals[2].graders, [Grader::Normalized { expected: None }], "two numbers: compared as text");
         assert_eq!(suite.instructions.as_deref(), Some(MINED_ANSWER_INSTRUCTIONS));
         let pattern = regex::Regex::new(suite.answer_pattern.as_deref().expect("a pattern")).expect("regex");
         let reply = "17 red and 25 blue.\nAnswering: add them.\n**Answer:** 42\n";
