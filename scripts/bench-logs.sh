@@ -16,7 +16,9 @@ trap 'rm -rf "$work"' EXIT
 models="${SKD_MODELS_DIR:-$HOME/.cache/skd/models}"
 "$SKD" models pull all-minilm-l6-v2 >/dev/null
 python3 - "$work/home" "$n" <<'PY'
-import json, os, random, sys, time
+import random, sys
+sys.path.insert(0, "scripts")
+from session_files import write
 home, n = sys.argv[1], int(sys.argv[2])
 rng = random.Random(7)
 verbs = ["Draft", "Write", "Prepare", "Put together", "Can you do"]
@@ -27,13 +29,6 @@ def task(i):
     if rng.random() < 0.4:
         return f"One-off question {i}: what is {rng.randint(1, 999)} times {rng.randint(1, 999)} for {rng.choice(people)}?"
     return f"{rng.choice(verbs)} {rng.choice(jobs)} and send it to {rng.choice(people)}"
-old = time.time() - 3600
-def write(path, lines):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        for l in lines:
-            f.write(json.dumps(l) + "\n")
-    os.utime(path, (old, old))
 ts = "2026-11-30T09:00:00Z"
 for i in range(n):
     t = task(i)

@@ -17,7 +17,9 @@ source scripts/skd-binary.sh
 work="${WORK:-$(mktemp -d)}"
 models="${SKD_MODELS_DIR:-$HOME/.cache/skd/models}"
 python3 - "$work/home" <<'PY'
-import json, math, os, random, sys, time
+import math, random, sys
+sys.path.insert(0, "scripts")
+from session_files import write
 home = sys.argv[1]
 rng = random.Random(11)
 asks = [
@@ -30,14 +32,7 @@ asks = [
 ]
 one_offs = ["Rename the git branch to main", "Write a haiku about autumn", "Summarise the README in one line",
             "What does HTTP 418 mean?", "Fix the typo in the footer", "List the files in src/"]
-old = time.time() - 3600
 ts = "2026-12-01T19:00:00Z"
-def write(path, lines):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        for l in lines:
-            f.write(json.dumps(l) + "\n")
-    os.utime(path, (old, old))
 def session(i, task, answer, follow):
     k = i % 3
     if k == 0:
