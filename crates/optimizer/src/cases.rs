@@ -46,9 +46,8 @@ pub fn suite_from_episodes(skill_name: &str, episodes: &[&Episode]) -> EvalSuite
                     case.expected_output = Some(answer.to_string());
                     // An answer with one number in it ("42", "8 euros", "€7.20") is graded
                     // as that number, so "42.0" or "42 marbles" pass too.
-                    let number = (evals::grade::count_numbers(answer) == 1)
-                        .then(|| evals::grade::last_number(answer))
-                        .flatten();
+                    let number =
+                        (evals::grade::count_numbers(answer) == 1).then(|| evals::grade::last_number(answer)).flatten();
                     case.graders = vec![match number {
                         Some(n) => Grader::Numeric { expected: Some(n), tolerance: 1e-6 },
                         None => Grader::Normalized { expected: None },
