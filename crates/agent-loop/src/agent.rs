@@ -7,8 +7,11 @@ use crate::protocol::{
     activate_skill_spec, correction_message, parse_first_call, parse_reply, parse_reply_other_than, reply_grammar,
     system_prompt, task_message,
 };
+pub use crate::protocol::{History, ReplyConstraint};
 use crate::tools::ToolRegistry;
-use crate::transcript::{Event, Outcome, RetrievedNote, RetrievedSkill, TRANSCRIPT_SCHEMA_VERSION, TranscriptWriter};
+use crate::transcript::{
+    Event, Outcome, RetrievedNote, RetrievedSkill, RunSettings, TRANSCRIPT_SCHEMA_VERSION, TranscriptWriter,
+};
 use crate::{Error, Result};
 use skill_core::redact::Redactor;
 use skill_core::{
@@ -18,28 +21,6 @@ use skill_core::{
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// How replies are constrained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReplyConstraint {
-    /// A grammar (free reasoning, then a valid action) when the student enforces one; free
-    /// text otherwise.
-    Grammar,
-    /// Free text always, read by [`parse_reply`] with one correction turn (what backends
-    /// without grammars get).
-    FreeText,
-    /// Two requests a step: the reasoning unconstrained, stopped at the first action marker
-    /// or at the reasoning budget, then a request that continues the same reply under a
-    /// grammar that allows only the action (the second request's prompt extends the first's,
-    /// so a prefix cache prefills only the reasoning). Needs a student that enforces
-    /// grammars and continues replies ([`Student::continues_reply`]); others get
-    /// [`ReplyConstraint::Grammar`]'s behaviour. The default: on the everyday task set it was
-    /// as accurate as one grammar request and faster (README, "The agent loop on everyday
-    /// tasks").
-    #[default]
-    TwoRequests,
-}
 
 /// Settings of a run.
 #[derive(Debug, Clone)]
@@ -187,20 +168,6 @@ const REASONING_STOPS: &[&str] = &["Answer:", "answer:", "Action:"];
 /// marker: a line break after reasoning that ended without one.
 const ACTION_LEAD_CHARS: usize = 2;
 
-/// How earlier steps are shown to the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum History {
-    /// One user turn that grows: the task, then a numbered list of the actions taken and
-    /// their results. The model never sees its own earlier replies, which small models given
-    /// greedy decoding otherwise copy word for word (Qwen2.5-Coder-0.5B repeated its first
-    /// tool call until the step budget ran out).
-    #[default]
-    Folded,
-    /// A chat: each reply as an assistant turn, each result as a user turn.
-    Chat,
-}
-
 /// The messages of a run so far.
 struct Conversation<'a> {
     system: String,
@@ -324,6 +291,32 @@ impl Agent {
             specs.push(activate_skill_spec(catalog));
         }
         specs
+    }
+
+    /// The settings the `start` event records, with the reply protocol this student gets.
+    fn run_settings(&self) -> RunSettings {
+        let c = &self.config;
+        let reply = if self.two_requests() {
+            ReplyConstraint::TwoRequests
+        } else if self.constrained() {
+            ReplyConstraint::Grammar
+        } else {
+            ReplyConstraint::FreeText
+        };
+        RunSettings {
+            reply,
+            skill_placement: c.skill_placement,
+            history: c.history,
+            reasoning_tokens: c.reasoning_tokens,
+            action_tokens: c.action_tokens,
+            reasoning_opener: c.reasoning_opener.clone(),
+            act_before_answer: c.act_before_answer,
+            catalog_size: c.catalog_size,
+            notes_in_prompt: c.notes_in_prompt,
+            confident_ratio: c.confident_ratio,
+            confident_min_score: c.confident_min_score,
+            max_observation_chars: c.max_observation_chars,
+        }
     }
 
     fn constrained(&self) -> bool {
@@ -456,6 +449,7 @@ impl Agent {
             student: self.student.model_id().to_string(),
             max_steps: self.config.max_steps,
             tools: self.tools.names(),
+            settings: Some(self.run_settings()),
         })?;
 
         // Retrieval.

@@ -98,6 +98,42 @@ pub struct NoteExcerpt {
     pub text: String,
 }
 
+/// How replies are constrained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyConstraint {
+    /// A grammar (free reasoning, then a valid action) when the student enforces one; free
+    /// text otherwise.
+    Grammar,
+    /// Free text always, read by [`parse_reply`] with one correction turn (what backends
+    /// without grammars get).
+    FreeText,
+    /// Two requests a step: the reasoning unconstrained, stopped at the first action marker
+    /// or at the reasoning budget, then a request that continues the same reply under a
+    /// grammar that allows only the action (the second request's prompt extends the first's,
+    /// so a prefix cache prefills only the reasoning). Needs a student that enforces
+    /// grammars and continues replies ([`skill_core::Student::continues_reply`]); others get
+    /// [`ReplyConstraint::Grammar`]'s behaviour. The default: on the everyday task set it was
+    /// as accurate as one grammar request and faster (README, "The agent loop on everyday
+    /// tasks").
+    #[default]
+    TwoRequests,
+}
+
+/// How earlier steps are shown to the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum History {
+    /// One user turn that grows: the task, then a numbered list of the actions taken and
+    /// their results. The model never sees its own earlier replies, which small models given
+    /// greedy decoding otherwise copy word for word (Qwen2.5-Coder-0.5B repeated its first
+    /// tool call until the step budget ran out).
+    #[default]
+    Folded,
+    /// A chat: each reply as an assistant turn, each result as a user turn.
+    Chat,
+}
+
 /// Where an active skill's instructions go in the prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

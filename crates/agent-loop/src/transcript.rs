@@ -2,6 +2,7 @@
 //! still leaves everything up to the last step. Its schema is documented in
 //! `docs/transcript.md`; the nightly mining job reads these files.
 
+use crate::protocol::{History, ReplyConstraint, SkillPlacement};
 use crate::{Error, Result};
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
@@ -53,6 +54,37 @@ pub enum Verdict {
     Bad,
 }
 
+/// The loop's settings of a run, as the `start` event records them. `reply` is the protocol
+/// the run used, which is the one asked for only where the student can take it (a student
+/// without grammars gets free text).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct RunSettings {
+    /// The reply protocol used.
+    pub reply: ReplyConstraint,
+    /// Where the active skill's steps went.
+    pub skill_placement: SkillPlacement,
+    /// How earlier steps were shown.
+    pub history: History,
+    /// Tokens of free reasoning allowed a step.
+    pub reasoning_tokens: u32,
+    /// Tokens allowed for the action.
+    pub action_tokens: u32,
+    /// The words a reply with room for reasoning was started with.
+    pub reasoning_opener: String,
+    /// No answer taken before the active skill's first tool call.
+    pub act_before_answer: bool,
+    /// Skills shown in the catalog.
+    pub catalog_size: usize,
+    /// Note excerpts shown up front.
+    pub notes_in_prompt: usize,
+    /// A skill is activated without asking the model at this ratio to the runner-up...
+    pub confident_ratio: f32,
+    /// ...and at least this retrieval score.
+    pub confident_min_score: f32,
+    /// Observations are cut at this many characters.
+    pub max_observation_chars: usize,
+}
+
 /// One line of the transcript.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -73,6 +105,10 @@ pub enum Event {
         max_steps: usize,
         /// Tools offered.
         tools: Vec<String>,
+        /// How the loop was set up, so a run can be told apart from, and repeated like,
+        /// another on the same model (absent in transcripts written before it was recorded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        settings: Option<RunSettings>,
     },
     /// What retrieval returned for the task.
     Retrieved {
@@ -192,9 +228,12 @@ impl Event {
             }
         };
         match &mut self {
-            Event::Start { schema_version: _, run_id, time, task, student, max_steps: _, tools } => {
+            Event::Start { schema_version: _, run_id, time, task, student, max_steps: _, tools, settings } => {
                 [run_id, time, task, student].into_iter().for_each(clean);
                 tools.iter_mut().for_each(clean);
+                if let Some(settings) = settings {
+                    clean(&mut settings.reasoning_opener);
+                }
             }
             Event::Retrieved { skills, notes } => {
                 skills.iter_mut().for_each(|s| clean(&mut s.name));
@@ -390,6 +429,39 @@ pub fn summarize(events: &[Event], max_output: usize) -> String {
 mod tests {
     use super::*;
 
+    fn settings() -> RunSettings {
+        RunSettings {
+            reply: ReplyConstraint::TwoRequests,
+            skill_placement: SkillPlacement::User,
+            history: History::Folded,
+            reasoning_tokens: 256,
+            action_tokens: 160,
+            reasoning_opener: "Let's think step by step.".into(),
+            act_before_answer: true,
+            catalog_size: 3,
+            notes_in_prompt: 2,
+            confident_ratio: 1.5,
+            confident_min_score: 4.0,
+            max_observation_chars: 2_000,
+        }
+    }
+
+    #[test]
+    fn a_start_line_keeps_its_settings_and_one_written_before_them_still_reads() {
+        let with = r#"{"event":"start","schema_version":1,"run_id":"r","time":"2026-12-04T18:00:00Z","task":"t","student":"m@llama.cpp#0123456789ab","max_steps":8,"tools":[],"settings":{"reply":"free_text","skill_placement":"system","history":"chat","reasoning_tokens":64,"action_tokens":32,"reasoning_opener":"","act_before_answer":false,"catalog_size":5,"notes_in_prompt":0,"confident_ratio":2.0,"confident_min_score":1.0,"max_observation_chars":500}}"#;
+        let event: Event = serde_json::from_str(with).expect("start with settings");
+        let Event::Start { settings: Some(s), .. } = &event else { panic!("{event:?}") };
+        assert_eq!(
+            (s.reply, s.skill_placement, s.history),
+            (ReplyConstraint::FreeText, SkillPlacement::System, History::Chat)
+        );
+        assert_eq!((s.reasoning_tokens, s.action_tokens, s.catalog_size, s.max_observation_chars), (64, 32, 5, 500));
+        assert_eq!(serde_json::to_string(&event).expect("json"), with, "written back as read");
+        let before = r#"{"event":"start","schema_version":1,"run_id":"r","time":"2026-12-04T18:00:00Z","task":"t","student":"m","max_steps":8,"tools":[]}"#;
+        let old: Event = serde_json::from_str(before).expect("start without settings");
+        assert!(matches!(old, Event::Start { settings: None, .. }), "{old:?}");
+    }
+
     #[test]
     fn every_string_of_every_event_is_redacted() {
         let secret = "hunter2-correct-horse-battery";
@@ -404,6 +476,7 @@ mod tests {
                 student: x(),
                 max_steps: 1,
                 tools: vec![x()],
+                settings: Some(RunSettings { reasoning_opener: x(), ..settings() }),
             },
             Event::Retrieved {
                 skills: vec![RetrievedSkill { name: x(), score: 1.0 }],

@@ -215,6 +215,26 @@ async fn free_reasoning_then_a_call_then_an_answer() {
 }
 
 #[tokio::test]
+async fn the_start_event_records_the_protocol_the_student_got() {
+    use agent_loop::ReplyConstraint::{FreeText, Grammar, TwoRequests};
+    let s = setup();
+    let reply = "Answer: 42";
+    for (cassette, expected) in [
+        (Cassette::new(&[reply]), FreeText),
+        (Cassette::constrained(&[reply]), Grammar),
+        (Cassette::continuing(&[reply]), TwoRequests),
+    ] {
+        let a = agent(&s, cassette, vec![], vec![]);
+        let (_, events) = run(&a, "Six times seven?", RunOptions::default()).await;
+        let Some(Event::Start { settings: Some(settings), .. }) = events.first() else {
+            panic!("{:?}", events.first())
+        };
+        assert_eq!(settings.reply, expected, "asked for two requests (the default), got what the student takes");
+        assert_eq!((settings.reasoning_tokens, settings.action_tokens), (256, 160));
+    }
+}
+
+#[tokio::test]
 async fn a_task_that_needs_no_tool_is_answered_in_one_step() {
     let s = setup();
     let reply = "17 red and 25 blue marbles. 17 + 25 = 42. The JSON {\"total\": 42} agrees.\n\
