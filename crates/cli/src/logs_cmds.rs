@@ -112,7 +112,44 @@ pub struct MineArgs {
     pub min_episodes: usize,
     pub wait_minutes: u64,
     pub write_suites: Option<std::path::PathBuf>,
+    /// Ask this teacher ("": the configured one) for each proposal's job sentence.
+    pub teacher: Option<String>,
     pub json: bool,
+}
+
+/// The teacher's job sentence for each proposal in place of its most central task (kept in
+/// `central_task`); a proposal whose answer is unusable keeps its task, and says why on
+/// stderr.
+fn describe_jobs(
+    config: &Config,
+    spec: &str,
+    episodes: &[&agent_logs::Episode],
+    proposals: &mut [optimizer::Proposal],
+    quiet: bool,
+) -> Result<()> {
+    use anyhow::Context;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let spec = Some(spec).filter(|s| !s.is_empty());
+        let teacher = crate::eval_cmds::load_teacher(config, spec, quiet).await?.context(
+            "--teacher without a value needs a configured teacher: set SKD_TEACHER or put `teacher = ...` in the \
+             config, or pass --teacher URL#model",
+        )?;
+        let timeout = optimizer::distill::DistillConfig::default().teacher_timeout();
+        for p in proposals.iter_mut() {
+            let members: Vec<&agent_logs::Episode> = p.members.iter().map(|&i| episodes[i]).collect();
+            let described = optimizer::job::describe_job(teacher.as_ref(), &members, timeout).await?;
+            match described.sentence {
+                Some(sentence) => p.central_task = Some(std::mem::replace(&mut p.job, sentence)),
+                None => eprintln!(
+                    "the teacher's job sentence for \"{}\" was not used: {}",
+                    one_line(&p.job),
+                    described.unusable.unwrap_or_default()
+                ),
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Reads what is new in the logs, then proposes the skills that should exist from every
@@ -126,7 +163,10 @@ pub fn mine(config: &Config, args: MineArgs) -> Result<Exit> {
     let library = library_skills(config);
     let cached = episode_embedder(config, args.json);
     let mine_config = optimizer::MineConfig { min_episodes: args.min_episodes, ..optimizer::MineConfig::default() };
-    let mined = optimizer::mine(&episodes, &library, &cached, &mine_config)?;
+    let mut mined = optimizer::mine(&episodes, &library, &cached, &mine_config)?;
+    if let Some(spec) = &args.teacher {
+        describe_jobs(config, spec, &episodes, &mut mined.proposals, args.json)?;
+    }
     let mut suites = Vec::new();
     if let Some(dir) = &args.write_suites {
         for p in &mined.proposals {

@@ -127,6 +127,12 @@ enum Command {
         /// first words).
         #[arg(long, value_name = "DIR")]
         write_suites: Option<PathBuf>,
+        /// Have a teacher write each proposal's job sentence (what the skill's name and
+        /// description come from) instead of showing its most central task: URL#model or a
+        /// local model id; with no value, the configured teacher. Without it, mining needs no
+        /// model but the embedder.
+        #[arg(long, value_name = "SPEC", num_args = 0..=1, default_missing_value = "")]
+        teacher: Option<String>,
         /// Print the proposals as JSON.
         #[arg(long)]
         json: bool,
@@ -421,6 +427,10 @@ struct NightlyRunArgs {
     /// Exact McNemar P a change must stay under on the held-out tasks (none may get worse).
     #[arg(long, default_value_t = NightlyConfig::default().gate_p)]
     gate_p: f64,
+    /// The least share of your own verdicts (accepted or corrected answers) the rubric judge
+    /// must agree with before a job whose held-out cases it grades is worked on; 0: no check.
+    #[arg(long, default_value_t = NightlyConfig::default().judge_min_agreement)]
+    judge_agreement: f64,
     /// Rewrite rounds per skill at most.
     #[arg(long, default_value_t = NightlyConfig::default().distill.max_rounds)]
     rounds: usize,
@@ -911,9 +921,10 @@ fn run(cli: Cli) -> Result<Exit> {
             search_cmds::search(&config, &a.query.join(" "), scope, a.limit, a.hybrid, a.json)
         }
         Command::Get(a) => search_cmds::get(&config, &a.target, a.json),
-        Command::Mine { since, min_episodes, wait_minutes, write_suites, json } => {
-            logs_cmds::mine(&config, logs_cmds::MineArgs { since, min_episodes, wait_minutes, write_suites, json })
-        }
+        Command::Mine { since, min_episodes, wait_minutes, write_suites, teacher, json } => logs_cmds::mine(
+            &config,
+            logs_cmds::MineArgs { since, min_episodes, wait_minutes, write_suites, teacher, json },
+        ),
         Command::Nightly(n) => match n.command {
             Some(NightlyCommand::Status { json }) => nightly_cmds::status(&config, json),
             Some(NightlyCommand::Adopt { name, force }) => nightly_cmds::adopt(&config, &name, force),
@@ -928,6 +939,7 @@ fn run(cli: Cli) -> Result<Exit> {
                     adopt: nightly_cmds::parse_adopt(&a.adopt),
                     min_episodes: a.min_episodes,
                     gate_p: a.gate_p,
+                    judge_min_agreement: a.judge_agreement,
                     distill: DistillConfig { max_rounds: a.rounds, ..defaults.distill },
                     student: None,
                 };

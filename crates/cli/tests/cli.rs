@@ -613,6 +613,18 @@ fn mine_proposes_a_job_that_recurs_across_agents_and_not_a_one_off() {
         proposals[0]["evidence"].as_array().expect("evidence").iter().filter_map(|e| e["file"].as_str()).collect();
     assert!(files.iter().all(|f| std::path::Path::new(f).is_absolute()) && files.len() == 3, "{files:?}");
     assert_eq!(proposals[0]["sources"], json!({"claude-code": 2, "codex": 1}));
+
+    // With a teacher, the job is its sentence for the group and the central task is kept.
+    let sentence = "Draft the weekly status update from what shipped and what comes next.";
+    let teacher = common::Replay::start(vec![("same job on different days", sentence.into())]);
+    let spec = format!("{}#replay", teacher.url);
+    let named = env.json(&["mine", "--json", "--teacher", &spec], 0);
+    assert_eq!(named["proposals"][0]["job"], sentence, "{named}");
+    assert_eq!(named["proposals"][0]["central_task"], proposals[0]["job"], "{named}");
+    let asked = teacher.requests.lock().expect("lock").clone();
+    assert_eq!(asked.len(), 1, "one request a proposal");
+    let prompt = asked[0]["messages"][1]["content"].as_str().expect("prompt");
+    assert!(prompt.contains("the user accepted: Shipped: login. Next: billing."), "{prompt}");
 }
 
 #[test]

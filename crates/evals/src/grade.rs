@@ -50,6 +50,12 @@ pub enum Grader {
         /// Largest accepted absolute difference (default 1e-6).
         #[serde(default = "default_tolerance")]
         tolerance: f64,
+        /// The unit of the reference (`EUR`, `km`, `%`). An answer that names a unit next
+        /// to its last number must name this one (`€`, `eur`, `euro` and `euros` are one
+        /// unit); an answer that names none is read in this unit, so a bare "8" passes
+        /// "8 euros" and "8 USD" does not. See [`unit_of`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unit: Option<String>,
     },
     /// The answer is (or contains) a JSON object whose field at `pointer` equals `equals`.
     JsonField {
@@ -168,9 +174,14 @@ impl Grader {
             Grader::Regex { pattern } => {
                 regex::Regex::new(pattern).map(|_| ()).map_err(|e| format!("bad pattern: {e}"))
             }
-            Grader::Numeric { expected, tolerance } => {
+            Grader::Numeric { expected, tolerance, unit } => {
                 if !tolerance.is_finite() || *tolerance < 0.0 {
                     return Err(format!("tolerance must be a number >= 0, got {tolerance}"));
+                }
+                if let Some(u) = unit
+                    && canonical_unit(u).is_none()
+                {
+                    return Err(format!("unknown unit {u:?} (known: {})", known_units()));
                 }
                 match expected {
                     Some(v) if v.is_finite() => Ok(()),
@@ -268,7 +279,7 @@ impl Grader {
                     },
                 )
             }
-            Grader::Numeric { expected, tolerance } => {
+            Grader::Numeric { expected, tolerance, unit } => {
                 let want = match expected {
                     Some(v) => *v,
                     None => case.expected_output.as_deref().and_then(parse_number).ok_or_else(|| Error::Grader {
@@ -276,10 +287,17 @@ impl Grader {
                         message: "numeric: expected_output is not a number".into(),
                     })?,
                 };
+                let want_unit = unit.as_deref().and_then(canonical_unit);
                 match last_number(answer.extracted) {
                     Some(got) => {
-                        let ok = (got - want).abs() <= *tolerance;
-                        (ok, format!("expected {want} ± {tolerance}, got {got}"))
+                        let got_unit = unit_of(answer.extracted);
+                        let same_unit = match (want_unit, got_unit) {
+                            (Some(w), Some(g)) => w == g,
+                            _ => true,
+                        };
+                        let ok = (got - want).abs() <= *tolerance && same_unit;
+                        let show = |u: Option<&str>| u.map(|u| format!(" {u}")).unwrap_or_default();
+                        (ok, format!("expected {want}{} ± {tolerance}, got {got}{}", show(want_unit), show(got_unit)))
                     }
                     None => (false, format!("expected {want}, found no number in {:?}", clip(answer.extracted))),
                 }
@@ -425,6 +443,61 @@ pub fn count_numbers(text: &str) -> usize {
     number_regex().find_iter(text).count()
 }
 
+/// Units a numeric grader compares, each with the ways answers write it. Only these are read
+/// as units: a word after a number that is not one ("8 is the tip") names no unit. Names that
+/// mean two units ("pounds": money or weight) are left out.
+const UNITS: &[(&str, &[&str])] = &[
+    ("EUR", &["€", "eur", "euro", "euros"]),
+    ("USD", &["$", "us$", "usd", "dollar", "dollars"]),
+    ("GBP", &["£", "gbp"]),
+    ("JPY", &["¥", "jpy", "yen"]),
+    ("CHF", &["chf", "franc", "francs"]),
+    ("%", &["%", "percent", "pct"]),
+    ("km", &["km", "kilometre", "kilometres", "kilometer", "kilometers"]),
+    ("m", &["m", "metre", "metres", "meter", "meters"]),
+    ("cm", &["cm", "centimetre", "centimetres", "centimeter", "centimeters"]),
+    ("mm", &["mm", "millimetre", "millimetres", "millimeter", "millimeters"]),
+    ("mi", &["mi", "mile", "miles"]),
+    ("ft", &["ft", "foot", "feet"]),
+    ("in", &["inch", "inches"]),
+    ("kg", &["kg", "kilogram", "kilograms", "kilo", "kilos"]),
+    ("g", &["g", "gram", "grams"]),
+    ("lb", &["lb", "lbs"]),
+    ("°C", &["°c", "celsius"]),
+    ("°F", &["°f", "fahrenheit"]),
+    ("l", &["l", "litre", "litres", "liter", "liters"]),
+    ("ml", &["ml", "millilitre", "millilitres", "milliliter", "milliliters"]),
+    ("h", &["h", "hr", "hrs", "hour", "hours"]),
+    ("min", &["min", "mins", "minute", "minutes"]),
+    ("s", &["sec", "secs", "second", "seconds"]),
+    ("days", &["day", "days"]),
+    ("weeks", &["week", "weeks"]),
+];
+
+/// The canonical name of a unit as written (`"euros"` and `"€"` are `"EUR"`), if known.
+pub fn canonical_unit(written: &str) -> Option<&'static str> {
+    let w = written.trim().to_lowercase().replace("° ", "°").replace("degrees ", "");
+    UNITS.iter().find(|(_, names)| names.contains(&w.as_str())).map(|(canonical, _)| *canonical)
+}
+
+fn known_units() -> String {
+    UNITS.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")
+}
+
+/// The unit written next to the text's last number: a known unit right after it ("8 euros",
+/// "12.5%", "20 °C") or a currency right before it ("€8", "USD 8"), if any.
+pub fn unit_of(text: &str) -> Option<&'static str> {
+    static AFTER: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    static BEFORE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let number = number_regex().find_iter(text).last()?;
+    let after = AFTER
+        .get_or_init(|| regex::Regex::new(r"^\s?(?i:degrees\s)?(°\s?[CcFf]|%|[$€£¥]|\p{L}+\$?)").expect("unit after"));
+    let before =
+        BEFORE.get_or_init(|| regex::Regex::new(r"(?:^|[^\p{L}])(US\$|[$€£¥]|\p{Lu}{3})\s?$").expect("unit before"));
+    let following = after.captures(&text[number.end()..]).and_then(|c| canonical_unit(&c[1]));
+    following.or_else(|| before.captures(&text[..number.start()]).and_then(|c| canonical_unit(&c[1])))
+}
+
 fn parse_number(text: &str) -> Option<f64> {
     let t = text.trim();
     t.replace(',', "").parse().ok().or_else(|| last_number(t))
@@ -513,13 +586,51 @@ mod tests {
     #[tokio::test]
     async fn numeric_takes_the_last_number_with_tolerance() {
         let case = EvalCase::new("c", "q", "-42");
-        let g = Grader::Numeric { expected: None, tolerance: 0.0 };
+        let g = Grader::Numeric { expected: None, tolerance: 0.0, unit: None };
         assert!(run(g.clone(), &case, "first 3, then 7, so the answer is -42.").await.passed);
         assert!(!run(g.clone(), &case, "the answer is 42").await.passed);
-        let near = Grader::Numeric { expected: Some(1234.5), tolerance: 0.1 };
+        let near = Grader::Numeric { expected: Some(1234.5), tolerance: 0.1, unit: None };
         assert!(run(near, &case, "about 1,234.55").await.passed);
         let none = run(g, &case, "no idea").await;
         assert!(!none.passed && none.evidence.contains("no number"));
+    }
+
+    #[tokio::test]
+    async fn numeric_with_a_unit_fails_an_answer_in_another_unit() {
+        let case = EvalCase::new("c", "q", "412.50 EUR");
+        let g = Grader::Numeric { expected: None, tolerance: 1e-6, unit: Some("EUR".into()) };
+        for same in ["412.50 EUR", "412.5", "€412.50", "412.50 euros", "The total is 412.50 eur.", "EUR 412.50"] {
+            assert!(run(g.clone(), &case, same).await.passed, "{same}");
+        }
+        for other in ["412.50 USD", "$412.50", "412.50 GBP", "£412.50", "USD 412.50"] {
+            let r = run(g.clone(), &case, other).await;
+            assert!(!r.passed, "{other}: {r:?}");
+            assert!(r.evidence.contains("EUR") && r.evidence.contains("got 412.5"), "{}", r.evidence);
+        }
+        assert!(!run(g.clone(), &case, "413 EUR").await.passed, "the number still counts");
+        // A word after the number that is no unit names none.
+        let tip = Grader::Numeric { expected: Some(8.0), tolerance: 1e-6, unit: Some("euros".into()) };
+        assert!(run(tip.clone(), &case, "8 is the tip").await.passed);
+        assert!(!run(tip, &case, "8 dollars").await.passed);
+        let temp = Grader::Numeric { expected: Some(20.0), tolerance: 0.1, unit: Some("°C".into()) };
+        assert!(run(temp.clone(), &case, "20 °C").await.passed);
+        assert!(run(temp.clone(), &case, "20 degrees Celsius").await.passed);
+        assert!(!run(temp, &case, "20°F").await.passed);
+        let pct = Grader::Numeric { expected: Some(12.5), tolerance: 1e-6, unit: Some("%".into()) };
+        assert!(run(pct.clone(), &case, "12.5%").await.passed);
+        assert!(!run(pct, &case, "12.5 km").await.passed);
+    }
+
+    #[test]
+    fn units_are_read_next_to_the_last_number_only() {
+        assert_eq!(unit_of("I paid 3 EUR for 2 items"), None, "the last number, 2, has no unit");
+        assert_eq!(unit_of("€7.20"), Some("EUR"));
+        assert_eq!(unit_of("7 pounds"), None, "money or weight: not read");
+        assert_eq!(unit_of("42 marbles"), None);
+        assert_eq!(canonical_unit("Kilometres"), Some("km"));
+        let case = EvalCase::new("c", "q", "1");
+        let bad = Grader::Numeric { expected: Some(1.0), tolerance: 0.0, unit: Some("parsecs".into()) };
+        assert!(bad.check(&case).expect_err("unknown unit").contains("unknown unit \"parsecs\""));
     }
 
     #[tokio::test]
@@ -567,8 +678,8 @@ mod tests {
     #[test]
     fn misconfigured_graders_are_reported() {
         let mut case = EvalCase::new("c", "q", "not a number");
-        assert!(Grader::Numeric { expected: None, tolerance: 0.1 }.check(&case).is_err());
-        assert!(Grader::Numeric { expected: Some(1.0), tolerance: -1.0 }.check(&case).is_err());
+        assert!(Grader::Numeric { expected: None, tolerance: 0.1, unit: None }.check(&case).is_err());
+        assert!(Grader::Numeric { expected: Some(1.0), tolerance: -1.0, unit: None }.check(&case).is_err());
         assert!(Grader::Regex { pattern: "(".into() }.check(&case).is_err());
         assert!(Grader::File { path: "../etc/passwd".into(), equals: None, contains: vec![] }.check(&case).is_err());
         assert!(Grader::JsonField { pointer: "a".into(), equals: serde_json::json!(1) }.check(&case).is_err());

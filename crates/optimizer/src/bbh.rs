@@ -156,7 +156,7 @@ pub fn import(data_dir: &Path, task: &str, sizes: SplitSizes, seed: u64) -> Resu
         let Some(split) = sizes.split_of(n) else { break };
         let example = &file.examples[index];
         let graders = if numeric {
-            vec![Grader::Numeric { expected: None, tolerance: 1e-6 }]
+            vec![Grader::Numeric { expected: None, tolerance: 1e-6, unit: None }]
         } else {
             vec![Grader::Normalized { expected: None }]
         };

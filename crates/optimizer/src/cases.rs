@@ -23,14 +23,49 @@ pub const MINED_ANSWER_INSTRUCTIONS: &str =
 /// Reads the answer back from the last `Answer:` line.
 pub const MINED_ANSWER_PATTERN: &str = r"(?im)^\s*\**answer\**:\**\s*(.+?)\s*$";
 
+/// A mined case's id (`<source>-<10 hex>`) and the hash it comes from: fixed by the episode, so
+/// a case keeps its id and split from one night to the next.
+fn case_id(e: &Episode) -> (String, blake3::Hash) {
+    let key = format!("{}\n{}\n{}\n{}", e.source, e.file.display(), e.session, e.task);
+    let hash = blake3::hash(key.as_bytes());
+    (format!("{}-{}", e.source, &hash.to_hex()[..10]), hash)
+}
+
+/// An answer the user judged: the agent's answer to a mined case's task, and whether the
+/// user accepted it (`false`: they corrected it). The rubric judge is calibrated on these.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserVerdict {
+    /// The case's id in the suite.
+    pub case: String,
+    /// The agent's answer the user saw.
+    pub answer: String,
+    /// Accepted (`true`) or corrected (`false`).
+    pub accepted: bool,
+}
+
+/// The user's verdicts on the answers of the episodes whose cases the rubric judges: each
+/// corrected answer (which the judge should fail against the correction) and each accepted
+/// answer too long to compare (which it should pass).
+pub fn user_verdicts(episodes: &[&Episode]) -> Vec<UserVerdict> {
+    let mut out = Vec::new();
+    for e in episodes {
+        let Some(answer) = e.answer.as_deref().map(str::trim).filter(|a| !a.is_empty()) else { continue };
+        let accepted = match (e.outcome.kind, &e.outcome.correction) {
+            (OutcomeKind::Failure, Some(_)) => false,
+            (OutcomeKind::Success, _) if answer.chars().count() > SHORT_ANSWER_CHARS || answer.contains('\n') => true,
+            _ => continue,
+        };
+        out.push(UserVerdict { case: case_id(e).0, answer: answer.to_string(), accepted });
+    }
+    out
+}
+
 /// The suite of a mined job: one case per episode with a settled outcome.
 pub fn suite_from_episodes(skill_name: &str, episodes: &[&Episode]) -> EvalSuite {
     let mut suite = EvalSuite::new(skill_name);
     let mut short_answers = false;
     for e in episodes {
-        let key = format!("{}\n{}\n{}\n{}", e.source, e.file.display(), e.session, e.task);
-        let hash = blake3::hash(key.as_bytes());
-        let id = format!("{}-{}", e.source, &hash.to_hex()[..10]);
+        let (id, hash) = case_id(e);
         let mut case = EvalCase::new(id, e.task.clone(), String::new());
         case.expected_output = None;
         match (e.outcome.kind, &e.outcome.correction, &e.answer) {
@@ -45,11 +80,16 @@ pub fn suite_from_episodes(skill_name: &str, episodes: &[&Episode]) -> EvalSuite
                 if answer.chars().count() <= SHORT_ANSWER_CHARS && !answer.contains('\n') {
                     case.expected_output = Some(answer.to_string());
                     // An answer with one number in it ("42", "8 euros", "€7.20") is graded
-                    // as that number, so "42.0" or "42 marbles" pass too.
+                    // as that number, so "42.0" or "42 marbles" pass too; where the user's
+                    // answer names a unit, an answer in another unit fails ("8 USD").
                     let number =
                         (evals::grade::count_numbers(answer) == 1).then(|| evals::grade::last_number(answer)).flatten();
                     case.graders = vec![match number {
-                        Some(n) => Grader::Numeric { expected: Some(n), tolerance: 1e-6 },
+                        Some(n) => Grader::Numeric {
+                            expected: Some(n),
+                            tolerance: 1e-6,
+                            unit: evals::grade::unit_of(answer).map(str::to_string),
+                        },
                         None => Grader::Normalized { expected: None },
                     }];
                     short_answers = true;
@@ -116,7 +156,10 @@ mod tests {
         let prompts: Vec<&str> = suite.evals.iter().map(|c| c.prompt.as_str()).collect();
         assert_eq!(prompts, ["Total the amounts in expenses.csv", "Draft the weekly update", "Count the open to-dos"]);
         assert_eq!(suite.evals[0].expected_output.as_deref(), Some("412.50 EUR"));
-        assert_eq!(suite.evals[0].graders, [Grader::Numeric { expected: Some(412.5), tolerance: 1e-6 }]);
+        assert_eq!(
+            suite.evals[0].graders,
+            [Grader::Numeric { expected: Some(412.5), tolerance: 1e-6, unit: Some("EUR".into()) }]
+        );
         assert!(suite.evals[1].expectations[0].contains("Shipped: the new login."), "{:?}", suite.evals[1]);
         assert!(suite.evals[2].expectations[0].contains("no, there are 3"), "{:?}", suite.evals[2]);
         let text = serde_json::to_string_pretty(&suite).expect("json");
@@ -136,8 +179,11 @@ mod tests {
         ];
         let refs: Vec<&Episode> = episodes.iter().collect();
         let suite = suite_from_episodes("mined-job", &refs);
-        assert_eq!(suite.evals[0].graders, [Grader::Numeric { expected: Some(42.0), tolerance: 1e-6 }]);
-        assert_eq!(suite.evals[1].graders, [Grader::Numeric { expected: Some(8.0), tolerance: 1e-6 }]);
+        assert_eq!(suite.evals[0].graders, [Grader::Numeric { expected: Some(42.0), tolerance: 1e-6, unit: None }]);
+        assert_eq!(
+            suite.evals[1].graders,
+            [Grader::Numeric { expected: Some(8.0), tolerance: 1e-6, unit: Some("EUR".into()) }]
+        );
         assert_eq!(suite.evals[2].graders, [Grader::Normalized { expected: None }], "two numbers: compared as text");
         assert_eq!(suite.instructions.as_deref(), Some(MINED_ANSWER_INSTRUCTIONS));
         let pattern = regex::Regex::new(suite.answer_pattern.as_deref().expect("a pattern")).expect("regex");

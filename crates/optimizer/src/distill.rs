@@ -19,7 +19,7 @@ pub use crate::worked_examples::{
     ExamplePairs, WORKED_EXAMPLES_END, WORKED_EXAMPLES_HEADING, with_worked_examples, without_worked_examples,
     worked_examples_in,
 };
-use crate::{Error, Result};
+use crate::{Error, Result, clip};
 use evals::grade::Grader;
 use evals::run::{Evaluator, RunnerConfig, SkillText, SuiteRun};
 use evals::stats::{Lift, Rate};
@@ -1676,7 +1676,7 @@ impl Distiller<'_> {
                     workspace: None,
                     expectations: Vec::new(),
                     graders: vec![if numeric {
-                        Grader::Numeric { expected: None, tolerance: 1e-6 }
+                        Grader::Numeric { expected: None, tolerance: 1e-6, unit: None }
                     } else {
                         Grader::Normalized { expected: None }
                     }],
@@ -2130,12 +2130,4 @@ fn replaces_best(candidate: &Rate, best: &Rate, min_gain: usize) -> bool {
 fn record_validation(candidate: &mut Candidate, run: &SuiteRun) {
     candidate.validation = run.results.iter().map(|r| (r.id.clone(), r.passed)).collect();
     candidate.tokens_per_case = run.tokens_per_case();
-}
-
-fn clip(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_string()
-    } else {
-        format!("{}…", text.chars().take(max).collect::<String>())
-    }
 }

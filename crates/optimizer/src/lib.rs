@@ -21,13 +21,14 @@ mod answer_format;
 pub mod bbh;
 mod cases;
 pub mod distill;
+pub mod job;
 mod mine;
 pub mod nightly;
 pub mod recall;
 mod teacher_io;
 mod worked_examples;
 
-pub use cases::suite_from_episodes;
+pub use cases::{UserVerdict, suite_from_episodes, user_verdicts};
 pub use mine::{Evidence, LibrarySkill, MineConfig, MineReport, Proposal, ProposalKind, mine};
 
 use std::path::PathBuf;
@@ -68,6 +69,15 @@ pub enum Error {
     /// Anything else, described.
     #[error("{0}")]
     Other(String),
+}
+
+/// The text cut to `max` characters, with `…` where it was cut.
+pub(crate) fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(max).collect::<String>())
+    }
 }
 
 impl Error {

@@ -82,8 +82,12 @@ pub struct Proposal {
     /// The similarity of the nearest library skill to the job (what decided `new` or
     /// `refine` when no episode used a skill).
     pub skill_score: Option<f32>,
-    /// The job, in the words of its most central task.
+    /// The job, in the words of its most central task (or the teacher's sentence for it,
+    /// when one was asked for: see [`crate::job`]).
     pub job: String,
+    /// The most central task, when `job` is the teacher's sentence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub central_task: Option<String>,
     /// Episodes of the job.
     pub episodes: usize,
     /// Those that failed.
@@ -179,6 +183,7 @@ pub fn mine(
             skill: covering.or_else(|| nearest.map(|(k, _)| library[k].name.clone())),
             skill_score: nearest.map(|(_, s)| s),
             job: episodes[central].task.clone(),
+            central_task: None,
             episodes: n,
             failures,
             sources,

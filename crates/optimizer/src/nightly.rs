@@ -20,6 +20,7 @@
 //! nights/<id>/staged/<skill>/SKILL.md, SKILL.md.diff, evals/evals.json, evals/distill/...
 //! ```
 
+use crate::cases::{UserVerdict, user_verdicts};
 use crate::distill::{
     DistillConfig, DistillEvent, DistillJob, DistillState, Distiller, Stage, StudentSettings, load_state, state_path,
 };
@@ -65,6 +66,14 @@ pub struct NightlyConfig {
     /// The student every candidate is measured with, as the frontend named it: a resumed
     /// night measures the same way.
     pub student: Option<StudentSettings>,
+    /// The least share of the user's own verdicts the rubric judge must agree with before a
+    /// job whose held-out cases it judges is worked on (0 turns the check off).
+    #[serde(default = "default_judge_min_agreement")]
+    pub judge_min_agreement: f64,
+}
+
+fn default_judge_min_agreement() -> f64 {
+    0.8
 }
 
 impl Default for NightlyConfig {
@@ -77,6 +86,7 @@ impl Default for NightlyConfig {
             gate_p: 0.05,
             distill: DistillConfig { max_rounds: 4, ..DistillConfig::default() },
             student: None,
+            judge_min_agreement: default_judge_min_agreement(),
         }
     }
 }
@@ -142,6 +152,46 @@ pub struct Gate {
     pub kept: bool,
 }
 
+/// How often the rubric judge agrees with the user on the answers the user settled (their
+/// agents' answers, accepted or corrected), outside the held-out split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// Verdicts the judge matched.
+    pub agreed: usize,
+    /// Verdicts it was asked about.
+    pub total: usize,
+}
+
+impl Calibration {
+    /// The share agreed (0 with nothing to compare).
+    pub fn agreement(&self) -> f64 {
+        if self.total == 0 { 0.0 } else { self.agreed as f64 / self.total as f64 }
+    }
+}
+
+/// Asks `judge` to grade each answer the user settled against its case's rubric and counts
+/// how often it says what the user said: a judge that fails answers the user accepted, or
+/// passes answers the user corrected, cannot be trusted to gate a change. Held-out cases
+/// are left out (the judge will grade them in the gate), as are cases graded without a
+/// judge.
+pub async fn calibrate_judge(judge: &dyn Teacher, suite: &EvalSuite, verdicts: &[UserVerdict]) -> Result<Calibration> {
+    let mut calibration = Calibration { agreed: 0, total: 0 };
+    for v in verdicts {
+        let Some(case) = suite.evals.iter().find(|c| c.id.to_string() == v.case) else { continue };
+        if case.split == Split::Test || case.expectations.is_empty() {
+            continue;
+        }
+        let answer = evals::grade::Answer { output: &v.answer, extracted: &v.answer, tool_calls: &[], workspace: None };
+        let rubric = evals::Grader::Rubric { criteria: case.expectations.clone() };
+        let outcome = rubric.grade(case, &answer, Some(judge)).await?;
+        calibration.total += 1;
+        if outcome.passed == v.accepted {
+            calibration.agreed += 1;
+        }
+    }
+    Ok(calibration)
+}
+
 /// One proposal as the night works on it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
@@ -149,8 +199,17 @@ pub struct Plan {
     pub kind: ProposalKind,
     /// The skill's name (the library's, for a refinement).
     pub skill: String,
-    /// The job, in the words of its most central task.
+    /// The job: the teacher's sentence for it, else its most central task.
     pub job: String,
+    /// The job's most central task, in the user's words.
+    #[serde(default)]
+    pub central_task: String,
+    /// Why the teacher's sentence was not used, when it was asked for one and was not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_unusable: Option<String>,
+    /// Teacher tokens of the job sentence (part of `teacher_tokens`).
+    #[serde(default)]
+    pub job_tokens: u64,
     /// Episodes of the job, and how many failed.
     pub episodes: usize,
     /// Those that failed.
@@ -163,6 +222,9 @@ pub struct Plan {
     pub library_hash: Option<String>,
     /// Teacher tokens this proposal used.
     pub teacher_tokens: u64,
+    /// How often the rubric judge agreed with the user, when the held-out cases need it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
     /// The held-out comparison, once made.
     pub gate: Option<Gate>,
     /// What became of it.
@@ -323,7 +385,7 @@ impl Nightly<'_> {
                 on_event(NightEvent::Step(format!("resuming the night {}", night.id)));
                 night
             }
-            None => self.plan(episodes, config, on_event)?,
+            None => self.plan(episodes, config, on_event).await?,
         };
         let seconds_before = night.seconds;
         for i in 0..night.plans.len() {
@@ -339,8 +401,9 @@ impl Nightly<'_> {
         Ok(night)
     }
 
-    /// Mines and chooses the night's proposals.
-    fn plan(
+    /// Mines and chooses the night's proposals; the teacher writes each one's job sentence
+    /// (the skill's name and description come from it) while the budget allows.
+    async fn plan(
         &self,
         episodes: &[&Episode],
         config: NightlyConfig,
@@ -366,18 +429,31 @@ impl Nightly<'_> {
         }
         let mut plans = Vec::new();
         let mut names = std::collections::HashSet::new();
+        let mut job_tokens_spent = 0u64;
         for p in mined.proposals.iter() {
             if plans.len() == config.max_skills {
                 break;
             }
+            let members: Vec<&Episode> = p.members.iter().map(|&i| episodes[i]).collect();
+            let budget_left = config.teacher_tokens.map(|b| b.saturating_sub(job_tokens_spent));
+            let described = if budget_left == Some(0) {
+                None
+            } else {
+                on_event(NightEvent::Step(format!("asking the teacher for the job of: {}", one_line(&p.job))));
+                let timeout = config.distill.teacher_timeout();
+                Some(crate::job::describe_job(self.teacher, &members, timeout).await?)
+            };
+            let tokens =
+                described.as_ref().map_or(0, |d| d.usage.prompt_tokens as u64 + d.usage.completion_tokens as u64);
+            job_tokens_spent += tokens;
+            let job = described.as_ref().and_then(|d| d.sentence.clone()).unwrap_or_else(|| p.job.clone());
             let skill = match (p.kind, &p.skill) {
                 (ProposalKind::Refine, Some(skill)) => skill.clone(),
-                _ => mined_name(&p.job),
+                _ => mined_name(&job),
             };
             if !names.insert(skill.clone()) {
                 continue;
             }
-            let members: Vec<&Episode> = p.members.iter().map(|&i| episodes[i]).collect();
             let suite = suite_from_episodes(&skill, &members);
             let count = |s: Split| suite.split(s).len();
             let skill_md = self.library_root.join(&skill).join(skill_core::library::SKILL_FILE);
@@ -389,26 +465,44 @@ impl Nightly<'_> {
                 }
             };
             let staged = self.paths.staged(&id, &skill);
+            let mut calibration = None;
             let status = match settled_splits(&suite) {
                 Ok(suite) => {
                     suite.save(&EvalSuite::path_in(&staged))?;
                     if p.kind == ProposalKind::Refine {
                         copy_skill_md(&skill_md, &staged.join(skill_core::library::SKILL_FILE))?;
                     }
-                    PlanStatus::Pending
+                    let judged = |c: &&evals::EvalCase| c.effective_graders().iter().any(evals::Grader::needs_teacher);
+                    let needs_judge = suite.split(Split::Test).iter().any(judged);
+                    let budget_left = config.teacher_tokens.map(|b| b.saturating_sub(job_tokens_spent));
+                    if needs_judge && config.judge_min_agreement > 0.0 && budget_left != Some(0) {
+                        on_event(NightEvent::Step(format!("{skill}: checking the judge against your verdicts")));
+                        let c = calibrate_judge(self.teacher, &suite, &user_verdicts(&members)).await?;
+                        calibration = Some(c);
+                        match judge_refused(&c, config.judge_min_agreement) {
+                            Some(why) => PlanStatus::Skipped { why },
+                            None => PlanStatus::Pending,
+                        }
+                    } else {
+                        PlanStatus::Pending
+                    }
                 }
                 Err(why) => PlanStatus::Skipped { why },
             };
             plans.push(Plan {
                 kind: p.kind,
                 skill,
-                job: p.job.clone(),
+                job,
+                central_task: p.job.clone(),
+                job_unusable: described.and_then(|d| d.unusable),
+                job_tokens: tokens,
                 episodes: p.episodes,
                 failures: p.failures,
                 sources: p.sources.clone(),
                 cases: [count(Split::Train), count(Split::Validation), count(Split::Test)],
                 library_hash,
-                teacher_tokens: 0,
+                teacher_tokens: tokens,
+                calibration,
                 gate: None,
                 status,
             });
@@ -422,8 +516,8 @@ impl Nightly<'_> {
             episodes: by_source,
             jobs: mined.jobs,
             proposals_found: mined.proposals.len(),
+            teacher_tokens: plans.iter().map(|p| p.teacher_tokens).sum(),
             plans,
-            teacher_tokens: 0,
             seconds: 0.0,
         };
         self.save(&night)?;
@@ -485,7 +579,7 @@ impl Nightly<'_> {
         let state = distiller.run(state, &mut |e| on_event(NightEvent::Distill(skill.clone(), e))).await?;
         debug_assert_eq!(state.stage, Stage::Finished);
         // The distillation's own count includes what it used before a crash.
-        night.plans[i].teacher_tokens = state.teacher_tokens;
+        night.plans[i].teacher_tokens = plan.job_tokens + state.teacher_tokens;
         night.teacher_tokens = night.plans.iter().map(|p| p.teacher_tokens).sum();
         let candidate = state.candidates[state.best].markdown.clone();
         let current = match plan.kind {
@@ -689,6 +783,28 @@ fn copy_skill_md(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Why a judge with this calibration may not gate, if it may not.
+fn judge_refused(c: &Calibration, min_agreement: f64) -> Option<String> {
+    if c.total == 0 {
+        Some(
+            "the held-out cases need the rubric judge, and no answer you settled outside them could check it \
+             (a corrected answer, or an accepted one too long to compare)"
+                .into(),
+        )
+    } else if c.agreement() < min_agreement {
+        Some(format!(
+            "the rubric judge agreed with your own verdicts on {} of {} answers ({:.0}%, needs {:.0}%): it cannot be \
+             trusted to gate a change",
+            c.agreed,
+            c.total,
+            100.0 * c.agreement(),
+            100.0 * min_agreement
+        ))
+    } else {
+        None
+    }
+}
+
 /// A skill name from a job sentence: `mined-` and its first four words.
 pub fn mined_name(job: &str) -> String {
     let words: Vec<String> = job
@@ -768,6 +884,12 @@ pub fn report_markdown(night: &NightState) -> String {
         let sources: Vec<String> = p.sources.iter().map(|(s, n)| format!("{s} {n}")).collect();
         md.push_str(&format!("### {kind} `{}`\n\n", p.skill));
         md.push_str(&format!("- job: {}\n", one_line(&p.job)));
+        if !p.central_task.is_empty() && p.central_task != p.job {
+            md.push_str(&format!("- its most central task: {}\n", one_line(&p.central_task)));
+        }
+        if let Some(why) = &p.job_unusable {
+            md.push_str(&format!("- the teacher's job sentence was not used: {}\n", one_line(why)));
+        }
         md.push_str(&format!("- episodes: {} ({} failed; {})\n", p.episodes, p.failures, sources.join(", ")));
         md.push_str(&format!(
             "- mined cases: {} train, {} validation, {} held out\n",
@@ -777,6 +899,12 @@ pub fn report_markdown(night: &NightState) -> String {
             md.push_str(&format!(
                 "- held out: candidate {} vs {} {}; lift {}\n",
                 g.candidate, g.current_label, g.current, g.lift
+            ));
+        }
+        if let Some(c) = &p.calibration {
+            md.push_str(&format!(
+                "- the rubric judge agreed with your verdicts on {} of {} answers\n",
+                c.agreed, c.total
             ));
         }
         md.push_str(&format!("- teacher tokens: {}\n", p.teacher_tokens));
@@ -842,6 +970,75 @@ mod tests {
     use super::*;
     use evals::EvalCase;
 
+    /// A judge that passes every answer (the failure a calibration must catch): it answers
+    /// each rubric request with every criterion met.
+    struct PassesEverything(std::sync::atomic::AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl Teacher for PassesEverything {
+        fn model_id(&self) -> &str {
+            "passes-everything"
+        }
+        async fn complete(&self, _: &skill_core::CompletionRequest) -> skill_core::Result<skill_core::Completion> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(skill_core::Completion {
+                text: r#"{"criteria": [{"criterion": "c", "passed": true, "evidence": "looks fine"}]}"#.into(),
+                usage: skill_core::Usage { prompt_tokens: 50, completion_tokens: 10 },
+                elapsed: std::time::Duration::ZERO,
+                finish_reason: "stop".into(),
+            })
+        }
+    }
+
+    fn settled(task: &str, kind: agent_logs::OutcomeKind, answer: &str, correction: Option<&str>) -> Episode {
+        Episode {
+            source: "claude-code".into(),
+            file: format!("/logs/{task}.jsonl").into(),
+            session: task.into(),
+            time: None,
+            project: None,
+            task: task.into(),
+            follow_ups: Vec::new(),
+            tools: Vec::new(),
+            skill: None,
+            answer: Some(answer.into()),
+            outcome: agent_logs::Outcome { kind, evidence: String::new(), correction: correction.map(str::to_string) },
+        }
+    }
+
+    #[tokio::test]
+    async fn a_judge_that_passes_what_the_user_corrected_may_not_gate() {
+        use agent_logs::OutcomeKind::{Failure, Success};
+        let long = "Shipped: the login page and the billing fix.\nNext: the export and the invoice emails.";
+        let episodes = [
+            settled("Draft the weekly update for week 1", Success, long, None),
+            settled(
+                "Draft the weekly update for week 2",
+                Failure,
+                "Shipped: nothing",
+                Some("no, you missed the export"),
+            ),
+            settled("Draft the weekly update for week 3", Failure, "Next: nothing", Some("wrong, billing shipped")),
+            settled("Draft the weekly update for week 4", Success, long, None),
+        ];
+        let refs: Vec<&Episode> = episodes.iter().collect();
+        let mut suite = suite_from_episodes("mined-draft-the-weekly", &refs);
+        for (case, split) in suite.evals.iter_mut().zip([Split::Train, Split::Train, Split::Validation, Split::Test]) {
+            case.split = split;
+        }
+        let verdicts = user_verdicts(&refs);
+        assert_eq!(verdicts.iter().map(|v| v.accepted).collect::<Vec<_>>(), [true, false, false, true]);
+        let judge = PassesEverything(Default::default());
+        let c = calibrate_judge(&judge, &suite, &verdicts).await.expect("calibrated");
+        // The held-out case is not asked about; the two corrected answers are passed.
+        assert_eq!((c.agreed, c.total), (1, 3));
+        assert_eq!(judge.0.load(std::sync::atomic::Ordering::SeqCst), 3);
+        let why = judge_refused(&c, 0.8).expect("refused");
+        assert!(why.contains("on 1 of 3 answers (33%, needs 80%)"), "{why}");
+        assert_eq!(judge_refused(&Calibration { agreed: 4, total: 5 }, 0.8), None);
+        assert!(judge_refused(&Calibration { agreed: 0, total: 0 }, 0.8).expect("no evidence").contains("no answer"));
+    }
+
     fn suite(splits: &[Split]) -> EvalSuite {
         let mut suite = EvalSuite::new("mined-job");
         for (i, split) in splits.iter().enumerate() {
@@ -870,12 +1067,16 @@ mod tests {
             kind: ProposalKind::New,
             skill: skill.into(),
             job: "Convert kilometres to metres".into(),
+            central_task: "How many metres are in 3 km?".into(),
+            job_unusable: None,
+            job_tokens: 0,
             episodes: 4,
             failures: 0,
             sources: BTreeMap::new(),
             cases: [2, 1, 1],
             library_hash,
             teacher_tokens: 10,
+            calibration: None,
             gate: None,
             status: PlanStatus::Staged,
         }

@@ -1,7 +1,7 @@
 //! The night end to end with real parts: mined episodes of a recurring job, the real
 //! embedding model, the real SmolLM2-135M student and recorded real teacher answers (a
-//! cassette of Qwen2.5-Coder-1.5B served by `skd serve`). The night is killed in the middle
-//! and resumed; a second night is refused while one holds the lock; a skill the user writes
+//! cassette of Qwen2.5-Coder-1.5B served by `skd serve`). The teacher names the job, and the
+//! night is killed in the middle of the skill's draft and resumed; a second night is refused while one holds the lock; a skill the user writes
 //! by hand during the night is never overwritten.
 //!
 //! Re-record (needs a teacher endpoint, e.g. `skd serve --model qwen2.5-coder-1.5b`):
@@ -141,6 +141,7 @@ async fn a_night_mines_distills_gates_and_resumes_after_a_crash() {
             ..DistillConfig::default()
         },
         student: None,
+        judge_min_agreement: 0.8,
     };
     let runner = RunnerConfig { max_tokens: 96, cache_dir: Some(tmp.path().join("cache")), ..RunnerConfig::default() };
     let library = vec![LibrarySkill {
@@ -169,6 +170,14 @@ async fn a_night_mines_distills_gates_and_resumes_after_a_crash() {
     assert_eq!(plan.episodes, 8, "the one-offs are not part of it");
     assert_eq!(plan.status, PlanStatus::Distilling);
     assert!(plan.cases[2] >= 1, "held-out cases are mined tasks: {:?}", plan.cases);
+    // The teacher wrote the job's sentence before the crash, and the skill is named after it;
+    // the most central task is kept beside it.
+    assert!(plan.job_tokens > 0 && plan.job_unusable.is_none(), "{plan:?}");
+    assert!(history.iter().any(|e| e.task == plan.central_task), "{plan:?}");
+    if recording.is_none() {
+        assert_eq!(plan.job, "Convert the given distance from kilometers to meters.");
+        assert_eq!(plan.skill, "mined-convert-the-given-distance");
+    }
     // A second night while the first holds the lock is refused.
     assert!(matches!(lock(&paths), Err(Error::Busy(_))), "a second night must be refused");
     drop(held);
