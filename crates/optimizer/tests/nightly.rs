@@ -214,7 +214,34 @@ async fn a_night_mines_distills_gates_and_resumes_after_a_crash() {
     let report = std::fs::read_to_string(paths.night(&done.id).join("report.md")).expect("report");
     assert!(report.contains(&format!("### new `{name}`")) && report.contains("held out:"), "{report}");
     assert!(paths.night(&done.id).join("report.html").is_file());
+    // The distillation ran the recall check on the teacher's queries (the recorded ones are
+    // usable), and its ranking is kept with the staged state.
+    let distilled = optimizer::distill::load_state(&staged).expect("the staged distillation's state");
+    let recall = distilled.recall.as_ref().expect("recall check");
+    assert_eq!(recall.not_checked, None, "{recall:?}");
+    assert!(!recall.positive.is_empty() && !recall.negative.is_empty(), "{recall:?}");
     if recording.is_none() {
+        // Search ranks the skill first for all three of its users' queries, and for both
+        // near-misses too (miles, not kilometres: in a library of two skills nothing else is
+        // nearer); neither description rewrite gets more of them right, so the check fails.
+        fn found(qs: &[(String, bool)]) -> Vec<(&str, bool)> {
+            qs.iter().map(|(q, ok)| (q.as_str(), *ok)).collect()
+        }
+        assert_eq!(
+            found(&recall.positive),
+            [
+                ("Convert distance from kilometers to meters", true),
+                ("Convert 3 km to meters", true),
+                ("How to convert 5 km to meters", true)
+            ]
+        );
+        assert_eq!(
+            found(&recall.negative),
+            [("Convert 1 mile to meters", false), ("How to convert 2 miles to meters", false)]
+        );
+        assert_eq!(recall.discarded_near_misses, ["Convert distance from miles to meters"]);
+        assert_eq!((recall.rewrites, recall.right_before_and_after, recall.rewrite_kept), (2, Some((3, 3)), false));
+        assert!(!recall.passed);
         assert!(cassette.calls() > 1, "the resumed night went on with the recording");
         // SmolLM2 gets the one held-out task wrong with the distilled skill and without one.
         assert_eq!((gate.candidate.passed, gate.current.passed, gate.cases), (0, 0, 1), "{gate:?}");
