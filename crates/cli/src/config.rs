@@ -15,6 +15,8 @@ pub struct FileConfig {
     pub skills_dir: Option<String>,
     /// Read-only folders other agents keep skills in.
     pub import_skill_dirs: Option<Vec<String>>,
+    /// Other agents' skill folders a skill is copied to when a nightly change is adopted.
+    pub publish_skill_dirs: Option<Vec<String>>,
     /// Where the search index lives.
     pub index_dir: Option<String>,
     /// Notes larger than this are skipped.
@@ -89,6 +91,8 @@ pub struct Config {
     pub skills_dir: Setting<PathBuf>,
     /// Import folders.
     pub import_skill_dirs: Setting<Vec<PathBuf>>,
+    /// Where adopted skills are published (none by default).
+    pub publish_skill_dirs: Setting<Vec<PathBuf>>,
     /// Index folder.
     pub index_dir: Setting<PathBuf>,
     /// Size limit for notes, in bytes.
@@ -244,6 +248,10 @@ impl Config {
             &file.skills_dir,
             dirs::data_dir().unwrap_or_else(|| PathBuf::from(".local/share")).join("skd").join("skills"),
         );
+        let publish_skill_dirs = match &file.publish_skill_dirs {
+            Some(list) => Setting { value: list.iter().map(|p| expand(p, &cwd)).collect(), origin: Origin::File },
+            None => Setting { value: Vec::new(), origin: Origin::Default },
+        };
         let import_skill_dirs = match (env("SKD_IMPORT_SKILL_DIRS"), &file.import_skill_dirs) {
             (Some(v), _) => Setting {
                 value: std::env::split_paths(&v)
@@ -383,6 +391,7 @@ impl Config {
             notes,
             skills_dir,
             import_skill_dirs,
+            publish_skill_dirs,
             index_dir,
             max_file_bytes,
             student,
@@ -443,6 +452,11 @@ skills_dir = "{}"
 # Read-only folders other agents keep skills in (relative paths are relative to the
 # folder skd runs in).
 import_skill_dirs = [".agents/skills", "~/.claude/skills", "~/.pi/agent/skills"]
+
+# Other agents' skill folders that a skill adopted from a night (`skd nightly adopt`, or
+# --adopt beneficial) is copied to. A skill of the same name there that is not one of
+# skd's own versions (another agent's user wrote or edited it) is left alone.
+# publish_skill_dirs = ["~/.claude/skills", "~/.pi/agent/skills"]
 
 # Notes larger than this are skipped by the indexer.
 max_file_mb = 4

@@ -104,6 +104,11 @@ pub async fn run(config: &Config, args: NightlyArgs) -> Result<Exit> {
     };
     let night = nightly.run(&night_lock, &episodes, night_config, &mut on_event).await?;
     drop(night_lock);
+    for plan in &night.plans {
+        if matches!(plan.status, optimizer::nightly::PlanStatus::Adopted { .. }) {
+            publish(config, &plan.skill);
+        }
+    }
     print_night(&paths, &night, args.json)?;
     Ok(Exit::Ok)
 }
@@ -179,6 +184,7 @@ pub fn adopt(config: &Config, name: &str, force: bool) -> Result<Exit> {
     match optimizer::nightly::adopt(&paths, &config.skills_dir.value, name, force) {
         Ok(version) => {
             println!("{name}: the staged change is version {version} and active");
+            publish(config, name);
             Ok(Exit::Ok)
         }
         Err(optimizer::Error::Other(why)) => {
@@ -186,6 +192,21 @@ pub fn adopt(config: &Config, name: &str, force: bool) -> Result<Exit> {
             Ok(Exit::Negative)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Copies an adopted skill to each of `publish_skill_dirs`. A folder it cannot go to (a
+/// skill of that name there that is not one of ours) is named on stderr; the adoption
+/// stands.
+fn publish(config: &Config, name: &str) {
+    let library = config.library();
+    for dir in &config.publish_skill_dirs.value {
+        let published = library.find(name).and_then(|entry| library.publish(&entry, dir));
+        match published {
+            Ok((dest, true)) => eprintln!("published {name} -> {}", dest.display()),
+            Ok((_, false)) => {}
+            Err(e) => eprintln!("warning: {name} not published to {}: {e}", dir.display()),
+        }
     }
 }
 

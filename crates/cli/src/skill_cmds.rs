@@ -379,6 +379,11 @@ pub fn config_show(config: &Config, as_json: bool) -> Result<Exit> {
         list(&config.import_skill_dirs.value),
         origin(config.import_skill_dirs.origin)
     );
+    println!(
+        "publish_skill_dirs {}  [{}]",
+        list(&config.publish_skill_dirs.value),
+        origin(config.publish_skill_dirs.origin)
+    );
     println!("index_dir          {}  [{}]", config.index_dir.value.display(), origin(config.index_dir.origin));
     println!(
         "max_file_mb        {:.1}  [{}]",

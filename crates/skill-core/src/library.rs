@@ -249,6 +249,22 @@ impl SkillLibrary {
         copy_tree(&entry.dir, &dest, &[".history", "evals"])?;
         Ok((dest, true))
     }
+
+    /// Publishes a skill to another agent's skill folder as [`SkillLibrary::export`] does,
+    /// replacing what is there only when it is one of this skill's own recorded versions: a
+    /// newly adopted version follows the last one out, and a skill of the same name that
+    /// the other agent's user wrote (or edited) is never overwritten (a conflict error).
+    pub fn publish(&self, entry: &SkillEntry, to: &Path) -> Result<(PathBuf, bool)> {
+        let theirs = to.join(&entry.name).join(SKILL_FILE);
+        let ours_before = match crate::fsutil::read_utf8(&theirs) {
+            Ok(text) => {
+                let hash = crate::skill::content_hash(&text);
+                VersionStore::new(&entry.dir).history()?.iter().any(|v| v.hash == hash)
+            }
+            Err(_) => false,
+        };
+        self.export(entry, to, ours_before)
+    }
 }
 
 /// Copies a folder tree, leaving out every entry under a folder named in `skip`.

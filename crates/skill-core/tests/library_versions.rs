@@ -200,3 +200,29 @@ fn a_recorded_version_waits_without_replacing_the_skill_on_disk() {
     assert_eq!(fs::read_to_string(entry.skill_md()).expect("read"), waiting);
     assert_eq!(store.history().expect("history").len(), 4);
 }
+
+#[test]
+fn publishing_replaces_our_own_earlier_version_and_never_another_agents_skill() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lib = SkillLibrary::new(tmp.path().join("lib"));
+    let claude = tmp.path().join("claude-skills");
+    let (entry, _) = lib.create("tip", "Work out a tip.", "\n1. Multiply.\n").expect("create");
+    let (dest, written) = lib.publish(&entry, &claude).expect("first publish");
+    assert!(written);
+    let v1 = fs::read_to_string(entry.skill_md()).expect("v1");
+    assert_eq!(fs::read_to_string(dest.join("SKILL.md")).expect("published"), v1);
+    // A new version is adopted: what is out there is our v1, so it is replaced.
+    let v2 = skill_md("tip", "Work out a tip, rounded up to the next whole euro.");
+    VersionStore::new(&entry.dir).save(&v2, "adopted").expect("v2");
+    assert!(lib.publish(&entry, &claude).expect("second publish").1);
+    assert_eq!(fs::read_to_string(dest.join("SKILL.md")).expect("published"), v2);
+    assert!(!lib.publish(&entry, &claude).expect("same again").1, "the same content is no change");
+    // The other agent's user edits their copy: it is theirs now, and stays.
+    let theirs = skill_md("tip", "My own tip rules.");
+    write(&dest.join("SKILL.md"), &theirs);
+    let v3 = skill_md("tip", "Work out a tip; ask for the percentage when none is given.");
+    VersionStore::new(&entry.dir).save(&v3, "adopted").expect("v3");
+    assert!(matches!(lib.publish(&entry, &claude), Err(Error::Conflict(_))));
+    assert_eq!(fs::read_to_string(dest.join("SKILL.md")).expect("kept"), theirs);
+    assert!(!dest.join(".history").exists() && !dest.join("evals").exists(), "skd's own folders stay home");
+}
