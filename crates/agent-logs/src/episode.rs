@@ -85,6 +85,24 @@ pub struct Outcome {
 }
 
 impl Episode {
+    /// An episode of `task` read from `file`, with nothing else known yet: no time, tools,
+    /// skill or answer, and an unknown outcome (callers that know more set those fields).
+    pub fn new(source: &str, file: impl Into<PathBuf>, session: &str, task: &str) -> Episode {
+        Episode {
+            source: source.into(),
+            file: file.into(),
+            session: session.into(),
+            time: None,
+            project: None,
+            task: task.into(),
+            follow_ups: Vec::new(),
+            tools: Vec::new(),
+            skill: None,
+            answer: None,
+            outcome: Outcome { kind: OutcomeKind::Unknown, evidence: String::new(), correction: None },
+        }
+    }
+
     /// When it was asked, where the log says and the time reads as RFC 3339.
     pub fn timestamp(&self) -> Option<jiff::Timestamp> {
         self.time.as_deref().and_then(|t| t.parse().ok())

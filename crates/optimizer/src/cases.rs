@@ -119,23 +119,7 @@ pub fn suite_from_episodes(skill_name: &str, episodes: &[&Episode]) -> EvalSuite
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agent_logs::Outcome;
-
-    fn episode(task: &str, kind: OutcomeKind, answer: Option<&str>, correction: Option<&str>) -> Episode {
-        Episode {
-            source: "pi".into(),
-            file: "/logs/s.jsonl".into(),
-            session: "s".into(),
-            time: None,
-            project: None,
-            task: task.into(),
-            follow_ups: Vec::new(),
-            tools: Vec::new(),
-            skill: None,
-            answer: answer.map(str::to_string),
-            outcome: Outcome { kind, evidence: String::new(), correction: correction.map(str::to_string) },
-        }
-    }
+    use crate::settled_episode as episode;
 
     #[test]
     fn settled_episodes_become_cases_with_their_reference_and_a_stable_split() {

@@ -102,23 +102,7 @@ pub async fn describe_job(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agent_logs::Outcome;
-
-    fn episode(task: &str, kind: OutcomeKind, answer: Option<&str>, correction: Option<&str>) -> Episode {
-        Episode {
-            source: "codex".into(),
-            file: "/logs/s.jsonl".into(),
-            session: "s".into(),
-            time: None,
-            project: None,
-            task: task.into(),
-            follow_ups: Vec::new(),
-            tools: Vec::new(),
-            skill: None,
-            answer: answer.map(str::to_string),
-            outcome: Outcome { kind, evidence: String::new(), correction: correction.map(str::to_string) },
-        }
-    }
+    use crate::settled_episode as episode;
 
     #[test]
     fn the_prompt_shows_each_task_with_what_the_user_settled() {

@@ -71,6 +71,21 @@ pub enum Error {
     Other(String),
 }
 
+/// An episode the user settled (or not), for the unit tests of mining, cases and the night.
+#[cfg(test)]
+pub(crate) fn settled_episode(
+    task: &str,
+    kind: agent_logs::OutcomeKind,
+    answer: Option<&str>,
+    correction: Option<&str>,
+) -> agent_logs::Episode {
+    agent_logs::Episode {
+        answer: answer.map(str::to_string),
+        outcome: agent_logs::Outcome { kind, evidence: String::new(), correction: correction.map(str::to_string) },
+        ..agent_logs::Episode::new("pi", "/logs/s.jsonl", "s", task)
+    }
+}
+
 /// The text cut to `max` characters, with `…` where it was cut.
 pub(crate) fn clip(text: &str, max: usize) -> String {
     if text.chars().count() <= max {

@@ -990,36 +990,26 @@ mod tests {
         }
     }
 
-    fn settled(task: &str, kind: agent_logs::OutcomeKind, answer: &str, correction: Option<&str>) -> Episode {
-        Episode {
-            source: "claude-code".into(),
-            file: format!("/logs/{task}.jsonl").into(),
-            session: task.into(),
-            time: None,
-            project: None,
-            task: task.into(),
-            follow_ups: Vec::new(),
-            tools: Vec::new(),
-            skill: None,
-            answer: Some(answer.into()),
-            outcome: agent_logs::Outcome { kind, evidence: String::new(), correction: correction.map(str::to_string) },
-        }
-    }
-
     #[tokio::test]
     async fn a_judge_that_passes_what_the_user_corrected_may_not_gate() {
+        use crate::settled_episode;
         use agent_logs::OutcomeKind::{Failure, Success};
         let long = "Shipped: the login page and the billing fix.\nNext: the export and the invoice emails.";
         let episodes = [
-            settled("Draft the weekly update for week 1", Success, long, None),
-            settled(
+            settled_episode("Draft the weekly update for week 1", Success, Some(long), None),
+            settled_episode(
                 "Draft the weekly update for week 2",
                 Failure,
-                "Shipped: nothing",
+                Some("Shipped: nothing"),
                 Some("no, you missed the export"),
             ),
-            settled("Draft the weekly update for week 3", Failure, "Next: nothing", Some("wrong, billing shipped")),
-            settled("Draft the weekly update for week 4", Success, long, None),
+            settled_episode(
+                "Draft the weekly update for week 3",
+                Failure,
+                Some("Next: nothing"),
+                Some("wrong, billing shipped"),
+            ),
+            settled_episode("Draft the weekly update for week 4", Success, Some(long), None),
         ];
         let refs: Vec<&Episode> = episodes.iter().collect();
         let mut suite = suite_from_episodes("mined-draft-the-weekly", &refs);

@@ -17,17 +17,10 @@ fn model() -> MiniLm {
 
 fn episode(source: &str, task: &str, kind: OutcomeKind, skill: Option<&str>) -> Episode {
     Episode {
-        source: source.into(),
-        file: format!("/logs/{source}/{}.jsonl", task.len()).into(),
-        session: "s".into(),
         time: Some("2026-12-01T09:00:00Z".into()),
-        project: None,
-        task: task.into(),
-        follow_ups: Vec::new(),
-        tools: Vec::new(),
         skill: skill.map(|name| SkillUse { name: name.into(), content_hash: "h".into() }),
-        answer: None,
         outcome: Outcome { kind, evidence: String::new(), correction: None },
+        ..Episode::new(source, format!("/logs/{source}/{}.jsonl", task.len()), "s", task)
     }
 }
 

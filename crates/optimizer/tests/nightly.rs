@@ -39,17 +39,10 @@ fn embedder() -> MiniLm {
 
 fn episode(source: &str, session: &str, task: &str, answer: &str) -> Episode {
     Episode {
-        source: source.into(),
-        file: format!("/logs/{source}/{session}.jsonl").into(),
-        session: session.into(),
         time: Some("2026-12-01T09:00:00Z".into()),
-        project: None,
-        task: task.into(),
-        follow_ups: Vec::new(),
-        tools: Vec::new(),
-        skill: None,
         answer: Some(answer.into()),
         outcome: Outcome { kind: OutcomeKind::Success, evidence: "thanks".into(), correction: None },
+        ..Episode::new(source, format!("/logs/{source}/{session}.jsonl"), session, task)
     }
 }
 
