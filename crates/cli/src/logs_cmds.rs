@@ -128,8 +128,7 @@ fn describe_jobs(
     quiet: bool,
 ) -> Result<()> {
     use anyhow::Context;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async {
+    crate::runtime()?.block_on(async {
         let spec = Some(spec).filter(|s| !s.is_empty());
         let teacher = crate::eval_cmds::load_teacher(config, spec, quiet).await?.context(
             "--teacher without a value needs a configured teacher: set SKD_TEACHER or put `teacher = ...` in the \
@@ -137,7 +136,7 @@ fn describe_jobs(
         )?;
         let timeout = optimizer::distill::DistillConfig::default().teacher_timeout();
         for p in proposals.iter_mut() {
-            let members: Vec<&agent_logs::Episode> = p.members.iter().map(|&i| episodes[i]).collect();
+            let members = p.members_in(episodes);
             let described = optimizer::job::describe_job(teacher.as_ref(), &members, timeout).await?;
             match described.sentence {
                 Some(sentence) => p.central_task = Some(std::mem::replace(&mut p.job, sentence)),
@@ -174,7 +173,7 @@ pub fn mine(config: &Config, args: MineArgs) -> Result<Exit> {
                 (optimizer::ProposalKind::Refine, Some(skill)) => skill.clone(),
                 _ => optimizer::nightly::mined_name(&p.job),
             };
-            let members: Vec<&agent_logs::Episode> = p.members.iter().map(|&i| episodes[i]).collect();
+            let members = p.members_in(&episodes);
             let suite = optimizer::suite_from_episodes(&name, &members);
             if suite.evals.is_empty() {
                 continue;

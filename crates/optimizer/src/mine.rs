@@ -103,6 +103,13 @@ pub struct Proposal {
     pub members: Vec<usize>,
 }
 
+impl Proposal {
+    /// The job's episodes, out of the `episodes` that were given to [`mine`].
+    pub fn members_in<'a>(&self, episodes: &[&'a Episode]) -> Vec<&'a Episode> {
+        self.members.iter().map(|&i| episodes[i]).collect()
+    }
+}
+
 /// The result of a mining run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MineReport {

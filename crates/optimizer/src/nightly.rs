@@ -434,7 +434,7 @@ impl Nightly<'_> {
             if plans.len() == config.max_skills {
                 break;
             }
-            let members: Vec<&Episode> = p.members.iter().map(|&i| episodes[i]).collect();
+            let members = p.members_in(episodes);
             let budget_left = config.teacher_tokens.map(|b| b.saturating_sub(job_tokens_spent));
             let described = if budget_left == Some(0) {
                 None
