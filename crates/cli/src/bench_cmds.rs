@@ -274,7 +274,7 @@ fn run_llama_cpp(
 }
 
 pub async fn bench_student(config: &Config, args: BenchArgs) -> Result<Exit> {
-    let path = crate::run_cmds::model_path(config, &args.model, args.json)?;
+    let path = skill_core::blocking(|| crate::run_cmds::model_path(config, &args.model, args.json))?;
     if args.modes.is_empty() && args.python.is_none() {
         anyhow::bail!("nothing to measure: name at least one mode or pass --python");
     }

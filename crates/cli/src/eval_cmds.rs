@@ -218,7 +218,8 @@ pub async fn eval(config: &Config, args: EvalArgs) -> Result<Exit> {
         if let (Some(lift), Some((label, _))) = (entry_record.lift, &baseline_skill) {
             scores.insert(format!("lift_vs_{}", label.replace(' ', "_")), lift.delta);
         }
-        store.record_scores(v, &scores)?;
+        // Takes the history's file lock.
+        skill_core::blocking(|| store.record_scores(v, &scores))?;
     }
 
     if args.json {

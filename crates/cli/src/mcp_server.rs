@@ -48,23 +48,42 @@ impl SkdMcp {
         description = "Search the user's knowledge base of markdown notes and skills. Returns file, heading path, line range and a snippet for each hit."
     )]
     async fn skd_search(&self, Parameters(args): Parameters<SearchArgs>) -> Result<CallToolResult, ErrorData> {
+        // Opening the index and reading its segments is blocking file work.
+        Ok(skill_core::blocking(|| self.search(args)))
+    }
+
+    #[tool(description = "Read the full SKILL.md of a skill by name.")]
+    async fn skd_read_skill(&self, Parameters(args): Parameters<SkillArgs>) -> Result<CallToolResult, ErrorData> {
+        Ok(skill_core::blocking(|| self.read_skill(&args.name)))
+    }
+
+    #[tool(description = "List the skills in the library with their descriptions.")]
+    async fn skd_list_skills(&self) -> String {
+        // Reads every SKILL.md of the library.
+        skill_core::blocking(|| self.list_skills())
+    }
+}
+
+/// The tools' bodies: file work, run off the async workers by the tools above.
+impl SkdMcp {
+    fn search(&self, args: SearchArgs) -> CallToolResult {
         let scope = match args.scope.as_deref() {
             None | Some("all") => Scope::All,
             Some("skills") => Scope::Skills,
             Some("notes") => Scope::Notes,
-            Some(other) => return Ok(tool_error(format!("scope must be all, skills or notes, not `{other}`"))),
+            Some(other) => return tool_error(format!("scope must be all, skills or notes, not `{other}`")),
         };
         let index = match SearchIndex::open(&self.config.index_dir.value) {
             Ok(i) => i,
-            Err(e) => return Ok(tool_error(e.to_string())),
+            Err(e) => return tool_error(e.to_string()),
         };
         let opts = SearchOptions { limit: args.limit.unwrap_or(5).clamp(1, 50), scope, ..SearchOptions::default() };
         let hits = match index.search(&args.query, &opts) {
             Ok(h) => h,
-            Err(e) => return Ok(tool_error(e.to_string())),
+            Err(e) => return tool_error(e.to_string()),
         };
         if hits.is_empty() {
-            return Ok(text(format!("no matches for {:?}", args.query)));
+            return text(format!("no matches for {:?}", args.query));
         }
         let out: Vec<String> = hits
             .iter()
@@ -80,23 +99,21 @@ impl SkdMcp {
                 ),
             })
             .collect();
-        Ok(text(out.join("\n\n")))
+        text(out.join("\n\n"))
     }
 
-    #[tool(description = "Read the full SKILL.md of a skill by name.")]
-    async fn skd_read_skill(&self, Parameters(args): Parameters<SkillArgs>) -> Result<CallToolResult, ErrorData> {
-        let entry = match self.config.library().find(&args.name) {
+    fn read_skill(&self, name: &str) -> CallToolResult {
+        let entry = match self.config.library().find(name) {
             Ok(e) => e,
-            Err(e) => return Ok(tool_error(e.to_string())),
+            Err(e) => return tool_error(e.to_string()),
         };
         match Skill::read(&entry.skill_md()) {
-            Ok(skill) => Ok(text(skill.to_markdown())),
-            Err(e) => Ok(tool_error(e.to_string())),
+            Ok(skill) => text(skill.to_markdown()),
+            Err(e) => tool_error(e.to_string()),
         }
     }
 
-    #[tool(description = "List the skills in the library with their descriptions.")]
-    async fn skd_list_skills(&self) -> String {
+    fn list_skills(&self) -> String {
         let discovery = self.config.library().discover();
         let lines: Vec<String> = discovery
             .skills

@@ -60,7 +60,8 @@ pub async fn run(config: &Config, args: NightlyArgs) -> Result<Exit> {
         },
     };
     night_config.student = Some(student_settings.clone());
-    let read = match read_episodes(config, &[], None, args.wait_minutes)? {
+    // Reading a day of session files is seconds of file work.
+    let read = match skill_core::blocking(|| read_episodes(config, &[], None, args.wait_minutes))? {
         Ok(read) => read,
         Err(code) => return Ok(code),
     };

