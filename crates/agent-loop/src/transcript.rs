@@ -344,11 +344,17 @@ pub fn append_event(path: &Path, event: Event, redactor: &skill_core::redact::Re
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let mut file = OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
-    if keep < bytes.len() {
+    // The tail after the last newline: a whole event (read above) gets its newline, a torn
+    // write is cut off.
+    let whole_tail = std::str::from_utf8(&bytes[keep..]).is_ok_and(|t| serde_json::from_str::<Event>(t).is_ok());
+    if keep < bytes.len() && !whole_tail {
         file.set_len(keep as u64).map_err(|e| Error::io(path, e))?;
     }
     let mut line =
         serde_json::to_string(&event.redacted(redactor)).map_err(|e| Error::Config(format!("transcript: {e}")))?;
+    if whole_tail {
+        line.insert(0, '\n');
+    }
     line.push('\n');
     use std::io::{Seek, SeekFrom};
     file.seek(SeekFrom::End(0)).map_err(|e| Error::io(path, e))?;
@@ -357,22 +363,30 @@ pub fn append_event(path: &Path, event: Event, redactor: &skill_core::redact::Re
 }
 
 /// Reads a transcript back (for tests and the mining job). A last line without its newline
-/// that does not parse is a write cut short by a crash: it is left out, and everything before
-/// it is returned. A bad line anywhere else is an error naming the file and line.
+/// that does not parse is a write cut short by a crash (perhaps inside a multi-byte
+/// character): it is left out, and everything before it is returned. A bad line anywhere else
+/// is an error naming the file and line.
 pub fn read_transcript(path: &Path) -> Result<Vec<Event>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let torn_tail = !text.is_empty() && !text.ends_with('\n');
-    let lines: Vec<&str> = text.lines().collect();
-    let mut events = Vec::with_capacity(lines.len());
-    for (i, line) in lines.iter().enumerate() {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let (body, tail) = bytes.split_at(complete);
+    let text = std::str::from_utf8(body).map_err(|e| {
+        let line = body[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+        Error::Config(format!("{}:{line}: not UTF-8 text", path.display()))
+    })?;
+    let mut events = Vec::new();
+    for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         match serde_json::from_str(line) {
             Ok(event) => events.push(event),
-            Err(_) if torn_tail && i + 1 == lines.len() => break,
             Err(e) => return Err(Error::Config(format!("{}:{}: {e}", path.display(), i + 1))),
         }
+    }
+    // A whole event whose newline was not written yet counts; anything else there is torn.
+    if let Some(event) = std::str::from_utf8(tail).ok().and_then(|t| serde_json::from_str::<Event>(t).ok()) {
+        events.push(event);
     }
     Ok(events)
 }
@@ -535,6 +549,23 @@ mod tests {
         let bad_end = dir.path().join("bad_end.jsonl");
         std::fs::write(&bad_end, format!("{good}\nnot json\n")).expect("write");
         assert!(super::read_transcript(&bad_end).is_err(), "a whole bad last line is not a torn write");
+        // Torn inside a multi-byte character: the lines before it are still read.
+        let mid_char = dir.path().join("mid_char.jsonl");
+        let mut bytes = format!("{good}\n{{\"event\":\"invalid_reply\",\"step\":2,\"error\":\"12 €").into_bytes();
+        bytes.push(0xE2);
+        std::fs::write(&mid_char, &bytes).expect("write");
+        assert_eq!(super::read_transcript(&mid_char).expect("read").len(), 1);
+        // A whole last event whose newline was not written is kept.
+        let no_newline = dir.path().join("no_newline.jsonl");
+        std::fs::write(&no_newline, format!("{good}\n{good}")).expect("write");
+        assert_eq!(super::read_transcript(&no_newline).expect("read").len(), 2);
+        // Bytes that are not UTF-8 in a whole line are an error naming the line.
+        let latin1 = dir.path().join("latin1.jsonl");
+        let mut bytes = format!("{good}\n{{\"event\":\"invalid_reply\",\"step\":2,\"error\":\"caf").into_bytes();
+        bytes.extend_from_slice(b"\xe9\"}\n");
+        std::fs::write(&latin1, &bytes).expect("write");
+        let err = super::read_transcript(&latin1).expect_err("latin-1").to_string();
+        assert!(err.contains("latin1.jsonl:2: not UTF-8"), "{err}");
     }
 
     #[test]
@@ -552,6 +583,15 @@ mod tests {
             matches!(&events[1], Event::Feedback { verdict: Verdict::Bad, note: Some(n), .. } if n == "it is 42, key [REDACTED]"),
             "{:?}",
             events[1]
+        );
+        // A last event whose newline was not written is kept, and the verdict follows it.
+        let unterminated = dir.path().join("u.jsonl");
+        std::fs::write(&unterminated, start).expect("write");
+        super::append_feedback(&unterminated, Verdict::Good, None, &r).expect("append");
+        let events = super::read_transcript(&unterminated).expect("read");
+        assert!(
+            matches!(events[..], [Event::Start { .. }, Event::Feedback { verdict: Verdict::Good, .. }]),
+            "{events:?}"
         );
         let not_a_run = dir.path().join("x.jsonl");
         std::fs::write(&not_a_run, "{\"event\":\"invalid_reply\",\"step\":1,\"error\":\"x\"}\n").expect("write");
