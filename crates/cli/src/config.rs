@@ -20,19 +20,19 @@ pub struct FileConfig {
     /// Where the search index lives.
     pub index_dir: Option<String>,
     /// Notes larger than this are skipped.
-    pub max_file_mb: Option<f64>,
+    pub max_file_mb: Option<toml::Spanned<f64>>,
     /// The student: a known model id, a path to a .gguf file, or `URL#model` for an
     /// OpenAI-compatible server.
     pub student: Option<String>,
     /// The engine for a local student or teacher without an engine prefix: "llama.cpp" or
     /// "mistral.rs".
-    pub engine: Option<String>,
+    pub engine: Option<toml::Spanned<String>>,
     /// The teacher for `skd distill` and rubric grading: `URL#model` (key from
     /// `OPENAI_API_KEY`), or a local model id / .gguf path.
     pub teacher: Option<String>,
     /// The teacher's prices, USD per million prompt and completion tokens, for the cost
     /// `skd distill` reports.
-    pub teacher_prices: Option<[f64; 2]>,
+    pub teacher_prices: Option<toml::Spanned<[f64; 2]>>,
     /// Where pulled models are cached.
     pub models_dir: Option<String>,
     /// Where run transcripts are written.
@@ -50,11 +50,11 @@ pub struct FileConfig {
     /// MCP servers whose tools the agent may use.
     pub mcp_servers: Option<Vec<agent_loop::mcp::McpServerConfig>>,
     /// Seconds a named tool may run, replacing the 30 s default for it.
-    pub tool_timeouts: Option<std::collections::BTreeMap<String, f64>>,
+    pub tool_timeouts: Option<std::collections::BTreeMap<String, toml::Spanned<f64>>>,
     /// The search score a retrieved skill needs before `skd run` activates it unasked.
-    pub confident_min_score: Option<f32>,
+    pub confident_min_score: Option<toml::Spanned<f32>>,
     /// How many times the runner-up's score that skill's must also be.
-    pub confident_ratio: Option<f32>,
+    pub confident_ratio: Option<toml::Spanned<f32>>,
 }
 
 /// Where a setting's value came from.
@@ -214,12 +214,19 @@ impl Config {
             ))
             .into());
         }
-        let file: FileConfig = if exists && file_use != FileUse::Ignore {
+        let (file, text): (FileConfig, String) = if exists && file_use != FileUse::Ignore {
             let text = std::fs::read_to_string(&config_file)
                 .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", config_file.display())))?;
-            toml::from_str(&text).map_err(|e| ConfigError(format!("config file {}: {e}", config_file.display())))?
+            let file = toml::from_str(&text)
+                .map_err(|e| ConfigError(format!("config file {}: {e}", config_file.display())))?;
+            (file, text)
         } else {
-            FileConfig::default()
+            (FileConfig::default(), String::new())
+        };
+        // "FILE:LINE" of a value in the config file, for the errors found after parsing.
+        let place = |span: std::ops::Range<usize>| {
+            let line = text.get(..span.start).map_or(0, |before| before.matches('\n').count()) + 1;
+            format!("config file {}:{line}", config_file.display())
         };
         let file_base = config_file.parent().map(Path::to_path_buf).unwrap_or_else(|| cwd.clone());
 
@@ -280,16 +287,14 @@ impl Config {
                 Err(ConfigError(format!("{what}: max_file_mb must be a positive number, got {mb}")).into())
             }
         };
-        let max_file_bytes = match (env("SKD_MAX_FILE_MB"), file.max_file_mb) {
+        let max_file_bytes = match (env("SKD_MAX_FILE_MB"), &file.max_file_mb) {
             (Some(v), _) => {
                 let s = v.to_string_lossy();
                 let mb: f64 =
                     s.parse().map_err(|_| ConfigError(format!("SKD_MAX_FILE_MB must be a number, got `{s}`")))?;
                 Setting { value: mb_to_bytes(mb, "SKD_MAX_FILE_MB")?, origin: Origin::Env }
             }
-            (None, Some(mb)) => {
-                Setting { value: mb_to_bytes(mb, &config_file.display().to_string())?, origin: Origin::File }
-            }
+            (None, Some(mb)) => Setting { value: mb_to_bytes(*mb.get_ref(), &place(mb.span()))?, origin: Origin::File },
             (None, None) => Setting { value: retrieval::DEFAULT_MAX_FILE_BYTES, origin: Origin::Default },
         };
         let student = match (env("SKD_STUDENT"), &file.student) {
@@ -303,8 +308,7 @@ impl Config {
                 Setting { value, origin: Origin::Env }
             }
             (None, Some(name)) => {
-                let value =
-                    name.parse().map_err(|e| ConfigError(format!("config file {}: {e}", config_file.display())))?;
+                let value = name.get_ref().parse().map_err(|e| ConfigError(format!("{}: {e}", place(name.span()))))?;
                 Setting { value, origin: Origin::File }
             }
             (None, None) => Setting { value: student::Engine::default_built(), origin: Origin::Default },
@@ -321,13 +325,16 @@ impl Config {
             }
             (None, None, None) => Setting { value: None, origin: Origin::Default },
         };
-        let teacher_prices = match file.teacher_prices {
-            Some(p) if p.iter().all(|v| v.is_finite() && *v >= 0.0) => Setting { value: p, origin: Origin::File },
+        let teacher_prices = match &file.teacher_prices {
+            Some(p) if p.get_ref().iter().all(|v| v.is_finite() && *v >= 0.0) => {
+                Setting { value: *p.get_ref(), origin: Origin::File }
+            }
             Some(p) => {
                 return Err(ConfigError(format!(
-                    "config file {}: teacher_prices must be two non-negative numbers (USD per million prompt and \
-                     completion tokens), got {p:?}",
-                    config_file.display()
+                    "{}: teacher_prices must be two non-negative numbers (USD per million prompt and completion \
+                     tokens), got {:?}",
+                    place(p.span()),
+                    p.get_ref()
                 ))
                 .into());
             }
@@ -362,29 +369,33 @@ impl Config {
         };
         let tool_timeouts = match &file.tool_timeouts {
             Some(map) => {
-                if let Some((name, secs)) = map.iter().find(|(_, s)| !s.is_finite() || **s <= 0.0) {
+                if let Some((name, secs)) = map.iter().find(|(_, s)| !s.get_ref().is_finite() || *s.get_ref() <= 0.0) {
                     return Err(ConfigError(format!(
-                        "config file {}: tool_timeouts.{name} must be a positive number of seconds, got {secs}",
-                        config_file.display()
+                        "{}: tool_timeouts.{name} must be a positive number of seconds, got {}",
+                        place(secs.span()),
+                        secs.get_ref()
                     ))
                     .into());
                 }
-                Setting { value: map.clone(), origin: Origin::File }
+                Setting { value: map.iter().map(|(k, v)| (k.clone(), *v.get_ref())).collect(), origin: Origin::File }
             }
             None => Setting { value: Default::default(), origin: Origin::Default },
         };
         let defaults = agent_loop::AgentConfig::default();
-        let bounded = |key: &str, value: Option<f32>, least: f32, default: f32| match value {
-            Some(v) if v.is_finite() && v >= least => Ok(Setting { value: v, origin: Origin::File }),
+        let bounded = |key: &str, value: &Option<toml::Spanned<f32>>, least: f32, default: f32| match value {
+            Some(v) if v.get_ref().is_finite() && *v.get_ref() >= least => {
+                Ok(Setting { value: *v.get_ref(), origin: Origin::File })
+            }
             Some(v) => Err(ConfigError(format!(
-                "config file {}: {key} must be a number of at least {least}, got {v}",
-                config_file.display()
+                "{}: {key} must be a number of at least {least}, got {}",
+                place(v.span()),
+                v.get_ref()
             ))),
             None => Ok(Setting { value: default, origin: Origin::Default }),
         };
         let confident_min_score =
-            bounded("confident_min_score", file.confident_min_score, 0.0, defaults.confident_min_score)?;
-        let confident_ratio = bounded("confident_ratio", file.confident_ratio, 1.0, defaults.confident_ratio)?;
+            bounded("confident_min_score", &file.confident_min_score, 0.0, defaults.confident_min_score)?;
+        let confident_ratio = bounded("confident_ratio", &file.confident_ratio, 1.0, defaults.confident_ratio)?;
         Ok(Config {
             config_file,
             config_file_exists: exists,
