@@ -110,9 +110,18 @@ impl Embedder for MiniLm {
     }
 
     fn embed(&self, texts: &[&str]) -> skill_core::Result<Vec<Vec<f32>>> {
-        let mut out = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(BATCH) {
-            out.extend(self.embed_batch(chunk).map_err(|e| skill_core::Error::backend(&self.id, e))?);
+        // A batch is padded to its longest text, so texts of like length go together (by
+        // bytes, a proxy for tokens): a one-word reply batched with a pasted paragraph would
+        // cost the paragraph's length.
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        let mut out = vec![Vec::new(); texts.len()];
+        for chunk in order.chunks(BATCH) {
+            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+            let vectors = self.embed_batch(&batch).map_err(|e| skill_core::Error::backend(&self.id, e))?;
+            for (&i, v) in chunk.iter().zip(vectors) {
+                out[i] = v;
+            }
         }
         Ok(out)
     }

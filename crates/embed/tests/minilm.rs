@@ -37,10 +37,25 @@ fn paraphrases_of_one_job_are_closer_than_other_jobs() {
 }
 
 #[test]
+fn vectors_come_back_in_the_order_of_the_texts_over_several_batches() {
+    let m = model();
+    // Longest first, so that batching by length reorders them; more than one batch (32).
+    let texts: Vec<String> =
+        (0..40).rev().map(|i| format!("Task {i}: {}", "please file the expense report ".repeat(i % 7 + 1))).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let all = m.embed(&refs).expect("embed");
+    for k in [0, 17, 39] {
+        let alone = m.embed(&refs[k..=k]).expect("embed");
+        assert!(cosine(&alone[0], &all[k]) > 0.9999, "text {k}: {}", cosine(&alone[0], &all[k]));
+        let nearest = (0..all.len()).max_by(|&a, &b| cosine(&alone[0], &all[a]).total_cmp(&cosine(&alone[0], &all[b])));
+        assert_eq!(nearest, Some(k), "text {k} is nearest its own vector");
+    }
+}
+
+#[test]
 fn a_damaged_model_file_is_an_error_naming_it() {
-    let tmp = std::env::temp_dir().join(format!("embed-test-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).expect("mkdir");
-    let bad = tmp.join("model.safetensors");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let bad = tmp.path().join("model.safetensors");
     std::fs::write(&bad, b"not weights").expect("write");
     let known = find_known(ALL_MINILM_L6_V2).expect("known");
     let store = ModelStore::new(ModelStore::default_dir());
@@ -48,5 +63,4 @@ fn a_damaged_model_file_is_an_error_naming_it() {
     let [tokenizer, config] = [0, 1].map(|i| store.companion_path(&known.companions[i]));
     let err = MiniLm::load(&bad, &tokenizer, &config).expect_err("damaged").to_string();
     assert!(err.contains("model.safetensors") && err.contains("not safetensors"), "{err}");
-    let _ = std::fs::remove_dir_all(&tmp);
 }
