@@ -425,7 +425,7 @@ struct NightlyRunArgs {
     #[arg(long, default_value_t = 3)]
     min_episodes: usize,
     /// Exact McNemar P a change must stay under on the held-out tasks (none may get worse).
-    #[arg(long, default_value_t = NightlyConfig::default().gate_p)]
+    #[arg(long, default_value_t = NightlyConfig::default().gate_p, value_parser = parse_probability)]
     gate_p: f64,
     /// The least share of your own verdicts (accepted or corrected answers) the rubric judge
     /// must agree with before a job whose held-out cases it grades is worked on; 0: no check.
@@ -434,6 +434,10 @@ struct NightlyRunArgs {
     /// Rewrite rounds per skill at most.
     #[arg(long, default_value_t = NightlyConfig::default().distill.max_rounds)]
     rounds: usize,
+    /// A job with fewer mined train cases than this gets train cases drafted by the teacher
+    /// up to it (validation and held-out cases stay your own tasks); 0: never.
+    #[arg(long, default_value_t = NightlyConfig::default().distill.top_up_train)]
+    top_up_train: usize,
     /// Token limit per student answer.
     #[arg(long)]
     max_tokens: Option<u32>,
@@ -486,9 +490,18 @@ struct DistillCliArgs {
     /// small validation split keeps one lucky case from choosing the skill).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000), conflicts_with = "resume")]
     min_gain: u16,
+    /// Also require the exact McNemar P of the cases a candidate won and lost against the
+    /// best (paired by case) to be at most this (1: the gain alone decides; each round's P is
+    /// in the log either way).
+    #[arg(long, default_value_t = DistillConfig::default().keep_p, value_parser = parse_probability, conflicts_with = "resume")]
+    keep_p: f64,
     /// Cases the teacher drafts when the skill has no suite.
     #[arg(long, default_value_t = DistillConfig::default().draft_cases, conflicts_with = "resume")]
     draft_cases: usize,
+    /// When the skill's suite has fewer train cases than this, the teacher drafts train cases
+    /// like them up to it (checked as drafted cases are; validation and test stay as they are).
+    #[arg(long, default_value_t = DistillConfig::default().top_up_train, conflicts_with = "resume")]
+    top_up_train: usize,
     /// Worked examples an even round may add to the skill: the student's own passing
     /// answers on train cases (0: every round is a teacher rewrite).
     #[arg(long, default_value_t = DistillConfig::default().worked_examples, conflicts_with = "resume")]
@@ -638,6 +651,14 @@ fn parse_split(s: &str) -> std::result::Result<evals::Split, String> {
         .into_iter()
         .find(|x| x.as_str() == s)
         .ok_or_else(|| format!("unknown split `{s}`: train, validation or test"))
+}
+
+/// A P value threshold: a number in (0, 1].
+fn parse_probability(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if p > 0.0 && p <= 1.0 => Ok(p),
+        _ => Err(format!("`{s}` is not a probability in (0, 1]")),
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -940,7 +961,7 @@ fn run(cli: Cli) -> Result<Exit> {
                     min_episodes: a.min_episodes,
                     gate_p: a.gate_p,
                     judge_min_agreement: a.judge_agreement,
-                    distill: DistillConfig { max_rounds: a.rounds, ..defaults.distill },
+                    distill: DistillConfig { max_rounds: a.rounds, top_up_train: a.top_up_train, ..defaults.distill },
                     student: None,
                 };
                 runtime()?.block_on(nightly_cmds::run(
@@ -1030,11 +1051,13 @@ fn run(cli: Cli) -> Result<Exit> {
                         max_teacher_tokens: a.max_teacher_tokens,
                         minibatch: a.minibatch,
                         draft_cases: a.draft_cases,
+                        top_up_train: a.top_up_train,
                         recall_queries: defaults.recall_queries,
                         worked_examples: a.worked_examples,
                         verify_drafted_cases: !a.no_verify_cases,
                         teacher_timeout_secs: a.teacher_timeout.unwrap_or(defaults.teacher_timeout_secs),
                         min_validation_gain: usize::from(a.min_gain),
+                        keep_p: a.keep_p,
                         bare_job_candidate: !a.no_bare_job,
                     }
                 },

@@ -65,6 +65,13 @@ fn init_writes_config_and_folders_once() {
     fs::write(&cfg, "notes = [\"a\"]\nmax_file_mb = \"lots\"\n").expect("edit");
     let err = env.stderr(&["config", "show"], 4);
     assert!(err.contains("config.toml") && err.contains("line 2"), "{err}");
+    // A value of the right type that is out of range: the line too.
+    fs::write(&cfg, "notes = [\"a\"]\n\nmax_file_mb = -1\n").expect("edit");
+    let err = env.stderr(&["config", "show"], 4);
+    assert!(err.contains("config.toml:3: max_file_mb must be a positive number"), "{err}");
+    fs::write(&cfg, "engine = \"llama.cpp\"\n[tool_timeouts]\nshell = 0\n").expect("edit");
+    let err = env.stderr(&["config", "show"], 4);
+    assert!(err.contains("config.toml:3: tool_timeouts.shell must be a positive number"), "{err}");
     let forced = env.ok(&["init", "--force"], 0);
     assert!(forced.contains("wrote"), "{forced}");
     env.ok(&["config", "show"], 0);
@@ -736,4 +743,18 @@ fn nightly_install_without_a_scheduler_prints_the_line_to_add() {
     );
     let bad = env.cmd(&["nightly", "install", "--at", "25:00"]).env("PATH", &empty).output().expect("run");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--at 25:00: not a time of day"), "{bad:?}");
+}
+
+#[test]
+fn thresholds_that_are_not_probabilities_are_refused_before_anything_runs() {
+    let env = Env::new();
+    for (args, flag) in [
+        (&["nightly", "--gate-p", "0"][..], "--gate-p"),
+        (&["nightly", "--gate-p", "1.5"][..], "--gate-p"),
+        (&["distill", "some-skill", "--keep-p", "2"][..], "--keep-p"),
+        (&["distill", "some-skill", "--keep-p", "nan"][..], "--keep-p"),
+    ] {
+        let stderr = env.stderr(args, 2);
+        assert!(stderr.contains(flag) && stderr.contains("is not a probability in (0, 1]"), "{args:?}: {stderr}");
+    }
 }

@@ -438,4 +438,165 @@ fn distill_is_killed_mid_rewrite_resumed_and_keeps_an_unhelpful_rewrite_as_a_ver
     let history = env.ok(&["skill", "history", "bbh-boolean-expressions"], 0);
     assert!(history.contains("test_pass_rate"), "{history}");
     env.ok(&["skill", "validate", "bbh-boolean-expressions"], 0);
+    // The report names the command that adopts the rewrite, and that command does.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let restore = stdout
+        .split('`')
+        .find(|part| part.starts_with("skd skill restore bbh-boolean-expressions "))
+        .unwrap_or_else(|| panic!("no restore command in the report:\n{stdout}"));
+    let args: Vec<&str> = restore.split_whitespace().skip(1).collect();
+    env.ok(&args, 0);
+    let best = state["best"].as_u64().expect("best") as usize;
+    let adopted = std::fs::read_to_string(&skill_md).expect("skill");
+    assert_eq!(Some(adopted.as_str()), candidates[best]["markdown"].as_str(), "the run's best candidate");
+}
+
+/// Writes `n` Pi sessions in which the user asked to convert kilometres to metres, in three
+/// wordings, and thanked the agent for the right answer. Each task's text is unique, and is
+/// returned with its answer.
+fn km_to_metres_sessions(home: &std::path::Path, n: usize) -> Vec<(String, String)> {
+    let dir = home.join(".pi/agent/sessions/--w--");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let ts = "2026-11-30T09:00:00Z";
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    (1..=n)
+        .map(|k| {
+            let task = match k % 3 {
+                0 => format!("How many metres are in {k} km?"),
+                1 => format!("Convert {k} km to metres."),
+                _ => format!("What is {k} kilometres in metres?"),
+            };
+            let answer = (k * 1000).to_string();
+            let lines = [
+                serde_json::json!({"type": "session", "version": 3, "id": format!("p{k}"), "timestamp": ts, "cwd": "/w"}),
+                serde_json::json!({"type": "message", "id": "a", "parentId": null, "timestamp": ts,
+                    "message": {"role": "user", "content": task}}),
+                serde_json::json!({"type": "message", "id": "b", "parentId": "a", "timestamp": ts,
+                    "message": {"role": "assistant", "content": [{"type": "text", "text": answer}], "stopReason": "stop"}}),
+                serde_json::json!({"type": "message", "id": "c", "parentId": "b", "timestamp": ts,
+                    "message": {"role": "user", "content": "thanks!"}}),
+            ];
+            let path = dir.join(format!("s{k}.jsonl"));
+            let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+            std::fs::write(&path, text).expect("session");
+            std::fs::File::options().write(true).open(&path).expect("open").set_modified(old).expect("mtime");
+            (task, answer)
+        })
+        .collect()
+}
+
+#[test]
+fn a_night_from_the_cli_is_killed_resumed_and_keeps_the_library_when_nothing_is_gained() {
+    let env = Env::new();
+    let tasks = km_to_metres_sessions(&env.path("home"), 40);
+    // The student answers every task right, with or without a skill: no skill can gain.
+    let student = common::Replay::start(
+        tasks
+            .iter()
+            .map(|(task, answer)| {
+                let key: &'static str = Box::leak(task.clone().into_boxed_str());
+                (key, format!("{task} is {answer} metres.\nAnswer: {answer}"))
+            })
+            .collect(),
+    );
+    let name = "mined-convert-a-distance-in";
+    let skill = format!(
+        "```markdown\n---\nname: {name}\ndescription: Convert a distance in kilometres to metres.\n---\n\n\
+         1. Multiply the kilometres by 1000.\n2. Answer with the number of metres alone.\n```\nRationale: one step."
+    );
+    // The teacher takes a second an answer, so the night can be killed while it waits.
+    let teacher = common::Replay::start_slow(
+        vec![
+            ("Write that job as one sentence", "Convert a distance in kilometres to metres.".into()),
+            ("Write the SKILL.md for this job", skill.clone()),
+            ("Rewrite the skill so it handles", skill),
+            (
+                "search queries a user with this job would type",
+                r#"{"should_find": ["turn kilometres into metres", "how many metres is that many km"],
+                    "should_not_find": ["convert miles to kilometres", "how many feet in a mile"]}"#
+                    .into(),
+            ),
+            (
+                "Rewrite only the description",
+                r#"{"description": "Convert a distance in kilometres to metres."}"#.into(),
+            ),
+        ],
+        std::time::Duration::from_secs(1),
+    );
+    let state = env.path("state");
+    let (teacher_spec, student_spec) = (format!("{}#replay", teacher.url), format!("{}#replay", student.url));
+    let args = [
+        "nightly",
+        "--teacher",
+        &teacher_spec,
+        "--student",
+        &student_spec,
+        "--rounds",
+        "1",
+        "--wait-minutes",
+        "0",
+        "--gate-p",
+        "1",
+        // The mined train split is the user's tasks alone (no top-up request to replay).
+        "--top-up-train",
+        "0",
+        "--json",
+    ];
+    let current = state.join("nightly/current.json");
+    let plan_status = || {
+        std::fs::read_to_string(&current)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["plans"][0]["status"].as_str().map(str::to_string))
+    };
+    let mut first = env
+        .cmd(&args)
+        .env("SKD_STATE_DIR", &state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn nightly");
+    let started = std::time::Instant::now();
+    let killed_at = loop {
+        if let Some(status) = plan_status().filter(|s| s == "distilling") {
+            first.kill().expect("kill");
+            first.wait().expect("reap");
+            break Some(status);
+        }
+        if first.try_wait().expect("wait").is_some() || started.elapsed() > std::time::Duration::from_secs(300) {
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(killed_at.as_deref(), Some("distilling"), "killed while the skill was being distilled");
+    let interrupted: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&current).expect("current night")).expect("json");
+    let asked =
+        |key: &str| teacher.requests.lock().expect("lock").iter().filter(|r| r.to_string().contains(key)).count();
+    assert_eq!(asked("Write that job as one sentence"), 1);
+
+    // The second run takes the night up where it stopped and finishes it.
+    let out = env.cmd(&args).env("SKD_STATE_DIR", &state).output().expect("resume");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let done: serde_json::Value = serde_json::from_str(&stdout).expect("night json");
+    let night = &done["night"];
+    assert_eq!(night["id"], interrupted["id"], "the same night, resumed");
+    assert_eq!(night["stage"], "finished");
+    assert_eq!(asked("Write that job as one sentence"), 1, "the plan was kept: its job is not asked again");
+    let plans = night["plans"].as_array().expect("plans");
+    assert_eq!(plans.len(), 1, "{plans:?}");
+    let plan = &plans[0];
+    assert_eq!((plan["skill"].as_str(), plan["kind"].as_str()), (Some(name), Some("new")));
+    assert_eq!(plan["episodes"], 40);
+    let gate = &plan["gate"];
+    assert_eq!((&gate["counts"]["gained"], &gate["counts"]["lost"]), (&serde_json::json!(0), &serde_json::json!(0)));
+    assert_eq!(gate["candidate"]["passed"], gate["cases"], "every held-out task right with the skill");
+    assert_eq!(plan["status"], "rejected", "nothing gained: the library stays as it is");
+    assert!(!env.skills_dir().join(name).exists(), "nothing was adopted");
+    let report = std::fs::read_to_string(done["report"].as_str().expect("report path")).expect("report");
+    assert!(report.contains(name) && report.contains("not kept: no held-out task got better"), "{report}");
+    assert!(!current.exists(), "a finished night leaves no night in progress");
+    let status = env.cmd(&["nightly", "status"]).env("SKD_STATE_DIR", &state).output().expect("status");
+    assert!(String::from_utf8_lossy(&status.stdout).contains(name), "{status:?}");
 }

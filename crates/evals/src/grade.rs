@@ -304,7 +304,7 @@ impl Grader {
             }
             Grader::JsonField { pointer, equals } => match find_json(answer.extracted) {
                 Some(value) => match value.pointer(pointer) {
-                    Some(found) => (found == equals, format!("{pointer} is {found}, expected {equals}")),
+                    Some(found) => (json_equal(found, equals), format!("{pointer} is {found}, expected {equals}")),
                     None => (false, format!("{pointer} is absent")),
                 },
                 None => (false, format!("no JSON value in {:?}", clip(answer.extracted))),
@@ -513,6 +513,20 @@ fn find_json(text: &str) -> Option<serde_json::Value> {
     stream.next()?.ok()
 }
 
+/// Equal JSON values, numbers compared by value: `1`, `1.0` and `1e0` are one number (serde
+/// keeps integers and floats apart).
+fn json_equal(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64().is_some_and(|x| y.as_f64() == Some(x)),
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_equal(x, y)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
 /// True when every field of `want` is in `have` with an equal (recursively contained) value.
 fn json_contains(have: &serde_json::Value, want: &serde_json::Value) -> bool {
     match (have, want) {
@@ -648,6 +662,13 @@ mod tests {
         let j = Grader::JsonField { pointer: "/a/1".into(), equals: serde_json::json!(5) };
         assert!(run(j.clone(), &case, "result: {\"a\": [4, 5]} done").await.passed);
         assert!(!run(j, &case, "{\"a\": [4]}").await.passed);
+        // Numbers by value: an integer field matches the same amount written as a float.
+        let total = Grader::JsonField { pointer: "/total".into(), equals: serde_json::json!(412.5) };
+        assert!(run(total.clone(), &case, "{\"total\": 412.50}").await.passed);
+        let count = Grader::JsonField { pointer: "/n".into(), equals: serde_json::json!(3) };
+        assert!(run(count.clone(), &case, "{\"n\": 3.0}").await.passed);
+        assert!(!run(count, &case, "{\"n\": \"3\"}").await.passed, "a string is not a number");
+        assert!(!run(total, &case, "{\"total\": 412.51}").await.passed);
     }
 
     #[tokio::test]

@@ -1,9 +1,10 @@
 //! Eval cases from episodes: the user's own tasks, graded against what the user settled.
 //!
-//! A task the user accepted becomes a case whose reference is the accepted answer (compared
-//! after normalizing when it is one short line, else judged against it by the teacher's
-//! rubric). A task the user corrected becomes a case judged by the rubric against the
-//! correction, word for word: the best reference a failed case has. A task with no verdict
+//! A task the user accepted becomes a case whose reference is the accepted answer: checked
+//! field by field when it is JSON (structured output), compared after normalizing when it is
+//! one short line, else judged against it by the teacher's rubric. A task the user corrected
+//! becomes a case judged by the rubric against the correction, word for word: the best
+//! reference a failed case has. A task with no verdict
 //! has nothing to grade against and is left out. Each case's split comes from a hash of its
 //! episode, so a case keeps its split from one night to the next, and the sealed test split
 //! holds real tasks only.
@@ -19,6 +20,15 @@ const SHORT_ANSWER_CHARS: usize = 60;
 /// answer is X.": the format belongs to the suite, with or without a skill.
 pub const MINED_ANSWER_INSTRUCTIONS: &str =
     "Work it out step by step, then end with a line `Answer: ` followed by the answer alone.";
+
+/// The answer format of a mined suite with structured (JSON) answers among its cases: the
+/// same line, with the JSON on it, so the fields can be read back.
+pub const MINED_JSON_ANSWER_INSTRUCTIONS: &str = "Work it out step by step, then end with a line `Answer: ` followed by \
+     the answer alone (a JSON answer written on that one line).";
+
+/// Most fields of a structured answer checked one by one: a bigger document is judged by the
+/// rubric against the accepted answer instead.
+const MAX_JSON_FIELDS: usize = 16;
 
 /// Reads the answer back from the last `Answer:` line.
 pub const MINED_ANSWER_PATTERN: &str = r"(?im)^\s*\**answer\**:\**\s*(.+?)\s*$";
@@ -63,7 +73,7 @@ pub fn user_verdicts(episodes: &[&Episode]) -> Vec<UserVerdict> {
 /// The suite of a mined job: one case per episode with a settled outcome.
 pub fn suite_from_episodes(skill_name: &str, episodes: &[&Episode]) -> EvalSuite {
     let mut suite = EvalSuite::new(skill_name);
-    let mut short_answers = false;
+    let (mut short_answers, mut structured) = (false, false);
     for e in episodes {
         let (id, hash) = case_id(e);
         let mut case = EvalCase::new(id, e.task.clone(), String::new());
@@ -77,7 +87,15 @@ pub fn suite_from_episodes(skill_name: &str, episodes: &[&Episode]) -> EvalSuite
             }
             (OutcomeKind::Success, _, Some(answer)) => {
                 let answer = answer.trim();
-                if answer.chars().count() <= SHORT_ANSWER_CHARS && !answer.contains('\n') {
+                let json = json_fields(answer);
+                if let Some((value, fields)) = json.clone().filter(|(_, f)| f.len() <= MAX_JSON_FIELDS) {
+                    // Each field the user accepted must come back with its value: a reordered
+                    // or reformatted object passes, a wrong amount or a missing field fails.
+                    case.expected_output = Some(value.to_string());
+                    case.graders =
+                        fields.into_iter().map(|(pointer, equals)| Grader::JsonField { pointer, equals }).collect();
+                    structured = true;
+                } else if json.is_none() && answer.chars().count() <= SHORT_ANSWER_CHARS && !answer.contains('\n') {
                     case.expected_output = Some(answer.to_string());
                     // An answer with one number in it ("42", "8 euros", "€7.20") is graded
                     // as that number, so "42.0" or "42 marbles" pass too; where the user's
@@ -109,11 +127,58 @@ pub fn suite_from_episodes(skill_name: &str, episodes: &[&Episode]) -> EvalSuite
         };
         suite.evals.push(case);
     }
-    if short_answers {
-        suite.instructions = Some(MINED_ANSWER_INSTRUCTIONS.to_string());
+    if short_answers || structured {
+        let instructions = if structured { MINED_JSON_ANSWER_INSTRUCTIONS } else { MINED_ANSWER_INSTRUCTIONS };
+        suite.instructions = Some(instructions.to_string());
         suite.answer_pattern = Some(MINED_ANSWER_PATTERN.to_string());
     }
     suite
+}
+
+/// An accepted answer that is structured output: the whole answer (or its one fenced code
+/// block) is a JSON object or array. Returns the value and its leaves as (RFC 6901 pointer,
+/// value).
+fn json_fields(answer: &str) -> Option<(serde_json::Value, Vec<(String, serde_json::Value)>)> {
+    let text = answer.trim();
+    let text = match text.strip_prefix("```") {
+        Some(fenced) => {
+            let body = fenced.strip_suffix("```")?;
+            // The fence's language tag (```json) is the rest of its first line.
+            body.split_once('\n').map_or(body, |(_, rest)| rest)
+        }
+        None => text,
+    };
+    let value: serde_json::Value = serde_json::from_str(text.trim()).ok()?;
+    if !(value.is_object() || value.is_array()) {
+        return None;
+    }
+    let mut fields = Vec::new();
+    collect_leaves(&value, &mut String::new(), &mut fields);
+    Some((value, fields))
+}
+
+/// The scalar values (and empty containers) of `value`, each with its pointer.
+fn collect_leaves(value: &serde_json::Value, pointer: &mut String, out: &mut Vec<(String, serde_json::Value)>) {
+    let children: Vec<(String, &serde_json::Value)> = match value {
+        serde_json::Value::Object(map) => {
+            map.iter().map(|(k, v)| (k.replace('~', "~0").replace('/', "~1"), v)).collect()
+        }
+        serde_json::Value::Array(items) => items.iter().enumerate().map(|(i, v)| (i.to_string(), v)).collect(),
+        scalar => {
+            out.push((pointer.clone(), scalar.clone()));
+            return;
+        }
+    };
+    if children.is_empty() {
+        out.push((pointer.clone(), value.clone()));
+    }
+    for (key, child) in children {
+        let len = pointer.len();
+        pointer.push('/');
+        pointer.push_str(&key);
+        collect_leaves(child, pointer, out);
+        pointer.truncate(len);
+    }
 }
 
 #[cfg(test)]
@@ -152,6 +217,64 @@ mod tests {
         let again = suite_from_episodes("mined-job", &refs);
         let key = |s: &EvalSuite| s.evals.iter().map(|c| (c.id.clone(), c.split)).collect::<Vec<_>>();
         assert_eq!(key(&suite), key(&again));
+    }
+
+    #[tokio::test]
+    async fn structured_answers_are_checked_field_by_field() {
+        let expense =
+            r#"{"merchant": "Café Nord", "total": 18.40, "items": [{"what": "lunch", "eur": 18.4}], "a/b": true}"#;
+        let fenced = "```json\n[\"Ana\", \"Ben\"]\n```";
+        let big = serde_json::to_string(&(0..17).collect::<Vec<_>>()).expect("json");
+        let episodes = [
+            episode("Fill in the expense line for this receipt", OutcomeKind::Success, Some(expense), None),
+            episode("Who is on call this week, as a JSON list?", OutcomeKind::Success, Some(fenced), None),
+            episode("List the first 17 numbers as JSON", OutcomeKind::Success, Some(&big), None),
+            episode("Total of expenses.csv?", OutcomeKind::Success, Some("412.50"), None),
+        ];
+        let refs: Vec<&Episode> = episodes.iter().collect();
+        let suite = suite_from_episodes("mined-expenses", &refs);
+        let field = |pointer: &str, equals: serde_json::Value| Grader::JsonField { pointer: pointer.into(), equals };
+        // Fields in any order (serde_json keeps keys sorted or as written, by a feature).
+        let mut graders = suite.evals[0].graders.clone();
+        graders.sort_by_key(|g| match g {
+            Grader::JsonField { pointer, .. } => pointer.clone(),
+            _ => String::new(),
+        });
+        assert_eq!(
+            graders,
+            [
+                field("/a~1b", serde_json::json!(true)),
+                field("/items/0/eur", serde_json::json!(18.4)),
+                field("/items/0/what", serde_json::json!("lunch")),
+                field("/merchant", serde_json::json!("Café Nord")),
+                field("/total", serde_json::json!(18.4)),
+            ]
+        );
+        assert_eq!(
+            suite.evals[1].graders,
+            [field("/0", serde_json::json!("Ana")), field("/1", serde_json::json!("Ben"))],
+            "a fenced block is read inside its fence"
+        );
+        assert_eq!(suite.evals[1].expected_output.as_deref(), Some(r#"["Ana","Ben"]"#), "on one line");
+        assert!(suite.evals[2].graders.is_empty() && !suite.evals[2].expectations.is_empty(), "17 fields: the rubric");
+        assert_eq!(suite.instructions.as_deref(), Some(MINED_JSON_ANSWER_INSTRUCTIONS));
+        let text = serde_json::to_string_pretty(&suite).expect("json");
+        assert!(suite.problems(&text).is_empty(), "{:?}", suite.problems(&text));
+        // The student's reply is graded on the JSON of its answer line, fields in any order.
+        let pattern = regex::Regex::new(MINED_ANSWER_PATTERN).expect("regex");
+        let reply = "The receipt says lunch.\nAnswer: {\"total\": 18.4, \"merchant\": \"Café Nord\", \"a/b\": true, \"items\": [{\"eur\": 18.40, \"what\": \"lunch\"}]}";
+        let extracted = evals::run::extract_answer(reply, Some(&pattern));
+        let answer = evals::grade::Answer { output: reply, extracted: &extracted, tool_calls: &[], workspace: None };
+        for grader in &suite.evals[0].graders {
+            let outcome = grader.grade(&suite.evals[0], &answer, None).await.expect("grade");
+            assert!(outcome.passed, "{grader:?}: {}", outcome.evidence);
+        }
+        let wrong = reply.replace("18.4,", "18.0,");
+        let extracted = evals::run::extract_answer(&wrong, Some(&pattern));
+        let answer = evals::grade::Answer { output: &wrong, extracted: &extracted, tool_calls: &[], workspace: None };
+        let total = &graders[4];
+        let outcome = total.grade(&suite.evals[0], &answer, None).await.expect("grade");
+        assert!(!outcome.passed, "a wrong total fails: {}", outcome.evidence);
     }
 
     #[test]

@@ -106,6 +106,11 @@ pub struct DistillConfig {
     pub minibatch: usize,
     /// Cases the teacher drafts when the skill has no suite.
     pub draft_cases: usize,
+    /// When the skill comes with a suite (a mined one: the user's own tasks) that has fewer
+    /// train cases than this, the teacher drafts train cases like them up to this number. Only
+    /// train grows: validation and the sealed test stay the user's own tasks. 0: never.
+    #[serde(default)]
+    pub top_up_train: usize,
     /// Recall-check queries of each kind (should / should not find the skill).
     pub recall_queries: usize,
     /// Worked examples an even round may put into the skill: the student's own passing
@@ -125,6 +130,13 @@ pub struct DistillConfig {
     /// the sealed test); 2 asks for a gain that a coin flip rarely gives.
     #[serde(default = "default_min_validation_gain")]
     pub min_validation_gain: usize,
+    /// A candidate also replaces the best only when the exact McNemar test of its validation
+    /// cases won and lost against the best, paired by case, gives a P value at most this.
+    /// 1 (the default) leaves the decision to the gain alone: on the 3-12-case validation
+    /// splits of a distillation no split of discordant cases reaches P < 0.05 below 6 to 0,
+    /// so a significance rule there would keep nothing. Every round logs its P either way.
+    #[serde(default = "default_keep_p")]
+    pub keep_p: f64,
     /// Also measure the job alone (the starting skill's frontmatter with the job sentence as
     /// its whole body) before the rounds. When the starting procedure makes the student worse
     /// than the bare job (the human BIG-Bench Hard procedure does on boolean_expressions), the
@@ -135,6 +147,10 @@ pub struct DistillConfig {
 
 fn default_min_validation_gain() -> usize {
     1
+}
+
+fn default_keep_p() -> f64 {
+    1.0
 }
 
 fn default_teacher_timeout_secs() -> u64 {
@@ -158,11 +174,13 @@ impl Default for DistillConfig {
             max_teacher_tokens: None,
             minibatch: 6,
             draft_cases: 24,
+            top_up_train: 0,
             recall_queries: 6,
             worked_examples: default_worked_examples(),
             verify_drafted_cases: true,
             teacher_timeout_secs: default_teacher_timeout_secs(),
             min_validation_gain: default_min_validation_gain(),
+            keep_p: default_keep_p(),
             bare_job_candidate: true,
         }
     }
@@ -231,8 +249,22 @@ pub struct RoundLog {
     pub validation_rate: Option<f64>,
     /// Whether it became the best.
     pub improved: bool,
+    /// Its validation cases against the best's, paired by case, when they shared any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub against_best: Option<AgainstBest>,
     /// Why nothing was kept, when nothing was.
     pub note: String,
+}
+
+/// A candidate's validation cases against the best candidate's, paired by case id.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AgainstBest {
+    /// Cases the candidate passes and the best fails.
+    pub won: usize,
+    /// Cases the best passes and the candidate fails.
+    pub lost: usize,
+    /// Two-sided exact McNemar P of that split.
+    pub p: f64,
 }
 
 /// Where the run is.
@@ -315,6 +347,10 @@ pub struct DistillState {
     /// drafted answer.
     #[serde(default)]
     pub dropped_cases: Vec<ExampleCase>,
+    /// Train cases the teacher added to the suite the skill came with (see
+    /// [`DistillConfig::top_up_train`]).
+    #[serde(default)]
+    pub topped_up: usize,
     /// Per round.
     pub log: Vec<RoundLog>,
     /// The retrieval check.
@@ -453,6 +489,7 @@ impl DistillState {
             teacher_prompt_tokens: 0,
             teacher_completion_tokens: 0,
             dropped_cases: Vec::new(),
+            topped_up: 0,
             log: Vec::new(),
             recall: None,
             report: None,
@@ -650,7 +687,7 @@ fn is_rationale_line(line: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{Rate, parse_skill_reply, replaces_best};
+    use super::{parse_skill_reply, replaces_best};
 
     #[test]
     fn later_passes_over_the_train_split_shift_the_minibatch() {
@@ -808,17 +845,46 @@ mod tests {
     }
 
     #[test]
-    fn a_candidate_must_win_by_the_minimum_gain() {
-        let rate = |passed| Rate::wilson(passed, 24);
-        assert!(replaces_best(&rate(6), &rate(5), 1));
-        assert!(!replaces_best(&rate(5), &rate(5), 1));
-        assert!(!replaces_best(&rate(6), &rate(5), 2));
-        assert!(replaces_best(&rate(7), &rate(5), 2));
+    fn a_candidate_must_win_by_the_minimum_gain_case_by_case() {
+        // Validation outcomes as a string: '1' passed, '0' failed, case ids c0, c1, ...
+        let measured = |outcomes: &str| super::Candidate {
+            validation: outcomes
+                .chars()
+                .enumerate()
+                .map(|(i, c)| (evals::CaseId::Text(format!("c{i}")), c == '1'))
+                .collect(),
+            ..start_candidate()
+        };
+        let keeps = |candidate: &str, best: &str, min_gain, keep_p| {
+            replaces_best(&measured(candidate), &measured(best), min_gain, keep_p).0
+        };
+        assert!(keeps("1100", "1000", 1, 1.0));
+        assert!(!keeps("1000", "1000", 1, 1.0));
         // 0 means the smallest real gain, not "a tie wins".
-        assert!(!replaces_best(&rate(5), &rate(5), 0));
-        // Measured on different numbers of cases: 12/24 does not beat 10/12.
-        assert!(!replaces_best(&rate(12), &Rate::wilson(10, 12), 1));
-        assert!(replaces_best(&rate(24), &Rate::wilson(10, 12), 1));
+        assert!(!keeps("1000", "1000", 0, 1.0));
+        assert!(!keeps("1100", "1000", 2, 1.0));
+        assert!(keeps("1110", "1000", 2, 1.0));
+        // Paired by case: the same count of passes on other cases is no gain, and two won
+        // against one lost is a gain of one.
+        assert!(!keeps("0110", "1100", 1, 1.0));
+        assert!(keeps("0111", "1100", 1, 1.0));
+        assert!(!keeps("0111", "1100", 2, 1.0));
+        // The significance rule: 5 to 0 gives P 0.0625, 6 to 0 gives P 0.03125.
+        let (kept, against) = replaces_best(&measured("111110"), &measured("000000"), 1, 0.05);
+        assert_eq!((kept, against), (false, Some(super::AgainstBest { won: 5, lost: 0, p: 0.0625 })));
+        assert!(keeps("111111", "000000", 1, 0.05));
+        // Measured on no common case (a suite edited between runs): rates, the gain scaled.
+        let other = |outcomes: &str| super::Candidate {
+            validation: outcomes
+                .chars()
+                .enumerate()
+                .map(|(i, c)| (evals::CaseId::Text(format!("d{i}")), c == '1'))
+                .collect(),
+            ..start_candidate()
+        };
+        let rates = |candidate: &str, best: &str| replaces_best(&measured(candidate), &other(best), 1, 1.0);
+        assert_eq!(rates("11110000", "1110"), (false, None), "4/8 does not beat 3/4");
+        assert_eq!(rates("11111111", "1110"), (true, None));
     }
 
     #[test]
@@ -868,6 +934,125 @@ mod tests {
             let answer = if easy || system.contains(&format!("Input:\n{question}")) { sum } else { 0 };
             Ok(crate::scripted_completion(format!("So the answer is {answer}.")))
         }
+    }
+
+    /// Answers a top-up request with five drafted cases (one repeats a user's task, one is
+    /// mislabelled), and each check of a drafted case with its true answer; counts requests.
+    struct TopUpTeacher(std::sync::atomic::AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl skill_core::Teacher for TopUpTeacher {
+        fn model_id(&self) -> &str {
+            "top-up"
+        }
+        async fn complete(
+            &self,
+            request: &skill_core::CompletionRequest,
+        ) -> skill_core::Result<skill_core::Completion> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let last = request.messages.last().map(|m| m.content.as_str()).unwrap_or_default();
+            let text = if last.contains("new tasks of the same job") {
+                r#"{"cases": [
+                    {"prompt": "Tip on a  48 euro bill at 15%?", "expected_output": "7.20 EUR"},
+                    {"prompt": "Tip on a 20 euro bill at 10%?", "expected_output": "3 EUR"},
+                    {"prompt": "Tip on a 60 euro bill at 20%?", "expected_output": "12 EUR"},
+                    {"prompt": "Tip on a 30 euro bill at 10%?", "expected_output": "3 EUR"},
+                    {"prompt": "Tip on a 70 euro bill at 20%?", "expected_output": "14 EUR"}
+                ]}"#
+                .to_string()
+            } else if last.starts_with("Tip on a 20 euro bill") {
+                "10% of 20 is 2. So the answer is 2 EUR.".to_string()
+            } else if last.starts_with("Tip on a 60 euro bill") {
+                "So the answer is 12 EUR.".to_string()
+            } else {
+                "So the answer is 3 EUR.".to_string()
+            };
+            Ok(crate::scripted_completion(&text))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_small_given_suite_gets_teacher_train_cases_and_keeps_its_held_out_cases() {
+        use super::*;
+        use agent_logs::OutcomeKind;
+        let dir = tempfile::tempdir().expect("tmp");
+        let skill_dir = dir.path().join("mined-tip");
+        let suite_path = EvalSuite::path_in(&skill_dir);
+        let mut suite = crate::suite_from_episodes(
+            "mined-tip",
+            &[
+                &crate::settled_episode("Tip on a 48 euro bill at 15%?", OutcomeKind::Success, Some("7.20 EUR"), None),
+                &crate::settled_episode("Tip on a 90 euro bill at 10%?", OutcomeKind::Success, Some("9 EUR"), None),
+                &crate::settled_episode("Tip on a 50 euro bill at 10%?", OutcomeKind::Success, Some("5 EUR"), None),
+                &crate::settled_episode("Tip on a 10 euro bill at 20%?", OutcomeKind::Success, Some("2 EUR"), None),
+            ],
+        );
+        for (case, split) in suite.evals.iter_mut().zip([Split::Train, Split::Train, Split::Validation, Split::Test]) {
+            case.split = split;
+        }
+        suite.save(&suite_path).expect("suite");
+        let teacher = TopUpTeacher(Default::default());
+        let distiller = Distiller {
+            student: Arc::new(Copycat),
+            teacher: &teacher,
+            skill_dir: skill_dir.clone(),
+            library_root: None,
+            runner: RunnerConfig { cache_dir: None, ..RunnerConfig::default() },
+        };
+        let job = DistillJob {
+            skill_name: "mined-tip".into(),
+            description: "Work out a restaurant tip.".into(),
+            transcripts: Vec::new(),
+            examples: Vec::new(),
+        };
+        let mut state = DistillState::new(job, DistillConfig { top_up_train: 4, ..DistillConfig::default() });
+        distiller.top_up_train(&mut state, &suite_path).await.expect("top up");
+
+        let topped = EvalSuite::load(&suite_path).expect("suite");
+        let prompts = |split| topped.split(split).iter().map(|c| c.prompt.clone()).collect::<Vec<_>>();
+        // The repeat of the user's task is left out, the mislabelled case is dropped by its
+        // check, and two new cases fill train up to 4; the fifth is not needed, nor checked.
+        assert_eq!(
+            prompts(Split::Train),
+            [
+                "Tip on a 48 euro bill at 15%?",
+                "Tip on a 90 euro bill at 10%?",
+                "Tip on a 60 euro bill at 20%?",
+                "Tip on a 30 euro bill at 10%?"
+            ]
+        );
+        assert_eq!(prompts(Split::Validation), ["Tip on a 50 euro bill at 10%?"]);
+        assert_eq!(prompts(Split::Test), ["Tip on a 10 euro bill at 20%?"]);
+        assert_eq!(state.topped_up, 2);
+        assert_eq!(
+            state.dropped_cases.iter().map(|c| c.prompt.as_str()).collect::<Vec<_>>(),
+            ["Tip on a 20 euro bill at 10%?"]
+        );
+        let added = topped.evals.iter().find(|c| c.prompt.starts_with("Tip on a 60")).expect("added");
+        assert_eq!(
+            added.graders,
+            [Grader::Numeric { expected: Some(12.0), tolerance: 1e-6, unit: Some("EUR".into()) }],
+            "graded as the user's own short answers are"
+        );
+        assert!(matches!(&added.id, CaseId::Text(id) if id.starts_with("teacher-")), "{:?}", added.id);
+        // One request for the cases, one check for each of the three it looked at.
+        assert_eq!(teacher.0.load(std::sync::atomic::Ordering::SeqCst), 4);
+
+        // Run again (a resumed run): train is full, nothing is asked.
+        distiller.top_up_train(&mut state, &suite_path).await.expect("again");
+        assert_eq!(teacher.0.load(std::sync::atomic::Ordering::SeqCst), 4);
+        assert_eq!(EvalSuite::load(&suite_path).expect("suite").evals.len(), 6);
+
+        // A suite of rubric cases (long accepted answers) has no short answer to go by.
+        let long = "Shipped: login.\nNext: billing.";
+        let rubric = crate::suite_from_episodes(
+            "mined-update",
+            &[&crate::settled_episode("Draft the weekly update", OutcomeKind::Success, Some(long), None)],
+        );
+        rubric.save(&suite_path).expect("suite");
+        distiller.top_up_train(&mut state, &suite_path).await.expect("rubric suite");
+        assert_eq!(teacher.0.load(std::sync::atomic::Ordering::SeqCst), 4, "nothing asked");
+        assert_eq!(EvalSuite::load(&suite_path).expect("suite"), rubric);
     }
 
     /// Writes one fixed rewrite, counting the requests.
@@ -1020,6 +1205,7 @@ mod tests {
                     candidate: Some(1),
                     validation_rate: None,
                     improved: false,
+                    against_best: None,
                     note: "worse on the minibatch".into(),
                 });
             })
@@ -1559,8 +1745,14 @@ impl Distiller<'_> {
             })
             .await?;
         record_validation(&mut state.candidates[id], &run);
-        let (bare, best) = (state.candidates[id].validation_rate(), state.candidates[state.best].validation_rate());
-        if replaces_best(&bare, &best, state.config.min_validation_gain) {
+        let config = &state.config;
+        let (replaces, _) = replaces_best(
+            &state.candidates[id],
+            &state.candidates[state.best],
+            config.min_validation_gain,
+            config.keep_p,
+        );
+        if replaces {
             state.best = id;
         }
         Ok(())
@@ -1598,6 +1790,9 @@ impl Distiller<'_> {
 
     async fn draft(&self, state: &mut DistillState, suite_path: &Path) -> Result<()> {
         let name = state.job.skill_name.clone();
+        if suite_path.exists() && state.config.top_up_train > 0 {
+            self.top_up_train(state, suite_path).await?;
+        }
         // The cases first, so that a skill the teacher drafts can be shown some of them.
         if !suite_path.exists() {
             let mut cases = state.job.examples.clone();
@@ -1740,6 +1935,109 @@ impl Distiller<'_> {
         Ok(())
     }
 
+    /// Tops up a given suite's train split to [`DistillConfig::top_up_train`] cases drafted by
+    /// the teacher from the suite's own short-answer train cases, each checked like drafted
+    /// cases are. A suite whose train cases have no short reference (rubric cases) is left as
+    /// it is, and so is the suite when the teacher's reply is unusable: the user's own cases
+    /// are enough to go on with. The suite is saved before the state, so a run that dies in
+    /// between finds its train split full and does not ask again.
+    async fn top_up_train(&self, state: &mut DistillState, suite_path: &Path) -> Result<()> {
+        let mut suite = EvalSuite::load(suite_path)?;
+        let train = suite.split(Split::Train);
+        let wanted = state.config.top_up_train.saturating_sub(train.len());
+        let examples: Vec<ExampleCase> = train
+            .iter()
+            // Short answers only: a rubric case has no reference to copy, and a JSON answer's
+            // fields could not be graded as the user's are.
+            .filter(|c| c.expectations.is_empty() && !c.graders.iter().any(|g| matches!(g, Grader::JsonField { .. })))
+            .filter_map(|c| {
+                let expected = c.expected_output.as_deref()?.trim();
+                (!expected.is_empty() && !expected.contains('\n')).then(|| ExampleCase {
+                    prompt: c.prompt.clone(),
+                    expected_output: expected.to_string(),
+                    numeric: evals::grade::count_numbers(expected) == 1,
+                })
+            })
+            .collect();
+        if wanted == 0 || examples.is_empty() {
+            if wanted > 0 {
+                tracing::info!(train = train.len(), "train split not topped up: no short-answer train case to go by");
+            }
+            return Ok(());
+        }
+        let mut user = format!(
+            "Here are tasks a user gave an assistant for one job, each with the answer the user accepted. Write \
+             {wanted} new tasks of the same job, varied like real requests (other names, amounts, dates), each with its \
+             exact expected answer in the same form.\n\nJob: {}\n\nThe user's tasks:\n",
+            state.job.description
+        );
+        for c in examples.iter().take(8) {
+            user.push_str(&format!("- prompt: {:?} expected_output: {:?}\n", c.prompt, c.expected_output));
+        }
+        user.push_str(
+            "\nReply with JSON only: {\"cases\": [{\"prompt\": \"...\", \"expected_output\": \"...\", \"numeric\": \
+             false}]}",
+        );
+        let drafted: DraftCases = match self
+            .ask(state, user, 200 + 80 * wanted as u32, "train cases", |c: &DraftCases| {
+                if c.cases.iter().any(|c| c.prompt.trim().is_empty() || c.expected_output.trim().is_empty()) {
+                    return Err("every case needs a prompt and an expected_output".into());
+                }
+                Ok(())
+            })
+            .await
+        {
+            Ok(drafted) => drafted,
+            Err(Error::TeacherOutput(why)) => {
+                tracing::info!(%why, "train split not topped up: the teacher's cases were unusable");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let key = |p: &str| p.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+        let mut seen: std::collections::HashSet<String> = suite.evals.iter().map(|c| key(&c.prompt)).collect();
+        let mut added = 0;
+        for case in drafted.cases.into_iter().filter(|c| seen.insert(key(&c.prompt))) {
+            if added == wanted {
+                break;
+            }
+            if state.config.verify_drafted_cases && !self.teacher_agrees(state, &case).await? {
+                tracing::info!(prompt = %case.prompt, expected = %case.expected_output, "dropped a mislabelled case");
+                state.dropped_cases.push(case);
+                continue;
+            }
+            let expected = case.expected_output.trim().to_string();
+            // Graded as the suite grades the user's own short answers.
+            let number = (evals::grade::count_numbers(&expected) == 1).then(|| evals::grade::last_number(&expected));
+            let grader = match number.flatten() {
+                Some(n) => Grader::Numeric {
+                    expected: Some(n),
+                    tolerance: 1e-6,
+                    unit: evals::grade::unit_of(&expected).map(str::to_string),
+                },
+                None => Grader::Normalized { expected: None },
+            };
+            let mut id = suite.evals.len();
+            while suite.evals.iter().any(|c| c.id == CaseId::Text(format!("teacher-{id:03}"))) {
+                id += 1;
+            }
+            let mut eval = EvalCase::new(format!("teacher-{id:03}"), case.prompt, expected);
+            eval.graders = vec![grader];
+            eval.split = Split::Train;
+            suite.evals.push(eval);
+            added += 1;
+        }
+        state.topped_up += added;
+        if added > 0 {
+            suite.save(suite_path)?;
+        }
+        // With the suite: a run that dies later resumes with the count, the dropped cases and
+        // their teacher tokens (a death between the two writes loses only the count).
+        self.save(state)?;
+        tracing::info!(added, dropped = state.dropped_cases.len(), "train split topped up by the teacher");
+        Ok(())
+    }
+
     /// Whether the teacher, solving `case` afresh, reaches its drafted answer.
     async fn teacher_agrees(&self, state: &mut DistillState, case: &ExampleCase) -> Result<bool> {
         let mut request = CompletionRequest::new(vec![ChatMessage::new(
@@ -1789,6 +2087,7 @@ impl Distiller<'_> {
                 candidate: Some(id),
                 validation_rate: None,
                 improved: false,
+                against_best: None,
                 note: String::new(),
             };
             return self.finish_round(state, evaluator, id, &batch, &parent_run, validation, log, on_event).await;
@@ -1823,6 +2122,7 @@ impl Distiller<'_> {
             candidate: None,
             validation_rate: None,
             improved: false,
+            against_best: None,
             note: String::new(),
         };
         if failures.is_empty() {
@@ -2019,21 +2319,44 @@ impl Distiller<'_> {
         let (candidate, best) =
             (state.candidates[id].validation_rate(), state.candidates[state.best].validation_rate());
         log.validation_rate = Some(candidate.rate);
-        if replaces_best(&candidate, &best, state.config.min_validation_gain) {
+        let config = &state.config;
+        let (replaces, against) = replaces_best(
+            &state.candidates[id],
+            &state.candidates[state.best],
+            config.min_validation_gain,
+            config.keep_p,
+        );
+        log.against_best = against;
+        if replaces {
             state.best = id;
             state.rounds_without_gain = 0;
             log.improved = true;
         } else {
             state.rounds_without_gain += 1;
-            log.note = format!(
-                "validation {}/{} did not beat the best {}/{} by {} case{}",
-                candidate.passed,
-                candidate.total,
-                best.passed,
-                best.total,
-                state.config.min_validation_gain.max(1),
-                if state.config.min_validation_gain > 1 { "s" } else { "" }
-            );
+            let gain = state.config.min_validation_gain.max(1);
+            log.note = match against {
+                Some(a) if a.won >= a.lost + gain => format!(
+                    "validation {}/{} beat the best {}/{} (won {}, lost {}) but its McNemar P {} is above --keep-p {}",
+                    candidate.passed,
+                    candidate.total,
+                    best.passed,
+                    best.total,
+                    a.won,
+                    a.lost,
+                    evals::format_p(a.p),
+                    state.config.keep_p
+                ),
+                _ => format!(
+                    "validation {}/{} did not beat the best {}/{} by {} case{}{}",
+                    candidate.passed,
+                    candidate.total,
+                    best.passed,
+                    best.total,
+                    gain,
+                    if gain > 1 { "s" } else { "" },
+                    against.map(|a| format!(" (won {}, lost {})", a.won, a.lost)).unwrap_or_default()
+                ),
+            };
         }
         state.log.push(log.clone());
         Ok(log)
@@ -2114,17 +2437,33 @@ fn with_body(markdown: &str, body: &str) -> Option<String> {
     Some(format!("---\n{}\n---\n{}\n", &rest[..end], body.trim()))
 }
 
-/// A candidate replaces the best when it passes at least `min_gain` (at least 1) more
-/// validation cases. Both are measured on the same cases within a run; should the totals
-/// differ (a suite edited between runs), rates are compared with the gain scaled to them.
-fn replaces_best(candidate: &Rate, best: &Rate, min_gain: usize) -> bool {
+/// Whether a candidate replaces the best: on the validation cases both ran (paired by case
+/// id), it must win at least `min_gain` (at least 1) more than it loses, and the exact
+/// McNemar P of that split must be at most `keep_p`. Should they share no case (a suite
+/// edited between runs), pass rates are compared with the gain scaled to their totals.
+fn replaces_best(candidate: &Candidate, best: &Candidate, min_gain: usize, keep_p: f64) -> (bool, Option<AgainstBest>) {
     let gain = min_gain.max(1);
-    if candidate.total == best.total {
-        candidate.passed >= best.passed + gain
-    } else {
-        // candidate.rate >= best.rate + gain / best.total, without floating point.
-        candidate.passed * best.total >= (best.passed + gain) * candidate.total
+    let best_passed: std::collections::HashMap<&evals::CaseId, bool> =
+        best.validation.iter().map(|(id, passed)| (id, *passed)).collect();
+    let (mut won, mut lost, mut shared) = (0, 0, 0);
+    for (id, passed) in &candidate.validation {
+        if let Some(&theirs) = best_passed.get(id) {
+            shared += 1;
+            match (*passed, theirs) {
+                (true, false) => won += 1,
+                (false, true) => lost += 1,
+                _ => {}
+            }
+        }
     }
+    if shared == 0 {
+        let (candidate, best) = (candidate.validation_rate(), best.validation_rate());
+        // candidate.rate >= best.rate + gain / best.total, without floating point.
+        let replaces = candidate.total > 0 && candidate.passed * best.total >= (best.passed + gain) * candidate.total;
+        return (replaces, None);
+    }
+    let p = evals::mcnemar_exact(won, lost);
+    (won >= lost + gain && p <= keep_p, Some(AgainstBest { won, lost, p }))
 }
 
 fn record_validation(candidate: &mut Candidate, run: &SuiteRun) {

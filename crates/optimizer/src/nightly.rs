@@ -84,7 +84,8 @@ impl Default for NightlyConfig {
             adopt: AdoptPolicy::Never,
             min_episodes: 3,
             gate_p: 0.05,
-            distill: DistillConfig { max_rounds: 4, ..DistillConfig::default() },
+            // A job with few settled tasks gets teacher-drafted train cases (only train).
+            distill: DistillConfig { max_rounds: 4, top_up_train: 8, ..DistillConfig::default() },
             student: None,
             judge_min_agreement: default_judge_min_agreement(),
         }
@@ -218,6 +219,9 @@ pub struct Plan {
     pub sources: BTreeMap<String, usize>,
     /// Mined cases per split (train, validation, test).
     pub cases: [usize; 3],
+    /// Train cases the teacher added where the mined ones were too few.
+    #[serde(default)]
+    pub teacher_cases: usize,
     /// blake3 of the library's SKILL.md when the night began (`None`: there was none).
     pub library_hash: Option<String>,
     /// Teacher tokens this proposal used.
@@ -422,7 +426,8 @@ impl Nightly<'_> {
         }
         on_event(NightEvent::Step(format!("mining {} episodes", episodes.len())));
         let mine_config = MineConfig { min_episodes: config.min_episodes, ..MineConfig::default() };
-        let mined = mine(episodes, &self.library, self.embedder, &mine_config)?;
+        // Embedding every task is seconds of CPU.
+        let mined = skill_core::blocking(|| mine(episodes, &self.library, self.embedder, &mine_config))?;
         let mut by_source = BTreeMap::new();
         for e in episodes {
             *by_source.entry(e.source.clone()).or_insert(0) += 1;
@@ -500,6 +505,7 @@ impl Nightly<'_> {
                 failures: p.failures,
                 sources: p.sources.clone(),
                 cases: [count(Split::Train), count(Split::Validation), count(Split::Test)],
+                teacher_cases: 0,
                 library_hash,
                 teacher_tokens: tokens,
                 calibration,
@@ -552,7 +558,9 @@ impl Nightly<'_> {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
-                // A mined suite is the user's own tasks: no drafted case joins it.
+                // A mined suite is the user's own tasks; where its train split is smaller
+                // than `top_up_train`, the teacher adds train cases like them (validation
+                // and the held-out split stay the user's own).
                 let mut state = DistillState::new(
                     DistillJob {
                         skill_name: plan.skill.clone(),
@@ -580,6 +588,7 @@ impl Nightly<'_> {
         debug_assert_eq!(state.stage, Stage::Finished);
         // The distillation's own count includes what it used before a crash.
         night.plans[i].teacher_tokens = plan.job_tokens + state.teacher_tokens;
+        night.plans[i].teacher_cases = state.topped_up;
         night.teacher_tokens = night.plans.iter().map(|p| p.teacher_tokens).sum();
         let candidate = state.candidates[state.best].markdown.clone();
         let current = match plan.kind {
@@ -606,7 +615,8 @@ impl Nightly<'_> {
         };
         night.plans[i].gate = Some(gate);
         if night.plans[i].status == PlanStatus::Staged && night.config.adopt == AdoptPolicy::Beneficial {
-            night.plans[i].status = adopt_plan(&self.library_root, &night.id, &night.plans[i], &staged)?;
+            night.plans[i].status =
+                skill_core::blocking(|| adopt_plan(&self.library_root, &night.id, &night.plans[i], &staged))?;
         }
         Ok(())
     }
@@ -630,7 +640,7 @@ impl Nightly<'_> {
         let now = evaluator.run(&test, current.map(text).as_ref(), current_label, &mut |_| {}).await?;
         let lift = Lift::paired(&with.passed_flags(), &now.passed_flags());
         let counts = lift.counts();
-        let p = mcnemar_exact(counts.gained, counts.lost);
+        let (kept, p) = gate_keeps(counts, gate_p);
         Ok(Gate {
             cases: test.len(),
             candidate: with.rate(),
@@ -639,7 +649,7 @@ impl Nightly<'_> {
             counts,
             lift,
             p,
-            kept: counts.lost == 0 && counts.gained > 0 && p < gate_p,
+            kept,
         })
     }
 
@@ -659,6 +669,14 @@ impl Nightly<'_> {
         std::fs::remove_file(self.paths.current()).map_err(|e| skill_core::Error::io(self.paths.current(), e))?;
         Ok(())
     }
+}
+
+/// The gate's rule on the held-out cases, paired: a change is kept when it loses none, gains at
+/// least one, and the exact McNemar P of its gains and losses is under `gate_p`. Returns the
+/// decision and P.
+fn gate_keeps(counts: PairedCounts, gate_p: f64) -> (bool, f64) {
+    let p = mcnemar_exact(counts.gained, counts.lost);
+    (counts.lost == 0 && counts.gained > 0 && p < gate_p, p)
 }
 
 /// Writes a night's `state.json`, `report.md` and `report.html` into its folder.
@@ -895,6 +913,9 @@ pub fn report_markdown(night: &NightState) -> String {
             "- mined cases: {} train, {} validation, {} held out\n",
             p.cases[0], p.cases[1], p.cases[2]
         ));
+        if p.teacher_cases > 0 {
+            md.push_str(&format!("- train cases the teacher added: {}\n", p.teacher_cases));
+        }
         if let Some(g) = &p.gate {
             md.push_str(&format!(
                 "- held out: candidate {} vs {} {}; lift {}\n",
@@ -969,6 +990,21 @@ fn one_line(text: &str) -> String {
 mod tests {
     use super::*;
     use evals::EvalCase;
+
+    #[test]
+    fn the_gate_keeps_a_change_only_when_it_loses_nothing_and_its_p_is_under_the_threshold() {
+        let counts = |gained, lost| PairedCounts { both: 3, gained, lost, neither: 2 };
+        // With none lost P is 2 x 0.5^gained: 5 gained is 0.0625, 6 gained 0.03125.
+        assert_eq!(gate_keeps(counts(5, 0), 0.05), (false, 0.0625));
+        assert_eq!(gate_keeps(counts(6, 0), 0.05), (true, 0.03125));
+        // One held-out task worse is never kept, however many gained (12 to 1: P 0.0034).
+        assert!(!gate_keeps(counts(12, 1), 0.05).0);
+        assert!(!gate_keeps(counts(12, 1), 1.0).0);
+        // Nothing gained is no change worth making, even with the check turned off.
+        assert_eq!(gate_keeps(counts(0, 0), 1.0), (false, 1.0));
+        // A looser threshold lets a small job's change through.
+        assert_eq!(gate_keeps(counts(2, 0), 0.6), (true, 0.5));
+    }
 
     /// A judge that passes every answer (the failure a calibration must catch): it answers
     /// each rubric request with every criterion met.
@@ -1064,6 +1100,7 @@ mod tests {
             failures: 0,
             sources: BTreeMap::new(),
             cases: [2, 1, 1],
+            teacher_cases: 0,
             library_hash,
             teacher_tokens: 10,
             calibration: None,
