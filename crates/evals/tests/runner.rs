@@ -173,8 +173,8 @@ async fn agent_cases_run_real_tools_in_a_scratch_workspace_and_are_graded_on_cal
     assert_eq!(std::fs::read_to_string(dir.path().join("fixtures/input.txt")).expect("fixture"), "alpha\nbeta\n");
     assert!(!dir.path().join("answer.txt").exists() && !dir.path().join("fixtures/answer.txt").exists());
 
-    // The same case with the real SmolLM2-135M: whatever it manages, the loop runs to an
-    // end, the model is called, and both graders give a verdict with evidence.
+    // The same case with the real SmolLM2-135M: the loop runs to an end, the model is
+    // called, and both graders give their verdict with its evidence.
     let real: Arc<dyn Student> = smollm2().await;
     let config = RunnerConfig { max_tokens: 96, agent_max_steps: 4, ..config };
     let evaluator = Evaluator { student: real, judge: None, suite: &suite, config: &config };
@@ -183,8 +183,17 @@ async fn agent_cases_run_real_tools_in_a_scratch_workspace_and_are_graded_on_cal
     assert!(result.error.is_none(), "{result:#?}");
     assert!(result.usage.prompt_tokens > 0 && result.usage.completion_tokens > 0);
     assert_eq!(result.grades.len(), 2, "{result:#?}");
-    assert!(result.grades.iter().all(|g| !g.evidence.trim().is_empty()));
-    assert_eq!(result.passed, result.grades.iter().all(|g| g.passed));
+    // SmolLM2 (greedy, mistral.rs) answers "1" without calling a tool: both graders fail it,
+    // each saying why.
+    let verdicts: Vec<(bool, &str)> = result.grades.iter().map(|g| (g.passed, g.evidence.as_str())).collect();
+    assert_eq!(
+        verdicts,
+        [
+            (false, "write_file was never called (calls: [])"),
+            (false, "answer.txt: No such file or directory (os error 2)")
+        ]
+    );
+    assert!(result.tool_calls.is_empty() && !result.passed, "{result:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -213,7 +222,14 @@ async fn rubric_cases_are_judged_per_criterion_by_a_real_local_model() {
         assert!(grade.evidence.contains(criterion), "{}", grade.evidence);
     }
     assert_eq!(grade.evidence.matches("[pass]").count() + grade.evidence.matches("[fail]").count(), 2);
-    assert_eq!(result.passed, !grade.evidence.contains("[fail]"));
+    // SmolLM2 wrote one sentence about the sea, and judged it to meet both criteria.
+    assert_eq!(
+        grade.evidence,
+        "[pass] mentions water or the sea: The sea is a vast and mysterious realm that exists beneath the waves, \
+         teeming with life and teeming with stories.; [pass] is one sentence: The sea is a vast and mysterious realm \
+         that exists beneath the waves, teeming with life and teeming with stories."
+    );
+    assert!(result.passed, "{result:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
