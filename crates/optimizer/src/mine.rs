@@ -2,7 +2,9 @@
 //! skills.
 //!
 //! Tasks are embedded (a sentence-embedding model, so paraphrases of one job across agents
-//! fall together and a changed name, date or file does not split it) and grouped greedily:
+//! fall together and a changed name, date or file does not split it; digits are masked
+//! first, so tasks that differ only in their numbers are one text, embedded once) and
+//! grouped greedily:
 //! each task joins the group whose mean direction is nearest when that is within
 //! [`MineConfig::same_job`], else starts one; a second pass puts each task in its nearest
 //! group, so the order the tasks came in matters less. A group of at least
@@ -125,6 +127,27 @@ pub struct MineReport {
 /// files after them would only blur it.
 const MAX_TASK_CHARS: usize = 600;
 
+/// The text embedded for a task: its first [`MAX_TASK_CHARS`] characters with every run of
+/// digits written as one `0`. An amount, a date or an id does not change the job ("a 15% tip
+/// on 48 euros", "a 20% tip on 90 euros"), so such tasks are one text: they fall together,
+/// and are embedded once.
+fn embedding_text(task: &str) -> String {
+    let mut out = String::with_capacity(task.len().min(MAX_TASK_CHARS));
+    let mut in_number = false;
+    for c in task.chars().take(MAX_TASK_CHARS) {
+        if c.is_ascii_digit() {
+            if !in_number {
+                out.push('0');
+            }
+            in_number = true;
+        } else {
+            out.push(c);
+            in_number = false;
+        }
+    }
+    out
+}
+
 /// Groups the episodes by job and proposes the skills that should exist.
 pub fn mine(
     episodes: &[&Episode],
@@ -132,8 +155,22 @@ pub fn mine(
     embedder: &dyn Embedder,
     config: &MineConfig,
 ) -> crate::Result<MineReport> {
-    let tasks: Vec<String> = episodes.iter().map(|e| e.task.chars().take(MAX_TASK_CHARS).collect()).collect();
-    let vectors = embedder.embed(&tasks.iter().map(String::as_str).collect::<Vec<_>>())?;
+    // Each distinct text embedded once (a history repeats its tasks), then given to every
+    // episode that has it.
+    let tasks: Vec<String> = episodes.iter().map(|e| embedding_text(&e.task)).collect();
+    let mut distinct: Vec<&str> = Vec::new();
+    let mut index_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let slots: Vec<usize> = tasks
+        .iter()
+        .map(|t| {
+            *index_of.entry(t.as_str()).or_insert_with(|| {
+                distinct.push(t.as_str());
+                distinct.len() - 1
+            })
+        })
+        .collect();
+    let distinct_vectors = embedder.embed(&distinct)?;
+    let vectors: Vec<Vec<f32>> = slots.iter().map(|&k| distinct_vectors[k].clone()).collect();
     let skill_texts: Vec<String> =
         library.iter().map(|s| format!("{}: {}", s.name.replace('-', " "), s.description)).collect();
     let skill_vectors = embedder.embed(&skill_texts.iter().map(String::as_str).collect::<Vec<_>>())?;
@@ -248,4 +285,43 @@ fn mean_direction<'a>(vectors: impl Iterator<Item = &'a [f32]>) -> Vec<f32> {
 fn normalized(v: &[f32]) -> Vec<f32> {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
     v.iter().map(|x| x / norm).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_masked_so_tasks_differing_only_in_them_are_one_text() {
+        assert_eq!(embedding_text("What's a 15% tip on a 48 euro bill?"), "What's a 0% tip on a 0 euro bill?");
+        assert_eq!(embedding_text("What's a 20% tip on a 90 euro bill?"), "What's a 0% tip on a 0 euro bill?");
+        assert_eq!(embedding_text("Book 12.50 EUR on 2026-11-30, ref A17"), "Book 0.0 EUR on 0-0-0, ref A0");
+        assert_eq!(embedding_text(&"x".repeat(700)).len(), MAX_TASK_CHARS);
+    }
+
+    /// Counts the texts it is asked to embed; every text points the same way.
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    impl Embedder for Counting {
+        fn id(&self) -> &str {
+            "counting"
+        }
+        fn embed(&self, texts: &[&str]) -> skill_core::Result<Vec<Vec<f32>>> {
+            self.0.fetch_add(texts.len(), std::sync::atomic::Ordering::SeqCst);
+            Ok(texts.iter().map(|_| vec![1.0, 0.0]).collect())
+        }
+    }
+
+    #[test]
+    fn each_distinct_task_text_is_embedded_once() {
+        let tasks = ["Tip on 48 euros?", "Tip on 90 euros?", "Tip on 48 euros?", "Sort the names"];
+        let episodes: Vec<Episode> =
+            tasks.iter().map(|t| crate::settled_episode(t, OutcomeKind::Success, None, None)).collect();
+        let refs: Vec<&Episode> = episodes.iter().collect();
+        let counting = Counting(Default::default());
+        let report = mine(&refs, &[], &counting, &MineConfig::default()).expect("mine");
+        assert_eq!(counting.0.load(std::sync::atomic::Ordering::SeqCst), 2, "two distinct texts");
+        assert_eq!(report.episodes, 4);
+        assert_eq!(report.proposals[0].members, [0, 1, 2, 3], "every episode gets its text's vector");
+    }
 }
