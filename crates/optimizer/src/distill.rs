@@ -936,14 +936,22 @@ mod tests {
         }
     }
 
-    /// Answers a top-up request with five drafted cases (one repeats a user's task, one is
-    /// mislabelled), and each check of a drafted case with its true answer; counts requests.
-    struct TopUpTeacher(std::sync::atomic::AtomicUsize);
+    /// A teacher that answers each request with `reply(its last message)`, counting requests.
+    struct Scripted<F>(std::sync::atomic::AtomicUsize, F);
+
+    impl<F: Fn(&str) -> String + Send + Sync> Scripted<F> {
+        fn new(reply: F) -> Self {
+            Scripted(Default::default(), reply)
+        }
+        fn asked(&self) -> usize {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
 
     #[async_trait::async_trait]
-    impl skill_core::Teacher for TopUpTeacher {
+    impl<F: Fn(&str) -> String + Send + Sync> skill_core::Teacher for Scripted<F> {
         fn model_id(&self) -> &str {
-            "top-up"
+            "scripted"
         }
         async fn complete(
             &self,
@@ -951,23 +959,28 @@ mod tests {
         ) -> skill_core::Result<skill_core::Completion> {
             self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let last = request.messages.last().map(|m| m.content.as_str()).unwrap_or_default();
-            let text = if last.contains("new tasks of the same job") {
-                r#"{"cases": [
-                    {"prompt": "Tip on a  48 euro bill at 15%?", "expected_output": "7.20 EUR"},
-                    {"prompt": "Tip on a 20 euro bill at 10%?", "expected_output": "3 EUR"},
-                    {"prompt": "Tip on a 60 euro bill at 20%?", "expected_output": "12 EUR"},
-                    {"prompt": "Tip on a 30 euro bill at 10%?", "expected_output": "3 EUR"},
-                    {"prompt": "Tip on a 70 euro bill at 20%?", "expected_output": "14 EUR"}
-                ]}"#
-                .to_string()
-            } else if last.starts_with("Tip on a 20 euro bill") {
-                "10% of 20 is 2. So the answer is 2 EUR.".to_string()
-            } else if last.starts_with("Tip on a 60 euro bill") {
-                "So the answer is 12 EUR.".to_string()
-            } else {
-                "So the answer is 3 EUR.".to_string()
-            };
-            Ok(crate::scripted_completion(&text))
+            Ok(crate::scripted_completion((self.1)(last)))
+        }
+    }
+
+    /// Answers a top-up request with five drafted cases (one repeats a user's task, one is
+    /// mislabelled), and each check of a drafted case with its true answer.
+    fn top_up_reply(last: &str) -> String {
+        if last.contains("new tasks of the same job") {
+            r#"{"cases": [
+                {"prompt": "Tip on a  48 euro bill at 15%?", "expected_output": "7.20 EUR"},
+                {"prompt": "Tip on a 20 euro bill at 10%?", "expected_output": "3 EUR"},
+                {"prompt": "Tip on a 60 euro bill at 20%?", "expected_output": "12 EUR"},
+                {"prompt": "Tip on a 30 euro bill at 10%?", "expected_output": "3 EUR"},
+                {"prompt": "Tip on a 70 euro bill at 20%?", "expected_output": "14 EUR"}
+            ]}"#
+            .to_string()
+        } else if last.starts_with("Tip on a 20 euro bill") {
+            "10% of 20 is 2. So the answer is 2 EUR.".to_string()
+        } else if last.starts_with("Tip on a 60 euro bill") {
+            "So the answer is 12 EUR.".to_string()
+        } else {
+            "So the answer is 3 EUR.".to_string()
         }
     }
 
@@ -991,7 +1004,7 @@ mod tests {
             case.split = split;
         }
         suite.save(&suite_path).expect("suite");
-        let teacher = TopUpTeacher(Default::default());
+        let teacher = Scripted::new(top_up_reply);
         let distiller = Distiller {
             student: Arc::new(Copycat),
             teacher: &teacher,
@@ -1036,11 +1049,11 @@ mod tests {
         );
         assert!(matches!(&added.id, CaseId::Text(id) if id.starts_with("teacher-")), "{:?}", added.id);
         // One request for the cases, one check for each of the three it looked at.
-        assert_eq!(teacher.0.load(std::sync::atomic::Ordering::SeqCst), 4);
+        assert_eq!(teacher.asked(), 4);
 
         // Run again (a resumed run): train is full, nothing is asked.
         distiller.top_up_train(&mut state, &suite_path).await.expect("again");
-        assert_eq!(teacher.0.load(std::sync::atomic::Ordering::SeqCst), 4);
+        assert_eq!(teacher.asked(), 4);
         assert_eq!(EvalSuite::load(&suite_path).expect("suite").evals.len(), 6);
 
         // A suite of rubric cases (long accepted answers) has no short answer to go by.
@@ -1051,29 +1064,16 @@ mod tests {
         );
         rubric.save(&suite_path).expect("suite");
         distiller.top_up_train(&mut state, &suite_path).await.expect("rubric suite");
-        assert_eq!(teacher.0.load(std::sync::atomic::Ordering::SeqCst), 4, "nothing asked");
+        assert_eq!(teacher.asked(), 4, "nothing asked");
         assert_eq!(EvalSuite::load(&suite_path).expect("suite"), rubric);
     }
 
-    /// Writes one fixed rewrite, counting the requests.
-    struct OneRewrite(std::sync::atomic::AtomicUsize);
-
-    #[async_trait::async_trait]
-    impl skill_core::Teacher for OneRewrite {
-        fn model_id(&self) -> &str {
-            "one-rewrite"
-        }
-        async fn complete(
-            &self,
-            _request: &skill_core::CompletionRequest,
-        ) -> skill_core::Result<skill_core::Completion> {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Ok(crate::scripted_completion(
-                "```markdown\n---\nname: adder\ndescription: Add two small numbers and state the sum.\n---\n\
-                       1. Read the two numbers.\n2. Add them digit by digit.\n3. End with: So the answer is N.\n```\n\
-                       Rationale: clearer steps.",
-            ))
-        }
+    /// One fixed rewrite, whatever is asked.
+    fn one_rewrite(_: &str) -> String {
+        "```markdown\n---\nname: adder\ndescription: Add two small numbers and state the sum.\n---\n\
+         1. Read the two numbers.\n2. Add them digit by digit.\n3. End with: So the answer is N.\n```\n\
+         Rationale: clearer steps."
+            .to_string()
     }
 
     /// Runs round `rounds_done + 1` (even: a worked-examples round) from candidate 0 over
@@ -1151,7 +1151,7 @@ mod tests {
             });
         }
         adjust(&mut state);
-        let teacher = OneRewrite(Default::default());
+        let teacher = Scripted::new(one_rewrite);
         let runner = RunnerConfig { cache_dir: None, ..RunnerConfig::default() };
         let distiller = Distiller {
             student: Arc::new(Copycat),
@@ -1164,12 +1164,12 @@ mod tests {
             suite.save(&EvalSuite::path_in(&distiller.skill_dir)).expect("suite on disk");
             let state = distiller.run(state, &mut |_| {}).await.expect("run");
             let log = state.log.last().cloned().expect("a round log");
-            return (log, teacher.0.load(std::sync::atomic::Ordering::SeqCst), state);
+            return (log, teacher.asked(), state);
         }
         let evaluator = Evaluator { student: Arc::new(Copycat), judge: None, suite: &suite, config: &runner };
         let (train, validation) = (suite.split(Split::Train), suite.split(Split::Validation));
         let log = distiller.round(&mut state, &evaluator, &train, &validation, &mut |_| {}).await.expect("round");
-        (log, teacher.0.load(std::sync::atomic::Ordering::SeqCst), state)
+        (log, teacher.asked(), state)
     }
 
     #[tokio::test]
@@ -1345,7 +1345,7 @@ mod tests {
             examples: Vec::new(),
         };
         let runner = RunnerConfig { cache_dir: None, ..RunnerConfig::default() };
-        let teacher = OneRewrite(Default::default());
+        let teacher = Scripted::new(one_rewrite);
         let distiller = Distiller {
             student: Arc::new(Copycat),
             teacher: &teacher,
