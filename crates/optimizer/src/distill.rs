@@ -846,15 +846,16 @@ mod tests {
 
     #[test]
     fn a_candidate_must_win_by_the_minimum_gain_case_by_case() {
-        // Validation outcomes as a string: '1' passed, '0' failed, case ids c0, c1, ...
-        let measured = |outcomes: &str| super::Candidate {
+        // Validation outcomes as a string: '1' passed, '0' failed, case ids PREFIX0, PREFIX1, ...
+        let with_ids = |prefix: &str, outcomes: &str| super::Candidate {
             validation: outcomes
                 .chars()
                 .enumerate()
-                .map(|(i, c)| (evals::CaseId::Text(format!("c{i}")), c == '1'))
+                .map(|(i, c)| (evals::CaseId::Text(format!("{prefix}{i}")), c == '1'))
                 .collect(),
             ..start_candidate()
         };
+        let measured = |outcomes: &str| with_ids("c", outcomes);
         let keeps = |candidate: &str, best: &str, min_gain, keep_p| {
             replaces_best(&measured(candidate), &measured(best), min_gain, keep_p).0
         };
@@ -874,14 +875,7 @@ mod tests {
         assert_eq!((kept, against), (false, Some(super::AgainstBest { won: 5, lost: 0, p: 0.0625 })));
         assert!(keeps("111111", "000000", 1, 0.05));
         // Measured on no common case (a suite edited between runs): rates, the gain scaled.
-        let other = |outcomes: &str| super::Candidate {
-            validation: outcomes
-                .chars()
-                .enumerate()
-                .map(|(i, c)| (evals::CaseId::Text(format!("d{i}")), c == '1'))
-                .collect(),
-            ..start_candidate()
-        };
+        let other = |outcomes: &str| with_ids("d", outcomes);
         let rates = |candidate: &str, best: &str| replaces_best(&measured(candidate), &other(best), 1, 1.0);
         assert_eq!(rates("11110000", "1110"), (false, None), "4/8 does not beat 3/4");
         assert_eq!(rates("11111111", "1110"), (true, None));
