@@ -25,6 +25,7 @@ use crate::distill::{
     DistillConfig, DistillEvent, DistillJob, DistillState, Distiller, Stage, StudentSettings, load_state, state_path,
 };
 use crate::mine::{LibrarySkill, MineConfig, ProposalKind, mine};
+use crate::teacher_io::TokenCounting;
 use crate::{Error, Result, suite_from_episodes};
 use agent_logs::Episode;
 use evals::{EvalSuite, Evaluator, Lift, PairedCounts, Rate, RunnerConfig, SkillText, Split, format_p, mcnemar_exact};
@@ -151,6 +152,10 @@ pub struct Gate {
     pub p: f64,
     /// Whether the change is kept.
     pub kept: bool,
+    /// Teacher tokens the rubric judge used on the held-out cases (part of the plan's
+    /// `teacher_tokens`; 0 when no case needs it).
+    #[serde(default)]
+    pub judge_tokens: u64,
 }
 
 /// How often the rubric judge agrees with the user on the answers the user settled (their
@@ -161,6 +166,9 @@ pub struct Calibration {
     pub agreed: usize,
     /// Verdicts it was asked about.
     pub total: usize,
+    /// Teacher tokens the judge used for them (part of the plan's `teacher_tokens`).
+    #[serde(default)]
+    pub tokens: u64,
 }
 
 impl Calibration {
@@ -176,7 +184,8 @@ impl Calibration {
 /// are left out (the judge will grade them in the gate), as are cases graded without a
 /// judge.
 pub async fn calibrate_judge(judge: &dyn Teacher, suite: &EvalSuite, verdicts: &[UserVerdict]) -> Result<Calibration> {
-    let mut calibration = Calibration { agreed: 0, total: 0 };
+    let judge = TokenCounting::new(judge);
+    let mut calibration = Calibration { agreed: 0, total: 0, tokens: 0 };
     for v in verdicts {
         let Some(case) = suite.evals.iter().find(|c| c.id.to_string() == v.case) else { continue };
         if case.split == Split::Test || case.expectations.is_empty() {
@@ -184,12 +193,13 @@ pub async fn calibrate_judge(judge: &dyn Teacher, suite: &EvalSuite, verdicts: &
         }
         let answer = evals::grade::Answer { output: &v.answer, extracted: &v.answer, tool_calls: &[], workspace: None };
         let rubric = evals::Grader::Rubric { criteria: case.expectations.clone() };
-        let outcome = rubric.grade(case, &answer, Some(judge)).await?;
+        let outcome = rubric.grade(case, &answer, Some(&judge)).await?;
         calibration.total += 1;
         if outcome.passed == v.accepted {
             calibration.agreed += 1;
         }
     }
+    calibration.tokens = judge.tokens();
     Ok(calibration)
 }
 
@@ -483,6 +493,7 @@ impl Nightly<'_> {
                     if needs_judge && config.judge_min_agreement > 0.0 && budget_left != Some(0) {
                         on_event(NightEvent::Step(format!("{skill}: checking the judge against your verdicts")));
                         let c = calibrate_judge(self.teacher, &suite, &user_verdicts(&members)).await?;
+                        job_tokens_spent += c.tokens;
                         calibration = Some(c);
                         match judge_refused(&c, config.judge_min_agreement) {
                             Some(why) => PlanStatus::Skipped { why },
@@ -507,7 +518,7 @@ impl Nightly<'_> {
                 cases: [count(Split::Train), count(Split::Validation), count(Split::Test)],
                 teacher_cases: 0,
                 library_hash,
-                teacher_tokens: tokens,
+                teacher_tokens: tokens + calibration.map_or(0, |c| c.tokens),
                 calibration,
                 gate: None,
                 status,
@@ -587,7 +598,8 @@ impl Nightly<'_> {
         let state = distiller.run(state, &mut |e| on_event(NightEvent::Distill(skill.clone(), e))).await?;
         debug_assert_eq!(state.stage, Stage::Finished);
         // The distillation's own count includes what it used before a crash.
-        night.plans[i].teacher_tokens = plan.job_tokens + state.teacher_tokens;
+        let calibration_tokens = plan.calibration.map_or(0, |c| c.tokens);
+        night.plans[i].teacher_tokens = plan.job_tokens + calibration_tokens + state.teacher_tokens;
         night.plans[i].teacher_cases = state.topped_up;
         night.teacher_tokens = night.plans.iter().map(|p| p.teacher_tokens).sum();
         let candidate = state.candidates[state.best].markdown.clone();
@@ -613,6 +625,8 @@ impl Nightly<'_> {
         } else {
             PlanStatus::Staged
         };
+        night.plans[i].teacher_tokens += gate.judge_tokens;
+        night.teacher_tokens += gate.judge_tokens;
         night.plans[i].gate = Some(gate);
         if night.plans[i].status == PlanStatus::Staged && night.config.adopt == AdoptPolicy::Beneficial {
             night.plans[i].status =
@@ -632,8 +646,8 @@ impl Nightly<'_> {
         gate_p: f64,
     ) -> Result<Gate> {
         let test = suite.split(Split::Test);
-        let evaluator =
-            Evaluator { student: self.student.clone(), judge: Some(self.teacher), suite, config: &self.runner };
+        let judge = TokenCounting::new(self.teacher);
+        let evaluator = Evaluator { student: self.student.clone(), judge: Some(&judge), suite, config: &self.runner };
         let text = |markdown: &str| SkillText { name: name.to_string(), markdown: markdown.to_string() };
         let with = evaluator.run(&test, Some(&text(candidate)), "candidate", &mut |_| {}).await?;
         let current_label = if current.is_some() { "the library's version" } else { "no skill" };
@@ -650,6 +664,7 @@ impl Nightly<'_> {
             lift,
             p,
             kept,
+            judge_tokens: judge.tokens(),
         })
     }
 
@@ -1058,11 +1073,16 @@ mod tests {
         let c = calibrate_judge(&judge, &suite, &verdicts).await.expect("calibrated");
         // The held-out case is not asked about; the two corrected answers are passed.
         assert_eq!((c.agreed, c.total), (1, 3));
+        assert_eq!(c.tokens, 3 * 60, "the judge's tokens are counted (50 + 10 an answer)");
         assert_eq!(judge.0.load(std::sync::atomic::Ordering::SeqCst), 3);
         let why = judge_refused(&c, 0.8).expect("refused");
         assert!(why.contains("on 1 of 3 answers (33%, needs 80%)"), "{why}");
-        assert_eq!(judge_refused(&Calibration { agreed: 4, total: 5 }, 0.8), None);
-        assert!(judge_refused(&Calibration { agreed: 0, total: 0 }, 0.8).expect("no evidence").contains("no answer"));
+        assert_eq!(judge_refused(&Calibration { agreed: 4, total: 5, tokens: 0 }, 0.8), None);
+        assert!(
+            judge_refused(&Calibration { agreed: 0, total: 0, tokens: 0 }, 0.8)
+                .expect("no evidence")
+                .contains("no answer")
+        );
     }
 
     fn suite(splits: &[Split]) -> EvalSuite {

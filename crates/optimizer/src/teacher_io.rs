@@ -2,7 +2,8 @@
 //! distiller and the recall check.
 
 use crate::{Error, Result};
-use skill_core::{ChatMessage, CompletionRequest, Role};
+use skill_core::{ChatMessage, Completion, CompletionRequest, Role, Teacher};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 const TEACHER_SYSTEM: &str = "You write skills for a small local language model: SKILL.md files in the Agent \
 Skills format (YAML frontmatter with `name` and `description`, then markdown instructions). A skill is one \
@@ -37,5 +38,38 @@ pub(crate) fn counted<T>(
             Err(Error::TeacherOutput(invalid.to_string()))
         }
         Err(other) => Err(Error::other(other.to_string())),
+    }
+}
+
+/// A teacher that counts the tokens of every answer it passes on: for the rubric judge, whose
+/// requests the eval runner makes without reporting their usage.
+pub(crate) struct TokenCounting<'a> {
+    inner: &'a dyn Teacher,
+    tokens: AtomicU64,
+}
+
+impl<'a> TokenCounting<'a> {
+    pub(crate) fn new(inner: &'a dyn Teacher) -> Self {
+        TokenCounting { inner, tokens: AtomicU64::new(0) }
+    }
+
+    /// Prompt and completion tokens of the answers so far.
+    pub(crate) fn tokens(&self) -> u64 {
+        self.tokens.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl Teacher for TokenCounting<'_> {
+    fn model_id(&self) -> &str {
+        // The judge's own id: cached verdicts stay keyed by the model that gave them.
+        self.inner.model_id()
+    }
+
+    async fn complete(&self, request: &CompletionRequest) -> skill_core::Result<Completion> {
+        let answer = self.inner.complete(request).await?;
+        self.tokens
+            .fetch_add(answer.usage.prompt_tokens as u64 + answer.usage.completion_tokens as u64, Ordering::SeqCst);
+        Ok(answer)
     }
 }
