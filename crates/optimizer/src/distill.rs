@@ -13,7 +13,7 @@
 use crate::answer_format::{ANSWER_INSTRUCTIONS, ANSWER_PATTERN};
 use crate::recall::RecallChecker;
 pub use crate::recall::RecallReport;
-use crate::teacher_io::{counted, teacher_request};
+use crate::teacher_io::{TokenCounting, counted, teacher_request};
 use crate::worked_examples::as_shown;
 pub use crate::worked_examples::{
     ExamplePairs, WORKED_EXAMPLES_END, WORKED_EXAMPLES_HEADING, with_worked_examples, without_worked_examples,
@@ -1062,6 +1062,70 @@ mod tests {
         assert_eq!(EvalSuite::load(&suite_path).expect("suite"), rubric);
     }
 
+    #[tokio::test]
+    async fn the_rubric_judges_tokens_count_in_the_runs_teacher_tokens() {
+        use super::*;
+        /// Judges every rubric as met and answers anything else with a skill; 10 + 5 tokens
+        /// an answer, counting requests.
+        struct Judging(std::sync::atomic::AtomicUsize);
+        #[async_trait::async_trait]
+        impl skill_core::Teacher for Judging {
+            fn model_id(&self) -> &str {
+                "judging"
+            }
+            async fn complete(
+                &self,
+                request: &skill_core::CompletionRequest,
+            ) -> skill_core::Result<skill_core::Completion> {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let last = request.messages.last().map(|m| m.content.as_str()).unwrap_or_default();
+                let text = if last.contains("{\"criteria\"") {
+                    r#"{"criteria": [{"criterion": "says the sum", "passed": true, "evidence": "it does"}]}"#
+                        .to_string()
+                } else {
+                    one_rewrite(last)
+                };
+                Ok(skill_core::Completion {
+                    usage: skill_core::Usage { prompt_tokens: 10, completion_tokens: 5 },
+                    ..crate::scripted_completion(text)
+                })
+            }
+        }
+        let dir = tempfile::tempdir().expect("tmp");
+        let skill_dir = dir.path().join("adder");
+        let mut suite = EvalSuite::new("adder");
+        for (i, split) in [Split::Train, Split::Train, Split::Validation, Split::Test].into_iter().enumerate() {
+            let mut case = EvalCase::new(format!("r{i}"), format!("what is {i}+1"), String::new());
+            case.expected_output = None;
+            case.expectations = vec!["says the sum".into()];
+            case.split = split;
+            suite.evals.push(case);
+        }
+        suite.save(&EvalSuite::path_in(&skill_dir)).expect("suite");
+        let teacher = Judging(Default::default());
+        let distiller = Distiller {
+            student: Arc::new(Copycat),
+            teacher: &teacher,
+            skill_dir,
+            library_root: None,
+            runner: RunnerConfig { cache_dir: None, ..RunnerConfig::default() },
+        };
+        let job = DistillJob {
+            skill_name: "adder".into(),
+            description: "Add two small numbers.".into(),
+            transcripts: Vec::new(),
+            examples: Vec::new(),
+        };
+        let config = DistillConfig { max_rounds: 1, bare_job_candidate: false, ..DistillConfig::default() };
+        let done = distiller.run(DistillState::new(job, config), &mut |_| {}).await.expect("run");
+        let asked = teacher.0.load(std::sync::atomic::Ordering::SeqCst);
+        // The skill's draft, the judge on validation (no skill, the start) and on the sealed
+        // test (with and without), and the recall check's unusable queries.
+        assert!(asked > 5, "{asked}");
+        assert_eq!(done.teacher_tokens, 15 * asked as u64, "every request's tokens, the judge's included");
+        assert_eq!((done.teacher_prompt_tokens, done.teacher_completion_tokens), (10 * asked as u64, 5 * asked as u64));
+    }
+
     /// One fixed rewrite, whatever is asked.
     fn one_rewrite(_: &str) -> String {
         "```markdown\n---\nname: adder\ndescription: Add two small numbers and state the sum.\n---\n\
@@ -1566,8 +1630,19 @@ impl Distiller<'_> {
                 test.len()
             )));
         }
+        // The rubric judge is the teacher; its tokens join the run's teacher count (and so
+        // its budget) each time the state is saved.
+        let judge = TokenCounting::new(self.teacher);
         let evaluator =
-            Evaluator { student: self.student.clone(), judge: Some(self.teacher), suite: &suite, config: &self.runner };
+            Evaluator { student: self.student.clone(), judge: Some(&judge), suite: &suite, config: &self.runner };
+        let mut judged = (0, 0);
+        let count_judge = |state: &mut DistillState, judged: &mut (u64, u64)| {
+            let now = judge.usage();
+            state.teacher_prompt_tokens += now.0 - judged.0;
+            state.teacher_completion_tokens += now.1 - judged.1;
+            state.teacher_tokens += (now.0 - judged.0) + (now.1 - judged.1);
+            *judged = now;
+        };
 
         if state.stage == Stage::Drafted {
             on_event(DistillEvent::Stage("measuring the baseline and the starting skill on validation".into()));
@@ -1590,6 +1665,7 @@ impl Distiller<'_> {
                 self.measure_bare_job(&mut state, &evaluator, &validation, on_event).await?;
             }
             state.stage = Stage::Measured;
+            count_judge(&mut state, &mut judged);
             self.save(&state)?;
         }
 
@@ -1599,11 +1675,13 @@ impl Distiller<'_> {
             while state.interrupted_candidate().is_some() || state.should_stop().is_none() {
                 let log = self.round(&mut state, &evaluator, &train, &validation, on_event).await?;
                 on_event(DistillEvent::Round(log));
+                count_judge(&mut state, &mut judged);
                 self.save(&state)?;
             }
             let why = state.should_stop().unwrap_or_default();
             on_event(DistillEvent::Stage(format!("converged: {why}")));
             state.stage = Stage::Converged;
+            count_judge(&mut state, &mut judged);
             self.save(&state)?;
         }
 
@@ -1620,6 +1698,7 @@ impl Distiller<'_> {
                 Err(e) => return Err(e),
             }
             state.stage = Stage::RecallChecked;
+            count_judge(&mut state, &mut judged);
             self.save(&state)?;
         }
 
@@ -1687,6 +1766,7 @@ impl Distiller<'_> {
                 adopted,
             });
             state.stage = Stage::Finished;
+            count_judge(&mut state, &mut judged);
             self.save(&state)?;
         }
         Ok(state)

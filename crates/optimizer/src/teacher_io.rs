@@ -45,17 +45,24 @@ pub(crate) fn counted<T>(
 /// requests the eval runner makes without reporting their usage.
 pub(crate) struct TokenCounting<'a> {
     inner: &'a dyn Teacher,
-    tokens: AtomicU64,
+    prompt: AtomicU64,
+    completion: AtomicU64,
 }
 
 impl<'a> TokenCounting<'a> {
     pub(crate) fn new(inner: &'a dyn Teacher) -> Self {
-        TokenCounting { inner, tokens: AtomicU64::new(0) }
+        TokenCounting { inner, prompt: AtomicU64::new(0), completion: AtomicU64::new(0) }
     }
 
     /// Prompt and completion tokens of the answers so far.
+    pub(crate) fn usage(&self) -> (u64, u64) {
+        (self.prompt.load(Ordering::SeqCst), self.completion.load(Ordering::SeqCst))
+    }
+
+    /// Their sum.
     pub(crate) fn tokens(&self) -> u64 {
-        self.tokens.load(Ordering::SeqCst)
+        let (prompt, completion) = self.usage();
+        prompt + completion
     }
 }
 
@@ -68,8 +75,8 @@ impl Teacher for TokenCounting<'_> {
 
     async fn complete(&self, request: &CompletionRequest) -> skill_core::Result<Completion> {
         let answer = self.inner.complete(request).await?;
-        self.tokens
-            .fetch_add(answer.usage.prompt_tokens as u64 + answer.usage.completion_tokens as u64, Ordering::SeqCst);
+        self.prompt.fetch_add(u64::from(answer.usage.prompt_tokens), Ordering::SeqCst);
+        self.completion.fetch_add(u64::from(answer.usage.completion_tokens), Ordering::SeqCst);
         Ok(answer)
     }
 }
