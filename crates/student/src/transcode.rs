@@ -85,25 +85,22 @@ pub fn transcode(src: &Path, dest: &Path) -> Result<()> {
     metadata.sort_by_key(|(k, _)| *k);
     let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
 
-    // A temporary name of this writer's own: two processes (or tests) starting on the same
-    // model at once each write theirs, and the second rename replaces the first's identical
-    // file, instead of one truncating the file the other is writing or renaming it away.
-    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let nth = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dest.with_extension(format!("gguf.{}-{nth}.partial", std::process::id()));
-    let result = (|| -> Result<()> {
-        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let mut writer = BufWriter::new(file);
-        gguf_file::write(&mut writer, &metadata, &tensor_refs)
-            .map_err(|e| Error::io(&tmp, std::io::Error::other(e.to_string())))?;
-        let file = writer.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
-        fs::rename(&tmp, dest).map_err(|e| Error::io(dest, e))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    // A temporary file of this writer's own beside the destination (removed if anything
+    // fails): two processes (or tests) starting on the same model at once each write theirs,
+    // and the second rename replaces the first's identical file, instead of one truncating
+    // the file the other is writing or renaming it away.
+    let dir = dest.parent().unwrap_or_else(|| Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".transcode-")
+        .suffix(".gguf.partial")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    let mut writer = BufWriter::new(tmp.as_file_mut());
+    gguf_file::write(&mut writer, &metadata, &tensor_refs)
+        .map_err(|e| Error::io(dest, std::io::Error::other(e.to_string())))?;
+    writer.into_inner().map_err(|e| Error::io(dest, e.into_error()))?.sync_all().map_err(|e| Error::io(dest, e))?;
+    tmp.persist(dest).map_err(|e| Error::io(dest, e.error))?;
+    Ok(())
 }
 
 fn requantize(tensor: &QTensor, dtype: GgmlDType) -> candle_core::Result<QTensor> {
