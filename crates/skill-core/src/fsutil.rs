@@ -9,19 +9,33 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
 
-/// `contents` in a flushed temporary file beside `dest` (same folder, so the final rename
-/// or link never crosses file systems); removed when dropped unpersisted.
-fn write_temp(dest: &Path, contents: &[u8]) -> Result<tempfile::NamedTempFile> {
+/// An empty temporary file beside `dest` (same folder, so the final rename or link never
+/// crosses file systems), named `.PREFIX...partial`, removed when dropped unpersisted. It gets
+/// the mode `dest` has when it exists, else the mode a plainly created file would get (the
+/// umask applies), not tempfile's owner-only default: a replaced file keeps its mode.
+pub fn temp_beside(dest: &Path, prefix: &str) -> Result<tempfile::NamedTempFile> {
     let parent = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".skd-")
-        .suffix(".tmp")
-        .tempfile_in(parent)
-        .map_err(|e| Error::io(parent, e))?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix).suffix(".partial");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(fs::Permissions::from_mode(0o666));
+    }
+    let tmp = builder.tempfile_in(parent).map_err(|e| Error::io(parent, e))?;
+    if let Ok(existing) = fs::metadata(dest) {
+        tmp.as_file().set_permissions(existing.permissions()).map_err(|e| Error::io(tmp.path(), e))?;
+    }
+    Ok(tmp)
+}
+
+/// `contents` in a flushed temporary file beside `dest` (see [`temp_beside`]).
+fn write_temp(dest: &Path, contents: &[u8]) -> Result<tempfile::NamedTempFile> {
+    let mut tmp = temp_beside(dest, ".skd-")?;
     tmp.write_all(contents).and_then(|()| tmp.as_file().sync_all()).map_err(|e| Error::io(tmp.path(), e))?;
     Ok(tmp)
 }
@@ -76,6 +90,22 @@ pub fn read_utf8(path: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_written_file_has_a_plain_files_mode_and_a_replaced_one_keeps_its_own() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tmp");
+        let mode = |p: &Path| fs::metadata(p).expect("stat").permissions().mode() & 0o7777;
+        let plain = dir.path().join("plain.txt");
+        File::create(&plain).expect("create");
+        let written = dir.path().join("written.txt");
+        atomic_write(&written, b"new").expect("write");
+        assert_eq!(mode(&written), mode(&plain), "as File::create makes it, not owner-only");
+        fs::set_permissions(&written, fs::Permissions::from_mode(0o640)).expect("chmod");
+        atomic_write(&written, b"replaced").expect("replace");
+        assert_eq!((mode(&written), fs::read(&written).expect("read")), (0o640, b"replaced".to_vec()));
+    }
 
     #[test]
     fn create_new_refuses_to_overwrite() {

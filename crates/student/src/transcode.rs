@@ -89,12 +89,8 @@ pub fn transcode(src: &Path, dest: &Path) -> Result<()> {
     // fails): two processes (or tests) starting on the same model at once each write theirs,
     // and the second rename replaces the first's identical file, instead of one truncating
     // the file the other is writing or renaming it away.
-    let dir = dest.parent().unwrap_or_else(|| Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".transcode-")
-        .suffix(".gguf.partial")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
+    let mut tmp = skill_core::fsutil::temp_beside(dest, ".transcode-")
+        .map_err(|e| Error::io(dest, std::io::Error::other(e.to_string())))?;
     let mut writer = BufWriter::new(tmp.as_file_mut());
     gguf_file::write(&mut writer, &metadata, &tensor_refs)
         .map_err(|e| Error::io(dest, std::io::Error::other(e.to_string())))?;
