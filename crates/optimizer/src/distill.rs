@@ -930,7 +930,8 @@ mod tests {
         }
     }
 
-    /// A teacher that answers each request with `reply(its last message)`, counting requests.
+    /// A teacher that answers each request with `reply(its last message)`, counting requests;
+    /// each answer costs 10 prompt and 5 completion tokens.
     struct Scripted<F>(std::sync::atomic::AtomicUsize, F);
 
     impl<F: Fn(&str) -> String + Send + Sync> Scripted<F> {
@@ -953,7 +954,10 @@ mod tests {
         ) -> skill_core::Result<skill_core::Completion> {
             self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let last = request.messages.last().map(|m| m.content.as_str()).unwrap_or_default();
-            Ok(crate::scripted_completion((self.1)(last)))
+            Ok(skill_core::Completion {
+                usage: skill_core::Usage { prompt_tokens: 10, completion_tokens: 5 },
+                ..crate::scripted_completion((self.1)(last))
+            })
         }
     }
 
@@ -1065,32 +1069,6 @@ mod tests {
     #[tokio::test]
     async fn the_rubric_judges_tokens_count_in_the_runs_teacher_tokens() {
         use super::*;
-        /// Judges every rubric as met and answers anything else with a skill; 10 + 5 tokens
-        /// an answer, counting requests.
-        struct Judging(std::sync::atomic::AtomicUsize);
-        #[async_trait::async_trait]
-        impl skill_core::Teacher for Judging {
-            fn model_id(&self) -> &str {
-                "judging"
-            }
-            async fn complete(
-                &self,
-                request: &skill_core::CompletionRequest,
-            ) -> skill_core::Result<skill_core::Completion> {
-                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let last = request.messages.last().map(|m| m.content.as_str()).unwrap_or_default();
-                let text = if last.contains("{\"criteria\"") {
-                    r#"{"criteria": [{"criterion": "says the sum", "passed": true, "evidence": "it does"}]}"#
-                        .to_string()
-                } else {
-                    one_rewrite(last)
-                };
-                Ok(skill_core::Completion {
-                    usage: skill_core::Usage { prompt_tokens: 10, completion_tokens: 5 },
-                    ..crate::scripted_completion(text)
-                })
-            }
-        }
         let dir = tempfile::tempdir().expect("tmp");
         let skill_dir = dir.path().join("adder");
         let mut suite = EvalSuite::new("adder");
@@ -1102,7 +1080,14 @@ mod tests {
             suite.evals.push(case);
         }
         suite.save(&EvalSuite::path_in(&skill_dir)).expect("suite");
-        let teacher = Judging(Default::default());
+        // Judges every rubric as met and answers anything else with a skill.
+        let teacher = Scripted::new(|last: &str| {
+            if last.contains("{\"criteria\"") {
+                r#"{"criteria": [{"criterion": "says the sum", "passed": true, "evidence": "it does"}]}"#.to_string()
+            } else {
+                one_rewrite(last)
+            }
+        });
         let distiller = Distiller {
             student: Arc::new(Copycat),
             teacher: &teacher,
@@ -1118,7 +1103,7 @@ mod tests {
         };
         let config = DistillConfig { max_rounds: 1, bare_job_candidate: false, ..DistillConfig::default() };
         let done = distiller.run(DistillState::new(job, config), &mut |_| {}).await.expect("run");
-        let asked = teacher.0.load(std::sync::atomic::Ordering::SeqCst);
+        let asked = teacher.asked();
         // The skill's draft, the judge on validation (no skill, the start) and on the sealed
         // test (with and without), and the recall check's unusable queries.
         assert!(asked > 5, "{asked}");
