@@ -337,22 +337,18 @@ pub fn append_feedback(
 /// last line cut short by a crash, which no reader can use, is cut off so the event starts
 /// a line of its own.
 pub fn append_event(path: &Path, event: Event, redactor: &skill_core::redact::Redactor) -> Result<()> {
-    let events = read_transcript(path)?;
-    if !matches!(events.first(), Some(Event::Start { .. })) {
+    let read = read_lines(path)?;
+    if !matches!(read.events.first(), Some(Event::Start { .. })) {
         return Err(Error::Config(format!("{}: not a run transcript (no `start` event)", path.display())));
     }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let mut file = OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
-    // The tail after the last newline: a whole event (read above) gets its newline, a torn
-    // write is cut off.
-    let whole_tail = std::str::from_utf8(&bytes[keep..]).is_ok_and(|t| serde_json::from_str::<Event>(t).is_ok());
-    if keep < bytes.len() && !whole_tail {
-        file.set_len(keep as u64).map_err(|e| Error::io(path, e))?;
+    // After the last newline: a whole event (kept) gets its newline, a torn write is cut off.
+    if read.torn_tail {
+        file.set_len(read.whole_lines_len as u64).map_err(|e| Error::io(path, e))?;
     }
     let mut line =
         serde_json::to_string(&event.redacted(redactor)).map_err(|e| Error::Config(format!("transcript: {e}")))?;
-    if whole_tail {
+    if read.unterminated_event {
         line.insert(0, '\n');
     }
     line.push('\n');
@@ -367,9 +363,24 @@ pub fn append_event(path: &Path, event: Event, redactor: &skill_core::redact::Re
 /// character): it is left out, and everything before it is returned. A bad line anywhere else
 /// is an error naming the file and line.
 pub fn read_transcript(path: &Path) -> Result<Vec<Event>> {
+    Ok(read_lines(path)?.events)
+}
+
+/// A transcript as read: its events, and what follows its last newline.
+struct ReadTranscript {
+    events: Vec<Event>,
+    /// Bytes up to and including the last newline.
+    whole_lines_len: usize,
+    /// The last event had no newline after it (it is in `events`).
+    unterminated_event: bool,
+    /// Something that is no event follows the last newline: a write cut short.
+    torn_tail: bool,
+}
+
+fn read_lines(path: &Path) -> Result<ReadTranscript> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let (body, tail) = bytes.split_at(complete);
+    let whole_lines_len = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let (body, tail) = bytes.split_at(whole_lines_len);
     let text = std::str::from_utf8(body).map_err(|e| {
         let line = body[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
         Error::Config(format!("{}:{line}: not UTF-8 text", path.display()))
@@ -384,11 +395,15 @@ pub fn read_transcript(path: &Path) -> Result<Vec<Event>> {
             Err(e) => return Err(Error::Config(format!("{}:{}: {e}", path.display(), i + 1))),
         }
     }
-    // A whole event whose newline was not written yet counts; anything else there is torn.
-    if let Some(event) = std::str::from_utf8(tail).ok().and_then(|t| serde_json::from_str::<Event>(t).ok()) {
-        events.push(event);
-    }
-    Ok(events)
+    let last = std::str::from_utf8(tail).ok().and_then(|t| serde_json::from_str::<Event>(t).ok());
+    let unterminated_event = last.is_some();
+    events.extend(last);
+    Ok(ReadTranscript {
+        events,
+        whole_lines_len,
+        unterminated_event,
+        torn_tail: !tail.is_empty() && !unterminated_event,
+    })
 }
 
 /// A transcript as a short text for a teacher to read: the task, the skill used, each tool
