@@ -87,34 +87,28 @@ pub fn suite_from_episodes(skill_name: &str, episodes: &[&Episode]) -> EvalSuite
             }
             (OutcomeKind::Success, _, Some(answer)) => {
                 let answer = answer.trim();
-                let json = json_fields(answer);
-                if let Some((value, fields)) = json.clone().filter(|(_, f)| f.len() <= MAX_JSON_FIELDS) {
-                    // Each field the user accepted must come back with its value: a reordered
-                    // or reformatted object passes, a wrong amount or a missing field fails.
-                    case.expected_output = Some(value.to_string());
-                    case.graders =
-                        fields.into_iter().map(|(pointer, equals)| Grader::JsonField { pointer, equals }).collect();
-                    structured = true;
-                } else if json.is_none() && answer.chars().count() <= SHORT_ANSWER_CHARS && !answer.contains('\n') {
-                    case.expected_output = Some(answer.to_string());
-                    // An answer with one number in it ("42", "8 euros", "€7.20") is graded
-                    // as that number, so "42.0" or "42 marbles" pass too; where the user's
-                    // answer names a unit, an answer in another unit fails ("8 USD").
-                    let number =
-                        (evals::grade::count_numbers(answer) == 1).then(|| evals::grade::last_number(answer)).flatten();
-                    case.graders = vec![match number {
-                        Some(n) => Grader::Numeric {
-                            expected: Some(n),
-                            tolerance: 1e-6,
-                            unit: evals::grade::unit_of(answer).map(str::to_string),
-                        },
-                        None => Grader::Normalized { expected: None },
-                    }];
-                    short_answers = true;
-                } else {
-                    case.expectations = vec![format!(
-                        "The answer covers what this answer, which the user accepted, covers: \"{answer}\""
-                    )];
+                let short = answer.chars().count() <= SHORT_ANSWER_CHARS && !answer.contains('\n');
+                match json_fields(answer) {
+                    Some((value, fields)) if fields.len() <= MAX_JSON_FIELDS => {
+                        // Each field the user accepted must come back with its value: a
+                        // reordered or reformatted object passes, a wrong amount or a missing
+                        // field fails.
+                        case.expected_output = Some(value.to_string());
+                        case.graders =
+                            fields.into_iter().map(|(pointer, equals)| Grader::JsonField { pointer, equals }).collect();
+                        structured = true;
+                    }
+                    None if short => {
+                        case.expected_output = Some(answer.to_string());
+                        case.graders = vec![short_answer_grader(answer)];
+                        short_answers = true;
+                    }
+                    // A long answer, or a JSON document of more fields than are checked one by one.
+                    _ => {
+                        case.expectations = vec![format!(
+                            "The answer covers what this answer, which the user accepted, covers: \"{answer}\""
+                        )];
+                    }
                 }
             }
             _ => continue,
@@ -133,6 +127,21 @@ pub fn suite_from_episodes(skill_name: &str, episodes: &[&Episode]) -> EvalSuite
         suite.answer_pattern = Some(MINED_ANSWER_PATTERN.to_string());
     }
     suite
+}
+
+/// The grader of a short accepted answer: one with one number in it ("42", "8 euros",
+/// "€7.20") is graded as that number, so "42.0" or "42 marbles" pass too, and where it names a
+/// unit an answer in another unit fails ("8 USD"); any other is compared after normalizing.
+pub(crate) fn short_answer_grader(answer: &str) -> Grader {
+    let number = (evals::grade::count_numbers(answer) == 1).then(|| evals::grade::last_number(answer)).flatten();
+    match number {
+        Some(n) => Grader::Numeric {
+            expected: Some(n),
+            tolerance: 1e-6,
+            unit: evals::grade::unit_of(answer).map(str::to_string),
+        },
+        None => Grader::Normalized { expected: None },
+    }
 }
 
 /// An accepted answer that is structured output: the whole answer (or its one fenced code

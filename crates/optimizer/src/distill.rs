@@ -2004,18 +2004,14 @@ impl Distiller<'_> {
         let mut suite = EvalSuite::load(suite_path)?;
         let train = suite.split(Split::Train);
         let wanted = state.config.top_up_train.saturating_sub(train.len());
-        let examples: Vec<ExampleCase> = train
+        // Short answers only: a rubric case has no reference to copy, and a JSON answer's
+        // fields could not be graded as the user's are.
+        let examples: Vec<(&str, &str)> = train
             .iter()
-            // Short answers only: a rubric case has no reference to copy, and a JSON answer's
-            // fields could not be graded as the user's are.
             .filter(|c| c.expectations.is_empty() && !c.graders.iter().any(|g| matches!(g, Grader::JsonField { .. })))
             .filter_map(|c| {
                 let expected = c.expected_output.as_deref()?.trim();
-                (!expected.is_empty() && !expected.contains('\n')).then(|| ExampleCase {
-                    prompt: c.prompt.clone(),
-                    expected_output: expected.to_string(),
-                    numeric: evals::grade::count_numbers(expected) == 1,
-                })
+                (!expected.is_empty() && !expected.contains('\n')).then_some((c.prompt.as_str(), expected))
             })
             .collect();
         if wanted == 0 || examples.is_empty() {
@@ -2030,8 +2026,8 @@ impl Distiller<'_> {
              exact expected answer in the same form.\n\nJob: {}\n\nThe user's tasks:\n",
             state.job.description
         );
-        for c in examples.iter().take(8) {
-            user.push_str(&format!("- prompt: {:?} expected_output: {:?}\n", c.prompt, c.expected_output));
+        for (prompt, expected) in examples.iter().take(8) {
+            user.push_str(&format!("- prompt: {prompt:?} expected_output: {expected:?}\n"));
         }
         user.push_str(
             "\nReply with JSON only: {\"cases\": [{\"prompt\": \"...\", \"expected_output\": \"...\", \"numeric\": \
@@ -2067,15 +2063,7 @@ impl Distiller<'_> {
             }
             let expected = case.expected_output.trim().to_string();
             // Graded as the suite grades the user's own short answers.
-            let number = (evals::grade::count_numbers(&expected) == 1).then(|| evals::grade::last_number(&expected));
-            let grader = match number.flatten() {
-                Some(n) => Grader::Numeric {
-                    expected: Some(n),
-                    tolerance: 1e-6,
-                    unit: evals::grade::unit_of(&expected).map(str::to_string),
-                },
-                None => Grader::Normalized { expected: None },
-            };
+            let grader = crate::cases::short_answer_grader(&expected);
             let mut id = suite.evals.len();
             while suite.evals.iter().any(|c| c.id == CaseId::Text(format!("teacher-{id:03}"))) {
                 id += 1;
