@@ -649,8 +649,7 @@ pub async fn recall(config: &Config, args: RecallArgs) -> Result<Exit> {
         let rewritten = skill_core::Skill::parse(&outcome.markdown, Some(&skill_md))?;
         let message = format!("recall: description rewritten ({now} -> {after} of {total} queries right)");
         // The save takes the skill's file lock, which blocks: off the runtime.
-        let (library, entry) = (library.clone(), entry.clone());
-        let info = tokio::task::spawn_blocking(move || library.save(&entry, &rewritten, &message)).await??;
+        let info = skill_core::blocking(|| library.save(&entry, &rewritten, &message))?;
         saved = Some(info.version);
     } else if let Some((positive, negative)) = outcome.given_ranking {
         // Not saved: the results shown are those of the description on disk.

@@ -173,10 +173,7 @@ pub async fn run(config: &Config, args: RunArgs) -> Result<Exit> {
         bail!("workspace {} is not a folder", workspace.display());
     }
     // An index build reads and hashes every note: blocking work, off the runtime.
-    let retriever = {
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || open_retriever(&config)).await.context("opening the index")??
-    };
+    let retriever = skill_core::blocking(|| open_retriever(config))?;
     let write = args.write || config.workspace_write.value;
     let shell = if config.allow_shell.value { Some(shell_config(config).await) } else { None };
     let access = WorkspaceAccess { write, shell };

@@ -611,21 +611,14 @@ pub struct SkillDraft {
     pub rationale: String,
 }
 
-/// How the teacher is asked to return a skill: markdown in a fence, not a JSON string (small
-/// teachers do not escape the quotes of a whole markdown file inside JSON).
-/// Runs `f` on the skill's version store off the async runtime: saves take a file lock that
+/// Runs `f` on the skill's version store off the async workers: saves take a file lock that
 /// blocks while another process (a `skd skill restore`, a second distillation) holds it.
-async fn with_versions<T: Send + 'static>(
-    skill_dir: &Path,
-    f: impl FnOnce(&VersionStore) -> skill_core::Result<T> + Send + 'static,
-) -> Result<T> {
-    let dir = skill_dir.to_path_buf();
-    tokio::task::spawn_blocking(move || f(&VersionStore::new(&dir)))
-        .await
-        .map_err(|e| Error::other(format!("the version store's task failed: {e}")))?
-        .map_err(Error::from)
+fn with_versions<T>(skill_dir: &Path, f: impl FnOnce(&VersionStore) -> skill_core::Result<T>) -> Result<T> {
+    skill_core::blocking(|| f(&VersionStore::new(skill_dir))).map_err(Error::from)
 }
 
+/// How the teacher is asked to return a skill: markdown in a fence, not a JSON string (small
+/// teachers do not escape the quotes of a whole markdown file inside JSON).
 const SKILL_REPLY_FORMAT: &str = "Reply with the whole SKILL.md in one ```markdown fenced block, then one line \
 starting with `Rationale:` saying what you changed and why.";
 
@@ -1620,13 +1613,10 @@ impl Distiller<'_> {
         let judge = TokenCounting::new(self.teacher);
         let evaluator =
             Evaluator { student: self.student.clone(), judge: Some(&judge), suite: &suite, config: &self.runner };
-        let mut judged = (0, 0);
-        let count_judge = |state: &mut DistillState, judged: &mut (u64, u64)| {
-            let now = judge.usage();
-            state.teacher_prompt_tokens += now.0 - judged.0;
-            state.teacher_completion_tokens += now.1 - judged.1;
-            state.teacher_tokens += (now.0 - judged.0) + (now.1 - judged.1);
-            *judged = now;
+        // Saves the state with the judge's tokens since the last save.
+        let checkpoint = |state: &mut DistillState| {
+            state.count_teacher_usage(&judge.take_usage());
+            self.save(state)
         };
 
         if state.stage == Stage::Drafted {
@@ -1650,8 +1640,7 @@ impl Distiller<'_> {
                 self.measure_bare_job(&mut state, &evaluator, &validation, on_event).await?;
             }
             state.stage = Stage::Measured;
-            count_judge(&mut state, &mut judged);
-            self.save(&state)?;
+            checkpoint(&mut state)?;
         }
 
         if state.stage == Stage::Measured {
@@ -1660,14 +1649,12 @@ impl Distiller<'_> {
             while state.interrupted_candidate().is_some() || state.should_stop().is_none() {
                 let log = self.round(&mut state, &evaluator, &train, &validation, on_event).await?;
                 on_event(DistillEvent::Round(log));
-                count_judge(&mut state, &mut judged);
-                self.save(&state)?;
+                checkpoint(&mut state)?;
             }
             let why = state.should_stop().unwrap_or_default();
             on_event(DistillEvent::Stage(format!("converged: {why}")));
             state.stage = Stage::Converged;
-            count_judge(&mut state, &mut judged);
-            self.save(&state)?;
+            checkpoint(&mut state)?;
         }
 
         if state.stage == Stage::Converged {
@@ -1683,8 +1670,7 @@ impl Distiller<'_> {
                 Err(e) => return Err(e),
             }
             state.stage = Stage::RecallChecked;
-            count_judge(&mut state, &mut judged);
-            self.save(&state)?;
+            checkpoint(&mut state)?;
         }
 
         if state.stage == Stage::RecallChecked {
@@ -1720,11 +1706,9 @@ impl Distiller<'_> {
             // kept as a version to adopt, and the skill stays on the one the run started
             // from (when there is one on disk to stay on).
             let adopted = beneficial || !self.skill_dir.join(skill_core::library::SKILL_FILE).exists();
-            let markdown = best.markdown.clone();
-            let info = with_versions(&self.skill_dir, move |store| {
-                if adopted { store.save(&markdown, &message) } else { store.record(&markdown, &message) }
-            })
-            .await?;
+            let info = with_versions(&self.skill_dir, |store| {
+                if adopted { store.save(&best.markdown, &message) } else { store.record(&best.markdown, &message) }
+            })?;
             let mut scores = std::collections::BTreeMap::new();
             scores.insert("test_pass_rate".into(), with.rate().rate);
             scores.insert("test_pass_rate_no_skill".into(), none.rate().rate);
@@ -1733,8 +1717,7 @@ impl Distiller<'_> {
             scores.insert("tokens_per_case".into(), with.tokens_per_case());
             scores.insert("teacher_tokens".into(), state.teacher_tokens as f64);
             scores.insert("beneficial".into(), if beneficial { 1.0 } else { 0.0 });
-            let version = info.version;
-            with_versions(&self.skill_dir, move |store| store.record_scores(version, &scores)).await?;
+            with_versions(&self.skill_dir, |store| store.record_scores(info.version, &scores))?;
             let mut benchmark =
                 evals::report::Benchmark::load(&self.skill_dir.join("evals/results"), &state.job.skill_name)?;
             benchmark.push(evals::report::BenchmarkEntry::new(&with, Some(&none), Some(info.version)));
@@ -1751,8 +1734,7 @@ impl Distiller<'_> {
                 adopted,
             });
             state.stage = Stage::Finished;
-            count_judge(&mut state, &mut judged);
-            self.save(&state)?;
+            checkpoint(&mut state)?;
         }
         Ok(state)
     }
@@ -1976,8 +1958,7 @@ impl Distiller<'_> {
             user.push_str(SKILL_REPLY_FORMAT);
             let draft = self.ask_skill(state, user, 1200, "skill draft", &name).await?;
             std::fs::create_dir_all(&self.skill_dir).map_err(|e| skill_core::Error::io(&self.skill_dir, e))?;
-            let markdown = draft.skill_md.clone();
-            with_versions(&self.skill_dir, move |store| store.save(&markdown, "drafted by the teacher")).await?;
+            with_versions(&self.skill_dir, |store| store.save(&draft.skill_md, "drafted by the teacher"))?;
             draft.skill_md
         };
         state.candidates = vec![Candidate {

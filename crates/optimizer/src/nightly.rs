@@ -199,7 +199,7 @@ pub async fn calibrate_judge(judge: &dyn Teacher, suite: &EvalSuite, verdicts: &
             calibration.agreed += 1;
         }
     }
-    calibration.tokens = judge.tokens();
+    calibration.tokens = judge.take_usage().total();
     Ok(calibration)
 }
 
@@ -664,7 +664,7 @@ impl Nightly<'_> {
             lift,
             p,
             kept,
-            judge_tokens: judge.tokens(),
+            judge_tokens: judge.take_usage().total(),
         })
     }
 

@@ -2,7 +2,7 @@
 //! distiller and the recall check.
 
 use crate::{Error, Result};
-use skill_core::{ChatMessage, Completion, CompletionRequest, Role, Teacher};
+use skill_core::{ChatMessage, Completion, CompletionRequest, Role, Teacher, Usage};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const TEACHER_SYSTEM: &str = "You write skills for a small local language model: SKILL.md files in the Agent \
@@ -54,15 +54,10 @@ impl<'a> TokenCounting<'a> {
         TokenCounting { inner, prompt: AtomicU64::new(0), completion: AtomicU64::new(0) }
     }
 
-    /// Prompt and completion tokens of the answers so far.
-    pub(crate) fn usage(&self) -> (u64, u64) {
-        (self.prompt.load(Ordering::SeqCst), self.completion.load(Ordering::SeqCst))
-    }
-
-    /// Their sum.
-    pub(crate) fn tokens(&self) -> u64 {
-        let (prompt, completion) = self.usage();
-        prompt + completion
+    /// The tokens of the answers since the last call, and starts counting again.
+    pub(crate) fn take_usage(&self) -> Usage {
+        let take = |n: &AtomicU64| u32::try_from(n.swap(0, Ordering::SeqCst)).unwrap_or(u32::MAX);
+        Usage { prompt_tokens: take(&self.prompt), completion_tokens: take(&self.completion) }
     }
 }
 

@@ -88,6 +88,13 @@ pub struct Usage {
     pub completion_tokens: u32,
 }
 
+impl Usage {
+    /// Prompt and generated tokens together.
+    pub fn total(&self) -> u64 {
+        u64::from(self.prompt_tokens) + u64::from(self.completion_tokens)
+    }
+}
+
 /// A model's answer.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Completion {
