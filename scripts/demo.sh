@@ -10,9 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The dev profile optimizes dependencies (Cargo.toml), so this shares the test build.
+# The quickest build that serves the main job: llama.cpp alone, without mistral.rs (README,
+# Build time). The dev profile optimizes dependencies (Cargo.toml).
 bash scripts/install-build-deps.sh
-cargo build --locked -p skd-cli
+cargo build --locked -p skd-cli --no-default-features --features llama-cpp
 skd="${CARGO_TARGET_DIR:-target}/debug/skd"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

@@ -10,9 +10,14 @@ use serde::Serialize;
 use serde_json::json;
 use skill_core::{ChatMessage, CompletionRequest, Role};
 use std::path::Path;
+#[cfg(feature = "mistralrs")]
 use std::sync::Arc;
 use std::time::Instant;
-use student::{LlamaCppOptions, LlamaCppStudent, MistralRsOptions, MistralRsStudent, Student};
+use student::Engine;
+#[cfg(feature = "llama-cpp")]
+use student::{LlamaCppOptions, LlamaCppStudent, Student};
+#[cfg(feature = "mistralrs")]
+use student::{MistralRsOptions, MistralRsStudent};
 
 /// A skill-like system prompt: the shape of what the eval workload shares across prompts.
 const SKILL_PARAGRAPH: &str = "When the task asks you to evaluate a Boolean expression, work from the innermost parentheses outwards. \
@@ -59,6 +64,28 @@ impl Mode {
     /// Every mode, in the order they run.
     pub const ALL: [Mode; 5] =
         [Mode::LlamaBatched, Mode::LlamaSequential, Mode::Cached, Mode::Uncached, Mode::Concurrent];
+
+    /// The engine the mode runs on.
+    pub fn engine(self) -> Engine {
+        match self {
+            Mode::LlamaBatched | Mode::LlamaSequential => Engine::LlamaCpp,
+            Mode::Cached | Mode::Uncached | Mode::Concurrent => Engine::MistralRs,
+        }
+    }
+
+    /// The modes whose engine this build has: what runs when none are named.
+    pub fn built() -> Vec<Mode> {
+        Mode::ALL.into_iter().filter(|m| m.engine().is_built()).collect()
+    }
+}
+
+/// How a mistral.rs mode loads the model (MistralRsOptions, in words every build has).
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "mistralrs"), allow(dead_code))]
+struct MistralSettings {
+    max_num_seqs: usize,
+    prefix_cache_n: usize,
+    transcode: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -117,14 +144,29 @@ fn request(system: &str, prompt: &str, max_tokens: u32) -> CompletionRequest {
     r
 }
 
+#[cfg(not(feature = "mistralrs"))]
+async fn run_mistral(
+    _path: &Path,
+    _label: &str,
+    _settings: MistralSettings,
+    _concurrent: bool,
+    _requests: &[CompletionRequest],
+    _verbose: bool,
+) -> Result<ModeResult> {
+    Err(student::Error::EngineNotBuilt(Engine::MistralRs).into())
+}
+
+#[cfg(feature = "mistralrs")]
 async fn run_mistral(
     path: &Path,
     label: &str,
-    options: MistralRsOptions,
+    settings: MistralSettings,
     concurrent: bool,
     requests: &[CompletionRequest],
     verbose: bool,
 ) -> Result<ModeResult> {
+    let MistralSettings { max_num_seqs, prefix_cache_n, transcode } = settings;
+    let options = MistralRsOptions { max_num_seqs, prefix_cache_n, transcode };
     let student = Arc::new(MistralRsStudent::load(path, options).await?);
     // Warm-up outside the timing: page the weights in (a different prompt: no prefix help).
     student.complete_timed(&request("Hi.", "Hi.", 1)).await?;
@@ -177,6 +219,19 @@ async fn run_mistral(
     Ok(result)
 }
 
+#[cfg(not(feature = "llama-cpp"))]
+async fn run_llama(
+    _path: &Path,
+    _label: &str,
+    _threads: usize,
+    _sequences: usize,
+    _concurrent: bool,
+    _requests: &[CompletionRequest],
+) -> Result<ModeResult> {
+    Err(student::Error::EngineNotBuilt(Engine::LlamaCpp).into())
+}
+
+#[cfg(feature = "llama-cpp")]
 async fn run_llama(
     path: &Path,
     label: &str,
@@ -278,12 +333,17 @@ pub async fn bench_student(config: &Config, args: BenchArgs) -> Result<Exit> {
     if args.modes.is_empty() && args.python.is_none() {
         anyhow::bail!("nothing to measure: name at least one mode or pass --python");
     }
+    // Before minutes of measuring, not in the middle of them.
+    if let Some(mode) = args.modes.iter().find(|m| !m.engine().is_built()) {
+        let name = clap::ValueEnum::to_possible_value(mode).map(|v| v.get_name().to_owned()).unwrap_or_default();
+        anyhow::bail!("mode {name}: {}", student::Error::EngineNotBuilt(mode.engine()));
+    }
     let (system, prompts) = workload(args.prompts, args.prefix_tokens);
     let requests: Vec<CompletionRequest> = prompts.iter().map(|p| request(&system, p, args.max_tokens)).collect();
     let mut results = Vec::new();
     for mode in &args.modes {
         let mistral =
-            |max_num_seqs, prefix_cache_n| MistralRsOptions { max_num_seqs, prefix_cache_n, transcode: args.transcode };
+            |max_num_seqs, prefix_cache_n| MistralSettings { max_num_seqs, prefix_cache_n, transcode: args.transcode };
         let (label, options, at_once) = match mode {
             Mode::LlamaBatched => ("skd llama.cpp, one shared-prefix batch", None, true),
             Mode::LlamaSequential => ("skd llama.cpp, sequential", None, false),

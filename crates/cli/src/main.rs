@@ -202,8 +202,9 @@ enum BenchCommand {
         /// Run llama-cpp-python only with prefix reuse (the reference), not also without it.
         #[arg(long)]
         reference_reuse_only: bool,
-        /// Which engine configurations to run (the mistral.rs ones take minutes each on a CPU).
-        #[arg(long, value_enum, value_delimiter = ',', default_values_t = bench_cmds::Mode::ALL)]
+        /// Which engine configurations to run (the mistral.rs ones take minutes each on a CPU);
+        /// by default every one this build has an engine for.
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = bench_cmds::Mode::built())]
         modes: Vec<bench_cmds::Mode>,
         /// Load the GGUF as it is, without rewriting Q5_0/Q4_1 tensors as Q8_0 (to measure
         /// what the transcode buys).

@@ -15,7 +15,6 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use student::models::{ModelStore, PullProgress, find_known, known_models};
-use student::{MistralRsOptions, MistralRsStudent};
 
 fn pull_progress(quiet: bool) -> impl FnMut(PullProgress) {
     move |p| {
@@ -368,6 +367,25 @@ fn print_event(event: &Event, tty: bool) {
     }
 }
 
+/// mistral.rs's own OpenAI server for the model at `path`, and the model's name.
+#[cfg(feature = "mistralrs")]
+async fn mistralrs_router(path: &std::path::Path) -> Result<(axum::Router, String)> {
+    let student = student::MistralRsStudent::load(path, student::MistralRsOptions::default()).await?;
+    let app = mistralrs_server_core::mistralrs_server_router_builder::MistralRsServerRouterBuilder::new()
+        .with_mistralrs(student.runner())
+        .build()
+        .await
+        .context("building the HTTP router")?;
+    Ok((app, student.model_id().to_string()))
+}
+
+/// Without the engine built, resolving a `mistral:` spec has already failed; this says so
+/// again rather than assume it.
+#[cfg(not(feature = "mistralrs"))]
+async fn mistralrs_router(_path: &std::path::Path) -> Result<(axum::Router, String)> {
+    Err(student::Error::EngineNotBuilt(student::Engine::MistralRs).into())
+}
+
 pub async fn serve(config: &Config, model: Option<&str>, port: u16) -> Result<Exit> {
     let spec = model.map(str::to_string).unwrap_or_else(|| config.student.value.clone());
     let settings = student_settings(config);
@@ -383,16 +401,8 @@ pub async fn serve(config: &Config, model: Option<&str>, port: u16) -> Result<Ex
     // mistral.rs brings its own OpenAI server (streaming, tools); any other engine is
     // served by ours, which passes concurrent requests on together (llama.cpp batches them).
     let (app, served) = match engine {
-        student::Engine::MistralRs => {
-            let student = MistralRsStudent::load(&path, MistralRsOptions::default()).await?;
-            let app = mistralrs_server_core::mistralrs_server_router_builder::MistralRsServerRouterBuilder::new()
-                .with_mistralrs(student.runner())
-                .build()
-                .await
-                .context("building the HTTP router")?;
-            (app, student.model_id().to_string())
-        }
-        _ => {
+        student::Engine::MistralRs => mistralrs_router(&path).await?,
+        student::Engine::LlamaCpp => {
             let student = student::engine::load_resolved(resolved, &settings).await?;
             let served = student.model_id().to_string();
             (crate::openai_server::router(student), served)

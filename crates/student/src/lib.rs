@@ -89,7 +89,7 @@ pub enum Error {
     #[error("unknown engine `{0}`: use llama.cpp or mistral.rs")]
     UnknownEngine(String),
     /// The engine was left out of this build.
-    #[error("this build of skd has no {0} engine (build the `student` crate with its `{feature}` feature)", feature = match .0 { Engine::LlamaCpp => "llama-cpp", Engine::MistralRs => "mistralrs" })]
+    #[error("this build of skd has no {0} engine (build it with `--features {feature}`)", feature = match .0 { Engine::LlamaCpp => "llama-cpp", Engine::MistralRs => "mistralrs" })]
     EngineNotBuilt(Engine),
     /// Downloading a model part failed.
     #[error("downloading {spec}: {message}")]
