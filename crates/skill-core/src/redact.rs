@@ -6,8 +6,10 @@
 //!   TOKEN, SECRET, PASSWORD, CREDENTIAL, PASSPHRASE, AUTH), plus values the caller adds;
 //! - by shape: OpenAI/Anthropic-style `sk-` keys, GitHub tokens (`ghp_`, `gho_`, `ghu_`,
 //!   `ghs_`, `ghr_`, `github_pat_`), AWS access key ids (`AKIA`, `ASIA`), Slack tokens
-//!   (`xoxb-`, `xoxp-`, ...), `Bearer` tokens, PEM private key blocks, and the password of a
-//!   URL's userinfo (`https://user:pass@host`).
+//!   (`xoxb-`, `xoxp-`, ...), `Bearer` tokens, PEM private key blocks, the password of a
+//!   URL's userinfo (`https://user:pass@host`), and the value of an assignment whose name
+//!   says it is a secret (`DB_PASSWORD=...`, `aws_secret_access_key = ...`, `api_key: ...`,
+//!   as `.env`, credentials and config files write them).
 //!
 //! Each is replaced by `[REDACTED]`.
 
@@ -47,6 +49,21 @@ fn shapes() -> &'static regex::Regex {
             r"|\b(AKIA|ASIA)[0-9A-Z]{16}\b",
             r"|\bxox[abposr]-[A-Za-z0-9\-]{10,}",
             r"|(?i:\bbearer)\s+[A-Za-z0-9._~+/=\-]{16,}",
+        ))
+        .expect("valid regex")
+    })
+}
+
+fn assignment() -> &'static regex::Regex {
+    static RE: OnceLock<regex::Regex> = OnceLock::new();
+    // NAME=value / NAME: value at the start of a line (quotes and `export` allowed): 1 what
+    // comes before the name, 2 the name, 3 the separator, then the value. Narrower than
+    // `is_secret_name` ("author: Jane" is not a secret).
+    RE.get_or_init(|| {
+        regex::Regex::new(concat!(
+            r#"(?im)^(\s*(?:export\s+)?["']?)([a-z0-9_.\-]*"#,
+            r"(?:secret|password|passwd|passphrase|token|credential|api[_\-]?key|access[_\-]?key|private[_\-]?key)",
+            r#"[a-z0-9_.\-]*)(["']?\s*[=:]\s*)\S.*$"#,
         ))
         .expect("valid regex")
     })
@@ -105,6 +122,19 @@ impl Redactor {
         if shapes().is_match(&out) {
             out = Cow::Owned(shapes().replace_all(&out, MARK).into_owned());
         }
+        if assignment().is_match(&out) {
+            let replaced = assignment().replace_all(&out, |c: &regex::Captures| {
+                // `max_tokens: 256` is a count of tokens, not one.
+                if c[2].to_ascii_lowercase().ends_with("tokens") {
+                    c[0].to_string()
+                } else {
+                    format!("{}{}{}{MARK}", &c[1], &c[2], &c[3])
+                }
+            });
+            if replaced != out.as_ref() {
+                out = Cow::Owned(replaced.into_owned());
+            }
+        }
         if userinfo().is_match(&out) {
             out = Cow::Owned(userinfo().replace_all(&out, format!("${{1}}:{MARK}@")).into_owned());
         }
@@ -157,6 +187,16 @@ mod tests {
             r.redact("clone https://alice:hunter2pass@git.example.com/x.git"),
             format!("clone https://alice:{MARK}@git.example.com/x.git")
         );
+        // Assignments whose name says they hold a secret, as .env and credentials files have.
+        assert_eq!(
+            r.redact("HOST=db.local\nDB_PASSWORD=hunter2xyz\nexport API_KEY=\"abc\""),
+            format!("HOST=db.local\nDB_PASSWORD={MARK}\nexport API_KEY={MARK}")
+        );
+        assert_eq!(
+            r.redact("[default]\naws_secret_access_key = wJalrXUtnFEMI\nregion = eu-west-1"),
+            format!("[default]\naws_secret_access_key = {MARK}\nregion = eu-west-1")
+        );
+        assert_eq!(r.redact("  github_token: abc123"), format!("  github_token: {MARK}"));
         // A private key cut off before its end line still goes.
         assert_eq!(r.redact("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg"), MARK);
     }
@@ -164,9 +204,17 @@ mod tests {
     #[test]
     fn ordinary_text_is_left_alone() {
         let r = Redactor::new();
-        for text in
-            ["ask-me anything", "the sk- prefix", "https://example.com/path?a=b", "user@example.com", "bearer of news"]
-        {
+        for text in [
+            "ask-me anything",
+            "the sk- prefix",
+            "https://example.com/path?a=b",
+            "user@example.com",
+            "bearer of news",
+            "author: Jane",
+            "keyboard: US",
+            "The password policy: twelve characters.",
+            "max_tokens: 256",
+        ] {
             assert_eq!(r.redact(text), text);
             assert!(matches!(r.redact(text), Cow::Borrowed(_)));
         }
