@@ -12,7 +12,7 @@
 
 use crate::harness::user_text;
 use crate::jsonl::{read_jsonl, text_of};
-use crate::{LogSource, Result, Session, Turn};
+use crate::{FileRead, LogSource, Result, Session, Turn};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -98,7 +98,13 @@ impl LogSource for ClaudeCode {
                     if block["type"] == "tool_use" {
                         let name = block["name"].as_str().unwrap_or("?").to_string();
                         calls.insert(block["id"].as_str().unwrap_or("").to_string(), session.turns.len());
-                        session.turns.push(Turn::Tool { name, error: false, rejected: false });
+                        session.turns.push(Turn::Tool {
+                            name,
+                            error: false,
+                            rejected: false,
+                            read: None,
+                            partial_read: false,
+                        });
                     }
                 }
                 last_message = id;
@@ -106,12 +112,24 @@ impl LogSource for ClaudeCode {
             }
             last_message = None;
             // A user line: the user's words, or tool results (the API sends those as user turns).
-            for block in content.as_array().into_iter().flatten().filter(|b| b["type"] == "tool_result") {
+            let results: Vec<&Value> =
+                content.as_array().into_iter().flatten().filter(|b| b["type"] == "tool_result").collect();
+            // `toolUseResult` is the line's one result in Claude Code's own terms.
+            let whole_file = (results.len() == 1)
+                .then(|| whole_file_read(&v["toolUseResult"], session.project.as_deref()))
+                .flatten();
+            for block in results {
                 let result = text_of(&block["content"], &["text"]);
                 let at = block["tool_use_id"].as_str().and_then(|id| calls.get(id)).copied();
-                if let Some(Turn::Tool { error, rejected, .. }) = at.and_then(|i| session.turns.get_mut(i)) {
+                if let Some(Turn::Tool { name, error, rejected, read, partial_read }) =
+                    at.and_then(|i| session.turns.get_mut(i))
+                {
                     *error = block["is_error"].as_bool() == Some(true);
                     *rejected = result.starts_with(REFUSED);
+                    if name == "Read" && !*error {
+                        *read = whole_file.clone();
+                        *partial_read = read.is_none();
+                    }
                 }
             }
             if v["isMeta"].as_bool() == Some(true) || v["isCompactSummary"].as_bool() == Some(true) {
@@ -126,6 +144,19 @@ impl LogSource for ClaudeCode {
         }
         Ok(session)
     }
+}
+
+/// The `Read` tool's record of a file shown from its first line to its last
+/// (`toolUseResult.file`: `filePath`, `content` without line numbers, `startLine`,
+/// `numLines`, `totalLines`).
+fn whole_file_read(result: &Value, project: Option<&Path>) -> Option<FileRead> {
+    let file = &result["file"];
+    let (start, lines, total) = (file["startLine"].as_u64()?, file["numLines"].as_u64()?, file["totalLines"].as_u64()?);
+    if start != 1 || lines < total {
+        return None;
+    }
+    let path = crate::path_in_project(project, file["filePath"].as_str()?)?;
+    Some(FileRead { path, content: file["content"].as_str()?.to_string() })
 }
 
 fn timestamp(v: &Value) -> Option<String> {

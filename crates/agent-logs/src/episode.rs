@@ -9,6 +9,15 @@ use std::path::{Path, PathBuf};
 /// The longest answer kept (characters); agents' replies can be pages long.
 const MAX_ANSWER_CHARS: usize = 2_000;
 
+/// The largest file read kept (bytes, about 4,000 tokens): a mined case's workspace is for a
+/// small local student, which could not take in a bigger one, and the episode store keeps
+/// what is read from every session.
+pub const MAX_READ_BYTES: usize = 16 * 1024;
+
+/// Most file reads kept per episode, and most bytes of them all together.
+pub const MAX_EPISODE_READS: usize = 4;
+const MAX_EPISODE_READ_BYTES: usize = 32 * 1024;
+
 /// One user task and what came of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Episode {
@@ -48,6 +57,23 @@ pub struct ToolUse {
     /// Its result was an error.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub error: bool,
+    /// The whole text file it read, when it was a file read (secrets redacted; at most
+    /// [`MAX_READ_BYTES`], and [`MAX_EPISODE_READS`] files an episode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<FileRead>,
+    /// It read a file that is not kept: part of one, an image, one outside the project or
+    /// holding secrets, or one past the limits above. The task's files are not all known.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial_read: bool,
+}
+
+/// A whole text file a tool read, as the tool returned it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRead {
+    /// Its path inside the project folder, `/`-separated (never absolute, never `..`).
+    pub path: String,
+    /// The file's text.
+    pub content: String,
 }
 
 /// A skill an episode used.
@@ -223,9 +249,22 @@ pub fn episodes(source: &str, file: &Path, session: &Session, redactor: &Redacto
                     o.episode.answer = Some(clip(&clean(text)));
                 }
             }
-            Turn::Tool { name, error, rejected } => {
+            Turn::Tool { name, error, rejected, read, partial_read } => {
                 if let Some(o) = &mut open {
-                    o.episode.tools.push(ToolUse { name: name.clone(), error: *error });
+                    let kept: Vec<&FileRead> = o.episode.tools.iter().filter_map(|t| t.read.as_ref()).collect();
+                    let kept_bytes: usize = kept.iter().map(|r| r.content.len()).sum();
+                    // A path read again is kept once (its first read is the file as found).
+                    let read = read.as_ref().filter(|r| !*error && !kept.iter().any(|k| k.path == r.path));
+                    let fits = |r: &&FileRead| {
+                        r.content.len() <= MAX_READ_BYTES
+                            && kept.len() < MAX_EPISODE_READS
+                            && kept_bytes + r.content.len() <= MAX_EPISODE_READ_BYTES
+                    };
+                    // A whole file too big to keep leaves the task's files as unknown as a
+                    // partial read does.
+                    let partial_read = *partial_read || read.is_some_and(|r| !fits(&r));
+                    let read = read.filter(fits).map(|r| FileRead { path: r.path.clone(), content: clean(&r.content) });
+                    o.episode.tools.push(ToolUse { name: name.clone(), error: *error, read, partial_read });
                     if *rejected {
                         o.fail(format!("the user refused a {name} call"), None);
                     }

@@ -25,7 +25,10 @@ mod store;
 
 pub use claude::ClaudeCode;
 pub use codex::Codex;
-pub use episode::{Episode, EpisodeFilter, Outcome, OutcomeKind, SkillUse, ToolUse, episodes, parse_since};
+pub use episode::{
+    Episode, EpisodeFilter, FileRead, MAX_EPISODE_READS, MAX_READ_BYTES, Outcome, OutcomeKind, SkillUse, ToolUse,
+    episodes, parse_since,
+};
 pub use error::{Error, Result};
 pub use jsonl::{Line, read_jsonl};
 pub use pi::Pi;
@@ -95,6 +98,12 @@ pub enum Turn {
         error: bool,
         /// True when the user refused the call.
         rejected: bool,
+        /// The whole text file the call read, when it was a file read that returned one (a
+        /// mined agent case's workspace holds it).
+        read: Option<FileRead>,
+        /// The call read a file but not one to keep whole (part of it, an image, a file
+        /// outside the project or holding secrets): the task's files are not all known.
+        partial_read: bool,
     },
     /// The user stopped the agent mid-turn.
     Interrupted,
@@ -130,6 +139,45 @@ pub fn default_sources(skd_runs: PathBuf) -> Vec<Box<dyn LogSource>> {
         Box::new(ClaudeCode::from_env()),
         Box::new(Codex::from_env()),
     ]
+}
+
+/// `path` as a path inside `project`: a relative path as it is, an absolute one with the
+/// project folder taken off. None when it leaves the project (an absolute path elsewhere, a
+/// `..` part, `~`, Pi's `@` prefix), names nothing, or names a file that holds secrets by
+/// its nature (keys, `.env`, credentials: redaction by shape cannot be trusted with them).
+pub(crate) fn path_in_project(project: Option<&Path>, path: &str) -> Option<String> {
+    use std::path::Component;
+    if path.starts_with('~') || path.starts_with('@') {
+        return None;
+    }
+    let p = Path::new(path);
+    let rel = if p.is_absolute() { p.strip_prefix(project?).ok()? } else { p };
+    let parts: Vec<String> = rel
+        .components()
+        .filter(|c| *c != Component::CurDir)
+        .map(|c| match c {
+            Component::Normal(part) => part.to_str().map(str::to_string),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    if parts.is_empty() || parts.iter().any(|part| holds_secrets(part)) {
+        return None;
+    }
+    Some(parts.join("/"))
+}
+
+/// A file or folder name whose contents are secrets by their nature.
+fn holds_secrets(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.starts_with(".env")
+        || n.starts_with("id_rsa")
+        || n.starts_with("id_ed25519")
+        || n.starts_with("id_ecdsa")
+        || n.starts_with("id_dsa")
+        || n.starts_with("credentials")
+        || [".ssh", ".aws", ".gnupg", ".netrc", ".npmrc", ".pypirc", ".git-credentials", ".docker"]
+            .contains(&n.as_str())
+        || [".pem", ".key", ".p12", ".pfx", ".keystore", ".jks"].iter().any(|ext| n.ends_with(ext))
 }
 
 /// An environment variable naming a folder, when it is set and not empty.

@@ -14,7 +14,7 @@
 
 use crate::harness::user_text;
 use crate::jsonl::{Line, read_jsonl, text_of};
-use crate::{LogSource, Result, Session, Turn};
+use crate::{FileRead, LogSource, Result, Session, Turn};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -75,6 +75,9 @@ impl LogSource for Pi {
         let entries: Vec<&Line> = lines.iter().filter(|l| l.value["type"] != "session").collect();
         let branch = active_branch(&entries);
         let mut calls: HashMap<String, usize> = HashMap::new();
+        // Turn index of a `read` -> the path it read whole (None: part of a file, or one not
+        // to keep), until its result comes.
+        let mut reads: HashMap<usize, Option<String>> = HashMap::new();
         for line in entries
             .iter()
             .filter(|l| branch.as_ref().is_none_or(|b| entry_id(&l.value).is_some_and(|id| b.contains(id))))
@@ -100,7 +103,22 @@ impl LogSource for Pi {
                     {
                         calls.insert(block["id"].as_str().unwrap_or("").to_string(), session.turns.len());
                         let name = block["name"].as_str().unwrap_or("?").to_string();
-                        session.turns.push(Turn::Tool { name, error: false, rejected: false });
+                        // A `read` is of a whole file with a path and no `offset`/`limit`; its
+                        // text comes with the result.
+                        if name == "read" {
+                            let args = &block["arguments"];
+                            let whole = args["offset"].is_null() && args["limit"].is_null();
+                            let path = args["path"].as_str().filter(|_| whole);
+                            let path = path.and_then(|p| crate::path_in_project(session.project.as_deref(), p));
+                            reads.insert(session.turns.len(), path);
+                        }
+                        session.turns.push(Turn::Tool {
+                            name,
+                            error: false,
+                            rejected: false,
+                            read: None,
+                            partial_read: false,
+                        });
                     }
                     if message["stopReason"] == "aborted" {
                         session.turns.push(Turn::Interrupted);
@@ -108,8 +126,19 @@ impl LogSource for Pi {
                 }
                 "toolResult" => {
                     let at = message["toolCallId"].as_str().and_then(|id| calls.get(id)).copied();
-                    if let Some(Turn::Tool { error, .. }) = at.and_then(|i| session.turns.get_mut(i)) {
+                    let was_read = at.and_then(|i| reads.remove(&i));
+                    if let Some(Turn::Tool { error, read, partial_read, .. }) =
+                        at.and_then(|i| session.turns.get_mut(i))
+                    {
                         *error = message["isError"].as_bool() == Some(true);
+                        if let Some(path) = was_read
+                            && !*error
+                        {
+                            *read = path
+                                .filter(|_| shows_whole_text(message))
+                                .map(|path| FileRead { path, content: text_of(&message["content"], &["text"]) });
+                            *partial_read = read.is_none();
+                        }
                     }
                 }
                 _ => {}
@@ -145,4 +174,15 @@ fn active_branch(entries: &[&Line]) -> Option<HashSet<String>> {
 fn resolve(fork: &Path, parent: &str) -> PathBuf {
     let p = PathBuf::from(parent);
     if p.is_absolute() { p } else { fork.parent().map(|d| d.join(&p)).unwrap_or(p) }
+}
+
+/// Whether a `read` result shows a whole text file: text blocks only (an image comes as an
+/// image block with a note), and no sign that it was cut (`details.truncation` since Pi
+/// recorded it; the `[Showing lines ...` notice the text carries in every version).
+fn shows_whole_text(message: &Value) -> bool {
+    let blocks = message["content"].as_array();
+    let text_only = blocks.is_none_or(|b| b.iter().all(|block| block["type"] == "text"));
+    let cut = message["details"]["truncation"]["truncated"].as_bool() == Some(true)
+        || text_of(&message["content"], &["text"]).contains("[Showing lines ");
+    text_only && !cut
 }

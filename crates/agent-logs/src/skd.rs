@@ -1,7 +1,7 @@
 //! skd's own run transcripts (`runs_dir/*.jsonl`, one run each; schema in
 //! docs/transcript.md).
 
-use crate::episode::SkillUse;
+use crate::episode::{FileRead, SkillUse};
 use crate::jsonl::read_jsonl;
 use crate::{Error, LogSource, Result, Session, Turn};
 use agent_loop::transcript::{Event, Verdict};
@@ -73,8 +73,16 @@ impl LogSource for SkdRuns {
                 }
                 Event::SkillActivated { name, content_hash, .. } => skill = Some(SkillUse { name, content_hash }),
                 // A call `denied` is the skill's allowed-tools at work, not the user refusing.
-                Event::ToolCall { tool, ok, .. } => {
-                    session.turns.push(Turn::Tool { name: tool, error: !ok, rejected: false })
+                Event::ToolCall { tool, arguments, ok, output, .. } => {
+                    // skd's file tools take workspace-relative paths; an observation cut to
+                    // the loop's limit is not the whole file.
+                    let is_read = tool == "read_file" && ok;
+                    let read = (is_read && !agent_loop::transcript::is_cut_observation(&output))
+                        .then(|| arguments["path"].as_str().and_then(|p| crate::path_in_project(None, p)))
+                        .flatten()
+                        .map(|path| FileRead { path, content: output });
+                    let partial_read = is_read && read.is_none();
+                    session.turns.push(Turn::Tool { name: tool, error: !ok, rejected: false, read, partial_read })
                 }
                 Event::Aborted { .. } => session.turns.push(Turn::Interrupted),
                 Event::Feedback { verdict, note, .. } => {

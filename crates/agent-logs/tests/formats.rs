@@ -308,11 +308,137 @@ fn codex_rollouts_plain_and_compressed() {
             "{}",
             file.display()
         );
-        assert_eq!(e[0].tools, [agent_logs::ToolUse { name: "shell".into(), error: true }]);
+        assert_eq!(
+            e[0].tools,
+            [agent_logs::ToolUse { name: "shell".into(), error: true, read: None, partial_read: false }]
+        );
         assert_eq!(e[0].outcome.correction.as_deref(), Some("still broken"));
         assert_eq!((e[0].session.as_str(), e[0].project.as_deref()), ("c-9", Some(Path::new("/home/ana/site"))));
         assert_eq!(e[1].outcome.evidence, "interrupted by the user");
     }
+}
+
+/// Which of an episode's tool calls read a file that is not kept whole.
+fn partial(e: &Episode) -> Vec<bool> {
+    e.tools.iter().map(|t| t.partial_read).collect()
+}
+
+/// The files an episode's tools read whole, as (path, content).
+fn reads(e: &Episode) -> Vec<(String, String)> {
+    e.tools.iter().filter_map(|t| t.read.as_ref()).map(|r| (r.path.clone(), r.content.clone())).collect()
+}
+
+#[test]
+fn whole_file_reads_are_kept_by_their_path_in_the_project_and_partial_ones_are_not() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    // Claude Code: `toolUseResult.file` says which lines were shown.
+    let claude = ClaudeCode::new(tmp.path().to_path_buf());
+    let file = tmp.path().join("projects/-home-ana-books/s-1.jsonl");
+    let read_call = |id: &str, path: &str| {
+        claude_line(
+            "assistant",
+            json!([{"type": "tool_use", "id": id, "name": "Read", "input": {"file_path": path}}]),
+            json!({"message_id": format!("m-{id}")}),
+        )
+    };
+    let read_result = |id: &str, path: &str, content: &str, (start, shown, total): (u64, u64, u64)| {
+        claude_line(
+            "user",
+            json!([{"type": "tool_result", "tool_use_id": id, "content": format!("     1\u{2192}{content}")}]),
+            json!({"toolUseResult": {"type": "text", "file": {"filePath": path, "content": content, "numLines": shown, "startLine": start, "totalLines": total}}}),
+        )
+    };
+    write_lines(
+        &file,
+        &[
+            claude_line("user", json!("What did I spend in October?"), json!({})),
+            read_call("t1", "/home/ana/books/october/expenses.csv"),
+            read_result(
+                "t1",
+                "/home/ana/books/october/expenses.csv",
+                "lunch,12\nkey,sk-abcdefghijklmnopqrstuvwxyz123456",
+                (1, 2, 2),
+            ),
+            read_call("t2", "/home/ana/books/ledger.csv"),
+            read_result("t2", "/home/ana/books/ledger.csv", "first 2 of 90 lines", (1, 2, 90)),
+            read_call("t3", "/etc/hosts"),
+            read_result("t3", "/etc/hosts", "127.0.0.1 localhost", (1, 1, 1)),
+            claude_line("assistant", json!([{"type": "text", "text": "12 euros."}]), json!({"message_id": "m-end"})),
+        ],
+    );
+    let e = read(&claude, &file);
+    assert_eq!(partial(&e[0]), [false, true, true], "a part of a file, and a file outside the project");
+    assert_eq!(
+        reads(&e[0]),
+        [("october/expenses.csv".to_string(), "lunch,12\nkey,[REDACTED]".to_string())],
+        "the whole file inside the project, its secret redacted; not a partial read nor a file outside"
+    );
+
+    // Pi: `read` with no offset or limit, and no `details.truncation` that says it was cut.
+    let pi = Pi::new(tmp.path().to_path_buf());
+    let file = tmp.path().join("sessions/--home-ana-books--/2026-12-01T08-00-00_r.jsonl");
+    let call = |id: &str, entry: &str, parent: &str, args: Value| {
+        pi_message(
+            entry,
+            Some(parent),
+            json!({"role": "assistant", "content": [{"type": "toolCall", "id": id, "name": "read", "arguments": args}], "stopReason": "toolUse"}),
+        )
+    };
+    let result = |id: &str, entry: &str, parent: &str, text: &str, details: Value| {
+        pi_message(
+            entry,
+            Some(parent),
+            json!({"role": "toolResult", "toolCallId": id, "toolName": "read", "content": [{"type": "text", "text": text}], "details": details, "isError": false}),
+        )
+    };
+    write_lines(
+        &file,
+        &[
+            json!({"type": "session", "version": 3, "id": "r", "timestamp": "2026-12-01T08:00:00Z", "cwd": "/home/ana/books"}),
+            pi_message("e1", None, json!({"role": "user", "content": "How many to-dos are open?"})),
+            call("c1", "e2", "e1", json!({"path": "./todo.md"})),
+            result("c1", "e3", "e2", "- [ ] a\n- [x] b", json!({})),
+            call("c2", "e4", "e3", json!({"path": "big.log", "offset": 10})),
+            result("c2", "e5", "e4", "line 10", json!({})),
+            call("c3", "e6", "e5", json!({"path": "/home/ana/books/huge.md"})),
+            result("c3", "e7", "e6", "the start", json!({"truncation": {"truncated": true}})),
+            call("c4", "e8", "e7", json!({"path": "old.md"})),
+            result("c4", "e9", "e8", "a\n\n[Showing lines 1-2000 of 5000. Use offset=2001 to continue]", json!({})),
+            call("c5", "e10", "e9", json!({"path": "scan.png"})),
+            pi_message(
+                "e11",
+                Some("e10"),
+                json!({"role": "toolResult", "toolCallId": "c5", "toolName": "read", "content": [{"type": "text", "text": "Read image file [image/png]"}, {"type": "image", "data": "iVBO", "mimeType": "image/png"}], "isError": false}),
+            ),
+            call("c6", "e12", "e11", json!({"path": "~/.aws/credentials"})),
+            result("c6", "e13", "e12", "[default]", json!({})),
+            // The same file again: kept once.
+            call("c7", "e14", "e13", json!({"path": "todo.md"})),
+            result("c7", "e15", "e14", "- [ ] a\n- [x] b", json!({})),
+        ],
+    );
+    let e = read(&pi, &file);
+    assert_eq!(reads(&e[0]), [("todo.md".to_string(), "- [ ] a\n- [x] b".to_string())]);
+    assert_eq!(partial(&e[0]), [false, true, true, true, true, true, false]);
+
+    // skd: `read_file` takes workspace paths; an observation cut short is not the file.
+    let skd = SkdRuns::new(tmp.path().join("runs"));
+    let file = tmp.path().join("runs/run-r.jsonl");
+    let tool_call = |path: &str, output: &str| json!({"event": "tool_call", "step": 1, "tool": "read_file", "arguments": {"path": path}, "ok": true, "denied": false, "output": output, "elapsed_ms": 1});
+    write_lines(
+        &file,
+        &[
+            json!({"event": "start", "schema_version": 1, "run_id": "run-r", "time": "2026-12-03T07:00:00Z", "task": "Sum the amounts", "student": "qwen", "max_steps": 8, "tools": ["read_file"]}),
+            tool_call("data/amounts.txt", "3\n4"),
+            tool_call("long.txt", "aaaa\n[... 120 more characters cut]"),
+            tool_call("../outside.txt", "x"),
+            tool_call("config/.env.local", "TOKEN=x"),
+            json!({"event": "finish", "outcome": "answered", "answer": "7", "steps": 2, "prompt_tokens": 10, "completion_tokens": 5, "elapsed_ms": 900, "error": null}),
+        ],
+    );
+    let e = read(&skd, &file);
+    assert_eq!(reads(&e[0]), [("data/amounts.txt".to_string(), "3\n4".to_string())]);
+    assert_eq!(partial(&e[0]), [false, true, true, true], "cut short, outside the workspace, a secrets file");
 }
 
 #[test]

@@ -921,7 +921,7 @@ fn truncate(text: &str, max_chars: usize) -> String {
         return text.to_string();
     }
     let kept: String = text.chars().take(max_chars).collect();
-    format!("{kept}\n[... {} more characters cut]", count - max_chars)
+    format!("{kept}{}{} more characters cut]", crate::transcript::CUT_MARK, count - max_chars)
 }
 
 fn new_run_id() -> String {

@@ -331,7 +331,10 @@ impl Tool for ReadFile {
             Ok((bytes, more)) => {
                 let mut text = String::from_utf8_lossy(&bytes).into_owned();
                 if more {
-                    text.push_str(&format!("\n[... the file goes on; only the first {limit} bytes are shown]"));
+                    text.push_str(&format!(
+                        "{}the file goes on; only the first {limit} bytes are shown]",
+                        crate::transcript::CUT_MARK
+                    ));
                 }
                 ok(text)
             }

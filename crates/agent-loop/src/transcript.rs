@@ -358,6 +358,16 @@ pub fn append_event(path: &Path, event: Event, redactor: &skill_core::redact::Re
     file.sync_all().map_err(|e| Error::io(path, e))
 }
 
+/// How an observation cut short ends: its last line starts with this mark (`[... 120 more
+/// characters cut]` from the loop's limit, `[... the file goes on; ...]` from `read_file`).
+pub const CUT_MARK: &str = "\n[... ";
+
+/// Whether a tool's observation was cut short (so a `read_file` output is not the whole
+/// file).
+pub fn is_cut_observation(output: &str) -> bool {
+    output.rfind(CUT_MARK).is_some_and(|at| !output[at + 1..].contains('\n') && output.ends_with(']'))
+}
+
 /// Reads a transcript back (for tests and the mining job). A last line without its newline
 /// that does not parse is a write cut short by a crash (perhaps inside a multi-byte
 /// character): it is left out, and everything before it is returned. A bad line anywhere else

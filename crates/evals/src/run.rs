@@ -499,6 +499,14 @@ impl CaseContext<'_> {
             }
             std::fs::copy(&from, &to).map_err(|e| skill_core::Error::io(&from, e))?;
         }
+        for (file, text) in &case.workspace_files {
+            let to = agent_loop::tools::resolve_in_root(&workspace, file)
+                .map_err(|e| Error::Grader { case: case.id.to_string(), message: format!("workspace_files: {e}") })?;
+            if let Some(dir) = to.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| skill_core::Error::io(dir, e))?;
+            }
+            std::fs::write(&to, text).map_err(|e| skill_core::Error::io(&to, e))?;
+        }
         let mut tools = ToolRegistry::new();
         for tool in builtin_tools(&workspace, None, &WorkspaceAccess::read_write()) {
             tools.register(tool).map_err(|e| Error::other(e.to_string()))?;

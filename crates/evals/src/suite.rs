@@ -23,7 +23,7 @@ use crate::grade::Grader;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use skill_core::fsutil::{atomic_write, read_utf8};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// Where a suite lives, relative to the skill folder.
@@ -105,6 +105,12 @@ pub struct EvalCase {
     /// `expenses.csv` at its root). Agent cases only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace: Option<String>,
+    /// Text files written into the agent workspace before the run, by path relative to it
+    /// (written last: they replace a file of the same path from `workspace` or `files`). The
+    /// suite carries them itself: cases mined from agents' logs hold the files the user's
+    /// agent read there. Agent cases only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub workspace_files: BTreeMap<String, String>,
     /// Statements a good answer satisfies, judged by the teacher.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expectations: Vec<String>,
@@ -128,6 +134,7 @@ impl EvalCase {
             expected_output: Some(expected.into()),
             files: Vec::new(),
             workspace: None,
+            workspace_files: BTreeMap::new(),
             expectations: Vec::new(),
             graders: Vec::new(),
             split: Split::Train,
@@ -259,6 +266,23 @@ impl EvalSuite {
                     problems.push(format!(
                         "{at}: `workspace` must be a folder relative to the skill folder, got `{folder}`"
                     ));
+                }
+            }
+            if !case.workspace_files.is_empty() && case.mode == CaseMode::Answer {
+                problems.push(format!("{at}: `workspace_files` needs \"mode\": \"agent\""));
+            }
+            for path in case.workspace_files.keys() {
+                let names_a_file =
+                    std::path::Path::new(path).components().any(|c| matches!(c, std::path::Component::Normal(_)));
+                if !is_relative_inside(path) || !names_a_file {
+                    problems.push(format!(
+                        "{at}: `workspace_files` names `{path}`: a file path relative to the workspace, inside it"
+                    ));
+                }
+                // `a` and `a/b` cannot both be files.
+                let folder = format!("{}/", path.trim_end_matches('/'));
+                if let Some(inside) = case.workspace_files.keys().find(|other| other.starts_with(&folder)) {
+                    problems.push(format!("{at}: `workspace_files` has `{path}` as a file and `{inside}` inside it"));
                 }
             }
         }

@@ -137,6 +137,59 @@ async fn a_case_workspace_folder_becomes_the_agent_workspace_and_the_run_is_reco
     );
 }
 
+#[tokio::test]
+async fn workspace_files_carried_in_the_suite_are_written_into_the_agent_workspace() {
+    // The folder's input.txt is replaced by the suite's own; notes/extra.txt is added.
+    let suite_json = r#"{"skill_name": "mined", "evals": [
+      {"id": "inline", "prompt": "What is the first line of input.txt?", "mode": "agent",
+       "workspace": "evals/workspaces/one", "expected_output": "gamma",
+       "workspace_files": {"input.txt": "gamma\n", "notes/extra.txt": "x"}}]}"#;
+    let (dir, suite) = suite_on_disk(suite_json);
+    std::fs::create_dir_all(dir.path().join("evals/workspaces/one")).expect("mkdir");
+    std::fs::write(dir.path().join("evals/workspaces/one/input.txt"), "alpha\n").expect("fixture");
+    let config = RunnerConfig { files_root: Some(dir.path().to_path_buf()), ..RunnerConfig::default() };
+    let replies = vec![
+        "Answer: gamma",
+        "Action: read_file {\"path\": \"notes/extra.txt\"}",
+        "Action: read_file {\"path\": \"input.txt\"}",
+    ];
+    let student: Arc<dyn Student> = Arc::new(Scripted(Mutex::new(replies)));
+    let evaluator = Evaluator { student, judge: None, suite: &suite, config: &config };
+    let cases: Vec<&evals::EvalCase> = suite.evals.iter().collect();
+    let run = evaluator.run(&cases, None, "no skill", &mut |_| {}).await.expect("run");
+    let outputs: Vec<&str> = run.results[0]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            agent_loop::Event::ToolCall { ok: true, output, .. } => Some(output.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(outputs, ["gamma\n", "x"]);
+    assert!(run.results[0].passed, "{:#?}", run.results[0]);
+    // A path out of the workspace, or files on an answer case, are refused by the suite check.
+    let bad = r#"{"skill_name": "x", "evals": [
+      {"id": "up", "prompt": "p", "mode": "agent", "workspace_files": {"../escape.txt": "x"}, "expected_output": "a"},
+      {"id": "dot", "prompt": "p", "mode": "agent", "workspace_files": {"./": "x"}, "expected_output": "a"},
+      {"id": "clash", "prompt": "p", "mode": "agent", "workspace_files": {"a": "x", "a/b.txt": "y"}, "expected_output": "a"},
+      {"id": "answer", "prompt": "p", "workspace_files": {"a.txt": "x"}, "expected_output": "a"}]}"#;
+    let suite: EvalSuite = serde_json::from_str(bad).expect("parses");
+    let problems = suite.problems(bad);
+    assert!(
+        problems.iter().any(|p| p.contains("case up") && p.contains("`../escape.txt`") && p.contains("inside it")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.contains("case answer") && p.contains("`workspace_files` needs \"mode\": \"agent\"")),
+        "{problems:?}"
+    );
+    assert!(problems.iter().any(|p| p.contains("case dot") && p.contains("`./`")), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.contains("case clash") && p.contains("`a` as a file and `a/b.txt` inside it")),
+        "{problems:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_cases_run_real_tools_in_a_scratch_workspace_and_are_graded_on_calls_and_files() {
     let (dir, suite) = skill_folder();

@@ -8,9 +8,14 @@
 //! has nothing to grade against and is left out. Each case's split comes from a hash of its
 //! episode, so a case keeps its split from one night to the next, and the sealed test split
 //! holds real tasks only.
+//!
+//! A task the user's agent worked on files for is an agent case: the text files the agent
+//! read whole, as it found them, go into the case (`workspace_files`), and the student runs it
+//! through the agent loop with file tools in a workspace holding them.
 
 use agent_logs::{Episode, OutcomeKind};
-use evals::{EvalCase, EvalSuite, Grader, Split};
+use evals::{CaseMode, EvalCase, EvalSuite, Grader, Split};
+use std::collections::BTreeMap;
 
 /// Longest accepted answer graded by comparison rather than by the rubric (characters).
 const SHORT_ANSWER_CHARS: usize = 60;
@@ -29,6 +34,11 @@ pub const MINED_JSON_ANSWER_INSTRUCTIONS: &str = "Work it out step by step, then
 /// Most fields of a structured answer checked one by one: a bigger document is judged by the
 /// rubric against the accepted answer instead.
 const MAX_JSON_FIELDS: usize = 16;
+
+/// Tools that change a file (skd's, Pi's, Claude Code's): a read after one may show the
+/// agent's own work rather than what the user had, so reads stop counting there. (A shell
+/// command may change files too; it is not counted, or few episodes would keep a file.)
+const FILE_WRITING_TOOLS: &[&str] = &["write_file", "write", "edit", "Write", "Edit", "MultiEdit", "NotebookEdit"];
 
 /// Reads the answer back from the last `Answer:` line.
 pub const MINED_ANSWER_PATTERN: &str = r"(?im)^\s*\**answer\**:\**\s*(.+?)\s*$";
@@ -113,6 +123,11 @@ pub fn suite_from_episodes(skill_name: &str, episodes: &[&Episode]) -> EvalSuite
             }
             _ => continue,
         }
+        let files = files_read(e);
+        if !files.is_empty() {
+            case.mode = CaseMode::Agent;
+            case.workspace_files = files;
+        }
         // 6 in 10 train, 2 validation, 2 test, fixed by the episode.
         case.split = match hash.as_bytes()[0] % 10 {
             0..=5 => Split::Train,
@@ -127,6 +142,25 @@ pub fn suite_from_episodes(skill_name: &str, episodes: &[&Episode]) -> EvalSuite
         suite.answer_pattern = Some(MINED_ANSWER_PATTERN.to_string());
     }
     suite
+}
+
+/// The files an episode's agent read whole before it changed any file, by path: the
+/// workspace its task was done in, as far as the log shows it (the episode keeps a few
+/// small files only: `agent_logs::MAX_EPISODE_READS`). The first read of a path wins. None
+/// when a file it read before then is not kept whole.
+fn files_read(e: &Episode) -> BTreeMap<String, String> {
+    let mut files = BTreeMap::new();
+    for tool in e.tools.iter().take_while(|t| !FILE_WRITING_TOOLS.contains(&t.name.as_str())) {
+        if tool.partial_read {
+            // A file the agent needed is not all there: a workspace without it would grade
+            // the student on a task it cannot do.
+            return BTreeMap::new();
+        }
+        if let Some(read) = &tool.read {
+            files.entry(read.path.clone()).or_insert_with(|| read.content.clone());
+        }
+    }
+    files
 }
 
 /// The grader of a short accepted answer: one with one number in it ("42", "8 euros",
@@ -194,6 +228,43 @@ fn collect_leaves(value: &serde_json::Value, pointer: &mut String, out: &mut Vec
 mod tests {
     use super::*;
     use crate::settled_episode as episode;
+
+    #[test]
+    fn a_task_done_over_files_becomes_an_agent_case_holding_the_files_as_the_agent_found_them() {
+        use agent_logs::{FileRead, ToolUse};
+        let read = |path: &str, content: &str| ToolUse {
+            name: "Read".into(),
+            error: false,
+            read: Some(FileRead { path: path.into(), content: content.into() }),
+            partial_read: false,
+        };
+        let tool = |name: &str| ToolUse { name: name.into(), error: false, read: None, partial_read: false };
+        let mut e = episode("Total my expenses.csv", OutcomeKind::Success, Some("85"), None);
+        e.tools = vec![
+            tool("Bash"),
+            read("expenses.csv", "item,amount\nlunch,12\ntrain,73\n"),
+            read("notes/budget.md", "Budget: 100"),
+            // A second read of a path is not the file as the agent found it.
+            read("expenses.csv", "changed"),
+            tool("Edit"),
+            // After the agent changed a file, what it reads may be its own work.
+            read("summary.md", "written by the agent"),
+        ];
+        let plain = episode("What is 12 + 73?", OutcomeKind::Success, Some("85"), None);
+        let suite = suite_from_episodes("mined-job", &[&e, &plain]);
+        let case = &suite.evals[0];
+        assert_eq!(case.mode, CaseMode::Agent);
+        let files: Vec<(&str, &str)> = case.workspace_files.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+        assert_eq!(files, [("expenses.csv", "item,amount\nlunch,12\ntrain,73\n"), ("notes/budget.md", "Budget: 100")]);
+        assert_eq!(case.graders, [Grader::Numeric { expected: Some(85.0), tolerance: 1e-6, unit: None }]);
+        assert_eq!((suite.evals[1].mode, suite.evals[1].workspace_files.len()), (CaseMode::Answer, 0));
+        assert!(suite.problems("").is_empty(), "{:?}", suite.problems(""));
+        // One file read only in part: the task's files are not all known, so no workspace.
+        let mut partly = e.clone();
+        partly.tools.insert(1, ToolUse { partial_read: true, ..tool("Read") });
+        let suite = suite_from_episodes("mined-job", &[&partly]);
+        assert_eq!((suite.evals[0].mode, suite.evals[0].workspace_files.len()), (CaseMode::Answer, 0));
+    }
 
     #[test]
     fn settled_episodes_become_cases_with_their_reference_and_a_stable_split() {

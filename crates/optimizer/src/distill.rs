@@ -1147,6 +1147,7 @@ mod tests {
             expected_output: Some((a + b).to_string()),
             files: Vec::new(),
             workspace: None,
+            workspace_files: Default::default(),
             expectations: Vec::new(),
             graders: vec![Grader::Normalized { expected: None }],
             split,
@@ -1363,6 +1364,7 @@ mod tests {
             expected_output: Some((n + 1).to_string()),
             files: Vec::new(),
             workspace: None,
+            workspace_files: Default::default(),
             expectations: Vec::new(),
             graders: vec![Grader::Normalized { expected: None }],
             split: Split::Validation,
@@ -1910,6 +1912,7 @@ impl Distiller<'_> {
                     expected_output: Some(c.expected_output),
                     files: Vec::new(),
                     workspace: None,
+                    workspace_files: Default::default(),
                     expectations: Vec::new(),
                     graders: vec![if numeric {
                         Grader::Numeric { expected: None, tolerance: 1e-6, unit: None }
@@ -1985,11 +1988,13 @@ impl Distiller<'_> {
         let mut suite = EvalSuite::load(suite_path)?;
         let train = suite.split(Split::Train);
         let wanted = state.config.top_up_train.saturating_sub(train.len());
-        // Short answers only: a rubric case has no reference to copy, and a JSON answer's
-        // fields could not be graded as the user's are.
+        // Short answers to the task alone: a rubric case has no reference to copy, a JSON
+        // answer's fields could not be graded as the user's are, and a case over files the
+        // user's agent read would be drafted without them.
         let examples: Vec<(&str, &str)> = train
             .iter()
             .filter(|c| c.expectations.is_empty() && !c.graders.iter().any(|g| matches!(g, Grader::JsonField { .. })))
+            .filter(|c| c.mode == CaseMode::Answer)
             .filter_map(|c| {
                 let expected = c.expected_output.as_deref()?.trim();
                 (!expected.is_empty() && !expected.contains('\n')).then_some((c.prompt.as_str(), expected))
