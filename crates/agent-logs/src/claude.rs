@@ -98,13 +98,7 @@ impl LogSource for ClaudeCode {
                     if block["type"] == "tool_use" {
                         let name = block["name"].as_str().unwrap_or("?").to_string();
                         calls.insert(block["id"].as_str().unwrap_or("").to_string(), session.turns.len());
-                        session.turns.push(Turn::Tool {
-                            name,
-                            error: false,
-                            rejected: false,
-                            read: None,
-                            partial_read: false,
-                        });
+                        session.turns.push(Turn::call(name));
                     }
                 }
                 last_message = id;

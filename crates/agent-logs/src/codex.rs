@@ -115,13 +115,7 @@ impl LogSource for Codex {
                         calls.insert(id.to_string(), session.turns.len());
                     }
                     // Codex reads files through its shell: no whole-file read is told apart.
-                    session.turns.push(Turn::Tool {
-                        name: name.to_string(),
-                        error: false,
-                        rejected: false,
-                        read: None,
-                        partial_read: false,
-                    });
+                    session.turns.push(Turn::call(name));
                 }
                 ("response_item", "function_call_output" | "custom_tool_call_output") => {
                     let at = payload["call_id"].as_str().and_then(|id| calls.get(id)).copied();

@@ -127,6 +127,13 @@ pub enum Turn {
     },
 }
 
+impl Turn {
+    /// A tool call whose result has not come back yet (readers fill in the rest when it does).
+    pub fn call(name: impl Into<String>) -> Turn {
+        Turn::Tool { name: name.into(), error: false, rejected: false, read: None, partial_read: false }
+    }
+}
+
 /// The names of the sources [`default_sources`] makes.
 pub const SOURCE_NAMES: &[&str] = &["skd", "pi", "claude-code", "codex"];
 

@@ -112,13 +112,7 @@ impl LogSource for Pi {
                             let path = path.and_then(|p| crate::path_in_project(session.project.as_deref(), p));
                             reads.insert(session.turns.len(), path);
                         }
-                        session.turns.push(Turn::Tool {
-                            name,
-                            error: false,
-                            rejected: false,
-                            read: None,
-                            partial_read: false,
-                        });
+                        session.turns.push(Turn::call(name));
                     }
                     if message["stopReason"] == "aborted" {
                         session.turns.push(Turn::Interrupted);
