@@ -10,8 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The quickest build that serves the main job: llama.cpp alone, without mistral.rs (README,
-# Build time). The dev profile optimizes dependencies (Cargo.toml).
+# The quickest build that serves the main job: llama.cpp alone, without mistral.rs or the
+# embedding model (README, Development). The dev profile optimizes dependencies (Cargo.toml).
 bash scripts/install-build-deps.sh
 cargo build --locked -p skd-cli --no-default-features --features llama-cpp
 skd="${CARGO_TARGET_DIR:-target}/debug/skd"

@@ -248,9 +248,7 @@ pub(crate) fn library_skills(config: &Config) -> Vec<optimizer::LibrarySkill> {
 /// beside the episodes, and the model is loaded only when some task or skill is new.
 pub(crate) fn episode_embedder(config: &Config, quiet: bool) -> skill_core::embed_cache::CachedEmbedder<'_> {
     skill_core::embed_cache::CachedEmbedder::lazy(EMBEDDING_MODEL_ID, &config.state_dir.value.join("logs"), move || {
-        load_embedder(config, quiet)
-            .map(|m| Box::new(m) as Box<dyn skill_core::Embedder>)
-            .map_err(|e| skill_core::Error::backend("all-MiniLM-L6-v2", format!("{e:#}")))
+        load_embedder(config, quiet).map_err(|e| skill_core::Error::backend("all-MiniLM-L6-v2", format!("{e:#}")))
     })
 }
 
@@ -258,7 +256,8 @@ pub(crate) fn episode_embedder(config: &Config, quiet: bool) -> skill_core::embe
 const EMBEDDING_MODEL_ID: &str = "all-MiniLM-L6-v2";
 
 /// The sentence-embedding model, pulled into the model cache on first use.
-pub fn load_embedder(config: &Config, quiet: bool) -> Result<embed::MiniLm> {
+#[cfg(feature = "embeddings")]
+pub fn load_embedder(config: &Config, quiet: bool) -> Result<Box<dyn skill_core::Embedder>> {
     use student::models::{ALL_MINILM_L6_V2, ModelStore, find_known};
     let known = find_known(ALL_MINILM_L6_V2).expect("a known model");
     let store = ModelStore::new(&config.models_dir.value);
@@ -267,7 +266,16 @@ pub fn load_embedder(config: &Config, quiet: bool) -> Result<embed::MiniLm> {
     }
     let weights = store.pull(&known, &mut |_| {})?;
     let [tokenizer, model_config] = [0, 1].map(|i| store.companion_path(&known.companions[i]));
-    Ok(embed::MiniLm::load(&weights, &tokenizer, &model_config)?)
+    Ok(Box::new(embed::MiniLm::load(&weights, &tokenizer, &model_config)?))
+}
+
+/// A build without the embedding model (the quick start's) says which commands need it.
+#[cfg(not(feature = "embeddings"))]
+pub fn load_embedder(_config: &Config, _quiet: bool) -> Result<Box<dyn skill_core::Embedder>> {
+    anyhow::bail!(
+        "this build of skd has no embedding model, which `skd mine`, `skd nightly` and `skd search --hybrid` need: \
+         build it with `--features embeddings` (on by default)"
+    )
 }
 
 /// `skd feedback RUN good|bad [--note TEXT]`: appends the user's verdict to a run's

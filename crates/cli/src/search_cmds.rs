@@ -89,7 +89,7 @@ pub fn search(config: &Config, query: &str, scope: Scope, limit: usize, hybrid: 
     let index = std::sync::Arc::new(index);
     let hits = if hybrid {
         let embedder = crate::logs_cmds::load_embedder(config, as_json)?;
-        retrieval::HybridSearch::new(index.clone(), std::sync::Arc::new(embedder)).search(query, &opts)?
+        retrieval::HybridSearch::new(index.clone(), std::sync::Arc::from(embedder)).search(query, &opts)?
     } else {
         index.search(query, &opts)?
     };
