@@ -378,10 +378,17 @@ fn distill_is_killed_mid_rewrite_resumed_and_keeps_an_unhelpful_rewrite_as_a_ver
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|v| v["stage"].as_str().map(str::to_string))
     };
+    let asked = |key: &str| {
+        teacher.requests.lock().expect("lock").iter().filter(|r| r["messages"].to_string().contains(key)).count()
+    };
     let mut first_run = env.cmd(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn distill");
     let started = std::time::Instant::now();
     let killed_at = loop {
-        if let Some(s) = stage().filter(|s| s != "start" && s != "drafted") {
+        // Killed once the rewrite has been asked for (the stage is saved just before the
+        // request goes out: killing at the stage alone raced the request).
+        if let Some(s) = stage().filter(|s| s != "start" && s != "drafted")
+            && (s != "measured" || asked("Rewrite the skill so it handles") > 0)
+        {
             first_run.kill().expect("kill");
             break Some(s);
         }
@@ -392,9 +399,6 @@ fn distill_is_killed_mid_rewrite_resumed_and_keeps_an_unhelpful_rewrite_as_a_ver
     };
     let _ = first_run.wait();
     assert_eq!(killed_at.as_deref(), Some("measured"), "killed after the baseline, during the rewrite");
-    let asked = |key: &str| {
-        teacher.requests.lock().expect("lock").iter().filter(|r| r["messages"].to_string().contains(key)).count()
-    };
     assert_eq!(asked("Rewrite the skill so it handles"), 1, "the rewrite was asked for when the run was killed");
     // Resumed: it goes on from the last finished step, with the settings and the student it
     // began with (`--minibatch` may not be given again; the stop limits and the teacher
