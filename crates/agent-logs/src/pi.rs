@@ -128,9 +128,7 @@ impl LogSource for Pi {
                         if let Some(path) = was_read
                             && !*error
                         {
-                            *read = path
-                                .filter(|_| shows_whole_text(message))
-                                .map(|path| FileRead { path, content: text_of(&message["content"], &["text"]) });
+                            *read = path.and_then(|path| Some(FileRead { path, content: whole_text(message)? }));
                             *partial_read = read.is_none();
                         }
                     }
@@ -170,13 +168,13 @@ fn resolve(fork: &Path, parent: &str) -> PathBuf {
     if p.is_absolute() { p } else { fork.parent().map(|d| d.join(&p)).unwrap_or(p) }
 }
 
-/// Whether a `read` result shows a whole text file: text blocks only (an image comes as an
-/// image block with a note), and no sign that it was cut (`details.truncation` since Pi
-/// recorded it; the `[Showing lines ...` notice the text carries in every version).
-fn shows_whole_text(message: &Value) -> bool {
+/// The text of a `read` result that shows a whole text file: text blocks only (an image
+/// comes as an image block with a note), and no sign that it was cut (`details.truncation`
+/// since Pi recorded it; the `[Showing lines ...` notice the text carries in every version).
+fn whole_text(message: &Value) -> Option<String> {
     let blocks = message["content"].as_array();
     let text_only = blocks.is_none_or(|b| b.iter().all(|block| block["type"] == "text"));
-    let cut = message["details"]["truncation"]["truncated"].as_bool() == Some(true)
-        || text_of(&message["content"], &["text"]).contains("[Showing lines ");
-    text_only && !cut
+    let text = text_of(&message["content"], &["text"]);
+    let cut = message["details"]["truncation"]["truncated"].as_bool() == Some(true) || text.contains("[Showing lines ");
+    (text_only && !cut).then_some(text)
 }
