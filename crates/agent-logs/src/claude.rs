@@ -98,7 +98,7 @@ impl LogSource for ClaudeCode {
                     if block["type"] == "tool_use" {
                         let name = block["name"].as_str().unwrap_or("?").to_string();
                         calls.insert(block["id"].as_str().unwrap_or("").to_string(), session.turns.len());
-                        session.turns.push(Turn::call(name));
+                        session.turns.push(tool_call(name, &block["input"]));
                     }
                 }
                 last_message = id;
@@ -115,7 +115,7 @@ impl LogSource for ClaudeCode {
             for block in results {
                 let result = text_of(&block["content"], &["text"]);
                 let at = block["tool_use_id"].as_str().and_then(|id| calls.get(id)).copied();
-                if let Some(Turn::Tool { name, error, rejected, read, partial_read }) =
+                if let Some(Turn::Tool { name, error, rejected, read, partial_read, .. }) =
                     at.and_then(|i| session.turns.get_mut(i))
                 {
                     *error = block["is_error"].as_bool() == Some(true);
@@ -138,6 +138,22 @@ impl LogSource for ClaudeCode {
         }
         Ok(session)
     }
+}
+
+/// A call of one of Claude Code's tools: its edit tools and subagents (`Task`) write; `Bash`
+/// writes unless its command is known to only read, and a file it prints is not kept (its
+/// output is not checked for being the whole file: Claude Code reads files with `Read`),
+/// even when the command failed (`cat a b` shows `a` when `b` is missing).
+fn tool_call(name: String, input: &Value) -> Turn {
+    let (writes, shows_file) = match name.as_str() {
+        "Write" | "Edit" | "MultiEdit" | "NotebookEdit" | "Task" => (true, false),
+        "Bash" => {
+            let effect = crate::shell::effect_of_script(input["command"].as_str().unwrap_or(""));
+            (effect.may_write, effect.read.is_some())
+        }
+        _ => (false, false),
+    };
+    Turn::Tool { name, error: false, rejected: false, read: None, partial_read: shows_file, writes }
 }
 
 /// The `Read` tool's record of a file shown from its first line to its last

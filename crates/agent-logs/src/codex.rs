@@ -10,10 +10,17 @@
 //! are skipped. The user's words come from `user_message` events where the file has them,
 //! since Codex's `response_item` user messages also carry its environment block and
 //! AGENTS.md; older rollouts without events fall back to those, harness text removed.
+//!
+//! Codex reads files through its shell (`cat F`, `sed -n '1,200p' F`, `nl -ba F`) or its
+//! `read_file` tool (`L1: text` lines); a read whose output shows the whole file is kept,
+//! one that shows part of a file, or output Codex cut, is marked partial. Its shell commands
+//! count as writes unless they are known to only read ([`crate::shell`]); `apply_patch`
+//! writes.
 
 use crate::harness::user_text;
 use crate::jsonl::{read_jsonl, text_of};
-use crate::{LogSource, Result, Session, Turn};
+use crate::shell::{self, ShellRead, View};
+use crate::{FileRead, LogSource, Result, Session, Turn};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -66,6 +73,8 @@ impl LogSource for Codex {
         let has_user_events =
             lines.iter().any(|l| l.value["type"] == "event_msg" && l.value["payload"]["type"] == "user_message");
         let mut calls: HashMap<String, usize> = HashMap::new();
+        // Turn index of a call that prints a file -> how, until its output comes.
+        let mut reads: HashMap<usize, PendingRead> = HashMap::new();
         let mut seen_meta = false;
         for line in &lines {
             let v = &line.value;
@@ -114,15 +123,34 @@ impl LogSource for Codex {
                     if let Some(id) = payload["call_id"].as_str() {
                         calls.insert(id.to_string(), session.turns.len());
                     }
-                    // Codex reads files through its shell: no whole-file read is told apart.
-                    session.turns.push(Turn::call(name));
+                    let call = CallEffect::of(name, payload, session.project.as_deref());
+                    if let Some(read) = call.read {
+                        reads.insert(session.turns.len(), read);
+                    }
+                    session.turns.push(Turn::Tool {
+                        name: name.to_string(),
+                        error: false,
+                        rejected: false,
+                        read: None,
+                        partial_read: false,
+                        writes: call.writes,
+                    });
                 }
                 ("response_item", "function_call_output" | "custom_tool_call_output") => {
                     let at = payload["call_id"].as_str().and_then(|id| calls.get(id)).copied();
-                    if let Some(Turn::Tool { error, rejected, .. }) = at.and_then(|i| session.turns.get_mut(i)) {
-                        let (failed, refused) = output_verdict(&payload["output"]);
+                    let pending = at.and_then(|i| reads.remove(&i));
+                    if let Some(Turn::Tool { error, rejected, read, partial_read, .. }) =
+                        at.and_then(|i| session.turns.get_mut(i))
+                    {
+                        let output = output_text(&payload["output"]);
+                        let (failed, refused) = output_verdict(&payload["output"], &output);
                         *error = failed;
                         *rejected = refused;
+                        match pending.map(|p| p.file(&output, failed)) {
+                            Some(Shown::Whole(file)) => *read = Some(file),
+                            Some(Shown::Part) => *partial_read = true,
+                            Some(Shown::Nothing) | None => {}
+                        }
                     }
                 }
                 _ => {}
@@ -132,22 +160,210 @@ impl LogSource for Codex {
     }
 }
 
-/// Whether a tool's output says it failed, and whether the user refused it. Codex writes
-/// the output as text (shell results hold their exit code: a JSON text with
-/// `metadata.exit_code` in older versions, an `Exit code: N` line in newer ones), as a list of
-/// `input_text` items, or as an object with `success`.
-fn output_verdict(output: &Value) -> (bool, bool) {
-    let text = match output {
-        Value::Object(o) if o.get("success").and_then(Value::as_bool) == Some(false) => return (true, false),
+/// What a call may do to files, known from the call alone.
+struct CallEffect {
+    writes: bool,
+    read: Option<PendingRead>,
+}
+
+/// A call that prints a file, waiting for its output.
+enum PendingRead {
+    /// A shell command: the file's path in the project (None: outside it or a secrets file)
+    /// and how it was printed (None: a part of it, or several files).
+    Shell { path: Option<String>, view: Option<View> },
+    /// Codex's `read_file` tool: the path in the project, and the line limit when the call
+    /// asked for the file from its first line in slice mode (None: a part of it).
+    ReadFile { path: Option<String>, limit: Option<usize> },
+}
+
+/// What a call's output showed of a file.
+enum Shown {
+    Whole(FileRead),
+    Part,
+    Nothing,
+}
+
+impl CallEffect {
+    /// Codex's tools: `apply_patch` writes; the shell tools (`shell`, `shell_command`,
+    /// `exec_command`, `local_shell_call`) write unless their command is known to only read,
+    /// and may print a file; `read_file` prints one; `write_stdin` feeds a running command,
+    /// which may write.
+    fn of(name: &str, payload: &Value, project: Option<&Path>) -> CallEffect {
+        let args: Value = match &payload["arguments"] {
+            Value::String(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+            other => other.clone(),
+        };
+        let (effect, workdir) = if payload["type"] == "local_shell_call" {
+            let action = &payload["action"];
+            (Some(shell::effect_of_argv(&strings(&action["command"]))), action["working_directory"].as_str())
+        } else {
+            let effect = match (name, &args["command"]) {
+                ("shell" | "container.exec", Value::Array(_)) => {
+                    Some(shell::effect_of_argv(&strings(&args["command"])))
+                }
+                ("shell_command", Value::String(script)) => Some(shell::effect_of_script(script)),
+                ("exec_command", _) if args["cmd"].is_string() => args["cmd"].as_str().map(shell::effect_of_script),
+                // A shell call whose command cannot be read may have done anything.
+                ("shell" | "container.exec" | "shell_command" | "exec_command", _) => {
+                    Some(shell::ShellEffect { read: None, may_write: true })
+                }
+                _ => None,
+            };
+            (effect, args["workdir"].as_str())
+        };
+        if let Some(effect) = effect {
+            let read = effect.read.map(|read| match read {
+                ShellRead::File { path, view } => {
+                    PendingRead::Shell { path: in_project(project, workdir, &path), view: Some(view) }
+                }
+                ShellRead::Part => PendingRead::Shell { path: None, view: None },
+            });
+            return CallEffect { writes: effect.may_write, read };
+        }
+        match name {
+            "apply_patch" | "write_stdin" => CallEffect { writes: true, read: None },
+            "read_file" => {
+                let from_start = args["offset"].as_u64().is_none_or(|o| o == 1)
+                    && args["mode"].as_str().is_none_or(|m| m == "slice");
+                let limit = args["limit"].as_u64().map_or(Some(READ_FILE_LIMIT), |l| usize::try_from(l).ok());
+                let path = args["file_path"].as_str().and_then(|p| in_project(project, None, p));
+                CallEffect {
+                    writes: false,
+                    read: Some(PendingRead::ReadFile { path, limit: limit.filter(|_| from_start) }),
+                }
+            }
+            _ => CallEffect { writes: false, read: None },
+        }
+    }
+}
+
+/// Where Codex versions that wrote JSON outputs cut a command's output, silently.
+const OLD_OUTPUT_MAX_BYTES: usize = 10 * 1024;
+const OLD_OUTPUT_MAX_LINES: usize = 256;
+
+/// `read_file`'s default line limit, and the length at which it cuts a line (bytes).
+const READ_FILE_LIMIT: usize = 2000;
+const READ_FILE_LINE_CUT: usize = 500;
+
+impl PendingRead {
+    /// What the call's output text showed of the file. A command that failed printed no
+    /// single file, but a longer one may have printed some before it failed.
+    fn file(self, output: &str, failed: bool) -> Shown {
+        match self {
+            PendingRead::Shell { view: Some(_), .. } | PendingRead::ReadFile { .. } if failed => Shown::Nothing,
+            PendingRead::Shell { path, view } => {
+                // Carriage returns: a terminal's output (`exec_command` with a tty) or a CRLF
+                // file; either way not the file's lines as they are.
+                let text = command_output(output).filter(|t| !t.contains('\r'));
+                let content = view.zip(text).and_then(|(view, text)| view.whole_text(&text));
+                match (path, content) {
+                    (Some(path), Some(content)) => Shown::Whole(FileRead { path, content }),
+                    _ => Shown::Part,
+                }
+            }
+            PendingRead::ReadFile { path, limit } => {
+                // An error comes back as a message, not as numbered lines.
+                if !output.starts_with('L')
+                    || output.split_once(": ").is_none_or(|(n, _)| n[1..].parse::<u64>().is_err())
+                {
+                    return Shown::Nothing;
+                }
+                let content = limit.and_then(|limit| numbered_lines(output, limit));
+                match (path, content) {
+                    (Some(path), Some(content)) => Shown::Whole(FileRead { path, content }),
+                    _ => Shown::Part,
+                }
+            }
+        }
+    }
+}
+
+/// The file behind `read_file`'s output (`L1: text` lines), when it is all there: numbered
+/// from 1 with no gap, fewer lines than the limit, and no line long enough to have been cut.
+fn numbered_lines(output: &str, limit: usize) -> Option<String> {
+    let mut text = String::with_capacity(output.len());
+    let mut count = 0;
+    for (i, line) in output.split('\n').enumerate() {
+        let rest = line.strip_prefix(&format!("L{}: ", i + 1))?;
+        // Cut at a character boundary: a cut line of multibyte text can be a few bytes short.
+        if rest.len() + 3 >= READ_FILE_LINE_CUT {
+            return None;
+        }
+        text.push_str(rest);
+        text.push('\n');
+        count += 1;
+    }
+    (count < limit).then_some(text)
+}
+
+/// The text a shell tool's command printed, from the output Codex gave the model: a JSON
+/// text `{"output", "metadata"}` (older versions) or header lines (`Exit code: 0`, `Wall
+/// time`, `Process exited with code 0`, `Chunk ID`, `Original token count`) and `Output:`.
+/// None when Codex cut it (a `Total output lines:` header, a truncation notice; the older
+/// versions cut each stream at 10 KiB or 256 lines without a word) or the command had not
+/// finished.
+fn command_output(output: &str) -> Option<String> {
+    let body = match serde_json::from_str::<Value>(output) {
+        Ok(v) => {
+            let body = v["output"].as_str()?;
+            if body.len() >= OLD_OUTPUT_MAX_BYTES || body.lines().count() >= OLD_OUTPUT_MAX_LINES {
+                return None;
+            }
+            body.to_string()
+        }
+        Err(_) => {
+            let (header, body) = output.split_once("Output:\n")?;
+            let finished =
+                header.lines().any(|l| l.starts_with("Exit code: ") || l.starts_with("Process exited with code "));
+            if !finished || header.contains("Total output lines:") {
+                return None;
+            }
+            body.to_string()
+        }
+    };
+    const CUT: [&str; 5] =
+        ["Total output lines:", "truncated output", "tokens truncated", "chars truncated", "[... omitted"];
+    (!CUT.iter().any(|mark| body.contains(mark))).then_some(body)
+}
+
+/// A command's path as a path in the project: relative ones from the command's folder.
+fn in_project(project: Option<&Path>, workdir: Option<&str>, path: &str) -> Option<String> {
+    let full = match workdir {
+        Some(dir) if !Path::new(path).is_absolute() => Path::new(dir).join(path),
+        _ => PathBuf::from(path),
+    };
+    crate::path_in_project(project, full.to_str()?)
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value.as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect()
+}
+
+/// A tool's output as text: a text, a list of `input_text` items, or an object with
+/// `content`.
+fn output_text(output: &Value) -> String {
+    match output {
         Value::Object(o) => o.get("content").map(|c| text_of(c, &["input_text", "text"])).unwrap_or_default(),
         other => text_of(other, &["input_text", "text"]),
-    };
+    }
+}
+
+/// Whether a tool's output says it failed, and whether the user refused it: an object with
+/// `success: false`, a refusal, or a shell result whose exit code is not 0 (a JSON text with
+/// `metadata.exit_code` in older versions, an `Exit code: N` or `Process exited with code N`
+/// line in newer ones).
+fn output_verdict(output: &Value, text: &str) -> (bool, bool) {
+    if output.get("success").and_then(Value::as_bool) == Some(false) {
+        return (true, false);
+    }
     let refused = ["rejected by user", "user rejected", "declined by user", "denied by the user"]
         .iter()
         .any(|p| text.contains(p));
     let exit_code =
-        serde_json::from_str::<Value>(&text).ok().and_then(|v| v["metadata"]["exit_code"].as_i64()).or_else(|| {
-            text.lines().find_map(|l| l.strip_prefix("Exit code: ")).and_then(|c| c.trim().parse::<i64>().ok())
+        serde_json::from_str::<Value>(text).ok().and_then(|v| v["metadata"]["exit_code"].as_i64()).or_else(|| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("Exit code: ").or_else(|| l.strip_prefix("Process exited with code ")))
+                .and_then(|c| c.trim().parse::<i64>().ok())
         });
     (refused || exit_code.is_some_and(|c| c != 0), refused)
 }

@@ -65,6 +65,10 @@ pub struct ToolUse {
     /// holding secrets, or one past the limits above. The task's files are not all known.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub partial_read: bool,
+    /// It may have changed files (a write or edit tool, a shell command not known to only
+    /// read): files read after it may not be as the user had them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub writes: bool,
 }
 
 /// A whole text file a tool read, as the tool returned it.
@@ -249,7 +253,7 @@ pub fn episodes(source: &str, file: &Path, session: &Session, redactor: &Redacto
                     o.episode.answer = Some(clip(&clean(text)));
                 }
             }
-            Turn::Tool { name, error, rejected, read, partial_read } => {
+            Turn::Tool { name, error, rejected, read, partial_read, writes } => {
                 if let Some(o) = &mut open {
                     let kept: Vec<&FileRead> = o.episode.tools.iter().filter_map(|t| t.read.as_ref()).collect();
                     let kept_bytes: usize = kept.iter().map(|r| r.content.len()).sum();
@@ -264,7 +268,13 @@ pub fn episodes(source: &str, file: &Path, session: &Session, redactor: &Redacto
                     // partial read does.
                     let partial_read = *partial_read || read.is_some_and(|r| !fits(&r));
                     let read = read.filter(fits).map(|r| FileRead { path: r.path.clone(), content: clean(&r.content) });
-                    o.episode.tools.push(ToolUse { name: name.clone(), error: *error, read, partial_read });
+                    o.episode.tools.push(ToolUse {
+                        name: name.clone(),
+                        error: *error,
+                        read,
+                        partial_read,
+                        writes: *writes,
+                    });
                     if *rejected {
                         o.fail(format!("the user refused a {name} call"), None);
                     }

@@ -20,6 +20,7 @@ pub mod harness;
 mod jsonl;
 pub mod outcome;
 mod pi;
+mod shell;
 mod skd;
 mod store;
 
@@ -102,8 +103,12 @@ pub enum Turn {
         /// mined agent case's workspace holds it).
         read: Option<FileRead>,
         /// The call read a file but not one to keep whole (part of it, an image, a file
-        /// outside the project or holding secrets): the task's files are not all known.
+        /// outside the project or holding secrets, a file a shell command printed where its
+        /// output cannot be told whole): the task's files are not all known.
         partial_read: bool,
+        /// The call may have changed files: a write or edit tool, or a shell command not
+        /// known to only read. Files read after it may not be as the user had them.
+        writes: bool,
     },
     /// The user stopped the agent mid-turn.
     Interrupted,
@@ -130,7 +135,7 @@ pub enum Turn {
 impl Turn {
     /// A tool call whose result has not come back yet (readers fill in the rest when it does).
     pub fn call(name: impl Into<String>) -> Turn {
-        Turn::Tool { name: name.into(), error: false, rejected: false, read: None, partial_read: false }
+        Turn::Tool { name: name.into(), error: false, rejected: false, read: None, partial_read: false, writes: false }
     }
 }
 

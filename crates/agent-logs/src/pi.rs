@@ -105,14 +105,31 @@ impl LogSource for Pi {
                         let name = block["name"].as_str().unwrap_or("?").to_string();
                         // A `read` is of a whole file with a path and no `offset`/`limit`; its
                         // text comes with the result.
+                        let args = &block["arguments"];
                         if name == "read" {
-                            let args = &block["arguments"];
                             let whole = args["offset"].is_null() && args["limit"].is_null();
                             let path = args["path"].as_str().filter(|_| whole);
                             let path = path.and_then(|p| crate::path_in_project(session.project.as_deref(), p));
                             reads.insert(session.turns.len(), path);
                         }
-                        session.turns.push(Turn::call(name));
+                        // `bash` writes unless its command is known to only read, and a file
+                        // it prints is not kept (Pi reads files with `read`).
+                        let (writes, shows_file) = match name.as_str() {
+                            "write" | "edit" => (true, false),
+                            "bash" => {
+                                let effect = crate::shell::effect_of_script(args["command"].as_str().unwrap_or(""));
+                                (effect.may_write, effect.read.is_some())
+                            }
+                            _ => (false, false),
+                        };
+                        session.turns.push(Turn::Tool {
+                            name,
+                            error: false,
+                            rejected: false,
+                            read: None,
+                            partial_read: shows_file,
+                            writes,
+                        });
                     }
                     if message["stopReason"] == "aborted" {
                         session.turns.push(Turn::Interrupted);

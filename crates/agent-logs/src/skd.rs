@@ -81,8 +81,21 @@ impl LogSource for SkdRuns {
                         .then(|| arguments["path"].as_str().and_then(|p| crate::path_in_project(None, p)))
                         .flatten()
                         .map(|path| FileRead { path, content: output });
-                    let partial_read = is_read && read.is_none();
-                    session.turns.push(Turn::Tool { name: tool, error: !ok, rejected: false, read, partial_read })
+                    // The opt-in `shell` writes unless its command is known to only read; a
+                    // file it prints is not kept (skd reads files with `read_file`).
+                    let shell = (tool == "shell")
+                        .then(|| crate::shell::effect_of_script(arguments["command"].as_str().unwrap_or("")));
+                    let shell_shows_file = ok && shell.as_ref().is_some_and(|e| e.read.is_some());
+                    let partial_read = (is_read && read.is_none()) || shell_shows_file;
+                    let writes = tool == "write_file" || shell.is_some_and(|e| e.may_write);
+                    session.turns.push(Turn::Tool {
+                        name: tool,
+                        error: !ok,
+                        rejected: false,
+                        read,
+                        partial_read,
+                        writes,
+                    })
                 }
                 Event::Aborted { .. } => session.turns.push(Turn::Interrupted),
                 Event::Feedback { verdict, note, .. } => {

@@ -310,7 +310,7 @@ fn codex_rollouts_plain_and_compressed() {
         );
         assert_eq!(
             e[0].tools,
-            [agent_logs::ToolUse { name: "shell".into(), error: true, read: None, partial_read: false }]
+            [agent_logs::ToolUse { name: "shell".into(), error: true, read: None, partial_read: false, writes: false }]
         );
         assert_eq!(e[0].outcome.correction.as_deref(), Some("still broken"));
         assert_eq!((e[0].session.as_str(), e[0].project.as_deref()), ("c-9", Some(Path::new("/home/ana/site"))));
@@ -439,6 +439,157 @@ fn whole_file_reads_are_kept_by_their_path_in_the_project_and_partial_ones_are_n
     let e = read(&skd, &file);
     assert_eq!(reads(&e[0]), [("data/amounts.txt".to_string(), "3\n4".to_string())]);
     assert_eq!(partial(&e[0]), [false, true, true, true], "cut short, outside the workspace, a secrets file");
+}
+
+/// Which of an episode's tool calls may have changed files.
+fn writes(e: &Episode) -> Vec<bool> {
+    e.tools.iter().map(|t| t.writes).collect()
+}
+
+#[test]
+fn codex_reads_through_its_shell_and_read_file_are_kept_when_their_output_shows_the_whole_file() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let source = Codex::new(tmp.path().to_path_buf());
+    let file = tmp.path().join("sessions/2026/12/03/rollout-2026-12-03T09-00-00-c-7.jsonl");
+    let item =
+        |payload: Value| json!({"timestamp": "2026-12-03T09:00:00Z", "type": "response_item", "payload": payload});
+    let mut n = 0;
+    let mut call = |name: &str, args: Value, output: &str| {
+        n += 1;
+        let id = format!("call_{n}");
+        [
+            item(json!({"type": "function_call", "name": name, "arguments": args.to_string(), "call_id": id})),
+            item(json!({"type": "function_call_output", "call_id": id, "output": output})),
+        ]
+    };
+    let header = |code: i32, body: &str| format!("Exit code: {code}\nWall time: 0.1 seconds\nOutput:\n{body}");
+    let exec = |body: &str| {
+        format!(
+            "Chunk ID: 5f1a\nWall time: 0.0 seconds\nProcess exited with code 0\nOriginal token count: 12\nOutput:\n{body}"
+        )
+    };
+    let mut lines = vec![
+        json!({"timestamp": "2026-12-03T09:00:00Z", "type": "session_meta", "payload": {"id": "c-7", "cwd": "/home/ana/books"}}),
+        json!({"timestamp": "2026-12-03T09:00:00Z", "type": "event_msg", "payload": {"type": "user_message", "message": "What did I spend in October?"}}),
+    ];
+    let calls = [
+        // Kept: `cat` (an older rollout's JSON output), `sed -n '1,200p'` on a file shorter
+        // than that, `read_file` from the first line.
+        call(
+            "shell",
+            json!({"command": ["bash", "-lc", "cat october/expenses.csv"], "workdir": "/home/ana/books"}),
+            r#"{"output":"item,amount\nlunch,12\ntrain,73\n","metadata":{"exit_code":0,"duration_seconds":0.0}}"#,
+        ),
+        call(
+            "shell_command",
+            json!({"command": "sed -n '1,200p' budget.md", "workdir": "/home/ana/books/notes"}),
+            &header(0, "Budget: 100\n"),
+        ),
+        call("read_file", json!({"file_path": "/home/ana/books/todo.md"}), "L1: - [ ] a\nL2: - [x] b"),
+        // Partial: as many lines as asked for, output Codex cut, a slice from line 10, a
+        // file outside the project.
+        call("exec_command", json!({"cmd": "nl -ba ledger.csv | sed -n '1,2p'"}), &exec("     1\ta\n     2\tb\n")),
+        call(
+            "exec_command",
+            json!({"cmd": "cat big.log"}),
+            &exec("Warning: truncated output (original token count: 9000)\nTotal output lines: 900\n\nx"),
+        ),
+        call("read_file", json!({"file_path": "/home/ana/books/ledger.csv", "offset": 10}), "L10: c"),
+        call("shell", json!({"command": ["bash", "-lc", "cat /etc/hosts"]}), &header(0, "127.0.0.1 localhost\n")),
+        // Neither: a failed `cat`, a failed `read_file`, a listing.
+        call("shell_command", json!({"command": "cat missing.txt"}), &header(1, "cat: missing.txt: No such file\n")),
+        call("read_file", json!({"file_path": "/home/ana/books/gone.md"}), "failed to read file: No such file"),
+        call("shell_command", json!({"command": "ls -la"}), &header(0, "total 0\n")),
+        // Writes: a redirection, a patch (after which nothing read counts for a case).
+        call("shell_command", json!({"command": "echo 85 > total.txt"}), &header(0, "")),
+    ];
+    lines.extend(calls.into_iter().flatten());
+    lines.push(item(
+        json!({"type": "custom_tool_call", "name": "apply_patch", "call_id": "call_p", "input": "*** Begin Patch\n*** End Patch"}),
+    ));
+    lines.push(item(json!({"type": "custom_tool_call_output", "call_id": "call_p", "output": "Done!"})));
+    write_lines(&file, &lines);
+    let e = read(&source, &file);
+    assert_eq!(
+        reads(&e[0]),
+        [
+            ("october/expenses.csv".to_string(), "item,amount\nlunch,12\ntrain,73\n".to_string()),
+            ("notes/budget.md".to_string(), "Budget: 100\n".to_string()),
+            ("todo.md".to_string(), "- [ ] a\n- [x] b\n".to_string()),
+        ]
+    );
+    assert_eq!(partial(&e[0]), [false, false, false, true, true, true, true, false, false, false, false, false]);
+    assert_eq!(writes(&e[0]), [false, false, false, false, false, false, false, false, false, false, true, true]);
+}
+
+#[test]
+fn shell_commands_of_claude_code_and_pi_that_may_write_are_marked_and_their_prints_are_partial() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let claude = ClaudeCode::new(tmp.path().to_path_buf());
+    let file = tmp.path().join("projects/-home-ana-books/s-2.jsonl");
+    let bash = |id: &str, command: &str, is_error: bool| {
+        [
+            claude_line(
+                "assistant",
+                json!([{"type": "tool_use", "id": id, "name": "Bash", "input": {"command": command}}]),
+                json!({"message_id": format!("m-{id}")}),
+            ),
+            claude_line(
+                "user",
+                json!([{"type": "tool_result", "tool_use_id": id, "content": "ok", "is_error": is_error}]),
+                json!({}),
+            ),
+        ]
+    };
+    let mut lines = vec![claude_line("user", json!("Tidy the notes"), json!({}))];
+    for (id, command, is_error) in [
+        ("b1", "git status", false),
+        ("b2", "cat notes.md", false),
+        ("b3", "cat gone.md", true),
+        ("b4", "sed -i 's/a/b/' notes.md", false),
+    ] {
+        lines.extend(bash(id, command, is_error));
+    }
+    write_lines(&file, &lines);
+    let e = read(&claude, &file);
+    assert_eq!(writes(&e[0]), [false, false, false, true]);
+    assert_eq!(
+        partial(&e[0]),
+        [false, true, true, false],
+        "a file printed by Bash is not kept, even by a command that failed"
+    );
+
+    let pi = Pi::new(tmp.path().to_path_buf());
+    let file = tmp.path().join("sessions/--home-ana-books--/2026-12-01T08-00-00_w.jsonl");
+    let call = |id: &str, entry: &str, parent: &str, name: &str, args: Value| {
+        pi_message(
+            entry,
+            Some(parent),
+            json!({"role": "assistant", "content": [{"type": "toolCall", "id": id, "name": name, "arguments": args}], "stopReason": "toolUse"}),
+        )
+    };
+    let result = |id: &str, entry: &str, parent: &str, name: &str| {
+        pi_message(
+            entry,
+            Some(parent),
+            json!({"role": "toolResult", "toolCallId": id, "toolName": name, "content": [{"type": "text", "text": "ok"}], "isError": false}),
+        )
+    };
+    write_lines(
+        &file,
+        &[
+            json!({"type": "session", "version": 3, "id": "w", "timestamp": "2026-12-01T08:00:00Z", "cwd": "/home/ana/books"}),
+            pi_message("e1", None, json!({"role": "user", "content": "Tidy the notes"})),
+            call("c1", "e2", "e1", "bash", json!({"command": "rg -n TODO ."})),
+            result("c1", "e3", "e2", "bash"),
+            call("c2", "e4", "e3", "bash", json!({"command": "npm run format"})),
+            result("c2", "e5", "e4", "bash"),
+            call("c3", "e6", "e5", "edit", json!({"path": "notes.md", "oldText": "a", "newText": "b"})),
+            result("c3", "e7", "e6", "edit"),
+        ],
+    );
+    let e = read(&pi, &file);
+    assert_eq!(writes(&e[0]), [false, true, true]);
 }
 
 #[test]

@@ -35,9 +35,9 @@ pub const MINED_JSON_ANSWER_INSTRUCTIONS: &str = "Work it out step by step, then
 /// rubric against the accepted answer instead.
 const MAX_JSON_FIELDS: usize = 16;
 
-/// Tools that change a file (skd's, Pi's, Claude Code's): a read after one may show the
-/// agent's own work rather than what the user had, so reads stop counting there. (A shell
-/// command may change files too; it is not counted, or few episodes would keep a file.)
+/// Tools that change a file (skd's, Pi's, Claude Code's), for episodes stored before
+/// `ToolUse::writes` was recorded: they say only the tool's name. A read after a write may
+/// show the agent's own work rather than what the user had, so reads stop counting there.
 const FILE_WRITING_TOOLS: &[&str] = &["write_file", "write", "edit", "Write", "Edit", "MultiEdit", "NotebookEdit"];
 
 /// Reads the answer back from the last `Answer:` line.
@@ -150,7 +150,7 @@ pub fn suite_from_episodes(skill_name: &str, episodes: &[&Episode]) -> EvalSuite
 /// when a file it read before then is not kept whole.
 fn files_read(e: &Episode) -> BTreeMap<String, String> {
     let mut files = BTreeMap::new();
-    for tool in e.tools.iter().take_while(|t| !FILE_WRITING_TOOLS.contains(&t.name.as_str())) {
+    for tool in e.tools.iter().take_while(|t| !t.writes && !FILE_WRITING_TOOLS.contains(&t.name.as_str())) {
         if tool.partial_read {
             // A file the agent needed is not all there: a workspace without it would grade
             // the student on a task it cannot do.
@@ -237,8 +237,10 @@ mod tests {
             error: false,
             read: Some(FileRead { path: path.into(), content: content.into() }),
             partial_read: false,
+            writes: false,
         };
-        let tool = |name: &str| ToolUse { name: name.into(), error: false, read: None, partial_read: false };
+        let tool =
+            |name: &str| ToolUse { name: name.into(), error: false, read: None, partial_read: false, writes: false };
         let mut e = episode("Total my expenses.csv", OutcomeKind::Success, Some("85"), None);
         e.tools = vec![
             tool("Bash"),
@@ -264,6 +266,12 @@ mod tests {
         partly.tools.insert(1, ToolUse { partial_read: true, ..tool("Read") });
         let suite = suite_from_episodes("mined-job", &[&partly]);
         assert_eq!((suite.evals[0].mode, suite.evals[0].workspace_files.len()), (CaseMode::Answer, 0));
+        // A shell command that may have written (the reader says so) ends the reads too.
+        let mut shelled = e.clone();
+        shelled.tools.insert(2, ToolUse { writes: true, ..tool("shell") });
+        let suite = suite_from_episodes("mined-job", &[&shelled]);
+        let files: Vec<&str> = suite.evals[0].workspace_files.keys().map(String::as_str).collect();
+        assert_eq!(files, ["expenses.csv"], "only the read before the write");
     }
 
     #[test]
