@@ -8,6 +8,10 @@
 #   SKD=/path/to/skd scripts/everyday.sh     # another skd binary (default: this checkout's)
 #   SKILLS="open-todos word-count" ...       # only these skills
 #   EVAL_ARGS="--reply free-text" ...         # other agent settings (skd eval --help)
+#   BASELINE=skip ...                        # only the "with the skill" side
+#   LIBRARY=1 ...                            # "with the skill" found as `skd run` finds it:
+#                                            # retrieval over the 10 skills and everyday/notes
+#                                            # (skd eval --library; EVAL_ARGS="--catalog-size 5")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 student="${1:-qwen2.5-coder-1.5b}"
@@ -19,8 +23,14 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 # A private library: skd eval writes its reports beside each skill, and the checkout stays clean.
 cp -r everyday/skills "$work/skills"
+notes="$work/no-notes"
+library_args=""
+if [ -n "${LIBRARY:-}" ]; then
+  notes="$PWD/everyday/notes"
+  library_args="--library"
+fi
 export SKD_CONFIG="$work/config.toml" SKD_SKILLS_DIR="$work/skills" SKD_IMPORT_SKILL_DIRS="" \
-       SKD_NOTES="$work/no-notes" SKD_INDEX_DIR="$work/index"
+       SKD_NOTES="$notes" SKD_INDEX_DIR="$work/index"
 : > "$SKD_CONFIG"
 "$SKD" models pull "$student" >/dev/null
 
@@ -28,7 +38,7 @@ skills="${SKILLS:-$(ls everyday/skills)}"
 for skill in $skills; do
   # 256 reasoning tokens a step, as `skd run` has by default.
   # shellcheck disable=SC2086
-  "$SKD" eval "$skill" --student "$student" --baseline none --no-cache --max-tokens 256 ${EVAL_ARGS:-} --json \
+  "$SKD" eval "$skill" --student "$student" --baseline "${BASELINE:-none}" --no-cache --max-tokens 256 $library_args ${EVAL_ARGS:-} --json \
     > "$out/$skill.json" \
     || [ $? -eq 1 ]   # exit 1: some case could not be run; the JSON still says which
 done
@@ -45,8 +55,9 @@ for s in skills:
     e = json.load(open(f"{out}/{s}.json"))["entry"]
     n = len(e["cases"])
     w = sum(c["with_skill"] for c in e["cases"])
-    b = sum(bool(c["baseline"]) for c in e["cases"])
-    ws, bs = e["with_skill"], e["baseline"]
+    b = sum(bool(c.get("baseline")) for c in e["cases"])
+    ws = e["with_skill"]
+    bs = e.get("baseline") or {"seconds_per_case": 0.0, "tokens_per_case": 0.0}
     print(f"{s:<16} {n:>5} {w:>10} {b:>9} {ws['seconds_per_case']:>11.1f} {bs['seconds_per_case']:>14.1f} {ws['tokens_per_case']:>11.0f}")
     tot["n"] += n; tot["with"] += w; tot["without"] += b
     tot["secs_with"] += ws["seconds_per_case"] * n; tot["secs_without"] += bs["seconds_per_case"] * n

@@ -54,6 +54,8 @@ pub struct EvalArgs {
     pub max_tokens: u32,
     pub parallel: usize,
     pub style: crate::agent_cmds_style::Style,
+    /// Agent cases find the skill in the library: (catalog size, note excerpts).
+    pub library: Option<(usize, usize)>,
     pub json: bool,
 }
 
@@ -119,6 +121,11 @@ fn suite_runner(skill_dir: &std::path::Path, max_tokens: u32, parallelism: usize
 }
 
 pub async fn eval(config: &Config, args: EvalArgs) -> Result<Exit> {
+    // With the library, a skill under test is the library's copy, found by retrieval: a
+    // baseline that is another text of the skill would run the same copy.
+    if args.library.is_some() && matches!(args.baseline, Baseline::Previous | Baseline::File(_)) {
+        bail!("--library compares the library's skill with no skill: use --baseline none or skip");
+    }
     let entry = config.library().find(&args.skill)?;
     let suite_path = EvalSuite::path_in(&entry.dir);
     if !suite_path.exists() {
@@ -179,10 +186,30 @@ pub async fn eval(config: &Config, args: EvalArgs) -> Result<Exit> {
     let student: Arc<dyn Student> = crate::run_cmds::load_student(config, &student_spec, args.json).await?;
     let teacher = load_teacher(config, args.teacher.as_deref(), args.json).await?;
     let results_dir = entry.dir.join("evals").join("results");
+    let agent_library = match args.library {
+        Some((catalog_size, notes_in_prompt)) => {
+            // Brought up to date first: a skill is often evaluated right after an edit. An
+            // index update reads and hashes every note: blocking work, off the runtime.
+            let retriever = skill_core::blocking(|| -> Result<_> {
+                crate::search_cmds::update_index(config, false, false)?;
+                Ok(Arc::new(retrieval::SearchIndex::open(&config.index_dir.value)?))
+            })?;
+            Some(evals::AgentLibrary {
+                retriever,
+                library: config.library(),
+                catalog_size,
+                notes_in_prompt,
+                confident_ratio: config.confident_ratio.value,
+                confident_min_score: config.confident_min_score.value,
+            })
+        }
+        None => None,
+    };
     let runner = RunnerConfig {
         agent_constraint: args.style.constraint,
         agent_placement: args.style.placement,
         agent_history: args.style.history,
+        agent_library,
         ..suite_runner(&entry.dir, args.max_tokens, args.parallel, !args.no_cache)
     };
     let evaluator = Evaluator { student: student.clone(), judge: teacher.as_deref(), suite: &suite, config: &runner };
@@ -208,10 +235,17 @@ pub async fn eval(config: &Config, args: EvalArgs) -> Result<Exit> {
         None => None,
     };
     let entry_record = BenchmarkEntry::new(&with, base.as_ref(), version);
-    let mut benchmark = Benchmark::load(&results_dir, &args.skill)?;
-    benchmark.push(entry_record.clone());
-    let paths = benchmark.write(&results_dir)?;
-    if let Some(v) = version {
+    // A run through the library measures retrieval as well as the skill: it is printed, not
+    // recorded beside (or in place of) the skill's own figures.
+    let library = args.library.is_some();
+    let paths = if library {
+        None
+    } else {
+        let mut benchmark = Benchmark::load(&results_dir, &args.skill)?;
+        benchmark.push(entry_record.clone());
+        Some(benchmark.write(&results_dir)?)
+    };
+    if let Some(v) = version.filter(|_| !library) {
         let mut scores = BTreeMap::new();
         scores.insert("pass_rate".to_string(), with.rate().rate);
         scores.insert("tokens_per_case".to_string(), with.tokens_per_case());
@@ -227,7 +261,7 @@ pub async fn eval(config: &Config, args: EvalArgs) -> Result<Exit> {
             "schema_version": JSON_SCHEMA_VERSION,
             "skill": args.skill,
             "entry": entry_record,
-            "reports": {"json": paths.json, "markdown": paths.markdown, "html": paths.html},
+            "reports": paths.as_ref().map(|p| json!({"json": p.json, "markdown": p.markdown, "html": p.html})),
         }))?;
     } else {
         println!("{:<16} {}", with.label, with.rate());
@@ -247,7 +281,10 @@ pub async fn eval(config: &Config, args: EvalArgs) -> Result<Exit> {
             with.seconds_per_case(),
             base.as_ref().map(|b| format!(", {:.1} {}", b.seconds_per_case(), b.label)).unwrap_or_default()
         );
-        println!("report           {}", paths.html.display());
+        match &paths {
+            Some(paths) => println!("report           {}", paths.html.display()),
+            None => println!("report           none: a --library run is not recorded"),
+        }
     }
     Ok(if with.errors() > 0 { Exit::Negative } else { Exit::Ok })
 }

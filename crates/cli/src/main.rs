@@ -358,6 +358,17 @@ struct EvalCliArgs {
     /// Agent cases: how the loop talks to the student.
     #[command(flatten)]
     style: AgentStyleArgs,
+    /// Agent cases "with the skill" run as `skd run` does instead: the skill is not activated
+    /// up front but found in the whole library (a catalog or a confident match), with the
+    /// notes' excerpts and `search_notes`. Not cached.
+    #[arg(long)]
+    library: bool,
+    /// With `--library`: skills shown in the catalog.
+    #[arg(long, default_value_t = agent_loop::AgentConfig::default().catalog_size, requires = "library")]
+    catalog_size: usize,
+    /// With `--library`: note excerpts shown up front.
+    #[arg(long, default_value_t = agent_loop::AgentConfig::default().notes_in_prompt, requires = "library")]
+    notes_in_prompt: usize,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -1033,6 +1044,7 @@ fn run(cli: Cli) -> Result<Exit> {
                 max_tokens: a.max_tokens,
                 parallel: usize::from(a.parallel),
                 style: a.style.style(),
+                library: a.library.then_some((a.catalog_size, a.notes_in_prompt)),
                 json: a.json,
             },
         )),

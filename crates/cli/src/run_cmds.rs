@@ -146,6 +146,8 @@ pub struct RunArgs {
     pub no_transcript: bool,
 }
 
+/// The search index over the library and notes, built or brought up to date first where it
+/// is missing or stale.
 fn open_retriever(config: &Config) -> Result<Arc<SearchIndex>> {
     match SearchIndex::open(&config.index_dir.value) {
         Ok(index) => Ok(Arc::new(index)),

@@ -18,7 +18,7 @@ pub mod suite;
 
 pub use grade::{Answer, GradeOutcome, Grader, ToolCallRecord};
 pub use report::{Benchmark, BenchmarkEntry, Summary};
-pub use run::{CaseResult, Evaluator, RunnerConfig, SkillText, SuiteRun};
+pub use run::{AgentLibrary, CaseResult, Evaluator, RunnerConfig, SkillText, SuiteRun};
 pub use skill_core::Student;
 pub use stats::{Lift, PairedCounts, Rate, format_p, mcnemar_exact};
 pub use suite::{CaseId, CaseMode, EvalCase, EvalSuite, Split};

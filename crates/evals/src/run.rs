@@ -76,6 +76,44 @@ pub struct RunnerConfig {
     pub agent_history: agent_loop::History,
     /// Folder the cases' `files` are relative to (the skill folder).
     pub files_root: Option<PathBuf>,
+    /// Agent cases with a skill run with the whole library instead: the skill is not
+    /// activated up front but found, as `skd run` finds it (`None`: activated up front).
+    pub agent_library: Option<AgentLibrary>,
+}
+
+/// The skill library and notes an agent case searches, as `skd run` does: retrieval offers
+/// a catalog of skills (or activates a confident match) and note excerpts, and the model may
+/// search the notes (`search_notes`; the other tools are the eval's own file tools, with
+/// their default timeouts, no shell or MCP servers). Whatever skill text is under test, what
+/// runs is the skill as the library holds it, found by the task's words. Results are not
+/// cached: the library and notes are not part of the cache key.
+#[derive(Clone)]
+pub struct AgentLibrary {
+    /// Search over the library's skills and the notes.
+    pub retriever: Arc<dyn skill_core::Retriever>,
+    /// The skills the catalog names.
+    pub library: SkillLibrary,
+    /// Skills shown in the catalog.
+    pub catalog_size: usize,
+    /// Note excerpts shown up front.
+    pub notes_in_prompt: usize,
+    /// When retrieval activates its top skill without asking the model
+    /// ([`AgentConfig::confident_ratio`], [`AgentConfig::confident_min_score`]).
+    pub confident_ratio: f32,
+    /// See `confident_ratio`.
+    pub confident_min_score: f32,
+}
+
+impl std::fmt::Debug for AgentLibrary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentLibrary")
+            .field("library", &self.library)
+            .field("catalog_size", &self.catalog_size)
+            .field("notes_in_prompt", &self.notes_in_prompt)
+            .field("confident_ratio", &self.confident_ratio)
+            .field("confident_min_score", &self.confident_min_score)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for RunnerConfig {
@@ -91,6 +129,7 @@ impl Default for RunnerConfig {
             agent_placement: Default::default(),
             agent_history: Default::default(),
             files_root: None,
+            agent_library: None,
         }
     }
 }
@@ -358,7 +397,13 @@ impl CaseContext<'_> {
             .iter()
             .map(|case| {
                 let key = self.cache_key(case);
-                self.config.cache_dir.as_ref().map(|d| d.join(&key[..2]).join(format!("{key}.json")))
+                self.config
+                    .cache_dir
+                    .as_ref()
+                    .filter(|_| {
+                        self.config.agent_library.is_none() || self.skill.is_none() || case.mode != CaseMode::Agent
+                    })
+                    .map(|d| d.join(&key[..2]).join(format!("{key}.json")))
             })
             .collect();
         let mut results: Vec<Option<CaseResult>> = Vec::with_capacity(chunk.len());
@@ -507,10 +552,13 @@ impl CaseContext<'_> {
             }
             std::fs::write(&to, text).map_err(|e| skill_core::Error::io(&to, e))?;
         }
+        // The library stands in for the skill; a run with no skill gets neither.
+        let library = self.config.agent_library.as_ref().filter(|_| self.skill.is_some());
         let mut tools = ToolRegistry::new();
-        for tool in builtin_tools(&workspace, None, &WorkspaceAccess::read_write()) {
+        for tool in builtin_tools(&workspace, library.map(|l| l.retriever.clone()), &WorkspaceAccess::read_write()) {
             tools.register(tool).map_err(|e| Error::other(e.to_string()))?;
         }
+        let defaults = AgentConfig::default();
         let agent_config = AgentConfig {
             max_steps: self.config.agent_max_steps,
             reasoning_tokens: self.config.max_tokens,
@@ -518,11 +566,17 @@ impl CaseContext<'_> {
             skill_placement: self.config.agent_placement,
             history: self.config.agent_history,
             model_timeout: self.config.timeout,
-            ..AgentConfig::default()
+            catalog_size: library.map_or(defaults.catalog_size, |l| l.catalog_size),
+            notes_in_prompt: library.map_or(defaults.notes_in_prompt, |l| l.notes_in_prompt),
+            confident_ratio: library.map_or(defaults.confident_ratio, |l| l.confident_ratio),
+            confident_min_score: library.map_or(defaults.confident_min_score, |l| l.confident_min_score),
+            ..defaults
         };
         let mut agent = Agent::new(self.student.clone(), agent_config).with_tools(tools);
         let mut options = RunOptions::default();
-        if let Some(skill) = self.skill {
+        if let Some(library) = library {
+            agent = agent.with_retriever(library.retriever.clone()).with_library(library.library.clone());
+        } else if let Some(skill) = self.skill {
             let library_root = scratch.path().join("skills");
             let dir = library_root.join(&skill.name);
             std::fs::create_dir_all(&dir).map_err(|e| skill_core::Error::io(&dir, e))?;

@@ -3,8 +3,9 @@
 //! real local judge model), and a student that times out.
 
 use async_trait::async_trait;
-use evals::{EvalSuite, Evaluator, RunnerConfig, SkillText};
-use skill_core::{Completion, CompletionRequest, Student, Teacher, Usage};
+use evals::{AgentLibrary, EvalSuite, Evaluator, RunnerConfig, SkillText};
+use retrieval::{SearchIndex, Sources};
+use skill_core::{Completion, CompletionRequest, SkillLibrary, Student, Teacher, Usage};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use student::models::{ModelStore, find_known};
@@ -188,6 +189,96 @@ async fn workspace_files_carried_in_the_suite_are_written_into_the_agent_workspa
         problems.iter().any(|p| p.contains("case clash") && p.contains("`a` as a file and `a/b.txt` inside it")),
         "{problems:?}"
     );
+}
+
+#[tokio::test]
+async fn with_the_library_an_agent_case_finds_its_skill_by_retrieval_and_is_not_cached() {
+    let (dir, suite) = skill_folder();
+    // A library of the suite's skill and an unrelated one, and a note, indexed for real.
+    let root = tempfile::tempdir().expect("tmp");
+    let library_root = root.path().join("skills");
+    for (name, text) in [
+        ("copy-first-line", SKILL),
+        (
+            "weekly-update",
+            "---\nname: weekly-update\ndescription: Draft the weekly status update from the standup notes.\n---\n1. Read standup.md.\n",
+        ),
+    ] {
+        std::fs::create_dir_all(library_root.join(name)).expect("mkdir");
+        std::fs::write(library_root.join(name).join("SKILL.md"), text).expect("skill");
+    }
+    let notes = root.path().join("notes");
+    std::fs::create_dir_all(&notes).expect("mkdir");
+    std::fs::write(notes.join("files.md"), "# Copying files\n\nKeep the source file; write the copy next to it.\n")
+        .expect("note");
+    let mut index = SearchIndex::open_or_create(&root.path().join("index")).expect("index");
+    let sources =
+        Sources { note_roots: vec![notes], library: Some(SkillLibrary::new(&library_root)), max_file_bytes: 0 };
+    index.update(&sources, false, &mut |_| {}).expect("indexed");
+    let cache = root.path().join("cache");
+    let config = RunnerConfig {
+        files_root: Some(dir.path().to_path_buf()),
+        cache_dir: Some(cache.clone()),
+        agent_library: Some(AgentLibrary {
+            retriever: Arc::new(index),
+            library: SkillLibrary::new(&library_root),
+            catalog_size: 2,
+            notes_in_prompt: 1,
+            confident_ratio: agent_loop::AgentConfig::default().confident_ratio,
+            confident_min_score: agent_loop::AgentConfig::default().confident_min_score,
+        }),
+        ..RunnerConfig::default()
+    };
+    let skill = SkillText { name: "copy-first-line".into(), markdown: SKILL.into() };
+    let cases: Vec<&evals::EvalCase> = suite.evals.iter().collect();
+    let mut replies = vec![
+        "Action: read_file {\"path\": \"fixtures/input.txt\"}",
+        "Action: write_file {\"path\": \"answer.txt\", \"content\": \"alpha\\n\"}",
+        "Answer: done",
+    ];
+    replies.reverse();
+    let student: Arc<dyn Student> = Arc::new(Scripted(Mutex::new(replies)));
+    let evaluator = Evaluator { student, judge: None, suite: &suite, config: &config };
+    let run = evaluator.run(&cases[..1], Some(&skill), "library", &mut |_| {}).await.expect("run");
+    let result = &run.results[0];
+    assert!(result.passed, "{result:#?}");
+    let retrieved: Vec<&str> = result
+        .events
+        .iter()
+        .find_map(|e| match e {
+            agent_loop::Event::Retrieved { skills, .. } => Some(skills.iter().map(|s| s.name.as_str()).collect()),
+            _ => None,
+        })
+        .expect("retrieval ran on the task's words");
+    assert_eq!(retrieved.first(), Some(&"copy-first-line"), "{retrieved:?}");
+    let activated: Vec<(&str, &str)> = result
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            agent_loop::Event::SkillActivated { name, reason, .. } => Some((name.as_str(), reason.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(activated, [("copy-first-line", "confident")], "found, not handed over (`requested`)");
+    assert!(!cache.exists(), "a library run is not cached: the library is not in the cache key");
+
+    // With no skill, the library is not searched either: nothing retrieved or activated, no
+    // `search_notes` tool.
+    let student: Arc<dyn Student> = Arc::new(Scripted(Mutex::new(vec!["Answer: done"])));
+    let evaluator = Evaluator { student, judge: None, suite: &suite, config: &config };
+    let run = evaluator.run(&cases[..1], None, "no skill", &mut |_| {}).await.expect("run");
+    let events = &run.results[0].events;
+    let found = events.iter().any(|e| match e {
+        agent_loop::Event::Retrieved { skills, notes } => !skills.is_empty() || !notes.is_empty(),
+        agent_loop::Event::SkillActivated { .. } => true,
+        _ => false,
+    });
+    assert!(!found, "{events:#?}");
+    let tools = events.iter().find_map(|e| match e {
+        agent_loop::Event::Start { tools, .. } => Some(tools.clone()),
+        _ => None,
+    });
+    assert!(tools.as_ref().is_some_and(|t| !t.is_empty() && !t.iter().any(|t| t == "search_notes")), "{tools:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
