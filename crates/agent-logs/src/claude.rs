@@ -145,15 +145,9 @@ impl LogSource for ClaudeCode {
 /// output is not checked for being the whole file: Claude Code reads files with `Read`),
 /// even when the command failed (`cat a b` shows `a` when `b` is missing).
 fn tool_call(name: String, input: &Value) -> Turn {
-    let (writes, shows_file) = match name.as_str() {
-        "Write" | "Edit" | "MultiEdit" | "NotebookEdit" | "Task" => (true, false),
-        "Bash" => {
-            let effect = crate::shell::effect_of_script(input["command"].as_str().unwrap_or(""));
-            (effect.may_write, effect.read.is_some())
-        }
-        _ => (false, false),
-    };
-    Turn::Tool { name, error: false, rejected: false, read: None, partial_read: shows_file, writes }
+    let edits = matches!(name.as_str(), "Write" | "Edit" | "MultiEdit" | "NotebookEdit" | "Task");
+    let command = (name == "Bash").then(|| input["command"].as_str().unwrap_or(""));
+    Turn::call(name, edits, command)
 }
 
 /// The `Read` tool's record of a file shown from its first line to its last

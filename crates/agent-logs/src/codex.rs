@@ -127,14 +127,9 @@ impl LogSource for Codex {
                     if let Some(read) = call.read {
                         reads.insert(session.turns.len(), read);
                     }
-                    session.turns.push(Turn::Tool {
-                        name: name.to_string(),
-                        error: false,
-                        rejected: false,
-                        read: None,
-                        partial_read: false,
-                        writes: call.writes,
-                    });
+                    // Codex's shell output is checked when it comes, so its command is judged
+                    // here rather than by `Turn::call`.
+                    session.turns.push(Turn::call(name, call.writes, None));
                 }
                 ("response_item", "function_call_output" | "custom_tool_call_output") => {
                     let at = payload["call_id"].as_str().and_then(|id| calls.get(id)).copied();

@@ -133,9 +133,20 @@ pub enum Turn {
 }
 
 impl Turn {
-    /// A tool call whose result has not come back yet (readers fill in the rest when it does).
-    pub fn call(name: impl Into<String>) -> Turn {
-        Turn::Tool { name: name.into(), error: false, rejected: false, read: None, partial_read: false, writes: false }
+    /// A tool call whose result has not come back yet (readers fill in the rest when it does),
+    /// with what the call alone tells: `edits` for the agent's file-changing tools, and a
+    /// shell tool's command, which writes unless it is known to only read and whose printed
+    /// file is not kept (a partial read: only Codex's reader checks such output).
+    pub fn call(name: impl Into<String>, edits: bool, shell_command: Option<&str>) -> Turn {
+        let shell = shell_command.map(shell::effect_of_script);
+        Turn::Tool {
+            name: name.into(),
+            error: false,
+            rejected: false,
+            read: None,
+            partial_read: shell.as_ref().is_some_and(|e| e.read.is_some()),
+            writes: edits || shell.is_some_and(|e| e.may_write),
+        }
     }
 }
 

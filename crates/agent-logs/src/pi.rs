@@ -114,22 +114,9 @@ impl LogSource for Pi {
                         }
                         // `bash` writes unless its command is known to only read, and a file
                         // it prints is not kept (Pi reads files with `read`).
-                        let (writes, shows_file) = match name.as_str() {
-                            "write" | "edit" => (true, false),
-                            "bash" => {
-                                let effect = crate::shell::effect_of_script(args["command"].as_str().unwrap_or(""));
-                                (effect.may_write, effect.read.is_some())
-                            }
-                            _ => (false, false),
-                        };
-                        session.turns.push(Turn::Tool {
-                            name,
-                            error: false,
-                            rejected: false,
-                            read: None,
-                            partial_read: shows_file,
-                            writes,
-                        });
+                        let edits = matches!(name.as_str(), "write" | "edit");
+                        let command = (name == "bash").then(|| args["command"].as_str().unwrap_or(""));
+                        session.turns.push(Turn::call(name, edits, command));
                     }
                     if message["stopReason"] == "aborted" {
                         session.turns.push(Turn::Interrupted);
