@@ -168,6 +168,19 @@ const REASONING_STOPS: &[&str] = &["Answer:", "answer:", "Action:"];
 /// marker: a line break after reasoning that ended without one.
 const ACTION_LEAD_CHARS: usize = 2;
 
+/// Whether text the reply's action may directly follow ends at the start of a line, or after
+/// only an indentation, a quote mark or a list bullet there (what the parser takes before a
+/// marker, `   - Action: ...`).
+fn ends_where_a_marker_may_start(text: &str) -> bool {
+    let last_line = text.rsplit('\n').next().unwrap_or_default();
+    let rest = last_line.trim_start_matches([' ', '\t', '>']);
+    match rest.strip_prefix(['-', '*']) {
+        None => rest.is_empty(),
+        // A bullet needs its space: `-Action:` is no marker.
+        Some(after) => !after.is_empty() && after.trim_start_matches([' ', '\t']).is_empty(),
+    }
+}
+
 /// The messages of a run so far.
 struct Conversation<'a> {
     system: String,
@@ -361,8 +374,11 @@ impl Agent {
             Err(e) => return Ok(Err(e)),
         };
         let mut so_far = format!("{opener}{}", reasoning.text);
-        // A budget that ran out ends mid-line; the action starts on a line of its own.
-        if reasoning.finish_reason == "length" && !so_far.ends_with('\n') {
+        // The action starts on a line of its own, where the reply's parser looks for it: after
+        // a budget that ran out mid-line, and after a marker the reasoning wrote inside its
+        // text (`1. **List the files**: \`Action: list_dir...`), which stopped it mid-line too.
+        // A line that holds only an indentation or a list bullet is where a marker may go.
+        if !ends_where_a_marker_may_start(&so_far) {
             so_far.push('\n');
         }
         let mut action_request = self.plain_request(messages, self.config.action_tokens);

@@ -495,8 +495,11 @@ impl Tool for CountWords {
     }
 }
 
-/// `find_lines`: the lines of a workspace file that contain a text, numbered, with their
-/// count first (`grep -n -F`, and `grep -c` in the same answer).
+/// `find_lines`: the lines of a workspace file that contain a text, with their count first
+/// (`grep -F`, and `grep -c` in the same answer). The lines are not numbered: asked how many
+/// to-dos were open, Qwen2.5-Coder-1.5B answered the first line's number instead of the
+/// count above it (`1 line ... contains "- [ ]"` / `5: - [ ] water the plants` -> 5), and no
+/// tool here takes a line number.
 pub struct FindLines {
     workspace: Workspace,
     max_bytes: usize,
@@ -530,17 +533,14 @@ impl Tool for FindLines {
         };
         Ok(match read_text(&self.workspace, &path, self.max_bytes).await {
             Ok((text, note)) => {
-                let found: Vec<String> = text
-                    .lines()
-                    .enumerate()
-                    .filter(|(_, line)| line.contains(&needle))
-                    .map(|(i, line)| format!("{}: {line}", i + 1))
-                    .collect();
+                let found: Vec<String> =
+                    text.lines().filter(|line| line.contains(&needle)).map(str::to_string).collect();
                 let n = found.len();
                 let mut out = format!(
-                    "{n} line{} of {path} contain{} {needle:?}{note}",
+                    "{n} line{} of {path} contain{} {needle:?}{note}{}",
                     if n == 1 { "" } else { "s" },
-                    if n == 1 { "s" } else { "" }
+                    if n == 1 { "s" } else { "" },
+                    if n == 0 { "" } else { ":" }
                 );
                 for line in found.iter().take(self.max_lines_shown) {
                     out.push('\n');
@@ -708,7 +708,7 @@ mod tests {
         let out = call(Arc::new(CountWords::new(tmp.path())), json!({"path": "note.txt"})).await;
         assert_eq!(out.content, "note.txt has 6 words");
         let out = call(Arc::new(FindLines::new(tmp.path())), json!({"path": "todo.md", "text": "- [ ]"})).await;
-        assert_eq!(out.content, "2 lines of todo.md contain \"- [ ]\"\n2: - [ ] wash the car\n4: - [ ] call mum");
+        assert_eq!(out.content, "2 lines of todo.md contain \"- [ ]\":\n- [ ] wash the car\n- [ ] call mum");
         let out = call(Arc::new(FindLines::new(tmp.path())), json!({"path": "../todo.md", "text": "x"})).await;
         assert!(out.is_error && out.content.contains("outside the workspace"), "{}", out.content);
         // The schema admits arithmetic only, so a grammar keeps words and `=` out.

@@ -325,6 +325,37 @@ async fn two_requests_reason_unconstrained_then_continue_the_reply_under_the_act
 }
 
 #[tokio::test]
+async fn two_requests_start_the_action_on_a_line_of_its_own_after_a_marker_written_inside_the_reasoning() {
+    let s = setup();
+    // Recorded from Qwen2.5-Coder-1.5B (everyday notes-lookup, 2026-12-07): the reasoning
+    // wrote its action marker inside a sentence (`... files**: \`Action:`) and in a numbered
+    // item (`1. Action:`), so the stop left each reply mid-line. Continued there, the action
+    // was no line of its own and the parser refused the reply, costing a correction request.
+    let cassette = Cassette::continuing(&[
+        "1. **Read the note**: `",
+        "Action: read_file {\"path\": \"notes.txt\"}",
+        "1. ",
+        "Answer: heliotrope",
+    ]);
+    let config = AgentConfig {
+        constraint: agent_loop::ReplyConstraint::TwoRequests,
+        reasoning_tokens: 100,
+        action_tokens: 50,
+        ..config(&s)
+    };
+    let a = Agent::new(cassette.clone(), config).with_tools(registry(&s, &WorkspaceAccess::read_write(), vec![]));
+    let (outcome, events) = run(&a, "What is the secret word?", RunOptions::default()).await;
+    assert_eq!((outcome.outcome, outcome.answer.as_deref(), outcome.steps), (Outcome::Answered, Some("heliotrope"), 2));
+    assert_eq!(tool_outputs(&events, true), ["The secret word is heliotrope.\n"]);
+    let seen = cassette.seen();
+    assert_eq!(seen.len(), 4, "two requests a step and no correction request");
+    let opener = agent_loop::protocol::DEFAULT_REASONING_OPENER;
+    let continued: Vec<&str> =
+        [&seen[1], &seen[3]].iter().map(|r| r.messages.last().expect("m").content.as_str()).collect();
+    assert_eq!(continued, [format!("{opener}1. **Read the note**: `\n"), format!("{opener}1. \n")]);
+}
+
+#[tokio::test]
 async fn two_requests_fall_back_to_one_on_a_backend_that_does_not_continue_replies() {
     let s = setup();
     let cassette = Cassette::constrained(&["Answer: heliotrope"]);
