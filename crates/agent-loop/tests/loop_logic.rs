@@ -273,17 +273,10 @@ async fn a_grammar_backend_gets_the_reply_grammar_with_the_offered_tools_and_the
     assert!(!seen[0].messages[0].content.contains("read_file"), "the prompt lists only the allowed tools");
 }
 
-#[tokio::test]
-async fn two_requests_reason_unconstrained_then_continue_the_reply_under_the_action_grammar() {
+/// Runs "What is the secret word?" with two requests a step on `cassette`, which reads
+/// notes.txt and then answers; gives back the requests it was sent.
+async fn two_request_run(cassette: &Arc<Cassette>) -> Vec<CompletionRequest> {
     let s = setup();
-    // Step 1: reasoning stopped at its `Action:` marker, then the action. Step 2: reasoning
-    // that runs out of budget mid-line, then the answer.
-    let cassette = Cassette::continuing(&[
-        "The word is in notes.txt; {\"a\": 1} is not an action.\n",
-        "Action: read_file {\"path\": \"notes.txt\"}",
-        "[length]The file says heliotrope, so the word is",
-        "\nAnswer: heliotrope",
-    ]);
     let config = AgentConfig {
         constraint: agent_loop::ReplyConstraint::TwoRequests,
         reasoning_tokens: 100,
@@ -294,7 +287,25 @@ async fn two_requests_reason_unconstrained_then_continue_the_reply_under_the_act
     let (outcome, events) = run(&a, "What is the secret word?", RunOptions::default()).await;
     assert_eq!((outcome.outcome, outcome.answer.as_deref(), outcome.steps), (Outcome::Answered, Some("heliotrope"), 2));
     assert_eq!(tool_outputs(&events, true), ["The secret word is heliotrope.\n"]);
-    let seen = cassette.seen();
+    cassette.seen()
+}
+
+/// The reply so far that each action request (the second and fourth request) continues.
+fn continued_replies(seen: &[CompletionRequest]) -> Vec<&str> {
+    [&seen[1], &seen[3]].iter().map(|r| r.messages.last().expect("m").content.as_str()).collect()
+}
+
+#[tokio::test]
+async fn two_requests_reason_unconstrained_then_continue_the_reply_under_the_action_grammar() {
+    // Step 1: reasoning stopped at its `Action:` marker, then the action. Step 2: reasoning
+    // that runs out of budget mid-line, then the answer.
+    let cassette = Cassette::continuing(&[
+        "The word is in notes.txt; {\"a\": 1} is not an action.\n",
+        "Action: read_file {\"path\": \"notes.txt\"}",
+        "[length]The file says heliotrope, so the word is",
+        "\nAnswer: heliotrope",
+    ]);
+    let seen = two_request_run(&cassette).await;
     assert_eq!(seen.len(), 4, "two requests a step");
     let opener = agent_loop::protocol::DEFAULT_REASONING_OPENER;
     for (i, reasoning) in [(0, &seen[0]), (2, &seen[2])] {
@@ -306,8 +317,7 @@ async fn two_requests_reason_unconstrained_then_continue_the_reply_under_the_act
     }
     // Each action request continues the reply so far, under a grammar with no room for
     // reasoning; a budget that ran out gets a line break before the action.
-    let continued: Vec<&str> =
-        [&seen[1], &seen[3]].iter().map(|r| r.messages.last().expect("m").content.as_str()).collect();
+    let continued = continued_replies(&seen);
     assert_eq!(
         continued,
         [
@@ -326,7 +336,6 @@ async fn two_requests_reason_unconstrained_then_continue_the_reply_under_the_act
 
 #[tokio::test]
 async fn two_requests_start_the_action_on_a_line_of_its_own_after_a_marker_written_inside_the_reasoning() {
-    let s = setup();
     // Recorded from Qwen2.5-Coder-1.5B (everyday notes-lookup, 2026-12-07): the reasoning
     // wrote its action marker inside a sentence (`... files**: \`Action:`) and in a numbered
     // item (`1. Action:`), so the stop left each reply mid-line. Continued there, the action
@@ -337,21 +346,10 @@ async fn two_requests_start_the_action_on_a_line_of_its_own_after_a_marker_writt
         "1. ",
         "Answer: heliotrope",
     ]);
-    let config = AgentConfig {
-        constraint: agent_loop::ReplyConstraint::TwoRequests,
-        reasoning_tokens: 100,
-        action_tokens: 50,
-        ..config(&s)
-    };
-    let a = Agent::new(cassette.clone(), config).with_tools(registry(&s, &WorkspaceAccess::read_write(), vec![]));
-    let (outcome, events) = run(&a, "What is the secret word?", RunOptions::default()).await;
-    assert_eq!((outcome.outcome, outcome.answer.as_deref(), outcome.steps), (Outcome::Answered, Some("heliotrope"), 2));
-    assert_eq!(tool_outputs(&events, true), ["The secret word is heliotrope.\n"]);
-    let seen = cassette.seen();
+    let seen = two_request_run(&cassette).await;
     assert_eq!(seen.len(), 4, "two requests a step and no correction request");
     let opener = agent_loop::protocol::DEFAULT_REASONING_OPENER;
-    let continued: Vec<&str> =
-        [&seen[1], &seen[3]].iter().map(|r| r.messages.last().expect("m").content.as_str()).collect();
+    let continued = continued_replies(&seen);
     assert_eq!(continued, [format!("{opener}1. **Read the note**: `\n"), format!("{opener}1. \n")]);
 }
 
