@@ -6,7 +6,8 @@
 #
 # Everything is offline by default: the teacher is the local Qwen2.5-Coder-1.5B served by
 # `skd serve` on loopback. Results are cached, so a second run only measures what changed.
-# Expect about an hour per task on a 2-core CPU.
+# Expect minutes per task on a 2-core CPU on llama.cpp (boolean_expressions: 7 min, 2026-12-07),
+# about an hour on mistral.rs.
 #
 #   scripts/bbh-proof.sh                                   # the default task set
 #   TASKS="navigate" TEACHER="$OPENAI_BASE_URL#gpt-4o-mini" scripts/bbh-proof.sh
