@@ -159,26 +159,25 @@ impl RunState<'_> {
 const MAX_EARLY_ANSWERS: usize = 2;
 
 /// Where the reasoning request of [`ReplyConstraint::TwoRequests`] stops: the start of an
-/// answer or action marker (`Answer:`, `**Final Answer:**`, `Action:`), whose line the
-/// constrained request then writes. "The final answer is" is left to run on: it often opens
-/// a sentence of reasoning.
+/// answer or action marker (`Answer:`, `**Final Answer:**`, `Action:`); the constrained
+/// request then writes the marker's line, on a line of its own (see
+/// [`ends_at_a_line_start`]). "The final answer is" is left to run on: it often opens a
+/// sentence of reasoning.
 const REASONING_STOPS: &[&str] = &["Answer:", "answer:", "Action:"];
 
 /// Characters the action request of [`ReplyConstraint::TwoRequests`] may write before its
-/// marker: a line break after reasoning that ended without one.
+/// marker and a line break (the reply so far already ends a line; small models still like to
+/// write a list number or a word there first, `1.` or `So`).
 const ACTION_LEAD_CHARS: usize = 2;
 
-/// Whether text the reply's action may directly follow ends at the start of a line, or after
-/// only an indentation, a quote mark or a list bullet there (what the parser takes before a
-/// marker, `   - Action: ...`).
-fn ends_where_a_marker_may_start(text: &str) -> bool {
+/// Whether the action request may continue `text` as it is: its last line holds at most an
+/// indentation or a quote mark, so any marker line the action grammar writes (a bullet and
+/// `**` included) parses. After anything else (a budget that ran out mid-line, a marker the
+/// reasoning wrote inside a sentence, ``1. **List the files**: `Action:``, a bullet of its own
+/// that the grammar's bullet would double, `- - Action:`) the action needs a new line.
+fn ends_at_a_line_start(text: &str) -> bool {
     let last_line = text.rsplit('\n').next().unwrap_or_default();
-    let rest = last_line.trim_start_matches([' ', '\t', '>']);
-    match rest.strip_prefix(['-', '*']) {
-        None => rest.is_empty(),
-        // A bullet needs its space: `-Action:` is no marker.
-        Some(after) => !after.is_empty() && after.trim_start_matches([' ', '\t']).is_empty(),
-    }
+    last_line.trim_start_matches([' ', '\t', '>']).is_empty()
 }
 
 /// The messages of a run so far.
@@ -374,16 +373,13 @@ impl Agent {
             Err(e) => return Ok(Err(e)),
         };
         let mut so_far = format!("{opener}{}", reasoning.text);
-        // The action starts on a line of its own, where the reply's parser looks for it: after
-        // a budget that ran out mid-line, and after a marker the reasoning wrote inside its
-        // text (`1. **List the files**: \`Action: list_dir...`), which stopped it mid-line too.
-        // A line that holds only an indentation or a list bullet is where a marker may go.
-        if !ends_where_a_marker_may_start(&so_far) {
+        // The action starts on a line of its own, where the reply's parser looks for it.
+        if !ends_at_a_line_start(&so_far) {
             so_far.push('\n');
         }
         let mut action_request = self.plain_request(messages, self.config.action_tokens);
         action_request.messages.push(ChatMessage::new(Role::Assistant, so_far.clone()));
-        // Room for a line break before the marker, as after a reply that ended with no marker.
+        // A few characters and a line break may come before the marker (ACTION_LEAD_CHARS).
         action_request.grammar =
             Some(reply_grammar(offered, ACTION_LEAD_CHARS, "", answer_allowed || offered.is_empty()));
         let action = match self.model_call(step, correction, &action_request, totals, state).await? {
@@ -944,4 +940,21 @@ fn new_run_id() -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let stamp = skill_core::time::rfc3339(now.as_secs() as i64).replace([':', '-'], "");
     format!("{}-{:06x}{:04x}", stamp.trim_end_matches('Z'), now.subsec_micros(), std::process::id() & 0xffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ends_at_a_line_start;
+
+    #[test]
+    fn the_action_continues_a_reply_only_at_a_line_start() {
+        for text in ["", "Let's think.\n", "x\n   ", "x\n\t", "x\n> "] {
+            assert!(ends_at_a_line_start(text), "{text:?}");
+        }
+        // A marker after these would not start a line the parser reads (`1. Action:`, text
+        // ending in a backtick), or would double a bullet (`- - Action:`).
+        for text in ["so the word is", "1. ", "x\n1. **List the files**: `", "x\n   - ", "x\n* ", "x\n**"] {
+            assert!(!ends_at_a_line_start(text), "{text:?}");
+        }
+    }
 }

@@ -27,8 +27,9 @@ use std::sync::OnceLock;
 /// reasoning with a fixed sentence; 4 adds the calculating and counting tools, takes no
 /// answer before a skill's first tool call, and words the reply instruction apart from the
 /// opener; 5 takes answer and action lines written as list items, `   - Answer: 16.09`, and
-/// no longer reads "the final answer isolated" as the answer "olated").
-pub const PROTOCOL_VERSION: u32 = 5;
+/// no longer reads "the final answer isolated" as the answer "olated"; 6 starts a two-request
+/// reply's action on a line of its own and shows `find_lines` results without line numbers).
+pub const PROTOCOL_VERSION: u32 = 6;
 /// The words every constrained reply starts with. Zero-shot chain of thought works when the
 /// trigger opens the model's own answer (Kojima et al. 2022), not only when the prompt asks
 /// for it: asked in the prompt alone, Qwen2.5-Coder-0.5B began 42 of 47 replies with its
