@@ -28,7 +28,8 @@ use std::sync::OnceLock;
 /// answer before a skill's first tool call, and words the reply instruction apart from the
 /// opener; 5 takes answer and action lines written as list items, `   - Answer: 16.09`, and
 /// no longer reads "the final answer isolated" as the answer "olated"; 6 starts a two-request
-/// reply's action on a line of its own and shows `find_lines` results without line numbers).
+/// reply's action on a line of its own, shows `find_lines` results without line numbers, and
+/// reads `the final answer is: Answer: 68` as 68).
 pub const PROTOCOL_VERSION: u32 = 6;
 /// The words every constrained reply starts with. Zero-shot chain of thought works when the
 /// trigger opens the model's own answer (Kojima et al. 2022), not only when the prompt asks
@@ -398,6 +399,18 @@ pub fn parse_reply(text: &str) -> Result<Reply, String> {
     let whole = caps.get(0).map_or(0..0, |m| m.range());
     let reasoning_end = caps.name("final").map_or(whole.start, |m| m.start());
     let reasoning = text[..reasoning_end].trim_end().to_string();
+    // "The final answer is:" followed by a marker, on its line or the next (`the final answer
+    // is: Answer: 68.00`): the marker's own line is the reply, not an answer that starts with
+    // "Answer:".
+    if let Some(after) = caps.name("after") {
+        let tail = &text[after.start()..];
+        let marker_first = marker_regex()
+            .captures(tail)
+            .is_some_and(|c| c.name("kind").is_some() && c.get(0).is_some_and(|m| m.start() == 0));
+        if marker_first {
+            return parse_reply(tail).map(|reply| Reply { reasoning, ..reply });
+        }
+    }
     let (kind, rest) = match caps.name("final") {
         Some(_) => ("answer".to_string(), caps.name("after").map_or("", |m| m.as_str())),
         None => (caps["kind"].to_ascii_lowercase(), caps.name("rest").map_or("", |m| m.as_str())),
@@ -418,9 +431,6 @@ pub fn parse_reply(text: &str) -> Result<Reply, String> {
     Ok(Reply { reasoning, action })
 }
 
-/// The answer of an answer line: what a bold marker closes (`**Answer: True**. Because...`),
-/// or what comes before a new sentence (`42. The total is...`), without emphasis, backquotes
-/// or wrapping quotes.
 /// The first action of the reply other than `skip`. Small models restate the call they made
 /// in the step before (`Action: read_file {...}`) and then go on to the next step in the same
 /// reply; that restatement is not a new call.
@@ -444,6 +454,9 @@ fn first_reply_where(text: &str, wanted: impl Fn(&Reply) -> bool) -> Option<Repl
     })
 }
 
+/// The answer of an answer line: what a bold marker closes (`**Answer: True**. Because...`),
+/// or what comes before a new sentence (`42. The total is...`), without emphasis, backquotes
+/// or wrapping quotes.
 fn clean_answer(line: &str) -> String {
     let mut t = line.trim();
     if let Some(end) = t.find("**").filter(|&i| i > 0) {
@@ -628,6 +641,10 @@ mod tests {
                 Action::Final("True".into()),
             ),
             ("Final answer: \"heliotrope\"", Action::Final("heliotrope".into())),
+            // Seen from Qwen2.5-Coder-1.5B: the answer line after "the final answer is".
+            ("So the final answer is: Answer: 68.00", Action::Final("68.00".into())),
+            ("The final answer is:\n\nAnswer: update.md", Action::Final("update.md".into())),
+            ("the final answer is:\n   - Action: list_dir {}", call("list_dir", json!({}))),
             ("4. Answer with it.\n   - Answer: 16.09\n\nDone so far:", Action::Final("16.09".into())),
             ("* **Answer:** 42", Action::Final("42".into())),
             ("   - Action: calculate {\"expression\": \"6 * 4\"}", call("calculate", json!({"expression": "6 * 4"}))),
