@@ -346,6 +346,12 @@ struct CaseContext<'a> {
 }
 
 impl CaseContext<'_> {
+    /// The library an agent case searches for its skill: the library stands in for the skill
+    /// under test, and a run with no skill gets neither.
+    fn agent_library(&self) -> Option<&AgentLibrary> {
+        self.config.agent_library.as_ref().filter(|_| self.skill.is_some())
+    }
+
     fn cache_key(&self, case: &EvalCase) -> String {
         let mut h = Sha256::new();
         h.update(RUNNER_VERSION.to_le_bytes());
@@ -400,9 +406,8 @@ impl CaseContext<'_> {
                 self.config
                     .cache_dir
                     .as_ref()
-                    .filter(|_| {
-                        self.config.agent_library.is_none() || self.skill.is_none() || case.mode != CaseMode::Agent
-                    })
+                    // The library and notes are not part of the key.
+                    .filter(|_| case.mode != CaseMode::Agent || self.agent_library().is_none())
                     .map(|d| d.join(&key[..2]).join(format!("{key}.json")))
             })
             .collect();
@@ -552,8 +557,7 @@ impl CaseContext<'_> {
             }
             std::fs::write(&to, text).map_err(|e| skill_core::Error::io(&to, e))?;
         }
-        // The library stands in for the skill; a run with no skill gets neither.
-        let library = self.config.agent_library.as_ref().filter(|_| self.skill.is_some());
+        let library = self.agent_library();
         let mut tools = ToolRegistry::new();
         for tool in builtin_tools(&workspace, library.map(|l| l.retriever.clone()), &WorkspaceAccess::read_write()) {
             tools.register(tool).map_err(|e| Error::other(e.to_string()))?;
