@@ -232,6 +232,39 @@ impl<'a> Conversation<'a> {
     }
 }
 
+/// A step's reply and where its action part starts: 0 for one request; with two requests
+/// the end of the unconstrained reasoning. The action is read from there on, so a marker the
+/// reasoning wrote without tripping a stop (`so the final answer is 7`, `**Answer**: 7`)
+/// does not win over the constrained action that follows it.
+struct StepReply {
+    completion: Completion,
+    action_from: usize,
+}
+
+impl StepReply {
+    fn parse(&self) -> std::result::Result<Reply, String> {
+        parse_reply(self.action_part()).map(|reply| self.with_reasoning(reply))
+    }
+
+    fn first_call(&self) -> Option<Reply> {
+        parse_first_call(self.action_part()).map(|reply| self.with_reasoning(reply))
+    }
+
+    fn other_than(&self, skip: &Action) -> Option<Reply> {
+        parse_reply_other_than(self.action_part(), skip).map(|reply| self.with_reasoning(reply))
+    }
+
+    fn action_part(&self) -> &str {
+        &self.completion.text[self.action_from..]
+    }
+
+    /// The reply's reasoning is everything before its action, the unconstrained part included.
+    fn with_reasoning(&self, reply: Reply) -> Reply {
+        let before = &self.completion.text[..self.action_from];
+        Reply { reasoning: format!("{before}{}", reply.reasoning).trim_end().to_string(), ..reply }
+    }
+}
+
 /// What the loop knows about the skill situation of a run.
 struct SkillState {
     active: Option<ActiveSkill>,
@@ -345,7 +378,7 @@ impl Agent {
     /// The reply of one step with room for reasoning: one request, or with
     /// [`ReplyConstraint::TwoRequests`] the reasoning and then the action (see there), given
     /// back as one completion whose text is the whole reply, opener included, as a grammar
-    /// request returns it.
+    /// request returns it, with where its action part starts.
     #[allow(clippy::too_many_arguments)]
     async fn reply_call(
         &self,
@@ -356,11 +389,12 @@ impl Agent {
         answer_allowed: bool,
         totals: &mut (u64, u64),
         state: &mut RunState<'_>,
-    ) -> Result<std::result::Result<Completion, String>> {
+    ) -> Result<std::result::Result<StepReply, String>> {
         let reasoning_tokens = self.config.reasoning_tokens;
         if !self.two_requests() || reasoning_tokens == 0 {
             let request = self.request(messages, offered, reasoning_tokens, answer_allowed);
-            return self.model_call(step, correction, &request, totals, state).await;
+            let completion = self.model_call(step, correction, &request, totals, state).await?;
+            return Ok(completion.map(|completion| StepReply { completion, action_from: 0 }));
         }
         let opener = &self.config.reasoning_opener;
         let mut reasoning_request = self.plain_request(messages, reasoning_tokens);
@@ -386,7 +420,7 @@ impl Agent {
             Ok(c) => c,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(Ok(Completion {
+        let completion = Completion {
             text: format!("{so_far}{}", action.text),
             usage: skill_core::Usage {
                 prompt_tokens: reasoning.usage.prompt_tokens + action.usage.prompt_tokens,
@@ -394,7 +428,8 @@ impl Agent {
             },
             elapsed: reasoning.elapsed + action.elapsed,
             finish_reason: action.finish_reason,
-        }))
+        };
+        Ok(Ok(StepReply { completion, action_from: so_far.len() }))
     }
 
     /// Whether an answer may be given now (see [`AgentConfig::act_before_answer`]): not while
@@ -577,18 +612,21 @@ impl Agent {
             let shown = if activated_at_start { skills.active.as_ref() } else { None };
             let messages = conversation.messages(shown, self.config.skill_placement, &offered);
             let answer_allowed = self.answer_allowed(&skills, &offered, acted || early_answers >= MAX_EARLY_ANSWERS);
-            let completion = finish_on_error!(
+            let step_reply = finish_on_error!(
                 self.reply_call(step, false, &messages, &offered, answer_allowed, &mut totals, &mut state).await,
                 step - 1
             );
-            let mut parsed = parse_reply(&completion.text);
+            let mut parsed = step_reply.parse();
+            let completion = &step_reply.completion;
             if !answer_allowed && matches!(&parsed, Ok(Reply { action: Action::Final(_), .. })) {
-                parsed = parse_first_call(&completion.text).ok_or_else(|| {
+                parsed = step_reply.first_call().ok_or_else(|| {
                     "the reply has no `Action:` line, and no answer is taken before the skill's first tool call"
                         .to_string()
                 });
             }
             let mut reply_text = completion.text.clone();
+            // Where a repeated call is looked past (below): from the reply's action part on.
+            let action_from = step_reply.action_from;
             if let Err(error) = &parsed {
                 // One correction turn: the action alone, with no room for more reasoning.
                 let cut = if completion.finish_reason == "length" {
@@ -621,7 +659,7 @@ impl Agent {
             if let (Ok(reply), Some((tool, args))) = (&parsed, &last_call)
                 && reply.action == (Action::Call { tool: tool.clone(), args: args.clone() })
             {
-                if let Some(next) = parse_reply_other_than(&reply_text, &reply.action) {
+                if let Some(next) = parse_reply_other_than(&reply_text[action_from..], &reply.action) {
                     parsed = Ok(next);
                 } else if self.constrained() {
                     let narrowed: Vec<ToolSpec> = offered.iter().filter(|s| &s.name != tool).cloned().collect();
@@ -630,9 +668,9 @@ impl Agent {
                             .await,
                         step
                     );
-                    if let Some(next) = parse_reply_other_than(&again.text, &reply.action) {
+                    if let Some(next) = again.other_than(&reply.action) {
                         parsed = Ok(next);
-                        reply_text = again.text.clone();
+                        reply_text = again.completion.text.clone();
                     }
                 }
             }

@@ -354,6 +354,20 @@ async fn two_requests_start_the_action_on_a_line_of_its_own_after_a_marker_writt
 }
 
 #[tokio::test]
+async fn two_requests_take_the_constrained_action_over_an_answer_the_reasoning_wrote_without_a_stop() {
+    // Neither "the final answer is" nor `**Answer**:` trips the reasoning's stops, and the
+    // parser reads both as answers; the constrained action after them is the reply's action.
+    let cassette = Cassette::continuing(&[
+        "A guess: the final answer is 7, but notes.txt says for sure.\n",
+        "Action: read_file {\"path\": \"notes.txt\"}",
+        "**Answer**: the word is heliotrope\n",
+        "Answer: heliotrope",
+    ]);
+    let seen = two_request_run(&cassette).await;
+    assert_eq!(seen.len(), 4, "two requests a step and no correction request");
+}
+
+#[tokio::test]
 async fn two_requests_fall_back_to_one_on_a_backend_that_does_not_continue_replies() {
     let s = setup();
     let cassette = Cassette::constrained(&["Answer: heliotrope"]);
