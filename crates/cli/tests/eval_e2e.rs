@@ -9,8 +9,14 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use teacher::{OpenAiTeacher, OpenAiTeacherConfig};
 
+/// This package's folder, as cargo gives it to the running test: a test binary built from
+/// another checkout that shares the target folder keeps that checkout's compile-time path.
+fn package_dir() -> PathBuf {
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR for tests"))
+}
+
 fn bbh_data() -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/bbh").to_string_lossy().into_owned()
+    package_dir().join("../../../shared/data/bbh").to_string_lossy().into_owned()
 }
 
 #[test]

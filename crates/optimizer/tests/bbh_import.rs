@@ -4,8 +4,14 @@ use evals::{Grader, Split};
 use optimizer::bbh::{SplitSizes, import, list_tasks};
 use std::path::PathBuf;
 
+/// This package's folder, as cargo gives it to the running test: a test binary built from
+/// another checkout that shares the target folder keeps that checkout's compile-time path.
+fn package_dir() -> PathBuf {
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR for tests"))
+}
+
 fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/bbh")
+    package_dir().join("../../../shared/data/bbh")
 }
 
 #[test]

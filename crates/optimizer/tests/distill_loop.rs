@@ -18,12 +18,18 @@ use student::models::{ModelStore, find_known};
 use student::{MistralRsOptions, MistralRsStudent};
 use teacher::{CassetteTeacher, OpenAiTeacher, OpenAiTeacherConfig};
 
+/// This package's folder, as cargo gives it to the running test: a test binary built from
+/// another checkout that shares the target folder keeps that checkout's compile-time path.
+fn package_dir() -> PathBuf {
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR for tests"))
+}
+
 fn cassette_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/cassettes/distill_boolean_expressions.json")
+    package_dir().join("tests/cassettes/distill_boolean_expressions.json")
 }
 
 fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/bbh")
+    package_dir().join("../../../shared/data/bbh")
 }
 
 /// Passes the first `limit` fresh requests (and their repair requests) through, then fails
@@ -261,7 +267,7 @@ fn cassette_len(path: &std::path::Path) -> usize {
 /// (a teacher "crash") at the recall check, after the drafts.
 #[tokio::test(flavor = "multi_thread")]
 async fn distill_drafts_the_suite_and_the_skill_from_a_job_and_examples() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/cassettes/distill_draft_celsius.json");
+    let path = package_dir().join("tests/cassettes/distill_draft_celsius.json");
     let recording = std::env::var("SKD_RECORD_TEACHER").ok();
     let cassette = Arc::new(match &recording {
         Some(spec) => {

@@ -25,8 +25,14 @@ use student::models::{ALL_MINILM_L6_V2, ModelStore, find_known};
 use student::{MistralRsOptions, MistralRsStudent};
 use teacher::{CassetteTeacher, OpenAiTeacher, OpenAiTeacherConfig};
 
+/// This package's folder, as cargo gives it to the running test: a test binary built from
+/// another checkout that shares the target folder keeps that checkout's compile-time path.
+fn package_dir() -> PathBuf {
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR for tests"))
+}
+
 fn cassette_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/cassettes/nightly_km_to_metres.json")
+    package_dir().join("tests/cassettes/nightly_km_to_metres.json")
 }
 
 fn embedder() -> MiniLm {

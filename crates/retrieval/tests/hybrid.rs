@@ -8,6 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use student::models::{ALL_MINILM_L6_V2, ModelStore, find_known};
 
+/// This package's folder, as cargo gives it to the running test: a test binary built from
+/// another checkout that shares the target folder keeps that checkout's compile-time path.
+fn package_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR for tests"))
+}
+
 /// The real model, counting the texts it is asked to embed.
 struct Counting {
     inner: embed::MiniLm,
@@ -38,7 +44,7 @@ fn model() -> Arc<Counting> {
 /// The questions of everyday/notes-recall (asked in other words than their notes'), each
 /// with the note that answers it.
 fn questions() -> Vec<(String, String)> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../everyday/notes-recall/questions.json");
+    let path = package_dir().join("../../everyday/notes-recall/questions.json");
     let list: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(path).expect("questions")).expect("json");
     list.iter().map(|q| (q["question"].as_str().expect("q").into(), q["note"].as_str().expect("note").into())).collect()
@@ -47,7 +53,7 @@ fn questions() -> Vec<(String, String)> {
 #[test]
 fn paraphrased_questions_find_their_notes_by_meaning_and_vectors_are_kept() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let notes = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../everyday/notes-recall/notes");
+    let notes = package_dir().join("../../everyday/notes-recall/notes");
     let index_dir = tmp.path().join("index");
     let mut index = SearchIndex::open_or_create(&index_dir).expect("open");
     index

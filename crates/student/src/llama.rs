@@ -1180,7 +1180,10 @@ mod tests {
 
     #[test]
     fn the_kv_state_salt_names_the_locked_llama_cpp_2_version() {
-        let lock_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.lock");
+        // Read at run time: a test binary built from another checkout sharing the target folder
+        // keeps that checkout's compile-time path.
+        let package_dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR for tests");
+        let lock_path = Path::new(&package_dir).join("../../Cargo.lock");
         let lock = std::fs::read_to_string(&lock_path).expect("the workspace's Cargo.lock");
         let locked = lock
             .split("[[package]]")
