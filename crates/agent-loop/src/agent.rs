@@ -955,14 +955,7 @@ impl Agent {
 /// (`{"path": "..."}`, `<file>`) rather than a value: the small student copies them.
 fn placeholder_argument(args: &serde_json::Value) -> Option<String> {
     let fields = args.as_object()?;
-    fields.iter().find_map(|(key, value)| {
-        let text = value.as_str()?.trim();
-        let named = text.strip_prefix('<').and_then(|t| t.strip_suffix('>')).is_some_and(|inner| {
-            !inner.is_empty() && inner.len() <= 40 && inner.chars().all(|c| c.is_alphabetic() || " _-".contains(c))
-        });
-        let placeholder = matches!(text, "..." | "…") || named;
-        placeholder.then(|| key.clone())
-    })
+    fields.iter().find_map(|(key, value)| skill_core::is_placeholder_value(value.as_str()?).then(|| key.clone()))
 }
 
 fn truncate(text: &str, max_chars: usize) -> String {

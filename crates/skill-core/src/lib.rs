@@ -37,5 +37,5 @@ pub use traits::{
     ChatMessage, Completion, CompletionRequest, Embedder, Hit, NoteHit, RetrievalQuery, Retriever, Role, Scope,
     SkillHit, Student, Teacher, Tool, ToolOutput, ToolSpec, Usage, cosine,
 };
-pub use validate::{Diagnostic, Severity, ValidationMode, validate_file, validate_skill};
+pub use validate::{Diagnostic, Severity, ValidationMode, is_placeholder_value, validate_file, validate_skill};
 pub use versions::{VersionInfo, VersionStore};

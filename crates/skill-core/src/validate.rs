@@ -266,10 +266,46 @@ pub fn validate_skill(skill: &Skill, mode: ValidationMode) -> Vec<Diagnostic> {
                 ),
             );
         }
+        for (i, line) in body.lines().enumerate() {
+            for (key, value) in placeholder_arguments(line) {
+                push(
+                    skill.body_line() + i,
+                    Severity::Warning,
+                    "placeholder-argument",
+                    format!(
+                        "the example call gives `{key}` the placeholder `{value}`, which small models copy as the \
+                         argument (the agent loop refuses such calls): say in words what `{key}` holds, or leave \
+                         the field out of the example"
+                    ),
+                );
+            }
+        }
     }
 
     out.sort_by_key(|d| d.line);
     out
+}
+
+/// `"key": "..."` and `"key": "<name>"` in an example call: arguments a model copied from
+/// an example without filling them in (see [`is_placeholder_value`]).
+fn placeholder_arguments(line: &str) -> Vec<(String, String)> {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| regex::Regex::new(r#""([A-Za-z_][\w-]*)"\s*:\s*"([^"]*)""#).expect("valid regex"));
+    re.captures_iter(line)
+        .filter(|c| is_placeholder_value(&c[2]))
+        .map(|c| (c[1].to_string(), c[2].to_string()))
+        .collect()
+}
+
+/// Whether an argument value is a placeholder rather than a value: `...`, `…`, or a short
+/// name in angle brackets (`<file name>`). The agent loop refuses calls with one, and skill
+/// validation warns about example calls that show one.
+pub fn is_placeholder_value(text: &str) -> bool {
+    let text = text.trim();
+    let named = text.strip_prefix('<').and_then(|t| t.strip_suffix('>')).is_some_and(|inner| {
+        !inner.is_empty() && inner.len() <= 40 && inner.chars().all(|c| c.is_alphabetic() || " _-".contains(c))
+    });
+    matches!(text, "..." | "…") || named
 }
 
 /// Every way `name` breaks the naming rule (empty when it is valid).

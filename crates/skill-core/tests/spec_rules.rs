@@ -156,6 +156,21 @@ fn body_rules() {
 }
 
 #[test]
+fn example_calls_with_placeholder_arguments_warn_on_their_line() {
+    // Recorded on the everyday weekly-update skill: Qwen2.5-Coder-1.5B called
+    // `write_file {"path": "update.md", "content": "..."}` as the step's example showed it.
+    let text = "---\nname: a\ndescription: d\n---\n1. Call `read_file` with `{\"path\": \"done.txt\"}`.\n\
+                2. Call `write_file` with `{\"path\": \"<file name>\", \"content\": \"...\"}`.\n";
+    assert_eq!(
+        check("a", text, ValidationMode::Lenient),
+        vec![("placeholder-argument", 6, Severity::Warning), ("placeholder-argument", 6, Severity::Warning)]
+    );
+    let real_values = "---\nname: a\ndescription: d\n---\nCall `write_file` with `path` `update.md` and, as \
+                       `content`, the text... then stop.\n";
+    assert_eq!(check("a", real_values, ValidationMode::Lenient), vec![]);
+}
+
+#[test]
 fn unparseable_files_are_one_clear_error() {
     let cases: Vec<(&[u8], usize, &str)> = vec![
         (b"", 1, "empty"),
