@@ -626,7 +626,7 @@ impl Agent {
             }
             let mut reply_text = completion.text.clone();
             // Where a repeated call is looked past (below): from the reply's action part on.
-            let action_from = step_reply.action_from;
+            let mut action_from = step_reply.action_from;
             if let Err(error) = &parsed {
                 // One correction turn: the action alone, with no room for more reasoning.
                 let cut = if completion.finish_reason == "length" {
@@ -651,7 +651,10 @@ impl Agent {
                 {
                     parsed = Ok(call);
                 }
-                reply_text = format!("{}\n{}", completion.text.trim_end(), correction.text.trim());
+                let kept = completion.text.trim_end();
+                // An action part of blanks alone is trimmed away with the reasoning's last ones.
+                action_from = action_from.min(kept.len());
+                reply_text = format!("{kept}\n{}", correction.text.trim());
             }
             // A repeat of the call before: small models restate it and go on in the same reply.
             // Take what follows; with a grammar (which stopped at the restatement), ask once more

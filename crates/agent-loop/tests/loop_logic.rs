@@ -368,6 +368,27 @@ async fn two_requests_take_the_constrained_action_over_an_answer_the_reasoning_w
 }
 
 #[tokio::test]
+async fn a_blank_action_part_after_blank_reasoning_lines_is_corrected_without_losing_the_action_offset() {
+    // The action part is blanks cut off at its limit: the correction's text is joined to the
+    // reply with the reasoning's trailing line breaks trimmed away, so the action part's
+    // offset must not point past them (it did, and slicing the joined text panicked).
+    let blank_lines = "\n".repeat(60);
+    let reasoning = format!("The file says heliotrope.{blank_lines}");
+    let cassette = Cassette::continuing(&[
+        "The word is in notes.txt.\n",
+        "Action: read_file {\"path\": \"notes.txt\"}",
+        &reasoning,
+        "[length]  ",
+        // The correction restates the call; the narrowed request then answers.
+        "Action: read_file {\"path\": \"notes.txt\"}",
+        "So the word is known.\n",
+        "Answer: heliotrope",
+    ]);
+    let seen = two_request_run(&cassette).await;
+    assert_eq!(seen.len(), 7, "two requests, then two with a correction and a narrowed pair");
+}
+
+#[tokio::test]
 async fn two_requests_fall_back_to_one_on_a_backend_that_does_not_continue_replies() {
     let s = setup();
     let cassette = Cassette::constrained(&["Answer: heliotrope"]);

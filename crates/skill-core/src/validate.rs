@@ -266,7 +266,20 @@ pub fn validate_skill(skill: &Skill, mode: ValidationMode) -> Vec<Diagnostic> {
                 ),
             );
         }
-        for (i, line) in body.lines().enumerate() {
+        let tools: Vec<String> = skill
+            .meta()
+            .allowed_tools
+            .iter()
+            .flatten()
+            .map(|t| t.split('(').next().unwrap_or(t).to_ascii_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect();
+        // Only example calls: an answer format (`{"answer": "..."}`) is no argument.
+        let is_call = |line: &str| {
+            let lower = line.to_ascii_lowercase();
+            lower.contains("call") || lower.contains("action:") || tools.iter().any(|t| lower.contains(t.as_str()))
+        };
+        for (i, line) in body.lines().enumerate().filter(|(_, l)| is_call(l)) {
             for (key, value) in placeholder_arguments(line) {
                 push(
                     skill.body_line() + i,

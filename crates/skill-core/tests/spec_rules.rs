@@ -165,9 +165,14 @@ fn example_calls_with_placeholder_arguments_warn_on_their_line() {
         check("a", text, ValidationMode::Lenient),
         vec![("placeholder-argument", 6, Severity::Warning), ("placeholder-argument", 6, Severity::Warning)]
     );
-    let real_values = "---\nname: a\ndescription: d\n---\nCall `write_file` with `path` `update.md` and, as \
-                       `content`, the text... then stop.\n";
-    assert_eq!(check("a", real_values, ValidationMode::Lenient), vec![]);
+    let real_values = "---\nname: a\ndescription: d\nallowed-tools: write_file\n---\nCall `write_file` with \
+                       `{\"path\": \"update.md\", \"content\": \"# Weekly update\"}`, then stop...\n\
+                       Or use write_file with the path `a.md` and the text as its content.\n\
+                       Reply with JSON only: `{\"answer\": \"...\"}`.\n";
+    assert_eq!(check("a", real_values, ValidationMode::Lenient), vec![], "real values, and an answer format");
+    let tool_named = "---\nname: a\ndescription: d\nallowed-tools: Bash(git:*)\n---\nRun bash with \
+                      `{\"command\": \"<command>\"}`.\n";
+    assert_eq!(check("a", tool_named, ValidationMode::Lenient), vec![("placeholder-argument", 6, Severity::Warning)]);
 }
 
 #[test]
