@@ -9,6 +9,9 @@
 #   SKILLS="open-todos word-count" ...       # only these skills
 #   EVAL_ARGS="--reply free-text" ...         # other agent settings (skd eval --help)
 #   BASELINE=skip ...                        # only the "with the skill" side
+#   PARALLEL=0 ...                           # cases decoded together as the student batches
+#                                            # them (faster; default 1: one case at a time,
+#                                            # since batched greedy decoding is not reproducible)
 #   LIBRARY=1 ...                            # "with the skill" found as `skd run` finds it:
 #                                            # retrieval over the 10 skills and everyday/notes
 #                                            # (skd eval --library; EVAL_ARGS="--catalog-size 5")
@@ -38,7 +41,7 @@ skills="${SKILLS:-$(ls everyday/skills)}"
 for skill in $skills; do
   # 256 reasoning tokens a step, as `skd run` has by default.
   # shellcheck disable=SC2086
-  "$SKD" eval "$skill" --student "$student" --baseline "${BASELINE:-none}" --no-cache --max-tokens 256 $library_args ${EVAL_ARGS:-} --json \
+  "$SKD" eval "$skill" --student "$student" --baseline "${BASELINE:-none}" --no-cache --max-tokens 256 --parallel "${PARALLEL:-1}" $library_args ${EVAL_ARGS:-} --json \
     > "$out/$skill.json" \
     || [ $? -eq 1 ]   # exit 1: some case could not be run; the JSON still says which
 done
