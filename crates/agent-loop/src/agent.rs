@@ -411,6 +411,11 @@ impl Agent {
         if !ends_at_a_line_start(&so_far) {
             so_far.push('\n');
         }
+        // Outside any code block the reasoning opened: an action continued inside one tries
+        // to close it within its JSON, and runs on (```json```json...) to its token limit.
+        if so_far.matches("```").count() % 2 == 1 {
+            so_far.push_str("```\n");
+        }
         let mut action_request = self.plain_request(messages, self.config.action_tokens);
         action_request.messages.push(ChatMessage::new(Role::Assistant, so_far.clone()));
         // A few characters and a line break may come before the marker (ACTION_LEAD_CHARS).

@@ -30,8 +30,9 @@ use std::sync::OnceLock;
 /// no longer reads "the final answer isolated" as the answer "olated"; 6 starts a two-request
 /// reply's action on a line of its own, shows `find_lines` results without line numbers, and
 /// reads `the final answer is: Answer: 68` as 68; 7 reads a two-request reply's action from its
-/// constrained part, past any answer its free reasoning wrote).
-pub const PROTOCOL_VERSION: u32 = 7;
+/// constrained part, past any answer its free reasoning wrote; 8 closes a code block the
+/// reasoning left open before a two-request reply's action).
+pub const PROTOCOL_VERSION: u32 = 8;
 /// The words every constrained reply starts with. Zero-shot chain of thought works when the
 /// trigger opens the model's own answer (Kojima et al. 2022), not only when the prompt asks
 /// for it: asked in the prompt alone, Qwen2.5-Coder-0.5B began 42 of 47 replies with its

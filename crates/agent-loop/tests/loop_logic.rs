@@ -354,6 +354,29 @@ async fn two_requests_start_the_action_on_a_line_of_its_own_after_a_marker_writt
 }
 
 #[tokio::test]
+async fn two_requests_close_a_code_block_the_reasoning_left_open_before_the_action() {
+    // Recorded from Qwen2.5-Coder-1.5B (everyday weekly-update, 2026-12-07): continued inside
+    // the open block, the action wrote the file's content and then ```json```json... to its
+    // token limit, and the call was cut off.
+    let cassette = Cassette::continuing(&[
+        "1. **Read the `done.txt` file**:\n   ```json\n   ",
+        "Action: read_file {\"path\": \"notes.txt\"}",
+        "```text\nheliotrope\n```\n",
+        "Answer: heliotrope",
+    ]);
+    let seen = two_request_run(&cassette).await;
+    let opener = agent_loop::protocol::DEFAULT_REASONING_OPENER;
+    assert_eq!(
+        continued_replies(&seen),
+        [
+            format!("{opener}1. **Read the `done.txt` file**:\n   ```json\n   ```\n"),
+            format!("{opener}```text\nheliotrope\n```\n")
+        ],
+        "an open block is closed; a closed one is left alone"
+    );
+}
+
+#[tokio::test]
 async fn two_requests_take_the_constrained_action_over_an_answer_the_reasoning_wrote_without_a_stop() {
     // Neither "the final answer is" nor `**Answer**:` trips the reasoning's stops, and the
     // parser reads both as answers; the constrained action after them is the reply's action.
