@@ -40,7 +40,8 @@ pub struct BenchArgs {
     /// Run llama-cpp-python only with prefix reuse (the reference), not also without.
     pub reference_reuse_only: bool,
     pub modes: Vec<Mode>,
-    /// Transcode scalar-only tensors to Q8_0 first (the default for every student).
+    /// Rewrite tensors to Q8_0 first (the default for every student): mistral.rs's
+    /// scalar-only types, llama.cpp's Q5_0.
     pub transcode: bool,
     pub json: bool,
 }
@@ -86,6 +87,17 @@ struct MistralSettings {
     max_num_seqs: usize,
     prefix_cache_n: usize,
     transcode: bool,
+}
+
+/// How a llama.cpp mode loads the model (LlamaCppOptions, in words every build has).
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "llama-cpp"), allow(dead_code))]
+struct LlamaSettings {
+    threads: usize,
+    /// 0: the engine's default.
+    sequences: usize,
+    /// Q5_0 tensors rewritten as Q8_0 (the same values).
+    widen: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -223,8 +235,7 @@ async fn run_mistral(
 async fn run_llama(
     _path: &Path,
     _label: &str,
-    _threads: usize,
-    _sequences: usize,
+    _settings: LlamaSettings,
     _concurrent: bool,
     _requests: &[CompletionRequest],
 ) -> Result<ModeResult> {
@@ -235,14 +246,15 @@ async fn run_llama(
 async fn run_llama(
     path: &Path,
     label: &str,
-    threads: usize,
-    sequences: usize,
+    settings: LlamaSettings,
     concurrent: bool,
     requests: &[CompletionRequest],
 ) -> Result<ModeResult> {
+    let LlamaSettings { threads, sequences, widen } = settings;
     let defaults = LlamaCppOptions::default();
     let max_sequences = if sequences == 0 { defaults.max_sequences } else { sequences };
-    let options = LlamaCppOptions { threads: Some(threads), max_sequences, ..defaults };
+    let widened_dir = if widen { defaults.widened_dir.clone() } else { None };
+    let options = LlamaCppOptions { threads: Some(threads), max_sequences, widened_dir, ..defaults };
     let student = LlamaCppStudent::load(path, options).await?;
     // Warm-up outside the timing: page the weights in (a different prompt: no prefix help).
     student.complete(&request("Hi.", "Hi.", 1)).await?;
@@ -297,7 +309,9 @@ fn run_llama_cpp(
         &workload,
         serde_json::to_vec(&json!({"system": system, "prompts": prompts, "max_tokens": max_tokens}))?,
     )?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/llamacpp_bench.py");
+    // The script travels inside the binary: an installed `skd` has no checkout to find it in.
+    let script = dir.path().join("llamacpp_bench.py");
+    std::fs::write(&script, LLAMA_CPP_BENCH_SCRIPT)?;
     let out = std::process::Command::new(python)
         .arg(&script)
         .arg(model)
@@ -327,6 +341,9 @@ fn run_llama_cpp(
         })
         .collect())
 }
+
+/// The reference's side of the benchmark, run by the Python that has llama-cpp-python.
+const LLAMA_CPP_BENCH_SCRIPT: &str = include_str!("../../../scripts/llamacpp_bench.py");
 
 pub async fn bench_student(config: &Config, args: BenchArgs) -> Result<Exit> {
     let path = skill_core::blocking(|| crate::run_cmds::model_path(config, &args.model, args.json))?;
@@ -358,7 +375,10 @@ pub async fn bench_student(config: &Config, args: BenchArgs) -> Result<Exit> {
         }
         let r = match options {
             Some(options) => run_mistral(&path, label, options, at_once, &requests, !args.json).await?,
-            None => run_llama(&path, label, args.threads, args.sequences, at_once, &requests).await?,
+            None => {
+                let llama = LlamaSettings { threads: args.threads, sequences: args.sequences, widen: args.transcode };
+                run_llama(&path, label, llama, at_once, &requests).await?
+            }
         };
         if !args.json {
             // Each mode takes minutes on a CPU: show it as soon as it is measured.

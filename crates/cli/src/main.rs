@@ -206,8 +206,9 @@ enum BenchCommand {
         /// by default every one this build has an engine for.
         #[arg(long, value_enum, value_delimiter = ',', default_values_t = bench_cmds::Mode::built())]
         modes: Vec<bench_cmds::Mode>,
-        /// Load the GGUF as it is, without rewriting Q5_0/Q4_1 tensors as Q8_0 (to measure
-        /// what the transcode buys).
+        /// Load the GGUF as it is, without rewriting tensors as Q8_0 (mistral.rs: Q5_0, Q4_1
+        /// and the other types candle has no SIMD kernels for; llama.cpp: Q5_0, value for
+        /// value), to measure what the rewrite buys.
         #[arg(long)]
         no_transcode: bool,
         /// Print as JSON.

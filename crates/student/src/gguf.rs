@@ -78,6 +78,167 @@ pub fn inspect_for(path: &Path, engine: Engine) -> Result<GgufInfo> {
 
 /// Reads the header only (no architecture or size check).
 pub fn read_header(path: &Path) -> Result<GgufInfo> {
+    read_header_and_layout(path).map(|(info, _)| info)
+}
+
+/// Where the parts of a GGUF file are: what rewriting its tensors needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Layout {
+    pub version: u32,
+    pub kv_count: u64,
+    /// Bytes of the metadata key-value section, copied as they are by a rewrite.
+    pub metadata: std::ops::Range<u64>,
+    pub alignment: u64,
+    pub tensors: Vec<TensorEntry>,
+    /// Where tensor data starts; tensor offsets count from here.
+    pub data_start: u64,
+}
+
+/// One entry of a GGUF file's tensor table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorEntry {
+    /// The name's bytes as stored.
+    pub name: Vec<u8>,
+    /// Dimensions, the first the row length.
+    pub dims: Vec<u64>,
+    /// ggml's type id.
+    pub ggml_type: u32,
+    /// Where the data starts, from the start of the data section.
+    pub offset: u64,
+}
+
+impl TensorEntry {
+    /// The name, for messages.
+    pub fn display_name(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.name)
+    }
+
+    /// Number of values.
+    pub fn elements(&self) -> u64 {
+        self.dims.iter().fold(1u64, |n, d| n.saturating_mul(*d))
+    }
+
+    /// Bytes of data; None for a type this reader does not know.
+    pub fn bytes(&self) -> Option<u64> {
+        tensor_bytes(self.ggml_type, self.elements())
+    }
+}
+
+/// How [`rewrite_tensors`] turns one tensor into another type, block by block.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockRewrite {
+    /// ggml's id of the new type.
+    pub to_type: u32,
+    /// Values in a block of both types; a row must hold whole blocks.
+    pub values_per_block: u64,
+    /// Bytes of a block of the old type.
+    pub bytes_in: usize,
+    /// Bytes of a block of the new type.
+    pub bytes_out: usize,
+    /// Writes the new block (`bytes_out` long) for an old one (`bytes_in` long).
+    pub convert: fn(&[u8], &mut [u8]),
+}
+
+/// Writes `dest` from `src` with each tensor for which `plan` gives a [`BlockRewrite`]
+/// converted block by block, and the metadata and every other tensor copied unchanged.
+/// The tensor table keeps its order; data is laid out one tensor after another, each
+/// padded to the file's alignment, as llama.cpp expects. The write is atomic.
+pub fn rewrite_tensors(src: &Path, dest: &Path, plan: impl Fn(&TensorEntry) -> Option<BlockRewrite>) -> Result<()> {
+    use std::io::Write;
+    let (info, layout) = read_header_and_layout(src)?;
+    let corrupt = |reason: String| Error::CorruptModel { path: src.to_path_buf(), reason };
+    // Checked before anything is written: (tensor, its bytes, its rewrite, new bytes).
+    let mut tensors = Vec::with_capacity(layout.tensors.len());
+    for tensor in &layout.tensors {
+        let name = tensor.display_name();
+        let bytes = tensor.bytes().ok_or_else(|| {
+            corrupt(format!("tensor `{name}` has a type ({}) this reader does not know", tensor.ggml_type))
+        })?;
+        let end = layout.data_start.saturating_add(tensor.offset).saturating_add(bytes);
+        if end > info.file_size {
+            return Err(corrupt(format!(
+                "truncated: tensor `{name}` ends at byte {end} but the file has {} (re-download it: `skd models pull`)",
+                info.file_size
+            )));
+        }
+        let rewrite = plan(tensor);
+        let new_bytes = match rewrite {
+            None => bytes,
+            Some(r) => {
+                let whole_rows =
+                    tensor.dims.first().is_some_and(|d| r.values_per_block > 0 && d % r.values_per_block == 0);
+                if !whole_rows || bytes % r.bytes_in as u64 != 0 {
+                    return Err(corrupt(format!(
+                        "tensor `{name}` cannot be rewritten: its rows are not whole blocks of {}",
+                        r.values_per_block
+                    )));
+                }
+                bytes / r.bytes_in as u64 * r.bytes_out as u64
+            }
+        };
+        tensors.push((tensor, bytes, rewrite, new_bytes));
+    }
+
+    let read_error = |e: std::io::Error| Error::io(src, e);
+    let write_error = |e: std::io::Error| Error::io(dest, e);
+    let mut source = BufReader::with_capacity(1 << 20, File::open(src).map_err(read_error)?);
+    let mut header = Vec::new();
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&layout.version.to_le_bytes());
+    header.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
+    header.extend_from_slice(&layout.kv_count.to_le_bytes());
+    let mut metadata = vec![0u8; (layout.metadata.end - layout.metadata.start) as usize];
+    source.seek(SeekFrom::Start(layout.metadata.start)).map_err(read_error)?;
+    source.read_exact(&mut metadata).map_err(read_error)?;
+    header.extend_from_slice(&metadata);
+    let mut offset = 0u64;
+    for (tensor, _, rewrite, new_bytes) in &tensors {
+        header.extend_from_slice(&(tensor.name.len() as u64).to_le_bytes());
+        header.extend_from_slice(&tensor.name);
+        header.extend_from_slice(&(tensor.dims.len() as u32).to_le_bytes());
+        for dim in &tensor.dims {
+            header.extend_from_slice(&dim.to_le_bytes());
+        }
+        header.extend_from_slice(&rewrite.map_or(tensor.ggml_type, |r| r.to_type).to_le_bytes());
+        header.extend_from_slice(&offset.to_le_bytes());
+        offset += new_bytes.div_ceil(layout.alignment) * layout.alignment;
+    }
+    header.resize(header.len().div_ceil(layout.alignment as usize) * layout.alignment as usize, 0);
+
+    // A temporary file of this writer's own beside the destination (removed if anything
+    // fails), so two processes starting on one model at once never share a half-written file.
+    let mut tmp = skill_core::fsutil::temp_beside(dest, ".rewrite-")
+        .map_err(|e| Error::io(dest, std::io::Error::other(e.to_string())))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+    out.write_all(&header).map_err(write_error)?;
+    for (tensor, bytes, rewrite, new_bytes) in &tensors {
+        source.seek(SeekFrom::Start(layout.data_start + tensor.offset)).map_err(read_error)?;
+        let mut data = source.by_ref().take(*bytes);
+        match rewrite {
+            Some(r) => {
+                let (mut from, mut to) = (vec![0u8; r.bytes_in], vec![0u8; r.bytes_out]);
+                for _ in 0..bytes / r.bytes_in as u64 {
+                    data.read_exact(&mut from).map_err(read_error)?;
+                    (r.convert)(&from, &mut to);
+                    out.write_all(&to).map_err(write_error)?;
+                }
+            }
+            None => {
+                if std::io::copy(&mut data, &mut out).map_err(write_error)? != *bytes {
+                    return Err(corrupt(format!("tensor `{}` is cut short", tensor.display_name())));
+                }
+            }
+        }
+        let padding = new_bytes.div_ceil(layout.alignment) * layout.alignment - new_bytes;
+        out.write_all(&vec![0u8; padding as usize]).map_err(write_error)?;
+    }
+    out.into_inner().map_err(|e| Error::io(dest, e.into_error()))?.sync_all().map_err(write_error)?;
+    tmp.persist(dest).map_err(|e| Error::io(dest, e.error))?;
+    Ok(())
+}
+
+/// Reads the header and the tensor table.
+pub(crate) fn read_header_and_layout(path: &Path) -> Result<(GgufInfo, Layout)> {
     let file = File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::ModelNotFound(path.to_path_buf()),
         _ => Error::io(path, e),
@@ -97,6 +258,7 @@ pub fn read_header(path: &Path) -> Result<GgufInfo> {
     }
     let tensor_count = r.u64()?;
     let kv_count = r.u64()?;
+    let metadata_start = r.pos;
     // Each entry takes at least a few bytes: counts beyond the file size are corruption.
     if tensor_count > file_size / 8 || kv_count > file_size / 8 {
         return Err(corrupt(format!("header counts are impossible ({tensor_count} tensors, {kv_count} keys)")));
@@ -135,32 +297,33 @@ pub fn read_header(path: &Path) -> Result<GgufInfo> {
             _ => r.skip_value(ty)?,
         }
     }
+    let metadata = metadata_start..r.pos;
     let architecture = architecture.ok_or_else(|| corrupt("no `general.architecture` key in the header".into()))?;
     let context_length = context_lengths.iter().find(|(a, _)| *a == architecture).map(|(_, v)| *v);
 
     let mut data_needed: Option<u64> = Some(0);
+    // Bounded by the check on tensor_count above.
+    let mut tensors = Vec::with_capacity(tensor_count as usize);
     for _ in 0..tensor_count {
-        let _name = r.string()?;
+        let name = r.raw_string()?;
         let n_dims = r.u32()?;
         if n_dims > 8 {
             return Err(corrupt(format!("a tensor has {n_dims} dimensions")));
         }
-        let mut elements: u64 = 1;
-        for _ in 0..n_dims {
-            elements = elements.saturating_mul(r.u64()?);
-        }
-        let ggml_type = r.u32()?;
-        let offset = r.u64()?;
-        data_needed = match (data_needed, tensor_bytes(ggml_type, elements)) {
-            (Some(max), Some(bytes)) => Some(max.max(offset.saturating_add(bytes))),
+        let dims = (0..n_dims).map(|_| r.u64()).collect::<Result<Vec<u64>>>()?;
+        let tensor = TensorEntry { name, dims, ggml_type: r.u32()?, offset: r.u64()? };
+        data_needed = match (data_needed, tensor.bytes()) {
+            (Some(max), Some(bytes)) => Some(max.max(tensor.offset.saturating_add(bytes))),
             _ => None,
         };
+        tensors.push(tensor);
     }
     if alignment == 0 {
         return Err(corrupt("general.alignment is 0".into()));
     }
     let data_start = r.pos.div_ceil(alignment) * alignment;
-    Ok(GgufInfo {
+    let layout = Layout { version, kv_count, metadata, alignment, tensors, data_start };
+    let info = GgufInfo {
         path: path.to_path_buf(),
         version,
         architecture,
@@ -174,7 +337,8 @@ pub fn read_header(path: &Path) -> Result<GgufInfo> {
             end_token_ids.dedup();
             end_token_ids
         },
-    })
+    };
+    Ok((info, layout))
 }
 
 /// Bytes taken by `elements` values of a ggml type; None for types this table does not know.
@@ -254,13 +418,17 @@ impl Reader<'_> {
     }
 
     fn string(&mut self) -> Result<String> {
+        Ok(String::from_utf8_lossy(&self.raw_string()?).into_owned())
+    }
+
+    fn raw_string(&mut self) -> Result<Vec<u8>> {
         let len = self.u64()?;
         if len > self.remaining || len > 64 * 1024 * 1024 {
             return Err(self.truncated());
         }
         let mut buf = vec![0u8; len as usize];
         self.bytes(&mut buf)?;
-        Ok(String::from_utf8_lossy(&buf).into_owned())
+        Ok(buf)
     }
 
     fn skip_value(&mut self, ty: u32) -> Result<()> {

@@ -21,6 +21,7 @@
 //! [`hub`] fetches `hf:OWNER/REPO[/FILE.gguf]` from a Hugging Face repository where the
 //! network allows.
 
+mod derived;
 pub mod engine;
 pub mod gguf;
 pub mod hub;
@@ -32,6 +33,7 @@ pub mod models;
 mod openai_compat;
 #[cfg(feature = "mistralrs")]
 pub mod transcode;
+pub mod widen;
 
 pub use engine::{Engine, ResolvedSpec, StudentSettings, load_student};
 #[cfg(feature = "llama-cpp")]

@@ -66,6 +66,10 @@ pub struct LlamaCppOptions {
     /// the next `skd eval` of the same skill loads it instead of prefilling it again.
     /// `None`: only the one in memory is kept.
     pub prefix_cache_dir: Option<std::path::PathBuf>,
+    /// Where a copy of the model with its Q5_0 tensors rewritten as Q8_0 is kept: the same
+    /// values, for llama.cpp's faster Q8_0 kernels (see [`crate::widen`]); made on the first
+    /// load of a file with Q5_0 tensors. `None`: the file is loaded as it is.
+    pub widened_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for LlamaCppOptions {
@@ -77,6 +81,7 @@ impl Default for LlamaCppOptions {
             threads: None,
             gather_window: Duration::from_millis(5),
             prefix_cache_dir: None,
+            widened_dir: Some(crate::models::ModelStore::default_dir().join("q8")),
         }
     }
 }
@@ -174,9 +179,17 @@ impl LlamaCppStudent {
                 ),
             });
         }
+        let worker_path = match options.widened_dir.clone() {
+            Some(dir) => {
+                let source = path.clone();
+                tokio::task::spawn_blocking(move || crate::widen::llama_ready(&source, &dir)).await.map_err(|e| {
+                    Error::Load { path: path.clone(), message: format!("rewriting Q5_0 tensors: {e}") }
+                })??
+            }
+            None => path.clone(),
+        };
         let (jobs, queue) = mpsc::channel::<Vec<Job>>();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<()>>();
-        let worker_path = path.clone();
         let architecture = info.architecture.clone();
         let counters = std::sync::Arc::new(std::sync::Mutex::new(LlamaCppCounters::default()));
         let worker_counters = counters.clone();
@@ -485,7 +498,13 @@ impl PrefixStore {
     const KEEP: usize = 32;
 
     fn new(dir: std::path::PathBuf, model_id: &str, options: &LlamaCppOptions) -> PrefixStore {
-        let salt = format!("{model_id}\0ctx={}\0llama-cpp-2={}", options.context_tokens, LLAMA_CPP_2_VERSION);
+        // A rewritten file holds the same weights, but other kernels may round differently.
+        let salt = format!(
+            "{model_id}\0ctx={}\0llama-cpp-2={}\0widened={}",
+            options.context_tokens,
+            LLAMA_CPP_2_VERSION,
+            options.widened_dir.is_some()
+        );
         PrefixStore { dir, salt: salt.into_bytes() }
     }
 

@@ -12,8 +12,7 @@
 use crate::{Error, Result};
 use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
 use candle_core::{Device, Tensor};
-use sha2::{Digest, Sha256};
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
@@ -44,14 +43,7 @@ pub fn cpu_ready(path: &Path, cache_dir: &Path) -> Result<PathBuf> {
     if to_convert.is_empty() {
         return Ok(path.to_path_buf());
     }
-    let dest = cache_dir.join(cached_name(path)?);
-    if dest.is_file() {
-        return Ok(dest);
-    }
-    fs::create_dir_all(cache_dir).map_err(|e| Error::io(cache_dir, e))?;
-    transcode(path, &dest)?;
-    remove_stale_siblings(cache_dir, path, &dest);
-    Ok(dest)
+    crate::derived::cached(path, cache_dir, &format!("{TARGET_TYPE:?}"), ".cpu.gguf", transcode)
 }
 
 /// Writes `dest` from `src` with every scalar-only tensor requantized to [`TARGET_TYPE`];
@@ -111,38 +103,4 @@ fn read_content(path: &Path) -> Result<gguf_file::Content> {
     })?;
     gguf_file::Content::read(&mut BufReader::new(file))
         .map_err(|e| Error::CorruptModel { path: path.to_path_buf(), reason: e.to_string() })
-}
-
-/// `<stem>.<key>.cpu.gguf`, where the key changes whenever the source file does.
-fn cached_name(path: &Path) -> Result<String> {
-    let absolute = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
-    let meta = fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
-    let mut hasher = Sha256::new();
-    hasher.update(absolute.to_string_lossy().as_bytes());
-    hasher.update(meta.len().to_le_bytes());
-    hasher.update(modified.map(|d| d.as_nanos()).unwrap_or(0).to_le_bytes());
-    hasher.update(format!("{TARGET_TYPE:?}").as_bytes());
-    let key = hex::encode(&hasher.finalize()[..8]);
-    Ok(format!("{}.{key}.cpu.gguf", stem(path)))
-}
-
-fn stem(path: &Path) -> String {
-    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
-}
-
-/// Drops older transcodes of the same source (same stem, other key): they are ~1 GB each.
-fn remove_stale_siblings(cache_dir: &Path, src: &Path, keep: &Path) {
-    let prefix = format!("{}.", stem(src));
-    let Ok(entries) = fs::read_dir(cache_dir) else { return };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let is_old_transcode = name.starts_with(&prefix)
-            && name.ends_with(".cpu.gguf")
-            && name[prefix.len()..name.len() - ".cpu.gguf".len()].len() == 16;
-        if is_old_transcode && path != keep {
-            let _ = fs::remove_file(&path);
-        }
-    }
 }
