@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::json;
 use skill_core::{ChatMessage, CompletionRequest, Role};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 #[cfg(feature = "mistralrs")]
 use std::sync::Arc;
 use std::time::Instant;
@@ -90,14 +90,16 @@ struct MistralSettings {
 }
 
 /// How a llama.cpp mode loads the model (LlamaCppOptions, in words every build has).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 #[cfg_attr(not(feature = "llama-cpp"), allow(dead_code))]
 struct LlamaSettings {
     threads: usize,
     /// 0: the engine's default.
     sequences: usize,
-    /// Q5_0 tensors rewritten as Q8_0 (the same values).
+    /// Q5_0 tensors rewritten as Q8_0 (the same values), as `skd run` loads the model.
     widen: bool,
+    /// The configured model cache, where the rewritten copy is kept.
+    models_dir: PathBuf,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -250,10 +252,10 @@ async fn run_llama(
     concurrent: bool,
     requests: &[CompletionRequest],
 ) -> Result<ModeResult> {
-    let LlamaSettings { threads, sequences, widen } = settings;
+    let LlamaSettings { threads, sequences, widen, models_dir } = settings;
     let defaults = LlamaCppOptions::default();
+    let widened_dir = if widen { LlamaCppOptions::widened_dir_in(&models_dir) } else { None };
     let max_sequences = if sequences == 0 { defaults.max_sequences } else { sequences };
-    let widened_dir = if widen { defaults.widened_dir.clone() } else { None };
     let options = LlamaCppOptions { threads: Some(threads), max_sequences, widened_dir, ..defaults };
     let student = LlamaCppStudent::load(path, options).await?;
     // Warm-up outside the timing: page the weights in (a different prompt: no prefix help).
@@ -376,7 +378,12 @@ pub async fn bench_student(config: &Config, args: BenchArgs) -> Result<Exit> {
         let r = match options {
             Some(options) => run_mistral(&path, label, options, at_once, &requests, !args.json).await?,
             None => {
-                let llama = LlamaSettings { threads: args.threads, sequences: args.sequences, widen: args.transcode };
+                let llama = LlamaSettings {
+                    threads: args.threads,
+                    sequences: args.sequences,
+                    widen: args.transcode,
+                    models_dir: config.models_dir.value.clone(),
+                };
                 run_llama(&path, label, llama, at_once, &requests).await?
             }
         };

@@ -177,7 +177,7 @@ pub async fn load_resolved(resolved: ResolvedSpec, settings: &StudentSettings) -
                 // Shared prefixes' KV state lives beside the models it belongs to.
                 let options = crate::LlamaCppOptions {
                     prefix_cache_dir: Some(settings.models_dir.join("prefix-kv")),
-                    widened_dir: Some(settings.models_dir.join("q8")),
+                    widened_dir: crate::LlamaCppOptions::widened_dir_in(&settings.models_dir),
                     ..crate::LlamaCppOptions::default()
                 };
                 Ok(Arc::new(crate::LlamaCppStudent::load(&path, options).await?))

@@ -89,6 +89,8 @@ pub(crate) struct Layout {
     /// Bytes of the metadata key-value section, copied as they are by a rewrite.
     pub metadata: std::ops::Range<u64>,
     pub alignment: u64,
+    /// `split.count`: how many files the model is split into (1 when the key is absent).
+    pub split_count: u16,
     pub tensors: Vec<TensorEntry>,
     /// Where tensor data starts; tensor offsets count from here.
     pub data_start: u64,
@@ -230,7 +232,7 @@ pub fn rewrite_tensors(src: &Path, dest: &Path, plan: impl Fn(&TensorEntry) -> O
             }
         }
         let padding = new_bytes.div_ceil(layout.alignment) * layout.alignment - new_bytes;
-        out.write_all(&vec![0u8; padding as usize]).map_err(write_error)?;
+        std::io::copy(&mut std::io::repeat(0).take(padding), &mut out).map_err(write_error)?;
     }
     out.into_inner().map_err(|e| Error::io(dest, e.into_error()))?.sync_all().map_err(write_error)?;
     tmp.persist(dest).map_err(|e| Error::io(dest, e.error))?;
@@ -267,6 +269,7 @@ pub(crate) fn read_header_and_layout(path: &Path) -> Result<(GgufInfo, Layout)> 
     let mut architecture = None;
     let mut name = None;
     let mut alignment = DEFAULT_ALIGNMENT;
+    let mut split_count = 1u16;
     let mut context_lengths = Vec::new();
     let mut end_token_ids = Vec::new();
     for _ in 0..kv_count {
@@ -290,6 +293,7 @@ pub(crate) fn read_header_and_layout(path: &Path) -> Result<(GgufInfo, Layout)> 
             ("general.architecture", 8) => architecture = Some(r.string()?),
             ("general.name", 8) => name = Some(r.string()?),
             ("general.alignment", 4) => alignment = u64::from(r.u32()?),
+            ("split.count", 2) => split_count = r.u16()?,
             (k, 4 | 10) if k.ends_with(".context_length") => {
                 let v = if ty == 4 { u64::from(r.u32()?) } else { r.u64()? };
                 context_lengths.push((k.trim_end_matches(".context_length").to_string(), v));
@@ -302,8 +306,8 @@ pub(crate) fn read_header_and_layout(path: &Path) -> Result<(GgufInfo, Layout)> 
     let context_length = context_lengths.iter().find(|(a, _)| *a == architecture).map(|(_, v)| *v);
 
     let mut data_needed: Option<u64> = Some(0);
-    // Bounded by the check on tensor_count above.
-    let mut tensors = Vec::with_capacity(tensor_count as usize);
+    // Not preallocated: a corrupt count would reserve memory for entries the file cannot hold.
+    let mut tensors = Vec::new();
     for _ in 0..tensor_count {
         let name = r.raw_string()?;
         let n_dims = r.u32()?;
@@ -318,11 +322,11 @@ pub(crate) fn read_header_and_layout(path: &Path) -> Result<(GgufInfo, Layout)> 
         };
         tensors.push(tensor);
     }
-    if alignment == 0 {
-        return Err(corrupt("general.alignment is 0".into()));
+    if !alignment.is_power_of_two() {
+        return Err(corrupt(format!("general.alignment is {alignment}, not a power of two")));
     }
     let data_start = r.pos.div_ceil(alignment) * alignment;
-    let layout = Layout { version, kv_count, metadata, alignment, tensors, data_start };
+    let layout = Layout { version, kv_count, metadata, alignment, split_count, tensors, data_start };
     let info = GgufInfo {
         path: path.to_path_buf(),
         version,
@@ -403,6 +407,12 @@ impl Reader<'_> {
         self.remaining -= n;
         self.pos += n;
         Ok(())
+    }
+
+    fn u16(&mut self) -> Result<u16> {
+        let mut b = [0u8; 2];
+        self.bytes(&mut b)?;
+        Ok(u16::from_le_bytes(b))
     }
 
     fn u32(&mut self) -> Result<u32> {

@@ -68,8 +68,17 @@ pub struct LlamaCppOptions {
     pub prefix_cache_dir: Option<std::path::PathBuf>,
     /// Where a copy of the model with its Q5_0 tensors rewritten as Q8_0 is kept: the same
     /// values, for llama.cpp's faster Q8_0 kernels (see [`crate::widen`]); made on the first
-    /// load of a file with Q5_0 tensors. `None`: the file is loaded as it is.
+    /// load of a file with Q5_0 tensors. `None`: the file is loaded as it is. The default is
+    /// the model cache's `q8/` on x86-64, where the gain was measured, and `None` elsewhere.
     pub widened_dir: Option<std::path::PathBuf>,
+}
+
+impl LlamaCppOptions {
+    /// [`LlamaCppOptions::widened_dir`] for a model cache: its `q8/` on x86-64, where
+    /// llama.cpp's Q8_0 kernels were measured faster than its Q5_0 ones; None elsewhere.
+    pub fn widened_dir_in(models_dir: &Path) -> Option<std::path::PathBuf> {
+        cfg!(target_arch = "x86_64").then(|| models_dir.join("q8"))
+    }
 }
 
 impl Default for LlamaCppOptions {
@@ -81,7 +90,7 @@ impl Default for LlamaCppOptions {
             threads: None,
             gather_window: Duration::from_millis(5),
             prefix_cache_dir: None,
-            widened_dir: Some(crate::models::ModelStore::default_dir().join("q8")),
+            widened_dir: LlamaCppOptions::widened_dir_in(&crate::models::ModelStore::default_dir()),
         }
     }
 }
@@ -118,6 +127,8 @@ pub struct LlamaCppStudent {
     heartbeat: std::sync::Arc<std::sync::atomic::AtomicU64>,
     model_id: String,
     info: GgufInfo,
+    /// The file llama.cpp read: the model file, or its copy with Q5_0 tensors rewritten.
+    weights: std::path::PathBuf,
     max_sequences: usize,
 }
 
@@ -182,9 +193,15 @@ impl LlamaCppStudent {
         let worker_path = match options.widened_dir.clone() {
             Some(dir) => {
                 let source = path.clone();
-                tokio::task::spawn_blocking(move || crate::widen::llama_ready(&source, &dir)).await.map_err(|e| {
-                    Error::Load { path: path.clone(), message: format!("rewriting Q5_0 tensors: {e}") }
-                })??
+                let ready = tokio::task::spawn_blocking(move || crate::widen::llama_ready(&source, &dir))
+                    .await
+                    .map_err(|e| Error::Load { path: path.clone(), message: format!("rewriting Q5_0 tensors: {e}") })?;
+                // The rewrite only makes the model faster: a file it cannot make (a full disk,
+                // a tensor type it does not know) leaves the model as it is.
+                ready.unwrap_or_else(|e| {
+                    tracing::warn!("{e}; loading {} without rewriting its Q5_0 tensors", path.display());
+                    path.clone()
+                })
             }
             None => path.clone(),
         };
@@ -197,6 +214,7 @@ impl LlamaCppStudent {
         let worker_heartbeat = heartbeat.clone();
         let max_sequences = options.max_sequences;
         let worker_id = model_id.clone();
+        let weights = worker_path.clone();
         std::thread::Builder::new()
             .name("llama.cpp".into())
             .spawn(move || {
@@ -208,7 +226,7 @@ impl LlamaCppStudent {
             path: path.clone(),
             message: "the llama.cpp worker stopped while loading".into(),
         })??;
-        Ok(LlamaCppStudent { jobs, counters, heartbeat, model_id, info, max_sequences })
+        Ok(LlamaCppStudent { jobs, counters, heartbeat, model_id, info, weights, max_sequences })
     }
 
     /// What the GGUF header said.
@@ -219,6 +237,12 @@ impl LlamaCppStudent {
     /// The file the model was loaded from.
     pub fn path(&self) -> &Path {
         &self.info.path
+    }
+
+    /// The file llama.cpp read its weights from: [`Self::path`], or a copy of it with its
+    /// Q5_0 tensors rewritten as Q8_0 ([`LlamaCppOptions::widened_dir`]).
+    pub fn weights_path(&self) -> &Path {
+        &self.weights
     }
 
     /// What the engine has done so far (the benchmark reads prefill and decode speed here).
@@ -407,7 +431,7 @@ fn worker(
         parked: Vec::new(),
         counters,
         heartbeat: heartbeat.clone(),
-        prefix_store: options.prefix_cache_dir.clone().map(|dir| PrefixStore::new(dir, model_id, &options)),
+        prefix_store: options.prefix_cache_dir.clone().map(|dir| PrefixStore::new(dir, model_id, path, &options)),
     };
     if ready.send(Ok(())).is_err() {
         return;
@@ -497,14 +521,15 @@ impl PrefixStore {
     const MIN_TOKENS: usize = 256;
     const KEEP: usize = 32;
 
-    fn new(dir: std::path::PathBuf, model_id: &str, options: &LlamaCppOptions) -> PrefixStore {
-        // A rewritten file holds the same weights, but other kernels may round differently.
-        let salt = format!(
-            "{model_id}\0ctx={}\0llama-cpp-2={}\0widened={}",
-            options.context_tokens,
-            LLAMA_CPP_2_VERSION,
-            options.widened_dir.is_some()
-        );
+    /// `weights`: the file llama.cpp read, the model file or its rewritten copy.
+    fn new(dir: std::path::PathBuf, model_id: &str, weights: &Path, options: &LlamaCppOptions) -> PrefixStore {
+        // A rewritten copy holds the same weights, and graded answers from either are the same
+        // model's (the model id names the source). A saved state is read back as raw numbers,
+        // though, and other kernels may round differently: states are kept apart.
+        let mut salt = format!("{model_id}\0ctx={}\0llama-cpp-2={}", options.context_tokens, LLAMA_CPP_2_VERSION);
+        if options.widened_dir.as_deref().is_some_and(|dir| weights.starts_with(dir)) {
+            salt.push_str(&format!("\0weights={}", crate::widen::REWRITE_TAG));
+        }
         PrefixStore { dir, salt: salt.into_bytes() }
     }
 

@@ -3,7 +3,7 @@
 //! llama.cpp's Q4_K_M quantization falls back to Q5_0 for every tensor whose rows are not a
 //! multiple of 256: in Qwen2.5-0.5B (rows of 896, the default student of the BBH runs and
 //! the model of `skd bench student`) that is 133 of its 290 tensors, all of attention and
-//! the FFN's gate and up. On x86, llama.cpp 's Q5_0 matrix product unpacks the fifth bit of
+//! the FFN's gate and up. On x86, llama.cpp's Q5_0 matrix product unpacks the fifth bit of
 //! every weight each time it is used, and there is no repacked kernel for it: profiling the
 //! batched eval workload (24 prompts, 256 tokens out) put 36% of the time in it, against
 //! 13% for the Q8_0 output matrix, which holds about half as many weights.
@@ -24,13 +24,20 @@ pub const Q8_0: u32 = 8;
 const VALUES_PER_BLOCK: u64 = 32;
 const Q5_0_BLOCK_BYTES: usize = 22;
 const Q8_0_BLOCK_BYTES: usize = 34;
-/// Names the rewrite in the cached file's key: a change to it must give new files.
-const REWRITE_TAG: &str = "q5_0-as-q8_0 v1";
+/// Names the rewrite in the cached file's key (and in the llama.cpp engine's saved prefix
+/// states): a change to the rewrite must change it.
+pub const REWRITE_TAG: &str = "q5_0-as-q8_0 v1";
 
 /// One Q5_0 block (f16 scale, 32 high bits, 16 bytes of low nibbles) as the Q8_0 block
 /// holding the same 32 values.
 pub fn q5_0_block_as_q8_0(block: &[u8; Q5_0_BLOCK_BYTES]) -> [u8; Q8_0_BLOCK_BYTES] {
     let mut out = [0u8; Q8_0_BLOCK_BYTES];
+    write_q5_0_as_q8_0(block, &mut out);
+    out
+}
+
+/// [`q5_0_block_as_q8_0`] on slices of a block's length each (what the rewriter hands over).
+fn write_q5_0_as_q8_0(block: &[u8], out: &mut [u8]) {
     out[..2].copy_from_slice(&block[..2]);
     let high_bits = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
     // As in ggml's dequantize_row_q5_0: byte j holds value j in its low nibble and value
@@ -43,7 +50,6 @@ pub fn q5_0_block_as_q8_0(block: &[u8; Q5_0_BLOCK_BYTES]) -> [u8; Q8_0_BLOCK_BYT
         out[2 + j] = (low as i8 - 16) as u8;
         out[2 + 16 + j] = (high as i8 - 16) as u8;
     }
-    out
 }
 
 /// How many tensors of the file are Q5_0.
@@ -52,11 +58,13 @@ pub fn q5_0_tensor_count(path: &Path) -> Result<usize> {
     Ok(layout.tensors.iter().filter(|t| t.ggml_type == Q5_0).count())
 }
 
-/// A file with the same model and no Q5_0 tensor: `path` itself when it has none, else a
+/// A file with the same model and no Q5_0 tensor: `path` itself when it has none (or is one
+/// part of a split model, whose other parts llama.cpp finds by the first one's name), else a
 /// rewritten copy under `cache_dir`, written once (atomically) and reused while the source
 /// keeps its path, size and modification time.
 pub fn llama_ready(path: &Path, cache_dir: &Path) -> Result<PathBuf> {
-    if q5_0_tensor_count(path)? == 0 {
+    let (_, layout) = gguf::read_header_and_layout(path)?;
+    if layout.split_count > 1 || !layout.tensors.iter().any(|t| t.ggml_type == Q5_0) {
         return Ok(path.to_path_buf());
     }
     crate::derived::cached(path, cache_dir, REWRITE_TAG, ".q8.gguf", widen)
@@ -71,10 +79,7 @@ pub fn widen(src: &Path, dest: &Path) -> Result<()> {
             values_per_block: VALUES_PER_BLOCK,
             bytes_in: Q5_0_BLOCK_BYTES,
             bytes_out: Q8_0_BLOCK_BYTES,
-            convert: |from, to| {
-                let block: &[u8; Q5_0_BLOCK_BYTES] = from.try_into().expect("the rewriter hands whole blocks");
-                to.copy_from_slice(&q5_0_block_as_q8_0(block));
-            },
+            convert: write_q5_0_as_q8_0,
         })
     })
 }
@@ -126,6 +131,11 @@ mod tests {
 
     /// A GGUF file of three tensors: F32 [3], Q5_0 [64, 2], Q8_0 [32].
     fn tiny_gguf(path: &Path) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+        tiny_gguf_split(path, None)
+    }
+
+    /// [`tiny_gguf`], with `split.count` in its metadata when given.
+    fn tiny_gguf_split(path: &Path, split_count: Option<u16>) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         fn string(out: &mut Vec<u8>, s: &[u8]) {
             out.extend_from_slice(&(s.len() as u64).to_le_bytes());
             out.extend_from_slice(s);
@@ -136,7 +146,12 @@ mod tests {
         let mut out = b"GGUF".to_vec();
         out.extend_from_slice(&3u32.to_le_bytes());
         out.extend_from_slice(&3u64.to_le_bytes()); // tensors
-        out.extend_from_slice(&2u64.to_le_bytes()); // metadata keys
+        out.extend_from_slice(&(2 + u64::from(split_count.is_some())).to_le_bytes()); // metadata keys
+        if let Some(count) = split_count {
+            string(&mut out, b"split.count");
+            out.extend_from_slice(&2u32.to_le_bytes());
+            out.extend_from_slice(&count.to_le_bytes());
+        }
         string(&mut out, b"general.architecture");
         out.extend_from_slice(&8u32.to_le_bytes());
         string(&mut out, b"llama");
@@ -231,5 +246,16 @@ mod tests {
         assert_eq!(std::fs::metadata(&ready).and_then(|m| m.modified()).expect("mtime"), written, "not rewritten");
         // The rewritten file has no Q5_0 left: it is handed back as it is.
         assert_eq!(llama_ready(&ready, &cache).expect("no Q5_0"), ready);
+    }
+
+    #[test]
+    fn a_part_of_a_split_model_is_not_rewritten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("model-00001-of-00002.gguf");
+        tiny_gguf_split(&src, Some(2));
+        assert_eq!(q5_0_tensor_count(&src).expect("count"), 1);
+        // llama.cpp finds the other parts by this file's name, which a copy would not have.
+        assert_eq!(llama_ready(&src, &dir.path().join("q8")).expect("ready"), src);
+        assert!(!dir.path().join("q8").exists(), "nothing written");
     }
 }
