@@ -4,7 +4,8 @@
 # one student, through the agent loop. Prints one row per skill and the totals, and writes
 # the per-skill JSON to $OUT (default: a temporary folder, printed at the end).
 #
-#   scripts/everyday.sh [STUDENT]            # default qwen2.5-coder-1.5b (the default student)
+#   scripts/everyday.sh [STUDENT]            # default qwen2.5-coder-1.5b (the default student);
+#                                            # "http://127.0.0.1:8089/v1#m": a server (skd serve)
 #   SKD=/path/to/skd scripts/everyday.sh     # another skd binary (default: this checkout's)
 #   SKILLS="open-todos word-count" ...       # only these skills
 #   EVAL_ARGS="--reply free-text" ...         # other agent settings (skd eval --help)
@@ -35,7 +36,10 @@ fi
 export SKD_CONFIG="$work/config.toml" SKD_SKILLS_DIR="$work/skills" SKD_IMPORT_SKILL_DIRS="" \
        SKD_NOTES="$notes" SKD_INDEX_DIR="$work/index"
 : > "$SKD_CONFIG"
-"$SKD" models pull "$student" >/dev/null
+case "$student" in
+  http://*|https://*) ;;   # an OpenAI-compatible server ("http://host:port/v1#model") serves its own
+  *) "$SKD" models pull "$student" >/dev/null ;;
+esac
 
 skills="${SKILLS:-$(ls everyday/skills)}"
 for skill in $skills; do

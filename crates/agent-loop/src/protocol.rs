@@ -31,8 +31,10 @@ use std::sync::OnceLock;
 /// reply's action on a line of its own, shows `find_lines` results without line numbers, and
 /// reads `the final answer is: Answer: 68` as 68; 7 reads a two-request reply's action from its
 /// constrained part, past any answer its free reasoning wrote; 8 closes a code block the
-/// reasoning left open before a two-request reply's action).
-pub const PROTOCOL_VERSION: u32 = 8;
+/// reasoning left open before a two-request reply's action; 9 reads an empty answer line
+/// followed by an answer or action line as that line, and cuts a quoted "the final answer
+/// is ..." where its quote closes).
+pub const PROTOCOL_VERSION: u32 = 9;
 /// The words every constrained reply starts with. Zero-shot chain of thought works when the
 /// trigger opens the model's own answer (Kojima et al. 2022), not only when the prompt asks
 /// for it: asked in the prompt alone, Qwen2.5-Coder-0.5B began 42 of 47 replies with its
@@ -405,24 +407,43 @@ pub fn parse_reply(text: &str) -> Result<Reply, String> {
     // is: Answer: 68.00`): the marker's own line is the reply, not an answer that starts with
     // "Answer:".
     if let Some(after) = caps.name("after") {
-        let tail = &text[after.start()..];
-        let marker_first = marker_regex()
-            .captures(tail)
-            .is_some_and(|c| c.name("kind").is_some() && c.get(0).is_some_and(|m| m.start() == 0));
-        if marker_first {
+        // Also quoted: "the final answer is `Answer: 2`."
+        let tail = text[after.start()..].trim_start_matches('`');
+        if starts_with_marker_line(tail) {
             return parse_reply(tail).map(|reply| Reply { reasoning, ..reply });
         }
     }
-    let (kind, rest) = match caps.name("final") {
-        Some(_) => ("answer".to_string(), caps.name("after").map_or("", |m| m.as_str())),
-        None => (caps["kind"].to_ascii_lowercase(), caps.name("rest").map_or("", |m| m.as_str())),
+    let (kind, rest) = match (caps.name("final"), caps.name("after")) {
+        (Some(phrase), Some(after)) => {
+            // Quoted: "we will give `the final answer is update.md` to show ...": the answer
+            // ends where the quote closes.
+            let quote = text[..phrase.start()].chars().next_back().filter(|c| matches!(c, '`' | '"' | '\''));
+            let after = after.as_str();
+            ("answer".to_string(), quote.and_then(|q| after.split_once(q)).map_or(after, |(quoted, _)| quoted))
+        }
+        _ => (caps["kind"].to_ascii_lowercase(), caps.name("rest").map_or("", |m| m.as_str())),
     };
     let after = &text[whole.end..];
     if kind.ends_with("answer") {
         let mut answer = clean_answer(rest);
         if answer.is_empty() {
-            // `Answer:` alone on its line, the answer on the next.
-            answer = after.lines().map(clean_answer).find(|l| !l.is_empty()).unwrap_or_default();
+            // `Answer:` alone on its line, the answer on the next, unless that line is an
+            // answer or action line of its own (`**Final Answer:**` then `Action: list_dir {}`):
+            // then it is the reply.
+            let mut line_start = 0;
+            let next = after.split_inclusive('\n').find_map(|line| {
+                let cleaned = clean_answer(line);
+                let found = (!cleaned.is_empty()).then_some((line_start, cleaned));
+                line_start += line.len();
+                found
+            });
+            if let Some((line_start, cleaned)) = next {
+                let tail = &after[line_start..];
+                if starts_with_marker_line(tail) {
+                    return parse_reply(tail).map(|reply| Reply { reasoning, ..reply });
+                }
+                answer = cleaned;
+            }
         }
         if answer.is_empty() {
             return Err("the `Answer:` line is empty".into());
@@ -431,6 +452,11 @@ pub fn parse_reply(text: &str) -> Result<Reply, String> {
     }
     let action = parse_call(rest, after)?;
     Ok(Reply { reasoning, action })
+}
+
+/// Whether `text` begins with an `Answer:` or `Action:` line (not "the final answer is").
+fn starts_with_marker_line(text: &str) -> bool {
+    marker_regex().captures(text).is_some_and(|c| c.name("kind").is_some() && c.get(0).is_some_and(|m| m.start() == 0))
 }
 
 /// The first action of the reply other than `skip`. Small models restate the call they made
@@ -651,6 +677,18 @@ mod tests {
             ("* **Answer:** 42", Action::Final("42".into())),
             ("   - Action: calculate {\"expression\": \"6 * 4\"}", call("calculate", json!({"expression": "6 * 4"}))),
             ("Answer:\n  False\n", Action::Final("False".into())),
+            // Seen over HTTP (one grammar request a step): an empty answer line, then the call.
+            (
+                "- **Final Answer:**\n\nAction: list_dir {\"path\": \"notes\"}",
+                call("list_dir", json!({"path": "notes"})),
+            ),
+            ("**Final Answer:**\n  - Answer: 5 PM", Action::Final("5 PM".into())),
+            (
+                "We will give the `the final answer is update.md` to show the file was written.",
+                Action::Final("update.md".into()),
+            ),
+            ("So \"the final answer is 42\", as computed.", Action::Final("42".into())),
+            ("and the final answer is `Answer: 2`.", Action::Final("2".into())),
             ("Action: read_file({\"path\": \"a.txt\"})", call("read_file", json!({"path": "a.txt"}))),
             ("Action: list_dir", call("list_dir", json!({}))),
             ("Action: read_file\nAction Input: {\"path\": \"b.txt\"}", call("read_file", json!({"path": "b.txt"}))),
