@@ -1,7 +1,10 @@
 //! `skd serve` for any in-process [`Student`]: OpenAI's `/v1/chat/completions` (not
 //! streamed) and `/v1/models`, with `response_format: json_schema` and the `grammar` field
 //! (`{"type": "lark", "value": ...}`) the agent loop sends. Requests from several clients
-//! at once reach the student together, so llama.cpp decodes them as one batch.
+//! at once reach the student together, so llama.cpp decodes them as one batch. A last
+//! assistant message is continued where the student does so (llama.cpp, as its own server
+//! does), and `/v1/models` says whether (`continue_final_message`), so a remote agent loop
+//! can use its two-request reply.
 //!
 //! mistral.rs brings its own, fuller server (streaming, tools); `skd serve` uses that one
 //! on mistral.rs and this one on llama.cpp.
@@ -27,9 +30,13 @@ pub fn router(student: Arc<dyn Student>) -> axum::Router {
 }
 
 async fn models(State(student): State<Arc<dyn Student>>) -> Json<Value> {
-    Json(
-        json!({"object": "list", "data": [{"id": SERVED_MODEL, "object": "model", "owned_by": "skd", "root": student.model_id()}]}),
-    )
+    Json(json!({"object": "list", "data": [{
+        "id": SERVED_MODEL, "object": "model", "owned_by": "skd", "root": student.model_id(),
+        // Not OpenAI's: what an `OpenAiCompatStudent` reads to use the agent loop's
+        // two-request reply (a last assistant message is continued, not answered).
+        "continue_final_message": student.continues_reply(),
+        "lark_grammar": student.supports_grammar(),
+    }]}))
 }
 
 fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {

@@ -151,16 +151,30 @@ fn serve_answers_on(env: &Env, spec: &str) {
     let rt = tokio::runtime::Runtime::new().expect("rt");
     let result = rt.block_on(async {
         let remote = OpenAiCompatStudent::new(&url, "default", None);
+        let continues = remote.discover().await;
         let mut request = CompletionRequest::new(vec![ChatMessage::new(Role::User, "Give a color as JSON.")]);
         request.max_tokens = 40;
         request.json_schema = Some(json!({"type": "object", "properties": {"color": {"type": "string", "maxLength": 12}}, "required": ["color"], "additionalProperties": false}));
         let constrained = remote.complete(&request).await?;
         let plain = remote.complete(&CompletionRequest { json_schema: None, max_tokens: 8, ..request }).await?;
+        // Continued, the reply starts where the assistant's message ends.
+        let mut count = CompletionRequest::new(vec![
+            ChatMessage::new(Role::User, "Count from 1 to 10, separated by commas."),
+            ChatMessage::new(Role::Assistant, "1, 2, 3, 4,"),
+        ]);
+        count.max_tokens = 3;
+        let counted = remote.complete(&count).await?;
         let down = OpenAiCompatStudent::new("http://127.0.0.1:9/v1", "default", None).complete(&CompletionRequest::new(vec![])).await;
-        Ok::<_, skill_core::Error>((constrained, plain, down))
+        Ok::<_, skill_core::Error>((continues, constrained, plain, counted, down))
     });
     drop(server);
-    let (constrained, plain, down) = result.expect("requests");
+    let (continues, constrained, plain, counted, down) = result.expect("requests");
+    // skd's own endpoint continues a last assistant message, as llama.cpp does in-process, and
+    // lists it, so the agent loop's two-request reply works over HTTP; mistral.rs's does not.
+    assert_eq!(continues, spec.starts_with("llama:"), "{spec}");
+    if continues {
+        assert!(counted.text.trim_start().starts_with('5'), "{spec}: {:?}", counted.text);
+    }
     let value: Value = serde_json::from_str(&constrained.text).unwrap_or_else(|e| panic!("{e}: {}", constrained.text));
     assert!(value["color"].is_string(), "{value}");
     assert!(constrained.usage.prompt_tokens > 0);

@@ -371,6 +371,9 @@ impl CaseContext<'_> {
             h.update(agent_loop::protocol::PROTOCOL_VERSION.to_le_bytes());
             let style = (self.config.agent_constraint, self.config.agent_placement, self.config.agent_history);
             h.update(serde_json::to_vec(&style).unwrap_or_default());
+            // What the student can do decides the protocol it gets: one request a step or two,
+            // constrained or free text (a server that refused the grammar, another server).
+            h.update([u8::from(self.student.supports_grammar()), u8::from(self.student.continues_reply())]);
         }
         // A rubric's verdict is the judge's, and is kept with the answer: another judge is
         // another result.

@@ -169,7 +169,10 @@ pub async fn load_student(
 pub async fn load_resolved(resolved: ResolvedSpec, settings: &StudentSettings) -> Result<Arc<dyn Student>> {
     match resolved {
         ResolvedSpec::Endpoint { url, model } => {
-            Ok(Arc::new(crate::OpenAiCompatStudent::new(url, model, settings.api_key.clone())))
+            let student = crate::OpenAiCompatStudent::new(url, model, settings.api_key.clone());
+            // Whether the server continues a reply (the agent loop's two-request form).
+            student.discover().await;
+            Ok(Arc::new(student))
         }
         ResolvedSpec::Local { path, engine } => match engine {
             #[cfg(feature = "llama-cpp")]

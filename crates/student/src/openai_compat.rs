@@ -18,6 +18,14 @@ use std::time::Instant;
 /// serve`) reads; a server that refuses the field (HTTP 400 or 422) is asked again without
 /// it, and from then on this student reports that it does not enforce grammars, so the agent
 /// loop reads its free text instead.
+///
+/// A request whose last message is the assistant's asks the server to continue that message
+/// (vLLM's `continue_final_message`; llama.cpp's server and `skd serve` continue it anyway).
+/// Whether the server does is not part of OpenAI's API, so this student claims it
+/// ([`Student::continues_reply`], which the agent loop's two-request reply needs) only after
+/// [`discover`](Self::discover) read it from the server's model listing (`skd serve` lists
+/// `"continue_final_message": true` for a model that continues) or the user said so
+/// ([`with_continued_replies`](Self::with_continued_replies)).
 #[derive(Clone)]
 pub struct OpenAiCompatStudent {
     client: reqwest::Client,
@@ -25,6 +33,7 @@ pub struct OpenAiCompatStudent {
     model: String,
     api_key: Option<String>,
     grammar_accepted: Arc<AtomicBool>,
+    continues: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for OpenAiCompatStudent {
@@ -47,7 +56,37 @@ impl OpenAiCompatStudent {
             model: model.into(),
             api_key: api_key.filter(|k| !k.is_empty()),
             grammar_accepted: Arc::new(AtomicBool::new(true)),
+            continues: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Says whether the server continues a last assistant message (for servers whose model
+    /// listing does not say: vLLM and SGLang do when asked, OpenAI's own API does not).
+    pub fn with_continued_replies(self, continues: bool) -> Self {
+        self.continues.store(continues, Ordering::Relaxed);
+        self
+    }
+
+    /// Reads what the server says about this student's model in `GET /models`: a listing
+    /// entry with this model's id and `"continue_final_message": true` turns on
+    /// [`Student::continues_reply`]. Returns what was found; a server that does not answer in
+    /// a few seconds, or lists nothing of the kind, leaves the student as it was (requests
+    /// report an unreachable server themselves).
+    pub async fn discover(&self) -> bool {
+        let url = format!("{}/models", self.base_url);
+        let mut call = self.client.get(&url).timeout(std::time::Duration::from_secs(5));
+        if let Some(key) = &self.api_key {
+            call = call.bearer_auth(key);
+        }
+        let Ok(response) = call.send().await else { return false };
+        let Ok(listing) = response.json::<Value>().await else { return false };
+        let continues = listing["data"].as_array().is_some_and(|models| {
+            models.iter().any(|m| m["id"] == self.model.as_str() && m["continue_final_message"] == true)
+        });
+        if continues {
+            self.continues.store(true, Ordering::Relaxed);
+        }
+        continues
     }
 
     /// The request body: async-openai's request type, plus mistral.rs's `grammar` field,
@@ -80,6 +119,11 @@ impl OpenAiCompatStudent {
         let mut body = serde_json::to_value(&body).map_err(|e| err(format!("building the request: {e}")))?;
         if let Some(grammar) = grammar {
             body["grammar"] = json!({"type": "lark", "value": grammar});
+        }
+        if self.continues_reply() && request.messages.last().is_some_and(|m| m.role == skill_core::Role::Assistant) {
+            // vLLM's and SGLang's names; servers that continue anyway ignore them.
+            body["continue_final_message"] = json!(true);
+            body["add_generation_prompt"] = json!(false);
         }
         Ok(body)
     }
@@ -123,6 +167,10 @@ impl Student for OpenAiCompatStudent {
 
     fn supports_grammar(&self) -> bool {
         self.grammar_accepted.load(Ordering::Relaxed)
+    }
+
+    fn continues_reply(&self) -> bool {
+        self.continues.load(Ordering::Relaxed)
     }
 
     async fn complete(&self, request: &CompletionRequest) -> skill_core::Result<Completion> {

@@ -33,9 +33,20 @@ async fn completions(State(server): State<Arc<Server>>, body: axum::Json<Value>)
     .into_response()
 }
 
+/// The model listing: `small` continues a last assistant message, `default` does not say.
+async fn models() -> axum::Json<Value> {
+    axum::Json(json!({"object": "list", "data": [
+        {"id": "default", "object": "model", "owned_by": "test"},
+        {"id": "small", "object": "model", "owned_by": "test", "continue_final_message": true},
+    ]}))
+}
+
 async fn serve(strict: bool) -> (String, Arc<Server>) {
     let server = Arc::new(Server { strict, bodies: Mutex::new(Vec::new()) });
-    let app = Router::new().route("/v1/chat/completions", post(completions)).with_state(server.clone());
+    let app = Router::new()
+        .route("/v1/chat/completions", post(completions))
+        .route("/v1/models", axum::routing::get(models))
+        .with_state(server.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -104,4 +115,34 @@ async fn a_request_goes_out_in_openai_s_shape_and_the_reply_is_read_from_it() {
     assert_eq!(body["response_format"]["type"], "json_schema");
     assert_eq!(body["response_format"]["json_schema"]["schema"], json!({"type": "object"}));
     assert!(body.get("grammar").is_none());
+}
+
+#[tokio::test]
+async fn a_reply_is_continued_only_where_the_server_lists_that_it_continues() {
+    let (url, server) = serve(false).await;
+    let continued = vec![ChatMessage::new(Role::User, "6 times 7?"), ChatMessage::new(Role::Assistant, "6 x 7 =")];
+
+    let silent = OpenAiCompatStudent::new(&url, "default", None);
+    assert!(!silent.discover().await, "`default` is listed without the field");
+    assert!(!silent.continues_reply());
+    silent.complete(&CompletionRequest::new(continued.clone())).await.expect("completion");
+
+    let small = OpenAiCompatStudent::new(&url, "small", None);
+    assert!(!small.continues_reply(), "not claimed before the listing is read");
+    assert!(small.discover().await);
+    assert!(small.continues_reply());
+    small.complete(&CompletionRequest::new(continued)).await.expect("completion");
+    // A request that does not end with the assistant's message asks for a new reply.
+    small.complete(&request()).await.expect("completion");
+
+    let asked = OpenAiCompatStudent::new(&url, "default", None).with_continued_replies(true);
+    assert!(asked.continues_reply(), "the user's word stands for servers that do not list it");
+
+    let down = OpenAiCompatStudent::new("http://127.0.0.1:9/v1", "small", None);
+    assert!(!down.discover().await && !down.continues_reply(), "nothing listens on port 9");
+
+    let bodies = server.bodies.lock().expect("lock");
+    let flags: Vec<(Option<bool>, Option<bool>)> =
+        bodies.iter().map(|b| (b["continue_final_message"].as_bool(), b["add_generation_prompt"].as_bool())).collect();
+    assert_eq!(flags, [(None, None), (Some(true), Some(false)), (None, None)]);
 }
