@@ -33,8 +33,9 @@ use std::sync::OnceLock;
 /// constrained part, past any answer its free reasoning wrote; 8 closes a code block the
 /// reasoning left open before a two-request reply's action; 9 reads an empty answer line
 /// followed by an answer or action line as that line, and cuts a quoted "the final answer
-/// is ..." where its quote closes).
-pub const PROTOCOL_VERSION: u32 = 9;
+/// is ..." where its quote closes; 10 opens a free-text reply with the reasoning opener where
+/// the student continues a reply).
+pub const PROTOCOL_VERSION: u32 = 10;
 /// The words every constrained reply starts with. Zero-shot chain of thought works when the
 /// trigger opens the model's own answer (Kojima et al. 2022), not only when the prompt asks
 /// for it: asked in the prompt alone, Qwen2.5-Coder-0.5B began 42 of 47 replies with its

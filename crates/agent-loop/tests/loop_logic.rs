@@ -39,6 +39,14 @@ impl Cassette {
         c
     }
 
+    /// A cassette standing in for a server without grammars that continues a reply
+    /// (llama.cpp's server, vLLM asked to).
+    fn free_continuing(replies: &[&str]) -> Arc<Cassette> {
+        let mut c = Self::build(replies, false);
+        Arc::get_mut(&mut c).expect("not shared yet").continues = true;
+        c
+    }
+
     fn build(replies: &[&str], grammar: bool) -> Arc<Cassette> {
         Arc::new(Cassette {
             replies: Mutex::new(replies.iter().rev().map(|s| s.to_string()).collect()),
@@ -231,6 +239,20 @@ async fn the_start_event_records_the_protocol_the_student_got() {
         };
         assert_eq!(settings.reply, expected, "asked for two requests (the default), got what the student takes");
         assert_eq!((settings.reasoning_tokens, settings.action_tokens), (256, 160));
+    }
+}
+
+#[tokio::test]
+async fn free_text_opens_with_the_opener_where_the_student_continues_a_reply() {
+    let s = setup();
+    let reply = "\n17 + 25 = 42.\nAnswer: 42";
+    let opener = agent_loop::protocol::DEFAULT_REASONING_OPENER;
+    for (cassette, prefilled) in [(Cassette::free_continuing(&[reply]), true), (Cassette::new(&[reply]), false)] {
+        let a = agent(&s, cassette.clone(), vec![], vec![]);
+        let (outcome, _) = run(&a, "A box holds 17 red and 25 blue marbles. How many?", RunOptions::default()).await;
+        assert_eq!(outcome.answer.as_deref(), Some("42"));
+        let last = cassette.seen()[0].messages.last().cloned().expect("messages");
+        assert_eq!(last.role == skill_core::Role::Assistant && last.content == opener, prefilled, "{last:?}");
     }
 }
 
