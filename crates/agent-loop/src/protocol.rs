@@ -34,8 +34,9 @@ use std::sync::OnceLock;
 /// reasoning left open before a two-request reply's action; 9 reads an empty answer line
 /// followed by an answer or action line as that line, and cuts a quoted "the final answer
 /// is ..." where its quote closes; 10 opens a free-text reply with the reasoning opener where
-/// the student continues a reply).
-pub const PROTOCOL_VERSION: u32 = 10;
+/// the student continues a reply; 11 keeps an answer whose quote closes at once, and does not
+/// take an apostrophe for a quote).
+pub const PROTOCOL_VERSION: u32 = 11;
 /// The words every constrained reply starts with. Zero-shot chain of thought works when the
 /// trigger opens the model's own answer (Kojima et al. 2022), not only when the prompt asks
 /// for it: asked in the prompt alone, Qwen2.5-Coder-0.5B began 42 of 47 replies with its
@@ -113,7 +114,8 @@ pub enum ReplyConstraint {
     /// text otherwise.
     Grammar,
     /// Free text always, read by [`parse_reply`] with one correction turn (what backends
-    /// without grammars get).
+    /// without grammars get). A student that continues replies gets the reasoning opener as
+    /// the start of its reply, as a grammar would impose it.
     FreeText,
     /// Two requests a step: the reasoning unconstrained, stopped at the first action marker
     /// or at the reasoning budget, then a request that continues the same reply under a
@@ -408,9 +410,14 @@ pub fn parse_reply(text: &str) -> Result<Reply, String> {
     // is: Answer: 68.00`): the marker's own line is the reply, not an answer that starts with
     // "Answer:".
     if let Some(after) = caps.name("after") {
-        // Also quoted: "the final answer is `Answer: 2`."
-        let tail = text[after.start()..].trim_start_matches('`');
+        // Also quoted: "the final answer is `Answer: 2`.", read up to the closing quote.
+        let after_text = &text[after.start()..];
+        let (tail, quote) = match after_text.chars().next() {
+            Some(q @ ('`' | '"')) => (&after_text[1..], Some(q)),
+            _ => (after_text, None),
+        };
         if starts_with_marker_line(tail) {
+            let tail = quote.and_then(|q| tail.split_once(q)).map_or(tail, |(quoted, _)| quoted);
             return parse_reply(tail).map(|reply| Reply { reasoning, ..reply });
         }
     }
@@ -418,9 +425,14 @@ pub fn parse_reply(text: &str) -> Result<Reply, String> {
         (Some(phrase), Some(after)) => {
             // Quoted: "we will give `the final answer is update.md` to show ...": the answer
             // ends where the quote closes.
-            let quote = text[..phrase.start()].chars().next_back().filter(|c| matches!(c, '`' | '"' | '\''));
+            // Not on `'`: an answer may hold an apostrophe (O'Brien).
+            let quote = text[..phrase.start()].chars().next_back().filter(|c| matches!(c, '`' | '"'));
             let after = after.as_str();
-            ("answer".to_string(), quote.and_then(|q| after.split_once(q)).map_or(after, |(quoted, _)| quoted))
+            let quoted = quote
+                .and_then(|q| after.split_once(q))
+                .map(|(quoted, _)| quoted)
+                .filter(|quoted| !clean_answer(quoted).is_empty());
+            ("answer".to_string(), quoted.unwrap_or(after))
         }
         _ => (caps["kind"].to_ascii_lowercase(), caps.name("rest").map_or("", |m| m.as_str())),
     };
@@ -690,6 +702,10 @@ mod tests {
             ),
             ("So \"the final answer is 42\", as computed.", Action::Final("42".into())),
             ("and the final answer is `Answer: 2`.", Action::Final("2".into())),
+            ("and the final answer is \"Answer: 2\".", Action::Final("2".into())),
+            // A quote that closes at once is the answer's own.
+            ("So `the final answer is `a.md``.", Action::Final("a.md".into())),
+            ("Thus 'the final answer is O'Brien.", Action::Final("O'Brien".into())),
             ("Action: read_file({\"path\": \"a.txt\"})", call("read_file", json!({"path": "a.txt"}))),
             ("Action: list_dir", call("list_dir", json!({}))),
             ("Action: read_file\nAction Input: {\"path\": \"b.txt\"}", call("read_file", json!({"path": "b.txt"}))),

@@ -254,6 +254,18 @@ async fn free_text_opens_with_the_opener_where_the_student_continues_a_reply() {
         let last = cassette.seen()[0].messages.last().cloned().expect("messages");
         assert_eq!(last.role == skill_core::Role::Assistant && last.content == opener, prefilled, "{last:?}");
     }
+    // The reply is the opener and what followed: as a chat, the next step shows it whole.
+    let cassette = Cassette::free_continuing(&["\nI need the file.\nAction: list_dir {}", "\nAnswer: notes.txt"]);
+    let config = AgentConfig { history: agent_loop::History::Chat, ..config(&s) };
+    let a = Agent::new(cassette.clone(), config).with_tools(registry(&s, &WorkspaceAccess::read_write(), vec![]));
+    let (outcome, _) = run(&a, "What files are there?", RunOptions::default()).await;
+    assert_eq!(outcome.answer.as_deref(), Some("notes.txt"));
+    let second = &cassette.seen()[1].messages;
+    let earlier_reply = &second[second.len() - 3];
+    assert_eq!(
+        (earlier_reply.role, earlier_reply.content.as_str()),
+        (skill_core::Role::Assistant, format!("{opener}\nI need the file.\nAction: list_dir {{}}").as_str())
+    );
 }
 
 #[tokio::test]

@@ -24,7 +24,8 @@ use std::time::Instant;
 /// Whether the server does is not part of OpenAI's API, so this student claims it
 /// ([`Student::continues_reply`], which the agent loop's two-request reply needs) only after
 /// [`discover`](Self::discover) read it from the server's model listing (`skd serve` lists
-/// `"continue_final_message": true` for a model that continues) or the user said so
+/// `"continue_final_message": true` for a model that continues; vLLM, SGLang and llama.cpp's
+/// server are known by their `owned_by`) or the user said so
 /// ([`with_continued_replies`](Self::with_continued_replies)).
 #[derive(Clone)]
 pub struct OpenAiCompatStudent {
@@ -60,18 +61,20 @@ impl OpenAiCompatStudent {
         }
     }
 
-    /// Says whether the server continues a last assistant message (for servers whose model
-    /// listing does not say: vLLM and SGLang do when asked, OpenAI's own API does not).
+    /// Says whether the server continues a last assistant message, for servers that
+    /// [`discover`](Self::discover) does not recognise (a library user's own proxy, say).
     pub fn with_continued_replies(self, continues: bool) -> Self {
         self.continues.store(continues, Ordering::Relaxed);
         self
     }
 
-    /// Reads what the server says about this student's model in `GET /models`: a listing
-    /// entry with this model's id and `"continue_final_message": true` turns on
-    /// [`Student::continues_reply`]. Returns what was found; a server that does not answer in
-    /// a few seconds, or lists nothing of the kind, leaves the student as it was (requests
-    /// report an unreachable server themselves).
+    /// Reads what the server says about this student's model in `GET /models` (its entry, or
+    /// the only one listed): `"continue_final_message": true` (as `skd serve` lists it) or a
+    /// server known to continue by its `owned_by` (vLLM, SGLang, llama.cpp's server) turns on
+    /// [`Student::continues_reply`]; `"lark_grammar": false`, or one of those servers, turns
+    /// off [`Student::supports_grammar`]. Returns whether the server continues replies; a
+    /// server that does not answer in a few seconds, or lists nothing of the kind, leaves the
+    /// student as it was (requests report an unreachable server themselves).
     pub async fn discover(&self) -> bool {
         let url = format!("{}/models", self.base_url);
         let mut call = self.client.get(&url).timeout(std::time::Duration::from_secs(5));
@@ -80,9 +83,23 @@ impl OpenAiCompatStudent {
         }
         let Ok(response) = call.send().await else { return false };
         let Ok(listing) = response.json::<Value>().await else { return false };
-        let continues = listing["data"].as_array().is_some_and(|models| {
-            models.iter().any(|m| m["id"] == self.model.as_str() && m["continue_final_message"] == true)
+        let models = listing["data"].as_array().map(Vec::as_slice).unwrap_or_default();
+        // This model's entry; a server that lists one model serves it whatever it is called
+        // (llama.cpp's server answers to any model name).
+        let entry = models.iter().find(|m| m["id"] == self.model.as_str()).or(match models {
+            [only] => Some(only),
+            _ => None,
         });
+        let Some(entry) = entry else { return false };
+        // Servers that take vLLM's `continue_final_message`, by their documentation (vLLM,
+        // SGLang, llama.cpp's server, which also continues by default), and whose grammar
+        // field is not the Lark one this student sends: they would answer unconstrained
+        // without refusing it, so the loop is told to read free text.
+        let known = matches!(entry["owned_by"].as_str(), Some("vllm" | "sglang" | "llamacpp"));
+        if known || entry["lark_grammar"] == false {
+            self.grammar_accepted.store(false, Ordering::Relaxed);
+        }
+        let continues = known || entry["continue_final_message"] == true;
         if continues {
             self.continues.store(true, Ordering::Relaxed);
         }

@@ -33,11 +33,13 @@ async fn completions(State(server): State<Arc<Server>>, body: axum::Json<Value>)
     .into_response()
 }
 
-/// The model listing: `small` continues a last assistant message, `default` does not say.
+/// The model listing: `small` continues a last assistant message, `default` does not say,
+/// `plain` continues and enforces no grammar.
 async fn models() -> axum::Json<Value> {
     axum::Json(json!({"object": "list", "data": [
         {"id": "default", "object": "model", "owned_by": "test"},
         {"id": "small", "object": "model", "owned_by": "test", "continue_final_message": true},
+        {"id": "plain", "object": "model", "owned_by": "test", "continue_final_message": true, "lark_grammar": false},
     ]}))
 }
 
@@ -137,6 +139,29 @@ async fn a_reply_is_continued_only_where_the_server_lists_that_it_continues() {
 
     let asked = OpenAiCompatStudent::new(&url, "default", None).with_continued_replies(true);
     assert!(asked.continues_reply(), "the user's word stands for servers that do not list it");
+
+    // llama.cpp's server lists its one model as its alias, owned by "llamacpp", and answers to
+    // any model name.
+    let app = Router::new().route(
+        "/v1/models",
+        axum::routing::get(|| async {
+            axum::Json(
+                json!({"object": "list", "data": [{"id": "qwen.gguf", "object": "model", "owned_by": "llamacpp"}]}),
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let llama_server = format!("http://{}/v1", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let llama = OpenAiCompatStudent::new(&llama_server, "anything", None);
+    assert!(llama.discover().await);
+    assert!(!llama.supports_grammar(), "llama.cpp's server reads `grammar` as GBNF: free text it is");
+    // Two models listed, neither of them this one: nothing is known.
+    let other = OpenAiCompatStudent::new(&url, "large", None);
+    assert!(!other.discover().await && other.supports_grammar());
+    assert!(small.supports_grammar(), "`small` is not listed as refusing grammars");
+    let plain = OpenAiCompatStudent::new(&url, "plain", None);
+    assert!(plain.discover().await && !plain.supports_grammar());
 
     let down = OpenAiCompatStudent::new("http://127.0.0.1:9/v1", "small", None);
     assert!(!down.discover().await && !down.continues_reply(), "nothing listens on port 9");
