@@ -7,8 +7,8 @@ use async_openai::types::chat::{
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use skill_core::{Completion, CompletionRequest, Student, Usage};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 /// A student behind an OpenAI-compatible endpoint: Ollama, llama.cpp's server, vLLM, or
@@ -35,6 +35,10 @@ pub struct OpenAiCompatStudent {
     api_key: Option<String>,
     grammar_accepted: Arc<AtomicBool>,
     continues: Arc<AtomicBool>,
+    /// What the server says it serves under `model` (its listing's `root`: `skd serve` gives
+    /// the weights file and engine), so two servers both answering to "default" are told
+    /// apart wherever results are keyed by the student.
+    served: Arc<OnceLock<String>>,
 }
 
 impl std::fmt::Debug for OpenAiCompatStudent {
@@ -58,6 +62,7 @@ impl OpenAiCompatStudent {
             api_key: api_key.filter(|k| !k.is_empty()),
             grammar_accepted: Arc::new(AtomicBool::new(true)),
             continues: Arc::new(AtomicBool::new(false)),
+            served: Arc::new(OnceLock::new()),
         }
     }
 
@@ -72,7 +77,8 @@ impl OpenAiCompatStudent {
     /// the only one listed): `"continue_final_message": true` (as `skd serve` lists it) or a
     /// server known to continue by its `owned_by` (vLLM, SGLang, llama.cpp's server) turns on
     /// [`Student::continues_reply`]; `"lark_grammar": false`, or one of those servers, turns
-    /// off [`Student::supports_grammar`]. Returns whether the server continues replies; a
+    /// off [`Student::supports_grammar`]; a `root` naming what is served becomes part of
+    /// [`Student::model_id`] (`default=qwen2.5-...@llama.cpp#cc32...`). Returns whether the server continues replies; a
     /// server that does not answer in a few seconds, or lists nothing of the kind, leaves the
     /// student as it was (requests report an unreachable server themselves).
     pub async fn discover(&self) -> bool {
@@ -91,6 +97,9 @@ impl OpenAiCompatStudent {
             _ => None,
         });
         let Some(entry) = entry else { return false };
+        if let Some(root) = entry["root"].as_str().filter(|r| !r.is_empty() && *r != self.model) {
+            let _ = self.served.set(format!("{}={root}", self.model));
+        }
         // Servers that take vLLM's `continue_final_message`, by their documentation (vLLM,
         // SGLang, llama.cpp's server, which also continues by default), and whose grammar
         // field is not the Lark one this student sends: they would answer unconstrained
@@ -179,7 +188,7 @@ fn err(message: impl std::fmt::Display) -> skill_core::Error {
 #[async_trait]
 impl Student for OpenAiCompatStudent {
     fn model_id(&self) -> &str {
-        &self.model
+        self.served.get().unwrap_or(&self.model)
     }
 
     fn supports_grammar(&self) -> bool {

@@ -38,7 +38,7 @@ async fn completions(State(server): State<Arc<Server>>, body: axum::Json<Value>)
 async fn models() -> axum::Json<Value> {
     axum::Json(json!({"object": "list", "data": [
         {"id": "default", "object": "model", "owned_by": "test"},
-        {"id": "small", "object": "model", "owned_by": "test", "continue_final_message": true},
+        {"id": "small", "object": "model", "owned_by": "test", "continue_final_message": true, "root": "small-q4.gguf"},
         {"id": "plain", "object": "model", "owned_by": "test", "continue_final_message": true, "lark_grammar": false},
     ]}))
 }
@@ -131,8 +131,10 @@ async fn a_reply_is_continued_only_where_the_server_lists_that_it_continues() {
 
     let small = OpenAiCompatStudent::new(&url, "small", None);
     assert!(!small.continues_reply(), "not claimed before the listing is read");
+    assert_eq!(small.model_id(), "small");
     assert!(small.discover().await);
     assert!(small.continues_reply());
+    assert_eq!(small.model_id(), "small=small-q4.gguf", "what is served tells two servers' results apart");
     small.complete(&CompletionRequest::new(continued)).await.expect("completion");
     // A request that does not end with the assistant's message asks for a new reply.
     small.complete(&request()).await.expect("completion");
