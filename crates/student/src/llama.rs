@@ -112,6 +112,9 @@ pub struct LlamaCppCounters {
     pub shared_tokens: u64,
     /// Prefix tokens whose KV state was read from the prefix cache on disk.
     pub loaded_tokens: u64,
+    /// Prompt tokens shared into the prefix from a finished request's kept sequence (a
+    /// reply that the next prompt continues) instead of being prefilled again.
+    pub reused_reply_tokens: u64,
     /// The most requests decoded at once.
     pub peak_sequences: usize,
 }
@@ -1097,6 +1100,25 @@ impl Worker<'_> {
                 keep = 0;
             }
             self.prefix.truncate(keep);
+        }
+        // A finished request's kept sequence may hold more of it: the agent loop's action
+        // request extends its reasoning request's prompt and reply. Those cells are shared
+        // into sequence 0 rather than prefilled again (the reasoning's 90-150 tokens cost the
+        // 1.5B student 2-3 s a step on two cores). Where cells lie in the KV cache enters the
+        // attention sums, so an answer can depend on what ran before in this process; the same
+        // requests in the same order get the same answers.
+        let from_parked = self
+            .parked
+            .iter()
+            .map(|p| (p.id, common_prefix(&p.tokens, prefix)))
+            .filter(|&(id, n)| n > keep && ctx.kv_cache_seq_pos_min(id) == 0)
+            .max_by_key(|&(_, n)| n);
+        if let Some((id, n)) = from_parked
+            && ctx.copy_kv_cache_seq(id, 0, Some(keep as u32), Some(n as u32)).is_ok()
+        {
+            self.prefix.extend_from_slice(&prefix[keep..n]);
+            self.count(|c| c.reused_reply_tokens += (n - keep) as u64);
+            keep = n;
         }
         // A long prefix met before (the same skill in an earlier run) is read from disk.
         let to_fill = prefix.len() - keep;

@@ -52,10 +52,13 @@ fn ask(text: &str, max_tokens: u32) -> CompletionRequest {
     }
 }
 
+/// On an engine of its own: what ran before in a process decides where a request's KV cells
+/// lie, and that enters the attention sums, so the guarantee is the same answers for the same
+/// requests in the same order.
 #[test]
 fn greedy_generation_is_deterministic_and_bounded() {
     RUNTIME.block_on(async {
-        let s = student().await;
+        let s = own_student().await;
         assert!(s.model_id().starts_with("SmolLM2-135M-Instruct"), "{}", s.model_id());
         assert!(s.model_id().contains("@llama.cpp#"), "the identity names the engine: {}", s.model_id());
         let a = s.complete(&ask("Name three colors.", 24)).await.expect("complete");
@@ -352,5 +355,26 @@ fn a_last_assistant_message_is_continued_not_answered_again() {
         let continued = format!("{start}{rest}");
         let continued_words: Vec<&str> = continued.split_whitespace().take(5).collect();
         assert_eq!(continued_words, words[..5], "{start:?} went on as {rest:?}; the whole answer was {whole:?}");
+    })
+}
+
+/// The agent loop's action request continues the reasoning request's prompt and reply: the
+/// reply's KV state, kept from the first request, is shared, not prefilled again.
+#[test]
+fn a_continued_reply_reuses_the_first_request_s_cells() {
+    RUNTIME.block_on(async {
+        let s = own_student().await;
+        let first = s.complete(&ask("Count from 1 to 20, separated by commas.", 30)).await.expect("complete");
+        assert_eq!(first.usage.completion_tokens, 30, "{:?}", first.text);
+        let before = s.counters();
+        let mut request = ask("Count from 1 to 20, separated by commas.", 4);
+        request.messages.push(ChatMessage::new(Role::Assistant, first.text.clone()));
+        let rest = s.complete(&request).await.expect("continue");
+        let after = s.counters();
+        let reused = after.reused_reply_tokens - before.reused_reply_tokens;
+        let prefilled = after.prefill_tokens - before.prefill_tokens;
+        assert!(reused >= 25, "{reused} of the reply's 30 tokens reused: {after:?}");
+        assert!(prefilled <= 5, "{prefilled} tokens prefilled again: {after:?}");
+        assert!(rest.usage.completion_tokens > 0);
     })
 }
