@@ -1101,7 +1101,24 @@ impl Worker<'_> {
             }
             self.prefix.truncate(keep);
         }
-        // A finished request's kept sequence may hold more of it: the agent loop's action
+        // A long prefix met before (the same skill in an earlier run) is read from disk.
+        let to_fill = prefix.len() - keep;
+        // Only prefixes that several requests share are worth a file: a single request's
+        // prefix is its whole prompt, which the next run will not repeat.
+        let store = self.prefix_store.as_ref().filter(|_| to_fill >= PrefixStore::MIN_TOKENS && shared_by > 1);
+        if let Some(store) = store
+            && store.path(prefix).exists()
+        {
+            let _ = ctx.clear_kv_cache_seq(Some(0), None, None);
+            self.prefix.clear();
+            if store.load(ctx, prefix) {
+                self.prefix = prefix.to_vec();
+                self.count(|c| c.loaded_tokens += prefix.len() as u64);
+                return Ok(());
+            }
+            keep = 0;
+        }
+        // Else a finished request's kept sequence may hold more of it: the agent loop's action
         // request extends its reasoning request's prompt and reply. Those cells are shared
         // into sequence 0 rather than prefilled again (the reasoning's 90-150 tokens cost the
         // 1.5B student 2-3 s a step on two cores). Where cells lie in the KV cache enters the
@@ -1119,23 +1136,6 @@ impl Worker<'_> {
             self.prefix.extend_from_slice(&prefix[keep..n]);
             self.count(|c| c.reused_reply_tokens += (n - keep) as u64);
             keep = n;
-        }
-        // A long prefix met before (the same skill in an earlier run) is read from disk.
-        let to_fill = prefix.len() - keep;
-        // Only prefixes that several requests share are worth a file: a single request's
-        // prefix is its whole prompt, which the next run will not repeat.
-        let store = self.prefix_store.as_ref().filter(|_| to_fill >= PrefixStore::MIN_TOKENS && shared_by > 1);
-        if let Some(store) = store
-            && store.path(prefix).exists()
-        {
-            let _ = ctx.clear_kv_cache_seq(Some(0), None, None);
-            self.prefix.clear();
-            if store.load(ctx, prefix) {
-                self.prefix = prefix.to_vec();
-                self.count(|c| c.loaded_tokens += prefix.len() as u64);
-                return Ok(());
-            }
-            keep = 0;
         }
         let mut batch = LlamaBatch::new(self.batch_tokens, 1);
         for (chunk_index, chunk) in prefix[keep..].chunks(self.batch_tokens).enumerate() {

@@ -78,9 +78,10 @@ impl OpenAiCompatStudent {
     /// server known to continue by its `owned_by` (vLLM, SGLang, llama.cpp's server) turns on
     /// [`Student::continues_reply`]; `"lark_grammar": false`, or one of those servers, turns
     /// off [`Student::supports_grammar`]; a `root` naming what is served becomes part of
-    /// [`Student::model_id`] (`default=qwen2.5-...@llama.cpp#cc32...`). Returns whether the server continues replies; a
-    /// server that does not answer in a few seconds, or lists nothing of the kind, leaves the
-    /// student as it was (requests report an unreachable server themselves).
+    /// [`Student::model_id`] (`default=qwen2.5-...@llama.cpp#cc32...`). Returns whether the
+    /// server continues replies; a server that does not answer in a few seconds, or lists
+    /// nothing of the kind, leaves the student as it was (requests report an unreachable
+    /// server themselves).
     pub async fn discover(&self) -> bool {
         let url = format!("{}/models", self.base_url);
         let mut call = self.client.get(&url).timeout(std::time::Duration::from_secs(5));
