@@ -403,7 +403,10 @@ impl Reader<'_> {
         if n > self.remaining {
             return Err(self.truncated());
         }
-        self.inner.seek(SeekFrom::Current(n as i64)).map_err(|e| Error::io(self.path, e))?;
+        // `seek_relative` keeps BufReader's buffer where the target lies inside it; `seek`
+        // always drops it, and skipping the 151,387 merge strings of a Qwen2.5 vocabulary
+        // one by one cost 300,000 lseek and read calls (0.3 s a header read, twice a load).
+        self.inner.seek_relative(n as i64).map_err(|e| Error::io(self.path, e))?;
         self.remaining -= n;
         self.pos += n;
         Ok(())
