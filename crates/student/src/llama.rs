@@ -49,8 +49,16 @@ use std::time::{Duration, Instant};
 /// Engine settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LlamaCppOptions {
-    /// Tokens of KV cache shared by every sequence (a shared prefix counts once).
+    /// Tokens of KV cache shared by every sequence (a shared prefix counts once), made at
+    /// load.
     pub context_tokens: u32,
+    /// The most the KV cache may grow to: a request that needs more than it holds (prompt
+    /// and token limit) is served from a cache made anew, twice as large or as large as it
+    /// needs, at most this (and the model's trained context). Below `context_tokens` it
+    /// means `context_tokens`. One agent run (`skd run`) starts small: llama.cpp writes
+    /// every cell of the cache when it makes it, and 16,384 cells of the 1.5B model (448 MiB)
+    /// took 1.7-3.2 s of a 10 s task on a 2-vCPU VM.
+    pub max_context_tokens: u32,
     /// Requests decoded together at most.
     pub max_sequences: usize,
     /// Tokens per prefill batch (llama.cpp's `n_batch`).
@@ -85,6 +93,7 @@ impl Default for LlamaCppOptions {
     fn default() -> Self {
         LlamaCppOptions {
             context_tokens: 16_384,
+            max_context_tokens: 16_384,
             max_sequences: 8,
             batch_tokens: 512,
             threads: None,
@@ -117,6 +126,8 @@ pub struct LlamaCppCounters {
     pub reused_reply_tokens: u64,
     /// The most requests decoded at once.
     pub peak_sequences: usize,
+    /// Times the KV cache was made anew, larger, for a request it could not hold.
+    pub context_growths: u64,
 }
 
 /// A local GGUF model run by llama.cpp in-process. Load once, then call
@@ -397,15 +408,18 @@ fn worker(
         .clamp(1, 256) as i32;
     // One more sequence than requests: sequence 0 holds the shared prefix.
     let sequences = options.max_sequences as u32 + 1;
-    let params = LlamaContextParams::default()
-        .with_n_ctx(NonZeroU32::new(options.context_tokens))
-        .with_n_batch(options.batch_tokens)
-        .with_n_ubatch(options.batch_tokens)
-        .with_n_seq_max(sequences)
-        .with_kv_unified(true)
-        .with_n_threads(threads)
-        .with_n_threads_batch(threads);
-    let mut ctx = match model.new_context(backend, params) {
+    let batch_tokens = options.batch_tokens;
+    let context_params = move |cells: u32| {
+        LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(cells))
+            .with_n_batch(batch_tokens)
+            .with_n_ubatch(batch_tokens)
+            .with_n_seq_max(sequences)
+            .with_kv_unified(true)
+            .with_n_threads(threads)
+            .with_n_threads_batch(threads)
+    };
+    let mut ctx = match model.new_context(backend, context_params(options.context_tokens)) {
         Ok(c) => c,
         Err(e) => {
             let _ = ready.send(Err(load_error(format!("llama.cpp could not create a context: {e}"))));
@@ -422,11 +436,15 @@ fn worker(
     };
     let mut state = Worker {
         model: &model,
+        backend,
+        context_params: Box::new(context_params),
+        max_context_tokens: options.max_context_tokens.max(ctx.n_ctx()),
         template,
         grammar: None,
         prefix: Vec::new(),
         context_tokens: ctx.n_ctx(),
         batch_tokens: ctx.n_batch().min(options.batch_tokens) as usize,
+        batch_option: options.batch_tokens,
         max_sequences: options.max_sequences,
         train_context: model.n_ctx_train(),
         active: Vec::new(),
@@ -487,13 +505,20 @@ fn worker(
 /// the requests being decoded or waiting for a sequence.
 struct Worker<'m> {
     model: &'m LlamaModel,
+    backend: &'static LlamaBackend,
+    /// A context's parameters for a KV cache of so many cells.
+    context_params: Box<dyn Fn(u32) -> LlamaContextParams>,
+    /// See [`LlamaCppOptions::max_context_tokens`].
+    max_context_tokens: u32,
     template: LlamaChatTemplate,
     /// Built on the first constrained request (it walks the whole vocabulary).
     grammar: Option<std::sync::Arc<llguidance::ParserFactory>>,
     /// Tokens whose KV state sequence 0 holds.
     prefix: Vec<LlamaToken>,
     context_tokens: u32,
+    /// Tokens per prefill batch: the option, or the cache's size where that is smaller.
     batch_tokens: usize,
+    batch_option: u32,
     max_sequences: usize,
     train_context: u32,
     /// Requests being decoded, each in its own sequence (1..=max_sequences).
@@ -511,7 +536,8 @@ struct Worker<'m> {
 }
 
 /// Shared prefixes' KV state on disk, one file per (model identity, context settings,
-/// prefix tokens), the oldest removed beyond [`PrefixStore::KEEP`] files.
+/// prefix tokens), the least recently written or read removed beyond [`PrefixStore::KEEP`]
+/// files.
 struct PrefixStore {
     dir: std::path::PathBuf,
     /// Hashes the model's identity (engine and file content included) and the context
@@ -522,6 +548,11 @@ struct PrefixStore {
 impl PrefixStore {
     /// Prefixes shorter than this are prefilled faster than a file is found and read.
     const MIN_TOKENS: usize = 256;
+    /// A lone request's system prompt shorter than this is not kept: a file per short
+    /// prompt saves little. (Reading one is cheap: the boolean-eval skill's 107-token
+    /// system prompt, 3 MB of the 1.5B model's state, read in 5-7 ms against about 2 s of
+    /// prefill on a 2-vCPU machine.)
+    const MIN_SYSTEM_TOKENS: usize = 64;
     const KEEP: usize = 32;
 
     /// `weights`: the file llama.cpp read, the model file or its rewritten copy.
@@ -566,6 +597,13 @@ impl PrefixStore {
                     && ctx.kv_cache_seq_pos_min(0) == 0
                     && ctx.kv_cache_seq_pos_max(0) == prefix.len() as i32 - 1 =>
             {
+                // Pruning removes the least recently written files: a state read back counts
+                // as new, so the system prompt of a skill used every day outlives the one-off
+                // prompts (catalogs of runs without a skill) written after it.
+                let _ = std::fs::File::options()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_modified(std::time::SystemTime::now()));
                 true
             }
             outcome => {
@@ -655,6 +693,9 @@ struct Sequence {
     /// KV cache; the rest are fed at the next steps.
     tokens: Vec<LlamaToken>,
     prompt_len: usize,
+    /// How many prompt tokens render its system message (0 if none): the part of a lone
+    /// request kept on disk, see [`Worker::stable_prefix_len`].
+    stable: usize,
     /// The prompt tokens already in the KV cache when it started (copied from sequence 0,
     /// or kept from a parked sequence) instead of being prefilled.
     shared: usize,
@@ -696,7 +737,7 @@ fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
-impl Worker<'_> {
+impl<'m> Worker<'m> {
     fn is_idle(&self) -> bool {
         self.active.is_empty() && self.pending.is_empty()
     }
@@ -721,11 +762,20 @@ impl Worker<'_> {
     /// One step of the engine: requests that fit start, then one batch advances every
     /// request being decoded (a token each) and fills the rest with prompt tokens of those
     /// still prefilling; requests that finish are answered at once and free their sequence.
-    fn step(&mut self, ctx: &mut LlamaContext<'_>) {
+    fn step(&mut self, ctx: &mut LlamaContext<'m>) {
+        if self.active.is_empty()
+            && let Some(front) = self.pending.front()
+            && !front.job.reply.is_closed()
+            && front.prompt_len + front.job.request.max_tokens as usize > self.context_tokens as usize
+        {
+            let needed = front.prompt_len + front.job.request.max_tokens as usize;
+            self.grow(ctx, needed);
+        }
         if self.active.is_empty() && !self.pending.is_empty() {
             // Sequence 0 may change only while no sequence still reads from it.
             let prefix = self.pending_prefix();
-            if let Err(e) = self.fill_prefix(ctx, &prefix, self.pending.len()) {
+            let stable = if self.pending.len() == 1 { self.pending[0].stable } else { 0 };
+            if let Err(e) = self.fill_prefix(ctx, &prefix, self.pending.len(), stable) {
                 tracing::warn!("{e}: the requests are prefilled one by one");
             }
         }
@@ -793,6 +843,46 @@ impl Worker<'_> {
                 let _ = ctx.clear_kv_cache_seq(Some(s.id as u32), None, None);
             }
             reply(s);
+        }
+    }
+
+    /// Makes the KV cache anew with room for `needed` cells (twice its size or more, at most
+    /// [`Worker::max_context_tokens`], which requests were checked against when they came).
+    /// What the old cache held (sequence 0's prefix, parked sequences) is gone. If llama.cpp
+    /// cannot make it (memory), the old cache stays and the request that needed it fails.
+    fn grow(&mut self, ctx: &mut LlamaContext<'m>, needed: usize) {
+        let ceiling = self.max_context_tokens.min(self.train_context.max(1)).max(needed as u32);
+        let cells = (needed.next_power_of_two() as u32).max(self.context_tokens.saturating_mul(2)).min(ceiling);
+        // Making a cache writes all of it (seconds for a large one): progress for the watchdog.
+        self.count(|_| {});
+        let made = self.model.new_context(self.backend, (self.context_params)(cells)).or_else(|e| {
+            // Short of memory for twice the size, perhaps not for what the request needs.
+            if cells as usize > needed {
+                self.model.new_context(self.backend, (self.context_params)(needed as u32))
+            } else {
+                Err(e)
+            }
+        });
+        self.count(|_| {});
+        match made {
+            Ok(larger) => {
+                tracing::debug!(
+                    "KV cache grown from {} to {} cells for a request of {needed}",
+                    self.context_tokens,
+                    cells
+                );
+                *ctx = larger;
+                self.context_tokens = ctx.n_ctx();
+                self.batch_tokens = ctx.n_batch().min(self.batch_option) as usize;
+                self.prefix.clear();
+                self.parked.clear();
+                self.count(|c| c.context_growths += 1);
+            }
+            Err(e) => {
+                let mut s = self.pending.pop_front().expect("a front element");
+                s.error = Some(format!("a KV cache of {cells} cells for this request could not be made: {e}"));
+                reply(s);
+            }
         }
     }
 
@@ -960,9 +1050,11 @@ impl Worker<'_> {
                 // Set again when it starts decoding: time spent waiting for a sequence
                 // does not count against it.
                 let deadline = deadline_after(job.received, job.request.timeout);
+                let stable = self.stable_prefix_len(&job.request, &tokens);
                 Some(Sequence {
                     job,
                     prompt_len: tokens.len(),
+                    stable,
                     tokens,
                     id: 0,
                     shared: 0,
@@ -999,7 +1091,7 @@ impl Worker<'_> {
             return Err(backend_error("the prompt is empty"));
         }
         let needed = tokens.len() + request.max_tokens as usize;
-        let limit = (self.context_tokens as usize).min(self.train_context.max(1) as usize);
+        let limit = (self.max_context_tokens as usize).min(self.train_context.max(1) as usize);
         if needed > limit {
             let message = format!(
                 "the prompt is {} tokens and up to {} more were asked for: more than the {} this model's context holds",
@@ -1022,12 +1114,30 @@ impl Worker<'_> {
             Some((last, before)) if last.role == Role::Assistant => (before, Some(last.content.as_str())),
             _ => (request.messages.as_slice(), None),
         };
-        let mut prompt = self.render_messages(before)?;
+        let mut prompt = self.render_messages(before, true)?;
         prompt.push_str(partial.unwrap_or(""));
         Ok(prompt)
     }
 
-    fn render_messages(&self, messages: &[ChatMessage]) -> skill_core::Result<String> {
+    /// How many of `tokens` (the request's prompt) render its system message alone, when
+    /// they begin the prompt and something follows them; else 0 (no system message, or a
+    /// template that folds it into the first user turn). The agent loop's system prompt holds
+    /// the tools and the active skill's steps, so it is the part of a lone request that the
+    /// next run with the same skill begins with too.
+    fn stable_prefix_len(&self, request: &CompletionRequest, tokens: &[LlamaToken]) -> usize {
+        let [first, _, ..] = request.messages.as_slice() else { return 0 };
+        if first.role != Role::System {
+            return 0;
+        }
+        let Ok(text) = self.render_messages(std::slice::from_ref(first), false) else { return 0 };
+        let vocab = self.model.vocab();
+        let head = vocab.tokenize(text.as_bytes(), vocab.should_add_bos(), true);
+        if !head.is_empty() && head.len() < tokens.len() && tokens.starts_with(&head) { head.len() } else { 0 }
+    }
+
+    /// The chat template applied to `messages`, with the assistant's turn opened after them
+    /// when `open_reply`.
+    fn render_messages(&self, messages: &[ChatMessage], open_reply: bool) -> skill_core::Result<String> {
         let messages = messages
             .iter()
             .map(|m| {
@@ -1044,7 +1154,7 @@ impl Worker<'_> {
             })
             .collect::<skill_core::Result<Vec<_>>>()?;
         self.model
-            .apply_chat_template(&self.template, &messages, true)
+            .apply_chat_template(&self.template, &messages, open_reply)
             .map_err(|e| backend_error(format!("chat template: {e}")))
     }
 
@@ -1079,12 +1189,16 @@ impl Worker<'_> {
     }
 
     /// Makes sequence 0 hold exactly `prefix` (shared by `shared_by` waiting requests),
-    /// reusing what it already holds, or the state of a long prefix saved on disk.
+    /// reusing what it already holds, a finished request's kept cells, or a prefix state
+    /// saved on disk: the prefix several requests share (an eval's cases of one skill), or a
+    /// lone request's first `stable` tokens, its system prompt (the next run with the same
+    /// skill and tools begins with it).
     fn fill_prefix(
         &mut self,
         ctx: &mut LlamaContext<'_>,
         prefix: &[LlamaToken],
         shared_by: usize,
+        stable: usize,
     ) -> std::result::Result<(), String> {
         let mut keep = common_prefix(&self.prefix, prefix);
         // Sliding-window and recurrent memories do not keep every position of sequence 0
@@ -1101,22 +1215,37 @@ impl Worker<'_> {
             }
             self.prefix.truncate(keep);
         }
-        // A long prefix met before (the same skill in an earlier run) is read from disk.
-        let to_fill = prefix.len() - keep;
-        // Only prefixes that several requests share are worth a file: a single request's
-        // prefix is its whole prompt, which the next run will not repeat.
-        let store = self.prefix_store.as_ref().filter(|_| to_fill >= PrefixStore::MIN_TOKENS && shared_by > 1);
-        if let Some(store) = store
-            && store.path(prefix).exists()
+        // Where a state on disk ends, if anywhere. A lone request's whole prompt is not worth
+        // a file (the next run will not repeat it), but its system prompt may be.
+        let boundary = if shared_by > 1 {
+            Some(prefix.len()).filter(|&end| end - keep >= PrefixStore::MIN_TOKENS)
+        } else {
+            Some(stable).filter(|&end| end >= PrefixStore::MIN_SYSTEM_TOKENS && end <= prefix.len() && keep < end)
+        };
+        // A kept sequence that holds the whole boundary is shared below at no cost.
+        let parked_covers = |end: usize| {
+            self.parked.iter().any(|p| common_prefix(&p.tokens, prefix) >= end && ctx.kv_cache_seq_pos_min(p.id) == 0)
+        };
+        if let (Some(store), Some(end)) = (&self.prefix_store, boundary)
+            && !parked_covers(end)
+            && store.path(&prefix[..end]).exists()
         {
             let _ = ctx.clear_kv_cache_seq(Some(0), None, None);
             self.prefix.clear();
-            if store.load(ctx, prefix) {
-                self.prefix = prefix.to_vec();
-                self.count(|c| c.loaded_tokens += prefix.len() as u64);
-                return Ok(());
-            }
             keep = 0;
+            // Room for the state first: llama.cpp fails a load that finds too few free cells,
+            // and a failed load drops the file.
+            while self.cells_in_use() + end > self.context_tokens as usize && !self.parked.is_empty() {
+                let evicted = self.parked.remove(0);
+                let _ = ctx.clear_kv_cache_seq(Some(evicted.id as u32), None, None);
+            }
+            let started = Instant::now();
+            if store.load(ctx, &prefix[..end]) {
+                tracing::debug!("{end} prefix tokens read from disk in {:.0?}", started.elapsed());
+                self.prefix = prefix[..end].to_vec();
+                self.count(|c| c.loaded_tokens += end as u64);
+                keep = end;
+            }
         }
         // Else a finished request's kept sequence may hold more of it: the agent loop's action
         // request extends its reasoning request's prompt and reply. Those cells are shared
@@ -1137,10 +1266,32 @@ impl Worker<'_> {
             self.count(|c| c.reused_reply_tokens += (n - keep) as u64);
             keep = n;
         }
+        // Prefilled in two parts when a state is to be saved: up to the boundary, where it is
+        // saved, then the rest. The split is made whether or not a file is written, so a run
+        // that read the state back computes the rest exactly as the run that saved it.
+        if let Some(end) = boundary
+            && keep < end
+        {
+            self.prefill_prefix(ctx, &prefix[..end], keep)?;
+            keep = end;
+            if let Some(store) = &self.prefix_store {
+                store.save(ctx, &prefix[..end]);
+            }
+        }
+        self.prefill_prefix(ctx, prefix, keep)
+    }
+
+    /// Prefills `prefix[from..]` into sequence 0, which holds `prefix[..from]`.
+    fn prefill_prefix(
+        &mut self,
+        ctx: &mut LlamaContext<'_>,
+        prefix: &[LlamaToken],
+        from: usize,
+    ) -> std::result::Result<(), String> {
         let mut batch = LlamaBatch::new(self.batch_tokens, 1);
-        for (chunk_index, chunk) in prefix[keep..].chunks(self.batch_tokens).enumerate() {
+        for (chunk_index, chunk) in prefix[from..].chunks(self.batch_tokens).enumerate() {
             batch.clear();
-            let start = keep + chunk_index * self.batch_tokens;
+            let start = from + chunk_index * self.batch_tokens;
             for (i, token) in chunk.iter().enumerate() {
                 batch.add(*token, (start + i) as i32, &[0], false).map_err(|e| format!("prefix batch: {e}"))?;
             }
@@ -1156,9 +1307,6 @@ impl Worker<'_> {
                 return Err(format!("prefilling the shared prompt: {e}"));
             }
             self.prefix.extend_from_slice(chunk);
-        }
-        if let Some(store) = store {
-            store.save(ctx, prefix);
         }
         Ok(())
     }

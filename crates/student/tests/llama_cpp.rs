@@ -301,6 +301,113 @@ fn a_long_shared_prefix_is_saved_and_read_back_from_disk() {
     })
 }
 
+/// A lone request's system prompt (the agent loop's tools and skill steps) is saved, and the
+/// next engine (the next `skd run` with that skill) reads it back and prefills only the rest,
+/// with the same answer as the run that saved it; a request of another task with the same
+/// system prompt reads it too; a request without a system message saves nothing.
+#[test]
+fn a_lone_request_s_system_prompt_is_saved_and_read_back_by_the_next_engine() {
+    RUNTIME.block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = LlamaCppOptions {
+            context_tokens: 2048,
+            max_sequences: 2,
+            prefix_cache_dir: Some(dir.path().to_path_buf()),
+            ..LlamaCppOptions::default()
+        };
+        let system = "You complete tasks for the user, one step at a time.\n\nFollow these steps:\n".to_string()
+            + "1. Read the question twice.\n2. Say what it asks for in one line.\n3. Answer in one short line.\n"
+            + &"Keep the answer short and plain, without any list. ".repeat(4);
+        let task = |question: &str| CompletionRequest {
+            messages: vec![ChatMessage::new(Role::System, system.clone()), ChatMessage::new(Role::User, question)],
+            max_tokens: 12,
+            ..CompletionRequest::new(Vec::new())
+        };
+        let kv_files = |dir: &std::path::Path| {
+            std::fs::read_dir(dir)
+                .map_or(0, |d| d.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "kv")).count())
+        };
+
+        let first = LlamaCppStudent::load(&smollm2_path(), options.clone()).await.expect("load");
+        let saved_run = first.complete(&task("Name a fruit.")).await.expect("answer");
+        assert_eq!(first.counters().loaded_tokens, 0);
+        assert_eq!(kv_files(dir.path()), 1, "the system prompt's state");
+        drop(first);
+        let state_file = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "kv"))
+            .expect("the state");
+        let modified = || std::fs::metadata(&state_file).and_then(|m| m.modified()).expect("mtime");
+        let written = modified();
+
+        let second = LlamaCppStudent::load(&smollm2_path(), options.clone()).await.expect("load");
+        let read_back = second.complete(&task("Name a fruit.")).await.expect("answer");
+        let counters = second.counters();
+        assert!(counters.loaded_tokens >= 64, "{counters:?}");
+        assert_eq!(
+            counters.prefill_tokens,
+            u64::from(read_back.usage.prompt_tokens) - counters.loaded_tokens,
+            "only what follows the system prompt is prefilled: {counters:?}"
+        );
+        assert_eq!(read_back.text, saved_run.text);
+        assert!(modified() > written, "a state read back counts as recently used when the folder is pruned");
+        let loaded = counters.loaded_tokens;
+        second.complete(&task("What is 2 + 2?")).await.expect("answer");
+        drop(second);
+        let third = LlamaCppStudent::load(&smollm2_path(), options.clone()).await.expect("load");
+        third.complete(&task("What is 2 + 2?")).await.expect("answer");
+        assert_eq!(third.counters().loaded_tokens, loaded, "another task, the same system prompt");
+        assert_eq!(kv_files(dir.path()), 1);
+
+        let no_system = CompletionRequest {
+            messages: vec![ChatMessage::new(Role::User, system.clone() + "\nName a color.")],
+            max_tokens: 6,
+            ..CompletionRequest::new(Vec::new())
+        };
+        third.complete(&no_system).await.expect("answer");
+        assert_eq!(kv_files(dir.path()), 1, "a long prompt without a system message: nothing saved");
+    })
+}
+
+/// An engine that starts with a small KV cache (as `skd run` does) serves a request longer
+/// than the cache by making a larger one, with the answer an engine that was large from the
+/// start gives; a request beyond the ceiling is refused with the limit named.
+#[test]
+fn a_request_longer_than_the_kv_cache_grows_it_up_to_the_ceiling() {
+    RUNTIME.block_on(async {
+        let long = CompletionRequest {
+            messages: vec![ChatMessage::new(
+                Role::User,
+                "Here is a list of fruits: ".to_string()
+                    + &"apple, pear, plum, fig, ".repeat(60)
+                    + "Which fruit comes first in the list?",
+            )],
+            max_tokens: 8,
+            ..CompletionRequest::new(Vec::new())
+        };
+        let small = LlamaCppOptions { context_tokens: 256, max_context_tokens: 2048, ..LlamaCppOptions::default() };
+        let growing = LlamaCppStudent::load(&smollm2_path(), small.clone()).await.expect("load");
+        let answer = growing.complete(&long).await.expect("served from a larger cache");
+        assert!(answer.usage.prompt_tokens > 256, "{:?}", answer.usage);
+        assert_eq!(growing.counters().context_growths, 1);
+        // Once grown, it stays grown.
+        growing.complete(&long).await.expect("answer");
+        assert_eq!(growing.counters().context_growths, 1);
+
+        let large = LlamaCppOptions { context_tokens: 2048, ..small.clone() };
+        let from_the_start = LlamaCppStudent::load(&smollm2_path(), large).await.expect("load");
+        assert_eq!(from_the_start.complete(&long).await.expect("answer").text, answer.text);
+
+        let capped = LlamaCppStudent::load(&smollm2_path(), LlamaCppOptions { max_context_tokens: 384, ..small })
+            .await
+            .expect("load");
+        let err = capped.complete(&long).await.expect_err("longer than the ceiling");
+        assert!(err.to_string().contains("more than the 384 this model's context holds"), "{err}");
+    })
+}
+
 /// Two conversations at once, as two agent runs: each one's second turn starts from what
 /// its own first turn left in the KV cache (the finished sequence was kept), not from
 /// the few tokens the two share, and gets the answer it gets alone.
