@@ -184,14 +184,15 @@ fn ends_at_a_line_start(text: &str) -> bool {
 struct Conversation<'a> {
     system: String,
     task: &'a str,
+    notes: &'a [NoteExcerpt],
     mode: History,
     /// Folded: the numbered entries. Chat: alternating replies and observations.
     entries: Vec<String>,
 }
 
 impl<'a> Conversation<'a> {
-    fn new(system: String, task: &'a str, mode: History) -> Self {
-        Conversation { system, task, mode, entries: Vec::new() }
+    fn new(system: String, task: &'a str, notes: &'a [NoteExcerpt], mode: History) -> Self {
+        Conversation { system, task, notes, mode, entries: Vec::new() }
     }
 
     fn messages(
@@ -203,11 +204,12 @@ impl<'a> Conversation<'a> {
         let mut messages = vec![ChatMessage::new(Role::System, self.system.clone())];
         match self.mode {
             History::Folded => {
-                let user = task_message(self.task, active, placement, &self.entries, tools);
+                let user = task_message(self.task, self.notes, active, placement, &self.entries, tools);
                 messages.push(ChatMessage::new(Role::User, user));
             }
             History::Chat => {
-                messages.push(ChatMessage::new(Role::User, task_message(self.task, active, placement, &[], tools)));
+                let user = task_message(self.task, self.notes, active, placement, &[], tools);
+                messages.push(ChatMessage::new(Role::User, user));
                 for (i, entry) in self.entries.iter().enumerate() {
                     let role = if i % 2 == 0 { Role::Assistant } else { Role::User };
                     messages.push(ChatMessage::new(role, entry.clone()));
@@ -590,11 +592,11 @@ impl Agent {
         // The system prompt is written once, so the student's prefix cache keeps it across
         // steps; a skill activated later arrives as an observation.
         let offered_at_start = self.offered(&skills, &catalog);
-        let system =
-            system_prompt(&offered_at_start, &catalog, &notes, skills.active.as_ref(), self.config.skill_placement);
-        let first = task_message(task, skills.active.as_ref(), self.config.skill_placement, &[], &offered_at_start);
+        let system = system_prompt(&offered_at_start, &catalog, skills.active.as_ref(), self.config.skill_placement);
+        let first =
+            task_message(task, &notes, skills.active.as_ref(), self.config.skill_placement, &[], &offered_at_start);
         state.emit(Event::Prompt { system: system.clone(), user: first.clone() })?;
-        let mut conversation = Conversation::new(system, task, self.config.history);
+        let mut conversation = Conversation::new(system, task, &notes, self.config.history);
         let activated_at_start = skills.active.is_some();
         let mut totals = (0u64, 0u64);
         // The last call made: small models given greedy decoding tend to repeat their previous

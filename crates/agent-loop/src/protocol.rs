@@ -35,8 +35,9 @@ use std::sync::OnceLock;
 /// followed by an answer or action line as that line, and cuts a quoted "the final answer
 /// is ..." where its quote closes; 10 opens a free-text reply with the reasoning opener where
 /// the student continues a reply; 11 keeps an answer whose quote closes at once, and does not
-/// take an apostrophe for a quote).
-pub const PROTOCOL_VERSION: u32 = 11;
+/// take an apostrophe for a quote; 12 shows note excerpts in the user turn instead of the
+/// system prompt).
+pub const PROTOCOL_VERSION: u32 = 12;
 /// The words every constrained reply starts with. Zero-shot chain of thought works when the
 /// trigger opens the model's own answer (Kojima et al. 2022), not only when the prompt asks
 /// for it: asked in the prompt alone, Qwen2.5-Coder-0.5B began 42 of 47 replies with its
@@ -147,10 +148,12 @@ pub enum History {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SkillPlacement {
-    /// After the rules in the system prompt.
-    System,
-    /// In the first user turn, before the task.
+    /// After the tools in the system prompt. The default: as accurate as the user turn on
+    /// the everyday tasks (README), and the system prompt then depends only on the skill and
+    /// its tools, so a student that keeps prompt states across runs prefills it once.
     #[default]
+    System,
+    /// In the first user turn, after the task.
     User,
 }
 
@@ -164,15 +167,16 @@ pub fn activate_skill_spec(catalog: &[CatalogEntry]) -> ToolSpec {
     }
 }
 
-/// The system prompt: the tools, the skill catalog, note excerpts and (with
-/// [`SkillPlacement::System`]) the active skill's steps. How to reply is said last, at the end
-/// of the user turn ([`task_message`]): small models follow the instruction nearest to their
-/// reply, and a skill's own last step ("answer with the number alone") otherwise made the
-/// default student answer at once, without the reasoning the steps ask for.
+/// The system prompt: the tools, the skill catalog and (with [`SkillPlacement::System`]) the
+/// active skill's steps. Nothing in it depends on the task's words when a skill is active, so
+/// a student that keeps prompt states across runs (llama.cpp's prefix store) prefills it once
+/// per skill; note excerpts, found for each task, go in the user turn. How to reply is said
+/// last, at the end of the user turn ([`task_message`]): small models follow the instruction
+/// nearest to their reply, and a skill's own last step ("answer with the number alone")
+/// otherwise made the default student answer at once, without the reasoning the steps ask for.
 pub fn system_prompt(
     tools: &[ToolSpec],
     catalog: &[CatalogEntry],
-    notes: &[NoteExcerpt],
     active: Option<&ActiveSkill>,
     placement: SkillPlacement,
 ) -> String {
@@ -194,12 +198,6 @@ pub fn system_prompt(
             p.push_str(&format!("- {}: {}\n", c.name, one_line(&c.description)));
         }
     }
-    if !notes.is_empty() {
-        p.push_str("\nNotes from the knowledge base that may help:\n");
-        for n in notes {
-            p.push_str(&format!("[{}] {}\n", n.source, one_line(&n.text)));
-        }
-    }
     if placement == SkillPlacement::System
         && let Some(skill) = active
     {
@@ -208,16 +206,22 @@ pub fn system_prompt(
     p
 }
 
-/// The user turn: the task; what was done so far (each action and its result, numbered);
-/// with [`SkillPlacement::User`] the active skill's steps; and last, how to reply.
+/// The user turn: the task; note excerpts from the knowledge base; with
+/// [`SkillPlacement::User`] the active skill's steps; what was done so far (each action and
+/// its result, numbered); and last, how to reply.
 pub fn task_message(
     task: &str,
+    notes: &[NoteExcerpt],
     active: Option<&ActiveSkill>,
     placement: SkillPlacement,
     done: &[String],
     tools: &[ToolSpec],
 ) -> String {
     let mut parts = vec![task.trim().to_string()];
+    if !notes.is_empty() {
+        let lines: Vec<String> = notes.iter().map(|n| format!("[{}] {}", n.source, one_line(&n.text))).collect();
+        parts.push(format!("Notes from the knowledge base that may help:\n{}", lines.join("\n")));
+    }
     if let Some(skill) = active
         && placement == SkillPlacement::User
     {
@@ -790,38 +794,44 @@ mod tests {
         let tools = vec![spec("read_file", json!({"type": "object", "properties": {"path": {"type": "string"}}}))];
         let catalog = vec![CatalogEntry { name: "pdf".into(), description: "PDF\nthings".into() }];
         let notes = vec![NoteExcerpt { source: "a.md:1-3 [A]".into(), text: "hello".into() }];
-        let p = system_prompt(&tools, &catalog, &notes, None, SkillPlacement::User);
+        let p = system_prompt(&tools, &catalog, None, SkillPlacement::User);
         assert!(p.contains("- read_file {\"path\": \"...\"}: read_file things."), "{p}");
         assert!(p.contains("- pdf: PDF things"));
-        assert!(p.contains("[a.md:1-3 [A]] hello"));
         let active = ActiveSkill { name: "pdf".into(), body: "1. Do it.".into(), allowed_tools: None };
-        let system = system_prompt(&tools, &catalog, &notes, Some(&active), SkillPlacement::System);
+        let system = system_prompt(&tools, &catalog, Some(&active), SkillPlacement::System);
         assert!(system.contains("Follow these steps (the skill `pdf`):\n1. Do it."), "{system}");
         assert!(!system.contains("- pdf: PDF things"), "no catalog once a skill is active");
-        let user = system_prompt(&tools, &catalog, &notes, Some(&active), SkillPlacement::User);
+        let user = system_prompt(&tools, &catalog, Some(&active), SkillPlacement::User);
         assert!(!user.contains("1. Do it."));
         let how = reply_instruction(&tools);
         assert!(how.contains("end with a line like `Action: read_file {\"path\": \"...\"}` and stop"), "{how}");
-        let first = task_message("Read it.", Some(&active), SkillPlacement::User, &[], &tools);
+        let first = task_message("Read it.", &[], Some(&active), SkillPlacement::User, &[], &tools);
         assert_eq!(first, format!("Read it.\n\nFollow these steps:\n1. Do it.\n\n{how}"));
+        // Notes are found for each task: in the user turn, so the system prompt stays the same
+        // from task to task.
         assert_eq!(
-            task_message("Read it.", Some(&active), SkillPlacement::User, &[], &[]),
+            task_message("Read it.", &notes, Some(&active), SkillPlacement::System, &[], &tools),
+            format!("Read it.\n\nNotes from the knowledge base that may help:\n[a.md:1-3 [A]] hello\n\n{how}")
+        );
+        assert!(!system.contains("hello") && !p.contains("hello"), "{system}");
+        assert_eq!(
+            task_message("Read it.", &[], Some(&active), SkillPlacement::User, &[], &[]),
             "Read it.\n\nFollow these steps:\n1. Do it.\n\nWork it out step by step, then end with a line `Answer: ` followed by the answer alone.",
             "no tool advice when there are no tools"
         );
         assert_eq!(
-            task_message("Read it.", Some(&active), SkillPlacement::System, &[], &tools),
+            task_message("Read it.", &[], Some(&active), SkillPlacement::System, &[], &tools),
             format!("Read it.\n\n{how}")
         );
         let done = ["Action: x {}\nResult of x:\nok".to_string()];
-        let later = task_message("Read it.", Some(&active), SkillPlacement::User, &done, &tools);
+        let later = task_message("Read it.", &[], Some(&active), SkillPlacement::User, &done, &tools);
         assert_eq!(
             later,
             format!(
                 "Read it.\n\nFollow these steps:\n1. Do it.\n\nDone so far:\n1. Action: x {{}}\nResult of x:\nok\n\nGo on with the next step.\n\n{how}"
             )
         );
-        let none = system_prompt(&[], &[], &[], None, SkillPlacement::User);
+        let none = system_prompt(&[], &[], None, SkillPlacement::User);
         assert!(!none.contains("Action:"), "{none}");
     }
 }

@@ -131,9 +131,9 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         warnings: Vec<String>,
     },
-    /// What the model is shown before its first step: the system prompt (rules, tools,
-    /// catalog, notes) and the first user turn (the task, with the skill's steps when they
-    /// go there).
+    /// What the model is shown before its first step: the system prompt (rules, tools, the
+    /// catalog or, by default, the active skill's steps) and the first user turn (the task,
+    /// note excerpts, and the skill's steps with `--skill-placement user`).
     Prompt {
         /// The system prompt.
         system: String,

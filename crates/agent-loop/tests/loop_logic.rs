@@ -693,9 +693,10 @@ async fn confident_retrieval_activates_the_skill_and_allowed_tools_are_enforced(
     assert!(events.iter().any(|e| matches!(e, Event::ToolCall { tool, ok: true, output, .. } if tool == "list_dir" && output.contains("notes.txt"))));
     let seen = cassette.seen();
     assert!(
-        seen[0].messages[1].content.contains("Follow these steps:\nList the folder."),
-        "the steps come with the task"
+        seen[0].messages[0].content.contains("Follow these steps (the skill `list-only`):\nList the folder."),
+        "the steps are in the system prompt (the default placement)"
     );
+    assert!(!seen[0].messages[1].content.contains("List the folder."), "and not again with the task");
 }
 
 #[tokio::test]

@@ -286,8 +286,9 @@ struct AgentStyleArgs {
     /// students; elsewhere `grammar`) or `free-text` (read from plain text).
     #[arg(long, value_enum, default_value = "two-requests")]
     reply: ReplyArg,
-    /// Where an active skill's steps go: `user` (with the task) or `system` (the system prompt).
-    #[arg(long, value_enum, default_value = "user")]
+    /// Where an active skill's steps go: `system` (the system prompt, which a llama.cpp
+    /// student keeps on disk from run to run) or `user` (with the task).
+    #[arg(long, value_enum, default_value = "system")]
     skill_placement: PlacementArg,
     /// How earlier steps are shown: `folded` (a "done so far" list in one user turn) or
     /// `chat` (the model's replies and each result as turns).
