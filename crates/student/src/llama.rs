@@ -693,9 +693,6 @@ struct Sequence {
     /// KV cache; the rest are fed at the next steps.
     tokens: Vec<LlamaToken>,
     prompt_len: usize,
-    /// How many prompt tokens render its system message (0 if none): the part of a lone
-    /// request kept on disk, see [`Worker::stable_prefix_len`].
-    stable: usize,
     /// The prompt tokens already in the KV cache when it started (copied from sequence 0,
     /// or kept from a parked sequence) instead of being prefilled.
     shared: usize,
@@ -766,15 +763,20 @@ impl<'m> Worker<'m> {
         if self.active.is_empty()
             && let Some(front) = self.pending.front()
             && !front.job.reply.is_closed()
-            && front.prompt_len + front.job.request.max_tokens as usize > self.context_tokens as usize
+            && front.cells_beyond(0) > self.context_tokens as usize
         {
-            let needed = front.prompt_len + front.job.request.max_tokens as usize;
+            let needed = front.cells_beyond(0);
             self.grow(ctx, needed);
         }
         if self.active.is_empty() && !self.pending.is_empty() {
             // Sequence 0 may change only while no sequence still reads from it.
             let prefix = self.pending_prefix();
-            let stable = if self.pending.len() == 1 { self.pending[0].stable } else { 0 };
+            // Only a lone request's system prompt is kept on disk: worked out here, not for
+            // every request of a batch.
+            let stable = match (self.pending.len(), self.pending.front()) {
+                (1, Some(lone)) => self.stable_prefix_len(&lone.job.request, &lone.tokens),
+                _ => 0,
+            };
             if let Err(e) = self.fill_prefix(ctx, &prefix, self.pending.len(), stable) {
                 tracing::warn!("{e}: the requests are prefilled one by one");
             }
@@ -1050,11 +1052,9 @@ impl<'m> Worker<'m> {
                 // Set again when it starts decoding: time spent waiting for a sequence
                 // does not count against it.
                 let deadline = deadline_after(job.received, job.request.timeout);
-                let stable = self.stable_prefix_len(&job.request, &tokens);
                 Some(Sequence {
                     job,
                     prompt_len: tokens.len(),
-                    stable,
                     tokens,
                     id: 0,
                     shared: 0,
