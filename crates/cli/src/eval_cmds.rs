@@ -617,6 +617,8 @@ pub struct RecallArgs {
     pub teacher_timeout: std::time::Duration,
     pub dry_run: bool,
     pub json: bool,
+    /// Rank with hybrid search instead of BM25 alone.
+    pub hybrid: bool,
 }
 
 /// `skd recall`: the distillation's recall check on a skill as it is now.
@@ -642,12 +644,18 @@ pub async fn recall(config: &Config, args: RecallArgs) -> Result<Exit> {
         "the recall check needs a teacher to write the queries: pass --teacher URL#model (or a local model id), \
          set SKD_TEACHER or OPENAI_MODEL, or put `teacher = ...` in the config",
     )?;
+    let embedder = if args.hybrid {
+        Some(std::sync::Arc::from(crate::logs_cmds::load_embedder(config, args.json)?))
+    } else {
+        None
+    };
     let checker = RecallChecker {
         teacher: teacher.as_ref(),
         skill_name: folder,
         library_root: Some(config.skills_dir.value.clone()),
         queries_per_kind: args.queries,
         teacher_timeout: args.teacher_timeout,
+        embedder,
     };
     let mut tokens = 0u64;
     let outcome = match checker
@@ -700,6 +708,7 @@ pub async fn recall(config: &Config, args: RecallArgs) -> Result<Exit> {
             "right_with_current_description": counts.map(|c| c.0),
             "right_with_rewritten_description": counts.map(|c| c.1),
             "saved_version": saved, "not_saved_because": kept_out, "teacher_tokens": tokens,
+            "ranking": if args.hybrid { "hybrid" } else { "bm25" },
         }))?;
     } else if let Some(why) = &report.not_checked {
         println!("recall not checked: {why}");

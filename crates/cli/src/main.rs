@@ -582,6 +582,10 @@ struct RecallCliArgs {
     /// Report only: never save a rewritten description.
     #[arg(long)]
     dry_run: bool,
+    /// Rank the queries by words and meaning together, as `skd search --hybrid` does
+    /// (default: BM25 alone, as `skd run` finds skills).
+    #[arg(long)]
+    hybrid: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -1101,6 +1105,7 @@ fn run(cli: Cli) -> Result<Exit> {
                 teacher_timeout: std::time::Duration::from_secs(a.teacher_timeout),
                 dry_run: a.dry_run,
                 json: a.json,
+                hybrid: a.hybrid,
             },
         )),
         Command::Bbh(BbhCommand::Report { tasks, test_cases, json }) => {

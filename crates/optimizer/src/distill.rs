@@ -1811,6 +1811,8 @@ impl Distiller<'_> {
             library_root: self.library_root.clone(),
             queries_per_kind: state.config.recall_queries,
             teacher_timeout: state.config.teacher_timeout(),
+            // As `skd run` finds skills: by BM25.
+            embedder: None,
         };
         let best = state.best;
         let markdown = state.candidates[best].markdown.clone();

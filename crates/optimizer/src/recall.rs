@@ -11,8 +11,9 @@ use crate::worked_examples::without_worked_examples;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use skill_core::fsutil::atomic_write;
-use skill_core::{Skill, Teacher, Usage};
+use skill_core::{Embedder, Skill, Teacher, Usage};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The retrieval check.
@@ -102,6 +103,9 @@ pub struct RecallChecker<'a> {
     pub queries_per_kind: usize,
     /// Wall-clock limit on each teacher request.
     pub teacher_timeout: Duration,
+    /// Rank with hybrid search (BM25 and this model's embeddings, as `skd search --hybrid`)
+    /// instead of BM25 alone, which is what `skd run` and the distillation use.
+    pub embedder: Option<Arc<dyn Embedder>>,
 }
 
 #[derive(Deserialize)]
@@ -457,8 +461,14 @@ impl RecallChecker<'_> {
             retrieval::Sources { library: Some(skill_core::SkillLibrary::new(&lib_root)), ..Default::default() };
         index.update(&sources, true, &mut |_| {}).map_err(|e| Error::other(e.to_string()))?;
         let opts = retrieval::SearchOptions { limit: 3, scope: skill_core::Scope::Skills, ..Default::default() };
+        let index = Arc::new(index);
+        let hybrid = self.embedder.clone().map(|model| retrieval::HybridSearch::new(index.clone(), model));
         let top = |q: &str| -> Result<Option<String>> {
-            let hits = index.search(q, &opts).map_err(|e| Error::other(e.to_string()))?;
+            let hits = match &hybrid {
+                Some(hybrid) => hybrid.search(q, &opts),
+                None => index.search(q, &opts),
+            }
+            .map_err(|e| Error::other(e.to_string()))?;
             Ok(hits.into_iter().next().and_then(|h| h.name))
         };
         let mut out = Vec::new();

@@ -78,6 +78,7 @@ fn checker<'a>(teacher: &'a Scripted, root: &Path) -> RecallChecker<'a> {
         library_root: Some(root.to_path_buf()),
         queries_per_kind: 4,
         teacher_timeout: Duration::from_secs(5),
+        embedder: None,
     }
 }
 
@@ -230,4 +231,34 @@ fn only_the_held_out_halves_decide() {
     assert!(!held_out_passed(&q(&[true, true]), &q(&[true, false])));
     // An odd count holds out the larger half.
     assert!(!held_out_passed(&q(&[true, false, true]), &q(&[])));
+}
+
+/// The real embedding model, as `skd recall --hybrid` loads it.
+fn embedding_model() -> std::sync::Arc<dyn skill_core::Embedder> {
+    use student::models::{ALL_MINILM_L6_V2, ModelStore, find_known};
+    let known = find_known(ALL_MINILM_L6_V2).expect("known");
+    let store = ModelStore::new(ModelStore::default_dir());
+    let weights = store.pull(&known, &mut |_| {}).expect("pull all-MiniLM-L6-v2");
+    let [tokenizer, config] = [0, 1].map(|i| store.companion_path(&known.companions[i]));
+    std::sync::Arc::new(embed::MiniLm::load(&weights, &tokenizer, &config).expect("load"))
+}
+
+#[test]
+fn with_an_embedding_model_the_check_ranks_as_hybrid_search_does() {
+    let lib = library();
+    let markdown = std::fs::read_to_string(lib.path().join("count-objects/SKILL.md")).expect("read");
+    let teacher = Scripted::new(&[]);
+    // Words of the other skill ("word list"), the meaning of this one (a sum of animals):
+    // BM25 ranks sort-words first, the fusion with meaning count-objects.
+    let should_find: Vec<String> =
+        ["I have a word list of pets: dog, cat, cow. what's the sum", "sum of the pets in this words list"]
+            .map(String::from)
+            .into();
+    let should_not = vec!["arrange these names from A to Z".to_string()];
+    let by_words = checker(&teacher, lib.path()).rank_queries(&markdown, &should_find, &should_not).expect("bm25");
+    let by_both = RecallChecker { embedder: Some(embedding_model()), ..checker(&teacher, lib.path()) }
+        .rank_queries(&markdown, &should_find, &should_not)
+        .expect("hybrid");
+    assert_eq!(by_words.iter().map(|(_, ok)| *ok).collect::<Vec<_>>(), [false, false, true], "{by_words:?}");
+    assert_eq!(by_both.iter().map(|(_, ok)| *ok).collect::<Vec<_>>(), [true, true, true], "{by_both:?}");
 }

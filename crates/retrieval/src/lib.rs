@@ -15,7 +15,7 @@ pub mod chunk;
 mod hybrid;
 mod index;
 
-pub use hybrid::HybridSearch;
+pub use hybrid::{DEFAULT_MEANING_WEIGHT, HybridSearch};
 
 pub use index::{
     BOOST_NOTE_HEADINGS, BOOST_NOTE_TITLE, BOOST_SKILL_DESCRIPTION, BOOST_SKILL_NAME, DEFAULT_MAX_FILE_BYTES, HitKind,
