@@ -156,12 +156,52 @@ pub const SOURCE_NAMES: &[&str] = &["skd", "pi", "claude-code", "codex"];
 /// The sources found at each agent's default place (with the agent's own override of that
 /// place honoured), plus skd's runs in `skd_runs`.
 pub fn default_sources(skd_runs: PathBuf) -> Vec<Box<dyn LogSource>> {
-    vec![
+    sources(skd_runs, &MoreLogDirs::default())
+}
+
+/// More places to read agents' logs from, beside their default ones: each folder as the
+/// agent's own setting names it (`PI_CODING_AGENT_DIR`, `CLAUDE_CONFIG_DIR`, `CODEX_HOME`),
+/// and for skd a runs folder. Another machine's copy, an old home, a second profile.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MoreLogDirs {
+    /// More folders of skd run transcripts.
+    pub skd: Vec<PathBuf>,
+    /// More Pi agent folders (each with a `sessions/` folder).
+    pub pi: Vec<PathBuf>,
+    /// More Claude Code folders (each with a `projects/` folder).
+    pub claude_code: Vec<PathBuf>,
+    /// More Codex homes (each with `sessions/` and `archived_sessions/`).
+    pub codex: Vec<PathBuf>,
+}
+
+/// [`default_sources`] and a source for each of `more`'s folders. A folder that is already
+/// a source's (the same path, or the same folder through a link) is read once.
+pub fn sources(skd_runs: PathBuf, more: &MoreLogDirs) -> Vec<Box<dyn LogSource>> {
+    let mut all: Vec<Box<dyn LogSource>> = vec![
         Box::new(SkdRuns::new(skd_runs)),
         Box::new(Pi::from_env()),
         Box::new(ClaudeCode::from_env()),
         Box::new(Codex::from_env()),
-    ]
+    ];
+    let more_sources = more
+        .skd
+        .iter()
+        .map(|d| Box::new(SkdRuns::new(d.clone())) as Box<dyn LogSource>)
+        .chain(more.pi.iter().map(|d| Box::new(Pi::new(d.clone())) as Box<dyn LogSource>))
+        .chain(more.claude_code.iter().map(|d| Box::new(ClaudeCode::new(d.clone())) as Box<dyn LogSource>))
+        .chain(more.codex.iter().map(|d| Box::new(Codex::new(d.clone())) as Box<dyn LogSource>));
+    let same_folder =
+        |a: &Path, b: &Path| a == b || a.canonicalize().ok().is_some_and(|a| b.canonicalize().ok() == Some(a));
+    for source in more_sources {
+        let roots = source.roots();
+        let known = all
+            .iter()
+            .any(|s| s.name() == source.name() && s.roots().iter().zip(&roots).all(|(a, b)| same_folder(a, b)));
+        if !known {
+            all.push(source);
+        }
+    }
+    all
 }
 
 /// `path` as a path inside `project`: a relative path as it is, an absolute one with the
@@ -211,4 +251,27 @@ pub(crate) fn env_dir(name: &str) -> Option<PathBuf> {
 /// The home folder (`.` where there is none, so roots stay relative and simply do not exist).
 pub(crate) fn home() -> PathBuf {
     dirs::home_dir().unwrap_or_else(|| PathBuf::from("."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn more_log_dirs_add_a_source_each_and_a_folder_already_read_is_not_added() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let runs = tmp.path().join("runs");
+        let (a, b) = (tmp.path().join("pi-a"), tmp.path().join("codex-b"));
+        let more = MoreLogDirs {
+            skd: vec![runs.clone()],
+            pi: vec![a.clone(), a.clone()],
+            claude_code: Vec::new(),
+            codex: vec![b.clone()],
+        };
+        let all = sources(runs, &more);
+        let named: Vec<(&str, Vec<PathBuf>)> = all.iter().map(|s| (s.name(), s.roots())).collect();
+        assert_eq!(named.len(), 6, "{named:?}");
+        assert_eq!(named[4], ("pi", vec![a.join("sessions")]));
+        assert_eq!(named[5], ("codex", vec![b.join("sessions"), b.join("archived_sessions")]));
+    }
 }

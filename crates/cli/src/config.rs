@@ -55,6 +55,23 @@ pub struct FileConfig {
     pub confident_min_score: Option<toml::Spanned<f32>>,
     /// How many times the runner-up's score that skill's must also be.
     pub confident_ratio: Option<toml::Spanned<f32>>,
+    /// More folders to read agents' logs from, beside their default places.
+    pub agent_log_dirs: Option<AgentLogDirsFile>,
+}
+
+/// `[agent_log_dirs]`: more folders per agent, each as the agent's own setting names it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentLogDirsFile {
+    /// Folders of skd run transcripts.
+    pub skd: Option<Vec<String>>,
+    /// Pi agent folders (what `PI_CODING_AGENT_DIR` names).
+    pub pi: Option<Vec<String>>,
+    /// Claude Code folders (what `CLAUDE_CONFIG_DIR` names).
+    #[serde(rename = "claude-code")]
+    pub claude_code: Option<Vec<String>>,
+    /// Codex homes (what `CODEX_HOME` names).
+    pub codex: Option<Vec<String>>,
 }
 
 /// Where a setting's value came from.
@@ -125,6 +142,8 @@ pub struct Config {
     pub confident_min_score: Setting<f32>,
     /// The least ratio of its score to the runner-up's.
     pub confident_ratio: Setting<f32>,
+    /// More folders of agents' logs.
+    pub agent_log_dirs: Setting<agent_logs::MoreLogDirs>,
 }
 
 /// The environment variables `skd` reads, documented in `skd config show` and the README.
@@ -396,6 +415,22 @@ impl Config {
         let confident_min_score =
             bounded("confident_min_score", &file.confident_min_score, 0.0, defaults.confident_min_score)?;
         let confident_ratio = bounded("confident_ratio", &file.confident_ratio, 1.0, defaults.confident_ratio)?;
+        let agent_log_dirs = match &file.agent_log_dirs {
+            Some(dirs) => {
+                let expanded =
+                    |list: &Option<Vec<String>>| list.iter().flatten().map(|p| expand(p, &file_base)).collect();
+                Setting {
+                    value: agent_logs::MoreLogDirs {
+                        skd: expanded(&dirs.skd),
+                        pi: expanded(&dirs.pi),
+                        claude_code: expanded(&dirs.claude_code),
+                        codex: expanded(&dirs.codex),
+                    },
+                    origin: Origin::File,
+                }
+            }
+            None => Setting { value: agent_logs::MoreLogDirs::default(), origin: Origin::Default },
+        };
         Ok(Config {
             config_file,
             config_file_exists: exists,
@@ -419,6 +454,7 @@ impl Config {
             tool_timeouts,
             confident_min_score,
             confident_ratio,
+            agent_log_dirs,
         })
     }
 
@@ -468,6 +504,13 @@ import_skill_dirs = [".agents/skills", "~/.claude/skills", "~/.pi/agent/skills"]
 # --adopt beneficial) is copied to. A skill of the same name there that is not one of
 # skd's own versions (another agent's user wrote or edited it) is left alone.
 # publish_skill_dirs = ["~/.claude/skills", "~/.pi/agent/skills"]
+
+# More places to read agents' logs from (`skd logs`, `skd mine`, `skd nightly`), beside
+# each agent's default one: folders as the agent's own setting names them
+# (PI_CODING_AGENT_DIR, CLAUDE_CONFIG_DIR, CODEX_HOME), and for skd a runs folder.
+# [agent_log_dirs]
+# claude-code = ["~/old-laptop/.claude"]
+# codex = ["~/.codex-work"]
 
 # Notes larger than this are skipped by the indexer.
 max_file_mb = 4

@@ -3,7 +3,7 @@
 use crate::Exit;
 use crate::config::Config;
 use crate::output::{JSON_SCHEMA_VERSION, one_line, print_json};
-use agent_logs::{EpisodeFilter, EpisodeStore, OutcomeKind, ScanOptions, default_sources, parse_since};
+use agent_logs::{EpisodeFilter, EpisodeStore, OutcomeKind, ScanOptions, parse_since};
 use anyhow::Result;
 use serde_json::json;
 use skill_core::redact::Redactor;
@@ -93,7 +93,7 @@ pub(crate) fn read_episodes(
         },
         None => None,
     };
-    let chosen: Vec<_> = default_sources(config.runs_dir.value.clone())
+    let chosen: Vec<_> = agent_logs::sources(config.runs_dir.value.clone(), &config.agent_log_dirs.value)
         .into_iter()
         .filter(|s| sources.is_empty() || sources.iter().any(|n| n == s.name()))
         .collect();

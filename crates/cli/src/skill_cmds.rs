@@ -384,6 +384,14 @@ pub fn config_show(config: &Config, as_json: bool) -> Result<Exit> {
         list(&config.publish_skill_dirs.value),
         origin(config.publish_skill_dirs.origin)
     );
+    let more = &config.agent_log_dirs.value;
+    for (agent, dirs) in
+        [("skd", &more.skd), ("pi", &more.pi), ("claude-code", &more.claude_code), ("codex", &more.codex)]
+    {
+        if !dirs.is_empty() {
+            println!("agent_log_dirs     {agent}: {}  [{}]", list(dirs), origin(config.agent_log_dirs.origin));
+        }
+    }
     println!("index_dir          {}  [{}]", config.index_dir.value.display(), origin(config.index_dir.origin));
     println!(
         "max_file_mb        {:.1}  [{}]",

@@ -548,6 +548,46 @@ fn logs_lists_the_episodes_of_each_agent_and_reads_only_what_is_new() {
 }
 
 #[test]
+fn logs_reads_the_agent_log_folders_the_config_adds() {
+    use serde_json::json;
+    let env = Env::new();
+    // A Claude Code folder copied from another machine, named in the config.
+    write_old_session(
+        &env.path("old-laptop/.claude/projects/-home-ana/s-7.jsonl"),
+        &[
+            json!({"type": "user", "sessionId": "s-7", "cwd": "/home/ana", "timestamp": "2026-11-20T09:00:00Z", "message": {"role": "user", "content": "Sort the receipts by date"}}),
+            json!({"type": "assistant", "sessionId": "s-7", "timestamp": "2026-11-20T09:00:05Z", "message": {"id": "m1", "role": "assistant", "content": [{"type": "text", "text": "Sorted."}]}}),
+        ],
+    );
+    write_old_session(
+        &env.path("home/.claude/projects/-home-ana/s-8.jsonl"),
+        &[
+            json!({"type": "user", "sessionId": "s-8", "cwd": "/home/ana", "timestamp": "2026-11-21T09:00:00Z", "message": {"role": "user", "content": "Rename the scans by their dates"}}),
+            json!({"type": "assistant", "sessionId": "s-8", "timestamp": "2026-11-21T09:00:05Z", "message": {"id": "m1", "role": "assistant", "content": [{"type": "text", "text": "Renamed."}]}}),
+        ],
+    );
+    let cfg = env.path("config/skd/config.toml");
+    fs::create_dir_all(cfg.parent().expect("parent")).expect("mkdir");
+    // Relative to the config file's folder; the default folder named again is read once.
+    fs::write(&cfg, "[agent_log_dirs]\nclaude-code = [\"../../old-laptop/.claude\", \"../../home/.claude\"]\n")
+        .expect("config");
+    let v = env.json(&["logs", "--json"], 0);
+    let tasks: Vec<&str> =
+        v["episodes"].as_array().expect("episodes").iter().map(|e| e["task"].as_str().unwrap_or("")).collect();
+    assert_eq!(tasks, ["Sort the receipts by date", "Rename the scans by their dates"]);
+    assert_eq!(v["scan"]["read"], json!({"claude-code": 2}));
+    let shown = env.json(&["config", "show", "--json"], 0);
+    assert_eq!(shown["config"]["agent_log_dirs"]["origin"], "file");
+    assert_eq!(shown["config"]["agent_log_dirs"]["value"]["claude_code"].as_array().map(Vec::len), Some(2));
+    let listed = env.stderr(&["logs"], 0);
+    assert!(listed.contains("old-laptop/.claude/projects"), "the folder is listed: {listed}");
+    // An agent skd does not know is a config error naming the file and line.
+    fs::write(&cfg, "\n[agent_log_dirs]\nemacs = [\"~/.emacs.d\"]\n").expect("config");
+    let err = env.stderr(&["logs"], 4);
+    assert!(err.contains("config.toml") && err.contains("line 3") && err.contains("emacs"), "{err}");
+}
+
+#[test]
 fn feedback_on_a_run_becomes_its_outcome_in_logs() {
     use serde_json::json;
     let env = Env::new();
