@@ -981,6 +981,8 @@ fn run(cli: Cli) -> Result<Exit> {
                     judge_min_agreement: a.judge_agreement,
                     distill: DistillConfig { max_rounds: a.rounds, top_up_train: a.top_up_train, ..defaults.distill },
                     student: None,
+                    // The report prices the teacher's tokens when the config gives prices.
+                    teacher_prices: Some(config.teacher_prices.value).filter(|p| p.iter().any(|v| *v > 0.0)),
                 };
                 runtime()?.block_on(nightly_cmds::run(
                     &config,

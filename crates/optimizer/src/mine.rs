@@ -62,7 +62,7 @@ pub enum ProposalKind {
 }
 
 /// One episode shown as evidence.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
     /// The log source.
     pub source: String,

@@ -71,6 +71,10 @@ pub struct NightlyConfig {
     /// job whose held-out cases it judges is worked on (0 turns the check off).
     #[serde(default = "default_judge_min_agreement")]
     pub judge_min_agreement: f64,
+    /// The teacher's prices, USD per million prompt and completion tokens, for the cost the
+    /// report shows (`None`: no cost shown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher_prices: Option<[f64; 2]>,
 }
 
 fn default_judge_min_agreement() -> f64 {
@@ -89,6 +93,7 @@ impl Default for NightlyConfig {
             distill: DistillConfig { max_rounds: 4, top_up_train: 8, ..DistillConfig::default() },
             student: None,
             judge_min_agreement: default_judge_min_agreement(),
+            teacher_prices: None,
         }
     }
 }
@@ -156,6 +161,9 @@ pub struct Gate {
     /// `teacher_tokens`; 0 when no case needs it).
     #[serde(default)]
     pub judge_tokens: u64,
+    /// The completion part of `judge_tokens`.
+    #[serde(default)]
+    pub judge_completion_tokens: u64,
 }
 
 /// How often the rubric judge agrees with the user on the answers the user settled (their
@@ -169,6 +177,9 @@ pub struct Calibration {
     /// Teacher tokens the judge used for them (part of the plan's `teacher_tokens`).
     #[serde(default)]
     pub tokens: u64,
+    /// The completion part of `tokens`.
+    #[serde(default)]
+    pub completion_tokens: u64,
 }
 
 impl Calibration {
@@ -185,7 +196,7 @@ impl Calibration {
 /// judge.
 pub async fn calibrate_judge(judge: &dyn Teacher, suite: &EvalSuite, verdicts: &[UserVerdict]) -> Result<Calibration> {
     let judge = TokenCounting::new(judge);
-    let mut calibration = Calibration { agreed: 0, total: 0, tokens: 0 };
+    let mut calibration = Calibration { agreed: 0, total: 0, tokens: 0, completion_tokens: 0 };
     for v in verdicts {
         let Some(case) = suite.evals.iter().find(|c| c.id.to_string() == v.case) else { continue };
         if case.split == Split::Test || case.expectations.is_empty() {
@@ -199,7 +210,9 @@ pub async fn calibrate_judge(judge: &dyn Teacher, suite: &EvalSuite, verdicts: &
             calibration.agreed += 1;
         }
     }
-    calibration.tokens = judge.take_usage().total();
+    let usage = judge.take_usage();
+    calibration.tokens = usage.total();
+    calibration.completion_tokens = u64::from(usage.completion_tokens);
     Ok(calibration)
 }
 
@@ -221,6 +234,9 @@ pub struct Plan {
     /// Teacher tokens of the job sentence (part of `teacher_tokens`).
     #[serde(default)]
     pub job_tokens: u64,
+    /// The completion part of `job_tokens`.
+    #[serde(default)]
+    pub job_completion_tokens: u64,
     /// Episodes of the job, and how many failed.
     pub episodes: usize,
     /// Those that failed.
@@ -236,6 +252,12 @@ pub struct Plan {
     pub library_hash: Option<String>,
     /// Teacher tokens this proposal used.
     pub teacher_tokens: u64,
+    /// The completion part of `teacher_tokens` (for the cost, priced apart from prompts).
+    #[serde(default)]
+    pub teacher_completion_tokens: u64,
+    /// Some of the job's episodes, the failures first (as `skd mine` shows them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<crate::mine::Evidence>,
     /// How often the rubric judge agreed with the user, when the held-out cases need it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<Calibration>,
@@ -460,6 +482,7 @@ impl Nightly<'_> {
             };
             let tokens =
                 described.as_ref().map_or(0, |d| d.usage.prompt_tokens as u64 + d.usage.completion_tokens as u64);
+            let completion_tokens = described.as_ref().map_or(0, |d| u64::from(d.usage.completion_tokens));
             job_tokens_spent += tokens;
             let job = described.as_ref().and_then(|d| d.sentence.clone()).unwrap_or_else(|| p.job.clone());
             let skill = match (p.kind, &p.skill) {
@@ -512,6 +535,7 @@ impl Nightly<'_> {
                 central_task: p.job.clone(),
                 job_unusable: described.and_then(|d| d.unusable),
                 job_tokens: tokens,
+                job_completion_tokens: completion_tokens,
                 episodes: p.episodes,
                 failures: p.failures,
                 sources: p.sources.clone(),
@@ -519,6 +543,8 @@ impl Nightly<'_> {
                 teacher_cases: 0,
                 library_hash,
                 teacher_tokens: tokens + calibration.map_or(0, |c| c.tokens),
+                teacher_completion_tokens: completion_tokens + calibration.map_or(0, |c| c.completion_tokens),
+                evidence: p.evidence.clone(),
                 calibration,
                 gate: None,
                 status,
@@ -600,6 +626,9 @@ impl Nightly<'_> {
         // The distillation's own count includes what it used before a crash.
         let calibration_tokens = plan.calibration.map_or(0, |c| c.tokens);
         night.plans[i].teacher_tokens = plan.job_tokens + calibration_tokens + state.teacher_tokens;
+        night.plans[i].teacher_completion_tokens = plan.job_completion_tokens
+            + plan.calibration.map_or(0, |c| c.completion_tokens)
+            + state.teacher_completion_tokens;
         night.plans[i].teacher_cases = state.topped_up;
         night.teacher_tokens = night.plans.iter().map(|p| p.teacher_tokens).sum();
         let candidate = state.candidates[state.best].markdown.clone();
@@ -626,6 +655,7 @@ impl Nightly<'_> {
             PlanStatus::Staged
         };
         night.plans[i].teacher_tokens += gate.judge_tokens;
+        night.plans[i].teacher_completion_tokens += gate.judge_completion_tokens;
         night.teacher_tokens += gate.judge_tokens;
         night.plans[i].gate = Some(gate);
         if night.plans[i].status == PlanStatus::Staged && night.config.adopt == AdoptPolicy::Beneficial {
@@ -655,6 +685,7 @@ impl Nightly<'_> {
         let lift = Lift::paired(&with.passed_flags(), &now.passed_flags());
         let counts = lift.counts();
         let (kept, p) = gate_keeps(counts, gate_p);
+        let usage = judge.take_usage();
         Ok(Gate {
             cases: test.len(),
             candidate: with.rate(),
@@ -664,7 +695,8 @@ impl Nightly<'_> {
             lift,
             p,
             kept,
-            judge_tokens: judge.take_usage().total(),
+            judge_tokens: usage.total(),
+            judge_completion_tokens: u64::from(usage.completion_tokens),
         })
     }
 
@@ -887,16 +919,34 @@ pub fn status_line(status: &PlanStatus) -> String {
     }
 }
 
+/// Episodes of a proposal the report lists as its evidence.
+const REPORT_EVIDENCE: usize = 5;
+
+/// ", about $X" for `tokens` of which `completion` were generated, at `prices` (USD per
+/// million prompt and completion tokens); nothing without prices.
+fn cost_text(prices: Option<[f64; 2]>, tokens: u64, completion: u64) -> String {
+    match prices {
+        Some([prompt, generated]) => {
+            let usd = tokens.saturating_sub(completion) as f64 * prompt / 1e6 + completion as f64 * generated / 1e6;
+            format!(", about ${usd:.4}")
+        }
+        None => String::new(),
+    }
+}
+
 /// The night's report in markdown.
 pub fn report_markdown(night: &NightState) -> String {
     let mut md = format!("# Night {}\n\n", night.id);
+    let completion: u64 = night.plans.iter().map(|p| p.teacher_completion_tokens).sum();
     md.push_str(&format!(
-        "Started {}, finished {}; {:.0} s; teacher tokens {}{}.\n\n",
+        "Started {}, finished {}; {:.0} s; teacher tokens {} ({} of them generated){}{}.\n\n",
         night.started,
         night.finished.as_deref().unwrap_or("-"),
         night.seconds,
         night.teacher_tokens,
-        night.config.teacher_tokens.map(|b| format!(" of a budget of {b}")).unwrap_or_default()
+        completion,
+        night.config.teacher_tokens.map(|b| format!(" of a budget of {b}")).unwrap_or_default(),
+        cost_text(night.config.teacher_prices, night.teacher_tokens, completion)
     ));
     md.push_str("## Episodes\n\n| source | episodes |\n|---|---:|\n");
     for (source, n) in &night.episodes {
@@ -924,6 +974,19 @@ pub fn report_markdown(night: &NightState) -> String {
             md.push_str(&format!("- the teacher's job sentence was not used: {}\n", one_line(why)));
         }
         md.push_str(&format!("- episodes: {} ({} failed; {})\n", p.episodes, p.failures, sources.join(", ")));
+        for e in p.evidence.iter().take(REPORT_EVIDENCE) {
+            let outcome = match e.outcome {
+                agent_logs::OutcomeKind::Success => "success",
+                agent_logs::OutcomeKind::Failure => "failure",
+                agent_logs::OutcomeKind::Unknown => "unknown",
+            };
+            md.push_str(&format!(
+                "- evidence ({}, {outcome}): {} ({})\n",
+                e.source,
+                one_line(&e.task),
+                e.file.display()
+            ));
+        }
         md.push_str(&format!(
             "- mined cases: {} train, {} validation, {} held out\n",
             p.cases[0], p.cases[1], p.cases[2]
@@ -943,7 +1006,11 @@ pub fn report_markdown(night: &NightState) -> String {
                 c.agreed, c.total
             ));
         }
-        md.push_str(&format!("- teacher tokens: {}\n", p.teacher_tokens));
+        md.push_str(&format!(
+            "- teacher tokens: {}{}\n",
+            p.teacher_tokens,
+            cost_text(night.config.teacher_prices, p.teacher_tokens, p.teacher_completion_tokens)
+        ));
         md.push_str(&format!("- outcome: {}\n\n", status_line(&p.status)));
     }
     md
@@ -1077,9 +1144,9 @@ mod tests {
         assert_eq!(judge.0.load(std::sync::atomic::Ordering::SeqCst), 3);
         let why = judge_refused(&c, 0.8).expect("refused");
         assert!(why.contains("on 1 of 3 answers (33%, needs 80%)"), "{why}");
-        assert_eq!(judge_refused(&Calibration { agreed: 4, total: 5, tokens: 0 }, 0.8), None);
+        assert_eq!(judge_refused(&Calibration { agreed: 4, total: 5, tokens: 0, completion_tokens: 0 }, 0.8), None);
         assert!(
-            judge_refused(&Calibration { agreed: 0, total: 0, tokens: 0 }, 0.8)
+            judge_refused(&Calibration { agreed: 0, total: 0, tokens: 0, completion_tokens: 0 }, 0.8)
                 .expect("no evidence")
                 .contains("no answer")
         );
@@ -1116,6 +1183,7 @@ mod tests {
             central_task: "How many metres are in 3 km?".into(),
             job_unusable: None,
             job_tokens: 0,
+            job_completion_tokens: 0,
             episodes: 4,
             failures: 0,
             sources: BTreeMap::new(),
@@ -1123,10 +1191,56 @@ mod tests {
             teacher_cases: 0,
             library_hash,
             teacher_tokens: 10,
+            teacher_completion_tokens: 0,
+            evidence: Vec::new(),
             calibration: None,
             gate: None,
             status: PlanStatus::Staged,
         }
+    }
+
+    #[test]
+    fn the_report_lists_each_proposal_s_evidence_and_prices_the_teacher_s_tokens() {
+        use agent_logs::OutcomeKind::{Failure, Success};
+        let evidence = |task: &str, outcome| crate::mine::Evidence {
+            source: "claude-code".into(),
+            file: PathBuf::from("/home/ana/.claude/projects/-home-ana/s-1.jsonl"),
+            task: task.into(),
+            outcome,
+        };
+        let mut proposal = plan("km-to-m", None);
+        proposal.evidence = (0..7).map(|i| evidence(&format!("How many metres are in {i} km?"), Success)).collect();
+        proposal.evidence[0] = evidence("How many metres\nare in 3 km?", Failure);
+        proposal.teacher_tokens = 1_000_000;
+        proposal.teacher_completion_tokens = 250_000;
+        let mut night = NightState {
+            id: "20261207T020000Z".into(),
+            started: "2026-12-07T02:00:00Z".into(),
+            finished: None,
+            stage: NightStage::Finished,
+            config: NightlyConfig { teacher_prices: Some([1.0, 4.0]), ..NightlyConfig::default() },
+            episodes: BTreeMap::from([("claude-code".to_string(), 7)]),
+            jobs: 1,
+            proposals_found: 1,
+            plans: vec![proposal],
+            teacher_tokens: 1_000_000,
+            seconds: 1.0,
+        };
+        let report = report_markdown(&night);
+        // 750,000 prompt tokens at $1 and 250,000 generated at $4 a million.
+        assert!(
+            report.contains("teacher tokens 1000000 (250000 of them generated) of a budget of 200000, about $1.7500."),
+            "{report}"
+        );
+        assert!(report.contains("- teacher tokens: 1000000, about $1.7500\n"), "{report}");
+        let listed: Vec<&str> = report.lines().filter(|l| l.starts_with("- evidence")).collect();
+        assert_eq!(listed.len(), REPORT_EVIDENCE, "{report}");
+        assert_eq!(
+            listed[0],
+            "- evidence (claude-code, failure): How many metres are in 3 km? (/home/ana/.claude/projects/-home-ana/s-1.jsonl)"
+        );
+        night.config.teacher_prices = None;
+        assert!(!report_markdown(&night).contains('$'), "no prices, no cost");
     }
 
     const STAGED: &str = "---\nname: km-to-m\ndescription: Convert kilometres to metres.\n---\n\nMultiply by 1000.\n";

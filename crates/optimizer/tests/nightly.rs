@@ -141,6 +141,7 @@ async fn a_night_mines_distills_gates_and_resumes_after_a_crash() {
         },
         student: None,
         judge_min_agreement: 0.8,
+        teacher_prices: Some([0.15, 0.6]),
     };
     let runner = RunnerConfig { max_tokens: 96, cache_dir: Some(tmp.path().join("cache")), ..RunnerConfig::default() };
     let library = vec![LibrarySkill {
@@ -204,6 +205,10 @@ async fn a_night_mines_distills_gates_and_resumes_after_a_crash() {
     assert_eq!(gate.cases, plan.cases[2]);
     assert_eq!(gate.current_label, "no skill");
     assert!(done.teacher_tokens > 0 && done.teacher_tokens == plan.teacher_tokens, "{done:?}");
+    // The generated part is counted apart (it is priced apart), and the proposal keeps its
+    // evidence for the report.
+    assert!(plan.teacher_completion_tokens > 0 && plan.teacher_completion_tokens < plan.teacher_tokens, "{plan:?}");
+    assert!(!plan.evidence.is_empty(), "{plan:?}");
     // The hand-written skill is as the user left it (a change that passed the gate would be
     // left staged, not written over it: unit-tested in nightly.rs).
     assert_eq!(std::fs::read_to_string(library_root.join(&name).join("SKILL.md")).expect("read"), by_hand);
@@ -211,6 +216,7 @@ async fn a_night_mines_distills_gates_and_resumes_after_a_crash() {
     assert!(staged.join("SKILL.md").is_file() && staged.join("SKILL.md.diff").is_file());
     let report = std::fs::read_to_string(paths.night(&done.id).join("report.md")).expect("report");
     assert!(report.contains(&format!("### new `{name}`")) && report.contains("held out:"), "{report}");
+    assert!(report.contains("- evidence (") && report.contains(", about $"), "{report}");
     assert!(paths.night(&done.id).join("report.html").is_file());
     // The distillation ran the recall check on the teacher's queries (the recorded ones are
     // usable), and its ranking is kept with the staged state.
