@@ -53,16 +53,28 @@ pub struct ExampleCase {
     /// The input.
     #[serde(alias = "input")]
     pub prompt: String,
-    /// The exact expected answer.
-    #[serde(alias = "expected", alias = "output")]
+    /// The exact expected answer (for a document: a good answer, shown to no one).
+    #[serde(default, alias = "expected", alias = "output")]
     pub expected_output: String,
     /// Graded as a number (with tolerance) rather than as text.
     #[serde(default)]
     pub numeric: bool,
+    /// For a job whose answer is a document (a message, a plan, a summary): the checks a good
+    /// answer passes, judged by the teacher. A case with criteria is graded by them alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub criteria: Vec<String>,
+}
+
+impl ExampleCase {
+    /// Whether the answer is a document graded against criteria rather than compared.
+    pub fn is_document(&self) -> bool {
+        !self.criteria.is_empty()
+    }
 }
 
 /// Reads example cases: a JSON array, or JSON lines, of `{"prompt", "expected_output"}`
-/// (`input` / `expected` are accepted too). Errors name the file and line.
+/// (`input` / `expected` are accepted too), or `{"prompt", "criteria": [...]}` for a job
+/// whose answer is a document. Errors name the file and line.
 pub fn read_examples(path: &Path) -> Result<Vec<ExampleCase>> {
     let text = std::fs::read_to_string(path).map_err(|e| skill_core::Error::io(path, e))?;
     let text = text.trim_start_matches('\u{feff}');
@@ -82,10 +94,15 @@ pub fn read_examples(path: &Path) -> Result<Vec<ExampleCase>> {
         }
         cases
     };
-    if let Some((i, (_, line))) =
-        cases.iter().enumerate().find(|(_, (c, _))| c.prompt.trim().is_empty() || c.expected_output.trim().is_empty())
+    if let Some((i, (_, line))) = cases
+        .iter()
+        .enumerate()
+        .find(|(_, (c, _))| c.prompt.trim().is_empty() || (c.expected_output.trim().is_empty() && !c.is_document()))
     {
-        return Err(bad(*line, format!("example {} needs a non-empty prompt and expected_output", i + 1)));
+        return Err(bad(
+            *line,
+            format!("example {} needs a non-empty prompt and expected_output (or criteria)", i + 1),
+        ));
     }
     let cases: Vec<ExampleCase> = cases.into_iter().map(|(c, _)| c).collect();
     Ok(cases)
@@ -823,6 +840,11 @@ mod tests {
         std::fs::write(&lines, "{\"input\": \" \", \"expected\": \"b\"}\n").expect("write");
         let err = super::read_examples(&lines).expect_err("empty").to_string();
         assert!(err.contains("b.jsonl:1:") && err.contains("example 1"), "{err}");
+        // A document job's example gives the checks its answer passes instead of the answer.
+        std::fs::write(&lines, "{\"prompt\": \"Notes: shipped search\", \"criteria\": [\"mentions search\"]}\n")
+            .expect("write");
+        let cases = super::read_examples(&lines).expect("criteria");
+        assert!(cases[0].is_document() && cases[0].expected_output.is_empty(), "{cases:?}");
     }
 
     #[test]
@@ -1102,6 +1124,60 @@ mod tests {
         assert!(asked > 5, "{asked}");
         assert_eq!(done.teacher_tokens, 15 * asked as u64, "every request's tokens, the judge's included");
         assert_eq!((done.teacher_prompt_tokens, done.teacher_completion_tokens), (10 * asked as u64, 5 * asked as u64));
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_answer_is_a_document_gets_cases_judged_by_criteria_not_compared() {
+        use super::*;
+        let dir = tempfile::tempdir().expect("tmp");
+        let skill_dir = dir.path().join("weekly-update");
+        let solved = std::sync::atomic::AtomicUsize::new(0);
+        let teacher = Scripted::new(|last: &str| {
+            if last.contains("test cases for this job") {
+                let case = |week: u32| {
+                    format!(
+                        r#"{{"prompt": "Notes for week {week}: shipped search, fixed login. Draft the weekly update.",
+                            "expected_output": "Week {week}: shipped search; fixed login.",
+                            "criteria": ["names week {week}", "mentions search", "mentions the login fix"]}}"#
+                    )
+                };
+                let cases: Vec<String> = (1..=8).map(case).collect();
+                format!(r#"{{"format": "document", "cases": [{}]}}"#, cases.join(","))
+            } else if last.contains("{\"criteria\"") {
+                r#"{"criteria": [{"criterion": "names the week", "passed": true, "evidence": "it does"}]}"#.to_string()
+            } else if last.starts_with("Notes for week") {
+                solved.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                "So the answer is Week 1.".to_string()
+            } else {
+                "```markdown\n---\nname: weekly-update\ndescription: Draft the weekly update from the week's notes.\n\
+                 ---\n1. List what shipped.\n2. List what was fixed.\n3. Write one line per item under the week.\n```"
+                    .to_string()
+            }
+        });
+        let distiller = Distiller {
+            student: Arc::new(Copycat),
+            teacher: &teacher,
+            skill_dir: skill_dir.clone(),
+            library_root: None,
+            runner: RunnerConfig { cache_dir: None, ..RunnerConfig::default() },
+        };
+        let job = DistillJob {
+            skill_name: "weekly-update".into(),
+            description: "Draft the weekly update from the week's notes.".into(),
+            transcripts: Vec::new(),
+            examples: Vec::new(),
+        };
+        let config = DistillConfig { max_rounds: 1, bare_job_candidate: false, ..DistillConfig::default() };
+        distiller.run(DistillState::new(job, config), &mut |_| {}).await.expect("run");
+        let suite = EvalSuite::load(&EvalSuite::path_in(&skill_dir)).expect("suite");
+        assert_eq!((suite.answer_pattern.as_deref(), suite.instructions.as_deref()), (None, None));
+        assert_eq!(suite.evals.len(), 8);
+        for case in &suite.evals {
+            assert_eq!(case.expected_output, None, "{case:?}");
+            assert_eq!(case.expectations.len(), 3, "{case:?}");
+            assert_eq!(case.effective_graders(), [Grader::Rubric { criteria: case.expectations.clone() }]);
+        }
+        assert_eq!(solved.load(std::sync::atomic::Ordering::SeqCst), 0, "a document is not solved afresh and compared");
     }
 
     /// One fixed rewrite, whatever is asked.
@@ -1506,7 +1582,16 @@ mod tests {
 
 #[derive(Deserialize)]
 struct DraftCases {
+    /// `short` (compared) or `document` (judged against each case's criteria).
+    #[serde(default)]
+    format: Option<String>,
     cases: Vec<ExampleCase>,
+}
+
+impl DraftCases {
+    fn documents(&self) -> bool {
+        self.format.as_deref().is_some_and(|f| f.eq_ignore_ascii_case("document"))
+    }
 }
 
 impl Distiller<'_> {
@@ -1862,9 +1947,15 @@ impl Distiller<'_> {
                         user.push_str(&format!("- prompt: {:?} expected_output: {:?}\n", c.prompt, c.expected_output));
                     }
                 }
+                // The opening above is what recorded teachers matched on; the form of the
+                // answer is asked for here.
                 user.push_str(
-                    "\nReply with JSON only: {\"cases\": [{\"prompt\": \"...\", \"expected_output\": \"...\", \
-                     \"numeric\": false}]}",
+                    "\nIf the job's answer is a document (a message, a plan, a summary, a filled-in form) rather \
+                     than a short answer, set \"format\" to \"document\" and give each case \"criteria\": 3 to 6 \
+                     checks a good answer passes, each about one thing it must contain or get right; then \
+                     \"expected_output\" is one good answer. Otherwise \"format\" is \"short\".\n\nReply with JSON \
+                     only: {\"format\": \"short\", \"cases\": [{\"prompt\": \"...\", \"expected_output\": \"...\", \
+                     \"numeric\": false, \"criteria\": []}]}",
                 );
                 let at_least = wanted.min(6);
                 let drafted: DraftCases = self
@@ -1872,7 +1963,17 @@ impl Distiller<'_> {
                         if c.cases.len() < at_least {
                             return Err(format!("need at least {at_least} cases, got {}", c.cases.len()));
                         }
-                        if c.cases.iter().any(|c| c.prompt.trim().is_empty() || c.expected_output.trim().is_empty()) {
+                        if c.documents() {
+                            if c.cases.iter().any(|c| c.prompt.trim().is_empty() || !c.is_document()) {
+                                return Err(
+                                    "with \"format\": \"document\" every case needs a prompt and criteria".into()
+                                );
+                            }
+                        } else if c
+                            .cases
+                            .iter()
+                            .any(|c| c.prompt.trim().is_empty() || c.expected_output.trim().is_empty())
+                        {
                             return Err("every case needs a prompt and an expected_output".into());
                         }
                         Ok(())
@@ -1886,7 +1987,11 @@ impl Distiller<'_> {
                 let fresh: Vec<ExampleCase> =
                     drafted.cases.into_iter().filter(|c| seen.insert(key(&c.prompt))).collect();
                 for case in fresh {
-                    if state.config.verify_drafted_cases && !self.teacher_agrees(state, &case).await? {
+                    // A document has no one right answer to solve afresh and compare.
+                    if state.config.verify_drafted_cases
+                        && !case.is_document()
+                        && !self.teacher_agrees(state, &case).await?
+                    {
                         tracing::info!(prompt = %case.prompt, expected = %case.expected_output, "dropped a mislabelled case");
                         state.dropped_cases.push(case);
                     } else {
@@ -1903,24 +2008,32 @@ impl Distiller<'_> {
                 }
             }
             let mut suite = EvalSuite::new(&name);
-            suite.answer_pattern = Some(ANSWER_PATTERN.to_string());
-            suite.instructions = Some(ANSWER_INSTRUCTIONS.to_string());
+            // Short answers are read back from "So the answer is X."; documents are judged
+            // whole, so they get no answer format.
+            if cases.iter().any(|c| !c.is_document()) {
+                suite.answer_pattern = Some(ANSWER_PATTERN.to_string());
+                suite.instructions = Some(ANSWER_INSTRUCTIONS.to_string());
+            }
             for (i, c) in cases.into_iter().enumerate() {
                 let split = drafted_split(i);
                 let numeric = c.numeric && evals::grade::last_number(&c.expected_output).is_some();
+                let document = c.is_document();
                 suite.evals.push(EvalCase {
                     id: CaseId::Text(format!("d{i:03}")),
                     prompt: c.prompt,
-                    expected_output: Some(c.expected_output),
+                    expected_output: (!document).then_some(c.expected_output),
                     files: Vec::new(),
                     workspace: None,
                     workspace_files: Default::default(),
-                    expectations: Vec::new(),
-                    graders: vec![if numeric {
-                        Grader::Numeric { expected: None, tolerance: 1e-6, unit: None }
+                    // A document is graded by the rubric judge against its criteria.
+                    expectations: c.criteria,
+                    graders: if document {
+                        Vec::new()
+                    } else if numeric {
+                        vec![Grader::Numeric { expected: None, tolerance: 1e-6, unit: None }]
                     } else {
-                        Grader::Normalized { expected: None }
-                    }],
+                        vec![Grader::Normalized { expected: None }]
+                    },
                     split,
                     mode: CaseMode::Answer,
                 });
