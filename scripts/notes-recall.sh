@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Notes recall@1 on everyday/notes-recall: 12 workflow notes and three sets of questions asked
 # in other words than their note's (questions.json: 24, the set the fusion weight was chosen
-# on; heldout.json and blind.json: 36 each, written afterwards by someone who saw only the
-# notes), plus keyword queries made here from the notes (each section's two rarest words, the
+# on; heldout.json and blind.json: 36 each, written by someone who saw only the notes, the
+# first before the weight was chosen, the second after), plus keyword queries made here from
+# the notes (each section's two rarest words, the
 # way a user types a term they remember). Prints, for BM25 alone and for hybrid search, how
 # many queries rank the right note first.
 #

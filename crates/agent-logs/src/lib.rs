@@ -190,8 +190,7 @@ pub fn sources(skd_runs: PathBuf, more: &MoreLogDirs) -> Vec<Box<dyn LogSource>>
         .chain(more.pi.iter().map(|d| Box::new(Pi::new(d.clone())) as Box<dyn LogSource>))
         .chain(more.claude_code.iter().map(|d| Box::new(ClaudeCode::new(d.clone())) as Box<dyn LogSource>))
         .chain(more.codex.iter().map(|d| Box::new(Codex::new(d.clone())) as Box<dyn LogSource>));
-    let same_folder =
-        |a: &Path, b: &Path| a == b || a.canonicalize().ok().is_some_and(|a| b.canonicalize().ok() == Some(a));
+    let same_folder = |a: &Path, b: &Path| comparable(a) == comparable(b);
     for source in more_sources {
         let roots = source.roots();
         let known = all
@@ -202,6 +201,44 @@ pub fn sources(skd_runs: PathBuf, more: &MoreLogDirs) -> Vec<Box<dyn LogSource>>
         }
     }
     all
+}
+
+/// `path` with its `.` parts dropped and each `..` taking off the part before it, as written
+/// (no link is followed): `config/skd/../../home/.codex` is `home/.codex`.
+pub fn without_dots(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// `path` with `.` and `..` taken out and the part of it that exists resolved through links,
+/// so two spellings of one folder compare equal even where its last parts do not exist yet
+/// (a Codex home without `archived_sessions`).
+fn comparable(path: &Path) -> PathBuf {
+    let lexical = without_dots(path);
+    let mut existing = lexical.as_path();
+    let mut tail = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return tail.iter().rev().fold(real, |p, part| p.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                tail.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return lexical,
+        }
+    }
 }
 
 /// `path` as a path inside `project`: a relative path as it is, an absolute one with the
@@ -273,5 +310,17 @@ mod tests {
         assert_eq!(named.len(), 6, "{named:?}");
         assert_eq!(named[4], ("pi", vec![a.join("sessions")]));
         assert_eq!(named[5], ("codex", vec![b.join("sessions"), b.join("archived_sessions")]));
+    }
+
+    #[test]
+    fn one_folder_spelt_two_ways_compares_equal_where_its_last_parts_do_not_exist() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let home = tmp.path().join("home/.codex");
+        std::fs::create_dir_all(home.join("sessions")).expect("mkdir");
+        let other_spelling = tmp.path().join("config/skd/../../home/./.codex");
+        // `archived_sessions` does not exist, and `config/skd` neither.
+        assert_eq!(comparable(&other_spelling.join("archived_sessions")), comparable(&home.join("archived_sessions")));
+        assert_eq!(comparable(&other_spelling.join("sessions")), comparable(&home.join("sessions")));
+        assert_ne!(comparable(&home.join("sessions")), comparable(&home.join("archived_sessions")));
     }
 }

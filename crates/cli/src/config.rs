@@ -68,7 +68,7 @@ pub struct AgentLogDirsFile {
     /// Pi agent folders (what `PI_CODING_AGENT_DIR` names).
     pub pi: Option<Vec<String>>,
     /// Claude Code folders (what `CLAUDE_CONFIG_DIR` names).
-    #[serde(rename = "claude-code")]
+    #[serde(rename = "claude-code", alias = "claude_code")]
     pub claude_code: Option<Vec<String>>,
     /// Codex homes (what `CODEX_HOME` names).
     pub codex: Option<Vec<String>>,
@@ -417,8 +417,9 @@ impl Config {
         let confident_ratio = bounded("confident_ratio", &file.confident_ratio, 1.0, defaults.confident_ratio)?;
         let agent_log_dirs = match &file.agent_log_dirs {
             Some(dirs) => {
-                let expanded =
-                    |list: &Option<Vec<String>>| list.iter().flatten().map(|p| expand(p, &file_base)).collect();
+                let expanded = |list: &Option<Vec<String>>| {
+                    list.iter().flatten().map(|p| agent_logs::without_dots(&expand(p, &file_base))).collect()
+                };
                 Setting {
                     value: agent_logs::MoreLogDirs {
                         skd: expanded(&dirs.skd),

@@ -273,7 +273,7 @@ pub fn load_embedder(config: &Config, quiet: bool) -> Result<Box<dyn skill_core:
 #[cfg(not(feature = "embeddings"))]
 pub fn load_embedder(_config: &Config, _quiet: bool) -> Result<Box<dyn skill_core::Embedder>> {
     anyhow::bail!(
-        "this build of skd has no embedding model, which `skd mine`, `skd nightly` and `skd search --hybrid` need: \
+        "this build of skd has no embedding model, which `skd mine`, `skd nightly`, `skd search --hybrid` and `skd recall --hybrid` need: \
          build it with `--features embeddings` (on by default)"
     )
 }

@@ -1944,7 +1944,14 @@ impl Distiller<'_> {
                 if !train_bound.is_empty() {
                     user.push_str("\nCases the user gave (write new ones like these, not copies):\n");
                     for c in train_bound.iter().take(3) {
-                        user.push_str(&format!("- prompt: {:?} expected_output: {:?}\n", c.prompt, c.expected_output));
+                        if c.is_document() {
+                            user.push_str(&format!("- prompt: {:?} criteria: {:?}\n", c.prompt, c.criteria));
+                        } else {
+                            user.push_str(&format!(
+                                "- prompt: {:?} expected_output: {:?}\n",
+                                c.prompt, c.expected_output
+                            ));
+                        }
                     }
                 }
                 // The opening above is what recorded teachers matched on; the form of the
@@ -1958,7 +1965,7 @@ impl Distiller<'_> {
                      \"numeric\": false, \"criteria\": []}]}",
                 );
                 let at_least = wanted.min(6);
-                let drafted: DraftCases = self
+                let mut drafted: DraftCases = self
                     .ask(state, user, 200 + 80 * wanted as u32, "eval cases", |c: &DraftCases| {
                         if c.cases.len() < at_least {
                             return Err(format!("need at least {at_least} cases, got {}", c.cases.len()));
@@ -1980,6 +1987,11 @@ impl Distiller<'_> {
                     })
                     .await?;
                 tracing::info!(given = cases.len(), drafted = drafted.cases.len(), "teacher drafted eval cases");
+                // Short answers are compared: criteria a teacher added to them anyway would
+                // turn them into judged documents.
+                if !drafted.documents() {
+                    drafted.cases.iter_mut().for_each(|c| c.criteria.clear());
+                }
                 // A drafted case that repeats one already there (the user's, or its own) would
                 // count twice, or leak a test case into train.
                 let key = |p: &str| p.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
@@ -2062,11 +2074,17 @@ impl Distiller<'_> {
             if !train.is_empty() {
                 user.push_str("\nExamples of inputs and their exact answers:\n");
                 for c in train.iter().take(3) {
-                    user.push_str(&format!(
-                        "- input: {}\n  answer: {}\n",
-                        clip(&c.prompt, 400),
-                        c.expected_output.as_deref().unwrap_or("")
-                    ));
+                    match &c.expected_output {
+                        Some(answer) => {
+                            user.push_str(&format!("- input: {}\n  answer: {answer}\n", clip(&c.prompt, 400)))
+                        }
+                        // A document case: what its answer must do.
+                        None => user.push_str(&format!(
+                            "- input: {}\n  a good answer: {}\n",
+                            clip(&c.prompt, 400),
+                            c.expectations.join("; ")
+                        )),
+                    }
                 }
             }
             for t in state.job.transcripts.iter().take(3) {

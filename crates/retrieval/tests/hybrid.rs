@@ -79,8 +79,8 @@ fn paraphrased_questions_find_their_notes_by_meaning_and_vectors_are_kept() {
     // Measured 16 and 22 of 24 (README); the margin leaves room for a near-tie on another CPU.
     let (by_words, by_both) = recall("questions.json");
     assert!(by_both >= by_words + 4, "BM25 {by_words}, hybrid {by_both}");
-    // The set written after the fusion weight was chosen: BM25 14, hybrid 33 of 36 with the
-    // weight, 26 with plain reciprocal rank fusion (the ranking by meaning's weight 1).
+    // A set the fusion weight was not chosen on: BM25 14, hybrid 33 of 36 with the weight,
+    // 26 with plain reciprocal rank fusion (the ranking by meaning's weight 1).
     let (_, held_out) = recall("heldout.json");
     assert!(held_out >= 31, "hybrid recall@1 on heldout.json: {held_out} of 36");
     let questions_asked = questions_of("questions.json").len() + questions_of("heldout.json").len();
