@@ -96,7 +96,10 @@ pub struct Proposal {
     pub failures: usize,
     /// Episodes per source.
     pub sources: BTreeMap<String, usize>,
-    /// The ranking score: episodes × (1 + the share that failed).
+    /// Tool calls an episode of the job made, on average: what the job costs an agent each
+    /// time it comes back (the one measure of cost every log source records).
+    pub mean_tool_calls: f64,
+    /// The ranking score: episodes × (1 + the share that failed) × (1 + mean tool calls / 10).
     pub score: f64,
     /// Some of the episodes, the failures first.
     pub evidence: Vec<Evidence>,
@@ -222,6 +225,7 @@ pub fn mine(
             })
             .collect();
         let n = members.len();
+        let mean_tool_calls = members.iter().map(|&i| episodes[i].tools.len()).sum::<usize>() as f64 / n as f64;
         proposals.push(Proposal {
             kind,
             skill: covering.or_else(|| nearest.map(|(k, _)| library[k].name.clone())),
@@ -231,13 +235,24 @@ pub fn mine(
             episodes: n,
             failures,
             sources,
-            score: n as f64 * (1.0 + failures as f64 / n as f64),
+            mean_tool_calls,
+            score: ranking_score(n, failures, mean_tool_calls),
             evidence,
             members: members.clone(),
         });
     }
     proposals.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.job.cmp(&b.job)));
     Ok(MineReport { episodes: episodes.len(), jobs: groups.len(), proposals })
+}
+
+/// How much a job is worth a skill: how often it comes back, counted again for the share of
+/// those times it failed, and again for each ten tool calls it takes an agent on average. The
+/// cost term is mild on purpose: a job asked twice as often stays ahead of one that takes a
+/// few more steps, while between jobs asked alike the longer one, which a skill saves more
+/// work on, comes first.
+pub fn ranking_score(episodes: usize, failures: usize, mean_tool_calls: f64) -> f64 {
+    let n = episodes.max(1) as f64;
+    n * (1.0 + failures as f64 / n) * (1.0 + mean_tool_calls / 10.0)
 }
 
 /// Greedy grouping by direction, then one pass that moves each vector to its nearest group.

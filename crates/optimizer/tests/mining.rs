@@ -102,3 +102,30 @@ fn recurring_workflows_are_proposed_and_one_offs_are_not() {
     let weekly = report.proposals.iter().find(|p| p.job.contains("weekly")).expect("weekly");
     assert_eq!(weekly.sources.len(), 4, "one job across the four sources: {:?}", weekly.sources);
 }
+
+#[test]
+fn between_jobs_asked_as_often_the_one_that_takes_more_tool_calls_ranks_first() {
+    let embedder = model();
+    let mut episodes = history();
+    // The expense sheet takes an agent five tool calls each time; the inbox none. Both come
+    // back three times and failed once.
+    let call = |name: &str| agent_logs::ToolUse {
+        name: name.into(),
+        error: false,
+        read: None,
+        partial_read: false,
+        writes: false,
+    };
+    for e in episodes.iter_mut().filter(|e| e.task.contains("expense sheet")) {
+        e.tools = ["list_dir", "read_file", "read_file", "read_file", "write_file"].map(call).to_vec();
+    }
+    let refs: Vec<&Episode> = episodes.iter().collect();
+    let report = mine(&refs, &[], &embedder, &MineConfig::default()).expect("mine");
+    let rank = |word: &str| report.proposals.iter().position(|p| p.job.to_lowercase().contains(word)).expect(word);
+    let (expense, inbox) = (&report.proposals[rank("expense")], &report.proposals[rank("email")]);
+    assert_eq!((expense.episodes, expense.failures, expense.mean_tool_calls), (3, 1, 5.0));
+    assert_eq!((inbox.episodes, inbox.failures, inbox.mean_tool_calls), (3, 1, 0.0));
+    // 3 x (1 + 1/3) x (1 + 5/10), and without tool calls 3 x (1 + 1/3).
+    assert!((expense.score - 6.0).abs() < 1e-9 && (inbox.score - 4.0).abs() < 1e-9, "{report:?}");
+    assert!(rank("expense") < rank("email"));
+}
