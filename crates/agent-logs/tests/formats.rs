@@ -149,6 +149,78 @@ fn claude_code_sessions() {
 }
 
 #[test]
+fn a_subagent_s_tool_calls_are_read_into_its_session_after_the_call_that_started_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let source = ClaudeCode::new(tmp.path().to_path_buf());
+    let file = tmp.path().join("projects/-home-ana-books/s-2.jsonl");
+    let result = "Found 3 receipts.\nagentId: a1b2 (use SendMessage with to: 'a1b2' to continue this agent)";
+    write_lines(
+        &file,
+        &[
+            claude_line("user", json!("How much did I spend on taxis?"), json!({})),
+            claude_line(
+                "assistant",
+                json!([{"type": "tool_use", "id": "t1", "name": "Task", "input": {"prompt": "Find the taxi receipts"}}]),
+                json!({"message_id": "m1"}),
+            ),
+            claude_line(
+                "user",
+                json!([{"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "text", "text": result}]}]),
+                json!({}),
+            ),
+            claude_line(
+                "assistant",
+                json!([{"type": "text", "text": "You spent 42 EUR."}]),
+                json!({"message_id": "m2"}),
+            ),
+        ],
+    );
+    let sub = |kind: &str, content: Value, extra: Value| {
+        let mut line = claude_line(kind, content, extra);
+        line["isSidechain"] = json!(true);
+        line["agentId"] = json!("a1b2");
+        line
+    };
+    let taxis = "date,amount\n2026-11-02,12\n2026-11-09,30\n";
+    write_lines(
+        &tmp.path().join("projects/-home-ana-books/s-2/subagents/agent-a1b2.jsonl"),
+        &[
+            sub("user", json!("Find the taxi receipts"), json!({})),
+            sub(
+                "assistant",
+                json!([{"type": "text", "text": "Looking."}, {"type": "tool_use", "id": "r1", "name": "Read", "input": {"file_path": "/home/ana/books/taxis.csv"}}]),
+                json!({"message_id": "s1"}),
+            ),
+            sub(
+                "user",
+                json!([{"type": "tool_result", "tool_use_id": "r1", "content": "1\tdate,amount"}]),
+                json!({"toolUseResult": {"type": "text", "file": {"filePath": "/home/ana/books/taxis.csv", "content": taxis, "numLines": 3, "startLine": 1, "totalLines": 3}}}),
+            ),
+            sub(
+                "assistant",
+                json!([{"type": "tool_use", "id": "r2", "name": "Bash", "input": {"command": "ls receipts/"}}]),
+                json!({"message_id": "s2"}),
+            ),
+            sub(
+                "user",
+                json!([{"type": "tool_result", "tool_use_id": "r2", "content": "ls: receipts/: No such file", "is_error": true}]),
+                json!({}),
+            ),
+        ],
+    );
+    assert_eq!(source.files(), std::slice::from_ref(&file), "the subagent's transcript is not a session");
+    let e = read(&source, &file);
+    assert_eq!(summary(&e), [("How much did I spend on taxis?".to_string(), OutcomeKind::Unknown)]);
+    assert_eq!(
+        e[0].tools.iter().map(|t| (t.name.as_str(), t.error, t.writes)).collect::<Vec<_>>(),
+        [("Task", false, false), ("Read", false, false), ("Bash", true, false)],
+        "the subagent only read, so its call wrote nothing"
+    );
+    assert_eq!(reads(&e[0]), [("taxis.csv".to_string(), taxis.to_string())]);
+    assert_eq!(e[0].answer.as_deref(), Some("You spent 42 EUR."), "the subagent's text is not the answer");
+}
+
+#[test]
 fn an_assistant_message_split_over_lines_is_joined() {
     let tmp = tempfile::tempdir().expect("tmp");
     let source = ClaudeCode::new(tmp.path().to_path_buf());
