@@ -976,6 +976,28 @@ mod tests {
         }
     }
 
+    /// A distillation of the skill in `skill_dir` with `teacher` and the copying student, no
+    /// library and no eval cache.
+    fn copycat_distiller(teacher: &dyn skill_core::Teacher, skill_dir: std::path::PathBuf) -> super::Distiller<'_> {
+        super::Distiller {
+            student: std::sync::Arc::new(Copycat),
+            teacher,
+            skill_dir,
+            library_root: None,
+            runner: super::RunnerConfig { cache_dir: None, ..super::RunnerConfig::default() },
+        }
+    }
+
+    /// A job with nothing but its name and description.
+    fn job_named(skill_name: &str, description: &str) -> super::DistillJob {
+        super::DistillJob {
+            skill_name: skill_name.into(),
+            description: description.into(),
+            transcripts: Vec::new(),
+            examples: Vec::new(),
+        }
+    }
+
     /// Answers a top-up request with five drafted cases (one repeats a user's task, one is
     /// mislabelled), and each check of a drafted case with its true answer.
     fn top_up_reply(last: &str) -> String {
@@ -1018,19 +1040,8 @@ mod tests {
         }
         suite.save(&suite_path).expect("suite");
         let teacher = Scripted::new(top_up_reply);
-        let distiller = Distiller {
-            student: Arc::new(Copycat),
-            teacher: &teacher,
-            skill_dir: skill_dir.clone(),
-            library_root: None,
-            runner: RunnerConfig { cache_dir: None, ..RunnerConfig::default() },
-        };
-        let job = DistillJob {
-            skill_name: "mined-tip".into(),
-            description: "Work out a restaurant tip.".into(),
-            transcripts: Vec::new(),
-            examples: Vec::new(),
-        };
+        let distiller = copycat_distiller(&teacher, skill_dir.clone());
+        let job = job_named("mined-tip", "Work out a restaurant tip.");
         let mut state = DistillState::new(job, DistillConfig { top_up_train: 4, ..DistillConfig::default() });
         distiller.top_up_train(&mut state, &suite_path).await.expect("top up");
 
@@ -1103,19 +1114,8 @@ mod tests {
                 one_rewrite(last)
             }
         });
-        let distiller = Distiller {
-            student: Arc::new(Copycat),
-            teacher: &teacher,
-            skill_dir,
-            library_root: None,
-            runner: RunnerConfig { cache_dir: None, ..RunnerConfig::default() },
-        };
-        let job = DistillJob {
-            skill_name: "adder".into(),
-            description: "Add two small numbers.".into(),
-            transcripts: Vec::new(),
-            examples: Vec::new(),
-        };
+        let distiller = copycat_distiller(&teacher, skill_dir);
+        let job = job_named("adder", "Add two small numbers.");
         let config = DistillConfig { max_rounds: 1, bare_job_candidate: false, ..DistillConfig::default() };
         let done = distiller.run(DistillState::new(job, config), &mut |_| {}).await.expect("run");
         let asked = teacher.asked();
@@ -1154,19 +1154,8 @@ mod tests {
                     .to_string()
             }
         });
-        let distiller = Distiller {
-            student: Arc::new(Copycat),
-            teacher: &teacher,
-            skill_dir: skill_dir.clone(),
-            library_root: None,
-            runner: RunnerConfig { cache_dir: None, ..RunnerConfig::default() },
-        };
-        let job = DistillJob {
-            skill_name: "weekly-update".into(),
-            description: "Draft the weekly update from the week's notes.".into(),
-            transcripts: Vec::new(),
-            examples: Vec::new(),
-        };
+        let distiller = copycat_distiller(&teacher, skill_dir.clone());
+        let job = job_named("weekly-update", "Draft the weekly update from the week's notes.");
         let config = DistillConfig { max_rounds: 1, bare_job_candidate: false, ..DistillConfig::default() };
         distiller.run(DistillState::new(job, config), &mut |_| {}).await.expect("run");
         let suite = EvalSuite::load(&EvalSuite::path_in(&skill_dir)).expect("suite");
