@@ -129,3 +129,129 @@ fn between_jobs_asked_as_often_the_one_that_takes_more_tool_calls_ranks_first() 
     assert!((expense.score - 6.0).abs() < 1e-9 && (inbox.score - 4.0).abs() < 1e-9, "{report:?}");
     assert!(rank("expense") < rank("email"));
 }
+
+/// Writes `e` as one session file of its source's own format under `root`, with a follow-up
+/// that says how it went: "thanks!" for a success, a correction for a failure, nothing when
+/// unknown (skd: its finish, and `skd feedback`'s verdict for a failure).
+fn write_session(root: &std::path::Path, n: usize, e: &Episode) -> std::path::PathBuf {
+    use serde_json::{Value, json};
+    let time = "2026-12-01T09:00:00Z";
+    let follow_up = match e.outcome.kind {
+        OutcomeKind::Success => Some("thanks!"),
+        OutcomeKind::Failure => Some("no, that's wrong"),
+        OutcomeKind::Unknown => None,
+    };
+    let (path, lines): (std::path::PathBuf, Vec<Value>) = match e.source.as_str() {
+        "claude-code" => {
+            let line = |kind: &str, content: Value| {
+                json!({"type": kind, "sessionId": format!("c-{n}"), "cwd": "/home/ana", "timestamp": time,
+                       "message": {"role": kind, "id": format!("m-{n}"), "content": content}})
+            };
+            let mut lines =
+                vec![line("user", json!(e.task)), line("assistant", json!([{"type": "text", "text": "Done."}]))];
+            lines.extend(follow_up.map(|f| line("user", json!(f))));
+            (root.join(format!("claude/projects/-home-ana/c-{n}.jsonl")), lines)
+        }
+        "codex" => {
+            let user = |text: &str| json!({"timestamp": time, "type": "event_msg", "payload": {"type": "user_message", "message": text}});
+            let mut lines = vec![
+                json!({"timestamp": time, "type": "session_meta", "payload": {"id": format!("x-{n}"), "cwd": "/home/ana"}}),
+                user(&e.task),
+                json!({"timestamp": time, "type": "response_item", "payload": {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Done."}]}}),
+            ];
+            lines.extend(follow_up.map(user));
+            (root.join(format!("codex/sessions/2026/12/01/rollout-2026-12-01T09-00-00-x-{n}.jsonl")), lines)
+        }
+        "pi" => {
+            let message = |id: usize, message: Value| json!({"type": "message", "id": format!("e{id}"), "parentId": (id > 1).then(|| format!("e{}", id - 1)), "timestamp": time, "message": message});
+            let mut lines = vec![
+                json!({"type": "session", "version": 3, "id": format!("p-{n}"), "timestamp": time, "cwd": "/home/ana"}),
+                message(1, json!({"role": "user", "content": e.task})),
+                message(
+                    2,
+                    json!({"role": "assistant", "content": [{"type": "text", "text": "Done."}], "stopReason": "stop"}),
+                ),
+            ];
+            lines.extend(
+                follow_up.map(|f| message(3, json!({"role": "user", "content": [{"type": "text", "text": f}]}))),
+            );
+            (root.join(format!("pi/sessions/--home-ana--/p-{n}.jsonl")), lines)
+        }
+        "skd" => {
+            let mut lines =
+                vec![json!({"event": "start", "schema_version": 1, "run_id": format!("run-{n}"), "time": time,
+                                        "task": e.task, "student": "qwen", "max_steps": 8, "tools": []})];
+            lines.extend(e.skill.as_ref().map(|s| json!({"event": "skill_activated", "step": 0, "name": s.name, "reason": "confident", "content_hash": s.content_hash})));
+            lines.push(
+                json!({"event": "finish", "outcome": "answered", "answer": "Done.", "steps": 1, "prompt_tokens": 10,
+                              "completion_tokens": 5, "elapsed_ms": 900, "error": null}),
+            );
+            if e.outcome.kind == OutcomeKind::Failure {
+                lines.push(json!({"event": "feedback", "time": time, "verdict": "bad", "note": "wrong"}));
+            }
+            (root.join(format!("skd/run-{n}.jsonl")), lines)
+        }
+        other => panic!("no writer for {other}"),
+    };
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&path, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).expect("write");
+    path
+}
+
+#[test]
+fn the_same_history_written_as_four_agents_session_files_gives_the_same_proposals() {
+    use agent_logs::{ClaudeCode, Codex, LogSource, Pi, SkdRuns, episodes};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let history = history();
+    for (n, e) in history.iter().enumerate() {
+        write_session(tmp.path(), n, e);
+    }
+    let sources: Vec<Box<dyn LogSource>> = vec![
+        Box::new(SkdRuns::new(tmp.path().join("skd"))),
+        Box::new(Pi::new(tmp.path().join("pi"))),
+        Box::new(ClaudeCode::new(tmp.path().join("claude"))),
+        Box::new(Codex::new(tmp.path().join("codex"))),
+    ];
+    let redactor = skill_core::redact::Redactor::new();
+    let mut read = Vec::new();
+    for source in &sources {
+        for file in source.files() {
+            let session = source.read(&file).expect("read");
+            read.extend(episodes(source.name(), &file, &session, &redactor));
+        }
+    }
+    // Every task read back, with its source, outcome and skill.
+    let key =
+        |e: &Episode| (e.source.clone(), e.task.clone(), e.outcome.kind, e.skill.as_ref().map(|s| s.name.clone()));
+    let mut wrote: Vec<_> = history.iter().map(key).collect();
+    let mut got: Vec<_> = read.iter().map(key).collect();
+    wrote.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    got.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    assert_eq!(got, wrote);
+    let library = vec![
+        LibrarySkill {
+            name: "open-todos".into(),
+            description: "Count the open to-do items in a markdown to-do list.".into(),
+        },
+        LibrarySkill {
+            name: "unit-convert".into(),
+            description: "Convert between units: kilometres and miles, kilograms and pounds, Celsius and Fahrenheit."
+                .into(),
+        },
+    ];
+    let refs: Vec<&Episode> = read.iter().collect();
+    let report = mine(&refs, &library, &model(), &MineConfig::default()).expect("mine");
+    let found: Vec<(ProposalKind, Option<&str>, String)> = report
+        .proposals
+        .iter()
+        .map(|p| (p.kind, p.skill.as_deref().filter(|_| p.kind == ProposalKind::Refine), p.job.to_lowercase()))
+        .collect();
+    for (kind, skill, word) in EXPECTED {
+        assert_eq!(
+            found.iter().filter(|(k, s, job)| *k == kind && *s == skill && job.contains(word)).count(),
+            1,
+            "{word}: {found:#?}"
+        );
+    }
+    assert_eq!(report.proposals.len(), EXPECTED.len(), "precision and recall 4/4 from files too: {found:#?}");
+}
