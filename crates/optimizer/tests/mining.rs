@@ -66,10 +66,9 @@ fn history() -> Vec<Episode> {
     ]
 }
 
-#[test]
-fn recurring_workflows_are_proposed_and_one_offs_are_not() {
-    let embedder = model();
-    let library = vec![
+/// The library: a skill whose runs fail in the history, and one whose runs go well.
+fn library() -> Vec<LibrarySkill> {
+    vec![
         LibrarySkill {
             name: "open-todos".into(),
             description: "Count the open to-do items in a markdown to-do list.".into(),
@@ -79,7 +78,13 @@ fn recurring_workflows_are_proposed_and_one_offs_are_not() {
             description: "Convert between units: kilometres and miles, kilograms and pounds, Celsius and Fahrenheit."
                 .into(),
         },
-    ];
+    ]
+}
+
+#[test]
+fn recurring_workflows_are_proposed_and_one_offs_are_not() {
+    let embedder = model();
+    let library = library();
     let episodes = history();
     let refs: Vec<&Episode> = episodes.iter().collect();
     let report = mine(&refs, &library, &embedder, &MineConfig::default()).expect("mine");
@@ -228,17 +233,7 @@ fn the_same_history_written_as_four_agents_session_files_gives_the_same_proposal
     wrote.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
     got.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
     assert_eq!(got, wrote);
-    let library = vec![
-        LibrarySkill {
-            name: "open-todos".into(),
-            description: "Count the open to-do items in a markdown to-do list.".into(),
-        },
-        LibrarySkill {
-            name: "unit-convert".into(),
-            description: "Convert between units: kilometres and miles, kilograms and pounds, Celsius and Fahrenheit."
-                .into(),
-        },
-    ];
+    let library = library();
     let refs: Vec<&Episode> = read.iter().collect();
     let report = mine(&refs, &library, &model(), &MineConfig::default()).expect("mine");
     let found: Vec<(ProposalKind, Option<&str>, String)> = report
