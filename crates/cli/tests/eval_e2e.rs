@@ -610,3 +610,47 @@ fn a_night_from_the_cli_is_killed_resumed_and_keeps_the_library_when_nothing_is_
     let status = env.cmd(&["nightly", "status"]).env("SKD_STATE_DIR", &state).output().expect("status");
     assert!(String::from_utf8_lossy(&status.stdout).contains(name), "{status:?}");
 }
+
+#[test]
+fn a_night_with_the_local_teacher_live_over_http_finishes_and_leaves_its_report() {
+    let env = Env::new();
+    env.pull_smollm2();
+    km_to_metres_sessions(&env.path("home"), 9);
+    // The teacher is a real `skd serve` on loopback, answering as it does (SmolLM2: small,
+    // so the budget is tiny and what it writes is weak: on 2026-12-07 its skill draft was
+    // unusable, which once ended the whole night with an error); the student runs in-process.
+    let server = env.serve("smollm2-135m");
+    let teacher = format!("{}#default", server.url);
+    let state = env.path("state");
+    let out = env
+        .cmd(&[
+            "nightly",
+            "--teacher",
+            &teacher,
+            "--student",
+            "smollm2-135m",
+            "--rounds",
+            "1",
+            "--teacher-tokens",
+            "3000",
+            "--top-up-train",
+            "0",
+            "--wait-minutes",
+            "0",
+            "--json",
+        ])
+        .env("SKD_STATE_DIR", &state)
+        .output()
+        .expect("nightly");
+    drop(server);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let done: serde_json::Value = serde_json::from_str(&stdout).expect("night json");
+    let night = &done["night"];
+    assert_eq!(night["stage"], "finished");
+    assert_eq!(night["plans"].as_array().map(Vec::len), Some(1), "{night}");
+    assert!(night["teacher_tokens"].as_u64().is_some_and(|t| t > 0), "the live teacher was asked: {night}");
+    let report = std::fs::read_to_string(done["report"].as_str().expect("report path")).expect("report");
+    assert!(report.contains("## Proposals") && report.contains("- evidence (pi, success)"), "{report}");
+    assert!(std::fs::read_dir(env.skills_dir()).map_or(true, |mut d| d.next().is_none()), "nothing adopted");
+}

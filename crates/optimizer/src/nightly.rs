@@ -621,7 +621,30 @@ impl Nightly<'_> {
             runner: RunnerConfig { files_root: Some(staged.clone()), ..self.runner.clone() },
         };
         let skill = plan.skill.clone();
-        let state = distiller.run(state, &mut |e| on_event(NightEvent::Distill(skill.clone(), e))).await?;
+        let state = match distiller.run(state, &mut |e| on_event(NightEvent::Distill(skill.clone(), e))).await {
+            Ok(state) => state,
+            // A teacher that cannot write this skill (its answers unusable after a repair
+            // request) ends this proposal, not the night: the others still get their turn.
+            // A teacher that cannot be reached, or a failing disk, stops the night, which the
+            // next run resumes.
+            Err(Error::TeacherOutput(why)) => {
+                let spent = load_state(&staged).ok();
+                let p = &mut night.plans[i];
+                if let Some(spent) = spent {
+                    p.teacher_tokens = p.job_tokens + p.calibration.map_or(0, |c| c.tokens) + spent.teacher_tokens;
+                    p.teacher_completion_tokens = p.job_completion_tokens
+                        + p.calibration.map_or(0, |c| c.completion_tokens)
+                        + spent.teacher_completion_tokens;
+                }
+                let first_line = why.lines().next().unwrap_or_default();
+                p.status =
+                    PlanStatus::Skipped { why: format!("the teacher's answers could not be used: {first_line}") };
+                night.teacher_tokens = night.plans.iter().map(|p| p.teacher_tokens).sum();
+                on_event(NightEvent::Step(format!("{skill}: skipped, the teacher's answers could not be used")));
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         debug_assert_eq!(state.stage, Stage::Finished);
         // The distillation's own count includes what it used before a crash.
         let calibration_tokens = plan.calibration.map_or(0, |c| c.tokens);
