@@ -204,9 +204,17 @@ pub async fn calibrate_judge(judge: &dyn Teacher, suite: &EvalSuite, verdicts: &
         }
         let answer = evals::grade::Answer { output: &v.answer, extracted: &v.answer, tool_calls: &[], workspace: None };
         let rubric = evals::Grader::Rubric { criteria: case.expectations.clone() };
-        let outcome = rubric.grade(case, &answer, Some(&judge)).await?;
+        // A verdict the judge could not give in usable form is no agreement: a judge that
+        // cannot answer cannot gate either, and its job is then skipped, not the night ended.
+        let agreed = match rubric.grade(case, &answer, Some(&judge)).await {
+            Ok(outcome) => outcome.passed == v.accepted,
+            Err(e) => {
+                tracing::info!(case = %case.id, error = %e, "the judge gave no usable verdict");
+                false
+            }
+        };
         calibration.total += 1;
-        if outcome.passed == v.accepted {
+        if agreed {
             calibration.agreed += 1;
         }
     }
@@ -1131,6 +1139,19 @@ mod tests {
         }
     }
 
+    /// A judge that never answers in the verdict's JSON.
+    struct Unusable;
+
+    #[async_trait::async_trait]
+    impl Teacher for Unusable {
+        fn model_id(&self) -> &str {
+            "unusable"
+        }
+        async fn complete(&self, _: &skill_core::CompletionRequest) -> skill_core::Result<skill_core::Completion> {
+            Ok(crate::scripted_completion("I think it is fine."))
+        }
+    }
+
     #[tokio::test]
     async fn a_judge_that_passes_what_the_user_corrected_may_not_gate() {
         use crate::settled_episode;
@@ -1167,6 +1188,9 @@ mod tests {
         assert_eq!(judge.0.load(std::sync::atomic::Ordering::SeqCst), 3);
         let why = judge_refused(&c, 0.8).expect("refused");
         assert!(why.contains("on 1 of 3 answers (33%, needs 80%)"), "{why}");
+        // A judge whose verdicts are unusable agrees with nothing (and does not end the night).
+        let c = calibrate_judge(&Unusable, &suite, &verdicts).await.expect("calibrated, not an error");
+        assert_eq!((c.agreed, c.total), (0, 3));
         assert_eq!(judge_refused(&Calibration { agreed: 4, total: 5, tokens: 0, completion_tokens: 0 }, 0.8), None);
         assert!(
             judge_refused(&Calibration { agreed: 0, total: 0, tokens: 0, completion_tokens: 0 }, 0.8)
