@@ -102,6 +102,17 @@ pub enum OutcomeKind {
     Unknown,
 }
 
+impl OutcomeKind {
+    /// Its name, as JSON spells it (`success`, `failure`, `unknown`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeKind::Success => "success",
+            OutcomeKind::Failure => "failure",
+            OutcomeKind::Unknown => "unknown",
+        }
+    }
+}
+
 /// An outcome and its evidence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome {

@@ -190,12 +190,11 @@ pub fn sources(skd_runs: PathBuf, more: &MoreLogDirs) -> Vec<Box<dyn LogSource>>
         .chain(more.pi.iter().map(|d| Box::new(Pi::new(d.clone())) as Box<dyn LogSource>))
         .chain(more.claude_code.iter().map(|d| Box::new(ClaudeCode::new(d.clone())) as Box<dyn LogSource>))
         .chain(more.codex.iter().map(|d| Box::new(Codex::new(d.clone())) as Box<dyn LogSource>));
-    let same_folder = |a: &Path, b: &Path| comparable(a) == comparable(b);
     for source in more_sources {
-        let roots = source.roots();
+        let roots: Vec<PathBuf> = source.roots().iter().map(|r| comparable(r)).collect();
         let known = all
             .iter()
-            .any(|s| s.name() == source.name() && s.roots().iter().zip(&roots).all(|(a, b)| same_folder(a, b)));
+            .any(|s| s.name() == source.name() && s.roots().iter().zip(&roots).all(|(a, b)| comparable(a) == *b));
         if !known {
             all.push(source);
         }

@@ -3,7 +3,7 @@
 use crate::Exit;
 use crate::config::Config;
 use crate::output::{JSON_SCHEMA_VERSION, one_line, print_json};
-use agent_logs::{EpisodeFilter, EpisodeStore, OutcomeKind, ScanOptions, parse_since};
+use agent_logs::{EpisodeFilter, EpisodeStore, ScanOptions, parse_since};
 use anyhow::Result;
 use serde_json::json;
 use skill_core::redact::Redactor;
@@ -48,11 +48,7 @@ pub fn logs(config: &Config, args: LogsArgs) -> Result<Exit> {
     }
     for e in &episodes {
         let time = e.time.as_deref().map(|t| t.get(..16).unwrap_or(t).replace('T', " ")).unwrap_or_else(|| "-".into());
-        let outcome = match e.outcome.kind {
-            OutcomeKind::Success => "success",
-            OutcomeKind::Failure => "failure",
-            OutcomeKind::Unknown => "unknown",
-        };
+        let outcome = e.outcome.kind.as_str();
         let skill = e.skill.as_ref().map(|s| format!("  [{}]", s.name)).unwrap_or_default();
         let task: String = one_line(&e.task).chars().take(100).collect();
         println!("{time:<16}  {:<11}  {outcome:<7}  {task}{skill}", e.source);
@@ -214,11 +210,7 @@ pub fn mine(config: &Config, args: MineArgs) -> Result<Exit> {
             sources.join(", ")
         );
         for e in &p.evidence {
-            let outcome = match e.outcome {
-                OutcomeKind::Success => "success",
-                OutcomeKind::Failure => "failure",
-                OutcomeKind::Unknown => "unknown",
-            };
+            let outcome = e.outcome.as_str();
             let task: String = one_line(&e.task).chars().take(90).collect();
             println!("{:<22}   {outcome:<7} {task}  [{}]", "", e.source);
         }

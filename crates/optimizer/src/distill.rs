@@ -593,8 +593,7 @@ impl DistillState {
 
     /// The teacher's cost in USD at `prices` (per million prompt / completion tokens).
     pub fn teacher_cost_usd(&self, prices: teacher::Prices) -> f64 {
-        self.teacher_prompt_tokens as f64 * prices.input_per_million / 1e6
-            + self.teacher_completion_tokens as f64 * prices.output_per_million / 1e6
+        prices.cost_usd(self.teacher_prompt_tokens, self.teacher_completion_tokens)
     }
 
     fn should_stop(&self) -> Option<String> {

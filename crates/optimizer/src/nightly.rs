@@ -276,6 +276,17 @@ pub struct Plan {
     pub status: PlanStatus,
 }
 
+impl Plan {
+    /// Its teacher tokens once distilled: the job sentence, the judge's calibration and the
+    /// distillation's `tokens`, of which `completion` were generated (the gate's judge is
+    /// added after).
+    fn count_distillation(&mut self, tokens: u64, completion: u64) {
+        self.teacher_tokens = self.job_tokens + self.calibration.map_or(0, |c| c.tokens) + tokens;
+        self.teacher_completion_tokens =
+            self.job_completion_tokens + self.calibration.map_or(0, |c| c.completion_tokens) + completion;
+    }
+}
+
 /// Everything a night knows; `current.json` while it runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NightState {
@@ -639,10 +650,7 @@ impl Nightly<'_> {
                 let spent = load_state(&staged).ok();
                 let p = &mut night.plans[i];
                 if let Some(spent) = spent {
-                    p.teacher_tokens = p.job_tokens + p.calibration.map_or(0, |c| c.tokens) + spent.teacher_tokens;
-                    p.teacher_completion_tokens = p.job_completion_tokens
-                        + p.calibration.map_or(0, |c| c.completion_tokens)
-                        + spent.teacher_completion_tokens;
+                    p.count_distillation(spent.teacher_tokens, spent.teacher_completion_tokens);
                 }
                 let first_line = why.lines().next().unwrap_or_default();
                 p.status =
@@ -655,11 +663,7 @@ impl Nightly<'_> {
         };
         debug_assert_eq!(state.stage, Stage::Finished);
         // The distillation's own count includes what it used before a crash.
-        let calibration_tokens = plan.calibration.map_or(0, |c| c.tokens);
-        night.plans[i].teacher_tokens = plan.job_tokens + calibration_tokens + state.teacher_tokens;
-        night.plans[i].teacher_completion_tokens = plan.job_completion_tokens
-            + plan.calibration.map_or(0, |c| c.completion_tokens)
-            + state.teacher_completion_tokens;
+        night.plans[i].count_distillation(state.teacher_tokens, state.teacher_completion_tokens);
         night.plans[i].teacher_cases = state.topped_up;
         night.teacher_tokens = night.plans.iter().map(|p| p.teacher_tokens).sum();
         let candidate = state.candidates[state.best].markdown.clone();
@@ -957,9 +961,9 @@ const REPORT_EVIDENCE: usize = 5;
 /// million prompt and completion tokens); nothing without prices.
 fn cost_text(prices: Option<[f64; 2]>, tokens: u64, completion: u64) -> String {
     match prices {
-        Some([prompt, generated]) => {
-            let usd = tokens.saturating_sub(completion) as f64 * prompt / 1e6 + completion as f64 * generated / 1e6;
-            format!(", about ${usd:.4}")
+        Some([input_per_million, output_per_million]) => {
+            let prices = teacher::Prices { input_per_million, output_per_million };
+            format!(", about ${:.4}", prices.cost_usd(tokens.saturating_sub(completion), completion))
         }
         None => String::new(),
     }
@@ -1006,14 +1010,10 @@ pub fn report_markdown(night: &NightState) -> String {
         }
         md.push_str(&format!("- episodes: {} ({} failed; {})\n", p.episodes, p.failures, sources.join(", ")));
         for e in p.evidence.iter().take(REPORT_EVIDENCE) {
-            let outcome = match e.outcome {
-                agent_logs::OutcomeKind::Success => "success",
-                agent_logs::OutcomeKind::Failure => "failure",
-                agent_logs::OutcomeKind::Unknown => "unknown",
-            };
             md.push_str(&format!(
-                "- evidence ({}, {outcome}): {} ({})\n",
+                "- evidence ({}, {}): {} ({})\n",
                 e.source,
+                e.outcome.as_str(),
                 one_line(&e.task),
                 e.file.display()
             ));

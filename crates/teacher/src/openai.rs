@@ -48,6 +48,13 @@ pub struct Prices {
     pub output_per_million: f64,
 }
 
+impl Prices {
+    /// USD for `prompt` and `completion` tokens.
+    pub fn cost_usd(&self, prompt: u64, completion: u64) -> f64 {
+        prompt as f64 * self.input_per_million / 1e6 + completion as f64 * self.output_per_million / 1e6
+    }
+}
+
 /// Tokens, requests and cost so far.
 #[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct UsageTotals {
@@ -187,8 +194,7 @@ impl OpenAiTeacher {
         t.retries += retries;
         t.prompt_tokens += u64::from(usage.prompt_tokens);
         t.completion_tokens += u64::from(usage.completion_tokens);
-        t.cost_usd += f64::from(usage.prompt_tokens) * self.config.prices.input_per_million / 1e6
-            + f64::from(usage.completion_tokens) * self.config.prices.output_per_million / 1e6;
+        t.cost_usd += self.config.prices.cost_usd(u64::from(usage.prompt_tokens), u64::from(usage.completion_tokens));
     }
 
     fn endpoint_error(&self, message: String) -> Error {
