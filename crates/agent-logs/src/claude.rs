@@ -19,7 +19,7 @@
 
 use crate::harness::user_text;
 use crate::jsonl::{read_jsonl, text_of};
-use crate::{FileRead, LogSource, Result, Session, Turn};
+use crate::{FileChange, FileRead, LogSource, Replacement, Result, Session, Turn};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -155,7 +155,7 @@ fn parse(path: &Path, tools_only: bool) -> Result<(Session, Vec<(usize, String)>
                 if block["type"] == "tool_use" {
                     let name = block["name"].as_str().unwrap_or("?").to_string();
                     calls.insert(block["id"].as_str().unwrap_or("").to_string(), session.turns.len());
-                    session.turns.push(tool_call(name, &block["input"]));
+                    session.turns.push(tool_call(name, &block["input"], session.project.as_deref()));
                 }
             }
             last_message = id;
@@ -204,11 +204,35 @@ fn parse(path: &Path, tools_only: bool) -> Result<(Session, Vec<(usize, String)>
 /// writes unless its command is known to only read, and a file it prints is not kept (its
 /// output is not checked for being the whole file: Claude Code reads files with `Read`),
 /// even when the command failed (`cat a b` shows `a` when `b` is missing).
-fn tool_call(name: String, input: &Value) -> Turn {
+fn tool_call(name: String, input: &Value, project: Option<&Path>) -> Turn {
+    if matches!(name.as_str(), "Write" | "Edit" | "MultiEdit") {
+        return Turn::call_changing(name, file_change(input, project).into_iter().collect());
+    }
     // A subagent may do anything until its own transcript says what it did.
-    let edits = matches!(name.as_str(), "Write" | "Edit" | "MultiEdit" | "NotebookEdit" | "Task" | "Agent");
+    let edits = matches!(name.as_str(), "NotebookEdit" | "Task" | "Agent");
     let command = (name == "Bash").then(|| input["command"].as_str().unwrap_or(""));
     Turn::call(name, edits, command)
+}
+
+/// What `Write` (`file_path`, `content`), `Edit` (`file_path`, `old_string`, `new_string`,
+/// `replace_all`) or `MultiEdit` (`file_path`, `edits` of those) does to its file.
+fn file_change(input: &Value, project: Option<&Path>) -> Option<FileChange> {
+    let path = crate::path_in_project(project, input["file_path"].as_str()?)?;
+    if let Some(content) = input["content"].as_str() {
+        return Some(FileChange::Whole { path, content: content.to_string() });
+    }
+    let replacement = |edit: &Value| {
+        Some(Replacement {
+            old: edit["old_string"].as_str()?.to_string(),
+            new: edit["new_string"].as_str()?.to_string(),
+            all: edit["replace_all"].as_bool() == Some(true),
+        })
+    };
+    let edits = match input["edits"].as_array() {
+        Some(edits) => edits.iter().map(replacement).collect::<Option<Vec<_>>>()?,
+        None => vec![replacement(input)?],
+    };
+    Some(FileChange::Replace { path, edits })
 }
 
 /// The `Read` tool's record of a file shown from its first line to its last

@@ -20,7 +20,7 @@
 use crate::harness::user_text;
 use crate::jsonl::{read_jsonl, text_of};
 use crate::shell::{self, ShellRead, View};
-use crate::{FileRead, LogSource, Result, Session, Turn};
+use crate::{FileChange, FileRead, LogSource, Replacement, Result, Session, Turn};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -129,7 +129,11 @@ impl LogSource for Codex {
                     }
                     // Codex's shell output is checked when it comes, so its command is judged
                     // here rather than by `Turn::call`.
-                    session.turns.push(Turn::call(name, call.writes, None));
+                    let mut turn = Turn::call(name, call.writes, None);
+                    if let Turn::Tool { changes, .. } = &mut turn {
+                        *changes = call.changes;
+                    }
+                    session.turns.push(turn);
                 }
                 ("response_item", "function_call_output" | "custom_tool_call_output") => {
                     let at = payload["call_id"].as_str().and_then(|id| calls.get(id)).copied();
@@ -159,6 +163,8 @@ impl LogSource for Codex {
 struct CallEffect {
     writes: bool,
     read: Option<PendingRead>,
+    /// What an `apply_patch` call did to files, where its patch says it exactly.
+    changes: Vec<FileChange>,
 }
 
 /// A call that prints a file, waiting for its output.
@@ -213,10 +219,20 @@ impl CallEffect {
                 }
                 ShellRead::Part => PendingRead::Shell { path: None, view: None },
             });
-            return CallEffect { writes: effect.may_write, read };
+            return CallEffect { writes: effect.may_write, read, changes: Vec::new() };
         }
         match name {
-            "apply_patch" | "write_stdin" => CallEffect { writes: true, read: None },
+            "apply_patch" => {
+                // A custom tool's input is the patch; a function's arguments hold it in `input`.
+                let patch = payload["input"].as_str().or_else(|| args["input"].as_str()).unwrap_or("");
+                let workdir = args["workdir"].as_str();
+                CallEffect {
+                    writes: true,
+                    read: None,
+                    changes: patch_changes(patch, project, workdir).unwrap_or_default(),
+                }
+            }
+            "write_stdin" => CallEffect { writes: true, read: None, changes: Vec::new() },
             "read_file" => {
                 let from_start = args["offset"].as_u64().is_none_or(|o| o == 1)
                     && args["mode"].as_str().is_none_or(|m| m == "slice");
@@ -225,11 +241,88 @@ impl CallEffect {
                 CallEffect {
                     writes: false,
                     read: Some(PendingRead::ReadFile { path, limit: limit.filter(|_| from_start) }),
+                    changes: Vec::new(),
                 }
             }
-            _ => CallEffect { writes: false, read: None },
+            _ => CallEffect { writes: false, read: None, changes: Vec::new() },
         }
     }
+}
+
+/// The changes of an `apply_patch` patch (`*** Begin Patch`, then `*** Add File: PATH` with
+/// `+` lines, `*** Update File: PATH` with hunks of ` `, `-` and `+` lines after `@@`
+/// headers, `*** Delete File: PATH`, `*** End Patch`): an added file is written whole, each
+/// hunk of an update replaces its old lines (context and removed) with its new ones (context
+/// and added). None when the patch does something whose result cannot be told that way (a
+/// deleted or moved file, a hunk with no old lines), or cannot be read.
+fn patch_changes(patch: &str, project: Option<&Path>, workdir: Option<&str>) -> Option<Vec<FileChange>> {
+    let mut lines = patch.lines().map(|l| l.strip_suffix('\r').unwrap_or(l)).peekable();
+    if lines.next()?.trim() != "*** Begin Patch" {
+        return None;
+    }
+    let mut changes = Vec::new();
+    while let Some(line) = lines.next() {
+        let line = line.trim_end();
+        if line == "*** End Patch" {
+            return Some(changes);
+        }
+        if let Some(path) = line.strip_prefix("*** Add File: ") {
+            let path = in_project(project, workdir, path.trim())?;
+            let mut content = String::new();
+            while let Some(added) = lines.peek().and_then(|l| l.strip_prefix('+')) {
+                content.push_str(added);
+                content.push('\n');
+                lines.next();
+            }
+            changes.push(FileChange::Whole { path, content });
+        } else if let Some(path) = line.strip_prefix("*** Update File: ") {
+            let path = in_project(project, workdir, path.trim())?;
+            let mut edits = Vec::new();
+            let (mut old, mut new) = (String::new(), String::new());
+            while let Some(next) = lines.peek().copied() {
+                if next.starts_with("*** ") && next.trim_end() != "*** End of File" {
+                    break;
+                }
+                lines.next();
+                if next.starts_with("@@") || next.trim_end() == "*** End of File" {
+                    if !old.is_empty() || !new.is_empty() {
+                        edits.push(hunk(std::mem::take(&mut old), std::mem::take(&mut new))?);
+                    }
+                    continue;
+                }
+                match next.split_at_checked(1) {
+                    Some((" ", text)) => {
+                        old.extend([text, "\n"]);
+                        new.extend([text, "\n"]);
+                    }
+                    Some(("-", text)) => old.extend([text, "\n"]),
+                    Some(("+", text)) => new.extend([text, "\n"]),
+                    // An empty context line, as some models write it.
+                    None => {
+                        old.push('\n');
+                        new.push('\n');
+                    }
+                    Some(_) => return None,
+                }
+            }
+            if !old.is_empty() || !new.is_empty() {
+                edits.push(hunk(old, new)?);
+            }
+            if edits.is_empty() {
+                return None;
+            }
+            changes.push(FileChange::Replace { path, edits });
+        } else {
+            // `*** Delete File:`, `*** Move to:`, or a line that is not the format's.
+            return None;
+        }
+    }
+    None
+}
+
+/// One hunk as a replacement: the old lines must be there to find where it goes.
+fn hunk(old: String, new: String) -> Option<Replacement> {
+    (!old.trim().is_empty()).then_some(Replacement { old, new, all: false })
 }
 
 /// Where Codex versions that wrote JSON outputs cut a command's output, silently.

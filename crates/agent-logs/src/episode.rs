@@ -1,9 +1,10 @@
 //! Episodes: one per user task, cut from a [`Session`], each with its outcome.
 
 use crate::outcome::{Verdict, is_reask, verdict};
-use crate::{Session, Turn};
+use crate::{FileChange, Session, Turn};
 use serde::{Deserialize, Serialize};
 use skill_core::redact::Redactor;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// The longest answer kept (characters); agents' replies can be pages long.
@@ -47,6 +48,28 @@ pub struct Episode {
     pub answer: Option<String>,
     /// How it went, and why we think so.
     pub outcome: Outcome,
+    /// The files the agent changed, as it left them, where every change to them is known
+    /// (secrets redacted; at most [`MAX_EPISODE_READS`] files of [`MAX_READ_BYTES`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub written: Vec<FileWritten>,
+    /// The agent changed files in a way the log does not tell (a shell command that may
+    /// write, a patch that moves a file, an edit of text not seen, a file past the limits):
+    /// `written` is not all it did.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unknown_writes: bool,
+}
+
+/// A file an episode's agent changed, as it left it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileWritten {
+    /// Its path inside the project folder, `/`-separated.
+    pub path: String,
+    /// Its text after the agent's last change.
+    pub content: String,
+    /// The agent's first change wrote it whole (a new file, or one replaced unread), so its
+    /// text before does not matter to the task.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub created: bool,
 }
 
 /// A tool call of an episode.
@@ -141,6 +164,8 @@ impl Episode {
             skill: None,
             answer: None,
             outcome: Outcome { kind: OutcomeKind::Unknown, evidence: String::new(), correction: None },
+            written: Vec::new(),
+            unknown_writes: false,
         }
     }
 
@@ -186,9 +211,36 @@ struct Open {
     episode: Episode,
     /// A failure is final: later thanks (after the fix) do not undo the need for one.
     failed: bool,
+    /// Each file's text as the log last showed it (read or written), unredacted: an edit's
+    /// result is worked out from it.
+    known: HashMap<String, String>,
 }
 
 impl Open {
+    /// Records what a call that changed files did: the file as it now is where the change
+    /// is known, else that the episode's files are not all known.
+    fn track_change(&mut self, change: &FileChange, clean: &dyn Fn(&str) -> String) {
+        let path = change.path();
+        let Some(after) = change.apply(self.known.get(path).map(String::as_str)) else {
+            self.known.remove(path);
+            self.episode.unknown_writes = true;
+            return;
+        };
+        let fits = after.len() <= MAX_READ_BYTES;
+        self.known.insert(path.to_string(), after.clone());
+        let written = &mut self.episode.written;
+        let room = written.len() < MAX_EPISODE_READS;
+        match written.iter_mut().find(|w| w.path == path) {
+            Some(w) if fits => w.content = clean(&after),
+            None if fits && room => written.push(FileWritten {
+                path: path.to_string(),
+                content: clean(&after),
+                created: matches!(change, FileChange::Whole { .. }),
+            }),
+            _ => self.episode.unknown_writes = true,
+        }
+    }
+
     fn fail(&mut self, evidence: String, correction: Option<String>) {
         if !self.failed {
             self.failed = true;
@@ -251,8 +303,11 @@ pub fn episodes(source: &str, file: &Path, session: &Session, redactor: &Redacto
                         skill: None,
                         answer: None,
                         outcome: Outcome::unknown(),
+                        written: Vec::new(),
+                        unknown_writes: false,
                     },
                     failed: false,
+                    known: HashMap::new(),
                 });
             }
             // Before the first task (a harness preamble) nothing is recorded.
@@ -264,8 +319,19 @@ pub fn episodes(source: &str, file: &Path, session: &Session, redactor: &Redacto
                     o.episode.answer = Some(clip(&clean(text)));
                 }
             }
-            Turn::Tool { name, error, rejected, read, partial_read, writes } => {
+            Turn::Tool { name, error, rejected, read, partial_read, writes, changes } => {
                 if let Some(o) = &mut open {
+                    if !*error && !*rejected {
+                        if let Some(r) = read {
+                            o.known.insert(r.path.clone(), r.content.clone());
+                        }
+                        if *writes && changes.is_empty() {
+                            o.episode.unknown_writes = true;
+                        }
+                        for change in changes {
+                            o.track_change(change, &clean);
+                        }
+                    }
                     let kept: Vec<&FileRead> = o.episode.tools.iter().filter_map(|t| t.read.as_ref()).collect();
                     let kept_bytes: usize = kept.iter().map(|r| r.content.len()).sum();
                     // A path read again is kept once (its first read is the file as found).

@@ -27,8 +27,8 @@ mod store;
 pub use claude::ClaudeCode;
 pub use codex::Codex;
 pub use episode::{
-    Episode, EpisodeFilter, FileRead, MAX_EPISODE_READS, MAX_READ_BYTES, Outcome, OutcomeKind, SkillUse, ToolUse,
-    episodes, parse_since,
+    Episode, EpisodeFilter, FileRead, FileWritten, MAX_EPISODE_READS, MAX_READ_BYTES, Outcome, OutcomeKind, SkillUse,
+    ToolUse, episodes, parse_since,
 };
 pub use error::{Error, Result};
 pub use jsonl::{Line, read_jsonl};
@@ -109,6 +109,11 @@ pub enum Turn {
         /// The call may have changed files: a write or edit tool, or a shell command not
         /// known to only read. Files read after it may not be as the user had them.
         writes: bool,
+        /// What the call did to files, where its arguments say it exactly (whole-file
+        /// writes, exact-text replacements); empty for any other call, and for a change whose
+        /// effect cannot be told from the call (a shell command, a patch that moves a file),
+        /// which `writes` then marks.
+        changes: Vec<FileChange>,
     },
     /// The user stopped the agent mid-turn.
     Interrupted,
@@ -146,6 +151,79 @@ impl Turn {
             read: None,
             partial_read: shell.as_ref().is_some_and(|e| e.read.is_some()),
             writes: edits || shell.is_some_and(|e| e.may_write),
+            changes: Vec::new(),
+        }
+    }
+
+    /// [`Turn::call`] for a call that changes files, with the changes its arguments tell
+    /// (empty: not known).
+    pub fn call_changing(name: impl Into<String>, changes: Vec<FileChange>) -> Turn {
+        let mut turn = Turn::call(name, true, None);
+        if let Turn::Tool { changes: slot, .. } = &mut turn {
+            *slot = changes;
+        }
+        turn
+    }
+}
+
+/// A change a file tool made to one file, as its call's arguments give it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FileChange {
+    /// The file's whole new text (Claude Code's `Write`, Pi's `write`, skd's `write_file`, a
+    /// Codex patch's `Add File`).
+    Whole {
+        /// Its path inside the project folder, `/`-separated.
+        path: String,
+        /// The text written.
+        content: String,
+    },
+    /// Exact-text replacements applied in order (Claude Code's `Edit` and `MultiEdit`, Pi's
+    /// `edit`, a Codex patch's `Update File` hunks): the result is known only where the
+    /// text before is.
+    Replace {
+        /// Its path inside the project folder, `/`-separated.
+        path: String,
+        /// The replacements.
+        edits: Vec<Replacement>,
+    },
+}
+
+/// One exact-text replacement of a [`FileChange::Replace`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replacement {
+    /// The text replaced (the agents' edit tools refuse one that is not found, or found more
+    /// than once without `all`, and so does [`FileChange::apply`]).
+    pub old: String,
+    /// Its replacement.
+    pub new: String,
+    /// Every occurrence (Claude Code's `replace_all`), else the only one.
+    pub all: bool,
+}
+
+impl FileChange {
+    /// The file's path.
+    pub fn path(&self) -> &str {
+        match self {
+            FileChange::Whole { path, .. } | FileChange::Replace { path, .. } => path,
+        }
+    }
+
+    /// The file's text after the change, given its text before (None: not known); None when
+    /// it cannot be told (no text before, or a replaced text not in it).
+    pub fn apply(&self, before: Option<&str>) -> Option<String> {
+        match self {
+            FileChange::Whole { content, .. } => Some(content.clone()),
+            FileChange::Replace { edits, .. } => {
+                let mut text = before?.to_string();
+                for edit in edits {
+                    let found = if edit.old.is_empty() { 0 } else { text.matches(edit.old.as_str()).count() };
+                    if found == 0 || (found > 1 && !edit.all) {
+                        return None;
+                    }
+                    text = text.replace(&edit.old, &edit.new);
+                }
+                Some(text)
+            }
         }
     }
 }

@@ -14,7 +14,7 @@
 
 use crate::harness::user_text;
 use crate::jsonl::{Line, read_jsonl, text_of};
-use crate::{FileRead, LogSource, Result, Session, Turn};
+use crate::{FileChange, FileRead, LogSource, Replacement, Result, Session, Turn};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -112,11 +112,15 @@ impl LogSource for Pi {
                             let path = path.and_then(|p| crate::path_in_project(session.project.as_deref(), p));
                             reads.insert(session.turns.len(), path);
                         }
+                        if matches!(name.as_str(), "write" | "edit") {
+                            let change = file_change(args, session.project.as_deref());
+                            session.turns.push(Turn::call_changing(name, change.into_iter().collect()));
+                            continue;
+                        }
                         // `bash` writes unless its command is known to only read, and a file
                         // it prints is not kept (Pi reads files with `read`).
-                        let edits = matches!(name.as_str(), "write" | "edit");
                         let command = (name == "bash").then(|| args["command"].as_str().unwrap_or(""));
-                        session.turns.push(Turn::call(name, edits, command));
+                        session.turns.push(Turn::call(name, false, command));
                     }
                     if message["stopReason"] == "aborted" {
                         session.turns.push(Turn::Interrupted);
@@ -142,6 +146,27 @@ impl LogSource for Pi {
         }
         Ok(session)
     }
+}
+
+/// What `write` (`path`, `content`) or `edit` (`path`, `oldText`, `newText`; or `edits` of
+/// those) does to its file.
+fn file_change(args: &Value, project: Option<&Path>) -> Option<FileChange> {
+    let path = crate::path_in_project(project, args["path"].as_str()?)?;
+    if let Some(content) = args["content"].as_str() {
+        return Some(FileChange::Whole { path, content: content.to_string() });
+    }
+    let replacement = |edit: &Value| {
+        Some(Replacement {
+            old: edit["oldText"].as_str()?.to_string(),
+            new: edit["newText"].as_str()?.to_string(),
+            all: false,
+        })
+    };
+    let edits = match args["edits"].as_array() {
+        Some(edits) => edits.iter().map(replacement).collect::<Option<Vec<_>>>()?,
+        None => vec![replacement(args)?],
+    };
+    Some(FileChange::Replace { path, edits })
 }
 
 fn entry_id(v: &Value) -> Option<&str> {

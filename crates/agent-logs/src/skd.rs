@@ -1,6 +1,7 @@
 //! skd's own run transcripts (`runs_dir/*.jsonl`, one run each; schema in
 //! docs/transcript.md).
 
+use crate::FileChange;
 use crate::episode::{FileRead, SkillUse};
 use crate::jsonl::read_jsonl;
 use crate::{Error, LogSource, Result, Session, Turn};
@@ -88,6 +89,15 @@ impl LogSource for SkdRuns {
                     let shell_shows_file = ok && shell.as_ref().is_some_and(|e| e.read.is_some());
                     let partial_read = (is_read && read.is_none()) || shell_shows_file;
                     let writes = tool == "write_file" || shell.is_some_and(|e| e.may_write);
+                    let changes = (tool == "write_file")
+                        .then(|| {
+                            let path = arguments["path"].as_str().and_then(|p| crate::path_in_project(None, p))?;
+                            let content = arguments["content"].as_str()?.to_string();
+                            Some(FileChange::Whole { path, content })
+                        })
+                        .flatten()
+                        .into_iter()
+                        .collect();
                     session.turns.push(Turn::Tool {
                         name: tool,
                         error: !ok,
@@ -95,6 +105,7 @@ impl LogSource for SkdRuns {
                         read,
                         partial_read,
                         writes,
+                        changes,
                     })
                 }
                 Event::Aborted { .. } => session.turns.push(Turn::Interrupted),

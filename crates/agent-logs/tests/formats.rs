@@ -789,3 +789,175 @@ fn a_damaged_store_is_an_error_naming_it_not_replaced() {
     assert!(err.contains("episodes.json") && err.contains("move it away"), "{err}");
     assert_eq!(std::fs::read_to_string(tmp.path().join("episodes.json")).expect("kept"), "{ torn");
 }
+
+fn written(e: &Episode) -> Vec<(String, String, bool)> {
+    e.written.iter().map(|w| (w.path.clone(), w.content.clone(), w.created)).collect()
+}
+
+#[test]
+fn the_files_an_agent_left_are_worked_out_from_its_writes_and_edits_where_the_log_shows_them() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let sheet = "date,item,amount\n2026-11-02,lunch,12\n";
+    let filled = "date,item,amount\n2026-11-02,lunch,12\n2026-11-03,train,73\n";
+
+    // Claude Code: `Read` of the sheet, an `Edit` that adds a row, a `Write` of a new file, and
+    // a failed `Edit` (it changed nothing). In a second task, a `Bash` command that may write.
+    let claude = ClaudeCode::new(tmp.path().to_path_buf());
+    let file = tmp.path().join("projects/-home-ana-books/s-1.jsonl");
+    let call = |id: &str, name: &str, input: Value| {
+        claude_line(
+            "assistant",
+            json!([{"type": "tool_use", "id": id, "name": name, "input": input}]),
+            json!({"message_id": format!("m-{id}")}),
+        )
+    };
+    let done = |id: &str, error: bool| {
+        claude_line(
+            "user",
+            json!([{"type": "tool_result", "tool_use_id": id, "content": "ok", "is_error": error}]),
+            json!({}),
+        )
+    };
+    write_lines(
+        &file,
+        &[
+            claude_line("user", json!("Add the train ticket of 3 November, 73 euros, to the sheet"), json!({})),
+            call("t1", "Read", json!({"file_path": "/home/ana/books/expenses.csv"})),
+            claude_line(
+                "user",
+                json!([{"type": "tool_result", "tool_use_id": "t1", "content": sheet}]),
+                json!({"toolUseResult": {"type": "text", "file": {"filePath": "/home/ana/books/expenses.csv", "content": sheet, "numLines": 2, "startLine": 1, "totalLines": 2}}}),
+            ),
+            call(
+                "t2",
+                "Edit",
+                json!({"file_path": "/home/ana/books/expenses.csv", "old_string": "lunch,12\n", "new_string": "lunch,12\n2026-11-03,train,73\n"}),
+            ),
+            done("t2", false),
+            call(
+                "t3",
+                "Edit",
+                json!({"file_path": "/home/ana/books/expenses.csv", "old_string": "nowhere", "new_string": "x"}),
+            ),
+            done("t3", true),
+            call("t4", "Write", json!({"file_path": "/home/ana/books/notes/november.md", "content": "Train: 73\n"})),
+            done("t4", false),
+            claude_line("assistant", json!([{"type": "text", "text": "Added."}]), json!({"message_id": "m-a"})),
+            claude_line("user", json!("Clear out the old receipts folder"), json!({})),
+            call("t5", "Bash", json!({"command": "rm -r receipts/2025"})),
+            done("t5", false),
+        ],
+    );
+    let e = read(&claude, &file);
+    assert_eq!(
+        written(&e[0]),
+        [
+            ("expenses.csv".to_string(), filled.to_string(), false),
+            ("notes/november.md".to_string(), "Train: 73\n".to_string(), true)
+        ],
+        "the sheet as the edit left it (the failed edit changed nothing), and the new file"
+    );
+    assert!(!e[0].unknown_writes);
+    assert!(e[1].unknown_writes && e[1].written.is_empty(), "a shell command that may write is not followed");
+
+    // Pi: `read`, then `edit` (`oldText`, `newText`); an `edit` of text that is not in the file
+    // as read leaves the file unknown.
+    let pi = Pi::new(tmp.path().to_path_buf());
+    let file = tmp.path().join("sessions/--home-ana-books--/2026-12-01T08-00-00_w.jsonl");
+    let step = |entry: &str, parent: &str, id: &str, name: &str, args: Value, result: &str| {
+        [
+            pi_message(
+                &format!("{entry}a"),
+                Some(parent),
+                json!({"role": "assistant", "content": [{"type": "toolCall", "id": id, "name": name, "arguments": args}], "stopReason": "toolUse"}),
+            ),
+            pi_message(
+                &format!("{entry}r"),
+                Some(&format!("{entry}a")),
+                json!({"role": "toolResult", "toolCallId": id, "toolName": name, "content": [{"type": "text", "text": result}], "isError": false}),
+            ),
+        ]
+    };
+    let mut lines = vec![
+        json!({"type": "session", "version": 3, "id": "w", "timestamp": "2026-12-01T08:00:00Z", "cwd": "/home/ana/books"}),
+        pi_message("e1", None, json!({"role": "user", "content": "Tick off the dentist in todo.md"})),
+    ];
+    lines.extend(step("e2", "e1", "c1", "read", json!({"path": "todo.md"}), "- [ ] dentist\n- [ ] taxes\n"));
+    lines.extend(step(
+        "e3",
+        "e2r",
+        "c2",
+        "edit",
+        json!({"path": "todo.md", "oldText": "- [ ] dentist", "newText": "- [x] dentist"}),
+        "Successfully replaced text",
+    ));
+    lines.push(pi_message("e4", Some("e3r"), json!({"role": "user", "content": "Now tick off the taxes in plans.md"})));
+    lines.extend(step(
+        "e5",
+        "e4",
+        "c3",
+        "edit",
+        json!({"path": "plans.md", "oldText": "- [ ] taxes", "newText": "- [x] taxes"}),
+        "Successfully replaced text",
+    ));
+    write_lines(&file, &lines);
+    let e = read(&pi, &file);
+    assert_eq!(written(&e[0]), [("todo.md".to_string(), "- [x] dentist\n- [ ] taxes\n".to_string(), false)]);
+    assert!(!e[0].unknown_writes);
+    assert!(e[1].unknown_writes && e[1].written.is_empty(), "an edit of a file the log never showed");
+
+    // Codex: `apply_patch` (a custom tool: the patch is its input) updating a file read with
+    // `read_file` and adding one; a patch that deletes a file is not followed.
+    let codex = Codex::new(tmp.path().to_path_buf());
+    let file = tmp.path().join("sessions/2026/12/03/rollout-2026-12-03T09-00-00-c-8.jsonl");
+    let item =
+        |payload: Value| json!({"timestamp": "2026-12-03T09:00:00Z", "type": "response_item", "payload": payload});
+    let user = |text: &str| json!({"timestamp": "2026-12-03T09:00:00Z", "type": "event_msg", "payload": {"type": "user_message", "message": text}});
+    let patch = "*** Begin Patch\n*** Update File: expenses.csv\n@@\n 2026-11-02,lunch,12\n+2026-11-03,train,73\n*** Add File: notes/november.md\n+Train: 73\n*** End Patch\n";
+    write_lines(
+        &file,
+        &[
+            json!({"timestamp": "2026-12-03T09:00:00Z", "type": "session_meta", "payload": {"id": "c-8", "cwd": "/home/ana/books"}}),
+            user("Add the train ticket of 3 November, 73 euros, to the sheet"),
+            item(
+                json!({"type": "function_call", "name": "read_file", "arguments": json!({"file_path": "/home/ana/books/expenses.csv"}).to_string(), "call_id": "r1"}),
+            ),
+            item(
+                json!({"type": "function_call_output", "call_id": "r1", "output": "L1: date,item,amount\nL2: 2026-11-02,lunch,12"}),
+            ),
+            item(json!({"type": "custom_tool_call", "name": "apply_patch", "call_id": "p1", "input": patch})),
+            item(
+                json!({"type": "custom_tool_call_output", "call_id": "p1", "output": "Success. Updated the following files:\nM expenses.csv\nA notes/november.md"}),
+            ),
+            user("Delete the old notes file"),
+            item(
+                json!({"type": "custom_tool_call", "name": "apply_patch", "call_id": "p2", "input": "*** Begin Patch\n*** Delete File: notes/old.md\n*** End Patch"}),
+            ),
+            item(json!({"type": "custom_tool_call_output", "call_id": "p2", "output": "Success."})),
+        ],
+    );
+    let e = read(&codex, &file);
+    assert_eq!(
+        written(&e[0]),
+        [
+            ("expenses.csv".to_string(), filled.to_string(), false),
+            ("notes/november.md".to_string(), "Train: 73\n".to_string(), true)
+        ]
+    );
+    assert!(!e[0].unknown_writes);
+    assert!(e[1].unknown_writes, "a deleted file is a change the case could not check");
+
+    // skd: `write_file` writes the whole file.
+    let skd = SkdRuns::new(tmp.path().join("runs"));
+    let file = tmp.path().join("runs/run-9.jsonl");
+    write_lines(
+        &file,
+        &[
+            json!({"event": "start", "schema_version": 1, "run_id": "run-9", "time": "2026-12-03T07:00:00Z", "task": "Write the total to total.txt", "student": "qwen", "max_steps": 8, "tools": ["write_file"]}),
+            json!({"event": "tool_call", "step": 1, "tool": "write_file", "arguments": {"path": "total.txt", "content": "85\n"}, "ok": true, "denied": false, "output": "wrote 3 bytes to total.txt", "elapsed_ms": 3}),
+            json!({"event": "finish", "outcome": "answered", "answer": "Done", "steps": 2, "prompt_tokens": 10, "completion_tokens": 5, "elapsed_ms": 900, "error": null}),
+        ],
+    );
+    let e = read(&skd, &file);
+    assert_eq!(written(&e[0]), [("total.txt".to_string(), "85\n".to_string(), true)]);
+}

@@ -11,7 +11,11 @@
 //!
 //! A task the user's agent worked on files for is an agent case: the text files the agent
 //! read whole, as it found them, go into the case (`workspace_files`), and the student runs it
-//! through the agent loop with file tools in a workspace holding them.
+//! through the agent loop with file tools in a workspace holding them. Where the accepted
+//! work was a change to files, and the log shows every change whole, the case is graded on
+//! the files the student leaves (see [`file_checks`]), not on its reply. Other agents' tool
+//! names are not the student's (`Write`, `write`, `apply_patch` against skd's `write_file`),
+//! so a case checks what was done to the files, not which tool did it.
 
 use agent_logs::{Episode, OutcomeKind};
 use evals::{CaseMode, EvalCase, EvalSuite, Grader, Split};
@@ -34,6 +38,10 @@ pub const MINED_JSON_ANSWER_INSTRUCTIONS: &str = "Work it out step by step, then
 /// Most fields of a structured answer checked one by one: a bigger document is judged by the
 /// rubric against the accepted answer instead.
 const MAX_JSON_FIELDS: usize = 16;
+
+/// Most added lines a file check asks for one by one: a file that gained more is a document
+/// whose wording is the student's own, and is checked for being there.
+const MAX_FILE_CHECK_LINES: usize = 12;
 
 /// Tools that change a file (skd's, Pi's, Claude Code's), for episodes stored before
 /// `ToolUse::writes` was recorded: they say only the tool's name. A read after a write may
@@ -88,14 +96,18 @@ pub fn suite_from_episodes(skill_name: &str, episodes: &[&Episode]) -> EvalSuite
         let (id, hash) = case_id(e);
         let mut case = EvalCase::new(id, e.task.clone(), String::new());
         case.expected_output = None;
-        match (e.outcome.kind, &e.outcome.correction, &e.answer) {
-            (OutcomeKind::Failure, Some(correction), _) => {
+        let files = files_read(e);
+        let checks = (e.outcome.kind == OutcomeKind::Success).then(|| file_checks(e, &files)).flatten();
+        match (e.outcome.kind, &e.outcome.correction, &e.answer, checks) {
+            // The work is in the files: the reply is a message about it, not what is graded.
+            (OutcomeKind::Success, _, _, Some(checks)) => case.graders = checks,
+            (OutcomeKind::Failure, Some(correction), _, _) => {
                 case.expectations = vec![format!(
                     "The answer does what the user asked for when they corrected an earlier answer: \"{}\"",
                     correction.trim()
                 )];
             }
-            (OutcomeKind::Success, _, Some(answer)) => {
+            (OutcomeKind::Success, _, Some(answer), None) => {
                 let answer = answer.trim();
                 let short = answer.chars().count() <= SHORT_ANSWER_CHARS && !answer.contains('\n');
                 match json_fields(answer) {
@@ -123,8 +135,7 @@ pub fn suite_from_episodes(skill_name: &str, episodes: &[&Episode]) -> EvalSuite
             }
             _ => continue,
         }
-        let files = files_read(e);
-        if !files.is_empty() {
+        if !files.is_empty() || case.graders.iter().any(Grader::needs_agent) {
             case.mode = CaseMode::Agent;
             case.workspace_files = files;
         }
@@ -161,6 +172,43 @@ fn files_read(e: &Episode) -> BTreeMap<String, String> {
         }
     }
     files
+}
+
+/// The file checks of an accepted task whose agent changed files, when the log shows every
+/// change whole: each file it left must be there with the lines its change added (for a file
+/// not in the workspace, all of its lines), or, where the change only removed lines, with its
+/// text exactly. A file that gained more than [`MAX_FILE_CHECK_LINES`] lines is a document
+/// written rather than a record filled in: it is checked for being there. None when the
+/// episode changed no file, changed one in a way the log does not show, or edited a file the
+/// case's workspace does not hold.
+fn file_checks(e: &Episode, workspace: &BTreeMap<String, String>) -> Option<Vec<Grader>> {
+    if e.written.is_empty() || e.unknown_writes {
+        return None;
+    }
+    e.written
+        .iter()
+        .map(|file| {
+            let before = match workspace.get(&file.path) {
+                Some(before) => before.as_str(),
+                None if file.created => "",
+                None => return None,
+            };
+            let had: std::collections::HashSet<&str> = before.lines().map(str::trim).collect();
+            let added: Vec<String> = file
+                .content
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !had.contains(l))
+                .map(str::to_string)
+                .collect();
+            let (equals, contains) = match added.len() {
+                0 => (Some(file.content.clone()), Vec::new()),
+                n if n > MAX_FILE_CHECK_LINES => (None, Vec::new()),
+                _ => (None, added),
+            };
+            Some(Grader::File { path: file.path.clone(), equals, contains })
+        })
+        .collect()
 }
 
 /// The grader of a short accepted answer: one with one number in it ("42", "8 euros",
@@ -272,6 +320,94 @@ mod tests {
         let suite = suite_from_episodes("mined-job", &[&shelled]);
         let files: Vec<&str> = suite.evals[0].workspace_files.keys().map(String::as_str).collect();
         assert_eq!(files, ["expenses.csv"], "only the read before the write");
+    }
+
+    #[test]
+    fn accepted_work_on_files_is_graded_on_the_files_the_student_leaves_not_on_its_reply() {
+        use agent_logs::{FileRead, FileWritten, ToolUse};
+        let sheet = "date,item,amount\n2026-11-02,lunch,12\n";
+        let mut e =
+            episode("Add the train ticket, 73 euros, to expenses.csv", OutcomeKind::Success, Some("Added."), None);
+        e.tools = vec![ToolUse {
+            name: "Read".into(),
+            error: false,
+            read: Some(FileRead { path: "expenses.csv".into(), content: sheet.into() }),
+            partial_read: false,
+            writes: false,
+        }];
+        let file = |path: &str, content: &str, created: bool| FileWritten {
+            path: path.into(),
+            content: content.into(),
+            created,
+        };
+        e.written = vec![
+            file("expenses.csv", &format!("{sheet}2026-11-03,train,73\n"), false),
+            file("notes/november.md", "# November\n\nTrain: 73\n", true),
+        ];
+        let suite = suite_from_episodes("mined-job", &[&e]);
+        let case = &suite.evals[0];
+        assert_eq!(
+            case.graders,
+            [
+                Grader::File {
+                    path: "expenses.csv".into(),
+                    equals: None,
+                    contains: vec!["2026-11-03,train,73".into()]
+                },
+                Grader::File {
+                    path: "notes/november.md".into(),
+                    equals: None,
+                    contains: vec!["# November".into(), "Train: 73".into()]
+                },
+            ],
+            "the rows the accepted change added, and the new file's lines; the reply \"Added.\" is not graded"
+        );
+        assert_eq!(
+            (case.mode, case.workspace_files.get("expenses.csv").map(String::as_str)),
+            (CaseMode::Agent, Some(sheet))
+        );
+        assert!(suite.problems("").is_empty(), "{:?}", suite.problems(""));
+
+        // A change that only removed lines: the file must be left exactly so. A document of
+        // many new lines: it must be there (its wording is the student's own).
+        let mut trimmed = e.clone();
+        let long: String = (1..=20).map(|i| format!("Point {i}\n")).collect();
+        trimmed.written = vec![file("expenses.csv", "date,item,amount\n", false), file("weekly.md", &long, true)];
+        assert_eq!(
+            suite_from_episodes("mined-job", &[&trimmed]).evals[0].graders,
+            [
+                Grader::File {
+                    path: "expenses.csv".into(),
+                    equals: Some("date,item,amount\n".into()),
+                    contains: vec![]
+                },
+                Grader::File { path: "weekly.md".into(), equals: None, contains: vec![] },
+            ]
+        );
+
+        // No file checks where the files cannot all be told: another change the log does not
+        // show, or an edit of a file the workspace lacks. The reply is graded as before.
+        let mut unknown = e.clone();
+        unknown.unknown_writes = true;
+        let mut unseen = e.clone();
+        unseen.written = vec![file("ledger.csv", "x\n", false)];
+        for other in [&unknown, &unseen] {
+            assert_eq!(
+                suite_from_episodes("mined-job", &[other]).evals[0].graders,
+                [Grader::Normalized { expected: None }]
+            );
+        }
+        // A corrected task keeps the correction as its reference: the files it left were wrong.
+        let corrected = agent_logs::Episode {
+            outcome: agent_logs::Outcome {
+                kind: OutcomeKind::Failure,
+                evidence: String::new(),
+                correction: Some("no, the train was 37 euros".into()),
+            },
+            ..e.clone()
+        };
+        let case = &suite_from_episodes("mined-job", &[&corrected]).evals[0];
+        assert!(case.graders.is_empty() && case.expectations[0].contains("37 euros"), "{:?}", case.graders);
     }
 
     #[test]
