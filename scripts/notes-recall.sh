@@ -2,7 +2,9 @@
 # Notes recall@1 on everyday/notes-recall: 12 workflow notes and three sets of questions asked
 # in other words than their note's (questions.json: 24, the set the fusion weight was chosen
 # on; heldout.json and blind.json: 36 each, written by someone who saw only the notes, the
-# first before the weight was chosen, the second after), plus keyword queries made here from
+# first before the weight was chosen, the second after; blind2.json: 36 more, written the same
+# way on 2026-12-07, after the file-change work and before any retrieval change measured on
+# it), plus keyword queries made here from
 # the notes (each section's two rarest words, the
 # way a user types a term they remember). Prints, for BM25 alone and for hybrid search, how
 # many queries rank the right note first.
@@ -48,7 +50,7 @@ def keyword_queries():
     return [{"question": " ".join(sorted(set(words(text)), key=lambda w: (used_in[w], -len(w), w))[:2]), "note": note}
             for note, text in sections]
 
-sets = [(name, json.load(open(f"{root}/{name}"))) for name in ["questions.json", "heldout.json", "blind.json"]]
+sets = [(name, json.load(open(f"{root}/{name}"))) for name in ["questions.json", "heldout.json", "blind.json", "blind2.json"]]
 sets.append(("keywords", keyword_queries()))
 for name, questions in sets:
     for mode in ["bm25", "hybrid"]:

@@ -158,6 +158,10 @@ fn parse(path: &Path, tools_only: bool) -> Result<(Session, Vec<(usize, String)>
                     session.turns.push(tool_call(name, &block["input"], session.project.as_deref()));
                 }
             }
+            // A message split over lines repeats its usage on each: counted once.
+            if !same_message && let Some(tokens) = usage_tokens(&v["message"]["usage"]) {
+                session.turns.push(Turn::Model { tokens: Some(tokens), time: timestamp(v) });
+            }
             last_message = id;
             continue;
         }
@@ -246,6 +250,13 @@ fn whole_file_read(result: &Value, project: Option<&Path>) -> Option<FileRead> {
     }
     let path = crate::path_in_project(project, file["filePath"].as_str()?)?;
     Some(FileRead { path, content: file["content"].as_str()?.to_string() })
+}
+
+/// The tokens of one API call (`message.usage`): input, cache reads and writes, and output.
+fn usage_tokens(usage: &Value) -> Option<u64> {
+    let fields = ["input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens"];
+    let counts: Vec<u64> = fields.iter().filter_map(|f| usage[f].as_u64()).collect();
+    (!counts.is_empty()).then(|| counts.iter().sum())
 }
 
 fn timestamp(v: &Value) -> Option<String> {

@@ -100,6 +100,13 @@ impl LogSource for Codex {
                     }
                 }
                 ("event_msg", "turn_aborted") => session.turns.push(Turn::Interrupted),
+                // After each model response: `info.last_token_usage` is that call's.
+                ("event_msg", "token_count") => {
+                    let tokens = payload["info"]["last_token_usage"]["total_tokens"].as_u64();
+                    if tokens.is_some() {
+                        session.turns.push(Turn::Model { tokens, time });
+                    }
+                }
                 ("response_item", "message") => match payload["role"].as_str() {
                     Some("user") if !has_user_events => {
                         if let Some(text) = user_text(&text_of(&payload["content"], &["input_text", "text"])) {

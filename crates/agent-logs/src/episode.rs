@@ -48,6 +48,13 @@ pub struct Episode {
     pub answer: Option<String>,
     /// How it went, and why we think so.
     pub outcome: Outcome,
+    /// Tokens its model calls used, summed as the log counts them (agents count differently:
+    /// compare within one source). None where the log does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
+    /// Seconds from the task to the agent's last response to it, where the log has times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<u64>,
     /// The files the agent changed, as it left them, where every change to them is known
     /// (secrets redacted; at most [`MAX_EPISODE_READS`] files of [`MAX_READ_BYTES`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -164,6 +171,8 @@ impl Episode {
             skill: None,
             answer: None,
             outcome: Outcome { kind: OutcomeKind::Unknown, evidence: String::new(), correction: None },
+            tokens: None,
+            seconds: None,
             written: Vec::new(),
             unknown_writes: false,
         }
@@ -303,6 +312,8 @@ pub fn episodes(source: &str, file: &Path, session: &Session, redactor: &Redacto
                         skill: None,
                         answer: None,
                         outcome: Outcome::unknown(),
+                        tokens: None,
+                        seconds: None,
                         written: Vec::new(),
                         unknown_writes: false,
                     },
@@ -354,6 +365,18 @@ pub fn episodes(source: &str, file: &Path, session: &Session, redactor: &Redacto
                     });
                     if *rejected {
                         o.fail(format!("the user refused a {name} call"), None);
+                    }
+                }
+            }
+            Turn::Model { tokens, time } => {
+                if let Some(o) = &mut open {
+                    if let Some(t) = tokens {
+                        o.episode.tokens = Some(o.episode.tokens.unwrap_or(0).saturating_add(*t));
+                    }
+                    let at = |t: Option<&str>| t.and_then(|t| t.parse::<jiff::Timestamp>().ok());
+                    if let (Some(start), Some(now)) = (at(o.episode.time.as_deref()), at(time.as_deref())) {
+                        let seconds = u64::try_from(now.as_second() - start.as_second()).unwrap_or(0);
+                        o.episode.seconds = Some(o.episode.seconds.unwrap_or(0).max(seconds));
                     }
                 }
             }

@@ -115,6 +115,14 @@ pub enum Turn {
         /// which `writes` then marks.
         changes: Vec<FileChange>,
     },
+    /// A model response: the tokens its call used (prompt, cache and output, as the log counts
+    /// them) and when it came. What a task cost is summed from these.
+    Model {
+        /// Tokens, where the log counts them.
+        tokens: Option<u64>,
+        /// RFC 3339 time, where the log has one.
+        time: Option<String>,
+    },
     /// The user stopped the agent mid-turn.
     Interrupted,
     /// The user's verdict given afterwards (`skd feedback`).

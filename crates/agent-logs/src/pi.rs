@@ -122,6 +122,19 @@ impl LogSource for Pi {
                         let command = (name == "bash").then(|| args["command"].as_str().unwrap_or(""));
                         session.turns.push(Turn::call(name, false, command));
                     }
+                    // `usage`: `input`, `output`, `cacheRead`, `cacheWrite` and, since Pi added
+                    // it, their `totalTokens`.
+                    let usage = &message["usage"];
+                    let tokens = usage["totalTokens"].as_u64().or_else(|| {
+                        let parts: Vec<u64> = ["input", "output", "cacheRead", "cacheWrite"]
+                            .iter()
+                            .filter_map(|f| usage[f].as_u64())
+                            .collect();
+                        (!parts.is_empty()).then(|| parts.iter().sum())
+                    });
+                    if tokens.is_some() || time.is_some() {
+                        session.turns.push(Turn::Model { tokens, time: time.clone() });
+                    }
                     if message["stopReason"] == "aborted" {
                         session.turns.push(Turn::Interrupted);
                     }

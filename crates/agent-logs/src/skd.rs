@@ -56,6 +56,8 @@ impl LogSource for SkdRuns {
         let mut skill = None;
         for line in read_jsonl(path)? {
             let name = line.value["event"].as_str().unwrap_or("").to_string();
+            // Every event carries the time it was written.
+            let time = line.value["time"].as_str().map(str::to_string);
             let event: Event = match serde_json::from_value(line.value) {
                 Ok(e) => e,
                 Err(_) if !KNOWN_EVENTS.contains(&name.as_str()) => continue,
@@ -112,7 +114,8 @@ impl LogSource for SkdRuns {
                 Event::Feedback { verdict, note, .. } => {
                     session.turns.push(Turn::Feedback { good: verdict == Verdict::Good, note })
                 }
-                Event::Finish { outcome, answer, steps, .. } => {
+                Event::Finish { outcome, answer, steps, prompt_tokens, completion_tokens, .. } => {
+                    session.turns.push(Turn::Model { tokens: Some(prompt_tokens + completion_tokens), time });
                     let outcome = serde_json::to_value(outcome)
                         .ok()
                         .and_then(|v| v.as_str().map(str::to_string))

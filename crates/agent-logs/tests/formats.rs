@@ -961,3 +961,89 @@ fn the_files_an_agent_left_are_worked_out_from_its_writes_and_edits_where_the_lo
     let e = read(&skd, &file);
     assert_eq!(written(&e[0]), [("total.txt".to_string(), "85\n".to_string(), true)]);
 }
+
+#[test]
+fn what_a_task_cost_is_read_from_each_log_tokens_summed_and_seconds_to_the_last_response() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cost = |e: &[Episode]| e.iter().map(|e| (e.tokens, e.seconds)).collect::<Vec<_>>();
+
+    // Claude Code: `message.usage` on each assistant line; a message split over two lines
+    // repeats its usage and is counted once.
+    let claude = ClaudeCode::new(tmp.path().to_path_buf());
+    let file = tmp.path().join("projects/-home-ana-books/s-1.jsonl");
+    let usage = json!({"input_tokens": 10, "cache_creation_input_tokens": 200, "cache_read_input_tokens": 3000, "output_tokens": 40});
+    let reply = |id: &str, content: Value, at: &str| {
+        let mut line = claude_line("assistant", content, json!({"message_id": id, "timestamp": at}));
+        line["message"]["usage"] = usage.clone();
+        line
+    };
+    write_lines(
+        &file,
+        &[
+            claude_line("user", json!("Sum the receipts"), json!({"timestamp": "2026-11-30T09:00:00Z"})),
+            reply("m1", json!([{"type": "text", "text": "Reading them."}]), "2026-11-30T09:00:30Z"),
+            reply(
+                "m1",
+                json!([{"type": "tool_use", "id": "t1", "name": "Glob", "input": {"pattern": "*"}}]),
+                "2026-11-30T09:00:31Z",
+            ),
+            claude_line("user", json!([{"type": "tool_result", "tool_use_id": "t1", "content": "a.txt"}]), json!({})),
+            reply("m2", json!([{"type": "text", "text": "42 euros."}]), "2026-11-30T09:02:00Z"),
+        ],
+    );
+    assert_eq!(cost(&read(&claude, &file)), [(Some(2 * 3250), Some(120))]);
+
+    // Pi: each assistant message's `usage`, `totalTokens` where Pi wrote it.
+    let pi = Pi::new(tmp.path().to_path_buf());
+    let file = tmp.path().join("sessions/--home-ana-books--/2026-12-01T08-00-00_c.jsonl");
+    let entry = |id: &str, parent: Option<&str>, at: &str, message: Value| json!({"type": "message", "id": id, "parentId": parent, "timestamp": at, "message": message});
+    write_lines(
+        &file,
+        &[
+            json!({"type": "session", "version": 3, "id": "c", "timestamp": "2026-12-01T08:00:00Z", "cwd": "/home/ana/books"}),
+            entry("e1", None, "2026-12-01T08:00:00Z", json!({"role": "user", "content": "Sum the receipts"})),
+            entry(
+                "e2",
+                Some("e1"),
+                "2026-12-01T08:01:00Z",
+                json!({"role": "assistant", "content": [{"type": "text", "text": "42 euros."}], "usage": {"input": 100, "output": 20, "cacheRead": 0, "cacheWrite": 0, "totalTokens": 120}, "stopReason": "stop"}),
+            ),
+        ],
+    );
+    assert_eq!(cost(&read(&pi, &file)), [(Some(120), Some(60))]);
+
+    // Codex: a `token_count` event after each response, `info.last_token_usage` being its call's.
+    let codex = Codex::new(tmp.path().to_path_buf());
+    let file = tmp.path().join("sessions/2026/12/03/rollout-2026-12-03T09-00-00-c-9.jsonl");
+    let event = |at: &str, payload: Value| json!({"timestamp": at, "type": "event_msg", "payload": payload});
+    let counted = |at: &str, last: u64, total: u64| {
+        event(
+            at,
+            json!({"type": "token_count", "info": {"last_token_usage": {"total_tokens": last}, "total_token_usage": {"total_tokens": total}}}),
+        )
+    };
+    write_lines(
+        &file,
+        &[
+            json!({"timestamp": "2026-12-03T09:00:00Z", "type": "session_meta", "payload": {"id": "c-9", "cwd": "/home/ana/books"}}),
+            event("2026-12-03T09:00:00Z", json!({"type": "user_message", "message": "Sum the receipts"})),
+            counted("2026-12-03T09:00:40Z", 500, 500),
+            json!({"timestamp": "2026-12-03T09:03:00Z", "type": "response_item", "payload": {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "42 euros."}]}}),
+            counted("2026-12-03T09:03:00Z", 700, 1200),
+            event("2026-12-03T09:03:00Z", json!({"type": "token_count", "info": null})),
+        ],
+    );
+    assert_eq!(cost(&read(&codex, &file)), [(Some(1200), Some(180))]);
+
+    // skd: its finish event's tokens, at the time the event was written.
+    let skd = SkdRuns::new(tmp.path().join("runs"));
+    let file = tmp.path().join("runs/run-c.jsonl");
+    write_lines(
+        &file,
+        &[
+            json!({"event": "start", "schema_version": 1, "run_id": "run-c", "time": "2026-12-03T07:00:00Z", "task": "Sum the receipts", "student": "qwen", "max_steps": 8, "tools": []}),
+            json!({"event": "finish", "time": "2026-12-03T07:00:05Z", "outcome": "answered", "answer": "42", "steps": 1, "prompt_tokens": 10, "completion_tokens": 5, "elapsed_ms": 5000, "error": null}),
+        ],
+    );
+    assert_eq!(cost(&read(&skd, &file)), [(Some(15), Some(5))]);
+}

@@ -203,11 +203,12 @@ pub fn mine(config: &Config, args: MineArgs) -> Result<Exit> {
         };
         let sources: Vec<String> = p.sources.iter().map(|(s, n)| format!("{s} {n}")).collect();
         println!(
-            "{what:<22} {}  ({} episodes, {} failed; {})",
+            "{what:<22} {}  ({} episodes, {} failed; {}; each {})",
             one_line(&p.job),
             p.episodes,
             p.failures,
-            sources.join(", ")
+            sources.join(", "),
+            p.cost_summary()
         );
         for e in &p.evidence {
             let outcome = e.outcome.as_str();

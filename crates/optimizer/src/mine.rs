@@ -99,7 +99,14 @@ pub struct Proposal {
     /// Tool calls an episode of the job made, on average: what the job costs an agent each
     /// time it comes back (the one measure of cost every log source records).
     pub mean_tool_calls: f64,
-    /// The ranking score: episodes × (1 + the share that failed) × (1 + mean tool calls / 10).
+    /// Minutes from the task to the agent's last response, on average over the episodes
+    /// whose logs have times: what the job costs its user in waiting. None when none has.
+    pub mean_minutes: Option<f64>,
+    /// Tokens an episode's model calls used, on average over the episodes whose logs count
+    /// them. Shown, not ranked on: agents count them differently (one resends a 30,000-token
+    /// context each call, another a 2,000-token one), so they compare within a source only.
+    pub mean_tokens: Option<f64>,
+    /// The ranking score: see [`ranking_score`].
     pub score: f64,
     /// Some of the episodes, the failures first.
     pub evidence: Vec<Evidence>,
@@ -109,6 +116,15 @@ pub struct Proposal {
 }
 
 impl Proposal {
+    /// What the job costs each time, in words: `5.0 tool calls, 4.2 min, 31,000 tokens` (the
+    /// minutes and tokens where the logs have them).
+    pub fn cost_summary(&self) -> String {
+        let mut parts = vec![format!("{:.1} tool calls", self.mean_tool_calls)];
+        parts.extend(self.mean_minutes.map(|m| format!("{m:.1} min")));
+        parts.extend(self.mean_tokens.map(|t| format!("{:.0} tokens", t)));
+        parts.join(", ")
+    }
+
     /// The job's episodes, out of the `episodes` that were given to [`mine`].
     pub fn members_in<'a>(&self, episodes: &[&'a Episode]) -> Vec<&'a Episode> {
         self.members.iter().map(|&i| episodes[i]).collect()
@@ -226,6 +242,10 @@ pub fn mine(
             .collect();
         let n = members.len();
         let mean_tool_calls = members.iter().map(|&i| episodes[i].tools.len()).sum::<usize>() as f64 / n as f64;
+        let mean_of = |values: Vec<f64>| (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64);
+        let mean_minutes =
+            mean_of(members.iter().filter_map(|&i| episodes[i].seconds).map(|s| s as f64 / 60.0).collect());
+        let mean_tokens = mean_of(members.iter().filter_map(|&i| episodes[i].tokens).map(|t| t as f64).collect());
         proposals.push(Proposal {
             kind,
             skill: covering.or_else(|| nearest.map(|(k, _)| library[k].name.clone())),
@@ -236,7 +256,9 @@ pub fn mine(
             failures,
             sources,
             mean_tool_calls,
-            score: ranking_score(n, failures, mean_tool_calls),
+            mean_minutes,
+            mean_tokens,
+            score: ranking_score(n, failures, mean_tool_calls, mean_minutes),
             evidence,
             members: members.clone(),
         });
@@ -246,13 +268,15 @@ pub fn mine(
 }
 
 /// How much a job is worth a skill: how often it comes back, counted again for the share of
-/// those times it failed, and again for each ten tool calls it takes an agent on average. The
-/// cost term is mild on purpose: a job asked twice as often stays ahead of one that takes a
-/// few more steps, while between jobs asked alike the longer one, which a skill saves more
-/// work on, comes first.
-pub fn ranking_score(episodes: usize, failures: usize, mean_tool_calls: f64) -> f64 {
+/// those times it failed, and again for what it costs each time: the larger of its tool calls
+/// in tens and its minutes of waiting in fives (ten tool calls or five minutes count one; the
+/// larger, since the calls take the minutes). The cost term is mild on purpose: a job asked
+/// twice as often stays ahead of one that takes a few more steps, while between jobs asked
+/// alike the longer one, which a skill saves more work on, comes first.
+pub fn ranking_score(episodes: usize, failures: usize, mean_tool_calls: f64, mean_minutes: Option<f64>) -> f64 {
     let n = episodes.max(1) as f64;
-    n * (1.0 + failures as f64 / n) * (1.0 + mean_tool_calls / 10.0)
+    let cost = (mean_tool_calls / 10.0).max(mean_minutes.unwrap_or(0.0) / 5.0);
+    n * (1.0 + failures as f64 / n) * (1.0 + cost)
 }
 
 /// Greedy grouping by direction, then one pass that moves each vector to its nearest group.

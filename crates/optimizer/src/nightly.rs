@@ -251,6 +251,9 @@ pub struct Plan {
     pub failures: usize,
     /// Episodes per source.
     pub sources: BTreeMap<String, usize>,
+    /// What the job costs each time (`skd mine`'s words: tool calls, minutes, tokens).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cost: String,
     /// Mined cases per split (train, validation, test).
     pub cases: [usize; 3],
     /// Train cases the teacher added where the mined ones were too few.
@@ -558,6 +561,7 @@ impl Nightly<'_> {
                 episodes: p.episodes,
                 failures: p.failures,
                 sources: p.sources.clone(),
+                cost: p.cost_summary(),
                 cases: [count(Split::Train), count(Split::Validation), count(Split::Test)],
                 teacher_cases: 0,
                 library_hash,
@@ -1009,6 +1013,9 @@ pub fn report_markdown(night: &NightState) -> String {
             md.push_str(&format!("- the teacher's job sentence was not used: {}\n", one_line(why)));
         }
         md.push_str(&format!("- episodes: {} ({} failed; {})\n", p.episodes, p.failures, sources.join(", ")));
+        if !p.cost.is_empty() {
+            md.push_str(&format!("- each time: {}\n", p.cost));
+        }
         for e in p.evidence.iter().take(REPORT_EVIDENCE) {
             md.push_str(&format!(
                 "- evidence ({}, {}): {} ({})\n",
@@ -1234,6 +1241,7 @@ mod tests {
             episodes: 4,
             failures: 0,
             sources: BTreeMap::new(),
+            cost: String::new(),
             cases: [2, 1, 1],
             teacher_cases: 0,
             library_hash,

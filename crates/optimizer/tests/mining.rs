@@ -133,6 +133,25 @@ fn between_jobs_asked_as_often_the_one_that_takes_more_tool_calls_ranks_first() 
     // 3 x (1 + 1/3) x (1 + 5/10), and without tool calls 3 x (1 + 1/3).
     assert!((expense.score - 6.0).abs() < 1e-9 && (inbox.score - 4.0).abs() < 1e-9, "{report:?}");
     assert!(rank("expense") < rank("email"));
+    assert_eq!((expense.mean_minutes, expense.mean_tokens), (None, None), "no times or token counts in these");
+
+    // Waiting costs too: the inbox job taking a quarter of an hour each time (its logs'
+    // times) now ranks first, 3 x (1 + 1/3) x (1 + 15/5), where five minutes count as ten
+    // tool calls. Tokens are shown, not ranked on.
+    let inbox_members = inbox.members.clone();
+    for (n, &i) in inbox_members.iter().enumerate() {
+        episodes[i].seconds = Some(15 * 60);
+        episodes[i].tokens = Some(1_000 * (n as u64 + 1));
+    }
+    let refs: Vec<&Episode> = episodes.iter().collect();
+    let report = mine(&refs, &[], &embedder, &MineConfig::default()).expect("mine");
+    let inbox = &report.proposals[0];
+    assert_eq!(
+        (inbox.members.clone(), inbox.mean_minutes, inbox.mean_tokens),
+        (inbox_members, Some(15.0), Some(2_000.0))
+    );
+    assert!((inbox.score - 16.0).abs() < 1e-9, "{report:?}");
+    assert_eq!(inbox.cost_summary(), "0.0 tool calls, 15.0 min, 2000 tokens");
 }
 
 /// Writes `e` as one session file of its source's own format under `root`, with a follow-up
