@@ -1,6 +1,7 @@
 //! Hybrid search: the BM25 ranking of [`SearchIndex`] and a ranking by meaning (the cosine
 //! similarity of sentence embeddings) fused by weighted reciprocal rank, so a question in other
-//! words than its note's still finds it, and an exact term still counts.
+//! words than its note's still finds it, and an exact term still counts. The fusion is by
+//! document (MaxP, see `fuse`): one hit a note.
 //!
 //! Each document's embedding is computed once and kept beside the index
 //! (`vectors-<model>.bin`, keyed by the hash of the text embedded), so a search embeds only
@@ -10,8 +11,8 @@ use crate::Result;
 use crate::index::{SearchHit, SearchIndex, SearchOptions};
 use skill_core::embed_cache::CachedEmbedder;
 use skill_core::{Embedder, Hit, RetrievalQuery, Retriever, cosine};
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::Arc;
 
 /// The constant of reciprocal rank fusion (Cormack et al. 2009): a document's fused score is
@@ -78,19 +79,9 @@ impl HybridSearch {
         by_meaning.sort_by(|a, b| b.1.total_cmp(&a.1));
         by_meaning.truncate(DEPTH);
 
-        let key = |h: &SearchHit| (h.path.clone(), h.line_start);
-        let mut fused: HashMap<(PathBuf, usize), (f64, SearchHit)> = HashMap::new();
-        for (rank, hit) in lexical.into_iter().enumerate() {
-            fused.entry(key(&hit)).or_insert((0.0, hit)).0 += 1.0 / (RRF_K + rank as f64 + 1.0);
-        }
-        for (rank, (i, _)) in by_meaning.into_iter().enumerate() {
-            let hit = &documents[i].0;
-            // A BM25 hit keeps its highlighted snippet.
-            fused.entry(key(hit)).or_insert_with(|| (0.0, hit.clone())).0 +=
-                self.meaning_weight / (RRF_K + rank as f64 + 1.0);
-        }
-        let mut hits: Vec<(f64, SearchHit)> = fused.into_values().collect();
-        hits.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.path.cmp(&b.1.path)));
+        let lexical: Vec<&SearchHit> = lexical.iter().collect();
+        let meaning: Vec<&SearchHit> = by_meaning.iter().map(|&(i, _)| &documents[i].0).collect();
+        let hits = fuse(&lexical, &meaning, self.meaning_weight);
         Ok(hits
             .into_iter()
             .take(limit)
@@ -102,11 +93,82 @@ impl HybridSearch {
     }
 }
 
+/// Weighted reciprocal rank fusion by document (MaxP): a note's rank in each list is that of
+/// its best section among the notes listed, so a note the words find in one section and the
+/// meaning in another is one candidate found both ways, not two sections found once each.
+/// One hit per document, best first: the section shown is the note's best by its own fused
+/// score (a BM25 hit, listed first, keeps its highlighted snippet).
+fn fuse(lexical: &[&SearchHit], meaning: &[&SearchHit], meaning_weight: f64) -> Vec<(f64, SearchHit)> {
+    type Sections<'a> = HashMap<usize, (f64, &'a SearchHit)>;
+    let mut notes: HashMap<&Path, (f64, Sections)> = HashMap::new();
+    for (list, weight) in [(lexical, 1.0), (meaning, meaning_weight)] {
+        let mut ranked: HashSet<&Path> = HashSet::new();
+        for (position, &hit) in list.iter().enumerate() {
+            let note = notes.entry(hit.path.as_path()).or_default();
+            if ranked.insert(hit.path.as_path()) {
+                note.0 += weight / (RRF_K + ranked.len() as f64);
+            }
+            note.1.entry(hit.line_start).or_insert((0.0, hit)).0 += weight / (RRF_K + position as f64 + 1.0);
+        }
+    }
+    let mut hits: Vec<(f64, SearchHit)> = notes
+        .into_values()
+        .filter_map(|(score, sections)| {
+            let best = sections
+                .into_values()
+                .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.line_start.cmp(&a.1.line_start)))?;
+            Some((score, best.1.clone()))
+        })
+        .collect();
+    hits.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.path.cmp(&b.1.path)));
+    hits
+}
+
 #[async_trait::async_trait]
 impl Retriever for HybridSearch {
     async fn retrieve(&self, query: &RetrievalQuery) -> skill_core::Result<Vec<Hit>> {
         let opts = SearchOptions { limit: query.limit, scope: query.scope, ..SearchOptions::default() };
         let hits = self.search(&query.text, &opts).map_err(|e| skill_core::Error::backend("hybrid search", e))?;
         Ok(hits.into_iter().map(crate::index::to_hit).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::HitKind;
+    use std::path::PathBuf;
+
+    fn section(note: &str, line_start: usize) -> SearchHit {
+        SearchHit {
+            kind: HitKind::Note,
+            score: 0.0,
+            path: PathBuf::from(note),
+            title: note.into(),
+            name: None,
+            description: None,
+            heading_path: Vec::new(),
+            line_start,
+            line_end: line_start + 5,
+            snippet: String::new(),
+            highlights: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_note_found_by_words_in_one_section_and_by_meaning_in_another_is_found_both_ways() {
+        let (a1, a2, b1) = (section("a.md", 1), section("a.md", 10), section("b.md", 1));
+        // Words rank a.md's first section first, meaning its second; b.md's one section comes
+        // second in both. By section, b.md's would win (1/62 + 4/62 against a2's 4/61).
+        let fused = fuse(&[&a1, &b1], &[&a2, &b1], 4.0);
+        let order: Vec<(&str, usize)> =
+            fused.iter().map(|(_, h)| (h.path.to_str().expect("utf-8"), h.line_start)).collect();
+        assert_eq!(order, [("a.md", 10), ("b.md", 1)], "one hit a note, a.md's best section shown");
+        assert!((fused[0].0 - 5.0 / 61.0).abs() < 1e-12 && (fused[1].0 - 5.0 / 62.0).abs() < 1e-12);
+        // A note's rank counts notes, not sections: a third section of a.md ahead of b.md in
+        // the words' list does not push b.md down it.
+        let a3 = section("a.md", 20);
+        let fused = fuse(&[&a1, &a3, &b1], &[&a2, &b1], 4.0);
+        assert!((fused[1].0 - 5.0 / 62.0).abs() < 1e-12, "{fused:?}");
     }
 }
