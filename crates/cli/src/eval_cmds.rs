@@ -656,6 +656,7 @@ pub async fn recall(config: &Config, args: RecallArgs) -> Result<Exit> {
         queries_per_kind: args.queries,
         teacher_timeout: args.teacher_timeout,
         embedder,
+        vector_cache: Some(config.index_dir.value.clone()),
     };
     let mut tokens = 0u64;
     let outcome = match checker

@@ -1886,6 +1886,7 @@ impl Distiller<'_> {
             teacher_timeout: state.config.teacher_timeout(),
             // As `skd run` finds skills: by BM25.
             embedder: None,
+            vector_cache: None,
         };
         let best = state.best;
         let markdown = state.candidates[best].markdown.clone();

@@ -106,6 +106,10 @@ pub struct RecallChecker<'a> {
     /// Rank with hybrid search (BM25 and this model's embeddings, as `skd search --hybrid`)
     /// instead of BM25 alone, which is what `skd run` and the distillation use.
     pub embedder: Option<Arc<dyn Embedder>>,
+    /// Where the library's embeddings are kept between checks (with `embedder`): the search
+    /// index's folder, so a skill is embedded once for search and every check alike. None:
+    /// each check embeds the whole library again in its scratch index.
+    pub vector_cache: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -462,7 +466,13 @@ impl RecallChecker<'_> {
         index.update(&sources, true, &mut |_| {}).map_err(|e| Error::other(e.to_string()))?;
         let opts = retrieval::SearchOptions { limit: 3, scope: skill_core::Scope::Skills, ..Default::default() };
         let index = Arc::new(index);
-        let hybrid = self.embedder.clone().map(|model| retrieval::HybridSearch::new(index.clone(), model));
+        let hybrid = self.embedder.clone().map(|model| {
+            let search = retrieval::HybridSearch::new(index.clone(), model);
+            match &self.vector_cache {
+                Some(dir) => search.with_vector_cache(dir),
+                None => search,
+            }
+        });
         let top = |q: &str| -> Result<Option<String>> {
             let hits = match &hybrid {
                 Some(hybrid) => hybrid.search(q, &opts),

@@ -79,6 +79,7 @@ fn checker<'a>(teacher: &'a Scripted, root: &Path) -> RecallChecker<'a> {
         queries_per_kind: 4,
         teacher_timeout: Duration::from_secs(5),
         embedder: None,
+        vector_cache: None,
     }
 }
 
@@ -261,4 +262,43 @@ fn with_an_embedding_model_the_check_ranks_as_hybrid_search_does() {
         .expect("hybrid");
     assert_eq!(by_words.iter().map(|(_, ok)| *ok).collect::<Vec<_>>(), [false, false, true], "{by_words:?}");
     assert_eq!(by_both.iter().map(|(_, ok)| *ok).collect::<Vec<_>>(), [true, true, true], "{by_both:?}");
+}
+
+/// The real model, counting the texts it is given.
+struct Counted(std::sync::Arc<dyn skill_core::Embedder>, std::sync::atomic::AtomicUsize);
+
+impl skill_core::Embedder for Counted {
+    fn id(&self) -> &str {
+        self.0.id()
+    }
+    fn embed(&self, texts: &[&str]) -> skill_core::Result<Vec<Vec<f32>>> {
+        self.1.fetch_add(texts.len(), std::sync::atomic::Ordering::Relaxed);
+        self.0.embed(texts)
+    }
+}
+
+#[test]
+fn a_kept_vector_cache_embeds_the_library_once_across_checks() {
+    let lib = library();
+    let markdown = std::fs::read_to_string(lib.path().join("count-objects/SKILL.md")).expect("read");
+    let teacher = Scripted::new(&[]);
+    let cache = tempfile::tempdir().expect("tmp");
+    let model = std::sync::Arc::new(Counted(embedding_model(), std::sync::atomic::AtomicUsize::new(0)));
+    let checker = RecallChecker {
+        embedder: Some(model.clone()),
+        vector_cache: Some(cache.path().to_path_buf()),
+        ..checker(&teacher, lib.path())
+    };
+    let (find, miss) = (vec!["sum of the pets in this list".to_string()], vec!["sort these names".to_string()]);
+    let embedded = || model.1.swap(0, std::sync::atomic::Ordering::Relaxed);
+    let first = checker.rank_queries(&markdown, &find, &miss).expect("first");
+    assert_eq!(embedded(), 2 + 2, "the library's two skills and the two queries");
+    let second = checker.rank_queries(&markdown, &find, &miss).expect("second");
+    assert_eq!(embedded(), 2, "the queries only: the skills' vectors were kept");
+    assert_eq!(first, second);
+    // A changed description is one new text.
+    let changed = markdown.replacen("description: ", "description: Adds up counted things. ", 1);
+    assert_ne!(changed, markdown);
+    checker.rank_queries(&changed, &find, &miss).expect("third");
+    assert_eq!(embedded(), 1 + 2);
 }

@@ -57,6 +57,16 @@ impl HybridSearch {
         HybridSearch { index, embedder, vectors, meaning_weight: DEFAULT_MEANING_WEIGHT }
     }
 
+    /// The same search with the documents' vectors kept in `dir` (`vectors-<model>.bin`, by
+    /// the hash of each text) rather than beside the index: an index built afresh for each
+    /// use (the recall check's scratch index) then embeds only the texts not seen before.
+    pub fn with_vector_cache(mut self, dir: &Path) -> Self {
+        let model = self.embedder.clone();
+        self.vectors =
+            CachedEmbedder::lazy(self.embedder.id(), dir, move || Ok(Box::new(model.clone()) as Box<dyn Embedder>));
+        self
+    }
+
     /// The same search with the ranking by meaning weighted `weight` against BM25's 1 in the
     /// fusion (1 is plain reciprocal rank fusion; a larger weight trusts meaning more).
     pub fn with_meaning_weight(mut self, weight: f64) -> Self {
