@@ -15,7 +15,7 @@
 //! older versions), and its result in the session names it (`agentId: <id>`, or
 //! `toolUseResult.agentId`). Its tool calls are read into the session right after the call
 //! that started it: the work it did for the user's task, with its errors, its whole-file reads
-//! and whether it changed files (which then decides the call's own `writes`). Its text is not.
+//! and the files it changed (its calls stand for the call's own `writes`). Its text is not.
 
 use crate::harness::user_text;
 use crate::jsonl::{read_jsonl, text_of};
@@ -77,8 +77,9 @@ impl LogSource for ClaudeCode {
                     continue;
                 }
             };
+            // The subagent's own calls, which follow the call, say what it changed.
             if let Some(Turn::Tool { writes, .. }) = session.turns.get_mut(at) {
-                *writes = tools.iter().any(|t| matches!(t, Turn::Tool { writes: true, .. }));
+                *writes = false;
             }
             session.turns.splice(at + 1..at + 1, tools);
         }

@@ -218,6 +218,48 @@ fn a_subagent_s_tool_calls_are_read_into_its_session_after_the_call_that_started
     );
     assert_eq!(reads(&e[0]), [("taxis.csv".to_string(), taxis.to_string())]);
     assert_eq!(e[0].answer.as_deref(), Some("You spent 42 EUR."), "the subagent's text is not the answer");
+
+    // A subagent that writes a file: its `Write` is followed like the session's own.
+    let file = tmp.path().join("projects/-home-ana-books/s-3.jsonl");
+    let result = "Done.\nagentId: c3d4";
+    write_lines(
+        &file,
+        &[
+            claude_line("user", json!("Put the taxi total in taxis.md"), json!({})),
+            claude_line(
+                "assistant",
+                json!([{"type": "tool_use", "id": "t1", "name": "Task", "input": {"prompt": "Write the total"}}]),
+                json!({"message_id": "m1"}),
+            ),
+            claude_line(
+                "user",
+                json!([{"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "text", "text": result}]}]),
+                json!({}),
+            ),
+        ],
+    );
+    write_lines(
+        &tmp.path().join("projects/-home-ana-books/s-3/subagents/agent-c3d4.jsonl"),
+        &[
+            sub("user", json!("Write the total"), json!({})),
+            sub(
+                "assistant",
+                json!([{"type": "tool_use", "id": "w1", "name": "Write", "input": {"file_path": "/home/ana/books/taxis.md", "content": "Taxis: 42 EUR\n"}}]),
+                json!({"message_id": "s1"}),
+            ),
+            sub("user", json!([{"type": "tool_result", "tool_use_id": "w1", "content": "File created"}]), json!({})),
+        ],
+    );
+    let e = read(&source, &file);
+    assert_eq!(
+        e[0].tools.iter().map(|t| (t.name.as_str(), t.writes)).collect::<Vec<_>>(),
+        [("Task", false), ("Write", true)],
+        "the subagent's Write stands for the call"
+    );
+    assert_eq!(
+        (e[0].written.iter().map(|w| (w.path.as_str(), w.content.as_str())).collect::<Vec<_>>(), e[0].unknown_writes),
+        (vec![("taxis.md", "Taxis: 42 EUR\n")], false)
+    );
 }
 
 #[test]
