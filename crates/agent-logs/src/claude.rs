@@ -143,6 +143,11 @@ fn parse(path: &Path, tools_only: bool) -> Result<(Session, Vec<(usize, String)>
             let id = v["message"]["id"].as_str().map(str::to_string);
             let text = text_of(content, &["text"]);
             let same_message = id.is_some() && id == last_message;
+            // A message split over lines repeats its usage on each: counted once, first, so the
+            // message's text lines stay next to each other to be joined.
+            if !same_message {
+                session.turns.push(Turn::Model { tokens: usage_tokens(&v["message"]["usage"]), time: timestamp(v) });
+            }
             if !text.trim().is_empty() && !tools_only {
                 match session.turns.last_mut() {
                     Some(Turn::Assistant { text: before }) if same_message => {
@@ -158,10 +163,6 @@ fn parse(path: &Path, tools_only: bool) -> Result<(Session, Vec<(usize, String)>
                     calls.insert(block["id"].as_str().unwrap_or("").to_string(), session.turns.len());
                     session.turns.push(tool_call(name, &block["input"], session.project.as_deref()));
                 }
-            }
-            // A message split over lines repeats its usage on each: counted once.
-            if !same_message && let Some(tokens) = usage_tokens(&v["message"]["usage"]) {
-                session.turns.push(Turn::Model { tokens: Some(tokens), time: timestamp(v) });
             }
             last_message = id;
             continue;

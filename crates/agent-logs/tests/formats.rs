@@ -1034,6 +1034,20 @@ fn what_a_task_cost_is_read_from_each_log_tokens_summed_and_seconds_to_the_last_
         ],
     );
     assert_eq!(cost(&read(&claude, &file)), [(Some(2 * 3250), Some(120))]);
+    // Lines without `usage` still tell the time.
+    let file = tmp.path().join("projects/-home-ana-books/s-2.jsonl");
+    write_lines(
+        &file,
+        &[
+            claude_line("user", json!("Sum the receipts"), json!({"timestamp": "2026-11-30T09:00:00Z"})),
+            claude_line(
+                "assistant",
+                json!([{"type": "text", "text": "42 euros."}]),
+                json!({"message_id": "m1", "timestamp": "2026-11-30T09:00:45Z"}),
+            ),
+        ],
+    );
+    assert_eq!(cost(&read(&claude, &file)), [(None, Some(45))]);
 
     // Pi: each assistant message's `usage`, `totalTokens` where Pi wrote it.
     let pi = Pi::new(tmp.path().to_path_buf());

@@ -40,7 +40,7 @@ pub const MINED_JSON_ANSWER_INSTRUCTIONS: &str = "Work it out step by step, then
 const MAX_JSON_FIELDS: usize = 16;
 
 /// Most added lines a file check asks for one by one: a file that gained more is a document
-/// whose wording is the student's own, and is checked for being there.
+/// whose wording is the student's own (its kept lines are still asked for).
 const MAX_FILE_CHECK_LINES: usize = 12;
 
 /// Tools that change a file (skd's, Pi's, Claude Code's), for episodes stored before
@@ -175,12 +175,15 @@ fn files_read(e: &Episode) -> BTreeMap<String, String> {
 }
 
 /// The file checks of an accepted task whose agent changed files, when the log shows every
-/// change whole: each file it left must be there with the lines its change added (for a file
-/// not in the workspace, all of its lines), or, where the change only removed lines, with its
-/// text exactly. A file that gained more than [`MAX_FILE_CHECK_LINES`] lines is a document
-/// written rather than a record filled in: it is checked for being there. None when the
-/// episode changed no file, changed one in a way the log does not show, or edited a file the
-/// case's workspace does not hold.
+/// change whole: each file it left must be there with every line it had after the accepted
+/// change, the lines it kept and the lines it gained (for a file not in the workspace, all of
+/// its lines), or, where the change only removed lines, with its text exactly. Kept lines
+/// count: a student that writes the new row alone over the sheet has lost the user's rows. A
+/// file that gained more than [`MAX_FILE_CHECK_LINES`] lines is a document written rather than
+/// a record filled in: its new lines are not asked for one by one (its wording is the
+/// student's own), its kept ones still are. Lines the change removed are not checked. None
+/// when the episode changed no file, changed one in a way the log does not show, or edited a
+/// file the case's workspace does not hold.
 fn file_checks(e: &Episode, workspace: &BTreeMap<String, String>) -> Option<Vec<Grader>> {
     if e.written.is_empty() || e.unknown_writes {
         return None;
@@ -194,17 +197,16 @@ fn file_checks(e: &Episode, workspace: &BTreeMap<String, String>) -> Option<Vec<
                 None => return None,
             };
             let had: std::collections::HashSet<&str> = before.lines().map(str::trim).collect();
-            let added: Vec<String> = file
-                .content
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !had.contains(l))
-                .map(str::to_string)
-                .collect();
-            let (equals, contains) = match added.len() {
+            let mut seen = std::collections::HashSet::new();
+            let lines: Vec<&str> =
+                file.content.lines().map(str::trim).filter(|l| !l.is_empty() && seen.insert(*l)).collect();
+            let added = lines.iter().filter(|l| !had.contains(*l)).count();
+            let (equals, contains) = match added {
                 0 => (Some(file.content.clone()), Vec::new()),
-                n if n > MAX_FILE_CHECK_LINES => (None, Vec::new()),
-                _ => (None, added),
+                n if n > MAX_FILE_CHECK_LINES => {
+                    (None, lines.iter().filter(|l| had.contains(*l)).map(|l| l.to_string()).collect())
+                }
+                _ => (None, lines.iter().map(|l| l.to_string()).collect()),
             };
             Some(Grader::File { path: file.path.clone(), equals, contains })
         })
@@ -346,21 +348,23 @@ mod tests {
         ];
         let suite = suite_from_episodes("mined-job", &[&e]);
         let case = &suite.evals[0];
+        let lines = |l: &[&str]| l.iter().map(|l| l.to_string()).collect::<Vec<_>>();
         assert_eq!(
             case.graders,
             [
                 Grader::File {
                     path: "expenses.csv".into(),
                     equals: None,
-                    contains: vec!["2026-11-03,train,73".into()]
+                    contains: lines(&["date,item,amount", "2026-11-02,lunch,12", "2026-11-03,train,73"])
                 },
                 Grader::File {
                     path: "notes/november.md".into(),
                     equals: None,
-                    contains: vec!["# November".into(), "Train: 73".into()]
+                    contains: lines(&["# November", "Train: 73"])
                 },
             ],
-            "the rows the accepted change added, and the new file's lines; the reply \"Added.\" is not graded"
+            "the sheet's rows as the accepted change left them, kept and added (a student that writes the new row \
+             alone over the sheet has lost the user's rows), and the new file's lines; the reply \"Added.\" is not graded"
         );
         assert_eq!(
             (case.mode, case.workspace_files.get("expenses.csv").map(String::as_str)),
@@ -368,11 +372,19 @@ mod tests {
         );
         assert!(suite.problems("").is_empty(), "{:?}", suite.problems(""));
 
-        // A change that only removed lines: the file must be left exactly so. A document of
-        // many new lines: it must be there (its wording is the student's own).
+        // A change that only removed lines: the file must be left exactly so. Many new lines:
+        // a document, whose wording is the student's own: a new one must be there, an edited
+        // one must keep its lines.
         let mut trimmed = e.clone();
         let long: String = (1..=20).map(|i| format!("Point {i}\n")).collect();
-        trimmed.written = vec![file("expenses.csv", "date,item,amount\n", false), file("weekly.md", &long, true)];
+        trimmed.written = vec![
+            file("expenses.csv", "date,item,amount\n", false),
+            file("weekly.md", &long, true),
+            file("budget.md", &format!("Budget: 100\n{long}"), false),
+        ];
+        let mut budget = e.tools[0].clone();
+        budget.read = Some(FileRead { path: "budget.md".into(), content: "Budget: 100\n".into() });
+        trimmed.tools.push(budget);
         assert_eq!(
             suite_from_episodes("mined-job", &[&trimmed]).evals[0].graders,
             [
@@ -382,6 +394,7 @@ mod tests {
                     contains: vec![]
                 },
                 Grader::File { path: "weekly.md".into(), equals: None, contains: vec![] },
+                Grader::File { path: "budget.md".into(), equals: None, contains: lines(&["Budget: 100"]) },
             ]
         );
 
