@@ -21,7 +21,7 @@ use crate::harness::user_text;
 use crate::jsonl::{read_jsonl, text_of};
 use crate::{FileChange, FileRead, LogSource, Replacement, Result, Session, Turn};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// Claude Code's projects folder.
@@ -124,6 +124,8 @@ fn parse(path: &Path, tools_only: bool) -> Result<(Session, Vec<(usize, String)>
     let mut calls: HashMap<String, usize> = HashMap::new();
     // The message id of the last assistant line, to join a message split over lines.
     let mut last_message: Option<String> = None;
+    // Message ids whose usage is counted.
+    let mut usage_counted: HashSet<String> = HashSet::new();
     for line in read_jsonl(path)? {
         let v = &line.value;
         let kind = v["type"].as_str().unwrap_or("");
@@ -143,9 +145,9 @@ fn parse(path: &Path, tools_only: bool) -> Result<(Session, Vec<(usize, String)>
             let id = v["message"]["id"].as_str().map(str::to_string);
             let text = text_of(content, &["text"]);
             let same_message = id.is_some() && id == last_message;
-            // A message split over lines repeats its usage on each: counted once, first, so the
-            // message's text lines stay next to each other to be joined.
-            if !same_message {
+            // A message split over lines repeats its usage on each (even with tool results
+            // between them): counted once, first, so its text lines stay together to be joined.
+            if id.as_ref().is_none_or(|id| usage_counted.insert(id.clone())) {
                 session.turns.push(Turn::Model { tokens: usage_tokens(&v["message"]["usage"]), time: timestamp(v) });
             }
             if !text.trim().is_empty() && !tools_only {
@@ -232,6 +234,7 @@ fn file_change(input: &Value, project: Option<&Path>) -> Option<FileChange> {
             old: edit["old_string"].as_str()?.to_string(),
             new: edit["new_string"].as_str()?.to_string(),
             all: edit["replace_all"].as_bool() == Some(true),
+            whole_lines: false,
         })
     };
     let edits = match input["edits"].as_array() {

@@ -76,6 +76,8 @@ impl LogSource for Codex {
         // Turn index of a call that prints a file -> how, until its output comes.
         let mut reads: HashMap<usize, PendingRead> = HashMap::new();
         let mut seen_meta = false;
+        // The session's running token total, as its last `token_count` gave it.
+        let mut session_tokens = 0u64;
         for line in &lines {
             let v = &line.value;
             // Rollouts before the `{timestamp, type, payload}` envelope hold bare items.
@@ -100,9 +102,18 @@ impl LogSource for Codex {
                     }
                 }
                 ("event_msg", "turn_aborted") => session.turns.push(Turn::Interrupted),
-                // After each model response: `info.last_token_usage` is that call's.
+                // After each model response, and again when rate limits come in (repeating the
+                // last call's usage): what the session's running total gained is new.
                 ("event_msg", "token_count") => {
-                    let tokens = payload["info"]["last_token_usage"]["total_tokens"].as_u64();
+                    let info = &payload["info"];
+                    let tokens = match info["total_token_usage"]["total_tokens"].as_u64() {
+                        Some(total) => {
+                            let gained = total.checked_sub(session_tokens).filter(|&g| g > 0);
+                            session_tokens = session_tokens.max(total);
+                            gained
+                        }
+                        None => info["last_token_usage"]["total_tokens"].as_u64(),
+                    };
                     if tokens.is_some() {
                         session.turns.push(Turn::Model { tokens, time });
                     }
@@ -145,11 +156,20 @@ impl LogSource for Codex {
                 ("response_item", "function_call_output" | "custom_tool_call_output") => {
                     let at = payload["call_id"].as_str().and_then(|id| calls.get(id)).copied();
                     let pending = at.and_then(|i| reads.remove(&i));
-                    if let Some(Turn::Tool { error, rejected, read, partial_read, .. }) =
+                    if let Some(Turn::Tool { name, error, rejected, read, partial_read, .. }) =
                         at.and_then(|i| session.turns.get_mut(i))
                     {
                         let output = output_text(&payload["output"]);
-                        let (failed, refused) = output_verdict(&payload["output"], &output);
+                        let (mut failed, refused) = output_verdict(&payload["output"], &output);
+                        // A patch that did not apply says why, with no exit code; one that did
+                        // says "Success." (or, run as a command, exit code 0).
+                        if name == "apply_patch"
+                            && !output.trim_start().starts_with("Success")
+                            && !output.contains("Exit code: 0")
+                            && !output.contains("Process exited with code 0")
+                        {
+                            failed = true;
+                        }
                         *error = failed;
                         *rejected = refused;
                         match pending.map(|p| p.file(&output, failed)) {
@@ -297,19 +317,20 @@ fn patch_changes(patch: &str, project: Option<&Path>, workdir: Option<&str>) -> 
                     }
                     continue;
                 }
-                match next.split_at_checked(1) {
-                    Some((" ", text)) => {
+                let mut chars = next.chars();
+                match (chars.next(), chars.as_str()) {
+                    (Some(' '), text) => {
                         old.extend([text, "\n"]);
                         new.extend([text, "\n"]);
                     }
-                    Some(("-", text)) => old.extend([text, "\n"]),
-                    Some(("+", text)) => new.extend([text, "\n"]),
+                    (Some('-'), text) => old.extend([text, "\n"]),
+                    (Some('+'), text) => new.extend([text, "\n"]),
                     // An empty context line, as some models write it.
-                    None => {
+                    (None, _) => {
                         old.push('\n');
                         new.push('\n');
                     }
-                    Some(_) => return None,
+                    _ => return None,
                 }
             }
             if !old.is_empty() || !new.is_empty() {
@@ -329,7 +350,7 @@ fn patch_changes(patch: &str, project: Option<&Path>, workdir: Option<&str>) -> 
 
 /// One hunk as a replacement: the old lines must be there to find where it goes.
 fn hunk(old: String, new: String) -> Option<Replacement> {
-    (!old.trim().is_empty()).then_some(Replacement { old, new, all: false })
+    (!old.trim().is_empty()).then_some(Replacement { old, new, all: false, whole_lines: true })
 }
 
 /// Where Codex versions that wrote JSON outputs cut a command's output, silently.

@@ -52,7 +52,8 @@ pub struct Episode {
     /// compare within one source). None where the log does not say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens: Option<u64>,
-    /// Seconds from the task to the agent's last response to it, where the log has times.
+    /// Seconds from the task to the agent's last response before the user spoke again (a
+    /// thanks a day later is not the task's time), where the log has times.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds: Option<u64>,
     /// The files the agent changed, as it left them, where every change to them is known
@@ -223,6 +224,9 @@ struct Open {
     /// Each file's text as the log last showed it (read or written), unredacted: an edit's
     /// result is worked out from it.
     known: HashMap<String, String>,
+    /// The user has spoken since the task (thanks, a correction): the time after that is
+    /// theirs, not the task's, so `seconds` stops growing.
+    clock_stopped: bool,
 }
 
 impl Open {
@@ -232,7 +236,7 @@ impl Open {
         let path = change.path();
         let Some(after) = change.apply(self.known.get(path).map(String::as_str)) else {
             self.known.remove(path);
-            self.episode.unknown_writes = true;
+            self.forget_written(path);
             return;
         };
         let fits = after.len() <= MAX_READ_BYTES;
@@ -246,8 +250,15 @@ impl Open {
                 content: clean(&after),
                 created: matches!(change, FileChange::Whole { .. }),
             }),
-            _ => self.episode.unknown_writes = true,
+            _ => self.forget_written(path),
         }
+    }
+
+    /// A file whose state is no longer known: out of `written`, and the episode's files are
+    /// not all known.
+    fn forget_written(&mut self, path: &str) {
+        self.episode.written.retain(|w| w.path != path);
+        self.episode.unknown_writes = true;
     }
 
     fn fail(&mut self, evidence: String, correction: Option<String>) {
@@ -283,16 +294,19 @@ pub fn episodes(source: &str, file: &Path, session: &Session, redactor: &Redacto
                         Verdict::Correction => {
                             o.fail(format!("the user: {}", quote(&text)), Some(text.clone()));
                             o.episode.follow_ups.push(text);
+                            o.clock_stopped = true;
                             continue;
                         }
                         Verdict::Acceptance => {
                             o.succeed(format!("the user: {}", quote(&text)));
                             o.episode.follow_ups.push(text);
+                            o.clock_stopped = true;
                             continue;
                         }
                         Verdict::None if is_reask(&o.episode.task, &text) => {
                             o.fail(format!("asked again: {}", quote(&text)), None);
                             o.episode.follow_ups.push(text);
+                            o.clock_stopped = true;
                             continue;
                         }
                         Verdict::None => {}
@@ -319,6 +333,7 @@ pub fn episodes(source: &str, file: &Path, session: &Session, redactor: &Redacto
                     },
                     failed: false,
                     known: HashMap::new(),
+                    clock_stopped: false,
                 });
             }
             // Before the first task (a harness preamble) nothing is recorded.
@@ -332,12 +347,14 @@ pub fn episodes(source: &str, file: &Path, session: &Session, redactor: &Redacto
             }
             Turn::Tool { name, error, rejected, read, partial_read, writes, changes } => {
                 if let Some(o) = &mut open {
+                    // A command that failed may have written before it failed (`sed -i ..; grep
+                    // -q ..`); an edit tool that failed changed nothing.
+                    if *writes && changes.is_empty() && !*rejected {
+                        o.episode.unknown_writes = true;
+                    }
                     if !*error && !*rejected {
                         if let Some(r) = read {
                             o.known.insert(r.path.clone(), r.content.clone());
-                        }
-                        if *writes && changes.is_empty() {
-                            o.episode.unknown_writes = true;
                         }
                         for change in changes {
                             o.track_change(change, &clean);
@@ -374,7 +391,9 @@ pub fn episodes(source: &str, file: &Path, session: &Session, redactor: &Redacto
                         o.episode.tokens = Some(o.episode.tokens.unwrap_or(0).saturating_add(*t));
                     }
                     let at = |t: Option<&str>| t.and_then(|t| t.parse::<jiff::Timestamp>().ok());
-                    if let (Some(start), Some(now)) = (at(o.episode.time.as_deref()), at(time.as_deref())) {
+                    if let (Some(start), Some(now), false) =
+                        (at(o.episode.time.as_deref()), at(time.as_deref()), o.clock_stopped)
+                    {
                         let seconds = u64::try_from(now.as_second() - start.as_second()).unwrap_or(0);
                         o.episode.seconds = Some(o.episode.seconds.unwrap_or(0).max(seconds));
                     }

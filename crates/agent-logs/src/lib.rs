@@ -206,6 +206,9 @@ pub struct Replacement {
     pub new: String,
     /// Every occurrence (Claude Code's `replace_all`), else the only one.
     pub all: bool,
+    /// `old` is whole lines, found only from a line's start (a patch hunk's lines, which
+    /// Codex matches line by line), not anywhere in a line.
+    pub whole_lines: bool,
 }
 
 impl FileChange {
@@ -222,15 +225,21 @@ impl FileChange {
         match self {
             FileChange::Whole { content, .. } => Some(content.clone()),
             FileChange::Replace { edits, .. } => {
-                let mut text = before?.to_string();
+                // A leading newline makes "found from a line's start" a plain search.
+                let mut text = format!("\n{}", before?);
                 for edit in edits {
-                    let found = if edit.old.is_empty() { 0 } else { text.matches(edit.old.as_str()).count() };
+                    let (old, new) = if edit.whole_lines {
+                        (format!("\n{}", edit.old), format!("\n{}", edit.new))
+                    } else {
+                        (edit.old.clone(), edit.new.clone())
+                    };
+                    let found = if edit.old.is_empty() { 0 } else { text.matches(old.as_str()).count() };
                     if found == 0 || (found > 1 && !edit.all) {
                         return None;
                     }
-                    text = text.replace(&edit.old, &edit.new);
+                    text = text.replace(&old, &new);
                 }
-                Some(text)
+                Some(text[1..].to_string())
             }
         }
     }
@@ -378,6 +387,20 @@ pub(crate) fn home() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_patch_hunk_is_found_from_a_line_s_start_and_an_edit_anywhere() {
+        let edit = |whole_lines: bool| FileChange::Replace {
+            path: "a.py".into(),
+            edits: vec![Replacement { old: "x = 1\n".into(), new: "x = 2\n".into(), all: false, whole_lines }],
+        };
+        // Codex would not find the hunk's line in `max = 1`; an exact-text edit would.
+        assert_eq!(edit(true).apply(Some("max = 1\n")), None);
+        assert_eq!(edit(false).apply(Some("max = 1\n")).as_deref(), Some("max = 2\n"));
+        assert_eq!(edit(true).apply(Some("y = 0\nx = 1\n")).as_deref(), Some("y = 0\nx = 2\n"));
+        // Found twice without `all`: the agent's tool refuses, so the result is not known.
+        assert_eq!(edit(false).apply(Some("x = 1\nx = 1\n")), None);
+    }
 
     #[test]
     fn more_log_dirs_add_a_source_each_and_a_folder_already_read_is_not_added() {

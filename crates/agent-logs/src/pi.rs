@@ -173,6 +173,7 @@ fn file_change(args: &Value, project: Option<&Path>) -> Option<FileChange> {
             old: edit["oldText"].as_str()?.to_string(),
             new: edit["newText"].as_str()?.to_string(),
             all: false,
+            whole_lines: false,
         })
     };
     let edits = match args["edits"].as_array() {

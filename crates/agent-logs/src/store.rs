@@ -10,12 +10,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Version of the store's file.
 const STORE_VERSION: u32 = 1;
+/// The readers' version: raised when they record more of a session (2: file changes, tokens
+/// and times), so files read before are read again.
+const READER_VERSION: u32 = 2;
 
 /// What is kept of one session file: its size and modification time when it was read (the
 /// watermark), and the episodes read from it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct FileEntry {
     source: String,
+    /// The readers' version when it was read: a file read by older readers is read again
+    /// while it is still there (what they did not record, such as the files an episode
+    /// wrote, comes in), and kept as read while it is gone.
+    #[serde(default)]
+    reader: u32,
     len: u64,
     modified: u64,
     episodes: Vec<Episode>,
@@ -130,7 +138,12 @@ impl EpisodeStore {
                     continue;
                 }
                 let modified = modified.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-                if self.data.files.get(&file).is_some_and(|f| f.len == meta.len() && f.modified == modified) {
+                if self
+                    .data
+                    .files
+                    .get(&file)
+                    .is_some_and(|f| f.len == meta.len() && f.modified == modified && f.reader == READER_VERSION)
+                {
                     *report.unchanged.entry(name.clone()).or_default() += 1;
                     continue;
                 }
@@ -141,7 +154,13 @@ impl EpisodeStore {
                         *report.episodes.entry(name.clone()).or_default() += found.len();
                         self.data.files.insert(
                             file,
-                            FileEntry { source: name.clone(), len: meta.len(), modified, episodes: found },
+                            FileEntry {
+                                source: name.clone(),
+                                reader: READER_VERSION,
+                                len: meta.len(),
+                                modified,
+                                episodes: found,
+                            },
                         );
                     }
                     Err(e) => report.problems.push(Problem { source: name.clone(), file, message: e.to_string() }),

@@ -817,6 +817,21 @@ fn the_store_reads_only_what_changed_waits_for_live_sessions_and_keeps_what_is_g
     assert_eq!((report.read.get("claude-code"), report.unchanged.get("claude-code")), (None, Some(&1)));
     assert_eq!(reopened.episodes().len(), 1);
 
+    // A store the previous readers wrote (no `reader` on its files): each file still there is
+    // read again, so what they did not record comes in.
+    let stored = state.join("episodes.json");
+    let mut data: Value = serde_json::from_slice(&std::fs::read(&stored).expect("read")).expect("json");
+    for entry in data["files"].as_object_mut().expect("files").values_mut() {
+        entry.as_object_mut().expect("entry").remove("reader");
+    }
+    std::fs::write(&stored, serde_json::to_vec(&data).expect("json")).expect("write");
+    let mut older = EpisodeStore::open(&state).expect("reopen");
+    let report = older.scan(&store_sources(tmp.path()), &quiet(later), &Redactor::new()).expect("scan");
+    assert_eq!((report.read.get("claude-code"), report.unchanged.get("claude-code")), (Some(&1), None));
+    let report = older.scan(&store_sources(tmp.path()), &quiet(later), &Redactor::new()).expect("scan");
+    assert_eq!(report.unchanged.get("claude-code"), Some(&1), "read again once");
+    let mut reopened = EpisodeStore::open(&state).expect("reopen");
+
     // The agent deleted its transcript: the episode stays.
     std::fs::remove_file(&session).expect("rm");
     reopened.scan(&store_sources(tmp.path()), &quiet(later), &Redactor::new()).expect("scan");
@@ -888,6 +903,12 @@ fn the_files_an_agent_left_are_worked_out_from_its_writes_and_edits_where_the_lo
             claude_line("user", json!("Clear out the old receipts folder"), json!({})),
             call("t5", "Bash", json!({"command": "rm -r receipts/2025"})),
             done("t5", false),
+            // A command that failed after it may have written: `sed -i` ran before `grep` failed.
+            claude_line("user", json!("Put a total line in the sheet"), json!({})),
+            call("t6", "Write", json!({"file_path": "/home/ana/books/total.txt", "content": "85\n"})),
+            done("t6", false),
+            call("t7", "Bash", json!({"command": "sed -i 's/85/86/' total.txt && grep -q 87 total.txt"})),
+            done("t7", true),
         ],
     );
     let e = read(&claude, &file);
@@ -901,6 +922,7 @@ fn the_files_an_agent_left_are_worked_out_from_its_writes_and_edits_where_the_lo
     );
     assert!(!e[0].unknown_writes);
     assert!(e[1].unknown_writes && e[1].written.is_empty(), "a shell command that may write is not followed");
+    assert!(e[2].unknown_writes, "a command that failed may have written before it failed");
 
     // Pi: `read`, then `edit` (`oldText`, `newText`); an `edit` of text that is not in the file
     // as read leaves the file unknown.
@@ -971,6 +993,13 @@ fn the_files_an_agent_left_are_worked_out_from_its_writes_and_edits_where_the_lo
             item(
                 json!({"type": "custom_tool_call_output", "call_id": "p1", "output": "Success. Updated the following files:\nM expenses.csv\nA notes/november.md"}),
             ),
+            // A patch that did not apply (no "Success"): it changed nothing.
+            item(
+                json!({"type": "custom_tool_call", "name": "apply_patch", "call_id": "p0", "input": "*** Begin Patch\n*** Update File: expenses.csv\n@@\n-nowhere\n+x\n*** End Patch"}),
+            ),
+            item(
+                json!({"type": "custom_tool_call_output", "call_id": "p0", "output": "apply_patch verification failed: Failed to find expected lines in expenses.csv"}),
+            ),
             user("Delete the old notes file"),
             item(
                 json!({"type": "custom_tool_call", "name": "apply_patch", "call_id": "p2", "input": "*** Begin Patch\n*** Delete File: notes/old.md\n*** End Patch"}),
@@ -1031,9 +1060,12 @@ fn what_a_task_cost_is_read_from_each_log_tokens_summed_and_seconds_to_the_last_
             ),
             claude_line("user", json!([{"type": "tool_result", "tool_use_id": "t1", "content": "a.txt"}]), json!({})),
             reply("m2", json!([{"type": "text", "text": "42 euros."}]), "2026-11-30T09:02:00Z"),
+            // Thanks a day later, and the agent's reply: the user's time, not the task's.
+            claude_line("user", json!("thanks!"), json!({"timestamp": "2026-12-01T09:00:00Z"})),
+            reply("m3", json!([{"type": "text", "text": "You're welcome."}]), "2026-12-01T09:00:05Z"),
         ],
     );
-    assert_eq!(cost(&read(&claude, &file)), [(Some(2 * 3250), Some(120))]);
+    assert_eq!(cost(&read(&claude, &file)), [(Some(3 * 3250), Some(120))]);
     // Lines without `usage` still tell the time.
     let file = tmp.path().join("projects/-home-ana-books/s-2.jsonl");
     write_lines(
@@ -1084,6 +1116,8 @@ fn what_a_task_cost_is_read_from_each_log_tokens_summed_and_seconds_to_the_last_
             json!({"timestamp": "2026-12-03T09:00:00Z", "type": "session_meta", "payload": {"id": "c-9", "cwd": "/home/ana/books"}}),
             event("2026-12-03T09:00:00Z", json!({"type": "user_message", "message": "Sum the receipts"})),
             counted("2026-12-03T09:00:40Z", 500, 500),
+            // Sent again when rate limits came in: the same running total, nothing new.
+            counted("2026-12-03T09:00:41Z", 500, 500),
             json!({"timestamp": "2026-12-03T09:03:00Z", "type": "response_item", "payload": {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "42 euros."}]}}),
             counted("2026-12-03T09:03:00Z", 700, 1200),
             event("2026-12-03T09:03:00Z", json!({"type": "token_count", "info": null})),

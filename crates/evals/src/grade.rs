@@ -82,6 +82,10 @@ pub enum Grader {
         /// The file must contain each of these.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         contains: Vec<String>,
+        /// Each of these must be a whole line of the file (surrounding whitespace ignored):
+        /// `2026-11-03,train,73` is not found in `2026-11-03,train,730`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        lines: Vec<String>,
     },
     /// The teacher judges the answer against each criterion and cites its evidence.
     Rubric {
@@ -322,7 +326,7 @@ impl Grader {
                 };
                 (hit, evidence)
             }
-            Grader::File { path, equals, contains } => {
+            Grader::File { path, equals, contains, lines } => {
                 let Some(root) = answer.workspace else {
                     return Err(Error::Grader {
                         case: case.id.to_string(),
@@ -333,7 +337,12 @@ impl Grader {
                     Err(e) => (false, format!("{path}: {e}")),
                     Ok(text) => {
                         let equal_ok = equals.as_ref().is_none_or(|want| text.trim_end() == want.trim_end());
-                        let missing: Vec<&String> = contains.iter().filter(|c| !text.contains(c.as_str())).collect();
+                        let has: std::collections::HashSet<&str> = text.lines().map(str::trim).collect();
+                        let missing: Vec<&String> = contains
+                            .iter()
+                            .filter(|c| !text.contains(c.as_str()))
+                            .chain(lines.iter().filter(|l| !has.contains(l.trim())))
+                            .collect();
                         let evidence = if !equal_ok {
                             format!("{path} differs from the expected content: {:?}", clip(&text))
                         } else if !missing.is_empty() {
@@ -560,6 +569,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_file_s_lines_are_whole_lines_and_its_contents_any_text() {
+        let workspace = tempfile::tempdir().expect("tmp");
+        std::fs::write(workspace.path().join("expenses.csv"), "date,item,amount\n  2026-11-03,train,730\n")
+            .expect("write");
+        let case = EvalCase::new("c", "Add the train ticket", "");
+        let answer = Answer { output: "", extracted: "", tool_calls: &[], workspace: Some(workspace.path()) };
+        let grade = |lines: &[&str], contains: &[&str]| {
+            let grader = Grader::File {
+                path: "expenses.csv".into(),
+                equals: None,
+                contains: contains.iter().map(|c| c.to_string()).collect(),
+                lines: lines.iter().map(|l| l.to_string()).collect(),
+            };
+            let (case, answer) = (&case, &answer);
+            async move { grader.grade(case, answer, None).await.expect("grade") }
+        };
+        assert!(grade(&[], &["2026-11-03,train,73"]).await.passed, "a part of a line");
+        let short = grade(&["date,item,amount", "2026-11-03,train,73"], &[]).await;
+        assert_eq!((short.passed, short.evidence.as_str()), (false, "expenses.csv lacks [\"2026-11-03,train,73\"]"));
+        assert!(grade(&["2026-11-03,train,730"], &[]).await.passed, "whitespace around a line ignored");
+    }
+
+    #[tokio::test]
     async fn option_labels_accept_the_letter_in_its_usual_forms_or_the_option_text() {
         let case: EvalCase = serde_json::from_value(serde_json::json!({
             "id": 1,
@@ -702,7 +734,11 @@ mod tests {
         assert!(Grader::Numeric { expected: None, tolerance: 0.1, unit: None }.check(&case).is_err());
         assert!(Grader::Numeric { expected: Some(1.0), tolerance: -1.0, unit: None }.check(&case).is_err());
         assert!(Grader::Regex { pattern: "(".into() }.check(&case).is_err());
-        assert!(Grader::File { path: "../etc/passwd".into(), equals: None, contains: vec![] }.check(&case).is_err());
+        assert!(
+            Grader::File { path: "../etc/passwd".into(), equals: None, contains: vec![], lines: vec![] }
+                .check(&case)
+                .is_err()
+        );
         assert!(Grader::JsonField { pointer: "a".into(), equals: serde_json::json!(1) }.check(&case).is_err());
         case.expected_output = None;
         assert!(Grader::Exact { expected: None }.check(&case).is_err());

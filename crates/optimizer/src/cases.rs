@@ -188,6 +188,17 @@ fn file_checks(e: &Episode, workspace: &BTreeMap<String, String>) -> Option<Vec<
     if e.written.is_empty() || e.unknown_writes {
         return None;
     }
+    // Every file the agent looked at must be in the workspace (or be one it wrote): a file
+    // written from one the student cannot see is a case it cannot do.
+    let seen_elsewhere = e.tools.iter().any(|t| {
+        t.partial_read
+            || t.read
+                .as_ref()
+                .is_some_and(|r| !workspace.contains_key(&r.path) && !e.written.iter().any(|w| w.path == r.path))
+    });
+    if seen_elsewhere {
+        return None;
+    }
     e.written
         .iter()
         .map(|file| {
@@ -201,14 +212,14 @@ fn file_checks(e: &Episode, workspace: &BTreeMap<String, String>) -> Option<Vec<
             let lines: Vec<&str> =
                 file.content.lines().map(str::trim).filter(|l| !l.is_empty() && seen.insert(*l)).collect();
             let added = lines.iter().filter(|l| !had.contains(*l)).count();
-            let (equals, contains) = match added {
+            let (equals, lines) = match added {
                 0 => (Some(file.content.clone()), Vec::new()),
                 n if n > MAX_FILE_CHECK_LINES => {
                     (None, lines.iter().filter(|l| had.contains(*l)).map(|l| l.to_string()).collect())
                 }
                 _ => (None, lines.iter().map(|l| l.to_string()).collect()),
             };
-            Some(Grader::File { path: file.path.clone(), equals, contains })
+            Some(Grader::File { path: file.path.clone(), equals, contains: Vec::new(), lines })
         })
         .collect()
 }
@@ -355,12 +366,14 @@ mod tests {
                 Grader::File {
                     path: "expenses.csv".into(),
                     equals: None,
-                    contains: lines(&["date,item,amount", "2026-11-02,lunch,12", "2026-11-03,train,73"])
+                    contains: vec![],
+                    lines: lines(&["date,item,amount", "2026-11-02,lunch,12", "2026-11-03,train,73"])
                 },
                 Grader::File {
                     path: "notes/november.md".into(),
                     equals: None,
-                    contains: lines(&["# November", "Train: 73"])
+                    contains: vec![],
+                    lines: lines(&["# November", "Train: 73"])
                 },
             ],
             "the sheet's rows as the accepted change left them, kept and added (a student that writes the new row \
@@ -391,10 +404,16 @@ mod tests {
                 Grader::File {
                     path: "expenses.csv".into(),
                     equals: Some("date,item,amount\n".into()),
-                    contains: vec![]
+                    contains: vec![],
+                    lines: vec![]
                 },
-                Grader::File { path: "weekly.md".into(), equals: None, contains: vec![] },
-                Grader::File { path: "budget.md".into(), equals: None, contains: lines(&["Budget: 100"]) },
+                Grader::File { path: "weekly.md".into(), equals: None, contains: vec![], lines: vec![] },
+                Grader::File {
+                    path: "budget.md".into(),
+                    equals: None,
+                    contains: vec![],
+                    lines: lines(&["Budget: 100"])
+                },
             ]
         );
 
@@ -404,7 +423,17 @@ mod tests {
         unknown.unknown_writes = true;
         let mut unseen = e.clone();
         unseen.written = vec![file("ledger.csv", "x\n", false)];
-        for other in [&unknown, &unseen] {
+        // A file the agent saw only in part, or read and not kept: the student could not see
+        // what the written file was made from.
+        let mut partly = e.clone();
+        partly.tools.push(agent_logs::ToolUse { partial_read: true, ..e.tools[0].clone() });
+        let mut unkept = e.clone();
+        unkept.tools.push(agent_logs::ToolUse { writes: true, ..e.tools[0].clone() });
+        unkept.tools.push(agent_logs::ToolUse {
+            read: Some(FileRead { path: "rates.csv".into(), content: "eur,1".into() }),
+            ..e.tools[0].clone()
+        });
+        for other in [&unknown, &unseen, &partly, &unkept] {
             assert_eq!(
                 suite_from_episodes("mined-job", &[other]).evals[0].graders,
                 [Grader::Normalized { expected: None }]

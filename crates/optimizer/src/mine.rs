@@ -116,7 +116,7 @@ pub struct Proposal {
 }
 
 impl Proposal {
-    /// What the job costs each time, in words: `5.0 tool calls, 4.2 min, 31,000 tokens` (the
+    /// What the job costs each time, in words: `5.0 tool calls, 4.2 min, 31000 tokens` (the
     /// minutes and tokens where the logs have them).
     pub fn cost_summary(&self) -> String {
         let mut parts = vec![format!("{:.1} tool calls", self.mean_tool_calls)];
