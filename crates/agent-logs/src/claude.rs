@@ -19,7 +19,7 @@
 
 use crate::harness::user_text;
 use crate::jsonl::{read_jsonl, text_of};
-use crate::{FileChange, FileRead, LogSource, Replacement, Result, Session, Turn};
+use crate::{EditArgs, FileChange, FileRead, LogSource, Result, Session, Turn};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -225,23 +225,8 @@ fn tool_call(name: String, input: &Value, project: Option<&Path>) -> Turn {
 /// What `Write` (`file_path`, `content`), `Edit` (`file_path`, `old_string`, `new_string`,
 /// `replace_all`) or `MultiEdit` (`file_path`, `edits` of those) does to its file.
 fn file_change(input: &Value, project: Option<&Path>) -> Option<FileChange> {
-    let path = crate::path_in_project(project, input["file_path"].as_str()?)?;
-    if let Some(content) = input["content"].as_str() {
-        return Some(FileChange::Whole { path, content: content.to_string() });
-    }
-    let replacement = |edit: &Value| {
-        Some(Replacement {
-            old: edit["old_string"].as_str()?.to_string(),
-            new: edit["new_string"].as_str()?.to_string(),
-            all: edit["replace_all"].as_bool() == Some(true),
-            whole_lines: false,
-        })
-    };
-    let edits = match input["edits"].as_array() {
-        Some(edits) => edits.iter().map(replacement).collect::<Option<Vec<_>>>()?,
-        None => vec![replacement(input)?],
-    };
-    Some(FileChange::Replace { path, edits })
+    EditArgs { path: "file_path", old: "old_string", new: "new_string", all: Some("replace_all") }
+        .change(input, project)
 }
 
 /// The `Read` tool's record of a file shown from its first line to its last

@@ -211,6 +211,42 @@ pub struct Replacement {
     pub whole_lines: bool,
 }
 
+/// The argument names of an agent's write and edit tools.
+pub(crate) struct EditArgs {
+    /// The file's path.
+    pub path: &'static str,
+    /// A replacement's text before.
+    pub old: &'static str,
+    /// Its text after.
+    pub new: &'static str,
+    /// Every occurrence, where the tool has such a flag.
+    pub all: Option<&'static str>,
+}
+
+impl EditArgs {
+    /// What a write (`content`) or edit (one replacement, or `edits` of them) call does to its
+    /// file, from its arguments.
+    pub(crate) fn change(&self, args: &serde_json::Value, project: Option<&Path>) -> Option<FileChange> {
+        let path = path_in_project(project, args[self.path].as_str()?)?;
+        if let Some(content) = args["content"].as_str() {
+            return Some(FileChange::Whole { path, content: content.to_string() });
+        }
+        let replacement = |edit: &serde_json::Value| {
+            Some(Replacement {
+                old: edit[self.old].as_str()?.to_string(),
+                new: edit[self.new].as_str()?.to_string(),
+                all: self.all.is_some_and(|flag| edit[flag].as_bool() == Some(true)),
+                whole_lines: false,
+            })
+        };
+        let edits = match args["edits"].as_array() {
+            Some(edits) => edits.iter().map(replacement).collect::<Option<Vec<_>>>()?,
+            None => vec![replacement(args)?],
+        };
+        Some(FileChange::Replace { path, edits })
+    }
+}
+
 impl FileChange {
     /// The file's path.
     pub fn path(&self) -> &str {

@@ -14,7 +14,7 @@
 
 use crate::harness::user_text;
 use crate::jsonl::{Line, read_jsonl, text_of};
-use crate::{FileChange, FileRead, LogSource, Replacement, Result, Session, Turn};
+use crate::{EditArgs, FileChange, FileRead, LogSource, Result, Session, Turn};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -164,23 +164,7 @@ impl LogSource for Pi {
 /// What `write` (`path`, `content`) or `edit` (`path`, `oldText`, `newText`; or `edits` of
 /// those) does to its file.
 fn file_change(args: &Value, project: Option<&Path>) -> Option<FileChange> {
-    let path = crate::path_in_project(project, args["path"].as_str()?)?;
-    if let Some(content) = args["content"].as_str() {
-        return Some(FileChange::Whole { path, content: content.to_string() });
-    }
-    let replacement = |edit: &Value| {
-        Some(Replacement {
-            old: edit["oldText"].as_str()?.to_string(),
-            new: edit["newText"].as_str()?.to_string(),
-            all: false,
-            whole_lines: false,
-        })
-    };
-    let edits = match args["edits"].as_array() {
-        Some(edits) => edits.iter().map(replacement).collect::<Option<Vec<_>>>()?,
-        None => vec![replacement(args)?],
-    };
-    Some(FileChange::Replace { path, edits })
+    EditArgs { path: "path", old: "oldText", new: "newText", all: None }.change(args, project)
 }
 
 fn entry_id(v: &Value) -> Option<&str> {
