@@ -224,9 +224,19 @@ fn tool_call(name: String, input: &Value, project: Option<&Path>) -> Turn {
 
 /// What `Write` (`file_path`, `content`), `Edit` (`file_path`, `old_string`, `new_string`,
 /// `replace_all`) or `MultiEdit` (`file_path`, `edits` of those) does to its file.
+///
+/// An `Edit` that deletes text (an empty `new_string`) whose `old_string` does not end a line
+/// is not followed: Claude Code may then delete the newline after it too, so the file after
+/// it is not known for sure.
 fn file_change(input: &Value, project: Option<&Path>) -> Option<FileChange> {
-    EditArgs { path: "file_path", old: "old_string", new: "new_string", all: Some("replace_all") }
-        .change(input, project)
+    let args = EditArgs { path: "file_path", old: "old_string", new: "new_string", all: Some("replace_all") };
+    let change = args.change(input, project)?;
+    if let FileChange::Replace { edits, .. } = &change
+        && edits.iter().any(|e| e.new.is_empty() && !e.old.ends_with('\n'))
+    {
+        return None;
+    }
+    Some(change)
 }
 
 /// The `Read` tool's record of a file shown from its first line to its last

@@ -909,6 +909,21 @@ fn the_files_an_agent_left_are_worked_out_from_its_writes_and_edits_where_the_lo
             done("t6", false),
             call("t7", "Bash", json!({"command": "sed -i 's/85/86/' total.txt && grep -q 87 total.txt"})),
             done("t7", true),
+            // A deletion of text that does not end a line: Claude Code may take the newline
+            // after it too, so the file is not known.
+            claude_line("user", json!("Drop the coffee from the sheet"), json!({})),
+            call("t8", "Read", json!({"file_path": "/home/ana/books/expenses.csv"})),
+            claude_line(
+                "user",
+                json!([{"type": "tool_result", "tool_use_id": "t8", "content": sheet}]),
+                json!({"toolUseResult": {"type": "text", "file": {"filePath": "/home/ana/books/expenses.csv", "content": sheet, "numLines": 2, "startLine": 1, "totalLines": 2}}}),
+            ),
+            call(
+                "t9",
+                "Edit",
+                json!({"file_path": "/home/ana/books/expenses.csv", "old_string": "2026-11-02,lunch,12", "new_string": ""}),
+            ),
+            done("t9", false),
         ],
     );
     let e = read(&claude, &file);
@@ -923,6 +938,7 @@ fn the_files_an_agent_left_are_worked_out_from_its_writes_and_edits_where_the_lo
     assert!(!e[0].unknown_writes);
     assert!(e[1].unknown_writes && e[1].written.is_empty(), "a shell command that may write is not followed");
     assert!(e[2].unknown_writes, "a command that failed may have written before it failed");
+    assert!(e[3].unknown_writes && e[3].written.is_empty(), "a deletion whose newline is uncertain");
 
     // Pi: `read`, then `edit` (`oldText`, `newText`); an `edit` of text that is not in the file
     // as read leaves the file unknown.
