@@ -147,11 +147,11 @@ impl LogSource for Codex {
                     }
                     // Codex's shell output is checked when it comes, so its command is judged
                     // here rather than by `Turn::call`.
-                    let mut turn = Turn::call(name, call.writes, None);
-                    if let Turn::Tool { changes, .. } = &mut turn {
-                        *changes = call.changes;
-                    }
-                    session.turns.push(turn);
+                    session.turns.push(if call.changes.is_empty() {
+                        Turn::call(name, call.writes, None)
+                    } else {
+                        Turn::call_changing(name, call.changes)
+                    });
                 }
                 ("response_item", "function_call_output" | "custom_tool_call_output") => {
                     let at = payload["call_id"].as_str().and_then(|id| calls.get(id)).copied();
@@ -162,11 +162,10 @@ impl LogSource for Codex {
                         let output = output_text(&payload["output"]);
                         let (mut failed, refused) = output_verdict(&payload["output"], &output);
                         // A patch that did not apply says why, with no exit code; one that did
-                        // says "Success." (or, run as a command, exit code 0).
+                        // says "Success." (or, run as a command, exits 0).
                         if name == "apply_patch"
                             && !output.trim_start().starts_with("Success")
-                            && !output.contains("Exit code: 0")
-                            && !output.contains("Process exited with code 0")
+                            && exit_code(&output) != Some(0)
                         {
                             failed = true;
                         }
@@ -475,11 +474,15 @@ fn output_verdict(output: &Value, text: &str) -> (bool, bool) {
     let refused = ["rejected by user", "user rejected", "declined by user", "denied by the user"]
         .iter()
         .any(|p| text.contains(p));
-    let exit_code =
-        serde_json::from_str::<Value>(text).ok().and_then(|v| v["metadata"]["exit_code"].as_i64()).or_else(|| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("Exit code: ").or_else(|| l.strip_prefix("Process exited with code ")))
-                .and_then(|c| c.trim().parse::<i64>().ok())
-        });
-    (refused || exit_code.is_some_and(|c| c != 0), refused)
+    (refused || exit_code(text).is_some_and(|c| c != 0), refused)
+}
+
+/// The exit code a command's output reports: the older JSON's `metadata.exit_code`, or an
+/// `Exit code: N` / `Process exited with code N` header.
+fn exit_code(text: &str) -> Option<i64> {
+    serde_json::from_str::<Value>(text).ok().and_then(|v| v["metadata"]["exit_code"].as_i64()).or_else(|| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("Exit code: ").or_else(|| l.strip_prefix("Process exited with code ")))
+            .and_then(|c| c.trim().parse::<i64>().ok())
+    })
 }

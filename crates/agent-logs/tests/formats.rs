@@ -868,6 +868,14 @@ fn the_files_an_agent_left_are_worked_out_from_its_writes_and_edits_where_the_lo
             json!({"message_id": format!("m-{id}")}),
         )
     };
+    // The sheet's `Read` result, the whole file.
+    let sheet_read = |id: &str| {
+        claude_line(
+            "user",
+            json!([{"type": "tool_result", "tool_use_id": id, "content": sheet}]),
+            json!({"toolUseResult": {"type": "text", "file": {"filePath": "/home/ana/books/expenses.csv", "content": sheet, "numLines": 2, "startLine": 1, "totalLines": 2}}}),
+        )
+    };
     let done = |id: &str, error: bool| {
         claude_line(
             "user",
@@ -880,11 +888,7 @@ fn the_files_an_agent_left_are_worked_out_from_its_writes_and_edits_where_the_lo
         &[
             claude_line("user", json!("Add the train ticket of 3 November, 73 euros, to the sheet"), json!({})),
             call("t1", "Read", json!({"file_path": "/home/ana/books/expenses.csv"})),
-            claude_line(
-                "user",
-                json!([{"type": "tool_result", "tool_use_id": "t1", "content": sheet}]),
-                json!({"toolUseResult": {"type": "text", "file": {"filePath": "/home/ana/books/expenses.csv", "content": sheet, "numLines": 2, "startLine": 1, "totalLines": 2}}}),
-            ),
+            sheet_read("t1"),
             call(
                 "t2",
                 "Edit",
@@ -911,13 +915,9 @@ fn the_files_an_agent_left_are_worked_out_from_its_writes_and_edits_where_the_lo
             done("t7", true),
             // A deletion of text that does not end a line: Claude Code may take the newline
             // after it too, so the file is not known.
-            claude_line("user", json!("Drop the coffee from the sheet"), json!({})),
+            claude_line("user", json!("Drop the lunch from the sheet"), json!({})),
             call("t8", "Read", json!({"file_path": "/home/ana/books/expenses.csv"})),
-            claude_line(
-                "user",
-                json!([{"type": "tool_result", "tool_use_id": "t8", "content": sheet}]),
-                json!({"toolUseResult": {"type": "text", "file": {"filePath": "/home/ana/books/expenses.csv", "content": sheet, "numLines": 2, "startLine": 1, "totalLines": 2}}}),
-            ),
+            sheet_read("t8"),
             call(
                 "t9",
                 "Edit",
