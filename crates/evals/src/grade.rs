@@ -86,6 +86,14 @@ pub enum Grader {
         /// `2026-11-03,train,73` is not found in `2026-11-03,train,730`.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         lines: Vec<String>,
+        /// `lines` must come in the order given (other lines may stand between them): a sheet
+        /// whose header moved below its rows has every line and is still wrong.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        in_order: bool,
+        /// None of these may be a whole line of the file (surrounding whitespace ignored): the
+        /// row a task said to delete.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        absent: Vec<String>,
     },
     /// The teacher judges the answer against each criterion and cites its evidence.
     Rubric {
@@ -212,10 +220,13 @@ impl Grader {
                     Ok(())
                 }
             }
-            Grader::File { path, .. } => {
+            Grader::File { path, lines, absent, .. } => {
                 let p = Path::new(path);
+                let both = absent.iter().find(|a| lines.iter().any(|l| l.trim() == a.trim()));
                 if path.is_empty() || p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir) {
                     Err(format!("path must be relative and stay inside the workspace, got `{path}`"))
+                } else if let Some(line) = both {
+                    Err(format!("`{line}` is both in `lines` and in `absent`"))
                 } else {
                     Ok(())
                 }
@@ -326,7 +337,7 @@ impl Grader {
                 };
                 (hit, evidence)
             }
-            Grader::File { path, equals, contains, lines } => {
+            Grader::File { path, equals, contains, lines, in_order, absent } => {
                 let Some(root) = answer.workspace else {
                     return Err(Error::Grader {
                         case: case.id.to_string(),
@@ -343,14 +354,22 @@ impl Grader {
                             .filter(|c| !text.contains(c.as_str()))
                             .chain(lines.iter().filter(|l| !has.contains(l.trim())))
                             .collect();
+                        let present: Vec<&String> = absent.iter().filter(|a| has.contains(a.trim())).collect();
+                        let out_of_order =
+                            if *in_order && missing.is_empty() { first_out_of_order(&text, lines) } else { None };
                         let evidence = if !equal_ok {
                             format!("{path} differs from the expected content: {:?}", clip(&text))
                         } else if !missing.is_empty() {
                             format!("{path} lacks {missing:?}")
+                        } else if !present.is_empty() {
+                            format!("{path} still has {present:?}")
+                        } else if let Some(line) = out_of_order {
+                            format!("{path} has {line:?} out of order")
                         } else {
                             format!("{path} is as expected")
                         };
-                        (equal_ok && missing.is_empty(), evidence)
+                        let passed = equal_ok && missing.is_empty() && present.is_empty() && out_of_order.is_none();
+                        (passed, evidence)
                     }
                 }
             }
@@ -546,6 +565,14 @@ fn json_contains(have: &serde_json::Value, want: &serde_json::Value) -> bool {
     }
 }
 
+/// The first of `lines` not found, as a whole line, after the lines before it: `None` when
+/// the file holds them in the order given. Taking each line's earliest match after the last
+/// is enough: if any order-keeping match exists, that one does.
+fn first_out_of_order<'a>(text: &str, lines: &'a [String]) -> Option<&'a String> {
+    let mut rest = text.lines().map(str::trim);
+    lines.iter().find(|want| !rest.any(|line| line == want.trim()))
+}
+
 fn clip(text: &str) -> String {
     const MAX: usize = 120;
     let text = text.trim();
@@ -581,6 +608,8 @@ mod tests {
                 equals: None,
                 contains: contains.iter().map(|c| c.to_string()).collect(),
                 lines: lines.iter().map(|l| l.to_string()).collect(),
+                in_order: false,
+                absent: vec![],
             };
             let (case, answer) = (&case, &answer);
             async move { grader.grade(case, answer, None).await.expect("grade") }
@@ -589,6 +618,43 @@ mod tests {
         let short = grade(&["date,item,amount", "2026-11-03,train,73"], &[]).await;
         assert_eq!((short.passed, short.evidence.as_str()), (false, "expenses.csv lacks [\"2026-11-03,train,73\"]"));
         assert!(grade(&["2026-11-03,train,730"], &[]).await.passed, "whitespace around a line ignored");
+    }
+
+    #[tokio::test]
+    async fn a_file_s_lines_can_be_asked_for_in_order_and_others_to_be_gone() {
+        let workspace = tempfile::tempdir().expect("tmp");
+        let sheet = "2026-11-03,train,73\ndate,item,amount\n2026-11-02,lunch,12\n2026-11-02,lunch,21\n";
+        std::fs::write(workspace.path().join("expenses.csv"), sheet).expect("write");
+        let case = EvalCase::new("c", "Fix the lunch (21, not 12) and add the train ticket", "");
+        let answer = Answer { output: "", extracted: "", tool_calls: &[], workspace: Some(workspace.path()) };
+        let grade = |lines: &[&str], absent: &[&str]| {
+            let grader = Grader::File {
+                path: "expenses.csv".into(),
+                equals: None,
+                contains: vec![],
+                lines: lines.iter().map(|l| l.to_string()).collect(),
+                in_order: true,
+                absent: absent.iter().map(|l| l.to_string()).collect(),
+            };
+            let (case, answer) = (&case, &answer);
+            async move {
+                let outcome = grader.grade(case, answer, None).await.expect("grade");
+                (outcome.passed, outcome.evidence)
+            }
+        };
+        let (header, lunch, train) = ("date,item,amount", "2026-11-02,lunch,21", "2026-11-03,train,73");
+        assert_eq!(grade(&[header, lunch], &[]).await, (true, "expenses.csv is as expected".to_string()));
+        assert_eq!(
+            grade(&[header, lunch, train], &[]).await,
+            (false, "expenses.csv has \"2026-11-03,train,73\" out of order".to_string()),
+            "the row is above the header"
+        );
+        assert_eq!(
+            grade(&[header, lunch], &["2026-11-02,lunch,12", "2026-11-01,taxi,9"]).await,
+            (false, "expenses.csv still has [\"2026-11-02,lunch,12\"]".to_string()),
+            "the wrong row is left beside the right one"
+        );
+        assert!(grade(&[header], &["2026-11-02,lunch"]).await.0, "a part of a line is not the line");
     }
 
     #[tokio::test]
@@ -735,10 +801,26 @@ mod tests {
         assert!(Grader::Numeric { expected: Some(1.0), tolerance: -1.0, unit: None }.check(&case).is_err());
         assert!(Grader::Regex { pattern: "(".into() }.check(&case).is_err());
         assert!(
-            Grader::File { path: "../etc/passwd".into(), equals: None, contains: vec![], lines: vec![] }
-                .check(&case)
-                .is_err()
+            Grader::File {
+                path: "../etc/passwd".into(),
+                equals: None,
+                contains: vec![],
+                lines: vec![],
+                in_order: false,
+                absent: vec![]
+            }
+            .check(&case)
+            .is_err()
         );
+        let both = Grader::File {
+            path: "expenses.csv".into(),
+            equals: None,
+            contains: vec![],
+            lines: vec!["lunch,12".into()],
+            in_order: false,
+            absent: vec![" lunch,12".into()],
+        };
+        assert_eq!(both.check(&case), Err("` lunch,12` is both in `lines` and in `absent`".to_string()));
         assert!(Grader::JsonField { pointer: "a".into(), equals: serde_json::json!(1) }.check(&case).is_err());
         case.expected_output = None;
         assert!(Grader::Exact { expected: None }.check(&case).is_err());

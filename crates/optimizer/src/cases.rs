@@ -177,13 +177,14 @@ fn files_read(e: &Episode) -> BTreeMap<String, String> {
 /// The file checks of an accepted task whose agent changed files, when the log shows every
 /// change whole: each file it left must be there with every line it had after the accepted
 /// change, the lines it kept and the lines it gained (for a file not in the workspace, all of
-/// its lines), or, where the change only removed lines, with its text exactly. Kept lines
-/// count: a student that writes the new row alone over the sheet has lost the user's rows. A
-/// file that gained more than [`MAX_FILE_CHECK_LINES`] lines is a document written rather than
-/// a record filled in: its new lines are not asked for one by one (its wording is the
-/// student's own), its kept ones still are. Lines the change removed are not checked. None
-/// when the episode changed no file, changed one in a way the log does not show, or edited a
-/// file the case's workspace does not hold.
+/// its lines), in that order, without the lines the change removed, or, where the change only
+/// removed lines, with its text exactly. Kept lines count: a student that writes the new row
+/// alone over the sheet has lost the user's rows; so does order: a row added above the
+/// header. A file that gained more than [`MAX_FILE_CHECK_LINES`] lines is a document written
+/// rather than a record filled in: its new lines are not asked for one by one (its wording is
+/// the student's own), its kept ones still are, in any order and whatever it removed (a
+/// rewrite may move or reword them). None when the episode changed no file, changed one in a
+/// way the log does not show, or edited a file the case's workspace does not hold.
 fn file_checks(e: &Episode, workspace: &BTreeMap<String, String>) -> Option<Vec<Grader>> {
     if e.written.is_empty() || e.unknown_writes {
         return None;
@@ -212,14 +213,21 @@ fn file_checks(e: &Episode, workspace: &BTreeMap<String, String>) -> Option<Vec<
             let lines: Vec<&str> =
                 file.content.lines().map(str::trim).filter(|l| !l.is_empty() && seen.insert(*l)).collect();
             let added = lines.iter().filter(|l| !had.contains(*l)).count();
-            let (equals, lines) = match added {
-                0 => (Some(file.content.clone()), Vec::new()),
+            let strings = |lines: &mut dyn Iterator<Item = &str>| lines.map(str::to_string).collect::<Vec<_>>();
+            let (equals, lines, in_order, absent) = match added {
+                0 => (Some(file.content.clone()), Vec::new(), false, Vec::new()),
                 n if n > MAX_FILE_CHECK_LINES => {
-                    (None, lines.iter().filter(|l| had.contains(*l)).map(|l| l.to_string()).collect())
+                    (None, strings(&mut lines.iter().copied().filter(|l| had.contains(l))), false, Vec::new())
                 }
-                _ => (None, lines.iter().map(|l| l.to_string()).collect()),
+                _ => {
+                    let now: std::collections::HashSet<&str> = lines.iter().copied().collect();
+                    let mut once = std::collections::HashSet::new();
+                    let mut removed =
+                        before.lines().map(str::trim).filter(|l| !l.is_empty() && !now.contains(l) && once.insert(*l));
+                    (None, strings(&mut lines.iter().copied()), lines.len() > 1, strings(&mut removed))
+                }
             };
-            Some(Grader::File { path: file.path.clone(), equals, contains: Vec::new(), lines })
+            Some(Grader::File { path: file.path.clone(), equals, contains: Vec::new(), lines, in_order, absent })
         })
         .collect()
 }
@@ -367,13 +375,17 @@ mod tests {
                     path: "expenses.csv".into(),
                     equals: None,
                     contains: vec![],
-                    lines: lines(&["date,item,amount", "2026-11-02,lunch,12", "2026-11-03,train,73"])
+                    lines: lines(&["date,item,amount", "2026-11-02,lunch,12", "2026-11-03,train,73"]),
+                    in_order: true,
+                    absent: vec![],
                 },
                 Grader::File {
                     path: "notes/november.md".into(),
                     equals: None,
                     contains: vec![],
-                    lines: lines(&["# November", "Train: 73"])
+                    lines: lines(&["# November", "Train: 73"]),
+                    in_order: true,
+                    absent: vec![],
                 },
             ],
             "the sheet's rows as the accepted change left them, kept and added (a student that writes the new row \
@@ -405,16 +417,43 @@ mod tests {
                     path: "expenses.csv".into(),
                     equals: Some("date,item,amount\n".into()),
                     contains: vec![],
-                    lines: vec![]
+                    lines: vec![],
+                    in_order: false,
+                    absent: vec![],
                 },
-                Grader::File { path: "weekly.md".into(), equals: None, contains: vec![], lines: vec![] },
+                Grader::File {
+                    path: "weekly.md".into(),
+                    equals: None,
+                    contains: vec![],
+                    lines: vec![],
+                    in_order: false,
+                    absent: vec![],
+                },
                 Grader::File {
                     path: "budget.md".into(),
                     equals: None,
                     contains: vec![],
-                    lines: lines(&["Budget: 100"])
+                    lines: lines(&["Budget: 100"]),
+                    in_order: false,
+                    absent: vec![],
                 },
             ]
+        );
+
+        // A row changed: the new row is asked for and the old one must be gone (a student that
+        // adds the right row and leaves the wrong one has not done the task).
+        let mut fixed = e.clone();
+        fixed.written = vec![file("expenses.csv", "date,item,amount\n2026-11-02,lunch,21\n", false)];
+        assert_eq!(
+            suite_from_episodes("mined-job", &[&fixed]).evals[0].graders,
+            [Grader::File {
+                path: "expenses.csv".into(),
+                equals: None,
+                contains: vec![],
+                lines: lines(&["date,item,amount", "2026-11-02,lunch,21"]),
+                in_order: true,
+                absent: lines(&["2026-11-02,lunch,12"]),
+            }]
         );
 
         // No file checks where the files cannot all be told: another change the log does not
