@@ -279,8 +279,8 @@ impl CallEffect {
 /// `+` lines, `*** Update File: PATH` with hunks of ` `, `-` and `+` lines after `@@`
 /// headers, `*** Delete File: PATH`, `*** End Patch`): an added file is written whole, each
 /// hunk of an update replaces its old lines (context and removed) with its new ones (context
-/// and added). None when the patch does something whose result cannot be told that way (a
-/// deleted or moved file, a hunk with no old lines), or cannot be read.
+/// and added), a deleted file is deleted. None when the patch does something whose result
+/// cannot be told that way (a moved file, a hunk with no old lines), or cannot be read.
 fn patch_changes(patch: &str, project: Option<&Path>, workdir: Option<&str>) -> Option<Vec<FileChange>> {
     let mut lines = patch.lines().map(|l| l.strip_suffix('\r').unwrap_or(l)).peekable();
     if lines.next()?.trim() != "*** Begin Patch" {
@@ -339,8 +339,10 @@ fn patch_changes(patch: &str, project: Option<&Path>, workdir: Option<&str>) -> 
                 return None;
             }
             changes.push(FileChange::Replace { path, edits });
+        } else if let Some(path) = line.strip_prefix("*** Delete File: ") {
+            changes.push(FileChange::Delete { path: in_project(project, workdir, path.trim())? });
         } else {
-            // `*** Delete File:`, `*** Move to:`, or a line that is not the format's.
+            // `*** Move to:`, or a line that is not the format's.
             return None;
         }
     }

@@ -78,6 +78,9 @@ pub struct FileWritten {
     /// text before does not matter to the task.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub created: bool,
+    /// The agent's last change deleted it (`content` is empty).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
 }
 
 /// A tool call of an episode.
@@ -234,6 +237,22 @@ impl Open {
     /// is known, else that the episode's files are not all known.
     fn track_change(&mut self, change: &FileChange, clean: &dyn Fn(&str) -> String) {
         let path = change.path();
+        if let FileChange::Delete { .. } = change {
+            self.known.remove(path);
+            let written = &mut self.episode.written;
+            let room = written.len() < MAX_EPISODE_READS;
+            match written.iter_mut().find(|w| w.path == path) {
+                Some(w) => (w.content, w.deleted) = (String::new(), true),
+                None if room => written.push(FileWritten {
+                    path: path.to_string(),
+                    content: String::new(),
+                    created: false,
+                    deleted: true,
+                }),
+                None => self.forget_written(path),
+            }
+            return;
+        }
         let Some(after) = change.apply(self.known.get(path).map(String::as_str)) else {
             self.known.remove(path);
             self.forget_written(path);
@@ -244,11 +263,12 @@ impl Open {
         let written = &mut self.episode.written;
         let room = written.len() < MAX_EPISODE_READS;
         match written.iter_mut().find(|w| w.path == path) {
-            Some(w) if fits => w.content = clean(&after),
+            Some(w) if fits => (w.content, w.deleted) = (clean(&after), false),
             None if fits && room => written.push(FileWritten {
                 path: path.to_string(),
                 content: clean(&after),
                 created: matches!(change, FileChange::Whole { .. }),
+                deleted: false,
             }),
             _ => self.forget_written(path),
         }

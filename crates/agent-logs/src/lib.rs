@@ -194,6 +194,11 @@ pub enum FileChange {
         /// The replacements.
         edits: Vec<Replacement>,
     },
+    /// The file was deleted (a Codex patch's `Delete File`).
+    Delete {
+        /// Its path inside the project folder, `/`-separated.
+        path: String,
+    },
 }
 
 /// One exact-text replacement of a [`FileChange::Replace`].
@@ -251,15 +256,17 @@ impl FileChange {
     /// The file's path.
     pub fn path(&self) -> &str {
         match self {
-            FileChange::Whole { path, .. } | FileChange::Replace { path, .. } => path,
+            FileChange::Whole { path, .. } | FileChange::Replace { path, .. } | FileChange::Delete { path } => path,
         }
     }
 
     /// The file's text after the change, given its text before (None: not known); None when
-    /// it cannot be told (no text before, or a replaced text not in it).
+    /// it cannot be told (no text before, or a replaced text not in it) or there is none (a
+    /// deletion).
     pub fn apply(&self, before: Option<&str>) -> Option<String> {
         match self {
             FileChange::Whole { content, .. } => Some(content.clone()),
+            FileChange::Delete { .. } => None,
             FileChange::Replace { edits, .. } => {
                 // A leading newline makes "found from a line's start" a plain search.
                 let mut text = format!("\n{}", before?);

@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Version of the store's file.
 const STORE_VERSION: u32 = 1;
 /// The readers' version: raised when they record more of a session (2: file changes, tokens
-/// and times), so files read before are read again.
-const READER_VERSION: u32 = 2;
+/// and times; 3: deleted files), so files read before are read again.
+const READER_VERSION: u32 = 3;
 
 /// What is kept of one session file: its size and modification time when it was read (the
 /// watermark), and the episodes read from it.

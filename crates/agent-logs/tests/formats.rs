@@ -1021,6 +1021,11 @@ fn the_files_an_agent_left_are_worked_out_from_its_writes_and_edits_where_the_lo
                 json!({"type": "custom_tool_call", "name": "apply_patch", "call_id": "p2", "input": "*** Begin Patch\n*** Delete File: notes/old.md\n*** End Patch"}),
             ),
             item(json!({"type": "custom_tool_call_output", "call_id": "p2", "output": "Success."})),
+            user("Rename november.md to 2026-11.md"),
+            item(
+                json!({"type": "custom_tool_call", "name": "apply_patch", "call_id": "p3", "input": "*** Begin Patch\n*** Update File: notes/november.md\n*** Move to: notes/2026-11.md\n@@\n Train: 73\n*** End Patch"}),
+            ),
+            item(json!({"type": "custom_tool_call_output", "call_id": "p3", "output": "Success."})),
         ],
     );
     let e = read(&codex, &file);
@@ -1032,7 +1037,12 @@ fn the_files_an_agent_left_are_worked_out_from_its_writes_and_edits_where_the_lo
         ]
     );
     assert!(!e[0].unknown_writes);
-    assert!(e[1].unknown_writes, "a deleted file is a change the case could not check");
+    assert_eq!(
+        (written(&e[1]), e[1].written[0].deleted, e[1].unknown_writes),
+        (vec![("notes/old.md".to_string(), String::new(), false)], true, false),
+        "a deleted file is followed"
+    );
+    assert!(e[2].unknown_writes && e[2].written.is_empty(), "a moved file is not");
 
     // skd: `write_file` writes the whole file.
     let skd = SkdRuns::new(tmp.path().join("runs"));

@@ -94,6 +94,10 @@ pub enum Grader {
         /// row a task said to delete.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         absent: Vec<String>,
+        /// The file must not exist (the task was to delete it); nothing else may be asked of
+        /// it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        missing: bool,
     },
     /// The teacher judges the answer against each criterion and cites its evidence.
     Rubric {
@@ -220,11 +224,14 @@ impl Grader {
                     Ok(())
                 }
             }
-            Grader::File { path, lines, absent, .. } => {
+            Grader::File { path, equals, contains, lines, absent, missing, .. } => {
                 let p = Path::new(path);
                 let both = absent.iter().find(|a| lines.iter().any(|l| l.trim() == a.trim()));
+                let asks_content = equals.is_some() || !contains.is_empty() || !lines.is_empty() || !absent.is_empty();
                 if path.is_empty() || p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir) {
                     Err(format!("path must be relative and stay inside the workspace, got `{path}`"))
+                } else if *missing && asks_content {
+                    Err("`missing` asks for no file: it cannot also ask for content".into())
                 } else if let Some(line) = both {
                     Err(format!("`{line}` is both in `lines` and in `absent`"))
                 } else {
@@ -337,14 +344,16 @@ impl Grader {
                 };
                 (hit, evidence)
             }
-            Grader::File { path, equals, contains, lines, in_order, absent } => {
+            Grader::File { path, equals, contains, lines, in_order, absent, missing } => {
                 let Some(root) = answer.workspace else {
                     return Err(Error::Grader {
                         case: case.id.to_string(),
                         message: "file grader needs an agent run with a workspace".into(),
                     });
                 };
+                let there = root.join(path).exists();
                 match std::fs::read_to_string(root.join(path)) {
+                    _ if *missing => (!there, format!("{path} {}", if there { "is still there" } else { "is gone" })),
                     Err(e) => (false, format!("{path}: {e}")),
                     Ok(text) => {
                         let equal_ok = equals.as_ref().is_none_or(|want| text.trim_end() == want.trim_end());
@@ -610,6 +619,7 @@ mod tests {
                 lines: lines.iter().map(|l| l.to_string()).collect(),
                 in_order: false,
                 absent: vec![],
+                missing: false,
             };
             let (case, answer) = (&case, &answer);
             async move { grader.grade(case, answer, None).await.expect("grade") }
@@ -618,6 +628,40 @@ mod tests {
         let short = grade(&["date,item,amount", "2026-11-03,train,73"], &[]).await;
         assert_eq!((short.passed, short.evidence.as_str()), (false, "expenses.csv lacks [\"2026-11-03,train,73\"]"));
         assert!(grade(&["2026-11-03,train,730"], &[]).await.passed, "whitespace around a line ignored");
+    }
+
+    #[tokio::test]
+    async fn a_file_can_be_asked_to_be_gone() {
+        let workspace = tempfile::tempdir().expect("tmp");
+        std::fs::write(workspace.path().join("kept.md"), "x").expect("write");
+        let case = EvalCase::new("c", "Delete the old notes", "");
+        let answer = Answer { output: "", extracted: "", tool_calls: &[], workspace: Some(workspace.path()) };
+        let gone = |path: &str| Grader::File {
+            path: path.into(),
+            equals: None,
+            contains: vec![],
+            lines: vec![],
+            in_order: false,
+            absent: vec![],
+            missing: true,
+        };
+        let outcome = |path: &str| {
+            let (grader, case, answer) = (gone(path), &case, &answer);
+            async move {
+                let o = grader.grade(case, answer, None).await.expect("grade");
+                (o.passed, o.evidence)
+            }
+        };
+        assert_eq!(outcome("old.md").await, (true, "old.md is gone".to_string()));
+        assert_eq!(outcome("kept.md").await, (false, "kept.md is still there".to_string()));
+        let mut asks_both = gone("kept.md");
+        if let Grader::File { lines, .. } = &mut asks_both {
+            lines.push("x".into());
+        }
+        assert_eq!(
+            asks_both.check(&case),
+            Err("`missing` asks for no file: it cannot also ask for content".to_string())
+        );
     }
 
     #[tokio::test]
@@ -635,6 +679,7 @@ mod tests {
                 lines: lines.iter().map(|l| l.to_string()).collect(),
                 in_order: true,
                 absent: absent.iter().map(|l| l.to_string()).collect(),
+                missing: false,
             };
             let (case, answer) = (&case, &answer);
             async move {
@@ -807,7 +852,8 @@ mod tests {
                 contains: vec![],
                 lines: vec![],
                 in_order: false,
-                absent: vec![]
+                absent: vec![],
+                missing: false,
             }
             .check(&case)
             .is_err()
@@ -819,6 +865,7 @@ mod tests {
             lines: vec!["lunch,12".into()],
             in_order: false,
             absent: vec![" lunch,12".into()],
+            missing: false,
         };
         assert_eq!(both.check(&case), Err("` lunch,12` is both in `lines` and in `absent`".to_string()));
         assert!(Grader::JsonField { pointer: "a".into(), equals: serde_json::json!(1) }.check(&case).is_err());

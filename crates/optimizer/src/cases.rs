@@ -183,8 +183,9 @@ fn files_read(e: &Episode) -> BTreeMap<String, String> {
 /// header. A file that gained more than [`MAX_FILE_CHECK_LINES`] lines is a document written
 /// rather than a record filled in: its new lines are not asked for one by one (its wording is
 /// the student's own), its kept ones still are, in any order and whatever it removed (a
-/// rewrite may move or reword them). None when the episode changed no file, changed one in a
-/// way the log does not show, or edited a file the case's workspace does not hold.
+/// rewrite may move or reword them). A file it deleted must be gone. None when the episode
+/// changed no file, changed one in a way the log does not show, or changed (or deleted) a
+/// file the case's workspace does not hold.
 fn file_checks(e: &Episode, workspace: &BTreeMap<String, String>) -> Option<Vec<Grader>> {
     if e.written.is_empty() || e.unknown_writes {
         return None;
@@ -205,9 +206,22 @@ fn file_checks(e: &Episode, workspace: &BTreeMap<String, String>) -> Option<Vec<
         .map(|file| {
             let before = match workspace.get(&file.path) {
                 Some(before) => before.as_str(),
-                None if file.created => "",
+                None if file.created && !file.deleted => "",
+                // A file the student cannot see: it cannot change it, and a deletion of it
+                // would pass for nothing done.
                 None => return None,
             };
+            if file.deleted {
+                return Some(Grader::File {
+                    path: file.path.clone(),
+                    equals: None,
+                    contains: Vec::new(),
+                    lines: Vec::new(),
+                    in_order: false,
+                    absent: Vec::new(),
+                    missing: true,
+                });
+            }
             let had: std::collections::HashSet<&str> = before.lines().map(str::trim).collect();
             let mut seen = std::collections::HashSet::new();
             let lines: Vec<&str> =
@@ -227,7 +241,15 @@ fn file_checks(e: &Episode, workspace: &BTreeMap<String, String>) -> Option<Vec<
                     (None, strings(&mut lines.iter().copied()), lines.len() > 1, strings(&mut removed))
                 }
             };
-            Some(Grader::File { path: file.path.clone(), equals, contains: Vec::new(), lines, in_order, absent })
+            Some(Grader::File {
+                path: file.path.clone(),
+                equals,
+                contains: Vec::new(),
+                lines,
+                in_order,
+                absent,
+                missing: false,
+            })
         })
         .collect()
 }
@@ -360,6 +382,7 @@ mod tests {
             path: path.into(),
             content: content.into(),
             created,
+            deleted: false,
         };
         e.written = vec![
             file("expenses.csv", &format!("{sheet}2026-11-03,train,73\n"), false),
@@ -378,6 +401,7 @@ mod tests {
                     lines: lines(&["date,item,amount", "2026-11-02,lunch,12", "2026-11-03,train,73"]),
                     in_order: true,
                     absent: vec![],
+                    missing: false,
                 },
                 Grader::File {
                     path: "notes/november.md".into(),
@@ -386,6 +410,7 @@ mod tests {
                     lines: lines(&["# November", "Train: 73"]),
                     in_order: true,
                     absent: vec![],
+                    missing: false,
                 },
             ],
             "the sheet's rows as the accepted change left them, kept and added (a student that writes the new row \
@@ -420,6 +445,7 @@ mod tests {
                     lines: vec![],
                     in_order: false,
                     absent: vec![],
+                    missing: false,
                 },
                 Grader::File {
                     path: "weekly.md".into(),
@@ -428,6 +454,7 @@ mod tests {
                     lines: vec![],
                     in_order: false,
                     absent: vec![],
+                    missing: false,
                 },
                 Grader::File {
                     path: "budget.md".into(),
@@ -436,6 +463,7 @@ mod tests {
                     lines: lines(&["Budget: 100"]),
                     in_order: false,
                     absent: vec![],
+                    missing: false,
                 },
             ]
         );
@@ -453,15 +481,35 @@ mod tests {
                 lines: lines(&["date,item,amount", "2026-11-02,lunch,21"]),
                 in_order: true,
                 absent: lines(&["2026-11-02,lunch,12"]),
+                missing: false,
+            }]
+        );
+
+        // A deleted file must be gone, and nothing more is asked of it.
+        let mut deleting = e.clone();
+        deleting.written = vec![FileWritten { deleted: true, ..file("expenses.csv", "", false) }];
+        assert_eq!(
+            suite_from_episodes("mined-job", &[&deleting]).evals[0].graders,
+            [Grader::File {
+                path: "expenses.csv".into(),
+                equals: None,
+                contains: vec![],
+                lines: vec![],
+                in_order: false,
+                absent: vec![],
+                missing: true,
             }]
         );
 
         // No file checks where the files cannot all be told: another change the log does not
-        // show, or an edit of a file the workspace lacks. The reply is graded as before.
+        // show, or a change to a file the workspace lacks (a deletion of it would pass for
+        // nothing done). The reply is graded as before.
         let mut unknown = e.clone();
         unknown.unknown_writes = true;
         let mut unseen = e.clone();
         unseen.written = vec![file("ledger.csv", "x\n", false)];
+        let mut unseen_deleted = e.clone();
+        unseen_deleted.written = vec![FileWritten { deleted: true, ..file("ledger.csv", "", false) }];
         // A file the agent saw only in part, or read and not kept: the student could not see
         // what the written file was made from.
         let mut partly = e.clone();
@@ -472,7 +520,7 @@ mod tests {
             read: Some(FileRead { path: "rates.csv".into(), content: "eur,1".into() }),
             ..e.tools[0].clone()
         });
-        for other in [&unknown, &unseen, &partly, &unkept] {
+        for other in [&unknown, &unseen, &unseen_deleted, &partly, &unkept] {
             assert_eq!(
                 suite_from_episodes("mined-job", &[other]).evals[0].graders,
                 [Grader::Normalized { expected: None }]
