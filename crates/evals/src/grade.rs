@@ -351,25 +351,28 @@ impl Grader {
                         message: "file grader needs an agent run with a workspace".into(),
                     });
                 };
-                let there = root.join(path).exists();
+                if *missing {
+                    let there = root.join(path).exists();
+                    let evidence = format!("{path} {}", if there { "is still there" } else { "is gone" });
+                    return Ok(GradeOutcome { grader: self.kind().to_string(), passed: !there, evidence });
+                }
                 match std::fs::read_to_string(root.join(path)) {
-                    _ if *missing => (!there, format!("{path} {}", if there { "is still there" } else { "is gone" })),
                     Err(e) => (false, format!("{path}: {e}")),
                     Ok(text) => {
                         let equal_ok = equals.as_ref().is_none_or(|want| text.trim_end() == want.trim_end());
                         let has: std::collections::HashSet<&str> = text.lines().map(str::trim).collect();
-                        let missing: Vec<&String> = contains
+                        let lacking: Vec<&String> = contains
                             .iter()
                             .filter(|c| !text.contains(c.as_str()))
                             .chain(lines.iter().filter(|l| !has.contains(l.trim())))
                             .collect();
                         let present: Vec<&String> = absent.iter().filter(|a| has.contains(a.trim())).collect();
                         let out_of_order =
-                            if *in_order && missing.is_empty() { first_out_of_order(&text, lines) } else { None };
+                            if *in_order && lacking.is_empty() { first_out_of_order(&text, lines) } else { None };
                         let evidence = if !equal_ok {
                             format!("{path} differs from the expected content: {:?}", clip(&text))
-                        } else if !missing.is_empty() {
-                            format!("{path} lacks {missing:?}")
+                        } else if !lacking.is_empty() {
+                            format!("{path} lacks {lacking:?}")
                         } else if !present.is_empty() {
                             format!("{path} still has {present:?}")
                         } else if let Some(line) = out_of_order {
@@ -377,7 +380,7 @@ impl Grader {
                         } else {
                             format!("{path} is as expected")
                         };
-                        let passed = equal_ok && missing.is_empty() && present.is_empty() && out_of_order.is_none();
+                        let passed = equal_ok && lacking.is_empty() && present.is_empty() && out_of_order.is_none();
                         (passed, evidence)
                     }
                 }
