@@ -997,12 +997,14 @@ mod tests {
         }
     }
 
-    /// Answers a top-up request with five drafted cases (one repeats a user's task, one is
-    /// mislabelled), and each check of a drafted case with its true answer.
+    /// Answers a top-up request with six drafted cases (two repeat a user's task, one is
+    /// mislabelled), and each check of a drafted case with its true answer (one only when the
+    /// check shows the user's accepted answers).
     fn top_up_reply(last: &str) -> String {
         if last.contains("new tasks of the same job") {
             r#"{"cases": [
                 {"prompt": "Tip on a  48 euro bill at 15%?", "expected_output": "7.20 EUR"},
+                {"prompt": "Work out the tip on 90 euros at 10%.", "expected_output": "9 EUR"},
                 {"prompt": "Tip on a 20 euro bill at 10%?", "expected_output": "3 EUR"},
                 {"prompt": "Tip on a 60 euro bill at 20%?", "expected_output": "12 EUR"},
                 {"prompt": "Tip on a 30 euro bill at 10%?", "expected_output": "3 EUR"},
@@ -1012,7 +1014,13 @@ mod tests {
         } else if last.starts_with("Tip on a 20 euro bill") {
             "10% of 20 is 2. So the answer is 2 EUR.".to_string()
         } else if last.starts_with("Tip on a 60 euro bill") {
-            "So the answer is 12 EUR.".to_string()
+            // Right only with the user's accepted answers in view, as a rule the user's
+            // answers follow would be.
+            if last.contains("- Tip on a 48 euro bill at 15%? -> 7.20 EUR") {
+                "So the answer is 12 EUR.".to_string()
+            } else {
+                "So the answer is 12.50 EUR.".to_string()
+            }
         } else {
             "So the answer is 3 EUR.".to_string()
         }
@@ -1046,8 +1054,9 @@ mod tests {
 
         let topped = EvalSuite::load(&suite_path).expect("suite");
         let prompts = |split| topped.split(split).iter().map(|c| c.prompt.clone()).collect::<Vec<_>>();
-        // The repeat of the user's task is left out, the mislabelled case is dropped by its
-        // check, and two new cases fill train up to 4; the fifth is not needed, nor checked.
+        // The repeats of the user's tasks (in other spacing, in other words with the same
+        // amounts) are left out, the mislabelled case is dropped by its check, and two new
+        // cases fill train up to 4; the fifth is not needed, nor checked.
         assert_eq!(
             prompts(Split::Train),
             [
@@ -1983,15 +1992,16 @@ impl Distiller<'_> {
                 }
                 // A drafted case that repeats one already there (the user's, or its own) would
                 // count twice, or leak a test case into train.
-                let key = |p: &str| p.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
-                let mut seen: std::collections::HashSet<String> = cases.iter().map(|c| key(&c.prompt)).collect();
-                let fresh: Vec<ExampleCase> =
-                    drafted.cases.into_iter().filter(|c| seen.insert(key(&c.prompt))).collect();
+                let mut seen = SeenTasks::default();
+                cases.iter().for_each(|c| _ = seen.insert(&c.prompt));
+                let fresh: Vec<ExampleCase> = drafted.cases.into_iter().filter(|c| seen.insert(&c.prompt)).collect();
+                let given: Vec<(String, String)> =
+                    cases.iter().map(|c| (c.prompt.clone(), c.expected_output.clone())).collect();
                 for case in fresh {
                     // A document has no one right answer to solve afresh and compare.
                     if state.config.verify_drafted_cases
                         && !case.is_document()
-                        && !self.teacher_agrees(state, &case).await?
+                        && !self.teacher_agrees(state, &case, &given).await?
                     {
                         tracing::info!(prompt = %case.prompt, expected = %case.expected_output, "dropped a mislabelled case");
                         state.dropped_cases.push(case);
@@ -2157,14 +2167,16 @@ impl Distiller<'_> {
             }
             Err(e) => return Err(e),
         };
-        let key = |p: &str| p.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
-        let mut seen: std::collections::HashSet<String> = suite.evals.iter().map(|c| key(&c.prompt)).collect();
+        let mut seen = SeenTasks::default();
+        suite.evals.iter().for_each(|c| _ = seen.insert(&c.prompt));
+        let accepted: Vec<(String, String)> =
+            examples.iter().map(|(prompt, answer)| (prompt.to_string(), answer.to_string())).collect();
         let mut added = 0;
-        for case in drafted.cases.into_iter().filter(|c| seen.insert(key(&c.prompt))) {
+        for case in drafted.cases.into_iter().filter(|c| seen.insert(&c.prompt)) {
             if added == wanted {
                 break;
             }
-            if state.config.verify_drafted_cases && !self.teacher_agrees(state, &case).await? {
+            if state.config.verify_drafted_cases && !self.teacher_agrees(state, &case, &accepted).await? {
                 tracing::info!(prompt = %case.prompt, expected = %case.expected_output, "dropped a mislabelled case");
                 state.dropped_cases.push(case);
                 continue;
@@ -2193,12 +2205,26 @@ impl Distiller<'_> {
         Ok(())
     }
 
-    /// Whether the teacher, solving `case` afresh, reaches its drafted answer.
-    async fn teacher_agrees(&self, state: &mut DistillState, case: &ExampleCase) -> Result<bool> {
-        let mut request = CompletionRequest::new(vec![ChatMessage::new(
-            Role::User,
-            format!("{}\n\n{}", case.prompt, ANSWER_INSTRUCTIONS),
-        )]);
+    /// Whether the teacher, solving `case` afresh, reaches its drafted answer. It is shown the
+    /// `accepted` tasks and answers (the user's, at most 8): a user's answers may follow a
+    /// rule no task states (a tip rounded up to the next whole euro), and a check that did
+    /// not see them would drop every drafted case that follows it (a live night did).
+    async fn teacher_agrees(
+        &self,
+        state: &mut DistillState,
+        case: &ExampleCase,
+        accepted: &[(String, String)],
+    ) -> Result<bool> {
+        let mut prompt = format!("{}\n\n", case.prompt);
+        if !accepted.is_empty() {
+            prompt.push_str("Answer it the way these answers to other tasks of the same job were accepted:\n");
+            for (task, answer) in accepted.iter().take(8) {
+                prompt.push_str(&format!("- {task} -> {answer}\n"));
+            }
+            prompt.push('\n');
+        }
+        prompt.push_str(ANSWER_INSTRUCTIONS);
+        let mut request = CompletionRequest::new(vec![ChatMessage::new(Role::User, prompt)]);
         request.max_tokens = 1000;
         request.timeout = state.config.teacher_timeout();
         // A failed or unfinished check says nothing about the label: the case is kept.
@@ -2547,6 +2573,35 @@ fn drafted_split(i: usize) -> Split {
 }
 
 /// Two answers agree: equal after normalizing, or the same number.
+/// The tasks of a suite, to tell a drafted one that repeats another: the same words (case and
+/// spacing aside), or the same two or more numbers in the same order ("Tip for €120 at 18%?"
+/// and "Calculate the tip for €120 at 18%?" are one task; the drafting asks for other amounts).
+#[derive(Default)]
+struct SeenTasks {
+    words: std::collections::HashSet<String>,
+    numbers: std::collections::HashSet<Vec<String>>,
+}
+
+impl SeenTasks {
+    /// Records `prompt`; false when it repeats one recorded before.
+    fn insert(&mut self, prompt: &str) -> bool {
+        let words = prompt.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+        let numbers: Vec<String> = prompt
+            .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .map(|n| n.trim_matches('.'))
+            .filter(|n| n.chars().any(|c| c.is_ascii_digit()))
+            .map(str::to_string)
+            .collect();
+        let new_numbers = numbers.len() < 2 || !self.numbers.contains(&numbers);
+        let new = !self.words.contains(&words) && new_numbers;
+        self.words.insert(words);
+        if numbers.len() >= 2 {
+            self.numbers.insert(numbers);
+        }
+        new
+    }
+}
+
 fn same_answer(a: &str, b: &str) -> bool {
     let (na, nb) = (evals::grade::normalize(a), evals::grade::normalize(b));
     if na == nb {

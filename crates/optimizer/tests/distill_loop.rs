@@ -348,7 +348,13 @@ async fn distill_drafts_the_suite_and_the_skill_from_a_job_and_examples() {
     assert!(err.to_string().contains("simulated crash"), "{err}");
 
     let suite = EvalSuite::load(&EvalSuite::path_in(&dir)).expect("the drafted suite is valid");
-    assert_eq!(suite.evals.len(), 8, "4 given + 4 drafted (repeats and mislabelled ones dropped)");
+    // The recording: 6 drafted, 3 of them repeats of the given examples, and -10 °C labelled
+    // -18 °F, which the teacher's own check (14) drops.
+    assert_eq!(suite.evals.len(), 6, "4 given + 2 drafted (repeats and the mislabelled one dropped)");
+    assert_eq!(
+        load_state(&dir).expect("state").dropped_cases.iter().map(|c| c.prompt.as_str()).collect::<Vec<_>>(),
+        ["Convert -10 degrees Celsius to Fahrenheit."]
+    );
     let mut prompts: Vec<&str> = suite.evals.iter().map(|c| c.prompt.as_str()).collect();
     prompts.sort_unstable();
     prompts.dedup();
@@ -380,6 +386,9 @@ async fn distill_drafts_the_suite_and_the_skill_from_a_job_and_examples() {
     let drafted_in_suite = suite.evals.len() - examples.len();
     assert_eq!(checks.len(), drafted_in_suite + state.dropped_cases.len(), "{checks:#?}");
     assert!(examples.iter().all(|e| !checks.iter().any(|c| c.starts_with(&e.prompt))));
+    // Each check shows the user's examples with their answers, so a rule they follow (here,
+    // rounding to a whole degree) is the check's too.
+    assert!(checks.iter().all(|c| c.contains("- Convert 37 degrees Celsius to Fahrenheit. -> 99")), "{checks:#?}");
     for dropped in &state.dropped_cases {
         assert!(!suite.evals.iter().any(|c| c.prompt == dropped.prompt), "{dropped:?}");
     }
