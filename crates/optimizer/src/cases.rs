@@ -177,15 +177,14 @@ fn files_read(e: &Episode) -> BTreeMap<String, String> {
 /// The file checks of an accepted task whose agent changed files, when the log shows every
 /// change whole: each file it left must be there with every line it had after the accepted
 /// change, the lines it kept and the lines it gained (for a file not in the workspace, all of
-/// its lines), in that order, without the lines the change removed, or, where the change only
-/// removed lines, with its text exactly. Kept lines count: a student that writes the new row
-/// alone over the sheet has lost the user's rows; so does order: a row added above the
-/// header. A file that gained more than [`MAX_FILE_CHECK_LINES`] lines is a document written
-/// rather than a record filled in: its new lines are not asked for one by one (its wording is
-/// the student's own), its kept ones still are, in any order and whatever it removed (a
-/// rewrite may move or reword them). A file it deleted must be gone. None when the episode
-/// changed no file, changed one in a way the log does not show, or changed (or deleted) a
-/// file the case's workspace does not hold.
+/// its lines), without the lines the change removed, its kept lines in their order; or, where
+/// the change only removed lines, with its text exactly. Kept lines count: a student that
+/// writes the new row alone over the sheet has lost the user's rows. A file that gained more
+/// than [`MAX_FILE_CHECK_LINES`] lines is a document written rather than a record filled in:
+/// its new lines are not asked for one by one (its wording is the student's own), its kept
+/// ones still are, in any order and whatever it removed (a rewrite may move or reword them).
+/// None when the episode changed no file, changed one in a way the log does not show, changed
+/// a file the case's workspace does not hold, or deleted one (the student cannot delete).
 fn file_checks(e: &Episode, workspace: &BTreeMap<String, String>) -> Option<Vec<Grader>> {
     if e.written.is_empty() || e.unknown_writes {
         return None;
@@ -201,57 +200,57 @@ fn file_checks(e: &Episode, workspace: &BTreeMap<String, String>) -> Option<Vec<
     if seen_elsewhere {
         return None;
     }
-    e.written
-        .iter()
-        .map(|file| {
-            let before = match workspace.get(&file.path) {
-                Some(before) => before.as_str(),
-                None if file.created && !file.deleted => "",
-                // A file the student cannot see: it cannot change it, and a deletion of it
-                // would pass for nothing done.
-                None => return None,
-            };
-            if file.deleted {
-                return Some(Grader::File {
-                    path: file.path.clone(),
-                    equals: None,
-                    contains: Vec::new(),
-                    lines: Vec::new(),
-                    in_order: false,
-                    absent: Vec::new(),
-                    missing: true,
-                });
+    // The student's file tools write and edit; none deletes, so a task that deleted a file is
+    // one it cannot do over files.
+    if e.written.iter().any(|w| w.deleted) {
+        return None;
+    }
+    let checks = e.written.iter().map(|file| {
+        let before = match workspace.get(&file.path) {
+            Some(before) => before.as_str(),
+            None if file.created => "",
+            None => return None,
+        };
+        let had: std::collections::HashSet<&str> = before.lines().map(str::trim).collect();
+        let mut seen = std::collections::HashSet::new();
+        let lines: Vec<&str> =
+            file.content.lines().map(str::trim).filter(|l| !l.is_empty() && seen.insert(*l)).collect();
+        let added = lines.iter().filter(|l| !had.contains(*l)).count();
+        let kept: Vec<String> = lines.iter().filter(|l| had.contains(*l)).map(|l| l.to_string()).collect();
+        let check = |equals, lines, in_order, absent| Grader::File {
+            path: file.path.clone(),
+            equals,
+            contains: Vec::new(),
+            lines,
+            in_order,
+            absent,
+            missing: false,
+        };
+        Some(match added {
+            0 => vec![check(Some(file.content.clone()), Vec::new(), false, Vec::new())],
+            n if n > MAX_FILE_CHECK_LINES => vec![check(None, kept, false, Vec::new())],
+            _ => {
+                let now: std::collections::HashSet<&str> = lines.iter().copied().collect();
+                let mut once = std::collections::HashSet::new();
+                let removed = before
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !now.contains(l) && once.insert(*l))
+                    .map(str::to_string)
+                    .collect();
+                let all = lines.iter().map(|l| l.to_string()).collect();
+                // The user's lines keep their order; the added ones may stand anywhere (rows
+                // added in another order, or appended where the agent inserted them by date,
+                // are the same work).
+                let mut checks = vec![check(None, all, false, removed)];
+                if kept.len() > 1 {
+                    checks.push(check(None, kept, true, Vec::new()));
+                }
+                checks
             }
-            let had: std::collections::HashSet<&str> = before.lines().map(str::trim).collect();
-            let mut seen = std::collections::HashSet::new();
-            let lines: Vec<&str> =
-                file.content.lines().map(str::trim).filter(|l| !l.is_empty() && seen.insert(*l)).collect();
-            let added = lines.iter().filter(|l| !had.contains(*l)).count();
-            let strings = |lines: &mut dyn Iterator<Item = &str>| lines.map(str::to_string).collect::<Vec<_>>();
-            let (equals, lines, in_order, absent) = match added {
-                0 => (Some(file.content.clone()), Vec::new(), false, Vec::new()),
-                n if n > MAX_FILE_CHECK_LINES => {
-                    (None, strings(&mut lines.iter().copied().filter(|l| had.contains(l))), false, Vec::new())
-                }
-                _ => {
-                    let now: std::collections::HashSet<&str> = lines.iter().copied().collect();
-                    let mut once = std::collections::HashSet::new();
-                    let mut removed =
-                        before.lines().map(str::trim).filter(|l| !l.is_empty() && !now.contains(l) && once.insert(*l));
-                    (None, strings(&mut lines.iter().copied()), lines.len() > 1, strings(&mut removed))
-                }
-            };
-            Some(Grader::File {
-                path: file.path.clone(),
-                equals,
-                contains: Vec::new(),
-                lines,
-                in_order,
-                absent,
-                missing: false,
-            })
         })
-        .collect()
+    });
+    checks.collect::<Option<Vec<Vec<Grader>>>>().map(|checks| checks.concat())
 }
 
 /// The grader of a short accepted answer: one with one number in it ("42", "8 euros",
@@ -391,30 +390,25 @@ mod tests {
         let suite = suite_from_episodes("mined-job", &[&e]);
         let case = &suite.evals[0];
         let lines = |l: &[&str]| l.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+        let check = |path: &str, want: &[&str], in_order: bool, absent: &[&str]| Grader::File {
+            path: path.into(),
+            equals: None,
+            contains: vec![],
+            lines: lines(want),
+            in_order,
+            absent: lines(absent),
+            missing: false,
+        };
         assert_eq!(
             case.graders,
             [
-                Grader::File {
-                    path: "expenses.csv".into(),
-                    equals: None,
-                    contains: vec![],
-                    lines: lines(&["date,item,amount", "2026-11-02,lunch,12", "2026-11-03,train,73"]),
-                    in_order: true,
-                    absent: vec![],
-                    missing: false,
-                },
-                Grader::File {
-                    path: "notes/november.md".into(),
-                    equals: None,
-                    contains: vec![],
-                    lines: lines(&["# November", "Train: 73"]),
-                    in_order: true,
-                    absent: vec![],
-                    missing: false,
-                },
+                check("expenses.csv", &["date,item,amount", "2026-11-02,lunch,12", "2026-11-03,train,73"], false, &[]),
+                check("expenses.csv", &["date,item,amount", "2026-11-02,lunch,12"], true, &[]),
+                check("notes/november.md", &["# November", "Train: 73"], false, &[]),
             ],
             "the sheet's rows as the accepted change left them, kept and added (a student that writes the new row \
-             alone over the sheet has lost the user's rows), and the new file's lines; the reply \"Added.\" is not graded"
+             alone over the sheet has lost the user's rows), the user's rows in their order, and the new file's \
+             lines; the reply \"Added.\" is not graded"
         );
         assert_eq!(
             (case.mode, case.workspace_files.get("expenses.csv").map(String::as_str)),
@@ -447,24 +441,8 @@ mod tests {
                     absent: vec![],
                     missing: false,
                 },
-                Grader::File {
-                    path: "weekly.md".into(),
-                    equals: None,
-                    contains: vec![],
-                    lines: vec![],
-                    in_order: false,
-                    absent: vec![],
-                    missing: false,
-                },
-                Grader::File {
-                    path: "budget.md".into(),
-                    equals: None,
-                    contains: vec![],
-                    lines: lines(&["Budget: 100"]),
-                    in_order: false,
-                    absent: vec![],
-                    missing: false,
-                },
+                check("weekly.md", &[], false, &[]),
+                check("budget.md", &["Budget: 100"], false, &[]),
             ]
         );
 
@@ -474,36 +452,14 @@ mod tests {
         fixed.written = vec![file("expenses.csv", "date,item,amount\n2026-11-02,lunch,21\n", false)];
         assert_eq!(
             suite_from_episodes("mined-job", &[&fixed]).evals[0].graders,
-            [Grader::File {
-                path: "expenses.csv".into(),
-                equals: None,
-                contains: vec![],
-                lines: lines(&["date,item,amount", "2026-11-02,lunch,21"]),
-                in_order: true,
-                absent: lines(&["2026-11-02,lunch,12"]),
-                missing: false,
-            }]
-        );
-
-        // A deleted file must be gone, and nothing more is asked of it.
-        let mut deleting = e.clone();
-        deleting.written = vec![FileWritten { deleted: true, ..file("expenses.csv", "", false) }];
-        assert_eq!(
-            suite_from_episodes("mined-job", &[&deleting]).evals[0].graders,
-            [Grader::File {
-                path: "expenses.csv".into(),
-                equals: None,
-                contains: vec![],
-                lines: vec![],
-                in_order: false,
-                absent: vec![],
-                missing: true,
-            }]
+            [check("expenses.csv", &["date,item,amount", "2026-11-02,lunch,21"], false, &["2026-11-02,lunch,12"])]
         );
 
         // No file checks where the files cannot all be told: another change the log does not
-        // show, or a change to a file the workspace lacks (a deletion of it would pass for
-        // nothing done). The reply is graded as before.
+        // show, a change to a file the workspace lacks, or a deletion (the student's tools
+        // cannot delete). The reply is graded as before.
+        let mut deleting = e.clone();
+        deleting.written.push(FileWritten { deleted: true, ..file("notes/old.md", "", false) });
         let mut unknown = e.clone();
         unknown.unknown_writes = true;
         let mut unseen = e.clone();
@@ -520,7 +476,7 @@ mod tests {
             read: Some(FileRead { path: "rates.csv".into(), content: "eur,1".into() }),
             ..e.tools[0].clone()
         });
-        for other in [&unknown, &unseen, &unseen_deleted, &partly, &unkept] {
+        for other in [&unknown, &unseen, &unseen_deleted, &deleting, &partly, &unkept] {
             assert_eq!(
                 suite_from_episodes("mined-job", &[other]).evals[0].graders,
                 [Grader::Normalized { expected: None }]

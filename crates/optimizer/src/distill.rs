@@ -1004,7 +1004,7 @@ mod tests {
         if last.contains("new tasks of the same job") {
             r#"{"cases": [
                 {"prompt": "Tip on a  48 euro bill at 15%?", "expected_output": "7.20 EUR"},
-                {"prompt": "Work out the tip on 90 euros at 10%.", "expected_output": "9 EUR"},
+                {"prompt": "What's the tip on a 90 euro bill at 10%?", "expected_output": "9 EUR"},
                 {"prompt": "Tip on a 20 euro bill at 10%?", "expected_output": "3 EUR"},
                 {"prompt": "Tip on a 60 euro bill at 20%?", "expected_output": "12 EUR"},
                 {"prompt": "Tip on a 30 euro bill at 10%?", "expected_output": "3 EUR"},
@@ -1024,6 +1024,21 @@ mod tests {
         } else {
             "So the answer is 3 EUR.".to_string()
         }
+    }
+
+    #[test]
+    fn a_drafted_task_with_the_same_numbers_and_mostly_the_same_words_is_a_repeat() {
+        let repeats = |first: &str, second: &str| {
+            let mut seen = super::SeenTasks::default();
+            assert!(seen.insert(first));
+            !seen.insert(second)
+        };
+        assert!(repeats("Tip for €120 at 18%?", "Calculate the tip for €120 at 18%?"));
+        assert!(repeats("Sort these names", "sort  these NAMES"));
+        assert!(!repeats("What is 12 + 7?", "What is 12 × 7?"));
+        assert!(!repeats("Add 3 days to 2026-11-03", "Subtract 3 days from 2026-11-03"));
+        assert!(!repeats("Convert -10 °C and 5 °C", "Convert 10 °C and 5 °C"), "a sign is part of a number");
+        assert!(!repeats("Tip for €120 at 18%?", "Tip for €120 at 15%?"));
     }
 
     #[tokio::test]
@@ -2572,36 +2587,74 @@ fn drafted_split(i: usize) -> Split {
     }
 }
 
-/// Two answers agree: equal after normalizing, or the same number.
 /// The tasks of a suite, to tell a drafted one that repeats another: the same words (case and
-/// spacing aside), or the same two or more numbers in the same order ("Tip for €120 at 18%?"
-/// and "Calculate the tip for €120 at 18%?" are one task; the drafting asks for other amounts).
+/// spacing aside), or the same two or more numbers in the same order with mostly the same
+/// other words ("Tip for €120 at 18%?" and "Calculate the tip for €120 at 18%?" are one
+/// task; "What is 12 + 7?" and "What is 12 × 7?", or "Add 3 days to 2026-11-03" and
+/// "Subtract 3 days from 2026-11-03", are not).
 #[derive(Default)]
 struct SeenTasks {
     words: std::collections::HashSet<String>,
-    numbers: std::collections::HashSet<Vec<String>>,
+    /// For each run of two or more numbers, the other words of each task that had it.
+    numbers: std::collections::HashMap<Vec<String>, Vec<std::collections::HashSet<String>>>,
 }
+
+/// The share of words two tasks with the same numbers must have in common (of the words
+/// either has) to be one task.
+const SAME_TASK_WORDS: f64 = 0.6;
 
 impl SeenTasks {
     /// Records `prompt`; false when it repeats one recorded before.
     fn insert(&mut self, prompt: &str) -> bool {
         let words = prompt.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
-        let numbers: Vec<String> = prompt
-            .split(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .map(|n| n.trim_matches('.'))
-            .filter(|n| n.chars().any(|c| c.is_ascii_digit()))
-            .map(str::to_string)
-            .collect();
-        let new_numbers = numbers.len() < 2 || !self.numbers.contains(&numbers);
-        let new = !self.words.contains(&words) && new_numbers;
+        let mut numbers = Vec::new();
+        let mut others = std::collections::HashSet::new();
+        for token in prompt.split_whitespace() {
+            let token =
+                token.trim_matches(|c: char| matches!(c, '?' | '!' | ',' | ';' | ':' | '"' | '\'' | '(' | ')' | '.'));
+            // "€120" is the number 120 and the word "€"; "18%" is 18 and "%"; a date or a
+            // negative number stays one number.
+            let mut rest = String::new();
+            let mut run = String::new();
+            for c in token.chars().chain(std::iter::once(' ')) {
+                if c.is_ascii_digit()
+                    || (matches!(c, '.' | ',' | '-') && !run.is_empty())
+                    || (c == '-' && run.is_empty())
+                {
+                    run.push(c);
+                    continue;
+                }
+                let number = run.trim_end_matches(['.', ',', '-']).replace(',', "");
+                if number.chars().any(|c| c.is_ascii_digit()) {
+                    numbers.push(number);
+                } else {
+                    rest.push_str(&run);
+                }
+                run.clear();
+                if c != ' ' {
+                    rest.push(c);
+                }
+            }
+            if !rest.is_empty() {
+                others.insert(rest.to_lowercase());
+            }
+        }
+        let similar = |seen: &std::collections::HashSet<String>| {
+            let shared = seen.intersection(&others).count() as f64;
+            let either = seen.union(&others).count().max(1) as f64;
+            shared / either >= SAME_TASK_WORDS
+        };
+        let repeats_numbers = numbers.len() >= 2 && self.numbers.get(&numbers).is_some_and(|s| s.iter().any(similar));
+        let new = !self.words.contains(&words) && !repeats_numbers;
         self.words.insert(words);
         if numbers.len() >= 2 {
-            self.numbers.insert(numbers);
+            self.numbers.entry(numbers).or_default().push(others);
         }
         new
     }
 }
 
+/// Two answers agree: equal after normalizing, or the same number.
 fn same_answer(a: &str, b: &str) -> bool {
     let (na, nb) = (evals::grade::normalize(a), evals::grade::normalize(b));
     if na == nb {
