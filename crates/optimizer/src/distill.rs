@@ -2010,8 +2010,18 @@ impl Distiller<'_> {
                 let mut seen = SeenTasks::default();
                 cases.iter().for_each(|c| _ = seen.insert(&c.prompt));
                 let fresh: Vec<ExampleCase> = drafted.cases.into_iter().filter(|c| seen.insert(&c.prompt)).collect();
-                let given: Vec<(String, String)> =
-                    cases.iter().map(|c| (c.prompt.clone(), c.expected_output.clone())).collect();
+                // The check sees the train-bound short answers only, as the drafting does.
+                let given: Vec<(String, String)> = cases
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, c)| {
+                        drafted_split(*i) == Split::Train
+                            && !c.is_document()
+                            && !c.expected_output.trim().is_empty()
+                            && !c.expected_output.contains('\n')
+                    })
+                    .map(|(_, c)| (c.prompt.clone(), c.expected_output.trim().to_string()))
+                    .collect();
                 for case in fresh {
                     // A document has no one right answer to solve afresh and compare.
                     if state.config.verify_drafted_cases

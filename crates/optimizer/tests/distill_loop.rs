@@ -389,6 +389,10 @@ async fn distill_drafts_the_suite_and_the_skill_from_a_job_and_examples() {
     // Each check shows the user's examples with their answers, so a rule they follow (here,
     // rounding to a whole degree) is the check's too.
     assert!(checks.iter().all(|c| c.contains("- Convert 37 degrees Celsius to Fahrenheit. -> 99")), "{checks:#?}");
+    assert!(
+        !checks.iter().any(|c| c.contains("Convert 0 degrees")),
+        "validation/test examples stay unseen: {checks:#?}"
+    );
     for dropped in &state.dropped_cases {
         assert!(!suite.evals.iter().any(|c| c.prompt == dropped.prompt), "{dropped:?}");
     }
