@@ -480,7 +480,13 @@ pub fn last_number(text: &str) -> Option<f64> {
 
 /// How many numbers the text holds.
 pub fn count_numbers(text: &str) -> usize {
-    number_regex().find_iter(text).count()
+    numbers(text).count()
+}
+
+/// The numbers written in the text, in order, each with where it stands (`1,234.5` and `-3`
+/// as written).
+pub fn numbers(text: &str) -> impl Iterator<Item = (std::ops::Range<usize>, &str)> {
+    number_regex().find_iter(text).map(|m| (m.range(), m.as_str()))
 }
 
 /// Units a numeric grader compares, each with the ways answers write it. Only these are read

@@ -2617,38 +2617,24 @@ impl SeenTasks {
     /// Records `prompt`; false when it repeats one recorded before.
     fn insert(&mut self, prompt: &str) -> bool {
         let words = prompt.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+        // Numbers as the graders read them ("1,234.5", "-10"); the rest, split at spaces and
+        // trimmed of punctuation, are the words ("€120" is 120 and "€", "18%" 18 and "%").
         let mut numbers = Vec::new();
-        let mut others = std::collections::HashSet::new();
-        for token in prompt.split_whitespace() {
-            let token =
-                token.trim_matches(|c: char| matches!(c, '?' | '!' | ',' | ';' | ':' | '"' | '\'' | '(' | ')' | '.'));
-            // "€120" is the number 120 and the word "€"; "18%" is 18 and "%"; a date or a
-            // negative number stays one number.
-            let mut rest = String::new();
-            let mut run = String::new();
-            for c in token.chars().chain(std::iter::once(' ')) {
-                if c.is_ascii_digit()
-                    || (matches!(c, '.' | ',' | '-') && !run.is_empty())
-                    || (c == '-' && run.is_empty())
-                {
-                    run.push(c);
-                    continue;
-                }
-                let number = run.trim_end_matches(['.', ',', '-']).replace(',', "");
-                if number.chars().any(|c| c.is_ascii_digit()) {
-                    numbers.push(number);
-                } else {
-                    rest.push_str(&run);
-                }
-                run.clear();
-                if c != ' ' {
-                    rest.push(c);
-                }
-            }
-            if !rest.is_empty() {
-                others.insert(rest.to_lowercase());
-            }
+        let mut rest = String::with_capacity(prompt.len());
+        let mut end = 0;
+        for (span, number) in evals::grade::numbers(prompt) {
+            rest.push_str(&prompt[end..span.start]);
+            rest.push(' ');
+            numbers.push(number.replace(',', ""));
+            end = span.end;
         }
+        rest.push_str(&prompt[end..]);
+        let others: std::collections::HashSet<String> = rest
+            .split_whitespace()
+            .map(|w| w.trim_matches(|c: char| matches!(c, '?' | '!' | ',' | ';' | ':' | '"' | '\'' | '(' | ')' | '.')))
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect();
         let similar = |seen: &std::collections::HashSet<String>| {
             let shared = seen.intersection(&others).count() as f64;
             let either = seen.union(&others).count().max(1) as f64;
